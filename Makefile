@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both create the
+# virtualenv and install the pinned requirements when needed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-requirements
+
+.PHONY: run test test-fast lint stress serve
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+## Migrate, create the demo account and key, and serve on http://127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	@$(BIN)/python manage.py rivya_demo
+	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000
+
+## Every test tier this machine can run (services it lacks are skipped with a reason)
+test: $(STAMP)
+	$(BIN)/pytest
+	$(BIN)/pytest --ds=tests.orghost.settings -m "not browser and not node and not slow" tests/rivya_api tests/rivya_billing tests/rivya_webhooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+## Long concurrency repeats (RIVYA_STRESS_REPEATS, default 20)
+stress: $(STAMP)
+	RIVYA_STRESS_REPEATS=$${RIVYA_STRESS_REPEATS:-20} $(BIN)/pytest -m stress

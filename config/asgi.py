@@ -1,0 +1,24 @@
+"""ASGI entry point: ``config.asgi:application`` (HTTP through Django, WebSockets through Channels).
+
+Without a broker this process also runs the periodic sweeps (holds, deliveries,
+queued tasks), since no ``celery beat`` is there to do it.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
+from django.conf import settings  # noqa: E402
+
+from config.celery import app as celery_app  # noqa: E402
+from rivya_api.background import start_periodic_runner  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_application})
+
+if celery_app.conf.get("rivya_in_process") and settings.RIVYA_IN_PROCESS_BEAT:
+    start_periodic_runner(celery_app)

@@ -1,0 +1,14 @@
+"""URLs of the reference project: the API, health probes, admin and account pages."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from rivya_api import health
+
+urlpatterns = [
+    path("api/v1/", include("rivya_api.urls")),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+]

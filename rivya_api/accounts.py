@@ -1,0 +1,30 @@
+"""The account boundary: which model is the account, and whose account a user acts as.
+
+Every key, wallet, task, file, session and webhook endpoint belongs to one
+account. ``RIVYA_ACCOUNT_MODEL`` (default: the user model) names the model, so a
+host can point it at its own organisation model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+
+from rivya_api.conf import api_settings
+from rivya_billing.conf import account_model_label
+
+
+def get_account_model() -> type[models.Model]:
+    return apps.get_model(account_model_label(), require_ready=False)
+
+
+def user_is_account(user: Any) -> Any:
+    """Default ``ACCOUNT_FOR_USER``: with the user model as account, a user is its own account."""
+    return user
+
+
+def account_for_user(user: Any) -> Any:
+    """The account a logged-in user acts as (may create it, as the host's hook decides)."""
+    return api_settings.ACCOUNT_FOR_USER(user)

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class RivyaApiConfig(AppConfig):
+    name = "rivya_api"
+    verbose_name = "Rivya API"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from rivya_api import checks  # noqa: F401  (registers system checks)

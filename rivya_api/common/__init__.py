@@ -1,0 +1,1 @@
+"""Plumbing shared by every API resource: errors, request ids, pagination, negotiation."""

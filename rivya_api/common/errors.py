@@ -1,0 +1,203 @@
+"""One error shape for every status under ``/api/v1/``.
+
+    {"error": {"type", "code", "message", "param", "request_id"}}
+
+``exception_handler`` is DRF's hook; ``error_response`` is used by plain Django
+views and middleware (404 catch-all, 413, 500) so both paths render alike.
+Domain errors from billing and webhooks are mapped to HTTP here, in one table,
+so those apps never learn about status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from rivya_api.common.request_id import current_request_id
+
+logger = logging.getLogger("rivya_api.errors")
+
+# Error "type" by status, in the manner of OpenAI's and Stripe's error types.
+TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    406: "invalid_request_error",
+    409: "conflict_error",
+    410: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "service_unavailable_error",
+}
+
+
+class ApiError(drf.APIException):
+    """An API error with a stable ``code`` and the offending ``param``."""
+
+    status_code = 400
+    default_code = "invalid_request"
+    default_detail = "The request is invalid."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=message or self.default_detail, code=code or self.default_code)
+        self.code = code or self.default_code
+        self.param = param
+        if status is not None:
+            self.status_code = status
+        self.headers = headers or {}
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+    default_code = "not_found"
+    default_detail = "No such object."
+
+
+class ConflictError(ApiError):
+    status_code = 409
+    default_code = "conflict"
+    default_detail = "The request conflicts with the object's current state."
+
+
+def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+            "code": code,
+            "message": message,
+            "param": param,
+            "request_id": current_request_id() or None,
+        }
+    }
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    """A plain Django response in the error shape (for code outside DRF views)."""
+    response = JsonResponse(error_body(status, code, message, param), status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+# Domain exception class -> (status, code). Filled by ``register_domain_error``
+# from the resource packages, so billing and webhooks stay HTTP-free.
+_DOMAIN_ERRORS: dict[type[BaseException], tuple[int, str]] = {}
+
+
+def register_domain_error(exc_class: type[BaseException], status: int, code: str) -> None:
+    _DOMAIN_ERRORS[exc_class] = (status, code)
+
+
+def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str, str]:
+    """Walk DRF's nested error detail to the first leaf: (param, code, message)."""
+    if isinstance(detail, dict):
+        key, value = next(iter(detail.items()))
+        if key == "non_field_errors":
+            return _first_validation_error(value, path)
+        return _first_validation_error(value, f"{path}.{key}" if path else str(key))
+    if isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, dict):
+                if value:  # a list serializer reports {} for the valid items
+                    return _first_validation_error(value, f"{path}[{index}]")
+                continue
+            return _first_validation_error(value, path)
+    code = getattr(detail, "code", None) or "invalid"
+    return (path or None), _validation_code(code), str(detail)
+
+
+def _validation_code(code: str) -> str:
+    return {"invalid": "invalid_parameter", "required": "missing_parameter"}.get(code, code)
+
+
+def _drf_error(exc: drf.APIException) -> tuple[int, str, str, str | None, dict[str, str]]:
+    status = exc.status_code
+    headers: dict[str, str] = dict(getattr(exc, "headers", {}) or {})
+    if isinstance(exc, ApiError):
+        return status, exc.code, str(exc.detail), exc.param, headers
+    if isinstance(exc, drf.ValidationError):
+        param, code, message = _first_validation_error(exc.detail)
+        return status, code, message, param, headers
+    if isinstance(exc, drf.Throttled):
+        wait = max(1, int(exc.wait or 1))
+        headers.setdefault("Retry-After", str(wait))
+        return status, "rate_limit_exceeded", "Too many requests; retry after the Retry-After delay.", None, headers
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "invalid_api_key"
+        if code in ("not_authenticated", "authentication_failed"):
+            code = "missing_api_key" if code == "not_authenticated" else "invalid_api_key"
+        return 401, code, str(exc.detail), None, headers
+    code_by_class = {
+        drf.MethodNotAllowed: "method_not_allowed",
+        drf.UnsupportedMediaType: "unsupported_media_type",
+        drf.NotAcceptable: "not_acceptable",
+        drf.ParseError: "invalid_json",
+        drf.NotFound: "not_found",
+        drf.PermissionDenied: "permission_denied",
+    }
+    code = next((c for k, c in code_by_class.items() if isinstance(exc, k)), None)
+    return status, code or str(exc.get_codes()), str(exc.detail), None, headers
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER``: every known error in the one shape; unknown ones re-raise."""
+    status, code, message, param, headers = _classify(exc)
+    if status is None:
+        return None  # unhandled: the API middleware logs it and answers 500
+    response = Response(error_body(status, code, message, param), status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _classify(exc: BaseException) -> tuple[Any, str, str, str | None, dict[str, str]]:
+    for exc_class, (status, code) in _DOMAIN_ERRORS.items():
+        if isinstance(exc, exc_class):
+            param = getattr(exc, "param", None)
+            headers = dict(getattr(exc, "headers", {}) or {})
+            return status, code, str(exc), param, headers
+    if isinstance(exc, drf.APIException):
+        return _drf_error(exc)
+    if isinstance(exc, Http404):
+        return 404, "not_found", "No such object.", None, {}
+    if isinstance(exc, PermissionDenied):
+        return 403, "permission_denied", "You cannot perform this action.", None, {}
+    if isinstance(exc, RequestDataTooBig):
+        return 413, "request_too_large", "The request body is too large.", None, {}
+    return None, "", "", None, {}
+
+
+def response_for_exception(exc: BaseException) -> JsonResponse:
+    """Render any exception under /api/v1/ (used by the API middleware)."""
+    status, code, message, param, headers = _classify(exc)
+    if status is None:
+        logger.error("Unhandled error in API request", exc_info=exc)
+        message = "An internal error occurred. Quote the request id if you contact support."
+        return error_response(500, "internal_error", message)
+    return error_response(status, code, message, param, headers)

@@ -1,0 +1,89 @@
+"""Middleware for the API's conventions.
+
+``RequestIdMiddleware`` gives every response (API or not) an ``X-Request-Id``.
+``ApiErrorMiddleware`` makes sure nothing under the API answers with Django's
+own pages: oversize bodies are refused before they are read (413), and any
+exception a view lets through becomes the error shape (500 is logged with the
+request id). Both work sync and async, so streaming views stay on the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from rivya_api.common import request_id
+from rivya_api.common.errors import error_response, response_for_exception
+from rivya_api.conf import api_settings
+
+API_NAMESPACE = "rivya_api"
+
+
+class _HybridMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+
+class RequestIdMiddleware(_HybridMiddleware):
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        token = self._begin(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset_current_request_id(token)
+        return self._finish(request, response)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        token = self._begin(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            request_id.reset_current_request_id(token)
+        return self._finish(request, response)
+
+    @staticmethod
+    def _begin(request: HttpRequest) -> Any:
+        request.request_id = request_id.request_id_from_header(request.headers.get("X-Request-Id"))
+        return request_id.set_current_request_id(request.request_id)
+
+    @staticmethod
+    def _finish(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response["X-Request-Id"] = request.request_id
+        return response
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    match = getattr(request, "resolver_match", None)
+    return bool(match and API_NAMESPACE in match.namespaces)
+
+
+class ApiErrorMiddleware(_HybridMiddleware):
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, *args: Any) -> HttpResponse | None:
+        if not is_api_request(request):
+            return None
+        try:
+            length = int(request.headers.get("Content-Length") or 0)
+        except ValueError:
+            return error_response(400, "invalid_content_length", "Content-Length is not a number.")
+        if length > api_settings.MAX_REQUEST_BYTES:
+            limit = api_settings.MAX_REQUEST_BYTES
+            return error_response(413, "request_too_large", f"The request body is larger than {limit} bytes.")
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_api_request(request):
+            return None
+        return response_for_exception(exception)

@@ -1,0 +1,26 @@
+"""Settings for rivya_api, read from the ``RIVYA_API`` dict.
+
+Read ``api_settings.X`` inside functions, never at import time, so that
+``override_settings`` and the ``rivya_settings`` test fixture take effect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rivya_billing.conf import AppSettings
+
+DEFAULTS: dict[str, Any] = {
+    # Absolute origin for URLs built outside a request (webhook payloads, emails).
+    "PUBLIC_BASE_URL": "",
+    # Callable(user) -> account: the account a logged-in Studio user acts as.
+    "ACCOUNT_FOR_USER": "rivya_api.accounts.user_is_account",
+    # Largest request body accepted under /api/v1/ before it is read (413 above).
+    "MAX_REQUEST_BYTES": 64 * 1024 * 1024,
+    "PAGE_SIZE": 20,
+    "MAX_PAGE_SIZE": 100,
+}
+
+IMPORT_STRINGS = ("ACCOUNT_FOR_USER",)
+
+api_settings = AppSettings("RIVYA_API", DEFAULTS, import_strings=IMPORT_STRINGS)

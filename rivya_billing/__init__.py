@@ -1,0 +1,1 @@
+"""Rivya's credit ledger: wallets, holds, settle, release, refund and grants."""

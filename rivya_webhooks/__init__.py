@@ -1,0 +1,1 @@
+"""Rivya's outbound webhooks: endpoints, an event outbox and signed delivery."""

@@ -1,0 +1,1 @@
+"""A minimal host project whose account is its own Organization model."""

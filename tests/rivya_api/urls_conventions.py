@@ -1,0 +1,36 @@
+"""Test-only routes inside the API namespace, for the conventions every view shares."""
+
+from django.urls import include, path
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from rivya_api import urls as api_urls
+from tests.rivya_api.background_probe import probe_view
+
+
+class EchoView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def post(self, request):  # type: ignore[no-untyped-def]
+        return Response({"object": "echo", "data": request.data})
+
+
+class BoomView(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def get(self, request):  # type: ignore[no-untyped-def]
+        raise RuntimeError("kaboom: secret detail that must not leak")
+
+
+test_patterns = [
+    path("_test/echo", EchoView.as_view()),
+    path("_test/boom", BoomView.as_view()),
+    path("_test/background", probe_view),
+]
+
+urlpatterns = [
+    path("api/v1/", include((test_patterns + api_urls.urlpatterns, "rivya_api"))),
+    path("", include("config.urls")),
+]
