@@ -17,10 +17,13 @@ DEFAULTS: dict[str, Any] = {
     "ACCOUNT_FOR_USER": "rivya_api.accounts.user_is_account",
     # Largest request body accepted under /api/v1/ before it is read (413 above).
     "MAX_REQUEST_BYTES": 64 * 1024 * 1024,
+    # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
+    "AUTHENTICATION_CLASSES": ["rivya_api.keys.authentication.APIKeyAuthentication"],
+    "THROTTLE_CLASSES": ["rivya_api.keys.throttling.APIKeyRateThrottle"],
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
 }
 
-IMPORT_STRINGS = ("ACCOUNT_FOR_USER",)
+IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES")
 
 api_settings = AppSettings("RIVYA_API", DEFAULTS, import_strings=IMPORT_STRINGS)

@@ -1,1 +1,1 @@
-"""Models of rivya_api."""
+"""Models of rivya_api, one import line per resource sub-package (keys, files, …)."""

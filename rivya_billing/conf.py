@@ -61,6 +61,8 @@ class AppSettings:
         return value
 
     def _import(self, name: str, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [self._import(name, item) for item in value]
         if not isinstance(value, str):
             return value
         try:

@@ -1,14 +1,41 @@
-"""Plain Django views of the API's conventions: the catch-all 404."""
+"""Views shared by the API: the catch-all 404 and the base of every authenticated view."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response
+from rivya_api.conf import api_settings
 
 
 @csrf_exempt
 def unknown_route(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     """Every unmatched path under the API: a 404 in the error shape, whatever the method or key."""
     return error_response(404, "unknown_route", f"No route matches {request.method} {request.path}.")
+
+
+class AccountScopedMixin:
+    """Base for every authenticated API view or viewset.
+
+    API-key authentication and per-key throttles come from ``RIVYA_API``
+    settings (read per request so overrides apply); ``self.account`` is the
+    account the request acts as. Querysets must be filtered by it, so another
+    account's object is a 404, never a 403.
+    """
+
+    def get_authenticators(self) -> list[Any]:
+        return [cls() for cls in api_settings.AUTHENTICATION_CLASSES]
+
+    def get_permissions(self) -> list[Any]:
+        return [HasAccount()]
+
+    def get_throttles(self) -> list[Any]:
+        return [cls() for cls in api_settings.THROTTLE_CLASSES]
+
+    @property
+    def account(self) -> Any:
+        return request_account(self.request)

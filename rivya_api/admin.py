@@ -1,0 +1,1 @@
+"""Django admin of rivya_api, one import line per resource sub-package."""
