@@ -171,9 +171,78 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 RIVYA_ACCOUNT_MODEL = "auth.User"
 
+# The model catalog (shape in rivya_api.catalog.spec, price rules in rivya_api.catalog.pricing).
+# A model is listed only where its provider class imports and, for upstream models, where
+# both variables named in "upstream" are set. Without "parameters" the schema comes from
+# the provider's parameters_schema(options).
+_SIZE_TIERS = {
+    "type": "tiered",
+    "parameters": ["width", "height"],
+    "tiers": [{"up_to": 512 * 512, "credits": 0}, {"up_to": 1024 * 1024, "credits": 2}, {"up_to": None, "credits": 4}],
+}
+RIVYA_MODELS = [
+    {
+        "id": "rivya-image-1",
+        "kind": "image",
+        "description": "Rivya's built-in image model: a picture derived from the prompt and seed, optionally shaped by a reference image. Runs locally; meant for development and integration tests.",
+        "provider": "rivya_api.generations.providers.local.LocalImageProvider",
+        "pricing": {"base": 2, "terms": [_SIZE_TIERS]},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-audio-1",
+        "kind": "audio",
+        "description": "Rivya's built-in speech model: reads the prompt aloud (espeak-ng when installed, else synthesized tones). Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalAudioProvider",
+        "pricing": {"base": 3},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-video-1",
+        "kind": "video",
+        "description": "Rivya's built-in video model: a short clip rendered from the prompt and seed. Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalVideoProvider",
+        "pricing": {"base": 5},
+        "limits": {"timeout_seconds": 120},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-image-hd",
+        "kind": "image",
+        "description": "High-detail image generation served by Rivya's hosted image backend.",
+        "provider": "rivya_api.generations.providers.openai_images.OpenAIImagesProvider",
+        "options": {"model": env.str("RIVYA_IMAGE_UPSTREAM_MODEL", default="gpt-image-1")},
+        "upstream": {"base_url_env": "RIVYA_IMAGE_UPSTREAM_BASE_URL", "api_key_env": "RIVYA_IMAGE_UPSTREAM_API_KEY"},
+        "pricing": {"base": 8, "terms": [_SIZE_TIERS]},
+        "limits": {"timeout_seconds": 180},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-chat-1",
+        "kind": "chat",
+        "description": "Rivya's built-in chat model for development: a small offline model with real streaming and exact token counts. Not a general-purpose assistant.",
+        "provider": "rivya_api.chat.providers.local.LocalChatProvider",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 256},
+                "stop": {"type": ["string", "array"], "items": {"type": "string"}, "maxItems": 4},
+            },
+        },
+        "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
+        "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+]
+
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
+    "MODELS": RIVYA_MODELS,
 }
 RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {

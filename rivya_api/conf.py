@@ -20,6 +20,9 @@ DEFAULTS: dict[str, Any] = {
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
     "AUTHENTICATION_CLASSES": ["rivya_api.keys.authentication.APIKeyAuthentication"],
     "THROTTLE_CLASSES": ["rivya_api.keys.throttling.APIKeyRateThrottle"],
+    # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec). The
+    # reference project declares its local models in config/settings.py.
+    "MODELS": [],
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
 }
