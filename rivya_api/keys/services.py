@@ -199,7 +199,7 @@ def api_key_touch(*, api_key: APIKey, now: datetime | None = None) -> bool:
     interval = int(api_settings.KEY_LAST_USED_INTERVAL)
     now = now or timezone.now()
     try:
-        elected = caches[api_settings.KEY_CACHE_ALIAS].add(f"rivya_api:apikey-used:{api_key.pk}", 1, interval)
+        elected = caches[api_settings.KEY_CACHE_ALIAS].add(f"rivya_api:apikey-used:{api_key.public_id}", 1, interval)
     except Exception:
         elected = True  # cache down: fall back on the conditional UPDATE's own bound
     if not elected:

@@ -3,7 +3,7 @@
 ``RIVYA_API["RATE_LIMIT"]`` (env ``RIVYA_API_RATE_LIMIT``, default
 ``1200/min``) is read per request. Each request costs one atomic increment:
 on Redis a single pipelined ``INCR`` + ``EXPIRE`` round trip, elsewhere
-``add`` + ``incr``. The counter key names the key's pk and the window start,
+``add`` + ``incr``. The counter key names the key (its public id) and the window start,
 so windows never need resetting and expire on their own. A fixed window lets
 a client burst up to twice the limit across a boundary; that is the price of
 one round trip and exact, simple headers.
@@ -92,7 +92,7 @@ class APIKeyRateThrottle(BaseThrottle):
         window_start = int(now // window) * window
         reset = window_start + window - now
         try:
-            count = _increment(f"rivya_api:ratelimit:{key.pk}:{window}:{window_start}", window + 1)
+            count = _increment(f"rivya_api:ratelimit:{key.public_id}:{window}:{window_start}", window + 1)
         except Exception:
             logger.warning("Rate-limit cache unavailable; letting the request through", exc_info=True)
             return True
