@@ -36,20 +36,26 @@ def test_changelist_shows_masked_key_name_account_last_used_and_status(admin_cli
     assert response.status_code == 200
     html = response.content.decode()
     assert f"{key.prefix}…{key.last4}" in html
-    assert "test key" in html and "old deploy key" in html
+    assert "test key" in html
+    assert "old deploy key" in html
     assert str(account) in html
-    assert "active" in html and "revoked" in html
+    assert "active" in html
+    assert "revoked" in html
     assert "Last used at" in html
     assert_never_shown(response, key, secret)
     assert_never_shown(response, revoked, revoked_secret)
     only_revoked = admin_client.get(CHANGELIST, {"status": "revoked"}).content.decode()
-    assert revoked.masked in only_revoked and key.masked not in only_revoked
+    assert revoked.masked in only_revoked
+    assert key.masked not in only_revoked
     only_active = admin_client.get(CHANGELIST, {"status": "active"}).content.decode()
-    assert key.masked in only_active and revoked.masked not in only_active
+    assert key.masked in only_active
+    assert revoked.masked not in only_active
 
 
 def test_create_shows_the_secret_once_in_the_admin_message(admin_client, admin_user, account):
-    response = admin_client.post(ADD, {"account": account.pk, "name": "ci runner", "expires_at_0": "", "expires_at_1": ""})
+    response = admin_client.post(
+        ADD, {"account": account.pk, "name": "ci runner", "expires_at_0": "", "expires_at_1": ""}
+    )
     assert response.status_code == 200, response.content
     key = APIKey.objects.get(name="ci runner")
     messages = [str(m) for m in response.context["messages"]]
@@ -57,7 +63,8 @@ def test_create_shows_the_secret_once_in_the_admin_message(admin_client, admin_u
     secret = messages[0].split("<code>")[1].split("</code>")[0]
     assert secret.startswith("rvya_sk_")
     assert secret_hash(secret) == key.key_hash
-    assert key.account_id == account.pk and key.created_by == admin_user
+    assert key.account_id == account.pk
+    assert key.created_by == admin_user
     assert "no-store" in response["Cache-Control"]
     # Nothing kept it: not the message cookie, not the session, not a later page.
     assert all(secret not in morsel.value for morsel in response.cookies.values())
@@ -100,7 +107,8 @@ def test_revoke_action(admin_client, admin_user, api_key, client):
     assert response.status_code == 200
     assert "Revoked 1 key(s)." in [str(m) for m in response.context["messages"]]
     key.refresh_from_db()
-    assert key.revoked_at is not None and key.status == "revoked"
+    assert key.revoked_at is not None
+    assert key.status == "revoked"
     event = key.events.get(action="revoked")
     assert (event.actor, event.source, event.ip) == (admin_user, "admin", "127.0.0.1")
 
@@ -108,13 +116,12 @@ def test_revoke_action(admin_client, admin_user, api_key, client):
 def test_roll_action_issues_replacement_shown_once_with_grace(admin_client, admin_user, api_key):
     key, old_secret = api_key
     before = timezone.now()
-    response = admin_client.post(
-        CHANGELIST, {"action": "roll_keys", "_selected_action": [key.pk], "grace": "24h"}
-    )
+    response = admin_client.post(CHANGELIST, {"action": "roll_keys", "_selected_action": [key.pk], "grace": "24h"})
     assert response.status_code == 200
     key.refresh_from_db()
     new = key.replaced_by
-    assert new is not None and new.name == key.name
+    assert new is not None
+    assert new.name == key.name
     messages = [str(m) for m in response.context["messages"]]
     assert len(messages) == 1
     secret = messages[0].split("<code>")[1].split("</code>")[0]
@@ -122,7 +129,8 @@ def test_roll_action_issues_replacement_shown_once_with_grace(admin_client, admi
     assert before + timedelta(hours=24) <= key.expires_at <= timezone.now() + timedelta(hours=24)
     assert key.status == "active"
     rolled = key.events.get(action="rolled")
-    assert rolled.details["replaced_by"] == new.public_id and rolled.details["grace_seconds"] == 86400
+    assert rolled.details["replaced_by"] == new.public_id
+    assert rolled.details["grace_seconds"] == 86400
     assert (rolled.actor, rolled.ip) == (admin_user, "127.0.0.1")
     later = admin_client.get(CHANGELIST)
     assert_never_shown(later, new, secret)
