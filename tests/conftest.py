@@ -17,6 +17,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Users made by fixtures get real hashes, just not PBKDF2's deliberate half second each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _rivya_settings_marker(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("rivya_settings")
     if marker is None:

@@ -34,9 +34,10 @@ class RateLimitState:
 
 def duration_text(seconds: float) -> str:
     """``250ms`` below a second, else whole seconds rounded up as ``1h2m3s`` / ``5m0s`` / ``59s``."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    total = math.ceil(seconds)
+    millis = max(0, math.ceil(seconds * 1000))
+    if millis < 1000:
+        return f"{millis}ms"
+    total = math.ceil(millis / 1000)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
