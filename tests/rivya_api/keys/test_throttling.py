@@ -155,3 +155,11 @@ def test_parse_rate_rejects_nonsense(rate):
 )
 def test_duration_text(seconds, text):
     assert duration_text(seconds) == text
+
+
+def test_a_nonsense_rate_limit_fails_the_system_checks(rivya_settings):
+    from rivya_api.checks import check_rate_limit
+
+    assert check_rate_limit() == []
+    rivya_settings("RIVYA_API", RATE_LIMIT="lots")
+    assert [error.id for error in check_rate_limit()] == ["rivya_api.E002"]
