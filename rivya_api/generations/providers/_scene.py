@@ -111,6 +111,7 @@ class Scene:
         self.height = height
         rng = scene_random(prompt, seed, "scene")
         words = _WORD.findall(prompt) or [prompt]
+        words = [word for word in words if len(word) > 2] or words  # "a", "of", "at" colour nothing
         # Colour words come first so they dominate the palette.
         words = sorted(words[:12], key=lambda word: word.lower() not in COLOUR_WORDS)
         hues = [(_word_hue(word) + rng.uniform(-0.04, 0.04)) for word in words[:8]]

@@ -33,6 +33,7 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering
+    trickle: float = 0.0  # seconds between body bytes (a slow drip that never trips a read timeout)
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, **kwargs: Any) -> Reply:
@@ -76,7 +77,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         try:
-            self.wfile.write(reply.body)
+            if not reply.trickle:
+                self.wfile.write(reply.body)
+            for index in range(len(reply.body) if reply.trickle else 0):
+                self.wfile.write(reply.body[index : index + 1])
+                self.wfile.flush()
+                if self.server.release.wait(reply.trickle):
+                    return
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test); nothing to do
 
