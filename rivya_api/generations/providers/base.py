@@ -28,7 +28,7 @@ Catalog contract (for whoever declares models):
 * ``Provider.kind`` — ``"image"``, ``"video"`` or ``"audio"``.
 * ``Provider.parameters_schema(options)`` — the JSON Schema (draft 2020-12) of
   ``input``. ``{"prompt": "..."}`` alone is always valid; every other property
-  has a ``default``. Properties that take a Files API id are marked with
+  has a ``default`` or is optional by nature (a seed, a file id). Properties that take a Files API id are marked with
   ``"x-rivya-file": {"content_types": [...]}`` (see :func:`file_parameter`);
   :func:`file_parameters` lists them. The runner resolves each such id to an
   :class:`InputFile` in ``input_files`` under the same key (``input`` keeps the id).

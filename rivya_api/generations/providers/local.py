@@ -276,14 +276,17 @@ VIDEO_CODECS = (
 )
 
 
-def video_codec() -> tuple[str, str, str, dict[str, str]]:
-    """``(codec, container, content_type, options)`` of the best encoder available."""
+def video_codec(name: str | None = None) -> tuple[str, str, str, dict[str, str]]:
+    """``(codec, container, content_type, options)`` of encoder ``name``, or of the best one available."""
     for entry in VIDEO_CODECS:
+        if name is not None and entry[0] != name:
+            continue
         try:
             av.codec.Codec(entry[0], "w")
         except (av.codec.codec.UnknownCodecError, ValueError):
             continue
         return entry
+    logger.error("no video encoder available (asked for %s)", name or "any")
     raise ProviderUnavailableError()
 
 
@@ -293,7 +296,8 @@ class LocalVideoProvider(Provider):
     Input: ``prompt``; ``width``/``height`` (64–1280, even, default 640×360);
     ``duration`` (1–10 s, default 2); ``fps`` (8–30, default 24); ``seed``.
     The default job is 48 frames, every one different. Progress is reported
-    while frames are rendered and encoded.
+    while frames are rendered and encoded. ``options["codec"]`` pins the encoder
+    (``libx264``, ``mpeg4`` or ``libvpx-vp9``); by default the first available wins.
     """
 
     kind = "video"
@@ -324,7 +328,7 @@ class LocalVideoProvider(Provider):
         seed = params.get("seed", prompt_seed(prompt))
         width, height, fps = params["width"], params["height"], params["fps"]
         frames = max(2, round(float(params["duration"]) * fps))
-        codec, container_format, content_type, codec_options = video_codec()
+        codec, container_format, content_type, codec_options = video_codec(self.options.get("codec"))
         scene = Scene(prompt=prompt, seed=seed, width=width, height=height)
         progress(3)
         # MP4's index goes at the front (faststart) for streaming playback, which needs a

@@ -2,9 +2,13 @@
 
 ``POST {base_url}/images/generations`` with ``{"model", "prompt", "size", "n",
 "response_format": "b64_json"}`` and ``Authorization: Bearer <key>``; the
-answer's ``data[].b64_json`` are the images. The base URL and the key are
-read from environment variables whose *names* the catalog entry gives, so no
-secret lives in settings::
+answer's ``data[].b64_json`` are the images. The base URL and the key come
+from environment variables whose *names* the catalog entry gives, so no
+secret lives in settings. The catalog's ``upstream`` entry
+(``{"base_url_env", "api_key_env"}``) reads them and passes the values in as
+``options["base_url"]``/``options["api_key"]``; without those keys the adapter
+reads the variables named by ``options["base_url_env"]``/``["api_key_env"]``
+itself::
 
     "options": {
         "base_url_env": "RIVYA_UPSTREAM_IMAGES_BASE_URL",   # e.g. https://upstream.example/v1
@@ -168,9 +172,12 @@ def _env_names(options: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _credentials(options: Mapping[str, Any]) -> tuple[str, str]:
-    # Read at call time: the environment may change between catalog reads (and tests set it).
+    """``(base_url, api_key)``: given in ``options`` (the catalog's ``upstream`` puts them there),
+    else read now from the variables the options name (the environment may change; tests set it)."""
     base_url_env, api_key_env = _env_names(options)
-    return os.environ.get(base_url_env, "").strip(), os.environ.get(api_key_env, "").strip()
+    base_url = options["base_url"] if "base_url" in options else os.environ.get(base_url_env, "")
+    api_key = options["api_key"] if "api_key" in options else os.environ.get(api_key_env, "")
+    return (base_url or "").strip(), (api_key or "").strip()
 
 
 def _read_limited(response: httpx.Response, limit: int, ends: float) -> bytes:

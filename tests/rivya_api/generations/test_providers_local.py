@@ -15,7 +15,12 @@ import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from rivya_api.generations.providers import InputFile, ProviderInputError, ProviderTimeoutError
+from rivya_api.generations.providers import (
+    InputFile,
+    ProviderInputError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
 from rivya_api.generations.providers.local import (
     LocalAudioProvider,
     LocalImageProvider,
@@ -284,6 +289,29 @@ def test_video_is_h264_mp4_with_distinct_frames_and_progress():
     assert seen == sorted(seen)
     assert seen[-1] == 100
     assert len(seen) > 20
+
+
+@pytest.mark.parametrize(
+    ("codec", "decoded_as", "content_type"),
+    [("mpeg4", "mpeg4", "video/mp4"), ("libvpx-vp9", "vp9", "video/webm")],
+)
+def test_fallback_encoders_make_valid_video(codec, decoded_as, content_type):
+    small = {**SMALL_VIDEO, "duration": 1, "fps": 8}
+    [output] = LocalVideoProvider({"codec": codec}).run(input={**small, "prompt": "a red fox"})
+    assert output.content_type == content_type
+    if content_type == "video/webm":
+        assert output.data.startswith(b"\x1a\x45\xdf\xa3")
+        assert b"webm" in output.data[:64]
+    else:
+        assert output.data[4:8] == b"ftyp"
+    with av.open(io.BytesIO(output.data)) as container:
+        assert container.streams.video[0].codec_context.name == decoded_as
+    assert len({frame.tobytes() for frame in decode_video(output.data)}) == 8
+
+
+def test_an_unknown_codec_option_is_unavailable():
+    with pytest.raises(ProviderUnavailableError):
+        LocalVideoProvider({"codec": "no-such-codec"}).run(input={**SMALL_VIDEO, "prompt": "x"})
 
 
 def test_video_follows_prompt_and_seed():

@@ -81,6 +81,19 @@ def test_configured_only_when_both_variables_are_set(monkeypatch):
     assert OpenAIImagesProvider.is_configured(OPTIONS) is True
 
 
+def test_values_given_in_options_win_over_the_variables(upstream, monkeypatch):
+    # The catalog's ``upstream`` entry reads the variables and hands the values in options.
+    monkeypatch.setenv(OPTIONS["base_url_env"], "http://127.0.0.1:9/v1")
+    monkeypatch.setenv(OPTIONS["api_key_env"], "sk-wrong")
+    given = {"base_url": f"{upstream.url}/v1", "api_key": API_KEY}
+    assert OpenAIImagesProvider.is_configured({**OPTIONS, **given}) is True
+    assert OpenAIImagesProvider.is_configured({**OPTIONS, "base_url": "", "api_key": API_KEY}) is False
+    upstream.answer = lambda request: images_reply(encoded())
+    [output] = run(given)
+    assert output.content_type == "image/png"
+    assert upstream.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+
+
 def test_running_unconfigured_is_unavailable(monkeypatch):
     monkeypatch.delenv(OPTIONS["api_key_env"], raising=False)
     with pytest.raises(ProviderUnavailableError) as caught:
