@@ -120,7 +120,10 @@ class LocalImageProvider(Provider):
         image = Scene(prompt=prompt, seed=seed, width=width, height=height).frame(0.0)
         progress(60)
         if reference is not None:
-            image = apply_reference(image, reference, float(params["reference_strength"]))
+            try:
+                image = apply_reference(image, reference, float(params["reference_strength"]))
+            except (OSError, ValueError) as exc:  # a pixel mode Pillow cannot turn into RGB
+                raise ProviderInputError("The reference image cannot be used.", param="reference_image") from exc
         data, content_type = _encode_image(image, params["format"])
         progress(95)
         extension = params["format"]
