@@ -280,6 +280,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Standard errors on every operation, no "default" responses, X-Request-Id documented.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "rivya_api.common.schema.postprocess_schema",
+    ],
+    # Enum component names that say what they are (and never collide across resources).
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorTypeEnum": "rivya_api.common.schema.ERROR_TYPES",
+        "ModelKindEnum": "rivya_api.catalog.spec.KINDS",
+        "PriceTermTypeEnum": "rivya_api.catalog.serializers.PRICE_TERM_TYPES",
+        "FilePurposeEnum": "rivya_api.files.models.File.Purpose",
+        "FileUploadPurposeEnum": "rivya_api.files.services.UPLOAD_PURPOSE_VALUES",
+    },
 }
 
 # --- Logging --------------------------------------------------------------------

@@ -120,9 +120,9 @@ def pricing_summary(model: CatalogModel) -> str:
     rule = model.pricing
     if model.kind == "chat":
         return (
-            f"{rule.input_per_1k_tokens} credits per 1,000 input tokens and "
-            f"{rule.output_per_1k_tokens} credits per 1,000 output tokens, rounded up to a whole credit per turn "
-            "(at least 1)."
+            f"{rule.input_per_1k_tokens} {_credits(rule.input_per_1k_tokens)} per 1,000 input tokens and "
+            f"{rule.output_per_1k_tokens} {_credits(rule.output_per_1k_tokens)} per 1,000 output tokens, "
+            "rounded up to a whole credit per turn (at least 1)."
         )
     parts = [f"{rule.base} {_credits(rule.base)} per generation"]
     for term in rule.terms:

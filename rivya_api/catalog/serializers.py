@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from rivya_api.catalog.pricing import pricing_public
 from rivya_api.catalog.spec import KINDS, CatalogModel
+from rivya_api.common.schema import constant_field
 
 
 class PriceTierSerializer(serializers.Serializer):
@@ -17,8 +18,11 @@ class PriceTierSerializer(serializers.Serializer):
     credits = serializers.IntegerField()
 
 
+PRICE_TERM_TYPES = ["per_unit", "tiered"]  # ENUM_NAME_OVERRIDES: PriceTermTypeEnum
+
+
 class PriceTermSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["per_unit", "tiered"])
+    type = serializers.ChoiceField(choices=PRICE_TERM_TYPES)
     parameter = serializers.CharField(required=False, help_text="per_unit: the priced parameter.")
     unit = serializers.IntegerField(required=False, help_text="per_unit: size of one unit; started units count.")
     credits = serializers.IntegerField(required=False, help_text="per_unit: credits per started unit.")
@@ -30,7 +34,7 @@ class PriceTermSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="MediaPricing")
 class MediaPricingSerializer(serializers.Serializer):
-    currency = serializers.ChoiceField(choices=["credits"])
+    currency = constant_field("credits")
     base = serializers.IntegerField(help_text="Credits of every generation.")
     terms = PriceTermSerializer(many=True, help_text="Added to base, each computed from the input.")
     default_credits = serializers.IntegerField(
@@ -41,7 +45,7 @@ class MediaPricingSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="ChatPricing")
 class ChatPricingSerializer(serializers.Serializer):
-    currency = serializers.ChoiceField(choices=["credits"])
+    currency = constant_field("credits")
     input_per_1k_tokens = serializers.IntegerField()
     output_per_1k_tokens = serializers.IntegerField()
     minimum_per_turn = serializers.IntegerField(help_text="A turn that used any tokens costs at least this much.")
@@ -58,17 +62,13 @@ PRICING_SCHEMA = PolymorphicProxySerializer(
 @extend_schema_serializer(component_name="Model")
 class ModelOutputSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="Public model id, used as `model` in requests.")
-    object = serializers.SerializerMethodField()
+    object = constant_field("model")
     kind = serializers.ChoiceField(choices=KINDS)
     description = serializers.CharField()
     parameters = serializers.SerializerMethodField()
     pricing = serializers.SerializerMethodField()
     limits = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
-
-    @extend_schema_field({"type": "string", "enum": ["model"]})
-    def get_object(self, model: CatalogModel) -> str:
-        return "model"
 
     @extend_schema_field(
         {

@@ -10,11 +10,14 @@ In a view::
 
 ``error_responses(*statuses, codes=…)`` declares each status with the ``Error``
 component (``{"error": {type, code, message, param, request_id}}``) and an
-example per code. 401, 429 and 500 need not be listed on authenticated
-operations: ``postprocess_schema`` (``SPECTACULAR_SETTINGS
-["POSTPROCESSING_HOOKS"]``) adds them to every operation that has a security
-requirement, adds 500 everywhere, removes any ``default`` response, and
-documents ``X-Request-Id`` on every response.
+example per code. Some statuses need not be listed: ``postprocess_schema``
+(``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``) adds 401 and 429 to every
+operation with a security requirement, 400/413/415 to every operation with a
+request body, 500 everywhere (each only where the view did not declare it
+itself), removes any ``default`` response, and documents ``X-Request-Id`` on
+every response. ``list_of(Serializer)`` documents a list envelope,
+``constant_field("file")`` an ``object`` field, ``PAGINATION_PARAMETERS`` the
+``limit``/``after`` query parameters.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 
 from rivya_api.common.errors import TYPE_BY_STATUS
@@ -33,6 +43,7 @@ __all__ = [
     "ErrorExample",
     "ErrorSerializer",
     "PAGINATION_PARAMETERS",
+    "constant_field",
     "error_example",
     "error_responses",
     "list_of",
@@ -160,6 +171,39 @@ def error_responses(
     return responses
 
 
+# --- constants -----------------------------------------------------------------------------------------
+
+
+class _ConstantField(serializers.Field):
+    value: str = ""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["read_only"] = True
+        kwargs.setdefault("source", "*")
+        super().__init__(**kwargs)
+
+    def to_representation(self, instance: Any) -> str:
+        return self.value
+
+
+_constant_fields: dict[str, type[_ConstantField]] = {}
+
+
+def constant_field(value: str, **kwargs: Any) -> serializers.Field:
+    """A read-only field that always renders ``value`` (e.g. ``object = constant_field("file")``).
+
+    Documented as ``{"type": "string", "const": value}``: a JSON Schema constant, so
+    code generators make it a literal type and the many ``object`` fields of the
+    API never collide as enums.
+    """
+    if value not in _constant_fields:
+        field_class = type(
+            f"Constant{value.title().replace('.', '').replace('_', '')}Field", (_ConstantField,), {"value": value}
+        )
+        _constant_fields[value] = extend_schema_field({"type": "string", "const": value})(field_class)
+    return _constant_fields[value](**kwargs)
+
+
 # --- lists ---------------------------------------------------------------------------------------------
 
 PAGINATION_PARAMETERS = [
@@ -179,10 +223,10 @@ def list_of(item_serializer: type[serializers.Serializer], *, name: str | None =
     """
     name = name or item_serializer.__name__.removesuffix("Serializer").removesuffix("Output") + "List"
     if name not in _list_serializers:
-        _list_serializers[name] = inline_serializer(
+        envelope = inline_serializer(
             name=name,
             fields={
-                "object": serializers.ChoiceField(choices=["list"]),
+                "object": constant_field("list"),
                 "data": item_serializer(many=True),
                 "has_more": serializers.BooleanField(),
                 "next_cursor": serializers.CharField(
@@ -190,6 +234,9 @@ def list_of(item_serializer: type[serializers.Serializer], *, name: str | None =
                 ),
             },
         )
+        # The envelope is one object, even on a "list" action (spectacular would wrap it in an array).
+        extend_schema_serializer(many=False)(type(envelope))
+        _list_serializers[name] = envelope
     return _list_serializers[name]
 
 
@@ -197,6 +244,9 @@ def list_of(item_serializer: type[serializers.Serializer], *, name: str | None =
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 AUTHENTICATED_STATUSES = (401, 429, 500)
+# Any request with a body can meet the parser and the size guard: malformed JSON (400), a body
+# over MAX_REQUEST_BYTES (413), a Content-Type the view does not parse (415).
+BODY_STATUSES = (400, 413, 415)
 REQUEST_ID_HEADER = {
     "description": "The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`.",
     "schema": {"type": "string"},
@@ -223,6 +273,7 @@ def _error_response(status: int) -> dict[str, Any]:
 
 
 def _is_authenticated(operation: Mapping[str, Any]) -> bool:
+    """Whether the operation can answer 401: it names at least one security scheme."""
     return any(requirement for requirement in operation.get("security") or [])
 
 
@@ -235,6 +286,8 @@ def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, pub
             responses = operation.setdefault("responses", {})
             responses.pop("default", None)
             statuses = AUTHENTICATED_STATUSES if _is_authenticated(operation) else (500,)
+            if "requestBody" in operation:
+                statuses = (*statuses, *BODY_STATUSES)
             for status in statuses:
                 responses.setdefault(str(status), _error_response(status))
             for status, response in responses.items():

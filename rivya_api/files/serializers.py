@@ -7,9 +7,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from rivya_api.common.schema import constant_field
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_download_url
-from rivya_api.files.services import UPLOAD_PURPOSES
+from rivya_api.files.services import UPLOAD_PURPOSE_VALUES
 
 
 @extend_schema_serializer(component_name="FileUpload")
@@ -18,7 +19,7 @@ class FileUploadInputSerializer(serializers.Serializer):
         help_text="The content. Its type is read from the bytes: PNG, JPEG, WebP, GIF, WAV, MP3, OGG/Opus, MP4, WebM."
     )
     purpose = serializers.ChoiceField(
-        choices=[purpose.value for purpose in UPLOAD_PURPOSES],
+        choices=UPLOAD_PURPOSE_VALUES,
         help_text="`reference`: media a generation uses as input. `chat_attachment`: an image for a chat message.",
     )
 
@@ -33,7 +34,7 @@ class FileListQuerySerializer(serializers.Serializer):
 @extend_schema_serializer(component_name="File")
 class FileOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id")
-    object = serializers.SerializerMethodField()
+    object = constant_field("file")
     filename = serializers.CharField()
     bytes = serializers.IntegerField(source="size")
     content_type = serializers.CharField(help_text="Sniffed from the content, e.g. `image/png`.")
@@ -46,10 +47,6 @@ class FileOutputSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(help_text="When the file is deleted automatically.")
     deleted = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
-
-    @extend_schema_field({"type": "string", "enum": ["file"]})
-    def get_object(self, file: File) -> str:
-        return "file"
 
     def get_deleted(self, file: File) -> bool:
         return file.is_deleted()

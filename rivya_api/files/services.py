@@ -36,10 +36,11 @@ from rivya_api.ids import public_id
 
 logger = logging.getLogger("rivya_api.files")
 
-__all__ = ["UPLOAD_PURPOSES", "file_create", "file_delete", "file_expire_due", "file_purge"]
+__all__ = ["UPLOAD_PURPOSES", "UPLOAD_PURPOSE_VALUES", "file_create", "file_delete", "file_expire_due", "file_purge"]
 
 # What a client may upload; generation_output is reserved to the API itself.
 UPLOAD_PURPOSES = (File.Purpose.REFERENCE, File.Purpose.CHAT_ATTACHMENT)
+UPLOAD_PURPOSE_VALUES = [purpose.value for purpose in UPLOAD_PURPOSES]
 _DEFAULT_MAX_BYTES = {"image": 20 * 1024 * 1024, "audio": 25 * 1024 * 1024, "video": 60 * 1024 * 1024}
 _HASH_CHUNK = 1024 * 1024
 

@@ -114,7 +114,16 @@ ACCEPTED = ", ".join(media_type.content_type for media_type in MEDIA_TYPES)
                 },
             ),
         },
-        examples=[OpenApiExample("file", value=FILE_EXAMPLE, response_only=True, status_codes=["201"])],
+        examples=[
+            OpenApiExample(
+                "upload",
+                summary="multipart/form-data fields",
+                value={"purpose": "reference", "file": "(the bytes of sketch.png)"},
+                request_only=True,
+                media_type="multipart/form-data",
+            ),
+            OpenApiExample("file", value=FILE_EXAMPLE, response_only=True, status_codes=["201"]),
+        ],
     ),
     list=extend_schema(
         operation_id="listFiles",
@@ -214,6 +223,8 @@ class FileContentView(AccountScopedMixin, APIView):
             "API key needed while it is valid), or call this path with the owner's API key and no signature."
         ),
         tags=["Files"],
+        # Either the owner's key or no key at all (a signed link).
+        auth=[{"ApiKeyAuth": []}, {}],
         parameters=[
             FILE_ID_PARAMETER,
             OpenApiParameter("expires", int, required=False, description="From the signed URL (unix time)."),
