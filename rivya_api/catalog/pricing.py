@@ -136,12 +136,12 @@ def pricing_summary(model: CatalogModel) -> str:
             lower: int | None = None
             for up_to, credits in term.tiers:
                 if up_to is None:
-                    bound = f"above {lower}" if lower is not None else "any value"
+                    bound = f"above {lower}" if lower is not None else "for any value"
                 else:
                     bound = f"up to {up_to}"
-                tiers.append(f"{credits} if {product} is {bound}")
+                tiers.append(f"{credits} {bound}")
                 lower = up_to
-            parts.append("plus " + ", ".join(tiers))
+            parts.append(f"plus, by {product}: " + ", ".join(tiers))
     return "; ".join(parts) + "."
 
 

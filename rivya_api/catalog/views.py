@@ -53,8 +53,8 @@ MODEL_EXAMPLE = {
             }
         ],
         "default_credits": 2,
-        "summary": "2 credits per generation; plus 0 if width × height is up to 262144, 2 if width × height is "
-        "up to 1048576, 4 if width × height is above 1048576.",
+        "summary": "2 credits per generation; plus, by width × height: 0 up to 262144, 2 up to 1048576, "
+        "4 above 1048576.",
     },
     "limits": {"timeout_seconds": 60},
     "created_at": "2026-05-01T00:00:00Z",

@@ -345,7 +345,10 @@ def test_public_pricing_shows_the_rule_and_the_default_price(sample_catalog):
     image = pricing_public(catalog_model_get("test-image"))
     assert image["default_credits"] == 2
     assert image["terms"][0]["tiers"][-1] == {"up_to": None, "credits": 5}
-    assert "width × height" in image["summary"]
+    assert (
+        image["summary"]
+        == "2 credits per generation; plus, by width × height: 0 up to 262144, 2 up to 1048576, 5 above 1048576."
+    )
     chat = pricing_public(catalog_model_get("test-chat"))
     assert chat == {
         "currency": "credits",
