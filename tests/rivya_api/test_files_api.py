@@ -76,6 +76,16 @@ def test_upload_each_accepted_type_and_download_it_by_its_signed_url(api_client,
     assert_matches_openapi(download, "get", "/api/v1/files/{file_id}/content")
 
 
+def test_large_uploads_spooled_to_disk_are_checked_the_same(api_client, client, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # Django writes bigger parts to a temporary file
+    data = media.mp4(frames=24, size=(128, 96))
+    assert len(data) > 1024
+    body = upload(api_client, data, "clip.mp4").json()
+    assert (body["content_type"], body["bytes"], body["width"]) == ("video/mp4", len(data), 128)
+    assert b"".join(client.get(path_and_query(body["url"])).streaming_content) == data
+    assert_error(upload(api_client, data[: len(data) // 2], "cut.mp4"), 415, "invalid_media")
+
+
 def test_type_is_sniffed_not_taken_from_name_or_client_mime(api_client):
     response = upload(api_client, media.png(), "movie.mp4", content_type="video/mp4")
     assert response.status_code == 201

@@ -383,3 +383,27 @@ def test_expiry_task_is_scheduled():
     # What beat and the in-process runner do before they look tasks up by name.
     app.loader.import_default_modules()
     assert "rivya_api.files.tasks.file_expire_due" in app.tasks
+
+
+# --- generated outputs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model_id", "extra"),
+    [
+        ("rivya-image-1", {}),
+        ("rivya-image-1", {"format": "webp"}),
+        ("rivya-audio-1", {}),
+        ("rivya-audio-1", {"format": "ogg"}),
+        ("rivya-video-1", {"duration": 1}),
+    ],
+)
+def test_local_models_outputs_pass_the_same_checks_as_uploads(account, model_id, extra):
+    from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_validate_input
+
+    model = catalog_model_get(model_id)  # the reference catalog lists every local media model
+    params = catalog_validate_input(model, {"prompt": "a red fox at dawn", **extra})
+    for output in catalog_provider(model).run(input=params):
+        file = file_create(account=account, content=output.data, filename=output.filename, purpose="generation_output")
+        assert file.content_type == output.content_type
+        assert file.kind == model.kind
