@@ -97,3 +97,12 @@ def test_credits_page_states_the_failure_and_refund_rules(client):
         "max_credits",
     ):
         assert text in html, text
+
+
+@pytest.mark.urls("tests.rivya_api.urls_api_only")
+def test_base_layout_renders_where_the_docs_are_not_mounted():
+    from django.template.loader import render_to_string
+
+    html = render_to_string("base.html")
+    assert 'href="/api/v1/docs"' in html
+    assert "/docs/quickstart" not in html
