@@ -1,4 +1,4 @@
-"""URLs of the reference project: the API, its documentation pages, health probes, admin and account pages."""
+"""URLs of the reference project: the API, its documentation, settings and Studio pages, health probes, admin, login."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -8,6 +8,7 @@ from rivya_api import health
 urlpatterns = [
     path("api/v1/", include("rivya_api.urls")),
     path("docs/", include("rivya_api.guides.urls")),
+    path("settings/", include("rivya_api.pages.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),

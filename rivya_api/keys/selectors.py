@@ -31,3 +31,8 @@ def api_key_for_secret(*, secret: str) -> APIKey | None:
 def api_key_event_list(*, api_key: APIKey) -> QuerySet[APIKeyEvent]:
     """The key's audit trail, newest first."""
     return APIKeyEvent.objects.filter(api_key=api_key).select_related("actor").order_by("-created_at", "-pk")
+
+
+def api_key_event_list_for_account(*, account: Any) -> QuerySet[APIKeyEvent]:
+    """Every audited key change of the account (the settings page's activity log), newest first."""
+    return APIKeyEvent.objects.filter(account=account).select_related("actor", "api_key").order_by("-created_at", "-pk")

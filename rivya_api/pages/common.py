@@ -1,0 +1,44 @@
+"""What every settings page shares: the account of the logged-in user, the client address, paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.paginator import Page, Paginator
+from django.http import HttpRequest
+
+from rivya_api.accounts import account_for_user
+
+# How the settings pages name themselves in audit trails and ledger actors.
+SOURCE = "settings"
+
+
+def page_account(request: HttpRequest) -> Any:
+    """The account the logged-in user acts as (the host's ``ACCOUNT_FOR_USER`` hook decides)."""
+    cached = getattr(request, "_rivya_page_account", None)
+    if cached is None:
+        cached = account_for_user(request.user)
+        request._rivya_page_account = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The peer address. Behind a proxy, set REMOTE_ADDR from the proxy's header in middleware."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def actor_label(request: HttpRequest) -> str:
+    """Who did it, as the ledger and webhooks record it: ``user:<pk>``."""
+    return f"user:{request.user.pk}"
+
+
+def paginate(request: HttpRequest, queryset: Any, per_page: int = 25) -> Page:
+    """One page of ``queryset`` from ``?page=``; an out-of-range or bad number gives the nearest page."""
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+def query_without_page(request: HttpRequest) -> str:
+    """The current filters as a query string, for the pager's links."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()

@@ -1,0 +1,1 @@
+"""Views of the settings pages, one module per page (keys, credits, webhooks, generations, studio)."""

@@ -1,0 +1,1 @@
+"""Template tags of rivya_api's pages."""

@@ -1,0 +1,47 @@
+"""Small filters the settings pages use to show durations, credits and ISO timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.utils.dateparse import parse_datetime
+
+register = template.Library()
+
+_UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+
+
+@register.filter
+def seconds_span(value: Any) -> str:
+    """``86400`` → ``1 day``; ``0`` → ``none``."""
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        return ""
+    if seconds <= 0:
+        return "none"
+    for size, name in _UNITS:
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+@register.filter
+def as_datetime(value: Any) -> datetime | None:
+    """An ISO 8601 string from a JSON field as a datetime (for the ``date`` filter)."""
+    if isinstance(value, datetime):
+        return value
+    return parse_datetime(value) if isinstance(value, str) else None
+
+
+@register.filter
+def signed(value: Any) -> str:
+    """Credits with an explicit sign: ``+5``, ``-3``, ``0``."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"+{number}" if number > 0 else str(number)

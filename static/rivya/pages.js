@@ -1,0 +1,209 @@
+/* Rivya settings pages and Studio: progressive enhancement only.
+ *
+ * Every page works without this file; it adds the copy button next to a new
+ * secret and live task updates. Live updates arrive over a WebSocket
+ * (/ws/tasks, authenticated by the session cookie) and fall back to polling a
+ * small JSON endpoint while the socket is unavailable. Nothing here loads
+ * anything from another origin.
+ */
+(function () {
+  "use strict";
+
+  var TERMINAL = { succeeded: true, failed: true, canceled: true };
+
+  function setupCopyButtons() {
+    var buttons = document.querySelectorAll("[data-copy-target]");
+    Array.prototype.forEach.call(buttons, function (button) {
+      var input = document.getElementById(button.getAttribute("data-copy-target"));
+      if (!input) return;
+      var box = button.closest(".secret-box");
+      var status = box ? box.querySelector(".copy-status") : null;
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        function report(ok) {
+          if (status) status.textContent = ok ? "Copied to the clipboard." : "Press Ctrl+C (⌘C) to copy the selected secret.";
+        }
+        input.focus();
+        input.select();
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(input.value).then(function () { report(true); }, function () { report(legacyCopy()); });
+        } else {
+          report(legacyCopy());
+        }
+      });
+    });
+  }
+
+  function legacyCopy() {
+    try { return document.execCommand("copy"); } catch (e) { return false; }
+  }
+
+  /* A download URL from a payload, made same-origin: payloads built outside a
+   * request carry the configured public origin, but the pages are served by the
+   * same project, so the path and signature are what matter. */
+  function sameOrigin(url) {
+    try { var parsed = new URL(url, window.location.href); return parsed.pathname + parsed.search; } catch (e) { return url; }
+  }
+
+  function outputElement(file) {
+    if (!file.url) return null;
+    var url = sameOrigin(file.url);
+    var type = file.content_type || "";
+    var el;
+    if (type.indexOf("image/") === 0) {
+      el = document.createElement("img");
+      el.src = url;
+      el.alt = "Output " + file.id;
+      el.loading = "lazy";
+    } else if (type.indexOf("audio/") === 0) {
+      el = document.createElement("audio");
+      el.controls = true;
+      el.preload = "metadata";
+      el.src = url;
+    } else if (type.indexOf("video/") === 0) {
+      el = document.createElement("video");
+      el.controls = true;
+      el.preload = "metadata";
+      el.src = url;
+    } else {
+      el = document.createElement("a");
+      el.href = url;
+      el.textContent = file.filename || file.id;
+    }
+    el.setAttribute("data-output-id", file.id);
+    return el;
+  }
+
+  function LiveTasks(root) {
+    this.root = root;
+    this.wsPath = root.getAttribute("data-ws-path");
+    this.pollUrl = root.getAttribute("data-poll-url");
+    this.rowUrl = root.getAttribute("data-row-url");
+    this.stateEl = root.querySelector("[data-live-state]");
+    this.pollEvery = parseInt(root.getAttribute("data-poll-seconds") || "3", 10) * 1000;
+    this.pollTimer = null;
+    this.retry = 0;
+    this.connectedBefore = false;
+  }
+
+  LiveTasks.prototype.setState = function (text, mode) {
+    if (this.stateEl) this.stateEl.textContent = text;
+    this.root.setAttribute("data-live-mode", mode);
+  };
+
+  LiveTasks.prototype.rows = function () {
+    return this.root.querySelectorAll("[data-task-id]");
+  };
+
+  LiveTasks.prototype.pendingIds = function () {
+    var ids = [];
+    Array.prototype.forEach.call(this.rows(), function (row) {
+      if (!TERMINAL[row.getAttribute("data-status")]) ids.push(row.getAttribute("data-task-id"));
+    });
+    return ids;
+  };
+
+  LiveTasks.prototype.apply = function (task) {
+    var row = this.root.querySelector('[data-task-id="' + task.id + '"]');
+    if (!row) { this.insertRow(task.id); return; }
+    row.setAttribute("data-status", task.status);
+    var badge = row.querySelector('[data-field="status"]');
+    if (badge) { badge.textContent = task.status; badge.className = "badge status-" + task.status; }
+    var progress = row.querySelector('[data-field="progress"]');
+    if (progress) progress.textContent = TERMINAL[task.status] ? "" : task.progress + "%";
+    var credits = row.querySelector('[data-field="credits"]');
+    if (credits && task.credits) {
+      credits.textContent = task.status === "succeeded" ? task.credits.charged + " charged"
+        : TERMINAL[task.status] ? task.credits.refunded + " refunded" : task.credits.reserved + " reserved";
+    }
+    var error = row.querySelector('[data-field="error"]');
+    if (error) error.textContent = task.error ? task.error.message : "";
+    var outputs = row.querySelector('[data-field="outputs"]');
+    if (outputs && task.outputs && task.outputs.length) {
+      var known = {};
+      Array.prototype.forEach.call(outputs.querySelectorAll("[data-output-id]"), function (el) { known[el.getAttribute("data-output-id")] = true; });
+      task.outputs.forEach(function (file) {
+        if (known[file.id]) return;
+        var el = outputElement(file);
+        if (el) outputs.appendChild(el);
+      });
+    }
+    var cancel = row.querySelector("[data-cancel]");
+    if (cancel && TERMINAL[task.status]) cancel.remove();
+  };
+
+  /* A task this page has not seen (submitted elsewhere): fetch its row as the server renders it. */
+  LiveTasks.prototype.insertRow = function (taskId) {
+    if (!this.rowUrl) return;
+    var body = this.root.querySelector("tbody");
+    if (!body || this.root.querySelector('[data-task-id="' + taskId + '"]')) return;
+    var self = this;
+    fetch(this.rowUrl.replace("TASK_ID", encodeURIComponent(taskId)), { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : ""; })
+      .then(function (html) {
+        if (!html || self.root.querySelector('[data-task-id="' + taskId + '"]')) return;
+        var holder = document.createElement("tbody");
+        holder.innerHTML = html.trim();
+        var row = holder.firstElementChild;
+        if (row) body.insertBefore(row, body.firstChild);
+        var empty = self.root.querySelector("[data-empty]");
+        if (empty) empty.remove();
+      });
+  };
+
+  LiveTasks.prototype.poll = function () {
+    var ids = this.pendingIds();
+    if (!ids.length || !this.pollUrl) return;
+    var self = this;
+    var url = this.pollUrl + (this.pollUrl.indexOf("?") < 0 ? "?" : "&") + "ids=" + encodeURIComponent(ids.join(","));
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : { data: [] }; })
+      .then(function (body) { (body.data || []).forEach(function (task) { self.apply(task); }); })
+      .catch(function () {});
+  };
+
+  LiveTasks.prototype.startPolling = function () {
+    if (this.pollTimer) return;
+    var self = this;
+    this.setState("Live updates unavailable: checking every few seconds.", "polling");
+    this.pollTimer = window.setInterval(function () { self.poll(); }, this.pollEvery);
+  };
+
+  LiveTasks.prototype.stopPolling = function () {
+    if (this.pollTimer) { window.clearInterval(this.pollTimer); this.pollTimer = null; }
+  };
+
+  LiveTasks.prototype.connect = function () {
+    if (!this.wsPath || !("WebSocket" in window)) { this.startPolling(); return; }
+    var self = this;
+    var socket;
+    try {
+      socket = new WebSocket((window.location.protocol === "https:" ? "wss://" : "ws://") + window.location.host + this.wsPath);
+    } catch (e) {
+      this.startPolling();
+      return;
+    }
+    socket.addEventListener("open", function () {
+      self.retry = 0;
+      self.stopPolling();
+      self.setState("Live", "websocket");
+      // Catch up over the socket on what changed between rendering the page and subscribing.
+      var ids = self.pendingIds();
+      if (ids.length) socket.send(JSON.stringify({ type: "tasks.sync", ids: ids }));
+    });
+    socket.addEventListener("message", function (event) {
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.type === "generation.update" && message.task) self.apply(message.task);
+    });
+    socket.addEventListener("close", function () {
+      self.startPolling();
+      var wait = Math.min(30000, 1000 * Math.pow(2, self.retry++));
+      window.setTimeout(function () { self.connect(); }, wait);
+    });
+  };
+
+  setupCopyButtons();
+  var roots = document.querySelectorAll("[data-live-tasks]");
+  Array.prototype.forEach.call(roots, function (root) { new LiveTasks(root).connect(); });
+})();

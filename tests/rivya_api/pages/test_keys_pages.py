@@ -1,0 +1,175 @@
+"""The API keys settings page: create (secret once), roll with grace, revoke, audit trail, CSRF, login."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from rivya_api.keys.models import APIKey, APIKeyEvent
+
+pytestmark = pytest.mark.django_db
+
+KEYS = "/settings/api-keys"
+
+
+def api_status(secret: str) -> tuple[int, str | None]:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    response = client.get("/api/v1/models")
+    code = response.json()["error"]["code"] if response.status_code >= 400 else None
+    return response.status_code, code
+
+
+def shown_secret(html: str) -> str:
+    match = re.search(r'value="(rvya_sk_[^"]+)"', html)
+    assert match, "no secret on the page"
+    return match.group(1)
+
+
+def test_pages_require_login(client):
+    for path in ["/settings/", KEYS, f"{KEYS}/key_x", f"{KEYS}/key_x/roll", f"{KEYS}/key_x/revoke"]:
+        response = client.get(path, follow=False)
+        if path == "/settings/":
+            response = client.get(response.url)
+        assert response.status_code == 302, path
+        assert response.url.startswith("/accounts/login/?next="), path
+
+
+def test_log_in_through_the_login_page(member):
+    client = Client()
+    page = client.get("/accounts/login/?next=/settings/api-keys")
+    assert page.status_code == 200
+    assert 'name="password"' in page.content.decode()
+    response = client.post(
+        "/accounts/login/",
+        {"username": member.user.username, "password": member.password, "next": KEYS},
+    )
+    assert response.status_code == 302
+    assert response.url == KEYS
+    assert client.get(KEYS).status_code == 200
+
+
+def test_create_shows_the_secret_once_and_records_who_when_and_where(member):
+    response = member.client.post(KEYS, {"name": "production", "expires_in_days": ""}, REMOTE_ADDR="203.0.113.7")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    html = response.content.decode()
+    secret = shown_secret(html)
+    assert "shown only this once" in html
+    key = APIKey.objects.get(account=member.account, name="production")
+    assert api_status(secret) == (200, None)
+
+    page = member.client.get(KEYS).content.decode()
+    assert secret not in page
+    assert key.key_hash not in page
+    assert f"{key.prefix}…{key.last4}" in page
+    event = APIKeyEvent.objects.get(api_key=key)
+    assert (event.action, event.actor, event.ip, event.source) == ("created", member.user, "203.0.113.7", "settings")
+    activity = page.split('id="activity"')[1]
+    assert "203.0.113.7" in activity
+    assert member.user.username in activity
+    assert "Created" in activity
+
+
+def test_create_with_an_expiry_and_a_missing_name(member):
+    response = member.client.post(KEYS, {"name": "", "expires_in_days": "30"})
+    assert response.status_code == 400
+    assert "This field is required" in response.content.decode()
+    assert not APIKey.objects.filter(account=member.account).exists()
+    member.client.post(KEYS, {"name": "month", "expires_in_days": "30"})
+    key = APIKey.objects.get(account=member.account)
+    assert key.expires_at is not None
+    assert (key.expires_at - key.created_at).days == 30
+
+
+def test_every_action_needs_the_csrf_token(member, make_api_key):
+    key, _ = make_api_key(member.account)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(member.user)
+    assert strict.post(KEYS, {"name": "x"}).status_code == 403
+    assert strict.post(f"{KEYS}/{key.public_id}/roll", {"grace": "now"}).status_code == 403
+    assert strict.post(f"{KEYS}/{key.public_id}/revoke").status_code == 403
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert key.replaced_by_id is None
+    # With the token from the form, the same request goes through.
+    form = strict.get(f"{KEYS}/{key.public_id}/revoke").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    assert strict.post(f"{KEYS}/{key.public_id}/revoke", {"csrfmiddlewaretoken": token}).status_code == 302
+
+
+def test_roll_keeps_the_old_key_working_for_the_chosen_grace(member, make_api_key):
+    old, old_secret = make_api_key(member.account, name="deploy")
+    form = member.client.get(f"{KEYS}/{old.public_id}/roll").content.decode()
+    assert 'value="24h"' in form
+    assert 'value="now"' in form
+    response = member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "24h"}, REMOTE_ADDR="198.51.100.2")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    new_secret = shown_secret(response.content.decode())
+    assert api_status(new_secret) == (200, None)
+    assert api_status(old_secret) == (200, None)
+    old.refresh_from_db()
+    assert old.replaced_by.name == "deploy"
+    assert 23 * 3600 < (old.expires_at - old.replaced_by.created_at).total_seconds() <= 24 * 3600
+    rolled = APIKeyEvent.objects.get(api_key=old, action="rolled")
+    assert (rolled.actor, rolled.ip, rolled.details["grace_seconds"]) == (member.user, "198.51.100.2", 86400)
+    detail = member.client.get(f"{KEYS}/{old.public_id}").content.decode()
+    assert "Rolled" in detail
+    assert "grace 1 day" in detail
+    assert old.replaced_by.public_id in detail
+
+
+def test_roll_now_and_roll_twice(member, make_api_key):
+    old, old_secret = make_api_key(member.account)
+    response = member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "now"})
+    assert api_status(shown_secret(response.content.decode())) == (200, None)
+    assert api_status(old_secret) == (401, "api_key_expired")
+    again = member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "now"})
+    assert again.status_code == 400
+    assert "only an active key can be rolled" in again.content.decode()
+    assert member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "forever"}).status_code == 400
+
+
+def test_revoke_asks_first_then_refuses_the_key_everywhere(member, make_api_key):
+    key, secret = make_api_key(member.account, name="laptop")
+    confirm = member.client.get(f"{KEYS}/{key.public_id}/revoke")
+    assert "cannot be undone" in confirm.content.decode()
+    key.refresh_from_db()
+    assert key.revoked_at is None  # a GET changes nothing
+    response = member.client.post(f"{KEYS}/{key.public_id}/revoke", follow=True)
+    assert "Revoked laptop" in response.content.decode()
+    assert api_status(secret) == (401, "api_key_revoked")
+    assert APIKeyEvent.objects.filter(api_key=key, action="revoked", actor=member.user).count() == 1
+    page = member.client.get(KEYS).content.decode()
+    row = page.split(f'data-key-id="{key.public_id}"')[1].split("</tr>")[0]
+    assert "revoked" in row
+    assert "/revoke" not in row
+    assert "/roll" not in row
+
+
+def test_another_accounts_keys_are_not_reachable(member, stranger, make_api_key):
+    key, secret = make_api_key(member.account, name="members-only")
+    page = stranger.client.get(KEYS).content.decode()
+    assert "members-only" not in page
+    assert key.public_id not in page
+    for path in [f"{KEYS}/{key.public_id}", f"{KEYS}/{key.public_id}/roll", f"{KEYS}/{key.public_id}/revoke"]:
+        assert stranger.client.get(path).status_code == 404, path
+    assert stranger.client.post(f"{KEYS}/{key.public_id}/roll", {"grace": "now"}).status_code == 404
+    assert stranger.client.post(f"{KEYS}/{key.public_id}/revoke").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert key.replaced_by_id is None
+    assert api_status(secret) == (200, None)
+
+
+def test_activity_is_paginated(member, make_api_key):
+    for index in range(23):
+        make_api_key(member.account, name=f"k{index}")
+    first = member.client.get(KEYS).content.decode()
+    assert "Page 1 of 2" in first
+    second = member.client.get(KEYS, {"page": 2}).content.decode()
+    assert "Page 2 of 2" in second
