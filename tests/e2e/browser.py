@@ -1,0 +1,216 @@
+"""Browser test harness: the project under a real ASGI server, driven by Playwright and Chromium.
+
+``live_asgi`` runs ``uvicorn config.asgi:application`` in a subprocess against
+this test run's database (pytest-django's ``live_server`` is WSGI and threaded,
+so it has no WebSockets). The server is self-contained: no ``REDIS_URL``, so it
+uses the in-memory channel layer and runs background work in its own process,
+as the embedded default does. Its upstream image service is a stand-in on a
+real socket (``upstream``), whose answers each test controls, so a generation
+can be held "running" until the test lets it finish.
+
+Chromium is Debian's ``/usr/bin/chromium`` (Playwright's own browser download
+does not work here). Screenshots go to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.rivya_api.generations.standin import StandInServer, stand_in_server
+from tests.rivya_api.keys.subprocesses import ROOT, django_env
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
+UPSTREAM_KEY = "upstream-test-key"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def api(self, secret: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _wait_healthy(server: LiveServer, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the ASGI server exited ({server.process.returncode}):\n{server.logs()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the ASGI server did not become healthy:\n{server.logs()}")
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[StandInServer]:
+    """The upstream image service the server's ``rivya-image-hd`` model calls."""
+    with stand_in_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_asgi(django_db_setup: Any, upstream: StandInServer) -> Iterator[LiveServer]:
+    # The test process binds the port and hands the socket over, so the URL is known up front.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    port = sock.getsockname()[1]
+    env = django_env(
+        DEBUG="true",
+        RIVYA_IN_PROCESS_BEAT="false",
+        RIVYA_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        RIVYA_UPSTREAM_IMAGES_BASE_URL=f"{upstream.url}/v1",
+        RIVYA_UPSTREAM_IMAGES_API_KEY=UPSTREAM_KEY,
+        RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true",
+    )
+    env.pop("REDIS_URL", None)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "asgi-server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--fd",
+                str(sock.fileno()),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
+            pass_fds=[sock.fileno()],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    sock.close()
+    server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    try:
+        _wait_healthy(server)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def _async_unsafe_allowed() -> Iterator[None]:
+    """Playwright's sync API keeps an event loop running in this thread, which Django's ORM
+    takes for an async context; the test's own ORM calls are synchronous, so allow them, but
+    only while Playwright runs (the rest of the suite keeps the safety check)."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def chromium(live_asgi: LiveServer) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with _async_unsafe_allowed(), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any, live_asgi: LiveServer) -> Iterator[Any]:
+    context = chromium.new_context(base_url=live_asgi.url, viewport=VIEWPORTS["desktop"])
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def log_in(page: Any, username: str, password: str, next_path: str = "/settings/api-keys") -> None:
+    page.goto(f"/accounts/login/?next={next_path}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{next_path}")
+
+
+def screenshots(page: Any, name: str) -> list[Path]:
+    """The current page, whole, at desktop and at mobile width; returns the files written."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    written = []
+    original = page.viewport_size
+    for label, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        path = SCREENSHOTS / f"{name}-{label}.png"
+        page.screenshot(path=str(path), full_page=True)
+        written.append(path)
+    page.set_viewport_size(original)
+    return written
+
+
+def overflowing(page: Any) -> list[str]:
+    """What makes the page wider than the viewport at its current width (empty when nothing does).
+
+    Tables may be wider: they scroll inside their ``.table-wrap``."""
+    return page.evaluate(
+        """() => {
+            if (document.documentElement.scrollWidth <= window.innerWidth + 1) return [];
+            const out = [`page is ${document.documentElement.scrollWidth}px wide`];
+            for (const el of document.querySelectorAll("body *")) {
+                if (el.closest(".table-wrap") && !el.classList.contains("table-wrap")) continue;
+                const box = el.getBoundingClientRect();
+                if (box.right > window.innerWidth + 1) out.push(`${el.tagName}.${el.className}: ${box.right}`);
+            }
+            return out;
+        }"""
+    )
