@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 
@@ -46,3 +48,52 @@ class APIKeyRollForm(forms.Form):
 
     def grace_period(self) -> timedelta:
         return ROLL_GRACE_CHOICES[self.cleaned_data["grace"]]
+
+
+class StudioGenerationForm(forms.Form):
+    """A Studio submission: a model, a prompt and, for the other parameters, a JSON object."""
+
+    model = forms.ChoiceField(label="Model")
+    prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=4000)
+    parameters = forms.CharField(
+        label="Other parameters (JSON)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text='Optional, e.g. {"width": 512, "height": 512, "seed": 7}. The model reference lists them.',
+    )
+
+    def __init__(self, *args: Any, models: list[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [(m.id, f"{m.id} ({m.kind})") for m in models]
+
+    def clean_parameters(self) -> dict[str, Any]:
+        raw = (self.cleaned_data.get("parameters") or "").strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Give a JSON object, e.g. {\"seed\": 7}.")
+        return value
+
+    def generation_input(self) -> dict[str, Any]:
+        values = dict(self.cleaned_data["parameters"])
+        if self.cleaned_data.get("prompt"):
+            values["prompt"] = self.cleaned_data["prompt"]
+        return values
+
+
+class WebhookEndpointForm(forms.Form):
+    """An endpoint's URL, description and the event types it receives (``*``: every type)."""
+
+    url = forms.URLField(label="Endpoint URL", max_length=2048, assume_scheme="https")
+    description = forms.CharField(required=False, max_length=500)
+    event_types = forms.MultipleChoiceField(
+        label="Events to send", widget=forms.CheckboxSelectMultiple, error_messages={"required": "Choose at least one."}
+    )
+
+    def __init__(self, *args: Any, event_types: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["event_types"].choices = [("*", "All events, including types added later"), *event_types]

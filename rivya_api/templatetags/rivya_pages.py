@@ -1,12 +1,15 @@
-"""Small filters the settings pages use to show durations, credits and ISO timestamps."""
+"""Small filters of the settings pages: durations, signed credits, ISO timestamps, file links, JSON."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from django import template
 from django.utils.dateparse import parse_datetime
+
+from rivya_api.files.selectors import file_download_url
 
 register = template.Library()
 
@@ -45,3 +48,24 @@ def signed(value: Any) -> str:
     except (TypeError, ValueError):
         return ""
     return f"+{number}" if number > 0 else str(number)
+
+
+@register.filter
+def file_url(file: Any, request: Any = None) -> str | None:
+    """A fresh signed download URL of a file (None once it is deleted or expired)."""
+    return file_download_url(file, request)
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+@register.filter
+def work_for(works: Any, entry: Any) -> Any:
+    """The task or chat turn behind a ledger entry, from a ``works_for`` mapping (None if there is none)."""
+    if not works:
+        return None
+    from rivya_api.pages.ledger import work_reference
+
+    return works.get(work_reference(entry))
