@@ -31,7 +31,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         isinstance(item, (int, float)) and item > 0 for item in schedule
     ):
         errors.append(
-            checks.Error("RIVYA_WEBHOOKS['RETRY_SCHEDULE'] must be a list of positive seconds.", id="rivya_webhooks.E001")
+            checks.Error(
+                "RIVYA_WEBHOOKS['RETRY_SCHEDULE'] must be a list of positive seconds.", id="rivya_webhooks.E001"
+            )
         )
     visibility = (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get("visibility_timeout")
     if visibility and float(webhooks_settings.COUNTDOWN_MAX_SECONDS) >= float(visibility):

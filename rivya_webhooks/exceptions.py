@@ -20,6 +20,9 @@ class InvalidWebhookURLError(RivyaWebhooksError, ValidationError):
         RivyaWebhooksError.__init__(self, message, param=param)
         ValidationError.__init__(self, message)
 
+    def __str__(self) -> str:
+        return self.message  # ValidationError's own __str__ would render "['...']"
+
 
 class BlockedDestinationError(InvalidWebhookURLError):
     """The host resolves to an address that is not globally routable (SSRF guard)."""

@@ -146,9 +146,7 @@ class WebhookDelivery(models.Model):
         ]
         indexes = [
             # The sweeper's scan: only pending rows, in due order.
-            models.Index(
-                fields=["next_attempt_at"], condition=Q(state="pending"), name="rivya_wh_delivery_due"
-            ),
+            models.Index(fields=["next_attempt_at"], condition=Q(state="pending"), name="rivya_wh_delivery_due"),
             models.Index(fields=["endpoint", "state"], name="rivya_wh_delivery_endpoint"),
         ]
         verbose_name_plural = "webhook deliveries"

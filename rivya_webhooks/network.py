@@ -92,9 +92,10 @@ def address_block_reason(ip: IPAddress, *, allow_private: bool = False) -> str |
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
+            # The packet ends up at the IPv4 address (directly, or through a NAT64 or
+            # 6to4 gateway): judge that address, whatever the IPv6 wrapping says.
             reason = address_block_reason(embedded, allow_private=allow_private)
-            if reason:
-                return f"{reason} (IPv4 {embedded} embedded in IPv6)"
+            return f"{reason} (IPv4 {embedded} embedded in IPv6)" if reason else None
     if allow_private:
         return None
     if ip.is_loopback:

@@ -224,15 +224,13 @@ def webhook_endpoint_test(*, endpoint: WebhookEndpoint, clock: Clock | None = No
     return webhook_event_publish(
         account=endpoint.account,
         type="webhook.test",
-        data={"endpoint_id": endpoint.public_id, "message": "A test event sent from the webhook endpoint's test action."},
+        data={"endpoint_id": endpoint.public_id, "message": "A test event from the endpoint's test action."},
         endpoints=[endpoint],
         clock=clock,
     )
 
 
-def webhook_endpoint_disable(
-    *, endpoint: WebhookEndpoint, reason: str, clock: Clock | None = None
-) -> bool:
+def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str, clock: Clock | None = None) -> bool:
     """Disable an enabled endpoint for ``reason`` (gone or failing) and record a
     ``webhook_endpoint.disabled`` event, in one transaction. False if it was already disabled."""
     now = _now(clock)
