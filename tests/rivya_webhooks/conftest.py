@@ -54,6 +54,12 @@ class StaticResolver:
 PUBLIC_IP = "93.184.215.14"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: Any) -> None:
+    # Accounts are users made with a password; PBKDF2's default cost is half a second each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()
