@@ -1,1 +1,3 @@
 """Django admin of rivya_api, one import line per resource sub-package."""
+
+from rivya_api.keys import admin as keys_admin  # noqa: F401
