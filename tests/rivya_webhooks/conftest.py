@@ -8,56 +8,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from rivya_webhooks.models import WebhookDelivery
 from rivya_webhooks.services import webhook_delivery_attempt, webhook_endpoint_create
 from tests.rivya_webhooks.receiver import Receiver
+from tests.rivya_webhooks.support import PUBLIC_IP, FrozenClock, StaticResolver
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class FrozenClock:
-    """A clock that moves only when told to: ``clock()`` now, ``clock.advance(hours=5)``."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or timezone.now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-class StaticResolver:
-    """A DNS table; unknown names do not resolve. Change ``table`` to rebind a name."""
-
-    def __init__(self, table: dict[str, list[str]] | None = None) -> None:
-        self.table = dict(table or {})
-        self.lookups: list[str] = []
-
-    def __call__(self, host: str) -> list[str]:
-        self.lookups.append(host)
-        if host not in self.table:
-            raise OSError(f"[Errno -2] Name or service not known: {host}")
-        return list(self.table[host])
-
-
-PUBLIC_IP = "93.184.215.14"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings: Any) -> None:
-    # Accounts are users made with a password; PBKDF2's default cost is half a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

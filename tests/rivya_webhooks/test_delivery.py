@@ -29,8 +29,9 @@ from rivya_webhooks.services import (
     webhook_event_publish,
     webhook_event_redeliver,
 )
-from tests.rivya_webhooks.conftest import PUBLIC_IP, FrozenClock, StaticResolver, run_due
+from tests.rivya_webhooks.conftest import run_due
 from tests.rivya_webhooks.receiver import Receiver, Reply
+from tests.rivya_webhooks.support import PUBLIC_IP, FrozenClock, StaticResolver
 from tests.services import has_redis
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_targets")]

@@ -9,8 +9,8 @@ import pytest
 
 from rivya_webhooks import network
 from rivya_webhooks.exceptions import BlockedDestinationError, InvalidWebhookURLError, UnresolvableHostError
-from tests.rivya_webhooks.conftest import PUBLIC_IP, StaticResolver
 from tests.rivya_webhooks.receiver import Receiver
+from tests.rivya_webhooks.support import PUBLIC_IP, StaticResolver
 
 BLOCKED = {
     "127.0.0.1": "loopback",

@@ -31,7 +31,7 @@ from rivya_webhooks.services import (
     webhook_event_redeliver,
     webhook_events_cleanup,
 )
-from tests.rivya_webhooks.conftest import PUBLIC_IP
+from tests.rivya_webhooks.support import PUBLIC_IP
 
 pytestmark = pytest.mark.django_db
 
