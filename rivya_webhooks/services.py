@@ -452,10 +452,13 @@ def webhook_delivery_attempt(
     until the schedule is used up. A 3xx is a failure naming its Location.
     """
     now = _now(clock)
-    delivery = WebhookDelivery.objects.select_related("event", "endpoint").filter(pk=delivery_id).first()
+    try:
+        # event.data is not needed to send: the envelope text is the body.
+        delivery = WebhookDelivery.objects.select_related("event", "endpoint").defer("event__data").get(pk=delivery_id)
+    except WebhookDelivery.DoesNotExist:
+        return None  # deleted with its endpoint or event (retention) since it was queued
     if (
-        delivery is None
-        or delivery.state != PENDING
+        delivery.state != PENDING
         or not delivery.endpoint.enabled
         or delivery.next_attempt_at is None
         or delivery.next_attempt_at > now
