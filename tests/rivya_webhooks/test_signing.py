@@ -92,3 +92,26 @@ def test_secret_format_and_encryption_at_rest(settings):
     settings.SECRET_KEY = "a-brand-new-secret-key-for-this-test-only"
     settings.SECRET_KEY_FALLBACKS = [old_key]
     assert secret_decrypt(token) == secret
+
+
+@pytest.mark.django_db
+def test_reencrypt_command_moves_secrets_to_the_new_key(settings, account, resolver, rivya_settings):
+    from django.core.management import call_command
+
+    from rivya_webhooks.crypto import WebhooksConfigurationError
+    from rivya_webhooks.models import WebhookEndpoint
+    from rivya_webhooks.services import webhook_endpoint_create, webhook_endpoint_rotate_secret
+
+    rivya_settings("RIVYA_WEBHOOKS", RESOLVER=resolver)
+    endpoint, first = webhook_endpoint_create(account=account, url="https://hooks.example.com/x", event_types=["*"])
+    endpoint, second = webhook_endpoint_rotate_secret(endpoint=endpoint)
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "the-next-secret-key-after-a-rotation"
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    call_command("rivya_webhooks_reencrypt", stdout=None)
+    settings.SECRET_KEY_FALLBACKS = []
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.signing_secrets(endpoint.updated_at) == [second, first]
+    settings.SECRET_KEY = old_key
+    with pytest.raises(WebhooksConfigurationError):
+        endpoint.signing_secrets(endpoint.updated_at)
