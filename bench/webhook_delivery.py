@@ -4,7 +4,8 @@ Run with a PostgreSQL database and this machine's Redis (both required)::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rivya_webhooks \\
     REDIS_URL=redis://127.0.0.1:6379/3 \\
-    .venv/bin/python bench/webhook_delivery.py [--deliveries 3000] [--pool prefork] [--concurrency 2]
+    .venv/bin/python bench/webhook_delivery.py [--deliveries 3000] [--pool threads] [--concurrency 64] \\
+        [--slow-share 0.1 --steady-rate 20 --steady-seconds 15]
 
 What it does, in one run on the same broker:
 
@@ -352,8 +353,11 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--noops", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=10)
+    # Deliveries are I/O-bound: a thread pool keeps a slow receiver from holding a whole
+    # process. (prefork + Django's psycopg pool is slow: Celery closes the pool after every
+    # task in prefork children, so each delivery opens a new PostgreSQL connection.)
     parser.add_argument("--pool", default="threads", choices=["prefork", "threads", "solo"])
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--slow-share", type=float, default=0.0, help="Also run the mixed scenario (e.g. 0.1).")
     parser.add_argument("--steady-rate", type=float, default=50.0, help="Events/s in the mixed scenario.")
     parser.add_argument("--steady-seconds", type=float, default=20.0)
