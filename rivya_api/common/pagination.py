@@ -67,15 +67,10 @@ class CursorPagination(BasePagination):
             "type": "object",
             "required": ["object", "data", "has_more", "next_cursor"],
             "properties": {
-                # The examples let drf-spectacular wrap an operation's item example in a page.
-                "object": {"type": "string", "enum": ["list"], "example": "list"},
+                "object": {"type": "string", "enum": ["list"]},
                 "data": schema,
-                "has_more": {"type": "boolean", "example": False},
-                "next_cursor": {
-                    "type": ["string", "null"],
-                    "description": "Pass as `after` for the next page.",
-                    "example": None,
-                },
+                "has_more": {"type": "boolean"},
+                "next_cursor": {"type": ["string", "null"], "description": "Pass as `after` for the next page."},
             },
         }
 

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from rivya_api.common.schema import constant_field
 from rivya_webhooks.selectors import DELIVERY_STATE_FILTERS
 
 
@@ -45,7 +46,7 @@ class WebhookEventFilterSerializer(serializers.Serializer):
 
 class WebhookEndpointOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id", help_text="`we_…`")
-    object = serializers.SerializerMethodField()
+    object = constant_field("webhook_endpoint")
     url = serializers.CharField()
     description = serializers.CharField()
     event_types = serializers.ListField(child=serializers.CharField())
@@ -59,9 +60,6 @@ class WebhookEndpointOutputSerializer(serializers.Serializer):
     )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-
-    def get_object(self, obj: Any) -> str:
-        return "webhook_endpoint"
 
     def get_disabled_reason(self, obj: Any) -> str | None:
         return obj.disabled_reason or None
@@ -78,13 +76,13 @@ class WebhookEndpointWithSecretOutputSerializer(WebhookEndpointOutputSerializer)
 
 class WebhookEndpointDeletedOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
-    object = serializers.CharField()
+    object = constant_field("webhook_endpoint")
     deleted = serializers.BooleanField()
 
 
 class WebhookAttemptOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id")
-    object = serializers.SerializerMethodField()
+    object = constant_field("webhook_delivery_attempt")
     created_at = serializers.DateTimeField(help_text="When the request was sent.")
     trigger = serializers.ChoiceField(choices=["scheduled", "manual"])
     url = serializers.CharField()
@@ -100,9 +98,6 @@ class WebhookAttemptOutputSerializer(serializers.Serializer):
     location = serializers.SerializerMethodField(help_text="A 3xx's Location (redirects are not followed).")
     next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="The retry this failure scheduled.")
 
-    def get_object(self, obj: Any) -> str:
-        return "webhook_delivery_attempt"
-
     def get_error(self, obj: Any) -> str | None:
         return obj.error or None
 
@@ -112,7 +107,7 @@ class WebhookAttemptOutputSerializer(serializers.Serializer):
 
 class WebhookDeliveryOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id")
-    object = serializers.SerializerMethodField()
+    object = constant_field("webhook_delivery")
     endpoint_id = serializers.CharField(source="endpoint.public_id")
     url = serializers.CharField(source="endpoint.url")
     state = serializers.ChoiceField(
@@ -127,9 +122,6 @@ class WebhookDeliveryOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     attempts = WebhookAttemptOutputSerializer(many=True)
 
-    def get_object(self, obj: Any) -> str:
-        return "webhook_delivery"
-
 
 class WebhookEnvelopeSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="Also the `webhook-id` header.")
@@ -140,14 +132,11 @@ class WebhookEnvelopeSerializer(serializers.Serializer):
 
 class WebhookEventOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id", help_text="`evt_…`; the `webhook-id` of every delivery.")
-    object = serializers.SerializerMethodField()
+    object = constant_field("webhook_event")
     type = serializers.CharField()
     created_at = serializers.DateTimeField()
     envelope = serializers.SerializerMethodField(help_text="The body exactly as pushed (and signed).")
     deliveries = WebhookDeliveryOutputSerializer(many=True)
-
-    def get_object(self, obj: Any) -> str:
-        return "webhook_event"
 
     @extend_schema_field(WebhookEnvelopeSerializer)
     def get_envelope(self, obj: Any) -> dict[str, Any]:

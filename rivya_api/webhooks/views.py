@@ -19,12 +19,13 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from rivya_api.common.errors import NotFoundError, register_domain_error
-from rivya_api.common.pagination import CursorPagination
-from rivya_api.common.schema import error_response, error_responses
+from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.webhooks.serializers import (
     WebhookEndpointCreateInputSerializer,
@@ -145,8 +146,21 @@ _EVENT_EXAMPLE = {
     ],
 }
 
-_NOT_FOUND_ENDPOINT = error_response(404, code="not_found", message="No such webhook endpoint: 'we_x'.", param="id")
-_NOT_FOUND_EVENT = error_response(404, code="not_found", message="No such webhook event: 'evt_x'.", param="id")
+_NOT_FOUND_ENDPOINT = ErrorExample("not_found", "No such webhook endpoint: 'we_x'.", "id")
+_NOT_FOUND_EVENT = ErrorExample("not_found", "No such webhook event: 'evt_x'.", "id")
+_URL_ERRORS = [
+    ErrorExample("invalid_url", "url must use https.", "url"),
+    ErrorExample("url_not_allowed", "The host 'intranet.example.com' resolves to 10.0.0.7, a private address.", "url"),
+    ErrorExample("url_unresolvable", "The host 'nowhere.example.com' does not resolve.", "url"),
+]
+_TYPE_ERRORS = [
+    ErrorExample("unknown_event_type", "Unknown event type: 'generation.done'.", "event_types"),
+    ErrorExample("invalid_parameter", "event_types must be a non-empty list of event type names.", "event_types"),
+]
+
+
+def _page(items: list[Any]) -> dict[str, Any]:
+    return {"object": "list", "data": items, "has_more": False, "next_cursor": None}
 
 
 def _endpoint_or_404(account: Any, public_id: str) -> WebhookEndpoint:
@@ -166,24 +180,27 @@ def _event_or_404(account: Any, public_id: str) -> WebhookEvent:
 class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
     """Webhook endpoints of the request's account."""
 
-    pagination_class = CursorPagination
     lookup_url_kwarg = "endpoint_id"
+    parser_classes = [JSONParser]
 
     @extend_schema(
-        operation_id="webhook_endpoints_list",
+        operation_id="listWebhookEndpoints",
         summary="List webhook endpoints",
         description="The account's endpoints, newest first. Secrets are never listed.",
         tags=[TAG_ENDPOINTS],
-        responses={200: WebhookEndpointOutputSerializer(many=True), **error_responses(400, 401, 429)},
-        examples=[OpenApiExample("endpoint", value=_ENDPOINT_EXAMPLE, response_only=True)],
+        parameters=PAGINATION_PARAMETERS,
+        responses={200: list_of(WebhookEndpointOutputSerializer), **error_responses(400)},
+        examples=[
+            OpenApiExample("endpoints", value=_page([_ENDPOINT_EXAMPLE]), response_only=True, status_codes=["200"])
+        ],
     )
     def list(self, request: Request) -> Response:
-        paginator = CursorPagination()
-        page = paginator.paginate_queryset(webhook_endpoint_list(account=self.account), request, view=self)
-        return paginator.get_paginated_response(WebhookEndpointOutputSerializer(page, many=True).data)
+        endpoints = webhook_endpoint_list(account=self.account)
+        page, has_more = cursor_page(endpoints, limit=page_limit(request), after=request.query_params.get("after"))
+        return Response(list_body(WebhookEndpointOutputSerializer(page, many=True).data, has_more=has_more))
 
     @extend_schema(
-        operation_id="webhook_endpoints_create",
+        operation_id="createWebhookEndpoint",
         summary="Create a webhook endpoint",
         description=(
             "Registers a URL that receives signed events (Standard Webhooks: `webhook-id`, "
@@ -195,10 +212,7 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         request=WebhookEndpointCreateInputSerializer,
         responses={
             201: WebhookEndpointWithSecretOutputSerializer,
-            400: error_response(
-                400, code="unknown_event_type", message="Unknown event type: 'generation.done'.", param="event_types"
-            ),
-            **error_responses(401, 413, 415, 429),
+            **error_responses(400, codes={400: [*_TYPE_ERRORS, *_URL_ERRORS]}),
         },
         examples=[
             OpenApiExample(
@@ -221,19 +235,19 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
-        operation_id="webhook_endpoints_retrieve",
+        operation_id="getWebhookEndpoint",
         summary="Get a webhook endpoint",
         tags=[TAG_ENDPOINTS],
         parameters=[ENDPOINT_ID],
-        responses={200: WebhookEndpointOutputSerializer, 404: _NOT_FOUND_ENDPOINT, **error_responses(401, 429)},
-        examples=[OpenApiExample("endpoint", value=_ENDPOINT_EXAMPLE, response_only=True)],
+        responses={200: WebhookEndpointOutputSerializer, **error_responses(404, codes={404: [_NOT_FOUND_ENDPOINT]})},
+        examples=[OpenApiExample("endpoint", value=_ENDPOINT_EXAMPLE, response_only=True, status_codes=["200"])],
     )
     def retrieve(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint_or_404(self.account, endpoint_id)
         return Response(WebhookEndpointOutputSerializer(endpoint).data)
 
     @extend_schema(
-        operation_id="webhook_endpoints_update",
+        operation_id="updateWebhookEndpoint",
         summary="Update a webhook endpoint",
         description=(
             "Changes the given fields. A new `url` passes the creation checks. `enabled: false` pauses "
@@ -244,12 +258,11 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         request=WebhookEndpointUpdateInputSerializer,
         responses={
             200: WebhookEndpointOutputSerializer,
-            404: _NOT_FOUND_ENDPOINT,
-            **error_responses(400, 401, 413, 415, 429),
+            **error_responses(400, 404, codes={400: [*_TYPE_ERRORS, *_URL_ERRORS], 404: [_NOT_FOUND_ENDPOINT]}),
         },
         examples=[
             OpenApiExample("re-enable", value={"enabled": True}, request_only=True),
-            OpenApiExample("updated", value=_ENDPOINT_EXAMPLE, response_only=True),
+            OpenApiExample("updated", value=_ENDPOINT_EXAMPLE, response_only=True, status_codes=["200"]),
         ],
     )
     def partial_update(self, request: Request, endpoint_id: str) -> Response:
@@ -260,21 +273,21 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         return Response(WebhookEndpointOutputSerializer(endpoint).data)
 
     @extend_schema(
-        operation_id="webhook_endpoints_delete",
+        operation_id="deleteWebhookEndpoint",
         summary="Delete a webhook endpoint",
         description="Deletes the endpoint and its pending deliveries. Its events stay in the event log.",
         tags=[TAG_ENDPOINTS],
         parameters=[ENDPOINT_ID],
         responses={
             200: WebhookEndpointDeletedOutputSerializer,
-            404: _NOT_FOUND_ENDPOINT,
-            **error_responses(401, 429),
+            **error_responses(404, codes={404: [_NOT_FOUND_ENDPOINT]}),
         },
         examples=[
             OpenApiExample(
                 "deleted",
                 value={"id": "we_4hVn0cXr9TQm2pLk7sD1aWbE", "object": "webhook_endpoint", "deleted": True},
                 response_only=True,
+                status_codes=["200"],
             )
         ],
     )
@@ -284,7 +297,7 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         return Response({"id": endpoint_id, "object": "webhook_endpoint", "deleted": True})
 
     @extend_schema(
-        operation_id="webhook_endpoints_rotate_secret",
+        operation_id="rotateWebhookEndpointSecret",
         summary="Rotate an endpoint's signing secret",
         description=(
             "Returns a new `secret` (shown only here). For 24 hours every delivery carries two "
@@ -295,10 +308,9 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         request=None,
         responses={
             200: WebhookEndpointWithSecretOutputSerializer,
-            404: _NOT_FOUND_ENDPOINT,
-            **error_responses(401, 429),
+            **error_responses(404, codes={404: [_NOT_FOUND_ENDPOINT]}),
         },
-        examples=[OpenApiExample("rotated", value=_SECRET_EXAMPLE, response_only=True)],
+        examples=[OpenApiExample("rotated", value=_SECRET_EXAMPLE, response_only=True, status_codes=["200"])],
     )
     def rotate_secret(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint_or_404(self.account, endpoint_id)
@@ -306,7 +318,7 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         return Response(WebhookEndpointWithSecretOutputSerializer(endpoint, context={"secret": secret}).data)
 
     @extend_schema(
-        operation_id="webhook_endpoints_test",
+        operation_id="testWebhookEndpoint",
         summary="Send a test event",
         description=(
             "Publishes a `webhook.test` event to this endpoint only, whatever types it subscribes to. "
@@ -317,13 +329,14 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         request=None,
         responses={
             202: WebhookEventOutputSerializer,
-            404: _NOT_FOUND_ENDPOINT,
-            409: error_response(
+            **error_responses(
+                404,
                 409,
-                code="endpoint_disabled",
-                message="The endpoint is disabled; enable it before sending a test event.",
+                codes={
+                    404: [_NOT_FOUND_ENDPOINT],
+                    409: [ErrorExample("endpoint_disabled", "The endpoint is disabled; enable it first.")],
+                },
             ),
-            **error_responses(401, 429),
         },
         examples=[OpenApiExample("queued", value=_EVENT_EXAMPLE, response_only=True, status_codes=["202"])],
     )
@@ -337,11 +350,11 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
 class WebhookEventViewSet(AccountScopedMixin, viewsets.ViewSet):
     """The event log of the request's account."""
 
-    pagination_class = CursorPagination
     lookup_url_kwarg = "event_id"
+    parser_classes = [JSONParser]
 
     @extend_schema(
-        operation_id="webhook_events_list",
+        operation_id="listWebhookEvents",
         summary="List webhook events",
         description=(
             "The account's events, newest first (kept at least 30 days), each with its envelope exactly "
@@ -350,6 +363,7 @@ class WebhookEventViewSet(AccountScopedMixin, viewsets.ViewSet):
         ),
         tags=[TAG_EVENTS],
         parameters=[
+            *PAGINATION_PARAMETERS,
             OpenApiParameter("type", OpenApiTypes.STR, description="Only events of this type."),
             OpenApiParameter("created_gte", OpenApiTypes.DATETIME, description="Created at or after (ISO 8601)."),
             OpenApiParameter("created_lt", OpenApiTypes.DATETIME, description="Created before (ISO 8601)."),
@@ -363,30 +377,29 @@ class WebhookEventViewSet(AccountScopedMixin, viewsets.ViewSet):
                 ),
             ),
         ],
-        responses={200: WebhookEventOutputSerializer(many=True), **error_responses(400, 401, 429)},
-        examples=[OpenApiExample("event", value=_EVENT_EXAMPLE, response_only=True)],
+        responses={200: list_of(WebhookEventOutputSerializer), **error_responses(400)},
+        examples=[OpenApiExample("events", value=_page([_EVENT_EXAMPLE]), response_only=True, status_codes=["200"])],
     )
     def list(self, request: Request) -> Response:
         filters = WebhookEventFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = webhook_event_list(account=self.account, **filters.validated_data)
-        paginator = CursorPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(WebhookEventOutputSerializer(page, many=True).data)
+        page, has_more = cursor_page(queryset, limit=page_limit(request), after=request.query_params.get("after"))
+        return Response(list_body(WebhookEventOutputSerializer(page, many=True).data, has_more=has_more))
 
     @extend_schema(
-        operation_id="webhook_events_retrieve",
+        operation_id="getWebhookEvent",
         summary="Get a webhook event",
         tags=[TAG_EVENTS],
         parameters=[EVENT_ID],
-        responses={200: WebhookEventOutputSerializer, 404: _NOT_FOUND_EVENT, **error_responses(401, 429)},
-        examples=[OpenApiExample("event", value=_EVENT_EXAMPLE, response_only=True)],
+        responses={200: WebhookEventOutputSerializer, **error_responses(404, codes={404: [_NOT_FOUND_EVENT]})},
+        examples=[OpenApiExample("event", value=_EVENT_EXAMPLE, response_only=True, status_codes=["200"])],
     )
     def retrieve(self, request: Request, event_id: str) -> Response:
         return Response(WebhookEventOutputSerializer(_event_or_404(self.account, event_id)).data)
 
     @extend_schema(
-        operation_id="webhook_events_redeliver",
+        operation_id="redeliverWebhookEvent",
         summary="Redeliver a webhook event",
         description=(
             "Sends the event again now, with the same `webhook-id`, to every enabled endpoint it was "
@@ -398,11 +411,20 @@ class WebhookEventViewSet(AccountScopedMixin, viewsets.ViewSet):
         request=WebhookRedeliverInputSerializer,
         responses={
             202: WebhookEventOutputSerializer,
-            404: _NOT_FOUND_EVENT,
-            409: error_response(
-                409, code="nothing_to_redeliver", message="The event has no delivery to an enabled endpoint."
+            **error_responses(
+                404,
+                409,
+                codes={
+                    404: [
+                        _NOT_FOUND_EVENT,
+                        ErrorExample("not_found", "No such webhook endpoint: 'we_x'.", "endpoint_id"),
+                    ],
+                    409: [
+                        ErrorExample("nothing_to_redeliver", "The event has no delivery to an enabled endpoint."),
+                        ErrorExample("endpoint_disabled", "The endpoint is disabled; enable it first.", "endpoint_id"),
+                    ],
+                },
             ),
-            **error_responses(400, 401, 413, 415, 429),
         },
         examples=[
             OpenApiExample("one endpoint", value={"endpoint_id": "we_4hVn0cXr9TQm2pLk7sD1aWbE"}, request_only=True),
