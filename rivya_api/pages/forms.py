@@ -75,7 +75,7 @@ class StudioGenerationForm(forms.Form):
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
         if not isinstance(value, dict):
-            raise forms.ValidationError("Give a JSON object, e.g. {\"seed\": 7}.")
+            raise forms.ValidationError('Give a JSON object, e.g. {"seed": 7}.')
         return value
 
     def generation_input(self) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from rivya_billing.selectors import wallet_entries
 
 from rivya_api.generations.selectors import generation_list
 from rivya_api.pages.charts import KIND_COLOURS, Series
-from rivya_billing.selectors import wallet_entries
 
 TASK_PREFIX = "task_"
 CHAT_TURN_PREFIX = "chat_turn:"
@@ -63,8 +63,8 @@ def works_for(*, account: Any, references: Iterable[str]) -> dict[str, Work]:
     turns = [ref.removeprefix(CHAT_TURN_PREFIX) for ref in references if ref.startswith(CHAT_TURN_PREFIX)]
     found: dict[str, Work] = {}
     if task_ids:
-        for public_id, kind in generation_list(account=account).filter(public_id__in=task_ids).values_list(
-            "public_id", "kind"
+        for public_id, kind in (
+            generation_list(account=account).filter(public_id__in=task_ids).values_list("public_id", "kind")
         ):
             found[public_id] = Work(kind, public_id, reverse("rivya_pages:generation-detail", args=[public_id]))
     if turns:

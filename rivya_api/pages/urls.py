@@ -3,7 +3,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from rivya_api.pages.views import keys
+from rivya_api.pages.views import keys, webhooks
 
 app_name = "rivya_pages"
 
@@ -13,4 +13,15 @@ urlpatterns = [
     path("api-keys/<str:key_id>", keys.key_detail, name="key-detail"),
     path("api-keys/<str:key_id>/roll", keys.key_roll, name="key-roll"),
     path("api-keys/<str:key_id>/revoke", keys.key_revoke, name="key-revoke"),
+    path("webhooks", webhooks.webhook_index, name="webhooks"),
+    path("webhooks/<str:endpoint_id>", webhooks.webhook_detail, name="webhook-detail"),
+    path("webhooks/<str:endpoint_id>/enable", webhooks.webhook_enable, name="webhook-enable"),
+    path("webhooks/<str:endpoint_id>/rotate-secret", webhooks.webhook_rotate_secret, name="webhook-rotate"),
+    path("webhooks/<str:endpoint_id>/test", webhooks.webhook_test, name="webhook-test"),
+    path("webhooks/<str:endpoint_id>/delete", webhooks.webhook_delete, name="webhook-delete"),
+    path(
+        "webhooks/<str:endpoint_id>/events/<str:event_id>/redeliver",
+        webhooks.webhook_redeliver,
+        name="webhook-redeliver",
+    ),
 ]

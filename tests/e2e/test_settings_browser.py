@@ -9,6 +9,7 @@ Screenshots of every page at desktop and mobile width land in
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -104,3 +105,42 @@ def test_login_page_and_anonymous_redirect(page, person):
     page.get_by_label("Password").fill("wrong")
     page.get_by_role("button", name="Log in").click()
     assert page.get_by_role("alert").is_visible()
+
+
+def test_webhook_endpoint_test_event_shows_its_attempt(page, person):
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.rivya_webhooks.receiver import Receiver, Reply
+
+    user, password = person
+    with Receiver(lambda request: Reply(200, body=b'{"ok": true}')) as receiver:
+        log_in(page, user.username, password, next_path="/settings/webhooks")
+        page.get_by_label("Endpoint URL").fill(receiver.url("/rivya"))
+        page.get_by_label("Description").fill("browser test")
+        page.get_by_label("All events, including types added later").check()
+        page.get_by_role("button", name="Add endpoint").click()
+        page.get_by_role("heading", name="Endpoint added").wait_for()
+        secret = page.locator("#new-secret").input_value()
+        assert secret.startswith("whsec_")
+        screenshots(page, "webhook-secret")
+        page.get_by_role("link", name="I have copied it").click()
+        assert secret not in page.content()
+
+        page.get_by_role("button", name="Send test event").click()
+        assert "Sent test event evt_" in page.locator(".messages").inner_text()
+        # Delivery happens in the background; the log shows the attempt once it is made.
+        deadline = time.monotonic() + 15
+        while "HTTP 200" not in page.locator("table.deliveries").inner_text():
+            assert time.monotonic() < deadline, "the attempt never appeared in the delivery log"
+            page.wait_for_timeout(300)
+            page.reload()
+        row = page.locator("table.deliveries tbody tr").first
+        assert "webhook.test" in row.inner_text()
+        assert " ms" in row.inner_text()
+        assert "succeeded" in row.inner_text()
+        # What arrived was signed with the secret the page showed.
+        (request,) = receiver.requests
+        Webhook(secret).verify(request.body, request.headers)
+        screenshots(page, "webhook-endpoint")
+        page.goto("/settings/webhooks")
+        screenshots(page, "webhooks")

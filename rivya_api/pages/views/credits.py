@@ -13,13 +13,13 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
+from rivya_billing.selectors import wallet_get
 
 from rivya_api.common.dates import iso
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page
 from rivya_api.pages.ledger import daily_spend, ledger_entries, work_reference, works_for
 from rivya_billing.models import EntryType
-from rivya_billing.selectors import wallet_get
 
 PER_PAGE = 25
 CHART_DAYS = 30
