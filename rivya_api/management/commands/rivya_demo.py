@@ -46,6 +46,9 @@ class Command(BaseCommand):
                     "",
                     f'  curl -H "Authorization: Bearer {result.secret}" {url}/api/v1/models',
                     "",
+                    f"Settings pages and Studio: {url}/settings/ (log in as {result.user.get_username()}; "
+                    f"set its password with: python manage.py changepassword {result.user.get_username()})",
+                    "",
                 ]
             )
         )

@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from rivya_api.common.errors import ApiError
@@ -91,6 +92,6 @@ def generation_cancel_view(request: HttpRequest, task_id: str) -> HttpResponse:
     else:
         messages.success(request, f"Asked {task.public_id} to stop; its credits are released when it does.")
     next_url = request.POST.get("next") or ""
-    if next_url.startswith("/") and not next_url.startswith("//"):
+    if url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return redirect(next_url)
     return redirect("rivya_pages:generations")
