@@ -6,6 +6,7 @@ Read ``api_settings.X`` inside functions, never at import time, so that
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rivya_billing.conf import AppSettings
@@ -20,6 +21,14 @@ DEFAULTS: dict[str, Any] = {
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
     "AUTHENTICATION_CLASSES": ["rivya_api.keys.authentication.APIKeyAuthentication"],
     "THROTTLE_CLASSES": ["rivya_api.keys.throttling.APIKeyRateThrottle"],
+    # Generations: how long a task and its outputs are kept, how long its hold
+    # may wait in the queue, and how a dead worker or a lost message is noticed.
+    "GENERATION_RETENTION": timedelta(days=7),
+    "GENERATION_QUEUE_LEASE": timedelta(hours=1),
+    "GENERATION_RUN_LEASE": timedelta(minutes=10),
+    "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
+    "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
+    "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
 }

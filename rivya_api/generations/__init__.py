@@ -1,0 +1,1 @@
+"""Generations: asynchronous image, video and audio jobs with public task ids."""
