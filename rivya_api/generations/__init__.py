@@ -1,1 +1,1 @@
-"""Generations: asynchronous image, video and audio jobs with public task ids."""
+"""Generations: asynchronous image, video and audio jobs, and the providers that make the media."""
