@@ -23,7 +23,7 @@ from rivya_api.common.errors import ApiError, ConflictError, NotFoundError
 from rivya_api.conf import api_settings
 from rivya_api.files.services import file_create, file_get_for_account
 from rivya_api.generations.models import GenerationTask
-from rivya_api.generations.providers.base import InputFile, ProviderError
+from rivya_api.generations.providers import InputFile, ProviderError, file_parameters
 from rivya_billing import services as billing
 from rivya_webhooks.services import webhook_event_publish
 
@@ -62,20 +62,21 @@ def generation_quote(*, account: Any, model_id: str, input: dict[str, Any]) -> Q
 def _input_files(*, account: Any, model: Any, validated: dict[str, Any]) -> dict[str, Any]:
     """The account's own files named in the input, each of a fitting type."""
     found = {}
-    properties = (model.parameters or {}).get("properties", {})
-    for name, schema in properties.items():
-        accepts = schema.get("x-rivya-file")
+    for name, content_types in file_parameters(model.parameters or {}).items():
         value = validated.get(name)
-        if not accepts or not value:
+        if not value:
             continue
         param = f"input.{name}"
         try:
             file = file_get_for_account(account=account, file_id=value)
-        except Exception as exc:  # the files app's not-found error; another account's id looks the same
-            raise ApiError(f"No such file: {value}.", code="file_not_found", param=param) from exc
-        if not file.content_type.startswith(f"{accepts}/"):
-            raise ApiError(f"{param} must be a {accepts} file; {value} is {file.content_type}.",
-                           code="invalid_file_type", param=param)
+        except NotFoundError:  # another account's id looks exactly like a missing one
+            raise ApiError(f"No such file: {value}.", code="file_not_found", param=param) from None
+        if file.content_type not in content_types:
+            raise ApiError(
+                f"{param} must be one of {', '.join(content_types)}; {value} is {file.content_type}.",
+                code="invalid_file_type",
+                param=param,
+            )
         found[name] = file
     return found
 
@@ -248,13 +249,13 @@ def _generate(task: GenerationTask) -> GenerationTask | None:
         }
         outputs = provider.run(input=task.input, input_files=input_files, progress=progress)
         files = [
-            file_create(account=task.account, content=out.content, filename=out.filename, purpose="generation_output")
+            file_create(account=task.account, content=out.data, filename=out.filename, purpose="generation_output")
             for out in outputs
         ]
     except GenerationCanceled:
         return generation_finish_canceled(task_pk=task.pk)
     except ProviderError as exc:
-        return generation_fail(task_pk=task.pk, code=exc.code, message=exc.public_message)
+        return generation_fail(task_pk=task.pk, code=exc.code, message=exc.message)
     except ApiError as exc:  # produced media the files app refused
         return generation_fail(task_pk=task.pk, code="invalid_output", message=str(exc.detail))
     return generation_succeed(task_pk=task.pk, files=files)
