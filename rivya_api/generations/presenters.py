@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rivya_api.common.dates import iso
-from rivya_api.files.services import file_payload
+from rivya_api.files.serializers import file_object
 from rivya_api.generations.models import GenerationTask
 
 
@@ -21,7 +21,7 @@ def generation_payload(task: GenerationTask, *, request: Any = None) -> dict[str
         "progress": task.progress,
         "input": task.input,
         "metadata": task.metadata,
-        "outputs": [file_payload(file, request=request) for file in task.outputs.all()] if task.pk else [],
+        "outputs": [file_object(file, request) for file in task.outputs.all()] if task.pk else [],
         "error": error,
         "credits": {"reserved": task.price, "charged": task.charged, "refunded": task.refunded},
         "cancel_requested": task.cancel_requested,

@@ -18,12 +18,20 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from rivya_api.catalog.services import catalog_model_get, catalog_price, catalog_provider, catalog_validate_input
+from rivya_api.catalog.selectors import (
+    catalog_file_parameters,
+    catalog_model_get,
+    catalog_price,
+    catalog_provider,
+    catalog_validate_input,
+)
 from rivya_api.common.errors import ApiError, ConflictError, NotFoundError
 from rivya_api.conf import api_settings
-from rivya_api.files.services import file_create, file_get_for_account
+from rivya_api.files.exceptions import FileError, NoSuchFileError
+from rivya_api.files.selectors import file_get_usable, file_open
+from rivya_api.files.services import file_create
 from rivya_api.generations.models import GenerationTask
-from rivya_api.generations.providers import InputFile, ProviderError, file_parameters
+from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_billing import services as billing
 from rivya_webhooks.services import webhook_event_publish
 
@@ -62,22 +70,16 @@ def generation_quote(*, account: Any, model_id: str, input: dict[str, Any]) -> Q
 def _input_files(*, account: Any, model: Any, validated: dict[str, Any]) -> dict[str, Any]:
     """The account's own files named in the input, each of a fitting type."""
     found = {}
-    for name, content_types in file_parameters(model.parameters or {}).items():
+    for name, content_types in catalog_file_parameters(model).items():
         value = validated.get(name)
         if not value:
             continue
         param = f"input.{name}"
         try:
-            file = file_get_for_account(account=account, file_id=value)
-        except NotFoundError:  # another account's id looks exactly like a missing one
+            found[name] = file_get_usable(account=account, file_id=value, content_types=content_types, param=param)
+        except NoSuchFileError:
+            # A parameter, not the URL, names the file: a 400 (another account's id looks the same).
             raise ApiError(f"No such file: {value}.", code="file_not_found", param=param) from None
-        if file.content_type not in content_types:
-            raise ApiError(
-                f"{param} must be one of {', '.join(content_types)}; {value} is {file.content_type}.",
-                code="invalid_file_type",
-                param=param,
-            )
-        found[name] = file
     return found
 
 
@@ -244,10 +246,11 @@ def _generate(task: GenerationTask) -> GenerationTask | None:
     progress = _Progress(task)
     try:
         input_files = {
-            name: InputFile.from_file(file)
+            name: _input_file(file)
             for name, file in _input_files(account=task.account, model=model, validated=task.input).items()
         }
-        outputs = provider.run(input=task.input, input_files=input_files, progress=progress)
+        deadline = time.monotonic() + model.timeout_seconds
+        outputs = provider.run(input=task.input, input_files=input_files, progress=progress, deadline=deadline)
         files = [
             file_create(account=task.account, content=out.data, filename=out.filename, purpose="generation_output")
             for out in outputs
@@ -256,9 +259,15 @@ def _generate(task: GenerationTask) -> GenerationTask | None:
         return generation_finish_canceled(task_pk=task.pk)
     except ProviderError as exc:
         return generation_fail(task_pk=task.pk, code=exc.code, message=exc.message)
-    except ApiError as exc:  # produced media the files app refused
-        return generation_fail(task_pk=task.pk, code="invalid_output", message=str(exc.detail))
+    except FileError as exc:  # produced media the files app refused, or an input file gone meanwhile
+        logger.warning("Generation %s: output or input file refused: %s", task.public_id, exc)
+        return generation_fail(task_pk=task.pk, code="invalid_output", message="The model produced an invalid result.")
     return generation_succeed(task_pk=task.pk, files=files)
+
+
+def _input_file(file: Any) -> InputFile:
+    with file_open(file) as stream:
+        return InputFile.from_bytes(stream.read(), content_type=file.content_type, filename=file.filename)
 
 
 def _lock_running(task_pk: int) -> GenerationTask | None:

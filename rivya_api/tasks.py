@@ -1,0 +1,3 @@
+"""Celery tasks of rivya_api, one import line per resource sub-package (found by autodiscovery)."""
+
+from rivya_api.files.tasks import *  # noqa: F403
