@@ -123,6 +123,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE: dict = {
     # Deletes the bytes of expired (and deleted) files.
     "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
+    # Re-queues generations the broker lost; fails or retries those whose worker died.
+    "rivya-generations-sweep": {"task": "rivya_api.generations_sweep", "schedule": 30},
 }
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)

@@ -2,3 +2,4 @@
 
 from rivya_api.files.models import *  # noqa: F403
 from rivya_api.keys.models import *  # noqa: F403
+from rivya_api.generations.models import *  # noqa: F403

@@ -134,7 +134,9 @@ def generation_create(
 def _check_max_credits(price: int, max_credits: int | None) -> None:
     if max_credits is not None and price > max_credits:
         raise MaxCreditsExceededError(
-            f"This generation costs {price} credits, more than max_credits ({max_credits}).", param="max_credits"
+            f"This generation costs {price} credits, more than max_credits ({max_credits}).",
+            param="max_credits",
+            headers={"x-should-retry": "false"},  # a 402 that retrying cannot fix
         )
 
 
@@ -366,16 +368,14 @@ def generations_sweep(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def _requeue_lost(now: datetime) -> int:
-    from rivya_api.generations.tasks import generation_run_task
-
     stale = now - api_settings.GENERATION_REQUEUE_AFTER
-    pks = list(
-        GenerationTask.objects.filter(status=Status.QUEUED, queued_at__lt=stale).values_list("pk", flat=True)[:500]
-    )
-    for pk in pks:
-        GenerationTask.objects.filter(pk=pk, status=Status.QUEUED).update(queued_at=now)
-        generation_run_task.delay(pk)
-    return len(pks)
+    tasks = list(GenerationTask.objects.filter(status=Status.QUEUED, queued_at__lt=stale).only("pk")[:500])
+    for task in tasks:
+        with transaction.atomic():
+            # Duplicates are harmless: generation_start lets one delivery claim the task.
+            if GenerationTask.objects.filter(pk=task.pk, status=Status.QUEUED).update(queued_at=now):
+                _enqueue_on_commit(task)
+    return len(tasks)
 
 
 def _recover_dead_workers(now: datetime) -> int:

@@ -6,6 +6,8 @@ from celery import shared_task
 
 from rivya_api.generations import services
 
+__all__ = ["generation_run_task", "generations_sweep_task"]
+
 
 @shared_task(name="rivya_api.generation_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def generation_run_task(task_pk: int) -> None:
