@@ -78,5 +78,3 @@ class GenerationTask(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
-
-

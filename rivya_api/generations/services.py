@@ -219,7 +219,9 @@ class _Heartbeat:
         try:
             while not self.stop.wait(interval):
                 with transaction.atomic():
-                    if GenerationTask.objects.filter(pk=self.task.pk, status=Status.RUNNING).update(heartbeat_at=_now()):
+                    if GenerationTask.objects.filter(pk=self.task.pk, status=Status.RUNNING).update(
+                        heartbeat_at=_now()
+                    ):
                         _renew_hold(self.task)
         finally:
             connection.close()
@@ -290,7 +292,9 @@ def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | No
 
 
 @transaction.atomic
-def generation_fail(*, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING) -> GenerationTask | None:
+def generation_fail(
+    *, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING
+) -> GenerationTask | None:
     """→ failed: release the hold in full and publish ``generation.failed``."""
     task = GenerationTask.objects.select_for_update().get(pk=task_pk)
     if task.status != from_status:
@@ -320,7 +324,9 @@ def _finish(task: GenerationTask, status: str, *, charged: int = 0, refunded: in
     task.completed_at = _now()
     if status == Status.SUCCEEDED:
         task.progress = 100
-    task.save(update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"])
+    task.save(
+        update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"]
+    )
     _publish(task, f"generation.{status}")
     return task
 

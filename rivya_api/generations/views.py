@@ -51,8 +51,9 @@ PREFER_WAIT = OpenApiParameter(
         ],
         responses={200: GenerationOutputSerializer(many=True)},
     ),
-    retrieve=extend_schema(summary="Get a generation", responses={200: GenerationOutputSerializer},
-                           parameters=[PREFER_WAIT]),
+    retrieve=extend_schema(
+        summary="Get a generation", responses={200: GenerationOutputSerializer}, parameters=[PREFER_WAIT]
+    ),
     cancel=extend_schema(summary="Cancel a generation", request=None, responses={200: GenerationOutputSerializer}),
 )
 class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
@@ -120,8 +121,9 @@ def waiting(view: Any) -> Any:
         try:
             wait = prefer_wait(request)
         except ValueError:
-            return error_response(400, "invalid_prefer_wait", f"Prefer: wait is at most {MAX_WAIT_SECONDS} seconds.",
-                                  param="Prefer")
+            return error_response(
+                400, "invalid_prefer_wait", f"Prefer: wait is at most {MAX_WAIT_SECONDS} seconds.", param="Prefer"
+            )
         response = await sync_to_async(view)(request, *args, **kwargs)
         if wait is None or response.status_code not in (200, 202) or "status" not in getattr(response, "data", {}):
             return response
@@ -131,8 +133,12 @@ def waiting(view: Any) -> Any:
             return response
         body = await sync_to_async(generation_payload)(task, request=request)
         final = JsonResponse(body, status=200)
-        for header in ("X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests", "X-RateLimit-Reset-Requests",
-                       "Location"):
+        for header in (
+            "X-RateLimit-Limit-Requests",
+            "X-RateLimit-Remaining-Requests",
+            "X-RateLimit-Reset-Requests",
+            "Location",
+        ):
             if response.has_header(header):
                 final[header] = response[header]
         final["Preference-Applied"] = f"wait={wait}"
