@@ -9,6 +9,7 @@ With nothing set this is the embedded default: SQLite, no Redis, background
 work in the web process, an in-memory channel layer, DEBUG on.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -120,7 +121,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Holds whose lease lapsed (their worker died) give their credits back.
+    "rivya-billing-expire-lapsed-holds": {
+        "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
+        "schedule": timedelta(seconds=60),
+    },
+}
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
 
