@@ -9,6 +9,7 @@ With nothing set this is the embedded default: SQLite, no Redis, background
 work in the web process, an in-memory channel layer, DEBUG on.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -130,6 +131,11 @@ CELERY_BEAT_SCHEDULE: dict = {
     "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
     # Re-queues generations the broker lost; fails or retries those whose worker died.
     "rivya-generations-sweep": {"task": "rivya_api.generations_sweep", "schedule": 30},
+    # Holds whose lease lapsed (their worker died) give their credits back.
+    "rivya-billing-expire-lapsed-holds": {
+        "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
+        "schedule": timedelta(seconds=60),
+    },
 }
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
