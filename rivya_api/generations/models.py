@@ -53,6 +53,8 @@ class GenerationTask(models.Model):
     # the broker lost (Redis here keeps nothing on disk).
     queued_at = models.DateTimeField()
     event_sequence = models.PositiveIntegerField(default=0)
+    # The billing hold's lease token of the current run; a superseded run cannot settle.
+    hold_token = models.PositiveIntegerField(null=True, blank=True)
     outputs = models.ManyToManyField("rivya_api.File", blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

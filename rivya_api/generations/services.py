@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -33,6 +33,7 @@ from rivya_api.files.services import file_create
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_billing import services as billing
+from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
 from rivya_webhooks.services import webhook_event_publish
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class MaxCreditsExceededError(ApiError):
 
 class GenerationCanceled(Exception):
     """Raised inside a running job when its cancel was requested."""
+
+
+class GenerationSuperseded(Exception):
+    """Raised inside a running job that lost its claim: a sweeper failed or re-queued it meanwhile."""
 
 
 def generation_quote(*, account: Any, model_id: str, input: dict[str, Any]) -> Quote:
@@ -125,7 +130,7 @@ def generation_create(
             amount=quote.price,
             reference=task.public_id,
             actor=submitted_by,
-            lease=api_settings.GENERATION_QUEUE_LEASE,
+            lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
         )
     _enqueue_on_commit(task)
     return task
@@ -169,15 +174,30 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
         task.started_at = task.started_at or now
         task.heartbeat_at = now
         task.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
-        _renew_hold(task)
+        _claim_hold(task, api_settings.GENERATION_RUN_LEASE)
         _publish(task, "generation.running", notify_only=True)
     return task
+
+
+def _seconds(value: timedelta) -> int:
+    return int(value.total_seconds())
+
+
+def _claim_hold(task: GenerationTask, lease: timedelta) -> None:
+    """Take the hold's lease for this run: any earlier run's token goes stale, so its late settle is refused."""
+    if task.price:
+        hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
+        task.hold_token = hold.lease_token
+        GenerationTask.objects.filter(pk=task.pk).update(hold_token=task.hold_token)
 
 
 def _renew_hold(task: GenerationTask) -> None:
     if task.price:
         billing.credits_hold_renew(
-            account_id=task.account_id, reference=task.public_id, lease=api_settings.GENERATION_RUN_LEASE
+            account=task.account,
+            reference=task.public_id,
+            lease_seconds=_seconds(api_settings.GENERATION_RUN_LEASE),
+            lease_token=task.hold_token,
         )
 
 
@@ -195,14 +215,18 @@ class _Progress:
         if now - self.last_write < self.min_interval and percent < 99:
             return
         self.last_write = now
-        with transaction.atomic():
-            updated = GenerationTask.objects.filter(pk=self.task.pk, status=Status.RUNNING).update(
-                progress=percent, heartbeat_at=_now()
-            )
-            row = GenerationTask.objects.filter(pk=self.task.pk).values("cancel_requested", "status").first()
-            if updated:
-                _renew_hold(self.task)
-        if not updated or (row and row["cancel_requested"]):
+        try:
+            with transaction.atomic():
+                updated = GenerationTask.objects.filter(
+                    pk=self.task.pk, status=Status.RUNNING, hold_token=self.task.hold_token
+                ).update(progress=percent, heartbeat_at=_now())
+                if updated:
+                    _renew_hold(self.task)
+        except HoldNotPendingError:
+            updated = 0
+        if not updated:
+            raise GenerationSuperseded()
+        if GenerationTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists():
             raise GenerationCanceled()
 
 
@@ -261,6 +285,9 @@ def _generate(task: GenerationTask) -> GenerationTask | None:
         ]
     except GenerationCanceled:
         return generation_finish_canceled(task_pk=task.pk)
+    except GenerationSuperseded:
+        logger.warning("Generation %s was taken over while running; this run stops", task.public_id)
+        return None
     except ProviderError as exc:
         return generation_fail(task_pk=task.pk, code=exc.code, message=exc.message)
     except FileError as exc:  # produced media the files app refused, or an input file gone meanwhile
@@ -286,7 +313,15 @@ def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | No
     if task is None:
         return None  # a sweeper or a cancel got there first; its outcome stands
     if task.price:
-        billing.credits_settle(account_id=task.account_id, reference=task.public_id, amount=task.price)
+        try:
+            billing.credits_settle(
+                account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
+            )
+        except HoldNotPendingError:
+            # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
+            _release(task)
+            task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
+            return _finish(task, Status.FAILED, refunded=task.price)
     task.outputs.set(files)
     return _finish(task, Status.SUCCEEDED, charged=task.price)
 
@@ -314,8 +349,17 @@ def generation_finish_canceled(*, task_pk: int) -> GenerationTask | None:
 
 
 def _release(task: GenerationTask) -> None:
-    if task.price:
-        billing.credits_release(account_id=task.account_id, reference=task.public_id)
+    """Give the whole hold back; a hold already returned (released or expired) counts as done."""
+    if not task.price:
+        return
+    try:
+        billing.credits_release(account=task.account, reference=task.public_id)
+    except StaleHoldError:
+        # Its lease lapsed: return it the way the billing sweeper would.
+        billing.credits_hold_expire(account=task.account, reference=task.public_id)
+    except HoldNotPendingError as exc:
+        if exc.state == "settled":
+            raise
 
 
 def _finish(task: GenerationTask, status: str, *, charged: int = 0, refunded: int = 0) -> GenerationTask:
@@ -405,7 +449,7 @@ def generation_recover(*, task_pk: int, now: datetime | None = None) -> Generati
         if getattr(provider, "safe_to_retry", False) and task.attempts < 2 and not task.cancel_requested:
             task.status, task.progress, task.queued_at = Status.QUEUED, 0, now
             task.save(update_fields=["status", "progress", "queued_at"])
-            _renew_hold(task)
+            _claim_hold(task, api_settings.GENERATION_QUEUE_LEASE)
             _enqueue_on_commit(task)
             return task
     return generation_fail(task_pk=task_pk, code="worker_lost", message="The worker running this task stopped.")

@@ -87,6 +87,10 @@ class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
         body = generation_payload(task, request=request)
         return Response(body, status=http.HTTP_202_ACCEPTED, headers={"Location": f"{request.path}/{task.public_id}"})
 
+    def list(self, request: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([generation_payload(task, request=request) for task in page])
+
     def retrieve(self, request: Any, task_id: str) -> Response:
         task = services.generation_get(account=self.account, task_id=task_id)
         return Response(generation_payload(task, request=request))

@@ -106,7 +106,7 @@ def test_chat_models_are_refused_here(api_client, funded, rivya_settings):
         "kind": "chat",
         "provider": "tests.rivya_api.catalog_fixtures.ChatTestProvider",
         "parameters": {"type": "object"},
-        "pricing": {"input_per_1k": 1, "output_per_1k": 2},
+        "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
     }
     rivya_settings("RIVYA_API", MODELS=[*GENERATION_MODELS, chat])
     error(submit(api_client, model="test-chat", input={}), 400, "model_not_supported", "model")
