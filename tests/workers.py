@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,8 @@ class CeleryWorker:
             "RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS": "true",
             "DEBUG": "true",
             "DJANGO_SETTINGS_MODULE": "config.settings",
+            # The same file storage as this test (tests get a private MEDIA_ROOT).
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             **self.extra_env,
         }
         command = [

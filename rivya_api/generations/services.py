@@ -293,6 +293,10 @@ def _generate(task: GenerationTask) -> GenerationTask | None:
     except FileError as exc:  # produced media the files app refused, or an input file gone meanwhile
         logger.warning("Generation %s: output or input file refused: %s", task.public_id, exc)
         return generation_fail(task_pk=task.pk, code="invalid_output", message="The model produced an invalid result.")
+    except Exception:
+        # Our own fault, not the client's: fail now and release, rather than wait for the sweeper.
+        logger.exception("Generation %s failed unexpectedly", task.public_id)
+        return generation_fail(task_pk=task.pk, code="internal_error", message="The generation failed on our side.")
     return generation_succeed(task_pk=task.pk, files=files)
 
 

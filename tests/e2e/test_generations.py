@@ -63,8 +63,9 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
 
 
 def webhook_secret(client: APIClient, url: str) -> str:
-    response = client.post("/api/v1/webhooks", {"url": url, "event_types": ["generation.succeeded",
-                                                                           "generation.failed"]}, format="json")
+    response = client.post(
+        "/api/v1/webhooks", {"url": url, "event_types": ["generation.succeeded", "generation.failed"]}, format="json"
+    )
     assert response.status_code == 201, response.content
     return response.json()["secret"]
 
@@ -100,14 +101,14 @@ def verified_events(receiver: Receiver, secret: str) -> list[dict]:
 
 def run_flow(client: APIClient, account, receiver: Receiver, model: str, kind: str, extra: dict | None = None):
     secret = webhook_secret(client, receiver.url())
-    upload = client.post("/api/v1/files", {"file": io.BytesIO(media.png()), "purpose": "reference"},
-                         format="multipart")
+    upload = client.post("/api/v1/files", {"file": io.BytesIO(media.png()), "purpose": "reference"}, format="multipart")
     assert upload.status_code == 201, upload.content
     extra = dict(extra or {})
     if kind == "image":
         extra["reference_image"] = upload.json()["id"]
-    created = client.post("/api/v1/generations", {"model": model, "input": {"prompt": "a quiet harbour", **extra}},
-                          format="json")
+    created = client.post(
+        "/api/v1/generations", {"model": model, "input": {"prompt": "a quiet harbour", **extra}}, format="json"
+    )
     assert created.status_code == 202, created.content
     task = poll_terminal(client, created.json()["id"])
     assert task["status"] == "succeeded", task
@@ -123,16 +124,21 @@ def run_flow(client: APIClient, account, receiver: Receiver, model: str, kind: s
 
 
 @pytest.mark.usefixtures("in_process_executor")
-@pytest.mark.parametrize(("model", "kind"), [("rivya-image-1", "image"), ("rivya-audio-1", "audio"),
-                                             ("rivya-video-1", "video")])
+@pytest.mark.parametrize(
+    ("model", "kind"), [("rivya-image-1", "image"), ("rivya-audio-1", "audio"), ("rivya-video-1", "video")]
+)
 def test_in_process_flow(api_client, funded, receiver, model, kind):
     run_flow(api_client, funded, receiver, model, kind)
 
 
 @pytest.mark.usefixtures("in_process_executor")
 def test_in_process_prefer_wait_returns_the_finished_task(api_client, funded):
-    response = api_client.post("/api/v1/generations", {"model": "rivya-image-1", "input": {"prompt": "x"}},
-                               format="json", HTTP_PREFER="wait=60")
+    response = api_client.post(
+        "/api/v1/generations",
+        {"model": "rivya-image-1", "input": {"prompt": "x"}},
+        format="json",
+        HTTP_PREFER="wait=60",
+    )
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "succeeded"
     assert response["Preference-Applied"] == "wait=60"
@@ -141,8 +147,9 @@ def test_in_process_prefer_wait_returns_the_finished_task(api_client, funded):
 @pytest.mark.usefixtures("in_process_executor")
 def test_in_process_failure_releases_in_full(api_client, funded, receiver):
     secret = webhook_secret(api_client, receiver.url())
-    created = api_client.post("/api/v1/generations", {"model": "test-failing", "input": {"prompt": "x"}},
-                              format="json").json()
+    created = api_client.post(
+        "/api/v1/generations", {"model": "test-failing", "input": {"prompt": "x"}}, format="json"
+    ).json()
     task = poll_terminal(api_client, created["id"])
     assert task["status"] == "failed"
     assert task["error"]["code"] == "model_unavailable"
@@ -155,8 +162,9 @@ def test_in_process_failure_releases_in_full(api_client, funded, receiver):
 worker_marks = [pytest.mark.redis, pytest.mark.postgres]
 
 
-@pytest.mark.parametrize(("model", "kind"), [("rivya-image-1", "image"), ("rivya-audio-1", "audio"),
-                                             ("rivya-video-1", "video")])
+@pytest.mark.parametrize(
+    ("model", "kind"), [("rivya-image-1", "image"), ("rivya-audio-1", "audio"), ("rivya-video-1", "video")]
+)
 @pytest.mark.redis
 @pytest.mark.postgres
 def test_worker_flow(api_client, funded, receiver, redis_purged, model, kind):
@@ -168,8 +176,9 @@ def test_worker_flow(api_client, funded, receiver, redis_purged, model, kind):
 @pytest.mark.postgres
 def test_worker_failure_releases_in_full(api_client, funded, redis_purged):
     with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
-        created = api_client.post("/api/v1/generations", {"model": "test-failing", "input": {"prompt": "x"}},
-                                  format="json").json()
+        created = api_client.post(
+            "/api/v1/generations", {"model": "test-failing", "input": {"prompt": "x"}}, format="json"
+        ).json()
         task = poll_terminal(api_client, created["id"])
     assert task["credits"] == {"reserved": 5, "charged": 0, "refunded": 5}
     assert wallet_get(account=funded).held == 0
@@ -222,8 +231,12 @@ def test_worker_killed_mid_task(api_client, funded, redis_purged, model, outcome
 def test_purged_queue_every_task_still_runs(api_client, funded, redis_purged):
     from config.celery import app
 
-    ids = [api_client.post("/api/v1/generations", {"model": "rivya-image-1", "input": {"prompt": f"p{i}"}},
-                           format="json").json()["id"] for i in range(3)]
+    ids = [
+        api_client.post(
+            "/api/v1/generations", {"model": "rivya-image-1", "input": {"prompt": f"p{i}"}}, format="json"
+        ).json()["id"]
+        for i in range(3)
+    ]
     app.control.purge()  # Redis lost the messages (it keeps nothing on disk here)
     with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
         services.generations_sweep(now=timezone.now() + timedelta(minutes=5))
@@ -242,8 +255,9 @@ def test_fifty_submissions_against_credits_for_twenty(account, make_api_client):
     def submit(client: APIClient) -> None:
         try:
             barrier.wait()
-            response = client.post("/api/v1/generations", {"model": "test-image", "input": {"prompt": "x"}},
-                                   format="json")
+            response = client.post(
+                "/api/v1/generations", {"model": "test-image", "input": {"prompt": "x"}}, format="json"
+            )
             statuses.append(response.status_code)
         finally:
             connection.close()
