@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from rivya_api.common.schema import constant_field
+from rivya_api.files.serializers import FileOutputSerializer
 from rivya_api.generations.presenters import generation_payload
 
 
@@ -57,27 +59,18 @@ class GenerationCreditsSerializer(serializers.Serializer):
     refunded = serializers.IntegerField(help_text="Released on failure or cancel: everything reserved.")
 
 
-class GenerationOutputFileSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    object = serializers.CharField()
-    filename = serializers.CharField()
-    bytes = serializers.IntegerField()
-    content_type = serializers.CharField()
-    url = serializers.URLField(help_text="Absolute, signed, expiring download URL (fresh on every read).")
-
-
 class GenerationOutputSerializer(serializers.Serializer):
     """Rendered by ``generation_payload``; the fields below describe it for OpenAPI."""
 
     id = serializers.CharField(help_text="Public task id, `task_…`.")
-    object = serializers.ChoiceField(choices=["generation"])
+    object = constant_field("generation")
     model = serializers.CharField()
     kind = serializers.ChoiceField(choices=["image", "video", "audio"])
     status = serializers.ChoiceField(choices=["queued", "running", "succeeded", "failed", "canceled"])
     progress = serializers.IntegerField(min_value=0, max_value=100)
     input = serializers.DictField()
     metadata = serializers.DictField(child=serializers.CharField())
-    outputs = GenerationOutputFileSerializer(many=True)
+    outputs = FileOutputSerializer(many=True, help_text="Output files; each `url` is absolute, signed and fresh.")
     error = GenerationErrorSerializer(allow_null=True)
     credits = GenerationCreditsSerializer()
     cancel_requested = serializers.BooleanField()
@@ -91,7 +84,7 @@ class GenerationOutputSerializer(serializers.Serializer):
 
 
 class GenerationQuoteSerializer(serializers.Serializer):
-    object = serializers.ChoiceField(choices=["generation.quote"])
+    object = constant_field("generation.quote")
     model = serializers.CharField()
     price = serializers.IntegerField(help_text="Credits this generation would reserve and, on success, charge.")
     input = serializers.DictField(help_text="The input as validated, defaults applied.")

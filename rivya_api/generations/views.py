@@ -8,14 +8,16 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from rivya_api.common.errors import error_response
+from rivya_api.common.errors import error_response, register_domain_error
 from rivya_api.common.pagination import CursorPagination
+from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.generations import selectors, services
 from rivya_api.generations.models import GenerationTask
@@ -25,6 +27,7 @@ from rivya_api.generations.serializers import (
     GenerationOutputSerializer,
     GenerationQuoteSerializer,
 )
+from rivya_billing.exceptions import InsufficientCreditsError
 
 MAX_WAIT_SECONDS = 60
 PREFER_WAIT = OpenApiParameter(
@@ -36,27 +39,176 @@ PREFER_WAIT = OpenApiParameter(
 )
 
 
+TASK_ID_PARAMETER = OpenApiParameter("task_id", str, OpenApiParameter.PATH, description="The task's id, `task_…`.")
+NOT_FOUND = ErrorExample("generation_not_found", "No such generation: task_3kTq9Vb2LmXw8ZrN5cYp1HsD.", "task_id")
+TASK_EXAMPLE = {
+    "id": "task_3kTq9Vb2LmXw8ZrN5cYp1HsD",
+    "object": "generation",
+    "model": "rivya-image-1",
+    "kind": "image",
+    "status": "succeeded",
+    "progress": 100,
+    "input": {"prompt": "a lighthouse at dawn", "width": 512, "height": 512},
+    "metadata": {"order": "1042"},
+    "outputs": [
+        {
+            "id": "file_Hq8ZtV3nLc2XwP9rB4kYs7Md",
+            "object": "file",
+            "filename": "image.png",
+            "bytes": 69120,
+            "content_type": "image/png",
+            "purpose": "generation_output",
+            "url": "https://api.example.com/api/v1/files/file_Hq8ZtV3nLc2XwP9rB4kYs7Md/content?expires=1778495400"
+            "&signature=kE2v0c3b7r1Yq8mUo4pZsT9wX6aLh5dN",
+        }
+    ],
+    "error": None,
+    "credits": {"reserved": 4, "charged": 4, "refunded": 0},
+    "cancel_requested": False,
+    "created_at": "2026-05-11T09:30:00Z",
+    "started_at": "2026-05-11T09:30:01Z",
+    "completed_at": "2026-05-11T09:30:03Z",
+    "expires_at": "2026-05-18T09:30:00Z",
+}
+QUEUED_EXAMPLE = {
+    **TASK_EXAMPLE,
+    "status": "queued",
+    "progress": 0,
+    "outputs": [],
+    "credits": {"reserved": 4, "charged": 0, "refunded": 0},
+    "started_at": None,
+    "completed_at": None,
+}
+SUBMIT_ERRORS = error_responses(
+    400,
+    402,
+    404,
+    codes={
+        400: [
+            ("missing_parameter", "input.prompt is required.", "input.prompt"),
+            ("invalid_parameter", "input.width must be at least 64.", "input.width"),
+            ("unknown_parameter", "Unknown field.", "colour"),
+            ("file_not_found", "No such file: file_8Xq2LmZc0aT4vRbN7kYpW1sE.", "input.reference_image"),
+            (
+                "invalid_file_type",
+                "File file_8Xq… is audio/wav; this parameter accepts image/png.",
+                "input.reference_image",
+            ),
+            ("invalid_prefer_wait", "Prefer: wait is at most 60 seconds.", "Prefer"),
+        ],
+        402: [
+            ("insufficient_credits", "Cannot reserve 4 credits: 2 available."),
+            ("max_credits_exceeded", "This generation costs 4 credits, more than max_credits (3).", "max_credits"),
+        ],
+        404: [("model_not_found", "No such model: rivya-image-9.", "model")],
+    },
+)
+
+
 @extend_schema_view(
     create=extend_schema(
+        operation_id="createGeneration",
         summary="Create a generation",
+        description=(
+            "Validate `input` against the model's `parameters`, price it, reserve the price and queue the job; "
+            "202 with the task. `dry_run: true` answers 200 with the price and creates nothing. With "
+            "`Prefer: wait=N` the answer is held until the task is terminal (then 200) or N seconds pass."
+        ),
+        tags=["Generations"],
         request=GenerationCreateInputSerializer,
-        responses={202: GenerationOutputSerializer, 200: GenerationQuoteSerializer},
         parameters=[PREFER_WAIT],
+        responses={202: GenerationOutputSerializer, 200: GenerationQuoteSerializer, **SUBMIT_ERRORS},
+        examples=[
+            OpenApiExample(
+                "submit",
+                value={"model": "rivya-image-1", "input": {"prompt": "a lighthouse at dawn"}, "max_credits": 10},
+                request_only=True,
+            ),
+            OpenApiExample("queued", value=QUEUED_EXAMPLE, response_only=True, status_codes=["202"]),
+            OpenApiExample(
+                "quote",
+                value={
+                    "object": "generation.quote",
+                    "model": "rivya-image-1",
+                    "price": 4,
+                    "input": {"prompt": "a lighthouse at dawn", "width": 512, "height": 512},
+                },
+                response_only=True,
+                status_codes=["200"],
+            ),
+        ],
     ),
     list=extend_schema(
+        operation_id="listGenerations",
         summary="List generations",
+        description="The account's tasks, newest first, optionally by `status` and `model`.",
+        tags=["Generations"],
         parameters=[
             OpenApiParameter("status", str, enum=[s.value for s in GenerationTask.Status]),
             OpenApiParameter("model", str),
+            *PAGINATION_PARAMETERS,
         ],
-        responses={200: GenerationOutputSerializer(many=True)},
+        responses={200: list_of(GenerationOutputSerializer), **error_responses(400)},
+        examples=[
+            OpenApiExample(
+                "tasks",
+                value={"object": "list", "data": [TASK_EXAMPLE], "has_more": False, "next_cursor": None},
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
     ),
     retrieve=extend_schema(
-        summary="Get a generation", responses={200: GenerationOutputSerializer}, parameters=[PREFER_WAIT]
+        operation_id="getGeneration",
+        summary="Get a generation",
+        description="Status, progress, outputs with fresh signed URLs, error and credits. "
+        "`Prefer: wait=N` long-polls until the task is terminal or N seconds pass.",
+        tags=["Generations"],
+        parameters=[TASK_ID_PARAMETER, PREFER_WAIT],
+        responses={
+            200: GenerationOutputSerializer,
+            **error_responses(
+                400,
+                404,
+                codes={
+                    400: [("invalid_prefer_wait", "Prefer: wait is at most 60 seconds.", "Prefer")],
+                    404: [NOT_FOUND],
+                },
+            ),
+        },
+        examples=[OpenApiExample("succeeded", value=TASK_EXAMPLE, response_only=True, status_codes=["200"])],
     ),
-    cancel=extend_schema(summary="Cancel a generation", request=None, responses={200: GenerationOutputSerializer}),
+    cancel=extend_schema(
+        operation_id="cancelGeneration",
+        summary="Cancel a generation",
+        description="A queued task is canceled at once and its credits released; a running one is asked to stop "
+        "(`cancel_requested: true`) and ends canceled; a finished one is a 409.",
+        tags=["Generations"],
+        request=None,
+        parameters=[TASK_ID_PARAMETER],
+        responses={
+            200: GenerationOutputSerializer,
+            **error_responses(
+                404,
+                409,
+                codes={
+                    404: [NOT_FOUND],
+                    409: [("generation_not_cancelable", "The generation is already succeeded.")],
+                },
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "canceled",
+                value={**QUEUED_EXAMPLE, "status": "canceled", "credits": {"reserved": 4, "charged": 0, "refunded": 4}},
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
+    ),
 )
 class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
+    parser_classes = [JSONParser]
     pagination_class = CursorPagination
     serializer_class = GenerationOutputSerializer
     lookup_url_kwarg = "task_id"
@@ -172,3 +324,8 @@ async def _wait_terminal(task_id: str, seconds: int) -> GenerationTask | None:
 
 def _with_outputs(task: GenerationTask) -> GenerationTask:
     return GenerationTask.objects.prefetch_related("outputs").get(pk=task.pk)
+
+
+# The wallet cannot cover the reservation: a 402 that retrying will not fix.
+InsufficientCreditsError.headers = {"x-should-retry": "false"}
+register_domain_error(InsufficientCreditsError, 402, "insufficient_credits")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from rivya_billing.selectors import wallet_get
-from rivya_billing.services import credits_grant
 
 from rivya_api.files.services import file_create
 from rivya_api.generations import services
 from rivya_api.generations.models import GenerationTask
+from rivya_billing.selectors import wallet_get
+from rivya_billing.services import credits_grant
 from tests import media
 from tests.openapi import assert_matches_openapi
 from tests.rivya_api.generations.fakes import GENERATION_MODELS
