@@ -7,14 +7,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from PIL import Image
-from rivya_billing.exceptions import InsufficientCreditsError
-from rivya_billing.selectors import wallet_entries, wallet_get
-from rivya_billing.services import credits_grant
 
 from rivya_api.files.selectors import file_open
 from rivya_api.files.services import file_create
 from rivya_api.generations import services
 from rivya_api.generations.models import GenerationTask
+from rivya_billing.exceptions import InsufficientCreditsError
+from rivya_billing.selectors import wallet_entries, wallet_get
+from rivya_billing.services import credits_grant
 from rivya_webhooks.models import WebhookEvent
 from tests import media
 from tests.rivya_api.generations.fakes import GENERATION_MODELS
