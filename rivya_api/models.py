@@ -1,1 +1,3 @@
 """Models of rivya_api, one import line per resource sub-package (keys, files, …)."""
+
+from rivya_api.idempotency.models import *  # noqa: F403
