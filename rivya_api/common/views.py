@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response
 from rivya_api.conf import api_settings
+from rivya_api.idempotency.mixins import IdempotencyMixin
 
 
 @csrf_exempt
@@ -18,13 +19,16 @@ def unknown_route(request: HttpRequest, *args: object, **kwargs: object) -> Json
     return error_response(404, "unknown_route", f"No route matches {request.method} {request.path}.")
 
 
-class AccountScopedMixin:
+class AccountScopedMixin(IdempotencyMixin):
     """Base for every authenticated API view or viewset.
 
     API-key authentication and per-key throttles come from ``RIVYA_API``
     settings (read per request so overrides apply); ``self.account`` is the
     account the request acts as. Querysets must be filtered by it, so another
     account's object is a 404, never a 403.
+
+    Every POST honours ``Idempotency-Key`` (``IdempotencyMixin``); set
+    ``idempotency_enabled = False`` on a view that must not.
     """
 
     def get_authenticators(self) -> list[Any]:
