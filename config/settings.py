@@ -211,6 +211,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # Idempotency-Key header and its 400/409/422 on every idempotent POST.
+        "rivya_api.idempotency.schema.postprocess_idempotency",
+    ],
 }
 
 # --- Logging --------------------------------------------------------------------
