@@ -9,36 +9,52 @@ from rivya_billing.conf import account_model_label
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rivya_api', '0001_api_keys'),
+        ("rivya_api", "0001_api_keys"),
         migrations.swappable_dependency(account_model_label()),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('fingerprint', models.CharField(max_length=64)),
-                ('request_method', models.CharField(blank=True, default='', max_length=10)),
-                ('request_path', models.CharField(blank=True, default='', max_length=2048)),
-                ('state', models.CharField(choices=[('in_flight', 'In flight'), ('completed', 'Completed')], default='in_flight', max_length=16)),
-                ('lease_token', models.UUIDField(default=uuid.uuid4)),
-                ('locked_until', models.DateTimeField(blank=True, null=True)),
-                ('response_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('response_headers', models.JSONField(blank=True, default=dict)),
-                ('response_body', models.BinaryField(blank=True, default=b'')),
-                ('created_at', models.DateTimeField()),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField()),
-                ('account', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=account_model_label())),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=255)),
+                ("fingerprint", models.CharField(max_length=64)),
+                ("request_method", models.CharField(blank=True, default="", max_length=10)),
+                ("request_path", models.CharField(blank=True, default="", max_length=2048)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("in_flight", "In flight"), ("completed", "Completed")],
+                        default="in_flight",
+                        max_length=16,
+                    ),
+                ),
+                ("lease_token", models.UUIDField(default=uuid.uuid4)),
+                ("locked_until", models.DateTimeField(blank=True, null=True)),
+                ("response_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("response_headers", models.JSONField(blank=True, default=dict)),
+                ("response_body", models.BinaryField(blank=True, default=b"")),
+                ("created_at", models.DateTimeField()),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=account_model_label(),
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'idempotency record',
-                'indexes': [models.Index(fields=['expires_at'], name='rivya_idem_expires_idx')],
-                'constraints': [models.UniqueConstraint(fields=('account', 'key'), name='rivya_idempotency_account_key_uniq')],
+                "verbose_name": "idempotency record",
+                "indexes": [models.Index(fields=["expires_at"], name="rivya_idem_expires_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("account", "key"), name="rivya_idempotency_account_key_uniq")
+                ],
             },
         ),
     ]
