@@ -1,4 +1,8 @@
-"""Read-only admin for idempotency records: staff can see what a key replays, not forge it."""
+"""Read-only admin for idempotency records: staff can see a key's state, not forge it.
+
+The stored body is never shown: it may hold a secret the API shows only once
+(a webhook endpoint's ``whsec_…``), kept solely so a retry gets it back.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,24 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
     list_filter = ("state",)
     search_fields = ("key", "request_path")
     ordering = ("-created_at",)
-    readonly_fields = [field.name for field in IdempotencyRecord._meta.fields]
+    fields = readonly_fields = (
+        "account",
+        "key",
+        "request_method",
+        "request_path",
+        "fingerprint",
+        "state",
+        "locked_until",
+        "response_status",
+        "response_size",
+        "created_at",
+        "completed_at",
+        "expires_at",
+    )
+
+    @admin.display(description="response size (bytes)")
+    def response_size(self, obj: IdempotencyRecord) -> int:
+        return len(obj.response_body or b"")
 
     def has_add_permission(self, request: Any) -> bool:
         return False
