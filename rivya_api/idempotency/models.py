@@ -38,6 +38,10 @@ class IdempotencyRecord(models.Model):
     # While IN_FLIGHT: the claim is valid until then; after it, a retry may take it
     # over (the process that claimed it is presumed dead). Null once completed.
     locked_until = models.DateTimeField(null=True, blank=True)
+    # Optional public id of what the running request created (``task_…``, a chat
+    # turn's ``msg_…``), set by its owner so a retry that finds it in flight can
+    # point at (or attach to) the live work instead of only answering 409.
+    reference = models.CharField(max_length=64, blank=True, default="")
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_headers = models.JSONField(default=dict, blank=True)
     response_body = models.BinaryField(default=b"", blank=True)

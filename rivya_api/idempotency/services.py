@@ -4,11 +4,13 @@ A caller that received a request with an ``Idempotency-Key`` does::
 
     claim = idempotency_claim(account=..., key=..., fingerprint=...)
     match claim.outcome:
-        PROCEED   -> run the request, then idempotency_complete(record=claim.record, ...)
+        PROCEED   -> run the request (optionally idempotency_reference_set / _renew
+                     while it runs), then idempotency_complete(record=claim.record, ...)
                      (or idempotency_release(record=claim.record) if it was rejected
                      before execution, so the key is not consumed)
         REPLAY    -> answer claim.record's stored response
         IN_FLIGHT -> 409 idempotency_key_in_flight, Retry-After: claim.retry_after
+                     (claim.record.reference names the running work, if its owner set it)
         MISMATCH  -> 422 idempotency_key_reused
 
 Claiming is atomic in the database: the unique (account, key) constraint
@@ -61,10 +63,16 @@ class IdempotencyClaim:
     """What ``idempotency_claim`` decided, and the record it decided about.
 
     With ``PROCEED`` the record carries this caller's ``lease_token``: pass it to
-    ``idempotency_complete`` / ``idempotency_release`` / ``idempotency_renew``.
-    With ``REPLAY`` it carries the stored ``response_status``,
-    ``response_headers`` and ``response_body``.
+    ``idempotency_complete`` / ``idempotency_release`` / ``idempotency_renew``
+    / ``idempotency_reference_set``. Any other outcome's record has its token
+    blanked, so those calls on it are refused (they return False): only the
+    owner of a claim may settle it. With ``REPLAY`` the record carries the
+    stored ``response_status``, ``response_headers`` and ``response_body``.
     """
+
+    def __post_init__(self) -> None:
+        if self.outcome is not ClaimOutcome.PROCEED:
+            self.record.lease_token = None
 
     outcome: ClaimOutcome
     record: IdempotencyRecord
@@ -126,6 +134,7 @@ def idempotency_claim(
                 "created_at": now,
                 "completed_at": None,
                 "expires_at": now + timedelta(seconds=api_settings.IDEMPOTENCY_RETENTION_SECONDS),
+                "reference": "",
                 "response_status": None,
                 "response_headers": {},
                 "response_body": b"",
@@ -263,6 +272,22 @@ def idempotency_renew(*, record: IdempotencyRecord, now: datetime | None = None)
     return bool(updated)
 
 
+def idempotency_reference_set(*, record: IdempotencyRecord, reference: str) -> bool:
+    """Name the work the running request created (``task_…``, ``msg_…``) on its claim.
+
+    A retry that gets ``IN_FLIGHT`` reads it from ``claim.record.reference``, e.g.
+    to attach to a live chat stream. Only the claim's owner can set it (guarded
+    by ``lease_token``); returns False once the claim is lost. One UPDATE, so it
+    may run inside the transaction that creates the work.
+    """
+    updated = IdempotencyRecord.objects.filter(
+        pk=record.pk, lease_token=record.lease_token, state=IdempotencyRecord.State.IN_FLIGHT
+    ).update(reference=reference[:64])
+    if updated:
+        record.reference = reference[:64]
+    return bool(updated)
+
+
 def idempotency_records_purge(*, now: datetime | None = None, batch_size: int = 1000) -> int:
     """Delete records past ``expires_at``; returns how many. Run hourly by beat.
 
@@ -323,6 +348,11 @@ async def aidempotency_complete(
 async def aidempotency_release(*, record: IdempotencyRecord) -> bool:
     """``idempotency_release`` for async views (runs it in a thread)."""
     return await sync_to_async(idempotency_release)(record=record)
+
+
+async def aidempotency_reference_set(*, record: IdempotencyRecord, reference: str) -> bool:
+    """``idempotency_reference_set`` for async views (runs it in a thread)."""
+    return await sync_to_async(idempotency_reference_set)(record=record, reference=reference)
 
 
 async def aidempotency_renew(*, record: IdempotencyRecord, now: datetime | None = None) -> bool:

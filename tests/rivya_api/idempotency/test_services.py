@@ -50,6 +50,11 @@ def test_retry_while_running_is_in_flight_with_retry_after(account):
     assert result.outcome is ClaimOutcome.IN_FLIGHT
     assert result.retry_after == 1
     assert IdempotencyRecord.objects.count() == 1
+    # Only the claim's owner may settle it.
+    assert not services.idempotency_release(record=result.record)
+    assert not complete(result.record)
+    assert not services.idempotency_renew(record=result.record)
+    assert IdempotencyRecord.objects.get().state == IdempotencyRecord.State.IN_FLIGHT
 
 
 def test_retry_after_never_points_past_the_lease(account, rivya_settings):
@@ -116,6 +121,22 @@ def test_stale_lease_of_a_dead_attempt_is_taken_over_once(account):
     assert not services.idempotency_renew(record=dead.record, now=after)
     assert complete(retry.record, status=201, body=b"winner", now=after)
     assert bytes(claim(account, now=after).record.response_body) == b"winner"
+
+
+def test_running_request_can_name_its_work_for_retries(account):
+    first = claim(account)
+    assert services.idempotency_reference_set(record=first.record, reference="msg_live")
+    retry = claim(account, now=T0 + timedelta(seconds=1))
+    assert retry.outcome is ClaimOutcome.IN_FLIGHT
+    assert retry.record.reference == "msg_live"
+    # Only the owner may name it; a taken-over or expired claim starts blank.
+    assert not services.idempotency_reference_set(record=retry.record, reference="msg_forged")
+    takeover = claim(account, now=T0 + timedelta(seconds=LEASE))
+    assert takeover.proceed
+    complete(takeover.record, now=T0 + timedelta(seconds=LEASE))
+    assert not services.idempotency_reference_set(record=takeover.record, reference="msg_late")
+    fresh = claim(account, fingerprint="other", now=T0 + timedelta(seconds=RETENTION))
+    assert fresh.record.reference == ""
 
 
 def test_renew_extends_the_lease(account):
@@ -188,6 +209,7 @@ def test_async_wrappers_run_the_protocol(account):
             ClaimOutcome.IN_FLIGHT
         )
         assert await services.aidempotency_renew(record=first.record, now=T0)
+        assert await services.aidempotency_reference_set(record=first.record, reference="msg_1")
         assert await services.aidempotency_complete(
             record=first.record, status_code=200, headers={}, body=b"done", now=T0
         )
