@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@$(BIN)/python manage.py rivya_demo
-	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000
+	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
 
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)

@@ -243,5 +243,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        # Replace Django's own console handler so its lines carry the request id too.
+        "django": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "django.server": {"level": "WARNING"},
+        "rivya.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
 }
