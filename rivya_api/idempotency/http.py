@@ -89,30 +89,34 @@ def request_fingerprint(request: Any) -> str:
     if content_type == "multipart/form-data":
         kind, body_digest = "multipart", _multipart_digest(request)
     else:
-        body = _raw_body(request)
-        kind, body_digest = "bytes", hashlib.sha256(body).hexdigest()
-        if content_type == "application/json" or content_type.endswith("+json"):
-            try:
-                parsed = json.loads(body) if body else None
-            except ValueError:
-                pass
-            else:
-                canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                kind, body_digest = "json", hashlib.sha256(canonical.encode()).hexdigest()
+        kind, body_digest = _body_digest(
+            request, is_json=content_type == "application/json" or content_type.endswith("+json")
+        )
     query = _canonical_query(request.META.get("QUERY_STRING", ""))
     material = "\n".join([request.method.upper(), request.path, query, kind, body_digest])
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _raw_body(request: Any) -> bytes:
+def _canonical_json_digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _body_digest(request: Any, *, is_json: bool) -> tuple[str, str]:
     try:
-        return request.body
+        body = request.body
     except RawPostDataException:
-        # A DRF parser already consumed the stream (someone read request.data
-        # first): what it parsed is the body, canonicalised as JSON.
+        # A DRF parser consumed the stream before us (something read
+        # request.data first): canonicalise what it parsed, which for JSON is
+        # exactly what json.loads would have given, so the digest is the same.
         data = request.data
-        plain = data.dict() if isinstance(data, QueryDict) else data
-        return json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str).encode()
+        return "json", _canonical_json_digest(dict(data.lists()) if isinstance(data, QueryDict) else data)
+    if is_json:
+        try:
+            return "json", _canonical_json_digest(json.loads(body) if body else None)
+        except ValueError:
+            pass  # hashed as bytes; the view's parser answers 400
+    return "bytes", hashlib.sha256(body).hexdigest()
 
 
 def _canonical_query(query_string: str) -> str:
