@@ -121,8 +121,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE: dict = {
+    # Deletes the bytes of expired (and deleted) files.
+    "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
     # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
-    "rivya-idempotency-purge": {"task": "rivya_api.idempotency_records_purge", "schedule": 60 * 60},
+    "rivya-idempotency-purge": {
+        "task": "rivya_api.idempotency.tasks.idempotency_records_purge_task",
+        "schedule": 60 * 60,
+    },
 }
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
@@ -174,9 +179,78 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 RIVYA_ACCOUNT_MODEL = "auth.User"
 
+# The model catalog (shape in rivya_api.catalog.spec, price rules in rivya_api.catalog.pricing).
+# A model is listed only where its provider class imports and, for upstream models, where
+# both variables named in "upstream" are set. Without "parameters" the schema comes from
+# the provider's parameters_schema(options).
+_SIZE_TIERS = {
+    "type": "tiered",
+    "parameters": ["width", "height"],
+    "tiers": [{"up_to": 512 * 512, "credits": 0}, {"up_to": 1024 * 1024, "credits": 2}, {"up_to": None, "credits": 4}],
+}
+RIVYA_MODELS = [
+    {
+        "id": "rivya-image-1",
+        "kind": "image",
+        "description": "Rivya's built-in image model: a picture derived from the prompt and seed, optionally shaped by a reference image. Runs locally; meant for development and integration tests.",
+        "provider": "rivya_api.generations.providers.local.LocalImageProvider",
+        "pricing": {"base": 2, "terms": [_SIZE_TIERS]},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-audio-1",
+        "kind": "audio",
+        "description": "Rivya's built-in speech model: reads the prompt aloud (espeak-ng when installed, else synthesized tones). Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalAudioProvider",
+        "pricing": {"base": 3},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-video-1",
+        "kind": "video",
+        "description": "Rivya's built-in video model: a short clip rendered from the prompt and seed. Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalVideoProvider",
+        "pricing": {"base": 3, "terms": [{"type": "per_unit", "parameter": "duration", "credits": 2}]},
+        "limits": {"timeout_seconds": 120},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-image-hd",
+        "kind": "image",
+        "description": "High-detail image generation served by Rivya's hosted image backend.",
+        "provider": "rivya_api.generations.providers.openai_images.OpenAIImagesProvider",
+        "options": {"upstream_model": env.str("RIVYA_UPSTREAM_IMAGES_MODEL", default="gpt-image-1")},
+        "upstream": {"base_url_env": "RIVYA_UPSTREAM_IMAGES_BASE_URL", "api_key_env": "RIVYA_UPSTREAM_IMAGES_API_KEY"},
+        "pricing": {"base": 0, "terms": [{"type": "per_unit", "parameter": "n", "credits": 8}]},
+        "limits": {"timeout_seconds": 180},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-chat-1",
+        "kind": "chat",
+        "description": "Rivya's built-in chat model for development: a small offline model with real streaming and exact token counts. Not a general-purpose assistant.",
+        "provider": "rivya_api.chat.providers.local.LocalChatProvider",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 256},
+                "stop": {"type": ["string", "array"], "items": {"type": "string"}, "maxItems": 4},
+            },
+        },
+        "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
+        "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+]
+
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
+    "MODELS": RIVYA_MODELS,
 }
 RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {
@@ -211,11 +285,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Standard errors on every operation, no "default" responses, X-Request-Id documented.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        # Idempotency-Key header and its 400/409/422 on every idempotent POST.
+        "rivya_api.common.schema.postprocess_schema",
+        # Idempotency-Key header and its 400/409/422 on every idempotent POST, merged into the
+        # responses the views and the hook above already document.
         "rivya_api.idempotency.schema.postprocess_idempotency",
     ],
+    # Enum component names that say what they are (and never collide across resources).
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorTypeEnum": "rivya_api.common.schema.ERROR_TYPES",
+        "ModelKindEnum": "rivya_api.catalog.spec.KINDS",
+        "PriceTermTypeEnum": "rivya_api.catalog.serializers.PRICE_TERM_TYPES",
+        "FilePurposeEnum": "rivya_api.files.models.File.Purpose",
+        "FileUploadPurposeEnum": "rivya_api.files.services.UPLOAD_PURPOSE_VALUES",
+    },
 }
 
 # --- Logging --------------------------------------------------------------------

@@ -33,6 +33,38 @@ DEFAULTS: dict[str, Any] = {
     "KEY_CACHE_SHARED_ONLY": True,
     # last_used_at is written at most once per this many seconds per key.
     "KEY_LAST_USED_INTERVAL": 60,
+    # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec). The
+    # reference project declares its local models in config/settings.py.
+    "MODELS": [],
+    # --- Files (rivya_api.files) ---
+    # Alias in Django's STORAGES holding file bytes: point it at any django-storages backend.
+    "FILE_STORAGE": "default",
+    # Folder (key prefix) inside that storage.
+    "FILE_STORAGE_PREFIX": "rivya/files",
+    # Largest accepted file per kind, in bytes (413 above). Keys left out keep these defaults.
+    # Uploads are also bounded by MAX_REQUEST_BYTES for the whole request.
+    "FILE_MAX_BYTES": {"image": 20 * 1024 * 1024, "audio": 25 * 1024 * 1024, "video": 60 * 1024 * 1024},
+    # Images over this many pixels per frame are refused before decoding (decompression bombs).
+    "FILE_IMAGE_MAX_PIXELS": 40_000_000,
+    # Animated images: at most this many frames, and this many pixels over all frames.
+    "FILE_IMAGE_MAX_FRAMES": 500,
+    "FILE_IMAGE_MAX_TOTAL_PIXELS": 200_000_000,
+    # Audio/video: frames decoded to prove the stream decodes (the whole container is demuxed).
+    "FILE_AV_DECODE_FRAMES": 8,
+    # Which kinds each purpose accepts. generation_output is for outputs stored by the API itself.
+    "FILE_PURPOSE_KINDS": {
+        "reference": ["image", "audio", "video"],
+        "chat_attachment": ["image"],
+        "generation_output": ["image", "audio", "video"],
+    },
+    # Seconds a file is kept, per purpose; then the periodic sweep deletes its bytes.
+    "FILE_RETENTION_SECONDS": {
+        "reference": 30 * 86400,
+        "chat_attachment": 30 * 86400,
+        "generation_output": 7 * 86400,
+    },
+    # Lifetime of a signed download URL (never beyond the file's own expiry).
+    "FILE_URL_TTL_SECONDS": 3600,
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
     # Idempotency-Key (rivya_api.idempotency): how long a key's outcome is kept and

@@ -1,7 +1,4 @@
-"""Celery tasks of rivya_api, one import line per resource sub-package.
+"""Celery tasks of rivya_api, one import line per resource sub-package (found by autodiscovery)."""
 
-``app.autodiscover_tasks()`` imports ``<app>.tasks`` of each installed app;
-this module makes it find the tasks living in the sub-packages.
-"""
-
+from rivya_api.files.tasks import *  # noqa: F403
 from rivya_api.idempotency.tasks import *  # noqa: F403

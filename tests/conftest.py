@@ -9,7 +9,7 @@ import pytest
 from tests import factories
 from tests.services import require_services
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.rivya_api.catalog_fixtures", "tests.rivya_api.files_fixtures"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -5,9 +5,11 @@
 served by a view with ``idempotency_enabled`` (every ``AccountScopedMixin``
 view unless it opted out) it adds the header parameter, the error responses
 (merged into ones the view already documents, as extra examples), ``Retry-After``
-on the 409 and ``Idempotent-Replayed`` on the success responses. Errors point
-at the shared ``Error`` component (``rivya_api.common.schema``); the hook adds
-an equivalent component only when no operation has produced one.
+on the 409 and ``Idempotent-Replayed`` on the success responses. It runs
+after ``rivya_api.common.schema.postprocess_schema`` and reuses its pieces:
+errors point at the shared ``Error`` component (an equivalent one is added only
+when no operation produced it, as in test URLconfs) and every response it adds
+documents ``X-Request-Id`` like the others.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from rivya_api.common.errors import TYPE_BY_STATUS
+from rivya_api.common.schema import ERROR_REF, REQUEST_ID_EXAMPLE, REQUEST_ID_HEADER, RETRY_AFTER_HEADER
 from rivya_api.idempotency.http import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER
-
-ERROR_REF = {"$ref": "#/components/schemas/Error"}
-REQUEST_ID_EXAMPLE = "req_3hTzbW8sLQ1vA0nXcE5fKp2M"
 
 PARAMETER = {
     "in": "header",
@@ -37,27 +37,33 @@ PARAMETER = {
     "example": "8e03978e-40d5-43e8-bc93-6894a57f9324",
 }
 
-# status -> (code, message, description of the status when the view has none)
-ERRORS: dict[int, tuple[str, str, str]] = {
+# status -> (code, example message, description of a response the hook creates, sentence added
+# to the description of a response the view or the standard-errors hook already documents)
+ERRORS: dict[int, tuple[str, str, str, str]] = {
     400: (
         "idempotency_key_invalid",
         f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters (a UUID v4 is recommended).",
-        f"Invalid request, or a malformed `{HEADER}`.",
+        f"Invalid request: a malformed `{HEADER}` (`idempotency_key_invalid`).",
+        f"A malformed `{HEADER}` is `idempotency_key_invalid`.",
     ),
     409: (
         "idempotency_key_in_flight",
         f"A request with this {HEADER} is still being processed; retry after the Retry-After delay.",
-        f"A request with the same `{HEADER}` is still running; retry after `Retry-After` seconds.",
+        f"A request with the same `{HEADER}` is still running (`idempotency_key_in_flight`); "
+        "retry after `Retry-After` seconds.",
+        f"A request with the same `{HEADER}` still running is `idempotency_key_in_flight`; "
+        "retry after `Retry-After` seconds.",
     ),
     422: (
         "idempotency_key_reused",
         f"This {HEADER} was already used with a different request (method, path or body); "
         "use a new key for a new request.",
-        f"The `{HEADER}` was already used with a different request; do not retry with this key.",
+        f"The `{HEADER}` was already used with a different request (`idempotency_key_reused`); "
+        "do not retry with this key.",
+        f"An `{HEADER}` already used with a different request is `idempotency_key_reused`.",
     ),
 }
 
-RETRY_AFTER_HEADER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
 REPLAYED_HEADER_SPEC = {
     "description": f"`true` when this is the stored response of an earlier request with the same `{HEADER}`.",
     "schema": {"type": "string", "enum": ["true"]},
@@ -84,17 +90,13 @@ FALLBACK_ERROR_COMPONENT = {
 
 
 def _example(status: int, code: str, message: str, param: str | None) -> dict[str, Any]:
-    return {
-        "value": {
-            "error": {
-                "type": TYPE_BY_STATUS[status],
-                "code": code,
-                "message": message,
-                "param": param,
-                "request_id": REQUEST_ID_EXAMPLE,
-            }
-        }
-    }
+    """In the form of ``rivya_api.common.schema.error_responses``' examples (CamelCase name, code as summary)."""
+    value = {"type": TYPE_BY_STATUS[status], "code": code, "message": message, "param": param}
+    return {"value": {"error": {**value, "request_id": REQUEST_ID_EXAMPLE}}, "summary": code}
+
+
+def _example_name(code: str) -> str:
+    return "".join(part.capitalize() for part in code.split("_"))
 
 
 def _idempotent_operations(generator: Any) -> set[tuple[str, str]] | None:
@@ -115,17 +117,17 @@ def _idempotent_operations(generator: Any) -> set[tuple[str, str]] | None:
 
 
 def _add_error(operation: dict[str, Any], status: int) -> None:
-    code, message, description = ERRORS[status]
+    code, message, description, addendum = ERRORS[status]
     responses = operation["responses"]
     response = responses.get(str(status))
     if response is None:
-        response = responses[str(status)] = {"description": description}
+        response = responses[str(status)] = {"description": description, "headers": {"X-Request-Id": REQUEST_ID_HEADER}}
     elif code not in response.get("description", ""):
-        response["description"] = f"{response.get('description', '').rstrip()} Or `{code}`: {description}".strip()
+        response["description"] = f"{response.get('description', '').rstrip()} {addendum}".strip()
     content = response.setdefault("content", {}).setdefault("application/json", {})
     content.setdefault("schema", ERROR_REF)
     param = HEADER if status in (400, 422) else None
-    content.setdefault("examples", {})[code] = _example(status, code, message, param)
+    content.setdefault("examples", {})[_example_name(code)] = _example(status, code, message, param)
     if status == 409:
         response.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER_HEADER)
 

@@ -13,7 +13,7 @@ __all__ = ["idempotency_records_purge_task"]
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="rivya_api.idempotency_records_purge")
+@shared_task
 def idempotency_records_purge_task() -> int:
     """Delete expired idempotency records (beat: hourly)."""
     deleted = idempotency_records_purge()

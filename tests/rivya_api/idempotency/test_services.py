@@ -193,11 +193,11 @@ def test_purge_task_uses_the_real_clock(account):
 
 def test_purge_is_scheduled_by_beat(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "rivya_api.idempotency_records_purge" in tasks
+    assert "rivya_api.idempotency.tasks.idempotency_records_purge_task" in tasks
     from config.celery import app
 
     app.loader.import_default_modules()
-    assert "rivya_api.idempotency_records_purge" in app.tasks
+    assert "rivya_api.idempotency.tasks.idempotency_records_purge_task" in app.tasks
 
 
 @pytest.mark.django_db(transaction=True)
