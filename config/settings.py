@@ -121,6 +121,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE: dict = {
+    # Queue webhook deliveries that are due and not carried by a broker message
+    # (long retries, or messages a Redis restart lost).
+    "rivya-webhooks-sweep": {"task": "rivya_webhooks.sweep", "schedule": 10.0},
+    # Delete webhook events past their retention (30 days).
+    "rivya-webhooks-cleanup": {"task": "rivya_webhooks.cleanup", "schedule": 3600.0},
     # Deletes the bytes of expired (and deleted) files.
     "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
     # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
