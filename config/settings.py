@@ -9,6 +9,7 @@ With nothing set this is the embedded default: SQLite, no Redis, background
 work in the web process, an in-memory channel layer, DEBUG on.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -128,6 +129,18 @@ CELERY_BEAT_SCHEDULE: dict = {
     "rivya-webhooks-cleanup": {"task": "rivya_webhooks.cleanup", "schedule": 3600.0},
     # Deletes the bytes of expired (and deleted) files.
     "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
+    # Re-queues generations the broker lost; fails or retries those whose worker died.
+    "rivya-generations-sweep": {"task": "rivya_api.generations_sweep", "schedule": 30},
+    # Holds whose lease lapsed (their worker died) give their credits back.
+    "rivya-billing-expire-lapsed-holds": {
+        "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
+        "schedule": timedelta(seconds=60),
+    },
+    # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
+    "rivya-idempotency-purge": {
+        "task": "rivya_api.idempotency.tasks.idempotency_records_purge_task",
+        "schedule": 60 * 60,
+    },
 }
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
@@ -289,6 +302,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "rivya_api.common.schema.postprocess_schema",
+        # Idempotency-Key header and its 400/409/422 on every idempotent POST, merged into the
+        # responses the views and the hook above already document.
+        "rivya_api.idempotency.schema.postprocess_idempotency",
     ],
     # Enum component names that say what they are (and never collide across resources).
     "ENUM_NAME_OVERRIDES": {

@@ -6,6 +6,7 @@ Read ``api_settings.X`` inside functions, never at import time, so that
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rivya_billing.conf import AppSettings
@@ -65,8 +66,27 @@ DEFAULTS: dict[str, Any] = {
     },
     # Lifetime of a signed download URL (never beyond the file's own expiry).
     "FILE_URL_TTL_SECONDS": 3600,
+    # Generations: how long a task and its outputs are kept, how long its hold
+    # may wait in the queue, and how a dead worker or a lost message is noticed.
+    "GENERATION_RETENTION": timedelta(days=7),
+    "GENERATION_QUEUE_LEASE": timedelta(hours=1),
+    "GENERATION_RUN_LEASE": timedelta(minutes=10),
+    "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
+    "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
+    "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
+    # Idempotency-Key (rivya_api.idempotency): how long a key's outcome is kept and
+    # replayed, counted from the first request; expired records are purged hourly.
+    "IDEMPOTENCY_RETENTION_SECONDS": 24 * 60 * 60,
+    # How long a running request's claim on its key holds. A process that dies
+    # mid-request leaves the key claimable again after this; it must exceed the
+    # longest request, and long work renews it (services.idempotency_renew).
+    "IDEMPOTENCY_LEASE_SECONDS": 300,
+    # Retry-After (seconds) sent with 409 idempotency_key_in_flight.
+    "IDEMPOTENCY_RETRY_AFTER_SECONDS": 1,
+    # Response headers stored with the outcome and sent again on a replay.
+    "IDEMPOTENCY_REPLAYED_HEADERS": ["Content-Type", "Location", "Rivya-Session-Id"],
 }
 
 IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES")

@@ -18,9 +18,9 @@ from standardwebhooks import Webhook
 from rivya_webhooks.models import WebhookDelivery
 from rivya_webhooks.registry import event_type_register, event_type_unregister
 from rivya_webhooks.services import webhook_deliveries_sweep, webhook_event_publish
-from tests.rivya_webhooks.conftest import CeleryWorker
 from tests.rivya_webhooks.receiver import Reply
 from tests.rivya_webhooks.support import FrozenClock
+from tests.workers import CeleryWorker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("local_targets")]
 
