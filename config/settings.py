@@ -110,7 +110,8 @@ if REDIS_URL:
     CELERY_RIVYA_IN_PROCESS = False
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # In memory, and safe to send to from the in-process worker threads (see the class).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "rivya_api.pages.layers.ThreadSafeInMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
     # No broker: rivya_api.background runs tasks in this process, off the request path.
     CELERY_RIVYA_IN_PROCESS = True

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", include("rivya_api.urls")),
     path("docs/", include("rivya_api.guides.urls")),
     path("settings/", include("rivya_api.pages.urls")),
+    path("studio/", include("rivya_api.pages.studio_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),

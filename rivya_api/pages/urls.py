@@ -3,7 +3,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from rivya_api.pages.views import keys, webhooks
+from rivya_api.pages.views import credits, generations, keys, webhooks
 
 app_name = "rivya_pages"
 
@@ -13,6 +13,14 @@ urlpatterns = [
     path("api-keys/<str:key_id>", keys.key_detail, name="key-detail"),
     path("api-keys/<str:key_id>/roll", keys.key_roll, name="key-roll"),
     path("api-keys/<str:key_id>/revoke", keys.key_revoke, name="key-revoke"),
+    path("credits", credits.credits_index, name="credits"),
+    path("credits/export.csv", credits.credits_export, name="credits-export"),
+    path("credits/wallet", credits.wallet_summary, name="wallet"),
+    path("generations", generations.generation_index, name="generations"),
+    path("generations/live", generations.generation_live, name="generation-live"),
+    path("generations/<str:task_id>", generations.generation_detail, name="generation-detail"),
+    path("generations/<str:task_id>/row", generations.generation_row, name="generation-row"),
+    path("generations/<str:task_id>/cancel", generations.generation_cancel_view, name="generation-cancel"),
     path("webhooks", webhooks.webhook_index, name="webhooks"),
     path("webhooks/<str:endpoint_id>", webhooks.webhook_detail, name="webhook-detail"),
     path("webhooks/<str:endpoint_id>/enable", webhooks.webhook_enable, name="webhook-enable"),

@@ -79,6 +79,7 @@
     this.wsPath = root.getAttribute("data-ws-path");
     this.pollUrl = root.getAttribute("data-poll-url");
     this.rowUrl = root.getAttribute("data-row-url");
+    this.walletUrl = root.getAttribute("data-wallet-url");
     this.stateEl = root.querySelector("[data-live-state]");
     this.pollEvery = parseInt(root.getAttribute("data-poll-seconds") || "3", 10) * 1000;
     this.pollTimer = null;
@@ -106,7 +107,9 @@
   LiveTasks.prototype.apply = function (task) {
     var row = this.root.querySelector('[data-task-id="' + task.id + '"]');
     if (!row) { this.insertRow(task.id); return; }
+    var finished = TERMINAL[task.status] && !TERMINAL[row.getAttribute("data-status")];
     row.setAttribute("data-status", task.status);
+    if (finished) this.refreshWallet();
     var badge = row.querySelector('[data-field="status"]');
     if (badge) { badge.textContent = task.status; badge.className = "badge status-" + task.status; }
     var progress = row.querySelector('[data-field="progress"]');
@@ -130,6 +133,21 @@
     }
     var cancel = row.querySelector("[data-cancel]");
     if (cancel && TERMINAL[task.status]) cancel.remove();
+  };
+
+  /* The wallet's numbers on the page, once a task has been charged or released. */
+  LiveTasks.prototype.refreshWallet = function () {
+    if (!this.walletUrl || !document.querySelector("[data-wallet]")) return;
+    fetch(this.walletUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (wallet) {
+        if (!wallet) return;
+        Array.prototype.forEach.call(document.querySelectorAll("[data-wallet]"), function (el) {
+          var key = el.getAttribute("data-wallet");
+          if (key in wallet) el.textContent = wallet[key];
+        });
+      })
+      .catch(function () {});
   };
 
   /* A task this page has not seen (submitted elsewhere): fetch its row as the server renders it. */

@@ -9,13 +9,20 @@ Screenshots of every page at desktop and mobile width land in
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from rivya_api.generations.models import GenerationTask
 from rivya_api.keys.models import APIKey
+from rivya_billing.selectors import wallet_get
+from rivya_billing.services import credits_grant
 from tests import factories
 from tests.e2e.browser import log_in, overflowing, screenshots
 
@@ -144,3 +151,114 @@ def test_webhook_endpoint_test_event_shows_its_attempt(page, person):
         screenshots(page, "webhook-endpoint")
         page.goto("/settings/webhooks")
         screenshots(page, "webhooks")
+
+
+def _png(size: int = 64) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (74, 58, 255)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_studio_generation_updates_live_over_the_websocket(page, live_asgi, upstream, person):
+    from tests.rivya_api.generations.standin import Reply
+
+    user, password = person
+    credits_grant(account=user, amount=100, reference="browser-test")
+    # The upstream holds its answer until the test lets it go, so the change happens while the page watches.
+    gate = threading.Event()
+    image = base64.b64encode(_png()).decode()
+
+    def answer(request):
+        gate.wait(30)
+        return Reply.json({"created": 1, "data": [{"b64_json": image}]})
+
+    upstream.answer = answer
+    frames: list[str] = []
+    sockets: list[str] = []
+    polls: list[str] = []
+    page.on(
+        "websocket", lambda ws: (sockets.append(ws.url), ws.on("framereceived", lambda payload: frames.append(payload)))
+    )
+    page.on("request", lambda request: polls.append(request.url) if "/generations/live" in request.url else None)
+
+    log_in(page, user.username, password, next_path="/studio/")
+    page.get_by_label("Model").select_option("rivya-image-hd")
+    page.get_by_label("Prompt").fill("a lighthouse at dusk")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_url("**/studio/")
+    task = GenerationTask.objects.get(account=user)
+    assert (task.source, task.submitted_by) == ("studio", f"user:{user.pk}")
+    assert "Submitted " + task.public_id in page.locator(".messages").inner_text()
+    row = page.locator(f'tr[data-task-id="{task.public_id}"]')
+
+    # The socket is open and the task is running at the upstream, not finished.
+    page.locator('[data-live-tasks][data-live-mode="websocket"]').wait_for()
+    assert sockets
+    assert sockets[0].endswith("/ws/tasks")
+    deadline = time.monotonic() + 15
+    while not upstream.requests:
+        assert time.monotonic() < deadline, "the generation never reached the upstream"
+        time.sleep(0.05)
+    page.locator(f'tr[data-task-id="{task.public_id}"][data-status="running"]').wait_for()
+    page.evaluate("window.__sameDocument = true")
+    frames_before = len(frames)
+
+    gate.set()
+    page.locator(f'tr[data-task-id="{task.public_id}"][data-status="succeeded"]').wait_for()
+    output = row.locator("[data-field=outputs] img")
+    output.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth === 64", arg=output.element_handle())
+    assert row.locator("[data-field=status]").inner_text() == "succeeded"
+    assert "8 charged" in row.locator("[data-field=credits]").inner_text()
+
+    # No reload, no polling: a WebSocket frame carried the change.
+    assert page.evaluate("window.__sameDocument") is True
+    assert polls == []
+    carried = [json.loads(frame) for frame in frames[frames_before:]]
+    assert any(
+        message["type"] == "generation.update"
+        and message["task"]["id"] == task.public_id
+        and message["task"]["status"] == "succeeded"
+        for message in carried
+    ), carried
+    # Same wallet: the Studio generation was charged to the account's wallet, and the page shows it.
+    wallet = wallet_get(account=user)
+    assert (wallet.balance, wallet.held) == (92, 0)
+    page.locator('[data-wallet="held"]', has_text="0").wait_for()
+    assert page.locator('[data-wallet="balance"]').inner_text() == "92"
+    screenshots(page, "studio")
+
+    # The same task, in the account's task list and at the API with one of its keys.
+    page.goto("/settings/generations")
+    assert page.locator(f'tr[data-task-id="{task.public_id}"][data-status="succeeded"]').count() == 1
+    screenshots(page, "generations")
+    page.goto("/settings/credits")
+    assert page.locator(f'a[href="/settings/generations/{task.public_id}"]').count() >= 1
+    screenshots(page, "credits")
+
+
+def test_generations_page_falls_back_to_polling_without_websockets(page, live_asgi, upstream, person):
+    from tests.rivya_api.generations.standin import Reply
+
+    user, password = person
+    credits_grant(account=user, amount=100, reference="browser-test")
+    gate = threading.Event()
+    image = base64.b64encode(_png()).decode()
+    upstream.answer = lambda request: (gate.wait(30), Reply.json({"data": [{"b64_json": image}]}))[1]
+    # A browser (or proxy) without WebSockets.
+    page.add_init_script("delete window.WebSocket")
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/generations/live" in request.url else None)
+    log_in(page, user.username, password, next_path="/studio/")
+    page.get_by_label("Model").select_option("rivya-image-hd")
+    page.get_by_label("Prompt").fill("a polled lighthouse")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_url("**/studio/")
+    task = GenerationTask.objects.get(account=user)
+    page.locator('[data-live-tasks][data-live-mode="polling"]').wait_for()
+    gate.set()
+    page.locator(f'tr[data-task-id="{task.public_id}"][data-status="succeeded"]').wait_for()
+    assert polls
+    assert task.public_id in polls[-1]

@@ -9,17 +9,17 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
-from rivya_billing.selectors import wallet_get
 
 from rivya_api.common.dates import iso
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page
 from rivya_api.pages.ledger import daily_spend, ledger_entries, work_reference, works_for
 from rivya_billing.models import EntryType
+from rivya_billing.selectors import wallet_get
 
 PER_PAGE = 25
 CHART_DAYS = 30
@@ -83,6 +83,16 @@ def credits_index(request: HttpRequest) -> HttpResponse:
         "query": query_without_page(request),
     }
     return render(request, "rivya_api/pages/credits/index.html", context)
+
+
+@login_required
+@require_http_methods(["GET"])
+def wallet_summary(request: HttpRequest) -> JsonResponse:
+    """The wallet's numbers, for pages that refresh them after a task is charged or released."""
+    wallet = wallet_get(account=page_account(request))
+    response = JsonResponse({"balance": wallet.balance, "held": wallet.held, "available": wallet.available})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class _Echo:

@@ -1,0 +1,138 @@
+"""The live-updates WebSocket: session-authenticated, scoped to the account, fed after commit.
+
+Runs the consumer as the reference project routes it (``websocket_application``:
+origin check, session auth, URL router) under Channels' test communicator, on the
+in-memory channel layer and, where Redis is available, on the Redis layer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.db import transaction
+
+from rivya_api.generations import services
+from rivya_api.generations.live import generation_notify_on_commit
+from rivya_api.generations.models import GenerationTask
+from rivya_api.pages.routing import websocket_application
+from rivya_billing.services import credits_grant
+from tests.rivya_api.generations.fakes import GENERATION_MODELS
+from tests.rivya_api.pages.websocket import WebsocketClient
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": GENERATION_MODELS}}),
+]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def channel_layer(request, settings):
+    if request.param == "redis":
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": f"rivya-test-{os.getpid()}"},
+            }
+        }
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "rivya_api.pages.layers.ThreadSafeInMemoryChannelLayer"}}
+    return request.param
+
+
+def socket(member=None, origin: str = "http://testserver") -> WebsocketClient:
+    headers = [(b"origin", origin.encode()), (b"host", b"testserver")]
+    if member is not None:
+        headers.append((b"cookie", f"sessionid={member.client.cookies['sessionid'].value}".encode()))
+    return WebsocketClient(websocket_application(), "/ws/tasks", headers=headers)
+
+
+def test_anonymous_and_foreign_origin_sockets_are_refused(channel_layer, member):
+    async def scenario() -> None:
+        anonymous = socket()
+        connected, code = await anonymous.connect()
+        assert not connected
+        assert code == 4401
+        foreign = socket(member, origin="https://evil.example")
+        connected, _ = await foreign.connect()
+        assert not connected
+
+    async_to_sync(scenario)()
+
+
+def wait_until_finished(task, timeout: float = 30) -> GenerationTask:
+    """Tasks run in this process's background executor (no broker here); wait for the end state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task.refresh_from_db()
+        if task.is_terminal:
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"{task.public_id} is still {task.status}")
+
+
+def test_updates_reach_only_the_accounts_own_sockets_and_only_after_commit(channel_layer, member, stranger):
+    credits_grant(account=member.account, amount=20, reference="grant")
+
+    def rolled_back():
+        try:
+            with transaction.atomic():
+                generation_notify_on_commit(member.account.pk, {"id": "task_rolled_back", "status": "bogus"})
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+
+    def submit():
+        return services.generation_create(account=member.account, model_id="test-image", input={"prompt": "x"})
+
+    async def scenario() -> None:
+        mine, theirs = socket(member), socket(stranger)
+        assert (await mine.connect())[0]
+        assert (await theirs.connect())[0]
+        # Nothing is pushed for a change that was rolled back.
+        await database_sync_to_async(rolled_back)()
+        assert await mine.receive_nothing(timeout=0.3)
+        # The task runs in the background; each committed change reaches the account's socket.
+        task = await database_sync_to_async(submit)()
+        statuses = []
+        while not statuses or statuses[-1] not in ("succeeded", "failed"):
+            message = await mine.receive_json_from(timeout=20)
+            assert message["type"] == "generation.update"
+            assert message["task"]["id"] == task.public_id
+            statuses.append(message["task"]["status"])
+        assert statuses[0] == "running"
+        assert statuses[-1] == "succeeded"
+        assert message["task"]["credits"] == {"reserved": 4, "charged": 4, "refunded": 0}
+        assert message["task"]["outputs"][0]["content_type"] == "image/png"
+        assert await theirs.receive_nothing(timeout=0.3)
+        await mine.disconnect()
+        await theirs.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_sync_request_answers_with_the_accounts_tasks_only(channel_layer, member, stranger):
+    tasks = []
+    for who in (member, stranger):
+        credits_grant(account=who.account, amount=20, reference="grant")
+        task = services.generation_create(account=who.account, model_id="test-image", input={"prompt": "x"})
+        tasks.append(wait_until_finished(task))
+    own, foreign = tasks
+
+    async def scenario() -> None:
+        mine = socket(member)
+        assert (await mine.connect())[0]
+        await mine.send_json_to({"type": "tasks.sync", "ids": [own.public_id, foreign.public_id, 7]})
+        message = await mine.receive_json_from(timeout=5)
+        assert message["task"]["id"] == own.public_id
+        assert message["task"]["status"] == "succeeded"
+        assert await mine.receive_nothing(timeout=0.3)
+        await mine.send_json_to({"type": "something else"})
+        await mine.send_json_to(["not", "an", "object"])
+        assert await mine.receive_nothing(timeout=0.3)
+        await mine.disconnect()
+
+    async_to_sync(scenario)()
