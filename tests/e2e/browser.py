@@ -185,7 +185,10 @@ def log_in(page: Any, username: str, password: str, next_path: str = "/settings/
 
 
 def screenshots(page: Any, name: str) -> list[Path]:
-    """The current page, whole, at desktop and at mobile width; returns the files written."""
+    """The current page, whole, at desktop and at mobile width; returns the files written.
+
+    At each width the page must fit: nothing may make it scroll sideways.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     written = []
     original = page.viewport_size
@@ -194,6 +197,7 @@ def screenshots(page: Any, name: str) -> list[Path]:
         path = SCREENSHOTS / f"{name}-{label}.png"
         page.screenshot(path=str(path), full_page=True)
         written.append(path)
+        assert overflowing(page) == [], f"{name} is wider than the {label} viewport"
     page.set_viewport_size(original)
     return written
 
