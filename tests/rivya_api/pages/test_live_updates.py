@@ -1,8 +1,10 @@
 """The live-updates WebSocket: session-authenticated, scoped to the account, fed after commit.
 
 Runs the consumer as the reference project routes it (``websocket_application``:
-origin check, session auth, URL router) under Channels' test communicator, on the
-in-memory channel layer and, where Redis is available, on the Redis layer.
+origin check, session auth, URL router) in this process, in both topologies:
+the embedded one (background work in this process's worker threads, on the
+in-memory layer or on Redis) and production's (a real Celery worker process
+sending through the Redis channel layer).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rivya_api.pages.routing import websocket_application
 from rivya_billing.services import credits_grant
 from tests.rivya_api.generations.fakes import GENERATION_MODELS
 from tests.rivya_api.pages.websocket import WebsocketClient
+from tests.workers import CeleryWorker
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -74,6 +77,7 @@ def wait_until_finished(task, timeout: float = 30) -> GenerationTask:
     raise AssertionError(f"{task.public_id} is still {task.status}")
 
 
+@pytest.mark.usefixtures("in_process_executor")
 def test_updates_reach_only_the_accounts_own_sockets_and_only_after_commit(channel_layer, member, stranger):
     credits_grant(account=member.account, amount=20, reference="grant")
 
@@ -114,6 +118,7 @@ def test_updates_reach_only_the_accounts_own_sockets_and_only_after_commit(chann
     async_to_sync(scenario)()
 
 
+@pytest.mark.usefixtures("in_process_executor")
 def test_sync_request_answers_with_the_accounts_tasks_only(channel_layer, member, stranger):
     tasks = []
     for who in (member, stranger):
@@ -136,3 +141,30 @@ def test_sync_request_answers_with_the_accounts_tasks_only(channel_layer, member
         await mine.disconnect()
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.redis
+def test_a_celery_workers_updates_reach_the_browser_through_redis(member):
+    """Production's shape: the worker is another process; only the Redis layer connects it to the socket."""
+    from django.conf import settings
+
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    credits_grant(account=member.account, amount=20, reference="grant")
+
+    def submit():
+        return services.generation_create(account=member.account, model_id="test-image", input={"prompt": "x"})
+
+    async def scenario() -> None:
+        mine = socket(member)
+        assert (await mine.connect())[0]
+        task = await database_sync_to_async(submit)()
+        statuses = []
+        while not statuses or statuses[-1] not in ("succeeded", "failed"):
+            message = await mine.receive_json_from(timeout=60)
+            assert message["task"]["id"] == task.public_id
+            statuses.append(message["task"]["status"])
+        assert statuses[-1] == "succeeded"
+        await mine.disconnect()
+
+    with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
+        async_to_sync(scenario)()
