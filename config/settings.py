@@ -120,6 +120,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
+# Prefork children per worker (default: the CPU count); each holds its own database pool.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
+# Workers log through LOGGING below (JSON lines when DEBUG=false) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {
     # Deletes the bytes of expired (and deleted) files.
     "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
@@ -246,6 +250,7 @@ RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
     "MODELS": RIVYA_MODELS,
+    "METRICS_TOKEN": env.str("RIVYA_METRICS_TOKEN", default=""),
 }
 RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {

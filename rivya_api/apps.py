@@ -10,3 +10,6 @@ class RivyaApiConfig(AppConfig):
         from rivya_api import checks  # noqa: F401  (registers system checks)
         from rivya_api.catalog import checks as catalog_checks  # noqa: F401
         from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+        from rivya_api.metrics import connect_celery_signals
+
+        connect_celery_signals()

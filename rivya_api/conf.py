@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     },
     # Lifetime of a signed download URL (never beyond the file's own expiry).
     "FILE_URL_TTL_SECONDS": 3600,
+    # Bearer token that may read /metrics (from RIVYA_METRICS_TOKEN); empty: /metrics is a 404
+    # and metrics are read from `manage.py rivya_metrics_server` on an internal address.
+    "METRICS_TOKEN": "",
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
 }
