@@ -96,7 +96,8 @@ def generation_flow(client: httpx.Client, *, timeout: float = 90) -> dict[str, A
     assert task["status"] == "succeeded", task
     assert task["outputs"], task
     download = httpx.get(task["outputs"][0]["url"], timeout=30)
-    assert download.status_code == 200 and download.content
+    assert download.status_code == 200
+    assert download.content
     return task
 
 

@@ -116,7 +116,8 @@ class Stack:
     # --- output -------------------------------------------------------------------
 
     def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         with open(self.log_path, "w", encoding="utf-8") as log:
             for raw in self.process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\n")

@@ -128,12 +128,17 @@ def test_sse_streams_open_gauge_goes_up_and_down():
     def value() -> float:
         return sample("rivya_sse_streams_open", stream="test")
 
+    def stream_that_breaks() -> None:
+        with metrics.sse_stream_open(stream="test"):
+            assert value() == start + 2
+            raise RuntimeError("client went away")
+
     start = value()
     with metrics.sse_stream_open(stream="test"):
         assert value() == start + 1
-        with pytest.raises(RuntimeError), metrics.sse_stream_open(stream="test"):
-            assert value() == start + 2
-            raise RuntimeError("client went away")
+        with pytest.raises(RuntimeError):
+            stream_that_breaks()
+        assert value() == start + 1
     assert value() == start
 
 
