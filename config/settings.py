@@ -125,6 +125,11 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 # Workers log through LOGGING below (JSON lines when DEBUG=false) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {
+    # Queue webhook deliveries that are due and not carried by a broker message
+    # (long retries, or messages a Redis restart lost).
+    "rivya-webhooks-sweep": {"task": "rivya_webhooks.sweep", "schedule": 10.0},
+    # Delete webhook events past their retention (30 days).
+    "rivya-webhooks-cleanup": {"task": "rivya_webhooks.cleanup", "schedule": 3600.0},
     # Deletes the bytes of expired (and deleted) files.
     "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
 }

@@ -10,6 +10,7 @@ from rivya_api.catalog.views import ModelViewSet
 from rivya_api.common.openapi_views import ApiDocsView, OpenApiDocumentView
 from rivya_api.common.views import unknown_route
 from rivya_api.files.views import FileContentView, FileViewSet
+from rivya_api.webhooks.urls import urlpatterns as webhooks_urls
 
 app_name = "rivya_api"
 
@@ -21,5 +22,6 @@ urlpatterns = [
     path("files", FileViewSet.as_view({"get": "list", "post": "create"}), name="file-list"),
     path("files/<str:file_id>", FileViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="file-detail"),
     path("files/<str:file_id>/content", FileContentView.as_view(), name="file-content"),
+    *webhooks_urls,
     re_path(r"^.*$", unknown_route, name="unknown-route"),
 ]
