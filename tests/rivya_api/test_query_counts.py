@@ -34,6 +34,30 @@ def _files(account: Any, n: int) -> None:
         file_create(account=account, content=media.png(), filename=f"f{i}.png", purpose="reference")
 
 
+def _endpoint(account: Any, i: int) -> Any:
+    from rivya_webhooks.services import webhook_endpoint_create
+    from tests.rivya_webhooks.support import PUBLIC_IP, StaticResolver
+
+    resolver = StaticResolver({"hooks.example.com": [PUBLIC_IP]})
+    return webhook_endpoint_create(
+        account=account, url=f"https://hooks.example.com/{i}", event_types=["*"], resolver=resolver
+    )[0]
+
+
+def _webhook_endpoints(account: Any, n: int) -> None:
+    for i in range(n):
+        _endpoint(account, i)
+
+
+def _webhook_events(account: Any, n: int) -> None:
+    """Events with a delivery to each of two endpoints."""
+    from rivya_webhooks.services import webhook_endpoint_test
+
+    endpoints = [_endpoint(account, 100 + i) for i in range(2)]
+    for i in range(n):
+        webhook_endpoint_test(endpoint=endpoints[i % 2])
+
+
 def _nothing(account: Any, n: int) -> None:
     """The catalog comes from settings, parsed once; its size does not depend on the account."""
 
@@ -41,6 +65,8 @@ def _nothing(account: Any, n: int) -> None:
 CASES = {
     "models": ListCase("/api/v1/models", _nothing, max_queries=1),
     "files": ListCase("/api/v1/files", _files, max_queries=2),
+    "webhook endpoints": ListCase("/api/v1/webhooks", _webhook_endpoints, max_queries=2),
+    "webhook events": ListCase("/api/v1/webhook-events", _webhook_events, max_queries=4),
 }
 
 
