@@ -169,13 +169,25 @@ class Server:
 def celery_worker(env: dict[str, str], log: Path, concurrency: int):
     """``celery -A config worker`` exactly as the Procfile runs it (prefork, CPU-count children)."""
     command = [
-        PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel", "WARNING",
-        "--concurrency", str(concurrency), "--hostname", f"rivya-bench-{os.getpid()}@%h",
-        "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--loglevel",
+        "WARNING",
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"rivya-bench-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield process
     finally:
@@ -271,10 +283,24 @@ def profile(server: Server, url: str, secret: str | None, seconds: int, out: Pat
     pid = server.worker_pids()[0]
     raw = out.with_suffix(".txt")
     spy = subprocess.Popen(
-        [str(Path(PYTHON).parent / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-r", "200",
-         "-f", "raw", "-o", str(raw), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(Path(PYTHON).parent / "py-spy"),
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "200",
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.5)
     wrk(url, seconds=seconds, connections=16, server=server, secret=secret)
     spy.wait(30)
@@ -382,8 +408,9 @@ def sub_benchmark(script: str, args: list[str], env: dict[str, str], timeout: fl
     if not path.exists():
         return NOT_AVAILABLE
     try:
-        done = subprocess.run([PYTHON, str(path), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        done = subprocess.run(
+            [PYTHON, str(path), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout:.0f}s"
     for line in reversed(done.stdout.strip().splitlines()):
@@ -455,11 +482,22 @@ def main() -> None:
     ensure_redis(env["REDIS_URL"])
     manage = [PYTHON, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    boot = subprocess.run([*manage, "rivya_bootstrap", "--username", "bench", "--credits", "100000000"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    boot = subprocess.run(
+        [*manage, "rivya_bootstrap", "--username", "bench", "--credits", "100000000"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if boot.returncode != 0:
-        boot = subprocess.run([*manage, "rivya_bootstrap", "--username", "bench"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, check=True)  # fmt: skip
+        boot = subprocess.run(
+            [*manage, "rivya_bootstrap", "--username", "bench"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     secret = boot.stdout.strip().splitlines()[-1]
 
     import django
@@ -505,8 +543,9 @@ def main() -> None:
         if has_generations:
             say(f"{args.jobs} no-op generations end to end")
             purge_queue(env)
-            results["noop_generations"] = noop_generations(env, base, secret, args.jobs, logs / "worker-gen.log",
-                                                           workers)  # fmt: skip
+            results["noop_generations"] = noop_generations(
+                env, base, secret, args.jobs, logs / "worker-gen.log", workers
+            )
     say(f"{args.jobs} raw Celery no-op tasks")
     purge_queue(env)
     results["raw_celery_noops"] = raw_celery_noops(env, args.jobs, logs / "worker-noop.log", workers)
@@ -516,9 +555,11 @@ def main() -> None:
     with Server({**env, "RIVYA_BENCH_DB_POOL": "off"}, logs / "web-nopool.log", workers) as server:
         wrk(server.url + authenticated, seconds=2, connections=c, server=server, secret=secret)
         http["authenticated_get_pool_off"] = median_run(
-            [wrk(server.url + authenticated, seconds=s, connections=c, server=server, secret=secret)
-             for _ in range(max(1, args.rounds - 1))]
-        )  # fmt: skip
+            [
+                wrk(server.url + authenticated, seconds=s, connections=c, server=server, secret=secret)
+                for _ in range(max(1, args.rounds - 1))
+            ]
+        )
 
     subs = results["sub_benchmarks"] = {}
     if not args.quick:
@@ -527,10 +568,21 @@ def main() -> None:
         say("webhooks: bench/webhook_delivery.py")
         subs["webhook_delivery"] = sub_benchmark(
             "webhook_delivery.py",
-            ["--deliveries", "1000", "--noops", "1000", "--slow-share", "0.1", "--steady-rate", "20",
-             "--steady-seconds", "15"],
-            env, 300,
-        )  # fmt: skip
+            [
+                "--deliveries",
+                "1000",
+                "--noops",
+                "1000",
+                "--slow-share",
+                "0.1",
+                "--steady-rate",
+                "20",
+                "--steady-seconds",
+                "15",
+            ],
+            env,
+            300,
+        )
         say("chat: bench/chat_stream.py")
         subs["chat_stream"] = sub_benchmark("chat_stream.py", ["--json"], env, 240)
 
@@ -538,52 +590,128 @@ def main() -> None:
     hello, auth = http["hello"], http["authenticated_get"]
     label = "GET /api/v1/credits" if has_credits else "GET /api/v1/files (stand-in: no /credits in this build)"
     fmt = "{rps:.0f} req/s, P99 {p99_ms:.1f} ms".format
-    rows.append(row(f"(1) {label} throughput vs bare DRF hello", fmt(**auth), fmt(**hello),
-                    ratio(auth["rps"], hello["rps"]), "≥ 0.5", (ratio(auth["rps"], hello["rps"]) or 0) >= 0.5))  # fmt: skip
-    rows.append(row("(1) same, P99 latency", f"{auth['p99_ms']:.1f} ms", f"{hello['p99_ms']:.1f} ms",
-                    ratio(auth["p99_ms"], hello["p99_ms"]), "≤ 2", (ratio(auth["p99_ms"], hello["p99_ms"]) or 9) <= 2))  # fmt: skip
+    rows.append(
+        row(
+            f"(1) {label} throughput vs bare DRF hello",
+            fmt(**auth),
+            fmt(**hello),
+            ratio(auth["rps"], hello["rps"]),
+            "≥ 0.5",
+            (ratio(auth["rps"], hello["rps"]) or 0) >= 0.5,
+        )
+    )
+    rows.append(
+        row(
+            "(1) same, P99 latency",
+            f"{auth['p99_ms']:.1f} ms",
+            f"{hello['p99_ms']:.1f} ms",
+            ratio(auth["p99_ms"], hello["p99_ms"]),
+            "≤ 2",
+            (ratio(auth["p99_ms"], hello["p99_ms"]) or 9) <= 2,
+        )
+    )
     off = http["authenticated_get_pool_off"]
-    rows.append(row("(1) pooling on vs off (same GET)", fmt(**auth), f"{fmt(**off)} (pool off)",
-                    ratio(auth["rps"], off["rps"]), "report", None))  # fmt: skip
+    rows.append(
+        row(
+            "(1) pooling on vs off (same GET)",
+            fmt(**auth),
+            f"{fmt(**off)} (pool off)",
+            ratio(auth["rps"], off["rps"]),
+            "report",
+            None,
+        )
+    )
     if "post_generations" in http:
         post = http["post_generations"]
-        rows.append(row("(2) POST /api/v1/generations accepted vs GET", f"{post['rps']:.0f} accepted/s",
-                        f"{auth['rps']:.0f} req/s ({auth['path']})", ratio(post["rps"], auth["rps"]), "≥ 0.35",
-                        (ratio(post["rps"], auth["rps"]) or 0) >= 0.35))  # fmt: skip
+        rows.append(
+            row(
+                "(2) POST /api/v1/generations accepted vs GET",
+                f"{post['rps']:.0f} accepted/s",
+                f"{auth['rps']:.0f} req/s ({auth['path']})",
+                ratio(post["rps"], auth["rps"]),
+                "≥ 0.35",
+                (ratio(post["rps"], auth["rps"]) or 0) >= 0.35,
+            )
+        )
     else:
         rows.append(row("(2) POST /api/v1/generations accepted vs GET", NOT_AVAILABLE, "–", None, "≥ 0.35", None))
     raw = results["raw_celery_noops"].get("per_s")
     gen = results.get("noop_generations", {}).get("per_s")
-    rows.append(row("(2) no-op generations end to end vs raw Celery no-ops", f"{gen} jobs/s" if gen else NOT_AVAILABLE,
-                    f"{raw} tasks/s", ratio(gen, raw), "≥ 0.5", None if gen is None else ratio(gen, raw) >= 0.5))  # fmt: skip
+    rows.append(
+        row(
+            "(2) no-op generations end to end vs raw Celery no-ops",
+            f"{gen} jobs/s" if gen else NOT_AVAILABLE,
+            f"{raw} tasks/s",
+            ratio(gen, raw),
+            "≥ 0.5",
+            None if gen is None else ratio(gen, raw) >= 0.5,
+        )
+    )
     chat = subs.get("chat_stream", NOT_AVAILABLE)
     if isinstance(chat, dict):
-        rows.append(row("(3) streamed chat: added TTFT P50 (gateway / direct)", chat.get("gateway_ttft_p50_ms"),
-                        chat.get("direct_ttft_p50_ms"), chat.get("ttft_ratio_p50"), "≤ 1.075", chat.get("ttft_met")))  # fmt: skip
+        rows.append(
+            row(
+                "(3) streamed chat: added TTFT P50 (gateway / direct)",
+                chat.get("gateway_ttft_p50_ms"),
+                chat.get("direct_ttft_p50_ms"),
+                chat.get("ttft_ratio_p50"),
+                "≤ 1.075",
+                chat.get("ttft_met"),
+            )
+        )
     else:
         rows.append(row("(3) streamed chat overhead and capacity", chat, "–", None, "chat issue", None))
     ledger = subs.get("ledger_reserve", NOT_AVAILABLE)
     if isinstance(ledger, dict):
-        rows.append(row("(4) hot-wallet reservations vs spread wallets", ledger.get("hot_per_s"),
-                        ledger.get("spread_per_s"), ledger.get("hot_over_spread"), "≥ 0.6", ledger.get("met")))  # fmt: skip
+        rows.append(
+            row(
+                "(4) hot-wallet reservations vs spread wallets",
+                ledger.get("hot_per_s"),
+                ledger.get("spread_per_s"),
+                ledger.get("hot_over_spread"),
+                "≥ 0.6",
+                ledger.get("met"),
+            )
+        )
     else:
         rows.append(row("(4) hot-wallet reservations", ledger, "–", None, "ledger issue", None))
     hooks = subs.get("webhook_delivery", NOT_AVAILABLE)
     if isinstance(hooks, dict):
         d, n = hooks.get("signed_deliveries_per_s"), hooks.get("noop_tasks_per_s")
-        rows.append(row("(5) signed webhook deliveries vs raw Celery no-ops", f"{d}/s", f"{n}/s", ratio(d, n),
-                        "≥ 0.5", None if not (d and n) else ratio(d, n) >= 0.5))  # fmt: skip
+        rows.append(
+            row(
+                "(5) signed webhook deliveries vs raw Celery no-ops",
+                f"{d}/s",
+                f"{n}/s",
+                ratio(d, n),
+                "≥ 0.5",
+                None if not (d and n) else ratio(d, n) >= 0.5,
+            )
+        )
         healthy, slow = hooks.get("steady_all_healthy_ms", {}), hooks.get("steady_with_slow_ms", {})
         hp, sp = healthy.get("p99"), slow.get("p99")
-        rows.append(row("(5) healthy endpoints' P99 delay, 10% endpoints timing out vs all healthy",
-                        f"{sp:.0f} ms" if sp else "–", f"{hp:.0f} ms" if hp else "–", ratio(sp, hp), "≤ 2",
-                        None if not (sp and hp) else ratio(sp, hp) <= 2))  # fmt: skip
+        rows.append(
+            row(
+                "(5) healthy endpoints' P99 delay, 10% endpoints timing out vs all healthy",
+                f"{sp:.0f} ms" if sp else "–",
+                f"{hp:.0f} ms" if hp else "–",
+                ratio(sp, hp),
+                "≤ 2",
+                None if not (sp and hp) else ratio(sp, hp) <= 2,
+            )
+        )
     else:
         rows.append(row("(5) signed webhook deliveries", hooks, "–", None, "≥ 0.5", None))
-    rows.append(row("load generator CPU (median of rounds, % of one core)",
-                    f"{auth['loadgen_cpu_pct']}% (GET), {hello['loadgen_cpu_pct']}% (hello)",
-                    f"server {auth['server_cpu_pct']}% / {hello['server_cpu_pct']}% of {workers * 100}%", None,
-                    "well under the server's", auth["loadgen_cpu_pct"] < auth["server_cpu_pct"] / 2))  # fmt: skip
+    rows.append(
+        row(
+            "load generator CPU (median of rounds, % of one core)",
+            f"{auth['loadgen_cpu_pct']}% (GET), {hello['loadgen_cpu_pct']}% (hello)",
+            f"server {auth['server_cpu_pct']}% / {hello['server_cpu_pct']}% of {workers * 100}%",
+            None,
+            "well under the server's",
+            auth["loadgen_cpu_pct"] < auth["server_cpu_pct"] / 2,
+        )
+    )
     results["rows"] = rows
     results["table"] = print_table(rows, info)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
