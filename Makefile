@@ -24,6 +24,11 @@ run: $(STAMP)
 stack: $(STAMP)
 	$(BIN)/python bin/stack
 
+## Benchmark suite against PostgreSQL + Redis: prints one table, writes bench/results.json (README, "Benchmarks")
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: run .ci/install-system-packages"; exit 2; }
+	$(BIN)/python bench/run.py
+
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)
 	$(BIN)/pytest

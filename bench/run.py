@@ -716,6 +716,19 @@ def main() -> None:
     results["table"] = print_table(rows, info)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     say(f"wrote {RESULTS.relative_to(ROOT)}")
+    if not args.quick:
+        readme_update(results["table"])
+
+
+def readme_update(table: str) -> None:
+    """Put the table between the README's bench-table markers (the README shows the latest full run)."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench-table -->", "<!-- /bench-table -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+        say("updated the table in README.md")
 
 
 if __name__ == "__main__":
