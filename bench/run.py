@@ -407,12 +407,20 @@ def sub_benchmark(script: str, args: list[str], env: dict[str, str], timeout: fl
     path = ROOT / "bench" / script
     if not path.exists():
         return NOT_AVAILABLE
+    # Its own process group, so a timeout stops the script and every worker it started.
+    process = subprocess.Popen([PYTHON, str(path), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
-        done = subprocess.run(
-            [PYTHON, str(path), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-        )
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
         return f"timed out after {timeout:.0f}s"
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     for line in reversed(done.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)
