@@ -1,9 +1,10 @@
-"""URLs of the reference project: the API, its documentation, settings and Studio pages, health probes, admin, login."""
+"""URLs of the reference project: API, documentation, settings and Studio pages, health, metrics, admin, login."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 from rivya_api import health
+from rivya_api.metrics import metrics_view
 
 urlpatterns = [
     path("api/v1/", include("rivya_api.urls")),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("studio/", include("rivya_api.pages.studio_urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus; a 404 unless RIVYA_METRICS_TOKEN is set (see rivya_api.metrics).
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
 ]
