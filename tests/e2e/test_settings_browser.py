@@ -262,3 +262,31 @@ def test_generations_page_falls_back_to_polling_without_websockets(page, live_as
     page.locator(f'tr[data-task-id="{task.public_id}"][data-status="succeeded"]').wait_for()
     assert polls
     assert task.public_id in polls[-1]
+
+
+def test_pages_work_without_javascript(chromium, live_asgi, person, make_api_key):
+    """Everything but the live updates and the copy button works with JavaScript off."""
+    user, password = person
+    context = chromium.new_context(base_url=live_asgi.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        log_in(page, user.username, password)
+        page.get_by_label("Name").fill("no-js key")
+        page.get_by_role("button", name="Create key").click()
+        secret = page.locator("#new-secret").input_value()
+        assert secret.startswith("rvya_sk_")
+        assert not page.get_by_role("button", name="Copy").is_visible()  # needs JavaScript, so it stays hidden
+        page.goto("/settings/api-keys")
+        key = APIKey.objects.get(account=user, name="no-js key")
+        page.locator(f'tr[data-key-id="{key.public_id}"]').get_by_role("link", name="Revoke").click()
+        page.get_by_role("button", name="Revoke key").click()
+        page.wait_for_url("**/settings/api-keys")
+        key.refresh_from_db()
+        assert key.revoked_at is not None
+        for path in ("/settings/credits", "/settings/webhooks", "/settings/generations", "/studio/"):
+            page.goto(path)
+            assert page.locator("h1").count() == 1, path
+        page.goto("/settings/credits")
+        assert page.locator("svg.chart").count() == 1  # drawn by the server
+    finally:
+        context.close()
