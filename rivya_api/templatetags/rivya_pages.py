@@ -10,6 +10,7 @@ from django import template
 from django.utils.dateparse import parse_datetime
 
 from rivya_api.files.selectors import file_download_url
+from rivya_api.pages.ledger import work_reference
 
 register = template.Library()
 
@@ -66,6 +67,4 @@ def work_for(works: Any, entry: Any) -> Any:
     """The task or chat turn behind a ledger entry, from a ``works_for`` mapping (None if there is none)."""
     if not works:
         return None
-    from rivya_api.pages.ledger import work_reference
-
     return works.get(work_reference(entry))
