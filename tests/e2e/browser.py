@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.db import connections
 
 from tests.rivya_api.generations.standin import StandInServer, stand_in_server
 from tests.rivya_api.keys.subprocesses import ROOT, django_env
@@ -45,6 +46,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
 UPSTREAM_KEY = "upstream-test-key"
+# The server's PostgreSQL sessions carry this name, so teardown can wait for them to end.
+SERVER_APPLICATION_NAME = "rivya-browser-test-server"
 
 
 @dataclass
@@ -82,8 +85,29 @@ def upstream() -> Iterator[StandInServer]:
         yield server
 
 
+def _wait_for_server_sessions_to_end(django_db_blocker: Any, timeout: float = 10) -> None:
+    """PostgreSQL ends a backend shortly after its client process exits; dropping the test
+    database before then fails ("being accessed by other users"), so wait for it."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = %s",
+                    [SERVER_APPLICATION_NAME],
+                )
+                if cursor.fetchone()[0] == 0:
+                    return
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
-def live_asgi(django_db_setup: Any, upstream: StandInServer) -> Iterator[LiveServer]:
+def live_asgi(django_db_setup: Any, django_db_blocker: Any, upstream: StandInServer) -> Iterator[LiveServer]:
     # The test process binds the port and hands the socket over, so the URL is known up front.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -98,6 +122,7 @@ def live_asgi(django_db_setup: Any, upstream: StandInServer) -> Iterator[LiveSer
         RIVYA_UPSTREAM_IMAGES_BASE_URL=f"{upstream.url}/v1",
         RIVYA_UPSTREAM_IMAGES_API_KEY=UPSTREAM_KEY,
         RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true",
+        PGAPPNAME=SERVER_APPLICATION_NAME,
     )
     env.pop("REDIS_URL", None)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -132,6 +157,7 @@ def live_asgi(django_db_setup: Any, upstream: StandInServer) -> Iterator[LiveSer
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        _wait_for_server_sessions_to_end(django_db_blocker)
 
 
 @contextmanager
@@ -160,6 +186,9 @@ def chromium(live_asgi: LiveServer) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+            # With Playwright's loop running, Django keeps the test's ORM connections per
+            # context, apart from the ones pytest-django closes: close them here, in that context.
+            connections.close_all()
 
 
 @pytest.fixture
