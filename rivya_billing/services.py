@@ -359,40 +359,53 @@ def _account_pk(account: Any) -> Any:
 
 def _reserve_sql() -> str:
     wallet, hold, entry = Wallet._meta.db_table, Hold._meta.db_table, LedgerEntry._meta.db_table
-    # All three parts run in one statement and one snapshot. The wallet UPDATE is the
-    # guard (READ COMMITTED re-checks its WHERE on the newest row version after waiting
-    # for the row lock); if it matches nothing, the INSERTs have no rows to insert. A
-    # duplicate reference fails the hold INSERT's unique index and aborts the whole
-    # statement, so a wallet is never charged for a hold that was not written.
+    # One statement, one snapshot, in this order (each part reads the one before):
+    # 1. h: insert the hold. Its unique (wallet, reference) index turns a duplicate into an
+    #    error before the wallet row is touched, and the insert is done before the lock.
+    # 2. w: the guard. The conditional UPDATE takes the wallet's row lock; READ COMMITTED
+    #    re-checks ``balance - held >= amount`` on the newest row version after waiting.
+    # 3. e: the ledger line, numbered and balanced from w. If w matched nothing (not
+    #    enough available), the LEFT JOIN gives a NULL sequence: the NOT NULL violation
+    #    aborts the statement, so the hold from step 1 is never committed.
+    # Everything after the UPDATE runs while the hot wallet row is locked, so it is kept
+    # to one narrow INSERT.
     return f"""
-        WITH w AS (
-            UPDATE {wallet}
-               SET held = held + %(amount)s, last_sequence = last_sequence + 1, updated_at = %(now)s
-             WHERE account_id = %(account)s AND balance - held >= %(amount)s
-         RETURNING id, balance, held, last_sequence
-        ), h AS (
+        WITH h AS (
             INSERT INTO {hold} (public_id, wallet_id, reference, amount, state, usage, captured, overrun,
                                 waived, refunded, lease_expires_at, lease_token, actor, created_at, resolved_at)
-            SELECT %(hold_id)s, w.id, %(reference)s, %(amount)s, 'pending', NULL::bigint, 0, 0,
+            SELECT %(hold_id)s, id, %(reference)s, %(amount)s, 'pending', NULL::bigint, 0, 0,
                    0, 0, %(expires)s, 0, %(actor)s, %(now)s, NULL::timestamptz
-              FROM w
+              FROM {wallet}
+             WHERE account_id = %(account)s
          RETURNING id, wallet_id
-        ), e AS (
-            INSERT INTO {entry} (public_id, wallet_id, sequence, type, amount, balance_delta, held_delta,
-                                 balance_after, held_after, reference, hold_id, actor, description, created_at)
-            SELECT %(entry_id)s, w.id, w.last_sequence, 'reserve', %(amount)s, 0, %(amount)s,
-                   w.balance, w.held, %(reference)s, h.id, %(actor)s, '', %(now)s
-              FROM w JOIN h ON h.wallet_id = w.id
+        ), w AS (
+            UPDATE {wallet}
+               SET held = held + %(amount)s, last_sequence = last_sequence + 1, updated_at = %(now)s
+             WHERE id = (SELECT wallet_id FROM h) AND balance - held >= %(amount)s
+         RETURNING id, balance, held, last_sequence
         )
-        SELECT h.id, h.wallet_id FROM h
+        INSERT INTO {entry} (public_id, wallet_id, sequence, type, amount, balance_delta, held_delta,
+                             balance_after, held_after, reference, hold_id, actor, description, created_at)
+        SELECT %(entry_id)s, h.wallet_id, w.last_sequence, 'reserve', %(amount)s, 0, %(amount)s,
+               w.balance, w.held, %(reference)s, h.id, %(actor)s, '', %(now)s
+          FROM h LEFT JOIN w ON w.id = h.wallet_id
+     RETURNING hold_id, wallet_id
     """
 
 
 def _savepoint_if_in_transaction() -> contextlib.AbstractContextManager[Any]:
     # Outside a transaction the single statement is its own transaction (autocommit):
     # no BEGIN/COMMIT round trips while the wallet row is locked. Inside one, a
-    # savepoint keeps a duplicate-reference error from aborting the caller's work.
+    # savepoint keeps a refused reservation from aborting the caller's work.
     return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    return getattr(error.__cause__, "sqlstate", None)
+
+
+NOT_NULL_VIOLATION = "23502"  # the reserve statement's "not enough credits"
+UNIQUE_VIOLATION = "23505"  # the reserve statement's "this reference has a hold already"
 
 
 def _reserve_single_statement(
@@ -413,11 +426,13 @@ def _reserve_single_statement(
         with _savepoint_if_in_transaction(), connection.cursor() as cursor:
             cursor.execute(_reserve_sql(), params)
             row = cursor.fetchone()
-    except IntegrityError:
-        existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-        if existing is None:
+    except IntegrityError as error:
+        if _sqlstate(error) == UNIQUE_VIOLATION:
+            existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
+            if existing is not None:
+                return existing
+        if _sqlstate(error) != NOT_NULL_VIOLATION:
             raise
-        return existing
     if row is not None:
         hold = Hold(
             id=row[0],
@@ -433,11 +448,7 @@ def _reserve_single_statement(
         hold._state.adding = False
         hold._state.db = connection.alias
         return hold
-    # Nothing matched: the wallet is short, missing, or this is a replay of a reservation
-    # made earlier (the hold INSERT had no row to conflict with).
-    existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-    if existing is not None:
-        return existing
+    # Not enough available, or no wallet at all.
     available = Wallet.objects.filter(account=account).values_list(F("balance") - F("held"), flat=True).first() or 0
     raise InsufficientCreditsError(
         f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
