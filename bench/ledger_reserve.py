@@ -64,7 +64,7 @@ def drop_database(url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def setup_django(name: str) -> None:
+def setup_django(name: str, prepared: bool) -> None:
     import django
     from django.conf import settings
 
@@ -72,7 +72,11 @@ def setup_django(name: str) -> None:
     db = settings.DATABASES["default"]
     db["NAME"] = name
     # One connection per client thread, not a shared pool of DATABASE_POOL_MAX_SIZE.
-    db.get("OPTIONS", {}).pop("pool", None)
+    db.setdefault("OPTIONS", {}).pop("pool", None)
+    if prepared:
+        # Server-side binding and prepared statements: statements run often are planned once
+        # per connection. (Django's default keeps both off for connection-pooler safety.)
+        db["OPTIONS"].update({"server_side_binding": True, "prepare_threshold": 2})
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -157,12 +161,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wallets", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="Keep the bench database afterwards.")
+    parser.add_argument(
+        "--prepared", action="store_true", help="Connect with server-side binding and prepared statements."
+    )
     args = parser.parse_args()
 
     url, name = bench_database(os.environ.get("DATABASE_URL", ""))
     create_database(url, name)
     try:
-        setup_django(name)
+        setup_django(name, args.prepared)
         report(args)
     finally:
         from django.db import connections
