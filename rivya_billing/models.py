@@ -88,7 +88,7 @@ PostgreSQL checks such a constraint at commit by locking the referenced wallet r
 the row's critical section on every reservation (measured in bench/ledger_reserve.py).
 The reference is kept sound without it: wallet ids are only ever taken from the wallet
 row in the same statement or transaction, wallets are never deleted (PROTECT in the
-ORM, and on PostgreSQL a trigger refuses DELETE of wallets and holds, migration 0002),
+ORM, and on PostgreSQL a trigger refuses DELETE of wallets and holds, migration 0003),
 and ``rivya_ledger_check`` verifies every entry against its wallet and holds.
 """
 

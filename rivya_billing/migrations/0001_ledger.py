@@ -141,7 +141,6 @@ class Migration(migrations.Migration):
                 (
                     "wallet",
                     models.ForeignKey(
-                        db_constraint=False,
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
                         related_name="entries",
@@ -157,7 +156,6 @@ class Migration(migrations.Migration):
             model_name="hold",
             name="wallet",
             field=models.ForeignKey(
-                db_constraint=False,
                 db_index=False,
                 on_delete=django.db.models.deletion.PROTECT,
                 related_name="holds",
@@ -181,6 +179,10 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(
                 condition=models.Q(("last_sequence__gte", 0)), name="rivya_billing_wallet_sequence_gte_0"
             ),
+        ),
+        migrations.AddIndex(
+            model_name="ledgerentry",
+            index=models.Index(fields=["wallet", "created_at", "id"], name="rivya_entry_listing"),
         ),
         migrations.AddIndex(
             model_name="ledgerentry",
