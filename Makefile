@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve
+.PHONY: run test test-fast lint stress serve openapi stack bench
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,16 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@$(BIN)/python manage.py rivya_demo
-	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000
+	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
+
+## Production-shaped: PostgreSQL + Redis, gunicorn/uvicorn workers, Celery worker and beat (README, "Production stack")
+stack: $(STAMP)
+	$(BIN)/python bin/stack
+
+## Benchmark suite against PostgreSQL + Redis: prints one table, writes bench/results.json (README, "Benchmarks")
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: run .ci/install-system-packages"; exit 2; }
+	$(BIN)/python bench/run.py
 
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)
@@ -32,3 +41,7 @@ lint: $(STAMP)
 ## Long concurrency repeats (RIVYA_STRESS_REPEATS, default 20)
 stress: $(STAMP)
 	RIVYA_STRESS_REPEATS=$${RIVYA_STRESS_REPEATS:-20} $(BIN)/pytest -m stress
+
+## Regenerate the committed OpenAPI snapshot after an intended change to the API
+openapi: $(STAMP)
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --format openapi-json --file tests/rivya_api/openapi.snapshot.json

@@ -104,7 +104,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Django's RedisCache with a per-process connection pool (under ASGI the stock one connects per request).
+    CACHES = {"default": {"BACKEND": "rivya_api.common.redis_cache.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RIVYA_IN_PROCESS = False
@@ -121,11 +122,29 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
+# Prefork children per worker (default: the CPU count); each holds its own database pool.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
+# Workers log through LOGGING below (JSON lines when DEBUG=false) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {
+    # Queue webhook deliveries that are due and not carried by a broker message
+    # (long retries, or messages a Redis restart lost).
+    "rivya-webhooks-sweep": {"task": "rivya_webhooks.sweep", "schedule": 10.0},
+    # Delete webhook events past their retention (30 days).
+    "rivya-webhooks-cleanup": {"task": "rivya_webhooks.cleanup", "schedule": 3600.0},
+    # Deletes the bytes of expired (and deleted) files.
+    "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
+    # Re-queues generations the broker lost; fails or retries those whose worker died.
+    "rivya-generations-sweep": {"task": "rivya_api.generations_sweep", "schedule": 30},
     # Holds whose lease lapsed (their worker died) give their credits back.
     "rivya-billing-expire-lapsed-holds": {
         "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
         "schedule": timedelta(seconds=60),
+    },
+    # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
+    "rivya-idempotency-purge": {
+        "task": "rivya_api.idempotency.tasks.idempotency_records_purge_task",
+        "schedule": 60 * 60,
     },
 }
 # The web process runs the periodic sweeps itself when there is no broker.
@@ -178,9 +197,79 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 RIVYA_ACCOUNT_MODEL = "auth.User"
 
+# The model catalog (shape in rivya_api.catalog.spec, price rules in rivya_api.catalog.pricing).
+# A model is listed only where its provider class imports and, for upstream models, where
+# both variables named in "upstream" are set. Without "parameters" the schema comes from
+# the provider's parameters_schema(options).
+_SIZE_TIERS = {
+    "type": "tiered",
+    "parameters": ["width", "height"],
+    "tiers": [{"up_to": 512 * 512, "credits": 0}, {"up_to": 1024 * 1024, "credits": 2}, {"up_to": None, "credits": 4}],
+}
+RIVYA_MODELS = [
+    {
+        "id": "rivya-image-1",
+        "kind": "image",
+        "description": "Rivya's built-in image model: a picture derived from the prompt and seed, optionally shaped by a reference image. Runs locally; meant for development and integration tests.",
+        "provider": "rivya_api.generations.providers.local.LocalImageProvider",
+        "pricing": {"base": 2, "terms": [_SIZE_TIERS]},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-audio-1",
+        "kind": "audio",
+        "description": "Rivya's built-in speech model: reads the prompt aloud (espeak-ng when installed, else synthesized tones). Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalAudioProvider",
+        "pricing": {"base": 3},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-video-1",
+        "kind": "video",
+        "description": "Rivya's built-in video model: a short clip rendered from the prompt and seed. Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalVideoProvider",
+        "pricing": {"base": 3, "terms": [{"type": "per_unit", "parameter": "duration", "credits": 2}]},
+        "limits": {"timeout_seconds": 120},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-image-hd",
+        "kind": "image",
+        "description": "High-detail image generation served by Rivya's hosted image backend.",
+        "provider": "rivya_api.generations.providers.openai_images.OpenAIImagesProvider",
+        "options": {"upstream_model": env.str("RIVYA_UPSTREAM_IMAGES_MODEL", default="gpt-image-1")},
+        "upstream": {"base_url_env": "RIVYA_UPSTREAM_IMAGES_BASE_URL", "api_key_env": "RIVYA_UPSTREAM_IMAGES_API_KEY"},
+        "pricing": {"base": 0, "terms": [{"type": "per_unit", "parameter": "n", "credits": 8}]},
+        "limits": {"timeout_seconds": 180},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-chat-1",
+        "kind": "chat",
+        "description": "Rivya's built-in chat model for development: a small offline model with real streaming and exact token counts. Not a general-purpose assistant.",
+        "provider": "rivya_api.chat.providers.local.LocalChatProvider",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
+                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 256},
+                "stop": {"type": ["string", "array"], "items": {"type": "string"}, "maxItems": 4},
+            },
+        },
+        "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
+        "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+]
+
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
+    "MODELS": RIVYA_MODELS,
+    "METRICS_TOKEN": env.str("RIVYA_METRICS_TOKEN", default=""),
 }
 RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {
@@ -215,6 +304,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Standard errors on every operation, no "default" responses, X-Request-Id documented.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "rivya_api.common.schema.postprocess_schema",
+        # Idempotency-Key header and its 400/409/422 on every idempotent POST, merged into the
+        # responses the views and the hook above already document.
+        "rivya_api.idempotency.schema.postprocess_idempotency",
+    ],
+    # Enum component names that say what they are (and never collide across resources).
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorTypeEnum": "rivya_api.common.schema.ERROR_TYPES",
+        "ModelKindEnum": "rivya_api.catalog.spec.KINDS",
+        "PriceTermTypeEnum": "rivya_api.catalog.serializers.PRICE_TERM_TYPES",
+        "FilePurposeEnum": "rivya_api.files.models.File.Purpose",
+        "FileUploadPurposeEnum": "rivya_api.files.services.UPLOAD_PURPOSE_VALUES",
+    },
 }
 
 # --- Logging --------------------------------------------------------------------
@@ -242,5 +347,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        # Replace Django's own console handler so its lines carry the request id too.
+        "django": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "django.server": {"level": "WARNING"},
+        "rivya.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
 }

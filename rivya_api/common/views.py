@@ -9,7 +9,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response
+from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
 from rivya_api.conf import api_settings
+from rivya_api.idempotency.mixins import IdempotencyMixin
 
 
 @csrf_exempt
@@ -18,13 +20,18 @@ def unknown_route(request: HttpRequest, *args: object, **kwargs: object) -> Json
     return error_response(404, "unknown_route", f"No route matches {request.method} {request.path}.")
 
 
-class AccountScopedMixin:
+class AccountScopedMixin(IdempotencyMixin):
     """Base for every authenticated API view or viewset.
 
     API-key authentication and per-key throttles come from ``RIVYA_API``
     settings (read per request so overrides apply); ``self.account`` is the
     account the request acts as. Querysets must be filtered by it, so another
-    account's object is a 404, never a 403.
+    account's object is a 404, never a 403. Every authenticated response
+    carries the ``x-ratelimit-*-requests`` headers the throttle recorded, and a
+    throttled request is a 429 with ``Retry-After`` and ``retry-after-ms``.
+
+    Every POST honours ``Idempotency-Key`` (``IdempotencyMixin``); set
+    ``idempotency_enabled = False`` on a view that must not.
     """
 
     def get_authenticators(self) -> list[Any]:
@@ -39,3 +46,10 @@ class AccountScopedMixin:
     @property
     def account(self) -> Any:
         return request_account(self.request)
+
+    def throttled(self, request: Any, wait: float | None) -> None:
+        raise rate_limited_error(wait)
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        return apply_rate_limit_headers(request, response)
