@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from config.celery import app
@@ -20,9 +15,9 @@ from rivya_api.background import start_periodic_runner
 from rivya_billing import services
 from rivya_billing.models import Hold
 from rivya_billing.tasks import credits_expire_lapsed_holds as credits_expire_lapsed_holds_task
+from tests.workers import CeleryWorker
 
 SWEEPER = "rivya_billing.tasks.credits_expire_lapsed_holds"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def lapsed_hold(account) -> Hold:
@@ -50,15 +45,6 @@ def test_the_sweeper_is_on_the_beat_schedule():
     assert SWEEPER in app.tasks
 
 
-@pytest.fixture
-def in_process_executor():
-    """The broker-less mode, even when this run has REDIS_URL."""
-    previous = app.conf.get("rivya_in_process")
-    app.conf.rivya_in_process = True
-    yield
-    app.conf.rivya_in_process = previous
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("in_process_executor")
 def test_without_a_broker_the_web_process_runs_the_sweeper(account):
@@ -77,34 +63,11 @@ def test_without_a_broker_the_web_process_runs_the_sweeper(account):
     assert Hold.objects.get(pk=hold.pk).resolved_at is not None
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
 def celery_worker(transactional_db):
-    """A real ``celery -A config worker`` on this run's REDIS_URL and test database; killed after."""
-    env = {**os.environ, "DATABASE_URL": _database_url(), "RIVYA_IN_PROCESS_BEAT": "false"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "--without-gossip", "--without-mingle"]
-        + ["--without-heartbeat", "--loglevel", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    """A real ``celery -A config worker`` on this run's REDIS_URL and test database."""
+    with CeleryWorker(concurrency=1) as worker:
         yield worker
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
 
 
 @pytest.mark.redis
@@ -114,6 +77,5 @@ def test_a_celery_worker_runs_the_sweeper_from_the_broker(celery_worker, make_ac
     credits_expire_lapsed_holds_task.delay()
     state = wait_for_state(hold, "expired", 60)
     if state != "expired":
-        celery_worker.terminate()
-        output = celery_worker.communicate(timeout=15)[0].decode(errors="replace")
-        pytest.fail(f"the worker did not expire the hold (state {state}); worker output:\n{output[-3000:]}")
+        log = celery_worker.log.read_text()[-3000:]
+        pytest.fail(f"the worker did not expire the hold (state {state}); its log:\n{log}")
