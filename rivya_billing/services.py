@@ -58,6 +58,7 @@ from rivya_billing.exceptions import (
     RefundNotAllowedError,
     StaleHoldError,
 )
+from rivya_billing.metrics import ledger_operation_observe
 from rivya_billing.models import (
     EFFECTS,
     EntryType,
@@ -214,7 +215,13 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
         raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
     LedgerEntry.objects.bulk_create(entries)
     wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
+    transaction.on_commit(lambda: _observe(lines))
     return entries
+
+
+def _observe(lines: Sequence[_Line]) -> None:
+    for line in lines:
+        ledger_operation_observe(operation=line.type, credits=line.amount)
 
 
 def _resolve_hold(hold: Hold, **fields: Any) -> None:
@@ -434,6 +441,8 @@ def _reserve_single_statement(
         if _sqlstate(error) != NOT_NULL_VIOLATION:
             raise
     if row is not None:
+        # Outside a transaction the statement has committed and this runs at once.
+        transaction.on_commit(lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount))
         hold = Hold(
             id=row[0],
             public_id=params["hold_id"],
