@@ -25,6 +25,8 @@ Target (issue 4): hot-wallet reserve at least 0.8x the plain single-row UPDATE.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import random
 import statistics
@@ -164,6 +166,9 @@ def main() -> None:
     parser.add_argument(
         "--prepared", action="store_true", help="Connect with server-side binding and prepared statements."
     )
+    parser.add_argument(
+        "--json", action="store_true", help="Print the table to stderr and the figures as one JSON line (bench/run.py)."
+    )
     args = parser.parse_args()
 
     url, name = bench_database(os.environ.get("DATABASE_URL", ""))
@@ -180,6 +185,16 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace) -> None:
+    if args.json:
+        # bench/run.py reads the last stdout line; everything human goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            figures = measure(args)
+        print(json.dumps(figures))
+    else:
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection
 
     from rivya_billing import services
@@ -282,6 +297,20 @@ def report(args: argparse.Namespace) -> None:
     print(f"target hot-wallet reserve >= 0.8x plain UPDATE: {'met' if ratio >= 0.8 else 'NOT met'} ({ratio:.2f}x)")
     if overspent or drift:
         sys.exit("OVERSPEND OR DRIFT")
+    medians = {label: statistics.median(values) for label, values in rates.items()}
+    hot, spread = medians[scenarios[1][0]], medians[scenarios[3][0]]
+    return {
+        "clients": args.clients,
+        "plain_update_per_s": round(base),
+        "hot_per_s": round(hot),
+        "hot_row_lock_path_per_s": round(medians[scenarios[2][0]]),
+        "spread_per_s": round(spread),
+        "spread_wallets": args.wallets,
+        "hot_over_plain_update": round(hot / base, 2),
+        "hot_over_spread": round(hot / spread, 2),
+        "overspend": False,
+        "met": hot / base >= 0.8,
+    }
 
 
 if __name__ == "__main__":
