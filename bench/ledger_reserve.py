@@ -29,11 +29,13 @@ import contextlib
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +86,34 @@ def setup_django(name: str, prepared: bool) -> None:
     call_command("migrate", verbosity=0)
 
 
-def run_clients(clients: int, seconds: float, op: Callable[[int, int], bool]) -> tuple[int, int]:
-    """Run ``op(client, i)`` in a loop on every client for ``seconds``; (successes, failures)."""
+def backend_cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the given PostgreSQL backends have used, from /proc (local server only)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # not on this machine, or gone
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Measurement:
+    ok: int
+    failed: int
+    server_cpu: float  # seconds, PostgreSQL backends of the clients
+    client_cpu: float  # seconds, this process
+
+
+def run_clients(clients: int, seconds: float, op: Callable[[int, int], bool]) -> Measurement:
+    """Run ``op(client, i)`` in a loop on every client for ``seconds``, each client on its own connection."""
     from django.db import connection
 
     barrier = threading.Barrier(clients + 1)
@@ -112,13 +140,22 @@ def run_clients(clients: int, seconds: float, op: Callable[[int, int], bool]) ->
     for thread in threads:
         thread.start()
     barrier.wait()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    server0, client0 = backend_cpu_seconds(pids), client_cpu_seconds()
     time.sleep(seconds)
     stop.set()
+    server1, client1 = backend_cpu_seconds(pids), client_cpu_seconds()
     for thread in threads:
         thread.join()
+    connection.close()
     if errors:
         raise errors[0]
-    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+    ok, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    return Measurement(ok, failed, server1 - server0, client1 - client0)
 
 
 def make_accounts(count: int, balance: int, prefix: str) -> list[Any]:
@@ -247,12 +284,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ]
     rates: dict[str, list[float]] = {label: [] for label, _ in scenarios}
     totals: dict[str, int] = {label: 0 for label, _ in scenarios}
+    server_cpu: dict[str, float] = {label: 0.0 for label, _ in scenarios}
+    client_cpu: dict[str, float] = {label: 0.0 for label, _ in scenarios}
     for round_ in range(args.rounds):
         for label, op in scenarios:
-            ok, failed = run_clients(args.clients, args.seconds, op)
-            assert failed == 0, f"{label}: {failed} failures"
-            rates[label].append(ok / args.seconds)
-            totals[label] += ok
+            m = run_clients(args.clients, args.seconds, op)
+            assert m.failed == 0, f"{label}: {m.failed} failures"
+            rates[label].append(m.ok / args.seconds)
+            totals[label] += m.ok
+            server_cpu[label] += m.server_cpu
+            client_cpu[label] += m.client_cpu
         print(f"round {round_ + 1}/{args.rounds}: " + ", ".join(f"{r[-1]:.0f}" for r in rates.values()), flush=True)
 
     # Zero overspend: everyone grabs random amounts from 1,000 credits until none are left.
@@ -271,6 +312,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return True
 
     run_clients(args.clients, 2.0, overspend)
+    load = os.getloadavg()
     scarce_wallet = Wallet.objects.get(account=scarce)
     hot_wallets = [Wallet.objects.get(account=a) for a in (hot, locked_hot, scarce)]
     problems = {w.pk: wallet_reconcile(wallet_id=w.pk).problems for w in hot_wallets}
@@ -279,11 +321,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     base = statistics.median(rates[scenarios[0][0]])
     print()
-    print(f"PostgreSQL: {server}; {args.clients} clients; {args.rounds} rounds of {args.seconds:g} s; medians")
-    print(f"{'scenario':<44} {'ops/s':>9} {'vs UPDATE':>10} {'ops total':>10}")
+    print(
+        f"PostgreSQL: {server}; {os.cpu_count()} CPUs, load average {load[0]:.1f}; {args.clients} clients; "
+        f"{args.rounds} rounds of {args.seconds:g} s; medians"
+    )
+    print(
+        f"{'scenario':<44} {'ops/s':>9} {'vs UPDATE':>10} {'ops total':>10} "
+        f"{'server CPU ms/op':>17} {'client CPU ms/op':>17}"
+    )
     for label, _ in scenarios:
         rate = statistics.median(rates[label])
-        print(f"{label:<44} {rate:>9.0f} {rate / base:>9.2f}x {totals[label]:>10}")
+        per_op = 1000 / max(1, totals[label])
+        print(
+            f"{label:<44} {rate:>9.0f} {rate / base:>9.2f}x {totals[label]:>10} "
+            f"{server_cpu[label] * per_op:>17.3f} {client_cpu[label] * per_op:>17.3f}"
+        )
     print()
     print(
         f"zero overspend: {len(accepted)} reservations accepted, {sum(accepted)} of 1000 credits held "
@@ -309,6 +361,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "hot_over_plain_update": round(hot / base, 2),
         "hot_over_spread": round(hot / spread, 2),
         "overspend": False,
+        "server_cpu_ms_per_op": {
+            "plain_update": round(server_cpu[scenarios[0][0]] * 1000 / max(1, totals[scenarios[0][0]]), 3),
+            "hot": round(server_cpu[scenarios[1][0]] * 1000 / max(1, totals[scenarios[1][0]]), 3),
+        },
         "met": hot / base >= 0.8,
     }
 
