@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -233,11 +234,13 @@ def report(args: argparse.Namespace) -> None:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection
+    from django.utils import timezone
 
     from rivya_billing import services
     from rivya_billing.exceptions import InsufficientCreditsError
     from rivya_billing.models import Hold, Wallet
     from rivya_billing.selectors import wallet_reconcile
+    from rivya_billing.services.holds import _reserve_locked
 
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_counter (id integer PRIMARY KEY, n bigint NOT NULL)")
@@ -259,13 +262,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return True
 
     def reserve_hot_locked(client: int, i: int) -> bool:
-        services._reserve_locked(
+        now = timezone.now()
+        _reserve_locked(
             account=locked_hot,
             amount=1,
             reference=f"lock:{client}:{i}:{time.monotonic_ns()}",
             actor="",
-            now=services.timezone.now(),
-            expires=services.timezone.now(),
+            now=now,
+            expires=now + timedelta(hours=1),
         )
         return True
 

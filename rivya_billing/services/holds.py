@@ -1,323 +1,54 @@
-"""Services of the credit ledger: the only code that writes wallets, holds and entries.
-
-The API and a host's Studio call these same functions, so both spend one wallet.
-
-Every service is atomic (one database transaction; inside a caller's
-transaction it joins it, so e.g. a chat turn can settle in the transaction that
-saves the assistant message) and idempotent by its reference: repeating a call
-has the effect of doing it once and returns the first result; repeating a
-reference with different arguments raises ``ReferenceConflictError`` naming the
-argument. Errors are typed (``rivya_billing.exceptions``).
-
-Concurrency. Writes to a wallet are serialised by the wallet's row, never by a
-read-check-write in Python:
-
-- the hot path, ``credits_reserve``, is on PostgreSQL one statement: a
-  conditional ``UPDATE … WHERE balance - held >= amount`` of the wallet with the
-  hold and ledger INSERTs chained in the same statement (measured fastest in
-  ``/work/shared/research/ledger-anchors.md`` and ``bench/ledger_reserve.py``);
-- every other service takes row locks (``SELECT … FOR NO KEY UPDATE``), always
-  hold before wallet, decides under the lock and writes with an UPDATE that is
-  itself guarded by the wallet's sequence number and the database's check
-  constraints (``balance >= held >= 0``).
-
-On SQLite (the embedded default) ``transaction_mode: IMMEDIATE`` takes the
-database's write lock at BEGIN, so writers are serialised and the same code is
-correct there.
-
-Time. Holds are leases: ``now`` defaults to the application clock
-(``timezone.now()``) and can be passed in (tests, replays). The hold's state in
-the database, not the clocks, decides races: a settle and an expiry of the same
-hold both need the hold's row in state ``pending``, and only one gets it.
-"""
+"""Services of holds: reserve, settle, release, expire, renew, and the sweeper of lapsed leases."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from django.utils import timezone
 
 from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import (
     HoldLeaseActiveError,
-    HoldNotFoundError,
     HoldNotPendingError,
     InsufficientCreditsError,
-    InvalidAmountError,
-    InvalidReferenceError,
-    LedgerConcurrencyError,
-    ReferenceConflictError,
-    RefundNotAllowedError,
     StaleHoldError,
 )
 from rivya_billing.metrics import ledger_operation_observe
-from rivya_billing.models import (
-    EFFECTS,
-    EntryType,
-    Hold,
-    HoldState,
-    LedgerEntry,
-    Wallet,
-    new_entry_id,
-    new_hold_id,
+from rivya_billing.models import EntryType, Hold, HoldState, LedgerEntry, Wallet, new_entry_id, new_hold_id
+from rivya_billing.services.ledger import (
+    _account_pk,
+    _actor,
+    _check_amount,
+    _check_lease,
+    _check_reference,
+    _conflict,
+    _Line,
+    _lock_hold,
+    _lock_wallet,
+    _lock_wallet_by_id,
+    _not_pending,
+    _now,
+    _post,
+    _resolve_hold,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("rivya_billing.services")
 
 OVERRUN_POLICIES = ("cap", "available")
 
 __all__ = [
-    "credits_adjust",
     "credits_expire_lapsed_holds",
-    "credits_grant",
     "credits_hold_expire",
     "credits_hold_renew",
-    "credits_refund",
     "credits_release",
     "credits_reserve",
     "credits_settle",
 ]
-
-
-# --- validation -------------------------------------------------------------------
-
-
-def _check_amount(amount: Any, *, minimum: int = 1, param: str = "amount") -> int:
-    # bool is an int subclass; True credits is a bug, not one credit.
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise InvalidAmountError(f"{param} must be an integer, not {type(amount).__name__}.", param=param)
-    if amount < minimum:
-        raise InvalidAmountError(f"{param} must be at least {minimum}, not {amount}.", param=param)
-    return amount
-
-
-def _check_reference(reference: Any, *, param: str = "reference") -> str:
-    if not isinstance(reference, str) or not reference or len(reference) > 255:
-        raise InvalidReferenceError(f"{param} must be a non-empty string of at most 255 characters.", param=param)
-    return reference
-
-
-def _actor(actor: Any) -> str:
-    return str(actor or "")[:200]
-
-
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return timezone.now()
-    if timezone.is_naive(now):
-        raise ValueError("now must be timezone-aware")
-    return now
-
-
-def _conflict(what: str, reference: str, param: str, existing: Any, given: Any) -> ReferenceConflictError:
-    return ReferenceConflictError(
-        f"{what} {reference!r} was already made with {param}={existing!r}; this call has {param}={given!r}.",
-        param=param,
-        existing=existing,
-        given=given,
-    )
-
-
-# --- wallet and hold locks -----------------------------------------------------------
-
-
-def _lock_wallet(*, account: Any, create: bool) -> Wallet | None:
-    """The account's wallet, row-locked for this transaction; created (empty) when asked."""
-    locked = Wallet.objects.select_for_update(no_key=True)
-    wallet = locked.filter(account=account).first()
-    if wallet is None and create:
-        # ON CONFLICT DO NOTHING: two first grants racing both end up locking the one row.
-        Wallet.objects.bulk_create([Wallet(account=account)], ignore_conflicts=True)
-        wallet = locked.get(account=account)
-    return wallet
-
-
-def _lock_wallet_by_id(wallet_id: int) -> Wallet:
-    return Wallet.objects.select_for_update(no_key=True).get(pk=wallet_id)
-
-
-def _lock_hold(*, account: Any, reference: str, param: str = "reference") -> Hold:
-    """The hold, row-locked (before its wallet: the one lock order every service uses)."""
-    hold = (
-        Hold.objects.select_for_update(no_key=True, of=("self",))
-        .filter(wallet__account=account, reference=reference)
-        .first()
-    )
-    if hold is None:
-        raise HoldNotFoundError(f"No hold with reference {reference!r} in this wallet.", param=param)
-    return hold
-
-
-# --- posting ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Line:
-    type: str
-    amount: int
-    reference: str
-    hold_id: int | None = None
-    sign: int = 1  # only ``adjust`` uses -1
-    description: str = ""
-
-
-def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) -> list[LedgerEntry]:
-    """Append ``lines`` to the row-locked ``wallet`` and move its totals in the same transaction.
-
-    The wallet UPDATE is guarded by the sequence number read under the lock, so a
-    writer that slipped past the lock would make it fail instead of forking the
-    ledger; the check constraints refuse any result with ``balance < held``.
-    """
-    balance, held, sequence = wallet.balance, wallet.held, wallet.last_sequence
-    entries = []
-    for line in lines:
-        if line.type == EntryType.ADJUST:
-            balance_delta, held_delta = line.sign * line.amount, 0
-        else:
-            balance_mult, held_mult = EFFECTS[line.type]
-            balance_delta, held_delta = balance_mult * line.amount, held_mult * line.amount
-        balance += balance_delta
-        held += held_delta
-        sequence += 1
-        entries.append(
-            LedgerEntry(
-                public_id=new_entry_id(),
-                wallet_id=wallet.pk,
-                sequence=sequence,
-                type=line.type,
-                amount=line.amount,
-                balance_delta=balance_delta,
-                held_delta=held_delta,
-                balance_after=balance,
-                held_after=held,
-                reference=line.reference,
-                hold_id=line.hold_id,
-                actor=actor,
-                description=line.description[:500],
-                created_at=now,
-            )
-        )
-    updated = Wallet.objects.filter(pk=wallet.pk, last_sequence=wallet.last_sequence).update(
-        balance=F("balance") + (balance - wallet.balance),
-        held=F("held") + (held - wallet.held),
-        last_sequence=sequence,
-        updated_at=now,
-    )
-    if updated != 1:
-        raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
-    LedgerEntry.objects.bulk_create(entries)
-    wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
-    transaction.on_commit(lambda: _observe(lines))
-    return entries
-
-
-def _observe(lines: Sequence[_Line]) -> None:
-    for line in lines:
-        ledger_operation_observe(operation=line.type, credits=line.amount)
-
-
-def _resolve_hold(hold: Hold, **fields: Any) -> None:
-    """Move a locked pending hold to its final state (the UPDATE re-checks ``pending``)."""
-    updated = Hold.objects.filter(pk=hold.pk, state=HoldState.PENDING).update(**fields)
-    if updated != 1:
-        raise LedgerConcurrencyError(f"Hold {hold.public_id} changed under its row lock.")
-    for name, value in fields.items():
-        setattr(hold, name, value)
-
-
-def _not_pending(hold: Hold, action: str) -> HoldNotPendingError:
-    error_class = StaleHoldError if hold.state == HoldState.EXPIRED else HoldNotPendingError
-    return error_class(
-        f"Cannot {action} hold {hold.reference!r}: it is already {hold.state}.",
-        state=hold.state,
-    )
-
-
-def _check_lease(hold: Hold, *, lease_token: int | None, now: datetime, action: str) -> None:
-    """Refuse a stale worker: the lease lapsed, or another worker claimed the hold since."""
-    if lease_token is not None and lease_token != hold.lease_token:
-        raise StaleHoldError(
-            f"Cannot {action} hold {hold.reference!r}: lease token {lease_token} was superseded by {hold.lease_token}.",
-            state=hold.state,
-        )
-    if hold.lease_expires_at <= now:
-        raise StaleHoldError(
-            f"Cannot {action} hold {hold.reference!r}: its lease lapsed at {hold.lease_expires_at.isoformat()}.",
-            state=hold.state,
-        )
-
-
-# --- grant and adjust -----------------------------------------------------------------------
-
-
-@transaction.atomic
-def credits_grant(
-    *, account: Any, amount: int, reference: str, actor: str = "", description: str = "", now: datetime | None = None
-) -> LedgerEntry:
-    """Add ``amount`` credits to the account's wallet (creating the wallet on first use).
-
-    Idempotent by ``reference`` among the wallet's grants: a repeat returns the
-    first entry; a repeat with a different amount raises ``ReferenceConflictError``.
-    Atomic; takes the wallet's row lock.
-    """
-    _check_amount(amount)
-    _check_reference(reference)
-    now = _now(now)
-    wallet = _lock_wallet(account=account, create=True)
-    assert wallet is not None
-    existing = LedgerEntry.objects.filter(wallet=wallet, type=EntryType.GRANT, reference=reference).first()
-    if existing is not None:
-        if existing.amount != amount:
-            raise _conflict("Grant", reference, "amount", existing.amount, amount)
-        return existing
-    line = _Line(EntryType.GRANT, amount, reference, description=description)
-    (entry,) = _post(wallet=wallet, lines=[line], actor=_actor(actor), now=now)
-    return entry
-
-
-@transaction.atomic
-def credits_adjust(
-    *, account: Any, amount: int, reference: str, reason: str, actor: str = "", now: datetime | None = None
-) -> LedgerEntry:
-    """Correct the balance by ``amount`` (positive adds, negative removes), with a required reason.
-
-    A negative adjustment cannot take more than is available (held credits stay
-    covered): ``InsufficientCreditsError``. Idempotent by ``reference`` among the
-    wallet's adjustments. Atomic; takes the wallet's row lock.
-    """
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
-        raise InvalidAmountError("amount must be a non-zero integer.")
-    _check_reference(reference)
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidAmountError("An adjustment needs a reason.", param="reason")
-    now = _now(now)
-    wallet = _lock_wallet(account=account, create=True)
-    assert wallet is not None
-    existing = LedgerEntry.objects.filter(wallet=wallet, type=EntryType.ADJUST, reference=reference).first()
-    if existing is not None:
-        if existing.balance_delta != amount:
-            raise _conflict("Adjustment", reference, "amount", existing.balance_delta, amount)
-        return existing
-    if amount < 0 and wallet.available < -amount:
-        raise InsufficientCreditsError(
-            f"Cannot remove {-amount} credits: {wallet.available} available.",
-            requested=-amount,
-            available=wallet.available,
-        )
-    line = _Line(EntryType.ADJUST, abs(amount), reference, sign=1 if amount > 0 else -1, description=reason.strip())
-    (entry,) = _post(wallet=wallet, lines=[line], actor=_actor(actor), now=now)
-    return entry
-
-
-# --- reserve ------------------------------------------------------------------------------------
 
 
 def credits_reserve(
@@ -358,10 +89,6 @@ def credits_reserve(
     if hold.amount != amount:
         raise _conflict("Reservation", reference, "amount", hold.amount, amount)
     return hold
-
-
-def _account_pk(account: Any) -> Any:
-    return account.pk if hasattr(account, "pk") else account
 
 
 def _reserve_sql() -> str:
@@ -493,9 +220,6 @@ def _reserve_locked(*, account: Any, amount: int, reference: str, actor: str, no
         if existing is None:
             raise
         return existing
-
-
-# --- settle, release, expire, renew -------------------------------------------------------------
 
 
 @transaction.atomic
@@ -700,62 +424,3 @@ def credits_expire_lapsed_holds(*, now: datetime | None = None, batch_size: int 
     if expired:
         logger.info("Expired %s lapsed holds", expired)
     return expired
-
-
-# --- refund --------------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def credits_refund(
-    *,
-    account: Any,
-    reference: str,
-    charge_reference: str,
-    amount: int | None = None,
-    actor: str = "",
-    description: str = "",
-    now: datetime | None = None,
-) -> LedgerEntry:
-    """Return credits that the settled hold ``charge_reference`` charged (all that is left by default).
-
-    ``reference`` names the refund itself (an admin action, a dispute) and is
-    its idempotency key: a repeat returns the first refund entry; a repeat for
-    another charge or with another amount raises ``ReferenceConflictError``.
-    Refunds of one charge never add up to more than it charged
-    (``RefundNotAllowedError``). Atomic; locks the hold, then the wallet.
-    """
-    _check_reference(reference)
-    _check_reference(charge_reference, param="charge_reference")
-    if amount is not None:
-        _check_amount(amount)
-    now = _now(now)
-    hold = _lock_hold(account=account, reference=charge_reference, param="charge_reference")
-    wallet = _lock_wallet_by_id(hold.wallet_id)
-    existing = LedgerEntry.objects.filter(wallet=wallet, type=EntryType.REFUND, reference=reference).first()
-    if existing is not None:
-        if existing.hold_id != hold.pk:
-            other = Hold.objects.filter(pk=existing.hold_id).values_list("reference", flat=True).first()
-            raise _conflict("Refund", reference, "charge_reference", other, charge_reference)
-        if amount is not None and existing.amount != amount:
-            raise _conflict("Refund", reference, "amount", existing.amount, amount)
-        return existing
-    if hold.state != HoldState.SETTLED or hold.charged == 0:
-        raise RefundNotAllowedError(
-            f"Hold {charge_reference!r} charged nothing ({hold.state}); there is nothing to refund.",
-            param="charge_reference",
-        )
-    refundable = hold.charged - hold.refunded
-    amount = refundable if amount is None else amount
-    if amount > refundable or refundable == 0:
-        raise RefundNotAllowedError(
-            f"Cannot refund {amount} of {charge_reference!r}: {refundable} of {hold.charged} is left to refund."
-        )
-    (entry,) = _post(
-        wallet=wallet,
-        lines=[_Line(EntryType.REFUND, amount, reference, hold.pk, description=description)],
-        actor=_actor(actor),
-        now=now,
-    )
-    Hold.objects.filter(pk=hold.pk).update(refunded=F("refunded") + amount)
-    hold.refunded += amount
-    return entry
