@@ -5,3 +5,6 @@ class RivyaBillingConfig(AppConfig):
     name = "rivya_billing"
     verbose_name = "Rivya billing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from rivya_billing import checks  # noqa: F401  (registers system checks)

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from rivya_billing.checks import OVERRUN_POLICIES
 from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import (
     HoldLeaseActiveError,
@@ -39,7 +40,6 @@ from rivya_billing.services.ledger import (
 
 logger = logging.getLogger("rivya_billing.services")
 
-OVERRUN_POLICIES = ("cap", "available")
 
 __all__ = [
     "credits_expire_lapsed_holds",

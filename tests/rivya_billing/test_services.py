@@ -460,3 +460,19 @@ def test_deleting_an_account_never_cascades_into_the_ledger(funded):
 
 def test_hold_states_are_the_documented_four():
     assert set(HoldState.values) == {"pending", "settled", "released", "expired"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "check_id"),
+    [
+        ({"OVERRUN_POLICY": "negative"}, "rivya_billing.E001"),
+        ({"HOLD_LEASE_SECONDS": 0}, "rivya_billing.E002"),
+        ({"EXPIRE_BATCH_SIZE": "500"}, "rivya_billing.E002"),
+    ],
+)
+def test_system_checks_refuse_broken_billing_settings(rivya_settings, overrides, check_id):
+    from rivya_billing.checks import check_billing_settings
+
+    assert check_billing_settings() == []
+    rivya_settings("RIVYA_BILLING", **overrides)
+    assert [error.id for error in check_billing_settings()] == [check_id]
