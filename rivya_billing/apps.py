@@ -1,3 +1,5 @@
+"""App configuration of rivya_billing (registers its system checks)."""
+
 from django.apps import AppConfig
 
 
