@@ -169,7 +169,9 @@ def _reserve_single_statement(
             raise
     if row is not None:
         # Outside a transaction the statement has committed and this runs at once.
-        transaction.on_commit(lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount))
+        transaction.on_commit(
+            lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount), robust=True
+        )
         hold = Hold(
             id=row[0],
             public_id=params["hold_id"],

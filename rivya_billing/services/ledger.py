@@ -152,7 +152,9 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
         raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
     LedgerEntry.objects.bulk_create(entries)
     wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
-    transaction.on_commit(lambda: _observe(lines))
+    # Counted once committed (a rolled-back operation never happened); robust, so a metrics
+    # failure can never turn a committed ledger write into an error.
+    transaction.on_commit(lambda: _observe(lines), robust=True)
     return entries
 
 
