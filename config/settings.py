@@ -136,6 +136,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
         "schedule": timedelta(seconds=60),
     },
+    # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
+    "rivya-idempotency-purge": {
+        "task": "rivya_api.idempotency.tasks.idempotency_records_purge_task",
+        "schedule": 60 * 60,
+    },
 }
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
@@ -297,6 +302,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "rivya_api.common.schema.postprocess_schema",
+        # Idempotency-Key header and its 400/409/422 on every idempotent POST, merged into the
+        # responses the views and the hook above already document.
+        "rivya_api.idempotency.schema.postprocess_idempotency",
     ],
     # Enum component names that say what they are (and never collide across resources).
     "ENUM_NAME_OVERRIDES": {

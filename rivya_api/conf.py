@@ -76,6 +76,17 @@ DEFAULTS: dict[str, Any] = {
     "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
+    # Idempotency-Key (rivya_api.idempotency): how long a key's outcome is kept and
+    # replayed, counted from the first request; expired records are purged hourly.
+    "IDEMPOTENCY_RETENTION_SECONDS": 24 * 60 * 60,
+    # How long a running request's claim on its key holds. A process that dies
+    # mid-request leaves the key claimable again after this; it must exceed the
+    # longest request, and long work renews it (services.idempotency_renew).
+    "IDEMPOTENCY_LEASE_SECONDS": 300,
+    # Retry-After (seconds) sent with 409 idempotency_key_in_flight.
+    "IDEMPOTENCY_RETRY_AFTER_SECONDS": 1,
+    # Response headers stored with the outcome and sent again on a replay.
+    "IDEMPOTENCY_REPLAYED_HEADERS": ["Content-Type", "Location", "Rivya-Session-Id"],
 }
 
 IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES")

@@ -2,4 +2,5 @@
 
 from rivya_api.files.models import *  # noqa: F403
 from rivya_api.generations.models import *  # noqa: F403
+from rivya_api.idempotency.models import *  # noqa: F403
 from rivya_api.keys.models import *  # noqa: F403

@@ -2,3 +2,4 @@
 
 from rivya_api.files.tasks import *  # noqa: F403
 from rivya_api.generations.tasks import *  # noqa: F403
+from rivya_api.idempotency.tasks import *  # noqa: F403

@@ -10,6 +10,7 @@ from django.shortcuts import render
 from rivya_api.catalog.selectors import catalog_models
 from rivya_api.catalog.spec import KINDS
 from rivya_api.common.origin import public_origin
+from rivya_api.conf import api_settings
 from rivya_api.guides.reference import model_entry
 
 PAGES = [
@@ -41,7 +42,9 @@ def quickstart(request: HttpRequest) -> HttpResponse:
 
 
 def authentication(request: HttpRequest) -> HttpResponse:
-    return render(request, "rivya_api/docs/authentication.html", _context(request, "authentication"))
+    retention_hours = api_settings.IDEMPOTENCY_RETENTION_SECONDS // 3600
+    context = _context(request, "authentication", idempotency_retention_hours=retention_hours)
+    return render(request, "rivya_api/docs/authentication.html", context)
 
 
 def credits(request: HttpRequest) -> HttpResponse:
