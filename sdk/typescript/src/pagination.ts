@@ -55,8 +55,9 @@ async function fetchPage<T>(client: Core, path: string, query: Query, options?: 
 }
 
 /** What a `list()` returns: await it for the first page, or `for await` over every item. */
-export class PagePromise<T> implements PromiseLike<Page<T>>, AsyncIterable<T> {
+export class PagePromise<T> implements Promise<Page<T>>, AsyncIterable<T> {
   private readonly promise: Promise<Page<T>>;
+  readonly [Symbol.toStringTag] = "PagePromise";
 
   constructor(client: Core, path: string, query: Query = {}, options?: RequestOptions) {
     this.promise = fetchPage<T>(client, path, query, options);
@@ -72,6 +73,10 @@ export class PagePromise<T> implements PromiseLike<Page<T>>, AsyncIterable<T> {
 
   catch<R = never>(onrejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<Page<T> | R> {
     return this.promise.catch(onrejected);
+  }
+
+  finally(onfinally?: (() => void) | null): Promise<Page<T>> {
+    return this.promise.finally(onfinally);
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<T> {

@@ -192,7 +192,7 @@ describe("errors", () => {
     const s = await stub((_req, res) => {
       res.writeHead(502, { "content-type": "text/html" }).end("<h1>Bad gateway</h1>");
     });
-    const error = await s.client({ maxRetries: 0 }).models.list().catch((e) => e);
+    const error: any = await s.client({ maxRetries: 0 }).models.list().catch((e) => e);
     expect(error).toBeInstanceOf(InternalServerError);
     expect(error.message).toContain("Bad gateway");
     expect(error.code).toBeUndefined();

@@ -495,7 +495,7 @@ export interface components {
              * @description Return the price and create nothing.
              * @default false
              */
-            dry_run: boolean;
+            dry_run?: boolean;
             /** @description The model's parameters; validated against its `parameters` JSON Schema. */
             input?: unknown;
             /** @description Refuse (402) instead of spending more than this. */
@@ -730,7 +730,7 @@ export interface components {
         };
         WebhookEndpointCreateInputRequest: {
             /** @default  */
-            description: string;
+            description?: string;
             /** @description Registered event types to receive, or `["*"]` for every type. */
             event_types: string[];
             /** @description Where events are POSTed: https (http only in DEBUG). */
@@ -958,7 +958,13 @@ export interface operations {
     createFile: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -970,6 +976,8 @@ export interface operations {
         responses: {
             201: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -978,7 +986,7 @@ export interface operations {
                     "application/json": components["schemas"]["File"];
                 };
             };
-            /** @description Invalid request: `param` names the offending parameter. */
+            /** @description Invalid request: `param` names the offending parameter. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
             400: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -1002,6 +1010,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A request with the same `Idempotency-Key` is still running (`idempotency_key_in_flight`); retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Too large. */
             413: {
                 headers: {
@@ -1015,6 +1036,17 @@ export interface operations {
             };
             /** @description Unsupported content type or media. */
             415: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -1374,6 +1406,11 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
                 /** @description `wait=N` (N ≤ 60): hold the response until the task is terminal or N seconds pass. */
                 Prefer?: string;
             };
@@ -1388,6 +1425,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1398,6 +1437,8 @@ export interface operations {
             };
             202: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1406,7 +1447,7 @@ export interface operations {
                     "application/json": components["schemas"]["GenerationOutput"];
                 };
             };
-            /** @description Invalid request: `param` names the offending parameter. */
+            /** @description Invalid request: `param` names the offending parameter. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
             400: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -1452,6 +1493,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A request with the same `Idempotency-Key` is still running (`idempotency_key_in_flight`); retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Too large. */
             413: {
                 headers: {
@@ -1465,6 +1519,17 @@ export interface operations {
             };
             /** @description Unsupported content type or media. */
             415: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -1589,7 +1654,13 @@ export interface operations {
     cancelGeneration: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description The task's id, `task_…`. */
                 task_id: string;
@@ -1600,12 +1671,25 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["GenerationOutput"];
+                };
+            };
+            /** @description Invalid request: a malformed `Idempotency-Key` (`idempotency_key_invalid`). */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
@@ -1632,8 +1716,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflicts with the object's current state or a request in flight. */
+            /** @description Conflicts with the object's current state or a request in flight. A request with the same `Idempotency-Key` still running is `idempotency_key_in_flight`; retry after `Retry-After` seconds. */
             409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -2004,7 +2101,13 @@ export interface operations {
     redeliverWebhookEvent: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description `evt_…` */
                 event_id: string;
@@ -2019,6 +2122,8 @@ export interface operations {
         responses: {
             202: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2027,7 +2132,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEventOutput"];
                 };
             };
-            /** @description Invalid request: `param` names the offending parameter. */
+            /** @description Invalid request: `param` names the offending parameter. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
             400: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -2062,9 +2167,11 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflicts with the object's current state or a request in flight. */
+            /** @description Conflicts with the object's current state or a request in flight. A request with the same `Idempotency-Key` still running is `idempotency_key_in_flight`; retry after `Retry-After` seconds. */
             409: {
                 headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2086,6 +2193,17 @@ export interface operations {
             };
             /** @description Unsupported content type or media. */
             415: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -2198,7 +2316,13 @@ export interface operations {
     createWebhookEndpoint: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2210,6 +2334,8 @@ export interface operations {
         responses: {
             201: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2218,7 +2344,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpointWithSecretOutput"];
                 };
             };
-            /** @description Invalid request: `param` names the offending parameter. */
+            /** @description Invalid request: `param` names the offending parameter. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
             400: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -2242,6 +2368,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description A request with the same `Idempotency-Key` is still running (`idempotency_key_in_flight`); retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Too large. */
             413: {
                 headers: {
@@ -2255,6 +2394,17 @@ export interface operations {
             };
             /** @description Unsupported content type or media. */
             415: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -2546,7 +2696,13 @@ export interface operations {
     rotateWebhookEndpointSecret: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description `we_…` */
                 endpoint_id: string;
@@ -2557,12 +2713,25 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookEndpointWithSecretOutput"];
+                };
+            };
+            /** @description Invalid request: a malformed `Idempotency-Key` (`idempotency_key_invalid`). */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
@@ -2580,6 +2749,30 @@ export interface operations {
             };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request with the same `Idempotency-Key` is still running (`idempotency_key_in_flight`); retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -2618,7 +2811,13 @@ export interface operations {
     testWebhookEndpoint: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 /** @description `we_…` */
                 endpoint_id: string;
@@ -2629,12 +2828,25 @@ export interface operations {
         responses: {
             202: {
                 headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookEventOutput"];
+                };
+            };
+            /** @description Invalid request: a malformed `Idempotency-Key` (`idempotency_key_invalid`). */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
@@ -2661,8 +2873,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflicts with the object's current state or a request in flight. */
+            /** @description Conflicts with the object's current state or a request in flight. A request with the same `Idempotency-Key` still running is `idempotency_key_in_flight`; retry after `Retry-After` seconds. */
             409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;

@@ -161,7 +161,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       bootstrap(dir, "sdk", 1000),
       bootstrap(dir, "sdk-broke", 0),
       bootstrap(dir, "sdk-limited", 0),
-      ...servers,
+      servers[0]!,
+      servers[1]!,
     ]);
     const document = (await (await fetch(`${baseURL}/api/v1/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { parameters?: { in: string; name: string }[] }>>;
