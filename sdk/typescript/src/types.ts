@@ -78,7 +78,7 @@ export type LedgerEntry = Schema<
   "LedgerEntry",
   Schema<"LedgerEntryOutput", { id: string; object: string; type: string; amount: number; created_at: string; [key: string]: unknown }>
 >;
-export type LedgerListParams = QueryOf<"listCreditLedger", PageParams & Record<string, string | number | boolean | undefined>>;
+export type LedgerListParams = QueryOf<"listLedgerEntries", PageParams & Record<string, string | number | boolean | undefined>>;
 
 // --- chat ------------------------------------------------------------------------------
 
