@@ -39,8 +39,8 @@ describe("generations", () => {
   it("gives up waiting with WaitTimeoutError carrying the last state", async () => {
     const rivya = client();
     const task = await rivya.generations.create({ model: "rivya-video-1", input: { prompt: "waves", duration: 10, width: 640, height: 360 } });
-    const error = await rivya.generations.wait(task.id, { timeoutMs: 300 }).catch((e) => e);
-    // The video takes seconds to render, far more than 300 ms.
+    const error = await rivya.generations.wait(task.id, { timeoutMs: 100 }).catch((e) => e);
+    // The video takes seconds to render, far more than 100 ms.
     expect(error).toBeInstanceOf(WaitTimeoutError);
     expect((error.generation as Generation).id).toBe(task.id);
     const canceled = await rivya.generations.cancel(task.id);
