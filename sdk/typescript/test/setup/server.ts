@@ -105,6 +105,8 @@ async function startServer(dir: string, name: string, extra: Record<string, stri
     { cwd: root, env: serverEnv(dir, extra), stdio: ["ignore", "pipe", "pipe"] },
   );
   child.stdout!.pipe(out);
+  // Never leave a server behind, even when the run is interrupted before the teardown.
+  process.once("exit", () => child.kill("SIGKILL"));
   let seen = "";
   const url = await new Promise<string>((resolveURL, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} server did not start in 60 s:\n${seen}`)), 60_000);
