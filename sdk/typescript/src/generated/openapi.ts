@@ -2,6 +2,46 @@
 // Do not edit by hand: change the server, then regenerate. `npm run check-types` fails when this file is stale.
 
 export interface paths {
+    "/api/v1/credits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get the credit balance
+         * @description The account's one wallet, shared by the API and the Studio. Accepted work holds its price (`held`) until it completes and is charged, or fails and is released; `available` is what new work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` sums the ledger over the last days (`RIVYA_BILLING["ACTIVITY_WINDOW_DAYS"]`, 30 by default).
+         */
+        get: operations["getCredits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/credits/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List ledger entries
+         * @description Every change of the wallet, newest first: reconcile each charge with the task or chat turn it belongs to (`reference`). A piece of work shows `reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, or `release`/`expire` when it fails. Each entry carries the balance and held credits right after it.
+         */
+        get: operations["listLedgerEntries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/docs": {
         parameters: {
             query?: never;
@@ -379,6 +419,46 @@ export interface components {
             output_per_1k_tokens: number;
             summary: string;
         };
+        CreditsActivity: {
+            /** @description Net of corrections by support (`adjust`, may be negative). */
+            adjusted: number;
+            /** @description Credits taken by work that completed (`settle` + `overrun`). */
+            charged: number;
+            /** @description Length of the window in days. */
+            days: number;
+            /** @description Credits added by grants. */
+            granted: number;
+            /** @description Charged credits given back (`refund`). */
+            refunded: number;
+            /** @description Held credits returned uncharged (`release` + `expire`). */
+            released: number;
+            /** @description Credits held for work when it was accepted. */
+            reserved: number;
+            /**
+             * Format: date-time
+             * @description Start of the window (now minus `days`).
+             */
+            since: string;
+        };
+        CreditsOutput: {
+            /** @description Totals of the ledger over the recent window. */
+            activity: components["schemas"]["CreditsActivity"];
+            /** @description `balance - held`: what new work can reserve. */
+            available: number;
+            /** @description Credits owned. */
+            balance: number;
+            /** @description Credits reserved by work in progress. */
+            held: number;
+            /** @constant */
+            readonly object: "credits";
+            /** @description What one unit of these integers is called. */
+            unit: string;
+            /**
+             * Format: date-time
+             * @description Last change of the wallet; null if never.
+             */
+            updated_at: string | null;
+        };
         /** @description Every error response, for every status. */
         Error: {
             error: components["schemas"]["ErrorDetail"];
@@ -575,6 +655,69 @@ export interface components {
             /** @description Credits this generation would reserve and, on success, charge. */
             price: number;
         };
+        LedgerEntryList: {
+            data: components["schemas"]["LedgerEntryOutput"][];
+            has_more: boolean;
+            /** @description Pass as `after` for the next page; null on the last page. */
+            next_cursor: string | null;
+            /** @constant */
+            readonly object: "list";
+        };
+        LedgerEntryOutput: {
+            /** @description What caused it: the API key's id (`key_…`), `user` (the Studio), `system` or null. */
+            readonly actor: string | null;
+            /** @description Size of the entry (positive); the signed effects follow. */
+            amount: number;
+            /** @description Available right after this entry. */
+            available: number;
+            /** @description Balance right after this entry. */
+            balance: number;
+            balance_change: number;
+            /** Format: date-time */
+            created_at: string;
+            /** @description A note, e.g. the reason support gave. */
+            description: string;
+            /** @description Held right after this entry. */
+            held: number;
+            held_change: number;
+            /** @description `hold_…` of the reservation this entry belongs to. */
+            readonly hold_id: string | null;
+            /** @description `le_…` */
+            id: string;
+            /** @constant */
+            readonly object: "ledger_entry";
+            /** @description What the entry belongs to: a task id (`task_…`), a chat message id, or a support action. */
+            reference: string;
+            /** @description Position in the wallet's ledger: 1, 2, 3 … without gaps. */
+            sequence: number;
+            /**
+             * @description `grant` adds credits; `reserve` holds them for accepted work; `settle` charges from a hold and `release` returns what was not used; `expire` returns a hold whose work stopped responding; `overrun` charges usage above a hold, `waive` records usage above it that was not charged; `refund` returns charged credits; `adjust` is a correction by support.
+             *
+             *     * `grant` - grant
+             *     * `reserve` - reserve
+             *     * `settle` - settle
+             *     * `release` - release
+             *     * `expire` - expire
+             *     * `overrun` - overrun
+             *     * `waive` - waive
+             *     * `refund` - refund
+             *     * `adjust` - adjust
+             */
+            type: components["schemas"]["LedgerEntryTypeEnum"];
+        };
+        /**
+         * @description * `grant` - grant
+         *     * `reserve` - reserve
+         *     * `settle` - settle
+         *     * `release` - release
+         *     * `expire` - expire
+         *     * `overrun` - overrun
+         *     * `waive` - waive
+         *     * `refund` - refund
+         *     * `adjust` - adjust
+         * @enum {string}
+         */
+        LedgerEntryTypeEnum: "grant" | "reserve" | "settle" | "release" | "expire" | "overrun" | "waive" | "refund" | "adjust";
         MediaPricing: {
             /** @description Credits of every generation. */
             base: number;
@@ -840,6 +983,142 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    getCredits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditsOutput"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listLedgerEntries: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                after?: string;
+                /** @description Page size, 1 to 100 (default 20). */
+                limit?: number;
+                /** @description Only entries of this task, chat message or action. */
+                reference?: string;
+                /** @description Only entries of this type. */
+                type?: "adjust" | "expire" | "grant" | "overrun" | "refund" | "release" | "reserve" | "settle" | "waive";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerEntryList"];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getApiDocs: {
         parameters: {
             query?: never;
