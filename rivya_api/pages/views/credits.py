@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from rivya_api.common.dates import iso
+from rivya_api.credits.serializers import public_actor
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page
 from rivya_api.pages.ledger import daily_spend, ledger_entries, work_reference, works_for
@@ -125,7 +126,7 @@ def _csv_rows(account: Any, entries: Any) -> Iterator[str]:
                     entry.reference,
                     work_reference(entry) if work else "",
                     work.kind if work else "",
-                    entry.actor,
+                    public_actor(entry.actor) or "",
                     entry.description,
                 ]
             )

@@ -145,3 +145,11 @@ def test_wallet_summary_is_the_accounts_own(member, stranger, history):
     assert response.json() == {"balance": 87, "held": 0, "available": 87}
     assert response["Cache-Control"] == "no-store"
     assert stranger.client.get(f"{PAGE}/wallet").json() == {"balance": 0, "held": 0, "available": 0}
+
+
+def test_csv_never_shows_primary_keys_of_actors(member, stranger):
+    credits_grant(account=member.account, amount=5, reference="by-staff", actor=f"user:{stranger.user.pk}")
+    rows = list(
+        csv.DictReader(io.StringIO(b"".join(member.client.get(f"{PAGE}/export.csv").streaming_content).decode()))
+    )
+    assert [row["actor"] for row in rows] == ["user"]

@@ -89,6 +89,7 @@ def test_studio_task_runs_charges_and_fires_the_accounts_webhooks(funded, django
     assert "/api/v1/files/file_" in row
     detail = funded.client.get(f"{GENERATIONS}/{task.public_id}").content.decode()
     assert "&quot;prompt&quot;: &quot;a red fox&quot;" in detail
+    assert f"user:{funded.user.pk}" not in detail  # primary keys never leak
     for entry_type in ("reserve", "settle"):
         assert f">{entry_type}<" in detail
 
