@@ -20,10 +20,10 @@ from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from rivya_billing.selectors import wallet_entries
 
 from rivya_api.generations.selectors import generation_list
 from rivya_api.pages.charts import KIND_COLOURS, Series
+from rivya_billing.selectors import wallet_entries
 
 TASK_PREFIX = "task_"
 CHAT_TURN_PREFIX = "chat_turn:"
@@ -48,12 +48,19 @@ def work_reference(entry: Any) -> str:
 
 
 def _chat_sessions_for_turns(account: Any, turn_ids: Iterable[str]) -> dict[str, str]:
-    """``{turn_id: session public id}`` for the account's chat turns (empty without the chat package)."""
+    """``{turn_id: session public id}`` for the account's chat turns.
+
+    Empty where the chat resource is not installed (it lands on main separately);
+    the import is here, not at the top, for that reason only.
+    """
     try:
-        from rivya_api.chat.selectors import chat_turn_sessions
+        from rivya_api.chat.models import ChatMessage
     except ImportError:
         return {}
-    return chat_turn_sessions(account=account, turn_ids=list(turn_ids))
+    rows = ChatMessage.objects.filter(session__account=account, turn_id__in=list(turn_ids)).values_list(
+        "turn_id", "session__public_id"
+    )
+    return dict(rows.distinct())
 
 
 def works_for(*, account: Any, references: Iterable[str]) -> dict[str, Work]:

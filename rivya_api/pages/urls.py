@@ -1,5 +1,7 @@
 """Routes of the settings pages. Mount with ``path("settings/", include("rivya_api.pages.urls"))``."""
 
+from importlib.util import find_spec
+
 from django.urls import path
 from django.views.generic import RedirectView
 
@@ -33,3 +35,10 @@ urlpatterns = [
         name="webhook-redeliver",
     ),
 ]
+
+# A chat session's page, where ledger entries of chat turns link to. Only where the chat
+# resource is installed: it reaches main separately from these pages.
+if find_spec("rivya_api.chat") is not None:
+    from rivya_api.pages.views import chat
+
+    urlpatterns.append(path("chat/<str:session_id>", chat.chat_detail, name="chat-detail"))
