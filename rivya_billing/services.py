@@ -58,6 +58,7 @@ from rivya_billing.exceptions import (
     RefundNotAllowedError,
     StaleHoldError,
 )
+from rivya_billing.metrics import ledger_operation_observe
 from rivya_billing.models import (
     EFFECTS,
     EntryType,
@@ -214,7 +215,15 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
         raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
     LedgerEntry.objects.bulk_create(entries)
     wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
+    for line in lines:
+        _observe_on_commit(line.type, line.amount)
     return entries
+
+
+def _observe_on_commit(operation: str, amount: int) -> None:
+    # Counted once committed (a rolled-back operation never happened); robust, so a
+    # metrics failure can never turn a committed ledger write into an error.
+    transaction.on_commit(lambda: ledger_operation_observe(operation=operation, credits=amount), robust=True)
 
 
 def _resolve_hold(hold: Hold, **fields: Any) -> None:
@@ -419,6 +428,7 @@ def _reserve_single_statement(
             raise
         return existing
     if row is not None:
+        _observe_on_commit(EntryType.RESERVE, amount)
         hold = Hold(
             id=row[0],
             public_id=params["hold_id"],
