@@ -7,12 +7,13 @@ goes to stderr (logging). Operations scripts depend on this contract:
     KEY=$(python manage.py rivya_bootstrap --username acme --key-name ci)
 
 Exit status is non-zero, with nothing on stdout and nothing created, when the
-command refuses (bad arguments, credits without billing).
+command refuses (bad arguments).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +30,13 @@ SOURCE = "command"
 
 
 def credit_grants_available() -> bool:
-    """Whether ``grant_bootstrap_credits`` can grant credits (False until billing is wired in)."""
-    return False
+    """Whether ``grant_bootstrap_credits`` can grant credits (the ledger, rivya_billing, is installed)."""
+    return True
 
 
 def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None = None) -> None:
-    """Grant ``credits`` to ``account`` for a bootstrap run; 0 grants nothing.
+    """Grant ``credits`` to ``account`` for a bootstrap run through the ledger; 0 grants nothing.
 
-    The one place billing plugs into the commands: replace the body with
-    rivya_billing's grant service (and make ``credit_grants_available`` true).
     ``reference``, when given, makes the grant idempotent (``rivya_demo`` passes
     one so that repeated ``make run`` grant its credits once); None means a new
     grant on every run. Runs inside the bootstrap transaction, so raising
@@ -45,9 +44,14 @@ def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None
     """
     if credits == 0:
         return
-    raise CommandError(
-        "--credits needs the credit ledger (rivya_billing), which is not installed yet; "
-        "omit --credits or pass --credits 0."
+    from rivya_billing.services import credits_grant
+
+    credits_grant(
+        account=account,
+        amount=credits,
+        reference=reference or f"bootstrap:{uuid.uuid4().hex}",
+        actor=SOURCE,
+        description="rivya_bootstrap",
     )
 
 

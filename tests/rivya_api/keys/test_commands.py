@@ -55,12 +55,14 @@ def test_bootstrap_reuses_the_account_and_issues_a_new_key_each_time():
     assert len({k.account_id for k in keys}) == 1
 
 
-@pytest.mark.parametrize("credits", ["1", "1000"])
-def test_bootstrap_refuses_credits_until_billing_exists_and_creates_nothing(credits):
-    with pytest.raises(CommandError, match="--credits needs the credit ledger"):
-        bootstrap("--username", "acme", "--credits", credits)
-    assert not get_user_model().objects.filter(username="acme").exists()
-    assert not APIKey.objects.exists()
+def test_bootstrap_grants_credits_through_the_ledger_on_every_run():
+    from rivya_billing.selectors import wallet_get
+
+    bootstrap("--username", "acme", "--credits", "1000")
+    bootstrap("--username", "acme", "--credits", "5")
+    key = APIKey.objects.filter(name="bootstrap").first()
+    wallet = wallet_get(account=key.account)
+    assert wallet.balance == 1005
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_statu
     assert key.masked in ok.stderr
     assert key.public_id in ok.stderr
     refused = subprocess.run(
-        [*manage_py(), "rivya_bootstrap", "--username", "ops", "--credits", "10"],
+        [*manage_py(), "rivya_bootstrap", "--username", "ops", "--credits", "-10"],
         capture_output=True,
         text=True,
         env=env,
@@ -108,7 +110,7 @@ def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_statu
     )
     assert refused.returncode != 0
     assert refused.stdout == ""
-    assert "--credits needs the credit ledger" in refused.stderr
+    assert "0 or more" in refused.stderr
     assert APIKey.objects.count() == 1
 
 
