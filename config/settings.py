@@ -124,6 +124,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 # Prefork children per worker (default: the CPU count); each holds its own database pool.
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
+# Celery's Django fixup closes every connection before and after each task, and under
+# prefork also closes Django's whole psycopg pool (celery/fixups/django.py, _close_database),
+# so each task would open a new PostgreSQL connection. The fixup reads this key
+# (CELERY_DB_REUSE_MAX here; it closes only every N tasks), and config/celery.py instead
+# hands the connection back to the pool after each task, where the pool's health check
+# (CONN_HEALTH_CHECKS) drops connections a database restart broke. 0 restores Celery's default.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000)
 # Workers log through LOGGING below (JSON lines when DEBUG=false) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {
