@@ -23,35 +23,29 @@ from django.db import transaction
 from rivya_api.accounts import account_get_or_create_for_username
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import NAME_MAX_LENGTH, api_key_create
+from rivya_billing.services import credits_grant
 
 logger = logging.getLogger("rivya_api.commands")
 
 SOURCE = "command"
 
 
-def credit_grants_available() -> bool:
-    """Whether ``grant_bootstrap_credits`` can grant credits (the ledger, rivya_billing, is installed)."""
-    return True
-
-
 def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None = None) -> None:
-    """Grant ``credits`` to ``account`` for a bootstrap run through the ledger; 0 grants nothing.
+    """Grant ``credits`` to ``account`` through the ledger (``credits_grant``); 0 grants nothing.
 
     ``reference``, when given, makes the grant idempotent (``rivya_demo`` passes
     one so that repeated ``make run`` grant its credits once); None means a new
-    grant on every run. Runs inside the bootstrap transaction, so raising
+    grant on every run. Runs inside the bootstrap transaction, so a failure
     undoes the user and key too.
     """
     if credits == 0:
         return
-    from rivya_billing.services import credits_grant
-
     credits_grant(
         account=account,
         amount=credits,
         reference=reference or f"bootstrap:{uuid.uuid4().hex}",
-        actor=SOURCE,
-        description="rivya_bootstrap",
+        actor="system:rivya_bootstrap",
+        description="rivya_bootstrap --credits",
     )
 
 
@@ -85,7 +79,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", required=True, help="User to create or reuse; its account gets the key.")
-        parser.add_argument("--credits", type=int, default=0, help="Credits to grant (needs billing; default 0).")
+        parser.add_argument("--credits", type=int, default=0, help="Credits to grant (default 0).")
         parser.add_argument("--key-name", default="bootstrap", help="Label of the new key (default: bootstrap).")
 
     def handle(self, *args: Any, **options: Any) -> None:
