@@ -20,6 +20,11 @@ DEFAULTS: dict[str, Any] = {
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
     "AUTHENTICATION_CLASSES": ["rivya_api.keys.authentication.APIKeyAuthentication"],
     "THROTTLE_CLASSES": ["rivya_api.keys.throttling.APIKeyRateThrottle"],
+    # Chat: a turn still in progress after this long is stale: it no longer blocks its
+    # session, and the sweeper fails it and releases its hold.
+    "CHAT_TURN_TIMEOUT_SECONDS": 900,
+    # Chat streams: seconds of silence from the model before a keep-alive comment line.
+    "CHAT_KEEPALIVE_SECONDS": 10,
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
 }

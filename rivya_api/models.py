@@ -1,1 +1,2 @@
 """Models of rivya_api, one import line per resource sub-package (keys, files, …)."""
+from rivya_api.chat.models import *  # noqa: F403

@@ -1,0 +1,276 @@
+"""Running an accepted turn: the model call, its events, and the settlement.
+
+A ``ChatTurn`` runs as its own asyncio task, not inside the request that
+started it: it reads the provider's stream, appends each piece of the reply
+to the turn's ``TurnEventLog`` as a ready-to-send ``chat.completion.chunk``
+event, and when the model is done saves the assistant message and settles the
+credits (``chat_turn_finish``), or releases them when the model failed
+(``chat_turn_fail``). Clients *follow* the log: the SSE response reads events
+from it, the non-streaming view waits for the task and reads the result. So a
+reader that goes away does not, by itself, stop the turn.
+
+The rule of the Chat API is that a client that disconnects from a stream
+stops its turn: the SSE response calls ``detach()``, which cancels the task,
+and the task saves the partial reply as ``incomplete`` and charges the tokens
+produced so far (``chat_turn_finish(complete=False)``).
+
+No database connection and no thread is held while the model is producing:
+every database step is one short call through ``db_call``, which runs the
+service in a worker thread and returns the connection before the await ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from rivya_api.chat import services
+from rivya_api.chat.providers.base import ChatProviderError, ChatUsage, Finished, TextDelta
+from rivya_api.common.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DONE = "[DONE]"
+
+
+def _call_and_release(fn: Callable[..., T], kwargs: dict[str, Any]) -> T:
+    try:
+        return fn(**kwargs)
+    finally:
+        # CONN_MAX_AGE is 0 (or a pool): this closes the connection, or returns it
+        # to the pool, so no connection stays checked out between two steps of a turn.
+        close_old_connections()
+
+
+async def db_call(fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run the sync service ``fn(**kwargs)`` in a worker thread, then give its connection back."""
+    return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, kwargs)
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One server-sent event: ``id`` counts from 1 within the turn; ``data`` is JSON or ``[DONE]``."""
+
+    id: int
+    data: str
+
+    def encode(self) -> bytes:
+        return f"id: {self.id}\ndata: {self.data}\n\n".encode()
+
+
+KEEPALIVE = object()  # yielded by ``follow`` after a silence of ``keepalive`` seconds
+
+
+class TurnEventLog:
+    """The append-only event log of one turn, with any number of live followers.
+
+    Lives on the event loop of the process running the turn; every method is
+    called from that loop.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[TurnEvent] = []
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    def append(self, data: str) -> TurnEvent:
+        event = TurnEvent(id=len(self.events) + 1, data=data)
+        self.events.append(event)
+        self._notify()
+        return event
+
+    def close(self) -> None:
+        self.closed = True
+        self._notify()
+
+    def _notify(self) -> None:
+        # Each waiter holds the Event it started waiting on; setting it wakes them
+        # all, and the next waiters get a fresh one.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_for_change(self, timeout: float | None) -> bool:
+        """Wait until an event is appended or the log closes; False after ``timeout`` seconds."""
+        changed = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def follow(self, *, after: int = 0, keepalive: float | None = None) -> AsyncIterator[Any]:
+        """Every event after id ``after``, live until the log closes; ``KEEPALIVE`` on silences."""
+        position = max(0, after)
+        while True:
+            while position < len(self.events):
+                yield self.events[position]
+                position += 1
+            if self.closed:
+                return
+            if not await self.wait_for_change(keepalive):
+                yield KEEPALIVE
+
+
+class ChatTurn:
+    """One accepted turn, run by its own task (see the module docstring)."""
+
+    def __init__(self, plan: services.ChatTurnPlan) -> None:
+        self.plan = plan
+        self.log = TurnEventLog()
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: ChatUsage | None = None
+        self.message: Any = None  # the saved assistant message, once the turn has ended
+        self.error: ChatProviderError | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- control -------------------------------------------------------------------
+
+    def start(self) -> ChatTurn:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"chat-turn-{self.plan.turn_id}")
+        return self
+
+    def detach(self) -> None:
+        """The streaming client went away: stop the turn (it saves and charges what was produced)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def wait(self) -> None:
+        """Until the turn has ended (saved and settled, or failed and released)."""
+        assert self.task is not None
+        await asyncio.shield(self.task)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def failed_before_output(self) -> bool:
+        return self.error is not None and not self.parts
+
+    # -- the chunks ----------------------------------------------------------------
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
+        plan = self.plan
+        return json.dumps(
+            {
+                "id": plan.turn_id,
+                "object": "chat.completion.chunk",
+                "created": plan.created,
+                "model": plan.model_id,
+                "system_fingerprint": None,
+                "choices": choices,
+                "usage": usage,
+                "session_id": plan.session_id,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    def _emit_delta(self, text: str) -> None:
+        delta = {"content": text} if self.parts else {"role": "assistant", "content": text}
+        self.parts.append(text)
+        self.log.append(self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]))
+
+    def _emit_finish(self, finish_reason: str) -> None:
+        delta = {} if self.parts else {"role": "assistant", "content": ""}
+        self.log.append(self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]))
+
+    def usage_body(self) -> dict[str, Any]:
+        usage = self.usage or ChatUsage(0, 0)
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "credits": int(getattr(self.message, "credits_charged", 0) or 0),
+        }
+
+    def _emit_error(self, error: ChatProviderError) -> None:
+        body = error_body(error.status, error.code, error.message)
+        self.log.append(json.dumps(body, separators=(",", ":")))
+
+    # -- the run -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        plan = self.plan
+        try:
+            finished: Finished | None = None
+            async with contextlib.aclosing(plan.provider.stream(plan.request)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if event.text:
+                            self._emit_delta(event.text)
+                    elif isinstance(event, Finished):
+                        finished = event
+            if finished is None:
+                raise ChatProviderError("The model's reply ended unexpectedly; try again.")
+            self.finish_reason = finished.finish_reason
+            self.usage = finished.usage or ChatUsage(
+                prompt_tokens=plan.prompt_tokens,
+                completion_tokens=plan.provider.count_completion_tokens(self.text),
+            )
+            self._emit_finish(finished.finish_reason)
+            self.message = await db_call(
+                services.chat_turn_finish,
+                turn_id=plan.turn_id,
+                content=self.text,
+                finish_reason=finished.finish_reason,
+                usage=self.usage,
+            )
+            self.log.append(self._chunk([], self.usage_body()))
+            self.log.append(DONE)
+        except asyncio.CancelledError:
+            await self._stop_early()
+        except ChatProviderError as exc:
+            await self._fail(exc)
+        except Exception:
+            logger.exception("Chat turn %s failed", plan.turn_id)
+            await self._fail(
+                ChatProviderError(
+                    "An internal error ended the turn. Quote the request id if you contact support.",
+                    code="internal_error",
+                    status=500,
+                )
+            )
+        finally:
+            self.log.close()
+
+    async def _stop_early(self) -> None:
+        """Save what was produced as an incomplete reply and charge for it."""
+        plan = self.plan
+        self.usage = ChatUsage(
+            prompt_tokens=plan.prompt_tokens,
+            completion_tokens=plan.provider.count_completion_tokens(self.text),
+        )
+        try:
+            self.message = await db_call(
+                services.chat_turn_finish,
+                turn_id=plan.turn_id,
+                content=self.text,
+                finish_reason="",
+                usage=self.usage,
+                complete=False,
+            )
+        except Exception:
+            logger.exception("Could not save the stopped chat turn %s; its hold will expire", plan.turn_id)
+
+    async def _fail(self, error: ChatProviderError) -> None:
+        self.error = error
+        try:
+            self.message = await db_call(
+                services.chat_turn_fail, turn_id=self.plan.turn_id, content=self.text, error_code=error.code
+            )
+        except Exception:
+            logger.exception("Could not release the failed chat turn %s; its hold will expire", self.plan.turn_id)
+        self._emit_error(error)
