@@ -1,46 +1,46 @@
-"""Errors of the Chat API's services, mapped to HTTP in ``rivya_api.chat.views``."""
+"""Errors of the Chat API's services.
+
+They are ``ApiError``s (the chat resource lives in ``rivya_api``), so each
+carries its status, stable code and the request field at fault, and renders
+in the one error shape wherever it is raised.
+"""
 
 from __future__ import annotations
 
+from rivya_api.common.errors import ApiError
 
-class ChatError(Exception):
-    """Root of the chat errors: a message for the client, a stable code, the request field at fault."""
 
-    status = 400
-    code = "invalid_request"
+class ChatError(ApiError):
+    """Root of the chat errors."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-        if code is not None:
-            self.code = code
+    status_code = 400
+    default_code = "invalid_request"
 
 
 class ChatSessionNotFoundError(ChatError):
     """No API session of this account has this id (another account's session is one of these)."""
 
-    status = 404
-    code = "session_not_found"
+    status_code = 404
+    default_code = "session_not_found"
 
 
 class ChatSessionBusyError(ChatError):
     """The session has a turn in progress; one turn runs at a time per session."""
 
-    status = 409
-    code = "session_busy"
+    status_code = 409
+    default_code = "session_busy"
 
     def __init__(self, message: str, *, param: str | None = None, retry_after: int = 1) -> None:
-        super().__init__(message, param=param)
-        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(message, param=param, headers={"Retry-After": str(retry_after)})
 
 
 class ChatAttachmentError(ChatError):
     """An image attachment does not name a usable Files API image of this account."""
 
-    code = "invalid_attachment"
+    default_code = "invalid_attachment"
 
 
 class ChatContextLengthError(ChatError):
     """The prompt plus the output budget does not fit the model's context window."""
 
-    code = "context_length_exceeded"
+    default_code = "context_length_exceeded"

@@ -1,0 +1,418 @@
+"""HTTP for the Chat API: ``POST /chat/completions`` and the sessions.
+
+``chat_completions`` is the route's view: an async Django view, so a stream
+holds no thread while the model produces. It only peeks at ``stream``:
+
+- ``stream`` false or absent: the request goes whole to ``ChatCompletionsView``
+  (DRF), so authentication, throttling, ``Idempotency-Key`` and error rendering
+  are those of every other endpoint. The turn runs on the event loop and the
+  view waits for its result.
+- ``stream: true``: the same DRF view object authenticates, throttles,
+  validates and accepts the turn in one short worker-thread call (its database
+  connection is given back before the first token), and the response is an
+  async iterator over the turn's event log: one ``id:``-numbered ``data:``
+  event per chunk, a usage chunk with ``choices: []``, ``data: [DONE]``, and
+  ``: keep-alive`` comments while the model is silent. The response starts
+  once the model's first event is in, so a model that fails before it wrote
+  anything is an ordinary HTTP error (502/503/504), not a broken stream; a
+  failure after that is a ``data: {"error": …}`` event and the stream closes.
+
+``ChatCompletionsView`` also documents the operation in OpenAPI, with both the
+JSON and the event-stream response (the route callback carries it as ``cls``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rivya_billing.exceptions import InsufficientCreditsError
+
+from rivya_api.catalog.selectors import catalog_model_get
+from rivya_api.chat import selectors, services
+from rivya_api.chat.serializers import (
+    ChatCompletionInputSerializer,
+    ChatCompletionSerializer,
+    ChatSessionDetailOutputSerializer,
+    ChatSessionOutputSerializer,
+)
+from rivya_api.chat.turns import KEEPALIVE, ChatTurn
+from rivya_api.common.errors import ApiError, error_response
+from rivya_api.common.pagination import CursorPagination
+from rivya_api.common.schema import error_response as schema_error_response
+from rivya_api.common.views import AccountScopedMixin
+from rivya_api.conf import api_settings
+
+logger = logging.getLogger(__name__)
+
+SESSION_HEADER = "Rivya-Session-Id"
+
+
+def _release_connections() -> None:
+    """Give back this thread's database connections (outside transactions) before a long wait."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+            connection.close()
+
+
+def completion_body(turn: ChatTurn) -> dict[str, Any]:
+    plan = turn.plan
+    return {
+        "id": plan.turn_id,
+        "object": "chat.completion",
+        "created": plan.created,
+        "model": plan.model_id,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": turn.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": turn.finish_reason,
+            }
+        ],
+        "usage": turn.usage_body(),
+        "system_fingerprint": None,
+        "session_id": plan.session_id,
+    }
+
+
+async def _run_turn(plan: services.ChatTurnPlan) -> ChatTurn:
+    turn = ChatTurn(plan).start()
+    await turn.wait()
+    return turn
+
+
+def _provider_error(turn: ChatTurn) -> ApiError:
+    error = turn.error
+    assert error is not None
+    return ApiError(error.message, code=error.code, status=error.status, headers=dict(error.headers))
+
+
+# --- OpenAPI: the event stream, the OpenAPI 3.1 way ------------------------------------
+
+ERROR_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "code", "message"],
+            "properties": {
+                "type": {"type": "string"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "request_id": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+EVENT_STREAM_SCHEMA = {
+    "type": "array",
+    "format": "event-stream",
+    "description": (
+        "Server-sent events (`text/event-stream`). Each event has an `id` (1, 2, 3 … within the turn) and a "
+        "`data` string: the JSON of a `chat.completion.chunk`, then one usage chunk whose `choices` is `[]` and "
+        "whose `usage` includes `credits`, then the literal `[DONE]`. A failure after the stream started is one "
+        "event whose data is the JSON of an error object, after which the stream closes. Comment lines "
+        "(`: keep-alive`) are sent while the model is silent; SSE parsers ignore them."
+    ),
+    "items": {
+        "type": "object",
+        "required": ["id", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "Increasing integer within the turn."},
+            "data": {
+                "type": "string",
+                "oneOf": [
+                    {"const": "[DONE]"},
+                    {
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                    },
+                    {"contentMediaType": "application/json", "contentSchema": ERROR_EVENT_SCHEMA},
+                ],
+            },
+        },
+    },
+}
+
+STREAM_EXAMPLE = (
+    'id: 1\ndata: {"id":"msg_…","object":"chat.completion.chunk","created":1767225600,"model":"rivya-chat-1",'
+    '"system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},'
+    '"logprobs":null,"finish_reason":null}],"usage":null,"session_id":"chat_…"}\n\n'
+    'id: 2\ndata: {…,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null,…}\n\n'
+    'id: 3\ndata: {…,"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13,'
+    '"credits":1},…}\n\n'
+    "id: 4\ndata: [DONE]\n\n"
+)
+
+
+_error = schema_error_response
+
+
+class ChatCompletionsView(AccountScopedMixin, APIView):
+    """``POST /chat/completions`` (see the module docstring)."""
+
+    # Set on the instance that serves a stream: streams do not go through the
+    # stored-response idempotency of the other POSTs.
+    streaming = False
+
+    @property
+    def idempotency_enabled(self) -> bool:  # type: ignore[override]
+        return not self.streaming
+
+    def accept_turn(self, request: Any) -> tuple[services.ChatTurnPlan, bool]:
+        """Validate the request and start its turn (reserving credits): (plan, stream)."""
+        serializer = ChatCompletionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        model = catalog_model_get(data["model"])
+        if model.kind != "chat":
+            raise ApiError(
+                f"{model.id} is a {model.kind} model; chat completions need a chat model "
+                "(GET /api/v1/models?kind=chat lists them).",
+                code="model_not_chat",
+                param="model",
+            )
+        stop = data.get("stop") or []
+        sampling = {
+            name: data.get(name)
+            for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+            if data.get(name) is not None
+        }
+        try:
+            plan = services.chat_turn_start(
+                account=self.account,
+                model=model,
+                messages=list(data["messages"]),
+                session_id=data.get("session_id"),
+                max_output_tokens=data.get("max_output_tokens"),
+                sampling=sampling,
+                stop=stop,
+                metadata=data.get("metadata") or {},
+            )
+        except InsufficientCreditsError as exc:
+            raise ApiError(
+                f"This turn needs up to {exc.requested} credits (its prompt plus the output budget); "
+                f"{exc.available} are available. Lower max_tokens or add credits.",
+                code="insufficient_credits",
+                status=402,
+                headers={"x-should-retry": "false"},
+            ) from None
+        return plan, bool(data.get("stream"))
+
+    @extend_schema(
+        operation_id="chat_completions_create",
+        summary="Create a chat completion (one turn of a session)",
+        description=(
+            "OpenAI Chat Completions compatible: point an OpenAI SDK at `base_url=<host>/api/v1`. "
+            "Without `session_id` a new session is created from the messages; with it, the session's stored "
+            "history is prepended and only the new messages are sent. Credits for the prompt plus the output "
+            "budget (`max_completion_tokens`, else the model's limit) are held before the model runs (402 when "
+            "they cannot be), and the turn is charged its real usage, rounded up to a whole credit, when the "
+            "reply is saved; a failed turn is charged nothing. `stream: true` answers `text/event-stream`; a "
+            "client that disconnects from a stream stops the turn and is charged for the tokens produced so far. "
+            "`Idempotency-Key` applies to non-streaming turns. The session id is in the body and in the "
+            "`Rivya-Session-Id` header."
+        ),
+        tags=["chat"],
+        request=ChatCompletionInputSerializer,
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                response=ChatCompletionSerializer, description="The completion (`stream` false or absent)."
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                response=EVENT_STREAM_SCHEMA,
+                description="The completion as server-sent events (`stream: true`).",
+                examples=[OpenApiExample("stream", value=STREAM_EXAMPLE, media_type="text/event-stream")],
+            ),
+            400: _error("Invalid or unsupported parameter (named in `param`), or the prompt is too long."),
+            401: _error("Missing, invalid, revoked or expired API key."),
+            402: _error("`insufficient_credits`: the wallet cannot hold the turn's upper-bound price."),
+            404: _error("Unknown model, or no such session for this account."),
+            409: _error("The session has a turn in progress, or the Idempotency-Key is in use."),
+            413: _error("The request body is too large."),
+            415: _error("The body is not JSON."),
+            422: _error("The Idempotency-Key was used with a different request."),
+            429: _error("Rate limit exceeded (see Retry-After)."),
+            500: _error("Internal error."),
+            502: _error("The model failed before answering (nothing is charged)."),
+            503: _error("The model is overloaded (see Retry-After; nothing is charged)."),
+            504: _error("The model took too long (nothing is charged)."),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="Makes a non-streaming turn safe to retry: the retry gets the first response.",
+            )
+        ],
+        examples=[
+            OpenApiExample(
+                "new session",
+                request_only=True,
+                value={"model": "rivya-chat-1", "messages": [{"role": "user", "content": "Hello"}]},
+            ),
+            OpenApiExample(
+                "continue a session, with an image",
+                request_only=True,
+                value={
+                    "model": "rivya-chat-1",
+                    "session_id": "chat_…",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "What is in this picture?"},
+                                {"type": "image_url", "image_url": {"url": "file_…"}},
+                            ],
+                        }
+                    ],
+                },
+            ),
+        ],
+    )
+    def post(self, request: Any) -> Response:
+        plan, _ = self.accept_turn(request)
+        # The model may take a while: hold no database connection meanwhile.
+        _release_connections()
+        turn = async_to_sync(_run_turn)(plan)
+        if turn.error is not None:
+            raise _provider_error(turn)
+        return Response(completion_body(turn), headers={SESSION_HEADER: plan.session_id})
+
+
+def _wants_stream(request: HttpRequest) -> bool:
+    if request.method != "POST" or not (request.content_type or "").endswith("json"):
+        return False
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return False  # DRF answers the parse error
+    return isinstance(body, dict) and body.get("stream") is True
+
+
+def _accept_stream(request: HttpRequest) -> tuple[services.ChatTurnPlan | None, ChatCompletionsView, Any, Any]:
+    """Authenticate, throttle, validate and start a streaming turn; or the error response."""
+    view = ChatCompletionsView(streaming=True)
+    view.setup(request)
+    view.args, view.kwargs = (), {}
+    drf_request = view.initialize_request(request)
+    view.request = drf_request
+    view.headers = view.default_response_headers
+    try:
+        view.initial(drf_request)
+        plan, _ = view.accept_turn(drf_request)
+        return plan, view, drf_request, None
+    except Exception as exc:
+        response = view.finalize_response(drf_request, view.handle_exception(exc))
+        response.render()
+        return None, view, drf_request, response
+    finally:
+        _release_connections()
+
+
+async def _event_stream(turn: ChatTurn) -> Any:
+    keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
+    try:
+        async for event in turn.log.follow(keepalive=keepalive):
+            yield b": keep-alive\n\n" if event is KEEPALIVE else event.encode()
+    finally:
+        # Reached on the last event and when the client goes away (Django cancels us).
+        turn.detach()
+
+
+async def _stream_response(request: HttpRequest) -> HttpResponse:
+    plan, view, drf_request, refusal = await sync_to_async(_accept_stream)(request)
+    if refusal is not None:
+        return refusal
+    turn = ChatTurn(plan).start()
+    # Start the response only once the model has said something (or failed), so a
+    # model that fails first is a plain HTTP error the SDKs know how to handle.
+    await turn.log.wait_for_change(float(api_settings.CHAT_KEEPALIVE_SECONDS))
+    if not turn.log.events and turn.task is not None and not turn.task.done():
+        pass  # slow model: start the stream with keep-alives
+    elif turn.failed_before_output:
+        error = turn.error
+        return error_response(error.status, error.code, error.message, None, dict(error.headers))
+    response = StreamingHttpResponse(_event_stream(turn), content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    response[SESSION_HEADER] = plan.session_id
+    return view.finalize_response(drf_request, response)
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """The route of ``POST /chat/completions`` (see the module docstring)."""
+    if _wants_stream(request):
+        return await _stream_response(request)
+    return await sync_to_async(_drf_chat_completions)(request)
+
+
+_drf_chat_completions = ChatCompletionsView.as_view()
+# drf-spectacular documents the route through its DRF twin.
+chat_completions.cls = ChatCompletionsView  # type: ignore[attr-defined]
+chat_completions.initkwargs = {}  # type: ignore[attr-defined]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="chat_sessions_list",
+        summary="List chat sessions",
+        description="The account's chat sessions created through the API, newest first.",
+        tags=["chat"],
+        responses={
+            200: ChatSessionOutputSerializer(many=True),
+            400: _error("Invalid `limit` or `after`."),
+            401: _error("Missing, invalid, revoked or expired API key."),
+            429: _error("Rate limit exceeded (see Retry-After)."),
+        },
+    ),
+    retrieve=extend_schema(
+        operation_id="chat_sessions_retrieve",
+        summary="Get a chat session with its messages",
+        description=(
+            "The session and every message in order: role, content, image attachments (Files API ids), status, "
+            "and for assistant messages the finish reason, token usage and credits charged."
+        ),
+        tags=["chat"],
+        responses={
+            200: ChatSessionDetailOutputSerializer,
+            401: _error("Missing, invalid, revoked or expired API key."),
+            404: _error("No such session for this account."),
+            429: _error("Rate limit exceeded (see Retry-After)."),
+        },
+    ),
+)
+class ChatSessionViewSet(AccountScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """``GET /chat/sessions`` and ``GET /chat/sessions/{session_id}``."""
+
+    pagination_class = CursorPagination
+    lookup_field = "public_id"
+    lookup_url_kwarg = "session_id"
+
+    def get_queryset(self) -> Any:
+        return selectors.chat_sessions_for_account(account=self.account)
+
+    def get_serializer_class(self) -> Any:
+        return ChatSessionDetailOutputSerializer if self.action == "retrieve" else ChatSessionOutputSerializer
+
+    def get_object(self) -> Any:
+        session = selectors.chat_session_get(account=self.account, session_id=self.kwargs["session_id"])
+        if session is None:
+            raise ApiError(f"No chat session {self.kwargs['session_id']!r}.", code="session_not_found", status=404)
+        return session
