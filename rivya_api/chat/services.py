@@ -23,6 +23,7 @@ ended returns the saved message without touching the ledger.
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,7 +33,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from rivya_api.catalog.selectors import catalog_provider, catalog_token_price
+from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
 from rivya_api.chat.exceptions import (
     ChatAttachmentError,
     ChatContextLengthError,
@@ -45,6 +46,9 @@ from rivya_api.chat.providers.base import ChatProvider, ChatRequest, ChatUsage
 from rivya_api.conf import api_settings
 from rivya_api.ids import public_id
 from rivya_billing import services as billing
+from rivya_billing.exceptions import HoldNotPendingError
+
+logger = logging.getLogger(__name__)
 
 TITLE_LENGTH = 80
 HISTORY_STATUSES = (ChatMessage.Status.COMPLETED, ChatMessage.Status.INCOMPLETE)
@@ -277,8 +281,6 @@ def chat_turn_finish(
         return message
     session = message.session
     reference = chat_turn_reference(turn_id)
-    from rivya_api.catalog.selectors import catalog_model_get
-
     if complete or usage.completion_tokens > 0:
         price = catalog_token_price(
             catalog_model_get(session.model),
@@ -289,10 +291,16 @@ def chat_turn_finish(
     else:
         charged = 0
     account = session.account
-    if charged > 0:
-        billing.credits_settle(account=account, reference=reference, amount=charged)
-    else:
-        billing.credits_release(account=account, reference=reference)
+    try:
+        if charged > 0:
+            billing.credits_settle(account=account, reference=reference, amount=charged)
+        else:
+            billing.credits_release(account=account, reference=reference)
+    except HoldNotPendingError as exc:
+        # The hold's lease lapsed and the sweeper returned the credits before the
+        # turn ended: the reply is saved, and it is free.
+        logger.warning("Chat turn %s ended after its hold was %s; not charged", turn_id, exc.state)
+        charged = 0
 
     now = timezone.now()
     message.content = content
@@ -333,7 +341,10 @@ def chat_turn_fail(*, turn_id: str, content: str = "", error_code: str = "model_
     message = _locked_turn(turn_id)
     if message.status != ChatMessage.Status.IN_PROGRESS:
         return message
-    billing.credits_release(account=message.session.account, reference=chat_turn_reference(turn_id))
+    try:
+        billing.credits_release(account=message.session.account, reference=chat_turn_reference(turn_id))
+    except HoldNotPendingError as exc:  # already expired by the sweeper: nothing left to release
+        logger.warning("Chat turn %s failed after its hold was %s", turn_id, exc.state)
     message.content = content
     message.status = ChatMessage.Status.FAILED
     message.finish_reason = ""
