@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from django.db import models
+from django.contrib.auth import get_user_model
+from django.db import models, transaction
 
 from rivya_api.conf import api_settings
 from rivya_billing.conf import account_model_label
@@ -28,3 +29,19 @@ def user_is_account(user: Any) -> Any:
 def account_for_user(user: Any) -> Any:
     """The account a logged-in user acts as (may create it, as the host's hook decides)."""
     return api_settings.ACCOUNT_FOR_USER(user)
+
+
+@transaction.atomic
+def account_get_or_create_for_username(*, username: str) -> tuple[Any, Any, bool]:
+    """``(account, user, user_created)`` for ``username``, creating the user if needed.
+
+    A created user has an unusable password (set one with ``changepassword``);
+    the account is whatever the host's ``ACCOUNT_FOR_USER`` hook makes of the user.
+    """
+    user_model = get_user_model()
+    username = user_model.normalize_username(username)
+    user, created = user_model._default_manager.get_or_create(**{user_model.USERNAME_FIELD: username})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return account_for_user(user), user, created

@@ -1,2 +1,4 @@
 """Django admin of rivya_api, one import line per resource sub-package."""
-from rivya_api.chat import admin as _chat_admin  # noqa: F401
+
+from rivya_api.chat import admin as chat_admin  # noqa: F401
+from rivya_api.keys import admin as keys_admin  # noqa: F401

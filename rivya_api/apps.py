@@ -8,3 +8,4 @@ class RivyaApiConfig(AppConfig):
 
     def ready(self) -> None:
         from rivya_api import checks  # noqa: F401  (registers system checks)
+        from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)

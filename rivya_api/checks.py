@@ -23,3 +23,15 @@ def check_account_model(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+@register()
+def check_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from rivya_api.conf import api_settings
+    from rivya_api.keys.throttling import parse_rate
+
+    try:
+        parse_rate(api_settings.RATE_LIMIT)
+    except ValueError as exc:
+        return [Error(str(exc), hint="Set RIVYA_API_RATE_LIMIT to e.g. 1200/min, 50/10s or off.", id="rivya_api.E002")]
+    return []

@@ -20,6 +20,19 @@ DEFAULTS: dict[str, Any] = {
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
     "AUTHENTICATION_CLASSES": ["rivya_api.keys.authentication.APIKeyAuthentication"],
     "THROTTLE_CLASSES": ["rivya_api.keys.throttling.APIKeyRateThrottle"],
+    # Requests per key and window, "<n>/<unit>" with unit s, min, hour or day
+    # (e.g. "1200/min", "50/10s"); "off" disables. From RIVYA_API_RATE_LIMIT.
+    "RATE_LIMIT": "1200/min",
+    # Cache alias holding the per-key request counters (Redis when REDIS_URL is set).
+    "RATE_LIMIT_CACHE_ALIAS": "default",
+    # How long a key lookup stays cached (0: every request reads the row). See rivya_api.keys.keystore.
+    "KEY_CACHE_SECONDS": 60,
+    "KEY_CACHE_ALIAS": "default",
+    # Only cache key lookups in a cache every process shares (not LocMemCache), so a
+    # revocation reaches all processes at once.
+    "KEY_CACHE_SHARED_ONLY": True,
+    # last_used_at is written at most once per this many seconds per key.
+    "KEY_LAST_USED_INTERVAL": 60,
     # Chat: a turn still in progress after this long is stale: it no longer blocks its
     # session, and the sweeper fails it and releases its hold.
     "CHAT_TURN_TIMEOUT_SECONDS": 900,

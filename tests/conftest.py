@@ -17,6 +17,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    """Users made by fixtures get real hashes, just not PBKDF2's deliberate half second each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _rivya_settings_marker(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("rivya_settings")
     if marker is None:
@@ -46,3 +52,50 @@ def make_account(db: None):
 @pytest.fixture
 def account(make_account: Any) -> Any:
     return make_account()
+
+
+@pytest.fixture
+def make_api_key(db: None):
+    """``make_api_key(account, **kwargs)`` -> ``(key, secret)`` through ``api_key_create``."""
+    from rivya_api.keys.services import api_key_create
+
+    def make(account: Any, name: str = "test key", **kwargs: Any) -> tuple[Any, str]:
+        return api_key_create(account=account, name=name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def api_key(account: Any, make_api_key: Any) -> tuple[Any, str]:
+    """``(key, secret)``: an active API key of ``account``."""
+    return make_api_key(account)
+
+
+@pytest.fixture
+def make_api_client(make_api_key: Any):
+    """``make_api_client(account)`` -> a DRF ``APIClient`` sending a fresh key of that account.
+
+    The client's ``api_key`` and ``secret`` attributes hold the key it sends.
+    """
+    from rest_framework.test import APIClient
+
+    def make(account: Any, **key_kwargs: Any) -> APIClient:
+        key, secret = make_api_key(account, **key_kwargs)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        client.api_key, client.secret = key, secret
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api_client(account: Any, api_key: tuple[Any, str]):
+    """A DRF ``APIClient`` with ``Authorization: Bearer <secret>`` of ``api_key`` (for ``account``)."""
+    from rest_framework.test import APIClient
+
+    key, secret = api_key
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    client.api_key, client.secret = key, secret
+    return client

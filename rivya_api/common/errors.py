@@ -150,9 +150,12 @@ def _drf_error(exc: drf.APIException) -> tuple[int, str, str, str | None, dict[s
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else "invalid_api_key"
-        if code in ("not_authenticated", "authentication_failed"):
-            code = "missing_api_key" if code == "not_authenticated" else "invalid_api_key"
-        return 401, code, str(exc.detail), None, headers
+        message = str(exc.detail)
+        if code == "not_authenticated":
+            code, message = "missing_api_key", "No API key provided. Send 'Authorization: Bearer rvya_sk_…'."
+        elif code == "authentication_failed":
+            code = "invalid_api_key"
+        return 401, code, message, None, headers
     code_by_class = {
         drf.MethodNotAllowed: "method_not_allowed",
         drf.UnsupportedMediaType: "unsupported_media_type",

@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response
+from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
 from rivya_api.conf import api_settings
 
 
@@ -24,7 +25,9 @@ class AccountScopedMixin:
     API-key authentication and per-key throttles come from ``RIVYA_API``
     settings (read per request so overrides apply); ``self.account`` is the
     account the request acts as. Querysets must be filtered by it, so another
-    account's object is a 404, never a 403.
+    account's object is a 404, never a 403. Every authenticated response
+    carries the ``x-ratelimit-*-requests`` headers the throttle recorded, and a
+    throttled request is a 429 with ``Retry-After`` and ``retry-after-ms``.
     """
 
     def get_authenticators(self) -> list[Any]:
@@ -39,3 +42,10 @@ class AccountScopedMixin:
     @property
     def account(self) -> Any:
         return request_account(self.request)
+
+    def throttled(self, request: Any, wait: float | None) -> None:
+        raise rate_limited_error(wait)
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        return apply_rate_limit_headers(request, response)

@@ -1,0 +1,88 @@
+"""``Authorization: Bearer rvya_sk_…`` authentication for DRF.
+
+Outcomes, each a 401 in the error shape with ``WWW-Authenticate: Bearer``:
+
+* no ``Authorization`` header: ``authenticate`` returns None and the
+  ``HasAccount`` permission turns that into ``missing_api_key``;
+* another scheme, an empty token or a token that is not a Rivya secret:
+  ``invalid_api_key_format`` (answered without touching the database);
+* a well-formed secret no key has: ``invalid_api_key``;
+* a revoked key: ``api_key_revoked``; an expired one (including a rolled key
+  after its grace period): ``api_key_expired``.
+
+The secret is hashed and looked up by hash (cached, see ``keystore``); the
+stored and computed digests are compared with ``hmac.compare_digest``. The
+status is checked against the clock on every request, cached or not.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+
+from rivya_api.common.auth import ApiPrincipal
+from rivya_api.keys import keystore
+from rivya_api.keys.models import APIKey
+from rivya_api.keys.services import api_key_touch
+from rivya_api.keys.tokens import secret_hash, secret_is_well_formed
+
+WWW_AUTHENTICATE = 'Bearer realm="api"'
+
+
+class APIKeyAuthenticationFailed(AuthenticationFailed):
+    """A 401 whose ``WWW-Authenticate`` also says ``error="invalid_token"`` (RFC 6750)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(detail=message, code=code)
+        self.headers = {"WWW-Authenticate": f'{WWW_AUTHENTICATE}, error="invalid_token"'}
+
+
+class APIKeyAuthentication(BaseAuthentication):
+    """Authenticates a request by its API key; ``request.user`` is an ``ApiPrincipal``, ``request.auth`` the key."""
+
+    keyword = "bearer"
+
+    def now(self) -> datetime:
+        """The clock statuses are checked against (a subclass may inject another)."""
+        return timezone.now()
+
+    def authenticate(self, request: Any) -> tuple[ApiPrincipal, APIKey] | None:
+        header = get_authorization_header(request)
+        if not header:
+            return None
+        secret = self._secret_from_header(header)
+        key_hash = secret_hash(secret)
+        key = keystore.key_lookup(key_hash)
+        if key is None or not hmac.compare_digest(key.key_hash, key_hash):
+            raise APIKeyAuthenticationFailed("The API key is not valid.", code="invalid_api_key")
+        now = self.now()
+        status = key.status_at(now)
+        if status == APIKey.Status.REVOKED:
+            raise APIKeyAuthenticationFailed("This API key has been revoked.", code="api_key_revoked")
+        if status == APIKey.Status.EXPIRED:
+            message = "This API key has expired."
+            if key.replaced_by_id is not None:
+                message = "This API key was rolled and its grace period has ended; use its replacement."
+            raise APIKeyAuthenticationFailed(message, code="api_key_expired")
+        api_key_touch(api_key=key, now=now)
+        return ApiPrincipal(account=key.account, api_key=key), key
+
+    def _secret_from_header(self, header: bytes) -> str:
+        try:
+            scheme, _, token = header.decode("ascii").partition(" ")
+        except UnicodeDecodeError:
+            scheme, token = "", ""
+        token = token.strip()
+        if scheme.lower() != self.keyword or not secret_is_well_formed(token):
+            raise APIKeyAuthenticationFailed(
+                "Send the API key as 'Authorization: Bearer rvya_sk_…'.", code="invalid_api_key_format"
+            )
+        return token
+
+    def authenticate_header(self, request: Any) -> str:
+        return WWW_AUTHENTICATE

@@ -1,0 +1,215 @@
+"""Writes of the keys resource: create, roll, revoke, and the cheap "last used" touch.
+
+Admin, settings pages, management commands and tests call these; nothing else
+writes ``APIKey`` rows. Each state change writes an ``APIKeyEvent`` in the
+same transaction. A secret is returned once, by ``api_key_create`` and
+``api_key_roll``, and never stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import caches
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from rivya_api.conf import api_settings
+from rivya_api.keys import keystore
+from rivya_api.keys.exceptions import APIKeyError, APIKeyGraceError, APIKeyStateError
+from rivya_api.keys.models import APIKey, APIKeyEvent
+from rivya_api.keys.tokens import secret_display_parts, secret_generate, secret_hash
+
+# What a user may pick when rolling a key, like Stripe's roll dialog.
+ROLL_GRACE_CHOICES: dict[str, timedelta] = {
+    "now": timedelta(0),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+MAX_ROLL_GRACE = timedelta(days=7)
+NAME_MAX_LENGTH = 100
+
+
+def _audit(
+    *,
+    api_key: APIKey,
+    action: str,
+    actor: Any,
+    ip: str | None,
+    source: str,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> APIKeyEvent:
+    return APIKeyEvent.objects.create(
+        api_key=api_key,
+        account_id=api_key.account_id,
+        action=action,
+        actor=actor if getattr(actor, "pk", None) is not None else None,
+        source=source[:32],
+        ip=ip or None,
+        created_at=now,
+        details=details or {},
+    )
+
+
+def _key_insert(
+    *, account_id: Any, name: str, created_by: Any, expires_at: datetime | None, now: datetime
+) -> tuple[APIKey, str]:
+    secret = secret_generate()
+    prefix, last4 = secret_display_parts(secret)
+    key = APIKey.objects.create(
+        account_id=account_id,
+        name=name,
+        prefix=prefix,
+        last4=last4,
+        key_hash=secret_hash(secret),
+        created_at=now,
+        created_by=created_by if getattr(created_by, "pk", None) is not None else None,
+        expires_at=expires_at,
+    )
+    return key, secret
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    account: Any,
+    name: str,
+    created_by: Any = None,
+    expires_at: datetime | None = None,
+    ip: str | None = None,
+    source: str = "",
+    now: datetime | None = None,
+) -> tuple[APIKey, str]:
+    """Issue a new key for ``account``; returns ``(key, secret)``.
+
+    The secret is returned here only: the row keeps its hash, prefix and last
+    four characters. Writes the key and a ``created`` audit event atomically.
+    """
+    now = now or timezone.now()
+    name = (name or "").strip()
+    if len(name) > NAME_MAX_LENGTH:
+        raise APIKeyError(f"A key name has at most {NAME_MAX_LENGTH} characters.")
+    if expires_at is not None and expires_at <= now:
+        raise APIKeyError("expires_at must be in the future.")
+    key, secret = _key_insert(account_id=account.pk, name=name, created_by=created_by, expires_at=expires_at, now=now)
+    _audit(api_key=key, action=APIKeyEvent.Action.CREATED, actor=created_by, ip=ip, source=source, now=now)
+    return key, secret
+
+
+@transaction.atomic
+def api_key_roll(
+    *,
+    api_key: APIKey,
+    grace: timedelta = timedelta(0),
+    actor: Any = None,
+    ip: str | None = None,
+    source: str = "",
+    now: datetime | None = None,
+) -> tuple[APIKey, str]:
+    """Replace an active key; the old one keeps working for ``grace`` (0 to 7 days).
+
+    Returns ``(new_key, secret)``. The replacement has the old key's name,
+    account and expiry; the old key's ``expires_at`` becomes ``now + grace``
+    (or stays earlier) and its ``replaced_by`` names the new key. The old row
+    is locked, so two concurrent rolls of one key cannot both succeed; cached
+    copies of the old key are invalidated before it changes (see ``keystore``).
+    """
+    if grace < timedelta(0) or grace > MAX_ROLL_GRACE:
+        raise APIKeyGraceError("The grace period must be between 0 and 7 days.")
+    now = now or timezone.now()
+    old = APIKey.objects.select_for_update().get(pk=api_key.pk)
+    status = old.status_at(now)
+    if status != APIKey.Status.ACTIVE:
+        raise APIKeyStateError(f"This key is {status}; only an active key can be rolled.")
+    if old.replaced_by_id is not None:
+        raise APIKeyStateError("This key has already been rolled; roll its replacement instead.")
+    keystore.key_invalidate(old.key_hash)
+    new, secret = _key_insert(
+        account_id=old.account_id, name=old.name, created_by=actor, expires_at=old.expires_at, now=now
+    )
+    deadline = now + grace
+    old.expires_at = deadline if old.expires_at is None else min(old.expires_at, deadline)
+    old.replaced_by = new
+    old.save(update_fields=["expires_at", "replaced_by"])
+    _audit(
+        api_key=old,
+        action=APIKeyEvent.Action.ROLLED,
+        actor=actor,
+        ip=ip,
+        source=source,
+        now=now,
+        details={
+            "replaced_by": new.public_id,
+            "grace_seconds": int(grace.total_seconds()),
+            "expires_at": old.expires_at.isoformat(),
+        },
+    )
+    _audit(
+        api_key=new,
+        action=APIKeyEvent.Action.CREATED,
+        actor=actor,
+        ip=ip,
+        source=source,
+        now=now,
+        details={"replaces": old.public_id},
+    )
+    api_key.expires_at, api_key.replaced_by = old.expires_at, new
+    return new, secret
+
+
+@transaction.atomic
+def api_key_revoke(
+    *,
+    api_key: APIKey,
+    actor: Any = None,
+    ip: str | None = None,
+    source: str = "",
+    now: datetime | None = None,
+) -> APIKey:
+    """Revoke a key at once, in every process. Revoking a revoked key changes nothing.
+
+    The cached copy is invalidated before the row changes (see ``keystore``);
+    the row update and the ``revoked`` audit event commit together.
+    """
+    now = now or timezone.now()
+    key = APIKey.objects.select_for_update().get(pk=api_key.pk)
+    if key.revoked_at is not None:
+        api_key.revoked_at = key.revoked_at
+        return key
+    keystore.key_invalidate(key.key_hash)
+    key.revoked_at = now
+    key.save(update_fields=["revoked_at"])
+    _audit(api_key=key, action=APIKeyEvent.Action.REVOKED, actor=actor, ip=ip, source=source, now=now)
+    api_key.revoked_at = now
+    return key
+
+
+def api_key_touch(*, api_key: APIKey, now: datetime | None = None) -> bool:
+    """Record that the key was used; writes at most once per ``KEY_LAST_USED_INTERVAL`` per key.
+
+    A cache ``add`` (atomic set-if-absent) elects one request per interval to
+    write, so the hot path is a cache round trip, not a database write; the
+    conditional UPDATE keeps the bound even where the cache is per process.
+    Returns whether this call wrote. Not atomic on purpose: it is a hint.
+    """
+    interval = int(api_settings.KEY_LAST_USED_INTERVAL)
+    now = now or timezone.now()
+    try:
+        elected = caches[api_settings.KEY_CACHE_ALIAS].add(f"rivya_api:apikey-used:{api_key.public_id}", 1, interval)
+    except Exception:
+        elected = True  # cache down: fall back on the conditional UPDATE's own bound
+    if not elected:
+        return False
+    threshold = now - timedelta(seconds=interval)
+    updated = (
+        APIKey.objects.filter(pk=api_key.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=threshold))
+        .update(last_used_at=now)
+    )
+    if updated:
+        api_key.last_used_at = now
+    return bool(updated)

@@ -1,0 +1,65 @@
+"""The shared key cache: hits skip the database; writers' markers keep stale copies out."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from rivya_api.keys import keystore
+from rivya_api.keys.services import api_key_revoke, api_key_roll
+from rivya_api.keys.tokens import secret_generate, secret_hash
+
+pytestmark = [pytest.mark.django_db, pytest.mark.rivya_settings({"RIVYA_API": {"KEY_CACHE_SHARED_ONLY": False}})]
+
+
+def lookup_counting_queries(key_hash: str):
+    with CaptureQueriesContext(connection) as queries:
+        key = keystore.key_lookup(key_hash)
+    return key, len(queries)
+
+
+def test_second_lookup_is_served_from_the_cache(api_key):
+    key, secret = api_key
+    found, queries = lookup_counting_queries(secret_hash(secret))
+    assert (found, queries) == (key, 1)
+    found, queries = lookup_counting_queries(secret_hash(secret))
+    assert (found, queries) == (key, 0)
+    assert found.account == key.account
+
+
+def test_unknown_hashes_are_cached_too():
+    unknown = secret_hash(secret_generate())  # fresh: Redis outlives test runs
+    assert lookup_counting_queries(unknown) == (None, 1)
+    assert lookup_counting_queries(unknown) == (None, 0)
+
+
+def test_revoke_invalidates_and_a_late_reader_cannot_put_the_old_copy_back(api_key):
+    key, secret = api_key
+    key_hash = secret_hash(secret)
+    keystore.key_lookup(key_hash)  # cached as active
+    stale_copy = keystore._load(key_hash)  # a reader that loaded the row just before the revoke…
+    api_key_revoke(api_key=key)
+    cache = caches["default"]
+    assert cache.add(keystore._cache_key(key_hash), stale_copy, 60) is False  # …cannot cache it
+    found, queries = lookup_counting_queries(key_hash)
+    assert found.status == "revoked"
+    assert queries == 1  # while the marker lives, lookups read the row
+    assert lookup_counting_queries(key_hash)[1] == 1
+
+
+def test_roll_invalidates_the_old_key(api_key):
+    key, secret = api_key
+    keystore.key_lookup(secret_hash(secret))
+    api_key_roll(api_key=key)
+    assert keystore.key_lookup(secret_hash(secret)).status == "expired"
+
+
+@pytest.mark.rivya_settings({"RIVYA_API": {"KEY_CACHE_SHARED_ONLY": True}})
+def test_a_process_local_cache_is_not_used_for_keys(settings, api_key):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}}
+    _, secret = api_key
+    assert keystore.key_cache() is None
+    assert lookup_counting_queries(secret_hash(secret))[1] == 1
+    assert lookup_counting_queries(secret_hash(secret))[1] == 1

@@ -1,0 +1,26 @@
+"""Test-only routes: an authenticated view inside the API namespace, plus the real API routes."""
+
+from django.urls import include, path
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from rivya_api import urls as api_urls
+from rivya_api.common.views import AccountScopedMixin
+
+
+class WhoAmIView(AccountScopedMixin, APIView):
+    """Echoes who the request acts as, the way every resource view reaches it."""
+
+    def get(self, request):  # type: ignore[no-untyped-def]
+        return Response({"object": "whoami", "account": str(self.account.pk), "api_key": request.auth.public_id})
+
+    def post(self, request):  # type: ignore[no-untyped-def]
+        return Response({"object": "whoami", "account": str(self.account.pk)}, status=201)
+
+
+test_patterns = [path("_test/whoami", WhoAmIView.as_view())]
+
+urlpatterns = [
+    path("api/v1/", include((test_patterns + api_urls.urlpatterns, "rivya_api"))),
+    path("", include("config.urls")),
+]
