@@ -120,7 +120,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Chat turns whose process died mid-turn: fail them and release their holds.
+    "rivya-chat-stale-turns": {"task": "rivya_api.chat_turns_fail_stale", "schedule": 60},
+}
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
 
@@ -174,6 +177,8 @@ RIVYA_ACCOUNT_MODEL = "auth.User"
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
+    # Chat stream events are buffered in Redis (for resume from any process) when there is one.
+    "CHAT_STREAM_REDIS_URL": REDIS_URL,
 }
 RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {

@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "CHAT_TURN_TIMEOUT_SECONDS": 900,
     # Chat streams: seconds of silence from the model before a keep-alive comment line.
     "CHAT_KEEPALIVE_SECONDS": 10,
+    # Chat streams: a turn's events stay available for resume this long after it ends.
+    "CHAT_STREAM_RETENTION_SECONDS": 300,
+    # Chat streams: Redis URL for the event buffer and cross-process cancel ("" = this process only).
+    "CHAT_STREAM_REDIS_URL": "",
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
 }

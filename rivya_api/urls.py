@@ -22,5 +22,9 @@ urlpatterns = [
         chat_views.ChatSessionViewSet.as_view({"get": "retrieve"}),
         name="chat-session",
     ),
+    path("chat/sessions/<str:session_id>/stream", chat_views.chat_session_stream, name="chat-session-stream"),
+    path(
+        "chat/sessions/<str:session_id>/cancel", chat_views.ChatSessionCancelView.as_view(), name="chat-session-cancel"
+    ),
     re_path(r"^.*$", unknown_route, name="unknown-route"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -14,12 +15,25 @@ def chat_sessions_for_account(*, account: Any) -> QuerySet[ChatSession]:
     return ChatSession.objects.filter(account=account, source=ChatSession.Source.API)
 
 
-def chat_session_get(*, account: Any, session_id: str) -> ChatSession | None:
-    """One API session of the account with ``ordered_messages`` loaded, or None."""
-    messages = ChatMessage.objects.order_by("created_at", "pk")
-    return (
-        chat_sessions_for_account(account=account)
-        .prefetch_related(Prefetch("messages", queryset=messages, to_attr="ordered_messages"))
-        .filter(public_id=session_id)
-        .first()
-    )
+def chat_session_get(*, account: Any, session_id: str, with_messages: bool = True) -> ChatSession | None:
+    """One API session of the account (with ``ordered_messages`` loaded if asked), or None."""
+    sessions = chat_sessions_for_account(account=account).filter(public_id=session_id)
+    if with_messages:
+        messages = ChatMessage.objects.order_by("created_at", "pk")
+        sessions = sessions.prefetch_related(Prefetch("messages", queryset=messages, to_attr="ordered_messages"))
+    return sessions.first()
+
+
+def chat_session_latest_turn(*, session: ChatSession) -> ChatMessage | None:
+    """The assistant message of the session's latest turn, or None."""
+    return session.messages.filter(role=ChatMessage.Role.ASSISTANT).order_by("-created_at", "-pk").first()
+
+
+def chat_turn_wait_ended(*, turn_id: str, timeout: float, interval: float = 0.05) -> ChatMessage:
+    """The turn's assistant message once it is no longer in progress (or as it is after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = ChatMessage.objects.get(public_id=turn_id)
+        if message.status != ChatMessage.Status.IN_PROGRESS or time.monotonic() >= deadline:
+            return message
+        time.sleep(interval)

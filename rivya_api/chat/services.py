@@ -355,3 +355,22 @@ def chat_turn_fail(*, turn_id: str, content: str = "", error_code: str = "model_
     ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.FAILED)
     ChatSession.objects.filter(pk=message.session_id).update(updated_at=message.completed_at)
     return message
+
+
+def chat_turns_fail_stale(*, now: Any = None) -> int:
+    """Fail (and release) turns still ``in_progress`` after ``CHAT_TURN_TIMEOUT_SECONDS``.
+
+    A turn whose process died never finishes by itself; this returns its
+    credits and frees its session. Each turn is failed in its own transaction
+    (``chat_turn_fail``, idempotent), so a turn that ends meanwhile is left as it ended.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    stale = ChatMessage.objects.filter(
+        role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.IN_PROGRESS, created_at__lt=cutoff
+    ).values_list("public_id", flat=True)
+    failed = 0
+    for turn_id in list(stale[:500]):
+        if chat_turn_fail(turn_id=turn_id, error_code="turn_timeout").status == ChatMessage.Status.FAILED:
+            failed += 1
+    return failed

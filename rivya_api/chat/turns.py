@@ -9,9 +9,12 @@ credits (``chat_turn_finish``), or releases them when the model failed
 from it, the non-streaming view waits for the task and reads the result. So a
 reader that goes away does not, by itself, stop the turn.
 
-The rule of the Chat API is that a client that disconnects from a stream
-stops its turn: the SSE response calls ``detach()``, which cancels the task,
-and the task saves the partial reply as ``incomplete`` and charges the tokens
+A client that disconnects from a stream does not stop its turn: the turn
+runs to the end, is saved and charged like any other, and its events stay
+available for ``CHAT_STREAM_RETENTION_SECONDS`` so the client can resume
+(``rivya_api.chat.streams``). A client that wants to stop paying cancels the
+turn explicitly (``cancel()``, from ``POST /chat/sessions/{id}/cancel``): the
+task then saves the partial reply as ``incomplete`` and charges the tokens
 produced so far (``chat_turn_finish(complete=False)``).
 
 No database connection and no thread is held while the model is producing:
@@ -32,7 +35,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from rivya_api.chat import services
+from rivya_api.chat import services, streams
 from rivya_api.chat.providers.base import ChatProviderError, ChatUsage, Finished, TextDelta
 from rivya_api.common.errors import error_body
 
@@ -134,17 +137,25 @@ class ChatTurn:
         self.message: Any = None  # the saved assistant message, once the turn has ended
         self.error: ChatProviderError | None = None
         self.task: asyncio.Task[None] | None = None
+        self.mirror: asyncio.Task[None] | None = None
+        self.cancel_requested = False
 
     # -- control -------------------------------------------------------------------
 
     def start(self) -> ChatTurn:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"chat-turn-{self.plan.turn_id}")
+        self.loop = asyncio.get_running_loop()
+        self.task = self.loop.create_task(self._run(), name=f"chat-turn-{self.plan.turn_id}")
+        streams.local_turns.add(self)
+        if streams.redis_enabled():
+            self.mirror = self.loop.create_task(streams.mirror_to_redis(self), name=f"chat-mirror-{self.plan.turn_id}")
+            streams.ensure_cancel_listener()
         return self
 
-    def detach(self) -> None:
-        """The streaming client went away: stop the turn (it saves and charges what was produced)."""
+    def cancel(self) -> None:
+        """Stop the turn (from any thread): it saves and charges what was produced so far."""
         if self.task is not None and not self.task.done():
-            self.task.cancel()
+            self.cancel_requested = True
+            self.loop.call_soon_threadsafe(self.task.cancel)
 
     async def wait(self) -> None:
         """Until the turn has ended (saved and settled, or failed and released)."""
@@ -245,6 +256,7 @@ class ChatTurn:
             )
         finally:
             self.log.close()
+            streams.local_turns.ended(self)
 
     async def _stop_early(self) -> None:
         """Save what was produced as an incomplete reply and charge for it."""
@@ -264,6 +276,10 @@ class ChatTurn:
             )
         except Exception:
             logger.exception("Could not save the stopped chat turn %s; its hold will expire", plan.turn_id)
+            return
+        # Whoever follows the turn (a resumed stream) gets its usage and a clean end.
+        self.log.append(self._chunk([], self.usage_body()))
+        self.log.append(DONE)
 
     async def _fail(self, error: ChatProviderError) -> None:
         self.error = error

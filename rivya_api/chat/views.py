@@ -38,10 +38,11 @@ from rest_framework.views import APIView
 from rivya_billing.exceptions import InsufficientCreditsError
 
 from rivya_api.catalog.selectors import catalog_model_get
-from rivya_api.chat import selectors, services
+from rivya_api.chat import selectors, services, streams
 from rivya_api.chat.serializers import (
     ChatCompletionInputSerializer,
     ChatCompletionSerializer,
+    ChatMessageOutputSerializer,
     ChatSessionDetailOutputSerializer,
     ChatSessionOutputSerializer,
 )
@@ -305,18 +306,23 @@ def _wants_stream(request: HttpRequest) -> bool:
     return isinstance(body, dict) and body.get("stream") is True
 
 
-def _accept_stream(request: HttpRequest) -> tuple[services.ChatTurnPlan | None, ChatCompletionsView, Any, Any]:
-    """Authenticate, throttle, validate and start a streaming turn; or the error response."""
-    view = ChatCompletionsView(streaming=True)
-    view.setup(request)
-    view.args, view.kwargs = (), {}
-    drf_request = view.initialize_request(request)
+def _drf_prepare(view_class: type, request: HttpRequest, kwargs: dict[str, Any], work: Any, **initkwargs: Any) -> Any:
+    """Run a DRF twin's checks (authentication, permissions, throttles) and then ``work(view, request)``.
+
+    For the async views: one short call in a worker thread, whose database
+    connection is given back before it returns. Returns ``(result, view,
+    drf_request, None)``, or ``(None, view, drf_request, error_response)``
+    rendered exactly as the DRF view would have rendered it.
+    """
+    view = view_class(**initkwargs)
+    view.setup(request, **kwargs)
+    view.args, view.kwargs = (), kwargs
+    drf_request = view.initialize_request(request, **kwargs)
     view.request = drf_request
     view.headers = view.default_response_headers
     try:
-        view.initial(drf_request)
-        plan, _ = view.accept_turn(drf_request)
-        return plan, view, drf_request, None
+        view.initial(drf_request, **kwargs)
+        return work(view, drf_request), view, drf_request, None
     except Exception as exc:
         response = view.finalize_response(drf_request, view.handle_exception(exc))
         response.render()
@@ -325,20 +331,41 @@ def _accept_stream(request: HttpRequest) -> tuple[services.ChatTurnPlan | None, 
         _release_connections()
 
 
-async def _event_stream(turn: ChatTurn) -> Any:
+async def _event_stream(turn: ChatTurn, *, after: int = 0) -> Any:
+    """The SSE body of a live (or recently ended) turn of this process, from event ``after`` on.
+
+    A client that goes away only stops this reader; the turn goes on.
+    """
     keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
-    try:
-        async for event in turn.log.follow(keepalive=keepalive):
-            yield b": keep-alive\n\n" if event is KEEPALIVE else event.encode()
-    finally:
-        # Reached on the last event and when the client goes away (Django cancels us).
-        turn.detach()
+    async for event in turn.log.follow(after=after, keepalive=keepalive):
+        yield b": keep-alive\n\n" if event is KEEPALIVE else event.encode()
+
+
+async def _redis_event_stream(turn_id: str, *, after: int) -> Any:
+    """The SSE body of a turn run by another process, from its Redis buffer."""
+    keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
+    async for item in streams.redis_follow(turn_id, after=after, keepalive=keepalive):
+        if item is None:
+            yield b": keep-alive\n\n"
+        else:
+            yield f"id: {item[0]}\ndata: {item[1]}\n\n".encode()
+
+
+def _sse_response(body: Any, session_id: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    response[SESSION_HEADER] = session_id
+    return response
 
 
 async def _stream_response(request: HttpRequest) -> HttpResponse:
-    plan, view, drf_request, refusal = await sync_to_async(_accept_stream)(request)
+    accepted, view, drf_request, refusal = await sync_to_async(_drf_prepare)(
+        ChatCompletionsView, request, {}, lambda view, drf_request: view.accept_turn(drf_request)[0], streaming=True
+    )
     if refusal is not None:
         return refusal
+    plan: services.ChatTurnPlan = accepted
     turn = ChatTurn(plan).start()
     # Start the response only once the model has said something (or failed), so a
     # model that fails first is a plain HTTP error the SDKs know how to handle.
@@ -348,11 +375,7 @@ async def _stream_response(request: HttpRequest) -> HttpResponse:
     elif turn.failed_before_output:
         error = turn.error
         return error_response(error.status, error.code, error.message, None, dict(error.headers))
-    response = StreamingHttpResponse(_event_stream(turn), content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
-    response[SESSION_HEADER] = plan.session_id
-    return view.finalize_response(drf_request, response)
+    return view.finalize_response(drf_request, _sse_response(_event_stream(turn), plan.session_id))
 
 
 @csrf_exempt
@@ -416,3 +439,139 @@ class ChatSessionViewSet(AccountScopedMixin, mixins.ListModelMixin, mixins.Retri
         if session is None:
             raise ApiError(f"No chat session {self.kwargs['session_id']!r}.", code="session_not_found", status=404)
         return session
+
+
+# --- Resume and cancel -------------------------------------------------------------------
+
+
+def _stream_position(request: Any) -> int:
+    raw = request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id") or "0"
+    try:
+        position = int(raw)
+    except ValueError:
+        position = -1
+    if position < 0:
+        raise ApiError("Last-Event-ID (or last_event_id) must be a non-negative integer.", param="last_event_id")
+    return position
+
+
+def _session_or_404(view: Any, session_id: str) -> Any:
+    session = selectors.chat_session_get(account=view.account, session_id=session_id, with_messages=False)
+    if session is None:
+        raise ApiError(f"No chat session {session_id!r}.", code="session_not_found", status=404)
+    return session
+
+
+class ChatSessionStreamView(AccountScopedMixin, APIView):
+    """``GET /chat/sessions/{session_id}/stream``: replay and follow the session's latest turn."""
+
+    def locate(self, request: Any, session_id: str) -> tuple[str, int]:
+        after = _stream_position(request)
+        session = _session_or_404(self, session_id)
+        turn = selectors.chat_session_latest_turn(session=session)
+        if turn is None:
+            raise ApiError(f"Session {session_id} has no turn yet.", code="no_turn", status=404)
+        return turn.public_id, after
+
+    @extend_schema(
+        operation_id="chat_sessions_stream",
+        summary="Resume the stream of a session's latest turn",
+        description=(
+            "Replays the events of the session's latest turn after the one named by `Last-Event-ID` (or "
+            "`?last_event_id=`), then follows it live until `[DONE]`; without a position, the whole turn. Event "
+            "ids are the increasing integers of the original stream, so a client that lost its connection "
+            "reconnects here with the last id it saw and receives exactly what it missed. A turn keeps running "
+            "when its client disconnects, and its events stay available for at least 5 minutes after it ends."
+        ),
+        tags=["chat"],
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="The id of the last event received; the replay starts after it.",
+            ),
+            OpenApiParameter(
+                "last_event_id", type=int, required=False, description="Same as the `Last-Event-ID` header."
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                response=EVENT_STREAM_SCHEMA, description="The turn's events from the position on."
+            ),
+            400: _error("Invalid `Last-Event-ID`."),
+            401: _error("Missing, invalid, revoked or expired API key."),
+            404: _error("No such session for this account, or it has no turn yet."),
+            410: _error("`stream_expired`: the turn ended too long ago; its message is in GET /chat/sessions/{id}."),
+            429: _error("Rate limit exceeded (see Retry-After)."),
+        },
+    )
+    def get(self, request: Any, session_id: str) -> Response:  # documentation only: served by chat_session_stream
+        raise ApiError("Use the asynchronous route.", status=500, code="internal_error")
+
+
+@csrf_exempt
+async def chat_session_stream(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The route of ``GET /chat/sessions/{session_id}/stream``."""
+    located, view, drf_request, refusal = await sync_to_async(_drf_prepare)(
+        ChatSessionStreamView,
+        request,
+        {"session_id": session_id},
+        lambda view, drf_request: view.locate(drf_request, session_id),
+    )
+    if refusal is not None:
+        return refusal
+    turn_id, after = located
+    turn = streams.local_turns.get(turn_id)
+    if turn is not None:
+        body = _event_stream(turn, after=after)
+    elif streams.redis_enabled() and await streams.redis_has_turn(turn_id):
+        body = _redis_event_stream(turn_id, after=after)
+    else:
+        return error_response(
+            410,
+            "stream_expired",
+            f"The events of the latest turn of {session_id} are no longer buffered; "
+            f"GET /api/v1/chat/sessions/{session_id} has its saved message.",
+        )
+    return view.finalize_response(drf_request, _sse_response(body, session_id))
+
+
+chat_session_stream.cls = ChatSessionStreamView  # type: ignore[attr-defined]
+chat_session_stream.initkwargs = {}  # type: ignore[attr-defined]
+
+
+class ChatSessionCancelView(AccountScopedMixin, APIView):
+    """``POST /chat/sessions/{session_id}/cancel``: stop the session's running turn."""
+
+    @extend_schema(
+        operation_id="chat_sessions_cancel",
+        summary="Cancel the session's running turn",
+        description=(
+            "Stops the model and settles the turn: the reply produced so far is saved as an `incomplete` "
+            "message and charged for its tokens (a turn that produced nothing is charged nothing). Returns the "
+            "turn's assistant message. Cancelling a turn that already ended returns it unchanged."
+        ),
+        tags=["chat"],
+        request=None,
+        responses={
+            200: ChatMessageOutputSerializer,
+            401: _error("Missing, invalid, revoked or expired API key."),
+            404: _error("No such session for this account, or it has no turn yet."),
+            409: _error("The Idempotency-Key is in use."),
+            422: _error("The Idempotency-Key was used with a different request."),
+            429: _error("Rate limit exceeded (see Retry-After)."),
+        },
+    )
+    def post(self, request: Any, session_id: str) -> Response:
+        session = _session_or_404(self, session_id)
+        turn = selectors.chat_session_latest_turn(session=session)
+        if turn is None:
+            raise ApiError(f"Session {session_id} has no turn yet.", code="no_turn", status=404)
+        if turn.status == turn.Status.IN_PROGRESS:
+            _release_connections()
+            if not async_to_sync(streams.request_cancel)(turn.public_id):
+                # Not running in any process we can reach: it died; nothing to settle from.
+                services.chat_turn_fail(turn_id=turn.public_id, error_code="canceled")
+            turn = selectors.chat_turn_wait_ended(turn_id=turn.public_id, timeout=10.0)
+        return Response(ChatMessageOutputSerializer(turn).data)

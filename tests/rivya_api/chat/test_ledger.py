@@ -105,6 +105,7 @@ def test_failed_upstream_releases_the_whole_hold(make_api_client, funded, upstre
 
 
 def test_disconnect_is_charged_for_the_tokens_produced(live_server_url, funded, upstream):
+    """The client leaves after 4 events; the turn runs on and is charged exactly its tokens."""
     account, secret = funded(10_000)
     messages = [{"role": "user", "content": "go"}]
     with (
@@ -123,13 +124,49 @@ def test_disconnect_is_charged_for_the_tokens_produced(live_server_url, funded, 
             if events == 4:
                 break
     turn = wait_for(lambda: ChatMessage.objects.filter(role="assistant").exclude(status="in_progress").first())
+    assert turn.status == "completed"
+    prompt = tokenizer.count_prompt_tokens(messages)
+    produced = tokenizer.count_tokens(local_reply(messages))
+    assert turn.completion_tokens == produced
+    reserved = ceil_credits(prompt, 1024, 10, 1000)
+    charged = ceil_credits(prompt, produced, 10, 1000)
+    assert lines(account, turn.public_id) == [
+        ("reserve", reserved),
+        ("settle", charged),
+        ("release", reserved - charged),
+    ]
+
+
+def test_cancel_is_charged_for_the_tokens_produced_so_far(live_server_url, funded, upstream):
+    account, secret = funded(10_000)
+    messages = [{"role": "user", "content": "go"}]
+    auth = {"Authorization": f"Bearer {secret}"}
+    with httpx.Client() as client:
+        with client.stream(
+            "POST",
+            f"{live_server_url}/api/v1/chat/completions",
+            json={"model": "rivya-chat-slow", "messages": messages, "stream": True},
+            headers=auth,
+            timeout=20,
+        ) as response:
+            session_id = response.headers["Rivya-Session-Id"]
+            events = 0
+            for line in response.iter_lines():
+                events += line.startswith("data: ")
+                if events == 4:
+                    break
+        cancel = client.post(f"{live_server_url}/api/v1/chat/sessions/{session_id}/cancel", headers=auth)
+    assert cancel.status_code == 200
+    turn = ChatMessage.objects.get(role="assistant")
     assert turn.status == "incomplete"
+    assert cancel.json()["status"] == "incomplete"
     prompt = tokenizer.count_prompt_tokens(messages)
     produced = tokenizer.count_tokens(turn.content)
-    assert turn.completion_tokens == produced >= 4
+    assert 4 <= produced < tokenizer.count_tokens(local_reply(messages))
     assert turn.content == "".join(tokenizer.tokenize(local_reply(messages))[:produced])
-    reserved = ceil_credits(prompt, 1024 if prompt + 1024 <= 4096 else 4096 - prompt, 10, 1000)
+    reserved = ceil_credits(prompt, 1024, 10, 1000)
     charged = ceil_credits(prompt, produced, 10, 1000)
+    assert cancel.json()["usage"]["credits"] == charged
     assert lines(account, turn.public_id) == [
         ("reserve", reserved),
         ("settle", charged),

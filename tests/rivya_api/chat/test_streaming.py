@@ -11,6 +11,7 @@ from rivya_billing.selectors import wallet_get
 
 from rivya_api.chat import tokenizer
 from rivya_api.chat.models import ChatMessage
+from rivya_api.chat.providers.local import local_reply
 from tests.rivya_api.chat.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,16 +153,13 @@ def test_error_after_the_stream_started_is_an_error_event_then_close(live_server
     assert wallet_get(account=account).balance == 10_000
 
 
-def test_client_disconnect_stops_the_turn_and_charges_what_was_produced(live_server_url, funded, upstream):
+def test_client_disconnect_does_not_stop_the_turn(live_server_url, funded, upstream):
+    """A turn runs to its end when its client goes away, and is saved and charged like any other."""
     account, secret = funded()
+    messages = [{"role": "user", "content": "x"}]
     with (
         httpx.Client() as client,
-        open_stream(
-            client,
-            live_server_url,
-            secret,
-            {"model": "rivya-chat-slow", "messages": [{"role": "user", "content": "x"}]},
-        ) as response,
+        open_stream(client, live_server_url, secret, {"model": "rivya-chat-slow", "messages": messages}) as response,
     ):
         received = 0
         for kind, _ in events_of(response.iter_lines()):
@@ -169,15 +167,36 @@ def test_client_disconnect_stops_the_turn_and_charges_what_was_produced(live_ser
                 received += 1
             if received == 3:
                 break
-    # The client is gone; the turn stops and settles by itself.
     message = wait_for(lambda: ChatMessage.objects.filter(role="assistant").exclude(status="in_progress").first())
-    assert message.status == "incomplete"
-    assert 3 <= message.completion_tokens < 10  # stopped soon after the disconnect, not run to the end
+    assert message.status == "completed"
+    assert message.content == local_reply(messages)
     assert message.completion_tokens == tokenizer.count_tokens(message.content)
-    prompt = tokenizer.count_prompt_tokens([{"role": "user", "content": "x"}])
-    assert message.prompt_tokens == prompt
+    prompt = tokenizer.count_prompt_tokens(messages)
     expected = -(-(prompt * 10 + message.completion_tokens * 1000) // 1000)
     assert message.credits_charged == expected
     wallet = wallet_get(account=account)
     assert wallet.held == 0
     assert wallet.balance == 10_000 - expected
+
+
+def test_upstream_connection_closes_when_a_turn_is_cancelled(live_server_url, funded, upstream):
+    _, secret = funded()
+    upstream.script.chunks = ["tick"] * 50
+    upstream.script.delay = 0.05
+    with httpx.Client() as client:
+        with open_stream(
+            client,
+            live_server_url,
+            secret,
+            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
+        ) as response:
+            session_id = response.headers["Rivya-Session-Id"]
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    break
+        cancel = client.post(
+            f"{live_server_url}/api/v1/chat/sessions/{session_id}/cancel", headers={"Authorization": f"Bearer {secret}"}
+        )
+    assert cancel.status_code == 200
+    assert upstream.disconnected.wait(5)  # the gateway stopped reading and hung up on the upstream
+    assert cancel.json()["status"] == "incomplete"
