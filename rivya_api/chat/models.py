@@ -77,6 +77,8 @@ class ChatMessage(models.Model):
     # Failed turns: the error code the client was given.
     error_code = models.CharField(max_length=50, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Streamed turns sent with an Idempotency-Key: a retry while the turn runs is attached to it.
+    idempotency_key = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

@@ -37,3 +37,18 @@ def chat_turn_wait_ended(*, turn_id: str, timeout: float, interval: float = 0.05
         if message.status != ChatMessage.Status.IN_PROGRESS or time.monotonic() >= deadline:
             return message
         time.sleep(interval)
+
+
+def chat_turn_for_idempotency_key(*, account: Any, key: str) -> ChatMessage | None:
+    """The running streamed turn the account started with this Idempotency-Key, or None."""
+    return (
+        ChatMessage.objects.select_related("session")
+        .filter(
+            session__account=account,
+            role=ChatMessage.Role.ASSISTANT,
+            status=ChatMessage.Status.IN_PROGRESS,
+            idempotency_key=key,
+        )
+        .order_by("-created_at")
+        .first()
+    )

@@ -154,6 +154,7 @@ def chat_turn_start(
     sampling: dict[str, Any] | None = None,
     stop: list[str] | None = None,
     metadata: dict[str, str] | None = None,
+    idempotency_key: str = "",
 ) -> ChatTurnPlan:
     """Accept a turn: save its messages and hold its upper-bound price (see the module docstring).
 
@@ -225,6 +226,7 @@ def chat_turn_start(
         turn_id=turn_id,
         credits_reserved=credits,
         metadata=metadata or {},
+        idempotency_key=idempotency_key,
     )
     billing.credits_reserve(account=account, amount=credits, reference=chat_turn_reference(turn_id))
     sampling = sampling or {}

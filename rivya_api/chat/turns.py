@@ -139,13 +139,19 @@ class ChatTurn:
         self.task: asyncio.Task[None] | None = None
         self.mirror: asyncio.Task[None] | None = None
         self.cancel_requested = False
+        # The Idempotency-Key claim of a streamed turn: its outcome is stored when the turn ends.
+        self.idempotency_record: Any = None
 
     # -- control -------------------------------------------------------------------
 
-    def start(self) -> ChatTurn:
+    def start(self, *, idempotency_record: Any = None) -> ChatTurn:
+        self.idempotency_record = idempotency_record
         self.loop = asyncio.get_running_loop()
         self.task = self.loop.create_task(self._run(), name=f"chat-turn-{self.plan.turn_id}")
         streams.local_turns.add(self)
+        if self.idempotency_record is not None:
+            renewer = self.loop.create_task(self._renew_idempotency_lease())
+            self.task.add_done_callback(lambda _: renewer.cancel())
         if streams.redis_enabled():
             self.mirror = self.loop.create_task(streams.mirror_to_redis(self), name=f"chat-mirror-{self.plan.turn_id}")
             streams.ensure_cancel_listener()
@@ -207,6 +213,27 @@ class ChatTurn:
             "credits": int(getattr(self.message, "credits_charged", 0) or 0),
         }
 
+    def completion(self) -> dict[str, Any]:
+        """The turn as a ``chat.completion`` object (what a non-streaming request answers)."""
+        plan = self.plan
+        return {
+            "id": plan.turn_id,
+            "object": "chat.completion",
+            "created": plan.created,
+            "model": plan.model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage_body(),
+            "system_fingerprint": None,
+            "session_id": plan.session_id,
+        }
+
     def _emit_error(self, error: ChatProviderError) -> None:
         body = error_body(error.status, error.code, error.message)
         self.log.append(json.dumps(body, separators=(",", ":")))
@@ -255,8 +282,39 @@ class ChatTurn:
                 )
             )
         finally:
+            if self.idempotency_record is not None:
+                await self._store_outcome()
             self.log.close()
             streams.local_turns.ended(self)
+
+    async def _store_outcome(self) -> None:
+        """Store the turn's outcome under its Idempotency-Key, for retries to replay."""
+        from rivya_api.idempotency.services import idempotency_complete
+
+        if self.error is not None:
+            status = self.error.status
+            body = error_body(status, self.error.code, self.error.message)
+        else:
+            status, body = 200, self.completion()
+        headers = {"Content-Type": "application/json", "Rivya-Session-Id": self.plan.session_id}
+        try:
+            await db_call(
+                idempotency_complete,
+                record=self.idempotency_record,
+                status_code=status,
+                headers=headers,
+                body=json.dumps(body).encode(),
+            )
+        except Exception:
+            logger.exception("Could not store the outcome of chat turn %s for its Idempotency-Key", self.plan.turn_id)
+
+    async def _renew_idempotency_lease(self) -> None:
+        from rivya_api.idempotency.services import idempotency_renew
+
+        while True:
+            await asyncio.sleep(60)
+            if not await db_call(idempotency_renew, record=self.idempotency_record):
+                return
 
     async def _stop_early(self) -> None:
         """Save what was produced as an incomplete reply and charge for it."""
@@ -290,3 +348,40 @@ class ChatTurn:
         except Exception:
             logger.exception("Could not release the failed chat turn %s; its hold will expire", self.plan.turn_id)
         self._emit_error(error)
+
+
+def replay_events(completion: dict[str, Any]) -> list[TurnEvent]:
+    """The events of a stream that would have carried ``completion`` (an Idempotency-Key replay).
+
+    The whole reply comes in one content chunk; the finish, usage and ``[DONE]``
+    events follow as in a live stream.
+    """
+    base = {key: completion[key] for key in ("id", "created", "model", "system_fingerprint", "session_id")}
+    base["object"] = "chat.completion.chunk"
+    choice = completion["choices"][0]
+    content = choice["message"]["content"] or ""
+    chunks = [
+        {
+            **base,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": content},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+            "usage": None,
+        },
+    ]
+    if choice.get("finish_reason"):
+        chunks.append(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}],
+                "usage": None,
+            }
+        )
+    chunks.append({**base, "choices": [], "usage": completion["usage"]})
+    data = [json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) for chunk in chunks] + [DONE]
+    return [TurnEvent(id=index, data=item) for index, item in enumerate(data, start=1)]

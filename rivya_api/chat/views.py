@@ -46,12 +46,28 @@ from rivya_api.chat.serializers import (
     ChatSessionDetailOutputSerializer,
     ChatSessionOutputSerializer,
 )
-from rivya_api.chat.turns import KEEPALIVE, ChatTurn
+from rivya_api.chat.turns import KEEPALIVE, ChatTurn, replay_events
 from rivya_api.common.errors import ApiError, error_response
 from rivya_api.common.pagination import CursorPagination
 from rivya_api.common.schema import error_response as schema_error_response
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings
+from rivya_api.idempotency.http import (
+    REJECTED_BEFORE_EXECUTION,
+    REPLAYED_HEADER,
+    replay_response,
+    claim_refusal,
+    idempotency_key_from_request,
+    request_fingerprint,
+    stored_response_parts,
+)
+from rivya_api.idempotency.services import (
+    ClaimOutcome,
+    IdempotencyClaim,
+    idempotency_claim,
+    idempotency_complete,
+    idempotency_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,27 +80,6 @@ def _release_connections() -> None:
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
             connection.close()
-
-
-def completion_body(turn: ChatTurn) -> dict[str, Any]:
-    plan = turn.plan
-    return {
-        "id": plan.turn_id,
-        "object": "chat.completion",
-        "created": plan.created,
-        "model": plan.model_id,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": turn.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": turn.finish_reason,
-            }
-        ],
-        "usage": turn.usage_body(),
-        "system_fingerprint": None,
-        "session_id": plan.session_id,
-    }
 
 
 async def _run_turn(plan: services.ChatTurnPlan) -> ChatTurn:
@@ -174,7 +169,48 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
     def idempotency_enabled(self) -> bool:  # type: ignore[override]
         return not self.streaming
 
-    def accept_turn(self, request: Any) -> tuple[services.ChatTurnPlan, bool]:
+    def accept_stream(self, request: Any) -> tuple[str, Any]:
+        """Accept a streaming turn under its ``Idempotency-Key``, if it has one.
+
+        Returns ``("turn", (plan, record))`` for a new turn (``record`` is the
+        claim to complete when the turn ends, or None), ``("replay", record)``
+        for a key whose turn already ended, ``("attach", turn_id)`` for a key
+        whose turn is still running. Raises the 409/422 refusals and any error
+        of ``accept_turn``; an error stored under the key is replayed as stored.
+        """
+        key = idempotency_key_from_request(request)
+        if key is None:
+            return "turn", (self.accept_turn(request)[0], None)
+        claim = idempotency_claim(
+            account=self.account,
+            key=key,
+            fingerprint=request_fingerprint(request),
+            request_method=request.method,
+            request_path=request.path,
+        )
+        if claim.outcome is ClaimOutcome.REPLAY:
+            return "replay", claim.record
+        if claim.outcome is ClaimOutcome.IN_FLIGHT:
+            running = selectors.chat_turn_for_idempotency_key(account=self.account, key=key)
+            if running is not None:
+                return "attach", running
+            raise claim_refusal(claim)
+        if not claim.proceed:
+            raise claim_refusal(claim)
+        try:
+            plan, _ = self.accept_turn(request, idempotency_key=key)
+        except Exception as exc:
+            response = self.finalize_response(request, self.handle_exception(exc))
+            response.render()
+            if response.status_code in REJECTED_BEFORE_EXECUTION:
+                idempotency_release(record=claim.record)
+            else:
+                status, headers, body = stored_response_parts(response)
+                idempotency_complete(record=claim.record, status_code=status, headers=headers, body=body)
+            raise
+        return "turn", (plan, claim.record)
+
+    def accept_turn(self, request: Any, idempotency_key: str = "") -> tuple[services.ChatTurnPlan, bool]:
         """Validate the request and start its turn (reserving credits): (plan, stream)."""
         serializer = ChatCompletionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -203,6 +239,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
                 sampling=sampling,
                 stop=stop,
                 metadata=data.get("metadata") or {},
+                idempotency_key=idempotency_key,
             )
         except InsufficientCreditsError as exc:
             raise ApiError(
@@ -293,7 +330,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         turn = async_to_sync(_run_turn)(plan)
         if turn.error is not None:
             raise _provider_error(turn)
-        return Response(completion_body(turn), headers={SESSION_HEADER: plan.session_id})
+        return Response(turn.completion(), headers={SESSION_HEADER: plan.session_id})
 
 
 def _wants_stream(request: HttpRequest) -> bool:
@@ -361,12 +398,22 @@ def _sse_response(body: Any, session_id: str) -> StreamingHttpResponse:
 
 async def _stream_response(request: HttpRequest) -> HttpResponse:
     accepted, view, drf_request, refusal = await sync_to_async(_drf_prepare)(
-        ChatCompletionsView, request, {}, lambda view, drf_request: view.accept_turn(drf_request)[0], streaming=True
+        ChatCompletionsView, request, {}, lambda view, drf_request: view.accept_stream(drf_request), streaming=True
     )
     if refusal is not None:
         return refusal
-    plan: services.ChatTurnPlan = accepted
-    turn = ChatTurn(plan).start()
+    kind, payload = accepted
+    if kind == "replay":
+        return view.finalize_response(drf_request, _replay_stream(payload))
+    if kind == "attach":
+        attached = await _follow_turn_anywhere(payload.public_id, after=0, session_id=payload.session.public_id)
+        if attached is None:  # it ended meanwhile and is no longer buffered: the client retries into the replay
+            return error_response(
+                409, "idempotency_key_in_flight", "Retry after the Retry-After delay.", None, {"Retry-After": "1"}
+            )
+        return view.finalize_response(drf_request, attached)
+    plan, record = payload
+    turn = ChatTurn(plan).start(idempotency_record=record)
     # Start the response only once the model has said something (or failed), so a
     # model that fails first is a plain HTTP error the SDKs know how to handle.
     await turn.log.wait_for_change(float(api_settings.CHAT_KEEPALIVE_SECONDS))
@@ -439,6 +486,27 @@ class ChatSessionViewSet(AccountScopedMixin, mixins.ListModelMixin, mixins.Retri
         if session is None:
             raise ApiError(f"No chat session {self.kwargs['session_id']!r}.", code="session_not_found", status=404)
         return session
+
+
+def _replay_stream(record: Any) -> HttpResponse:
+    """An Idempotency-Key replay for a streaming request: the stored completion as events."""
+    if record.response_status != 200:  # the turn failed: its error, as stored
+        return replay_response(IdempotencyClaim(ClaimOutcome.REPLAY, record))
+    completion = json.loads(bytes(record.response_body))
+    body = (event.encode() for event in replay_events(completion))
+    response = _sse_response(body, completion["session_id"])
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+async def _follow_turn_anywhere(turn_id: str, *, after: int, session_id: str) -> HttpResponse | None:
+    """The SSE response following ``turn_id`` from this process or Redis; None if not buffered."""
+    turn = streams.local_turns.get(turn_id)
+    if turn is not None:
+        return _sse_response(_event_stream(turn, after=after), session_id)
+    if streams.redis_enabled() and await streams.redis_has_turn(turn_id):
+        return _sse_response(_redis_event_stream(turn_id, after=after), session_id)
+    return None
 
 
 # --- Resume and cancel -------------------------------------------------------------------
@@ -522,19 +590,15 @@ async def chat_session_stream(request: HttpRequest, session_id: str) -> HttpResp
     if refusal is not None:
         return refusal
     turn_id, after = located
-    turn = streams.local_turns.get(turn_id)
-    if turn is not None:
-        body = _event_stream(turn, after=after)
-    elif streams.redis_enabled() and await streams.redis_has_turn(turn_id):
-        body = _redis_event_stream(turn_id, after=after)
-    else:
+    response = await _follow_turn_anywhere(turn_id, after=after, session_id=session_id)
+    if response is None:
         return error_response(
             410,
             "stream_expired",
             f"The events of the latest turn of {session_id} are no longer buffered; "
             f"GET /api/v1/chat/sessions/{session_id} has its saved message.",
         )
-    return view.finalize_response(drf_request, _sse_response(body, session_id))
+    return view.finalize_response(drf_request, response)
 
 
 chat_session_stream.cls = ChatSessionStreamView  # type: ignore[attr-defined]
