@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve
+.PHONY: run test test-fast lint stress serve openapi
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@$(BIN)/python manage.py rivya_demo
-	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000
+	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
 
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)
@@ -32,3 +32,7 @@ lint: $(STAMP)
 ## Long concurrency repeats (RIVYA_STRESS_REPEATS, default 20)
 stress: $(STAMP)
 	RIVYA_STRESS_REPEATS=$${RIVYA_STRESS_REPEATS:-20} $(BIN)/pytest -m stress
+
+## Regenerate the committed OpenAPI snapshot after an intended change to the API
+openapi: $(STAMP)
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --format openapi-json --file tests/rivya_api/openapi.snapshot.json

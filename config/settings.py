@@ -9,6 +9,7 @@ With nothing set this is the embedded default: SQLite, no Redis, background
 work in the web process, an in-memory channel layer, DEBUG on.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -123,6 +124,25 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE: dict = {
     # Chat turns whose process died mid-turn: fail them and release their holds.
     "rivya-chat-stale-turns": {"task": "rivya_api.chat_turns_fail_stale", "schedule": 60},
+    # Queue webhook deliveries that are due and not carried by a broker message
+    # (long retries, or messages a Redis restart lost).
+    "rivya-webhooks-sweep": {"task": "rivya_webhooks.sweep", "schedule": 10.0},
+    # Delete webhook events past their retention (30 days).
+    "rivya-webhooks-cleanup": {"task": "rivya_webhooks.cleanup", "schedule": 3600.0},
+    # Deletes the bytes of expired (and deleted) files.
+    "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
+    # Re-queues generations the broker lost; fails or retries those whose worker died.
+    "rivya-generations-sweep": {"task": "rivya_api.generations_sweep", "schedule": 30},
+    # Holds whose lease lapsed (their worker died) give their credits back.
+    "rivya-billing-expire-lapsed-holds": {
+        "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
+        "schedule": timedelta(seconds=60),
+    },
+    # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
+    "rivya-idempotency-purge": {
+        "task": "rivya_api.idempotency.tasks.idempotency_records_purge_task",
+        "schedule": 60 * 60,
+    },
 }
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
@@ -174,11 +194,82 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 RIVYA_ACCOUNT_MODEL = "auth.User"
 
+# The model catalog (shape in rivya_api.catalog.spec, price rules in rivya_api.catalog.pricing).
+# A model is listed only where its provider class imports and, for upstream models, where
+# both variables named in "upstream" are set. Without "parameters" the schema comes from
+# the provider's parameters_schema(options).
+_SIZE_TIERS = {
+    "type": "tiered",
+    "parameters": ["width", "height"],
+    "tiers": [{"up_to": 512 * 512, "credits": 0}, {"up_to": 1024 * 1024, "credits": 2}, {"up_to": None, "credits": 4}],
+}
+RIVYA_MODELS = [
+    {
+        "id": "rivya-image-1",
+        "kind": "image",
+        "description": "Rivya's built-in image model: a picture derived from the prompt and seed, optionally shaped by a reference image. Runs locally; meant for development and integration tests.",
+        "provider": "rivya_api.generations.providers.local.LocalImageProvider",
+        "pricing": {"base": 2, "terms": [_SIZE_TIERS]},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-audio-1",
+        "kind": "audio",
+        "description": "Rivya's built-in speech model: reads the prompt aloud (espeak-ng when installed, else synthesized tones). Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalAudioProvider",
+        "pricing": {"base": 3},
+        "limits": {"timeout_seconds": 60},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-video-1",
+        "kind": "video",
+        "description": "Rivya's built-in video model: a short clip rendered from the prompt and seed. Runs locally; meant for development.",
+        "provider": "rivya_api.generations.providers.local.LocalVideoProvider",
+        "pricing": {"base": 3, "terms": [{"type": "per_unit", "parameter": "duration", "credits": 2}]},
+        "limits": {"timeout_seconds": 120},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-image-hd",
+        "kind": "image",
+        "description": "High-detail image generation served by Rivya's hosted image backend.",
+        "provider": "rivya_api.generations.providers.openai_images.OpenAIImagesProvider",
+        "options": {"upstream_model": env.str("RIVYA_UPSTREAM_IMAGES_MODEL", default="gpt-image-1")},
+        "upstream": {"base_url_env": "RIVYA_UPSTREAM_IMAGES_BASE_URL", "api_key_env": "RIVYA_UPSTREAM_IMAGES_API_KEY"},
+        "pricing": {"base": 0, "terms": [{"type": "per_unit", "parameter": "n", "credits": 8}]},
+        "limits": {"timeout_seconds": 180},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-chat-1",
+        "kind": "chat",
+        "description": "Rivya's built-in development chat model. It runs offline and does not understand language: it answers each turn with a short description of what it received (messages, prompt tokens, images), streamed token by token with exact token counts. For building and testing integrations, not for real conversations.",
+        "provider": "rivya_api.chat.providers.local.LocalChatProvider",
+        "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
+        "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-chat-plus",
+        "kind": "chat",
+        "description": "A general-purpose chat model served by Rivya's hosted chat backend.",
+        "provider": "rivya_api.chat.providers.openai_compatible.OpenAICompatibleChatProvider",
+        "options": {"model": env.str("RIVYA_CHAT_UPSTREAM_MODEL", default="gpt-4o-mini")},
+        "upstream": {"base_url_env": "RIVYA_CHAT_UPSTREAM_BASE_URL", "api_key_env": "RIVYA_CHAT_UPSTREAM_API_KEY"},
+        "pricing": {"input_per_1k_tokens": 2, "output_per_1k_tokens": 8},
+        "limits": {"timeout_seconds": 600, "context_window": 128000, "max_output_tokens": 4096},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+]
+
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
     # Chat stream events are buffered in Redis (for resume from any process) when there is one.
     "CHAT_STREAM_REDIS_URL": REDIS_URL,
+    "MODELS": RIVYA_MODELS,
 }
 RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {
@@ -213,6 +304,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Standard errors on every operation, no "default" responses, X-Request-Id documented.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "rivya_api.common.schema.postprocess_schema",
+        # Idempotency-Key header and its 400/409/422 on every idempotent POST, merged into the
+        # responses the views and the hook above already document.
+        "rivya_api.idempotency.schema.postprocess_idempotency",
+    ],
+    # Enum component names that say what they are (and never collide across resources).
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorTypeEnum": "rivya_api.common.schema.ERROR_TYPES",
+        "ModelKindEnum": "rivya_api.catalog.spec.KINDS",
+        "PriceTermTypeEnum": "rivya_api.catalog.serializers.PRICE_TERM_TYPES",
+        "FilePurposeEnum": "rivya_api.files.models.File.Purpose",
+        "FileUploadPurposeEnum": "rivya_api.files.services.UPLOAD_PURPOSE_VALUES",
+    },
 }
 
 # --- Logging --------------------------------------------------------------------
@@ -240,5 +347,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["stderr"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        # Replace Django's own console handler so its lines carry the request id too.
+        "django": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "django.server": {"level": "WARNING"},
+        "rivya.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
 }

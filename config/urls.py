@@ -1,4 +1,4 @@
-"""URLs of the reference project: the API, health probes, admin and account pages."""
+"""URLs of the reference project: the API, its documentation pages, health probes, admin and account pages."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,6 +7,7 @@ from rivya_api import health
 
 urlpatterns = [
     path("api/v1/", include("rivya_api.urls")),
+    path("docs/", include("rivya_api.guides.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),

@@ -8,4 +8,8 @@ class RivyaApiConfig(AppConfig):
 
     def ready(self) -> None:
         from rivya_api import checks  # noqa: F401  (registers system checks)
+        from rivya_api.catalog import checks as catalog_checks  # noqa: F401
+        from rivya_api.generations.events import register_generation_event_types
         from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+
+        register_generation_event_types()

@@ -83,6 +83,9 @@ def _interval_seconds(schedule: Any) -> float:
 def start_periodic_runner(app: Celery, stop: threading.Event | None = None) -> threading.Thread:
     """Queue every ``beat_schedule`` entry at its interval, in a daemon thread of this process."""
     stop = stop or threading.Event()
+    # Import every app's tasks module (Celery's autodiscovery), as beat does: a task that
+    # is only ever queued by the schedule is otherwise never imported in the web process.
+    app.loader.import_default_modules()
     entries = [
         (name, entry["task"], _interval_seconds(entry["schedule"]))
         for name, entry in (app.conf.beat_schedule or {}).items()

@@ -6,6 +6,7 @@ Read ``api_settings.X`` inside functions, never at import time, so that
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rivya_billing.conf import AppSettings
@@ -42,8 +43,59 @@ DEFAULTS: dict[str, Any] = {
     "CHAT_STREAM_RETENTION_SECONDS": 300,
     # Chat streams: Redis URL for the event buffer and cross-process cancel ("" = this process only).
     "CHAT_STREAM_REDIS_URL": "",
+    # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec). The
+    # reference project declares its local models in config/settings.py.
+    "MODELS": [],
+    # --- Files (rivya_api.files) ---
+    # Alias in Django's STORAGES holding file bytes: point it at any django-storages backend.
+    "FILE_STORAGE": "default",
+    # Folder (key prefix) inside that storage.
+    "FILE_STORAGE_PREFIX": "rivya/files",
+    # Largest accepted file per kind, in bytes (413 above). Keys left out keep these defaults.
+    # Uploads are also bounded by MAX_REQUEST_BYTES for the whole request.
+    "FILE_MAX_BYTES": {"image": 20 * 1024 * 1024, "audio": 25 * 1024 * 1024, "video": 60 * 1024 * 1024},
+    # Images over this many pixels per frame are refused before decoding (decompression bombs).
+    "FILE_IMAGE_MAX_PIXELS": 40_000_000,
+    # Animated images: at most this many frames, and this many pixels over all frames.
+    "FILE_IMAGE_MAX_FRAMES": 500,
+    "FILE_IMAGE_MAX_TOTAL_PIXELS": 200_000_000,
+    # Audio/video: frames decoded to prove the stream decodes (the whole container is demuxed).
+    "FILE_AV_DECODE_FRAMES": 8,
+    # Which kinds each purpose accepts. generation_output is for outputs stored by the API itself.
+    "FILE_PURPOSE_KINDS": {
+        "reference": ["image", "audio", "video"],
+        "chat_attachment": ["image"],
+        "generation_output": ["image", "audio", "video"],
+    },
+    # Seconds a file is kept, per purpose; then the periodic sweep deletes its bytes.
+    "FILE_RETENTION_SECONDS": {
+        "reference": 30 * 86400,
+        "chat_attachment": 30 * 86400,
+        "generation_output": 7 * 86400,
+    },
+    # Lifetime of a signed download URL (never beyond the file's own expiry).
+    "FILE_URL_TTL_SECONDS": 3600,
+    # Generations: how long a task and its outputs are kept, how long its hold
+    # may wait in the queue, and how a dead worker or a lost message is noticed.
+    "GENERATION_RETENTION": timedelta(days=7),
+    "GENERATION_QUEUE_LEASE": timedelta(hours=1),
+    "GENERATION_RUN_LEASE": timedelta(minutes=10),
+    "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
+    "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
+    "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
+    # Idempotency-Key (rivya_api.idempotency): how long a key's outcome is kept and
+    # replayed, counted from the first request; expired records are purged hourly.
+    "IDEMPOTENCY_RETENTION_SECONDS": 24 * 60 * 60,
+    # How long a running request's claim on its key holds. A process that dies
+    # mid-request leaves the key claimable again after this; it must exceed the
+    # longest request, and long work renews it (services.idempotency_renew).
+    "IDEMPOTENCY_LEASE_SECONDS": 300,
+    # Retry-After (seconds) sent with 409 idempotency_key_in_flight.
+    "IDEMPOTENCY_RETRY_AFTER_SECONDS": 1,
+    # Response headers stored with the outcome and sent again on a replay.
+    "IDEMPOTENCY_REPLAYED_HEADERS": ["Content-Type", "Location", "Rivya-Session-Id"],
 }
 
 IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES")

@@ -83,6 +83,23 @@ def account_model_label() -> str:
     return getattr(settings, "RIVYA_ACCOUNT_MODEL", None) or settings.AUTH_USER_MODEL
 
 
-DEFAULTS: dict[str, Any] = {}
+DEFAULTS: dict[str, Any] = {
+    # The name of the wallet's unit, shown next to every amount (amounts are integers of it).
+    "UNIT": "credits",
+    # Lease a new hold gets at reservation: long enough to cover the time the work may wait in
+    # a queue, since a busy worker is not a dead one. Running work renews it.
+    "HOLD_LEASE_SECONDS": 60 * 60,
+    # Lease a renewal extends to, counted from the renewal (``credits_hold_renew``).
+    "HOLD_RENEW_SECONDS": 10 * 60,
+    # Usage reported above a hold at settle time:
+    #   "cap"       - charge the hold only; the difference is booked as a zero-effect ``waive`` line.
+    #   "available" - also charge the difference from the available balance (an ``overrun`` line),
+    #                 up to what is available; whatever is still uncovered is booked as ``waive``.
+    "OVERRUN_POLICY": "cap",
+    # Most lapsed holds one sweep expires (the sweeper runs again on its beat interval).
+    "EXPIRE_BATCH_SIZE": 500,
+    # Window of the "recent activity" totals shown next to a wallet's balance.
+    "ACTIVITY_WINDOW_DAYS": 30,
+}
 
 billing_settings = AppSettings("RIVYA_BILLING", DEFAULTS)

@@ -1,1 +1,299 @@
-"""Models of rivya_billing."""
+"""Models of rivya_billing: one wallet per account, its append-only ledger, and holds.
+
+Invariants, enforced by the database where a constraint can say them:
+
+- ``Wallet``: ``held >= 0`` and ``balance >= held`` (so ``available >= 0``).
+  ``balance`` and ``held`` are running totals of the wallet's ledger entries,
+  and ``last_sequence`` is the sequence number of its newest entry; the three
+  only change in the same transaction as the entries that explain them.
+- ``LedgerEntry``: append-only (on PostgreSQL a trigger refuses UPDATE and
+  DELETE, see migration 0002). Each type has a fixed effect on balance and held
+  (a check constraint ties ``balance_delta``/``held_delta`` to ``type`` and
+  ``amount``), sequences are unique per wallet, and a grant, adjust or refund
+  reference can be used once per wallet.
+- ``Hold``: pending → settled | released | expired, once; one per reference
+  per wallet; at most one reserve, settle, release, expire, overrun and waive
+  line per hold; refunds never exceed what the hold charged.
+
+Amounts are integers in the wallet's unit (``RIVYA_BILLING["UNIT"]``); there are
+no floats anywhere in these tables. The account is whatever model
+``RIVYA_ACCOUNT_MODEL`` names, and deleting it never cascades into the ledger.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from rivya_billing.conf import account_model_label
+
+__all__ = ["Hold", "HoldState", "LedgerEntry", "LedgerImmutableError", "Wallet", "EntryType"]
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _public_id(prefix: str) -> str:
+    # Same shape as rivya_api.ids.public_id; billing must not import rivya_api.
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+def new_hold_id() -> str:
+    return _public_id("hold")
+
+
+def new_entry_id() -> str:
+    return _public_id("le")
+
+
+class Wallet(models.Model):
+    """The account's credits: ``balance`` owned, ``held`` reserved by open holds."""
+
+    account = models.OneToOneField(
+        account_model_label(), on_delete=models.PROTECT, related_name="rivya_wallet", verbose_name="account"
+    )
+    balance = models.BigIntegerField(default=0, help_text="Credits owned (sum of the ledger's balance changes).")
+    held = models.BigIntegerField(default=0, help_text="Credits reserved by pending holds.")
+    last_sequence = models.BigIntegerField(default=0, help_text="Sequence number of the newest ledger entry.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(held__gte=0), name="rivya_billing_wallet_held_gte_0"),
+            models.CheckConstraint(condition=Q(balance__gte=F("held")), name="rivya_billing_wallet_available_gte_0"),
+            models.CheckConstraint(condition=Q(last_sequence__gte=0), name="rivya_billing_wallet_sequence_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet of {self.account}"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class HoldState(models.TextChoices):
+    PENDING = "pending", "pending"
+    SETTLED = "settled", "settled"
+    RELEASED = "released", "released"
+    EXPIRED = "expired", "expired"
+
+
+class Hold(models.Model):
+    """A reservation of credits for one piece of work, resolved exactly once.
+
+    ``lease_expires_at`` is the lease: the sweeper expires a pending hold whose
+    lease lapsed, and a settle or renewal after that is refused as stale.
+    ``lease_token`` is the fencing counter: each claim of the hold by a worker
+    increments it, so a superseded worker's calls can be told apart.
+    """
+
+    public_id = models.CharField(max_length=40, default=new_hold_id, editable=False)
+    # Indexed by the (wallet, reference) unique constraint; a second index would only slow inserts.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds", db_index=False)
+    reference = models.CharField(max_length=255, help_text="What the hold is for: a task id, a chat message id …")
+    amount = models.BigIntegerField(help_text="Credits held.")
+    state = models.CharField(max_length=10, choices=HoldState.choices, default=HoldState.PENDING)
+    usage = models.BigIntegerField(null=True, blank=True, help_text="Usage reported at settle time.")
+    captured = models.BigIntegerField(default=0, help_text="Charged from the hold at settle time.")
+    overrun = models.BigIntegerField(default=0, help_text="Charged above the hold (OVERRUN_POLICY 'available').")
+    waived = models.BigIntegerField(default=0, help_text="Usage above the hold that was not charged.")
+    refunded = models.BigIntegerField(default=0, help_text="Refunded of what was charged.")
+    lease_expires_at = models.DateTimeField()
+    lease_token = models.PositiveIntegerField(default=0)
+    actor = models.CharField(max_length=200, blank=True, help_text="Key or user that reserved (opaque).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # A UniqueConstraint rather than unique=True: same guarantee without PostgreSQL's extra
+            # ``varchar_pattern_ops`` index, which the reserve path would maintain for nothing.
+            models.UniqueConstraint(fields=["public_id"], name="rivya_billing_hold_unique_public_id"),
+            models.UniqueConstraint(fields=["wallet", "reference"], name="rivya_billing_hold_unique_reference"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="rivya_billing_hold_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(captured__gte=0, captured__lte=F("amount"), overrun__gte=0, waived__gte=0),
+                name="rivya_billing_hold_charges_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded__gte=0, refunded__lte=F("captured") + F("overrun")),
+                name="rivya_billing_hold_refund_lte_charge",
+            ),
+            models.CheckConstraint(
+                condition=Q(state="settled", usage__isnull=False, resolved_at__isnull=False)
+                | Q(
+                    state__in=["pending", "released", "expired"],
+                    usage__isnull=True,
+                    captured=0,
+                    overrun=0,
+                    waived=0,
+                    refunded=0,
+                )
+                & (
+                    Q(state="pending", resolved_at__isnull=True)
+                    | Q(state__in=["released", "expired"], resolved_at__isnull=False)
+                ),
+                name="rivya_billing_hold_state_fields",
+            ),
+        ]
+        indexes = [
+            # The sweeper's query: pending holds by lease expiry.
+            models.Index(fields=["lease_expires_at"], condition=Q(state="pending"), name="rivya_hold_pending_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.state}, {self.amount})"
+
+    @property
+    def charged(self) -> int:
+        """Credits this hold took from the balance (before refunds)."""
+        return self.captured + self.overrun
+
+    @property
+    def released(self) -> int:
+        """Credits of the hold returned to ``available`` without being charged."""
+        return self.amount - self.captured if self.state != HoldState.PENDING else 0
+
+
+class EntryType(models.TextChoices):
+    GRANT = "grant", "grant"  # balance +amount
+    RESERVE = "reserve", "reserve"  # held +amount
+    SETTLE = "settle", "settle"  # balance -amount, held -amount (captured from a hold)
+    RELEASE = "release", "release"  # held -amount (returned uncaptured)
+    EXPIRE = "expire", "expire"  # held -amount (the lease lapsed)
+    OVERRUN = "overrun", "overrun"  # balance -amount (usage above the hold, charged from available)
+    WAIVE = "waive", "waive"  # no effect: usage above the hold that was not charged
+    REFUND = "refund", "refund"  # balance +amount (returns credits that were captured)
+    ADJUST = "adjust", "adjust"  # balance ±amount (an admin correction)
+
+
+# Types whose reference is the operation's own idempotency key, unique per wallet.
+KEYED_TYPES = (EntryType.GRANT, EntryType.ADJUST, EntryType.REFUND)
+# Types of which a hold has at most one line.
+HOLD_LINE_TYPES = (
+    EntryType.RESERVE,
+    EntryType.SETTLE,
+    EntryType.RELEASE,
+    EntryType.EXPIRE,
+    EntryType.OVERRUN,
+    EntryType.WAIVE,
+)
+
+# Effect of each type on (balance, held), as multiples of ``amount``. ``adjust`` is ±1.
+EFFECTS: dict[str, tuple[int, int]] = {
+    EntryType.GRANT: (1, 0),
+    EntryType.RESERVE: (0, 1),
+    EntryType.SETTLE: (-1, -1),
+    EntryType.RELEASE: (0, -1),
+    EntryType.EXPIRE: (0, -1),
+    EntryType.OVERRUN: (-1, 0),
+    EntryType.WAIVE: (0, 0),
+    EntryType.REFUND: (1, 0),
+}
+
+
+def _effect_condition() -> Q:
+    amount = F("amount")
+    times = {1: amount, -1: -amount, 0: 0}
+    by_type = [
+        Q(type=entry_type, balance_delta=times[b], held_delta=times[h]) for entry_type, (b, h) in EFFECTS.items()
+    ]
+    by_type.append(Q(type=EntryType.ADJUST, held_delta=0) & (Q(balance_delta=amount) | Q(balance_delta=-amount)))
+    condition = by_type[0]
+    for q in by_type[1:]:
+        condition |= q
+    return condition
+
+
+class LedgerImmutableError(Exception):
+    """Raised by the ORM on an attempt to change or delete a posted ledger entry."""
+
+
+class LedgerEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise LedgerImmutableError("Ledger entries are append-only; post a correcting entry instead.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise LedgerImmutableError("Ledger entries are append-only; post a correcting entry instead.")
+
+
+class LedgerEntry(models.Model):
+    """One change of a wallet, with the wallet's balance and held right after it.
+
+    Append-only: corrections are new entries (``refund``, ``adjust``). Rows are
+    written only by ``rivya_billing.services``, under the wallet's row lock, so
+    ``sequence`` runs 1, 2, 3 … per wallet without gaps.
+    """
+
+    public_id = models.CharField(max_length=40, default=new_entry_id, editable=False)
+    # Indexed by the (wallet, sequence) unique constraint.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    sequence = models.BigIntegerField()
+    type = models.CharField(max_length=10, choices=EntryType.choices)
+    amount = models.BigIntegerField(help_text="Size of the entry; its sign is in the deltas.")
+    balance_delta = models.BigIntegerField()
+    held_delta = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    held_after = models.BigIntegerField()
+    reference = models.CharField(max_length=255)
+    # Unindexed on purpose: holds are never deleted, and a hold's lines are found by reference.
+    hold = models.ForeignKey(
+        Hold, on_delete=models.PROTECT, null=True, blank=True, related_name="entries", db_index=False
+    )
+    actor = models.CharField(max_length=200, blank=True, help_text="Key or user that caused the entry (opaque).")
+    description = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = LedgerEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="rivya_billing_entry_unique_public_id"),
+            models.UniqueConstraint(fields=["wallet", "sequence"], name="rivya_billing_entry_unique_sequence"),
+            models.UniqueConstraint(
+                fields=["wallet", "type", "reference"],
+                condition=Q(type__in=[t.value for t in KEYED_TYPES]),
+                name="rivya_billing_entry_unique_keyed_reference",
+            ),
+            models.UniqueConstraint(
+                fields=["hold", "type"],
+                condition=Q(type__in=[t.value for t in HOLD_LINE_TYPES]),
+                name="rivya_billing_entry_one_line_per_hold",
+            ),
+            models.CheckConstraint(condition=Q(sequence__gte=1), name="rivya_billing_entry_sequence_gte_1"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="rivya_billing_entry_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(held_after__gte=0, balance_after__gte=F("held_after")),
+                name="rivya_billing_entry_after_in_range",
+            ),
+            models.CheckConstraint(condition=_effect_condition(), name="rivya_billing_entry_effect_by_type"),
+            models.CheckConstraint(
+                condition=Q(type__in=[EntryType.GRANT.value, EntryType.ADJUST.value]) | Q(hold__isnull=False),
+                name="rivya_billing_entry_hold_lines_have_hold",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["wallet", "created_at", "id"], name="rivya_entry_listing"),
+            models.Index(fields=["wallet", "reference"], name="rivya_entry_reference"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} #{self.sequence} {self.type} {self.amount}"
+
+    @property
+    def available_after(self) -> int:
+        return self.balance_after - self.held_after
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise LedgerImmutableError("Ledger entries are append-only; post a correcting entry instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise LedgerImmutableError("Ledger entries are append-only; post a correcting entry instead.")

@@ -9,7 +9,7 @@ import pytest
 from tests import factories
 from tests.services import require_services
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.rivya_api.catalog_fixtures", "tests.rivya_api.files_fixtures"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -99,3 +99,14 @@ def api_client(account: Any, api_key: tuple[Any, str]):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     client.api_key, client.secret = key, secret
     return client
+
+
+@pytest.fixture
+def in_process_executor():
+    """Force the broker-less mode (background work in this process) even when this run has REDIS_URL."""
+    from config.celery import app
+
+    previous = app.conf.get("rivya_in_process")
+    app.conf.rivya_in_process = True
+    yield
+    app.conf.rivya_in_process = previous

@@ -14,8 +14,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.services import NewMessage
+from rivya_api.common.schema import constant_field
 
 ROLES = ("system", "developer", "user", "assistant")
 IMAGE_DETAILS = ("auto", "low", "high")
@@ -44,6 +45,16 @@ IMAGE_PART_SCHEMA = {
         },
     },
 }
+
+
+@extend_schema_field({"type": "null", "description": "Always null: log probabilities are not available."})
+class NullField(serializers.Field):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> None:
+        return None
 
 
 def _unsupported(name: str, why: str = "") -> serializers.ValidationError:
@@ -268,7 +279,7 @@ class ChatUsageSerializer(serializers.Serializer):
 
 
 class ChatCompletionMessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=["assistant"])
+    role = constant_field("assistant")
     content = serializers.CharField(allow_null=True)
     refusal = serializers.CharField(allow_null=True)
 
@@ -276,13 +287,13 @@ class ChatCompletionMessageSerializer(serializers.Serializer):
 class ChatCompletionChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     message = ChatCompletionMessageSerializer()
-    logprobs = serializers.JSONField(allow_null=True)
+    logprobs = NullField()
     finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter"])
 
 
 class ChatCompletionSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="The turn's id: the assistant message's id (`msg_…`).")
-    object = serializers.ChoiceField(choices=["chat.completion"])
+    object = constant_field("chat.completion")
     created = serializers.IntegerField(help_text="Unix seconds.")
     model = serializers.CharField()
     choices = ChatCompletionChoiceSerializer(many=True)
@@ -291,34 +302,9 @@ class ChatCompletionSerializer(serializers.Serializer):
     session_id = serializers.CharField(help_text="The session this turn belongs to (Rivya extension).")
 
 
-class ChatCompletionChunkDeltaSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=["assistant"], required=False)
-    content = serializers.CharField(required=False, allow_null=True)
-
-
-class ChatCompletionChunkChoiceSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    delta = ChatCompletionChunkDeltaSerializer()
-    logprobs = serializers.JSONField(allow_null=True)
-    finish_reason = serializers.ChoiceField(choices=["stop", "length", "content_filter"], allow_null=True)
-
-
-class ChatCompletionChunkSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    object = serializers.ChoiceField(choices=["chat.completion.chunk"])
-    created = serializers.IntegerField()
-    model = serializers.CharField()
-    system_fingerprint = serializers.CharField(allow_null=True)
-    choices = ChatCompletionChunkChoiceSerializer(
-        many=True, help_text="Empty (never null) in the last chunk, which carries `usage`."
-    )
-    usage = ChatUsageSerializer(allow_null=True, help_text="Null except in the last chunk.")
-    session_id = serializers.CharField()
-
-
 class ChatSessionOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id")
-    object = serializers.SerializerMethodField()
+    object = constant_field("chat.session")
     title = serializers.CharField()
     model = serializers.CharField()
     message_count = serializers.IntegerField()
@@ -326,12 +312,9 @@ class ChatSessionOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
-    def get_object(self, obj: ChatSession) -> str:
-        return "chat.session"
-
 
 class ChatAttachmentOutputSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["image"])
+    type = constant_field("image")
     file_id = serializers.CharField()
 
 
@@ -344,7 +327,7 @@ class ChatMessageUsageSerializer(serializers.Serializer):
 
 class ChatMessageOutputSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id")
-    object = serializers.SerializerMethodField()
+    object = constant_field("chat.message")
     role = serializers.ChoiceField(choices=ROLES)
     content = serializers.CharField()
     attachments = serializers.SerializerMethodField()
@@ -354,9 +337,6 @@ class ChatMessageOutputSerializer(serializers.Serializer):
     credits_reserved = serializers.SerializerMethodField()
     error_code = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
-
-    def get_object(self, obj: ChatMessage) -> str:
-        return "chat.message"
 
     @extend_schema_field(ChatAttachmentOutputSerializer(many=True))
     def get_attachments(self, obj: ChatMessage) -> list[dict[str, str]]:

@@ -35,7 +35,6 @@ from django.utils import timezone
 
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
 from rivya_api.chat.exceptions import (
-    ChatAttachmentError,
     ChatContextLengthError,
     ChatError,
     ChatSessionBusyError,
@@ -44,6 +43,7 @@ from rivya_api.chat.exceptions import (
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.chat.providers.base import ChatProvider, ChatRequest, ChatUsage
 from rivya_api.conf import api_settings
+from rivya_api.files.selectors import file_get_usable, file_open
 from rivya_api.ids import public_id
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError
@@ -88,21 +88,15 @@ def chat_turn_reference(turn_id: str) -> str:
 
 
 def _image_data_url(*, account: Any, file_id: str, param: str) -> str:
-    """The Files API image ``file_id`` of ``account`` as an inline ``data:`` URL."""
-    from rivya_api.files.selectors import file_get_for_account  # the files resource is optional at import
+    """The account's Files API image ``file_id`` as an inline ``data:`` URL.
 
-    try:
-        file = file_get_for_account(account=account, file_id=file_id)
-    except Exception as exc:  # not found, deleted, expired: the same answer for every case
-        if exc.__class__.__name__.endswith("NotFoundError") or exc.__class__.__name__ == "DoesNotExist":
-            raise ChatAttachmentError(f"No file {file_id!r}.", param=param) from None
-        raise
-    content_type = getattr(file, "content_type", "") or ""
-    if not content_type.startswith("image/"):
-        raise ChatAttachmentError(f"File {file_id!r} is not an image ({content_type}).", param=param)
-    with file.file.open("rb") as handle:
+    Raises the Files errors (404 no such file, 400 deleted/expired or not an
+    image) with ``param`` naming the content part.
+    """
+    file = file_get_usable(account=account, file_id=file_id, kinds=["image"], param=param)
+    with file_open(file) as handle:
         payload = base64.b64encode(handle.read()).decode("ascii")
-    return f"data:{content_type};base64,{payload}"
+    return f"data:{file.content_type};base64,{payload}"
 
 
 def _provider_message(*, account: Any, role: str, text: str, images: list[dict[str, str]], param: str) -> dict:

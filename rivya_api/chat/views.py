@@ -28,14 +28,12 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from rest_framework import viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rivya_billing.exceptions import InsufficientCreditsError
 
 from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import selectors, services, streams
@@ -46,18 +44,18 @@ from rivya_api.chat.serializers import (
     ChatSessionDetailOutputSerializer,
     ChatSessionOutputSerializer,
 )
-from rivya_api.chat.turns import KEEPALIVE, ChatTurn, replay_events
+from rivya_api.chat.turns import KEEPALIVE, ChatTurn, db_call, release_connections, replay_events
 from rivya_api.common.errors import ApiError, error_response
-from rivya_api.common.pagination import CursorPagination
-from rivya_api.common.schema import error_response as schema_error_response
+from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.schema import PAGINATION_PARAMETERS, error_responses, list_of
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.http import (
     REJECTED_BEFORE_EXECUTION,
     REPLAYED_HEADER,
-    replay_response,
     claim_refusal,
     idempotency_key_from_request,
+    replay_response,
     request_fingerprint,
     stored_response_parts,
 )
@@ -68,18 +66,11 @@ from rivya_api.idempotency.services import (
     idempotency_complete,
     idempotency_release,
 )
+from rivya_billing.exceptions import InsufficientCreditsError
 
 logger = logging.getLogger(__name__)
 
 SESSION_HEADER = "Rivya-Session-Id"
-
-
-def _release_connections() -> None:
-    """Give back this thread's database connections (outside transactions) before a long wait."""
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
-            connection.close()
 
 
 async def _run_turn(plan: services.ChatTurnPlan) -> ChatTurn:
@@ -96,21 +87,43 @@ def _provider_error(turn: ChatTurn) -> ApiError:
 
 # --- OpenAPI: the event stream, the OpenAPI 3.1 way ------------------------------------
 
-ERROR_EVENT_SCHEMA = {
+# The chunk, written out: the event stream's schema embeds it (a $ref to a serializer
+# component would dangle, since no operation returns a bare chunk).
+CHUNK_SCHEMA = {
+    "title": "ChatCompletionChunk",
     "type": "object",
-    "required": ["error"],
+    "required": ["id", "object", "created", "model", "choices", "usage", "session_id"],
     "properties": {
-        "error": {
-            "type": "object",
-            "required": ["type", "code", "message"],
-            "properties": {
-                "type": {"type": "string"},
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "request_id": {"type": ["string", "null"]},
+        "id": {"type": "string", "description": "The turn's id (`msg_…`), the same on every chunk."},
+        "object": {"type": "string", "const": "chat.completion.chunk"},
+        "created": {"type": "integer", "description": "Unix seconds, the same on every chunk."},
+        "model": {"type": "string"},
+        "system_fingerprint": {"type": ["string", "null"]},
+        "choices": {
+            "type": "array",
+            "description": "One choice; empty (never null) in the last chunk, which carries `usage`.",
+            "items": {
+                "type": "object",
+                "required": ["index", "delta", "finish_reason"],
+                "properties": {
+                    "index": {"type": "integer"},
+                    "delta": {
+                        "type": "object",
+                        "properties": {
+                            "role": {"type": "string", "const": "assistant"},
+                            "content": {"type": ["string", "null"]},
+                        },
+                    },
+                    "logprobs": {"type": "null"},
+                    "finish_reason": {"type": ["string", "null"], "enum": ["stop", "length", "content_filter", None]},
+                },
             },
-        }
+        },
+        "usage": {
+            "description": "Null except in the last chunk.",
+            "oneOf": [{"$ref": "#/components/schemas/ChatUsage"}, {"type": "null"}],
+        },
+        "session_id": {"type": "string"},
     },
 }
 
@@ -131,13 +144,10 @@ EVENT_STREAM_SCHEMA = {
             "id": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "Increasing integer within the turn."},
             "data": {
                 "type": "string",
-                "oneOf": [
+                "anyOf": [
                     {"const": "[DONE]"},
-                    {
-                        "contentMediaType": "application/json",
-                        "contentSchema": {"$ref": "#/components/schemas/ChatCompletionChunk"},
-                    },
-                    {"contentMediaType": "application/json", "contentSchema": ERROR_EVENT_SCHEMA},
+                    {"contentMediaType": "application/json", "contentSchema": CHUNK_SCHEMA},
+                    {"contentMediaType": "application/json", "contentSchema": {"$ref": "#/components/schemas/Error"}},
                 ],
             },
         },
@@ -153,9 +163,6 @@ STREAM_EXAMPLE = (
     '"credits":1},…}\n\n'
     "id: 4\ndata: [DONE]\n\n"
 )
-
-
-_error = schema_error_response
 
 
 class ChatCompletionsView(AccountScopedMixin, APIView):
@@ -276,19 +283,58 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
                 description="The completion as server-sent events (`stream: true`).",
                 examples=[OpenApiExample("stream", value=STREAM_EXAMPLE, media_type="text/event-stream")],
             ),
-            400: _error("Invalid or unsupported parameter (named in `param`), or the prompt is too long."),
-            401: _error("Missing, invalid, revoked or expired API key."),
-            402: _error("`insufficient_credits`: the wallet cannot hold the turn's upper-bound price."),
-            404: _error("Unknown model, or no such session for this account."),
-            409: _error("The session has a turn in progress, or the Idempotency-Key is in use."),
-            413: _error("The request body is too large."),
-            415: _error("The body is not JSON."),
-            422: _error("The Idempotency-Key was used with a different request."),
-            429: _error("Rate limit exceeded (see Retry-After)."),
-            500: _error("Internal error."),
-            502: _error("The model failed before answering (nothing is charged)."),
-            503: _error("The model is overloaded (see Retry-After; nothing is charged)."),
-            504: _error("The model took too long (nothing is charged)."),
+            **error_responses(
+                400,
+                402,
+                404,
+                409,
+                413,
+                415,
+                422,
+                502,
+                503,
+                504,
+                codes={
+                    400: [
+                        ("unsupported_parameter", "tools is not supported (tool calling is not available).", "tools"),
+                        (
+                            "invalid_image_source",
+                            "Images are attached by Files API id …",
+                            "messages[0].content[1].image_url.url",
+                        ),
+                        ("context_length_exceeded", "The prompt is 5000 tokens; …", "messages"),
+                        ("model_rejected_request", "The model rejected the request.", None),
+                    ],
+                    402: [("insufficient_credits", "This turn needs up to 3 credits …; 1 are available.", None)],
+                    404: [
+                        ("model_not_found", "No model 'x'. GET /api/v1/models lists the available models.", "model"),
+                        ("session_not_found", "No chat session 'chat_…'.", "session_id"),
+                    ],
+                    409: [
+                        ("session_busy", "Session chat_… has a turn in progress; …", "session_id"),
+                        (
+                            "idempotency_key_in_flight",
+                            "A request with this Idempotency-Key is still being processed; …",
+                            None,
+                        ),
+                    ],
+                    502: [
+                        ("model_unavailable", "The model is unavailable right now; try again shortly.", None),
+                        ("model_error", "The model failed while answering; try again.", None),
+                    ],
+                    503: [("model_overloaded", "The model is busy; retry after the Retry-After delay.", None)],
+                    504: [("model_timeout", "The model took too long to answer; try again.", None)],
+                },
+                descriptions={
+                    400: "Invalid or unsupported parameter (named in `param`), or the prompt is too long.",
+                    402: "`insufficient_credits`: the wallet cannot hold the turn's upper-bound price.",
+                    404: "Unknown model, or no such session for this account.",
+                    409: "The session has a turn in progress, or the Idempotency-Key is in use.",
+                    502: "The model failed before answering; nothing is charged.",
+                    503: "The model is overloaded (see Retry-After); nothing is charged.",
+                    504: "The model took too long; nothing is charged.",
+                },
+            ),
         },
         parameters=[
             OpenApiParameter(
@@ -326,7 +372,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
     def post(self, request: Any) -> Response:
         plan, _ = self.accept_turn(request)
         # The model may take a while: hold no database connection meanwhile.
-        _release_connections()
+        release_connections()
         turn = async_to_sync(_run_turn)(plan)
         if turn.error is not None:
             raise _provider_error(turn)
@@ -365,7 +411,7 @@ def _drf_prepare(view_class: type, request: HttpRequest, kwargs: dict[str, Any],
         response.render()
         return None, view, drf_request, response
     finally:
-        _release_connections()
+        release_connections()
 
 
 async def _event_stream(turn: ChatTurn, *, after: int = 0) -> Any:
@@ -397,8 +443,13 @@ def _sse_response(body: Any, session_id: str) -> StreamingHttpResponse:
 
 
 async def _stream_response(request: HttpRequest) -> HttpResponse:
-    accepted, view, drf_request, refusal = await sync_to_async(_drf_prepare)(
-        ChatCompletionsView, request, {}, lambda view, drf_request: view.accept_stream(drf_request), streaming=True
+    accepted, view, drf_request, refusal = await db_call(
+        _drf_prepare,
+        ChatCompletionsView,
+        request,
+        {},
+        lambda view, drf_request: view.accept_stream(drf_request),
+        streaming=True,
     )
     if refusal is not None:
         return refusal
@@ -445,11 +496,10 @@ chat_completions.initkwargs = {}  # type: ignore[attr-defined]
         summary="List chat sessions",
         description="The account's chat sessions created through the API, newest first.",
         tags=["chat"],
+        parameters=PAGINATION_PARAMETERS,
         responses={
-            200: ChatSessionOutputSerializer(many=True),
-            400: _error("Invalid `limit` or `after`."),
-            401: _error("Missing, invalid, revoked or expired API key."),
-            429: _error("Rate limit exceeded (see Retry-After)."),
+            200: list_of(ChatSessionOutputSerializer),
+            **error_responses(400),
         },
     ),
     retrieve=extend_schema(
@@ -462,30 +512,23 @@ chat_completions.initkwargs = {}  # type: ignore[attr-defined]
         tags=["chat"],
         responses={
             200: ChatSessionDetailOutputSerializer,
-            401: _error("Missing, invalid, revoked or expired API key."),
-            404: _error("No such session for this account."),
-            429: _error("Rate limit exceeded (see Retry-After)."),
+            **error_responses(404, codes={404: [("session_not_found", "No chat session 'chat_…'.", None)]}),
         },
     ),
 )
-class ChatSessionViewSet(AccountScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ChatSessionViewSet(AccountScopedMixin, viewsets.ViewSet):
     """``GET /chat/sessions`` and ``GET /chat/sessions/{session_id}``."""
 
-    pagination_class = CursorPagination
-    lookup_field = "public_id"
-    lookup_url_kwarg = "session_id"
+    def list(self, request: Any) -> Response:
+        sessions = selectors.chat_sessions_for_account(account=self.account)
+        page, has_more = cursor_page(sessions, limit=page_limit(request), after=request.query_params.get("after"))
+        return Response(list_body(ChatSessionOutputSerializer(page, many=True).data, has_more=has_more))
 
-    def get_queryset(self) -> Any:
-        return selectors.chat_sessions_for_account(account=self.account)
-
-    def get_serializer_class(self) -> Any:
-        return ChatSessionDetailOutputSerializer if self.action == "retrieve" else ChatSessionOutputSerializer
-
-    def get_object(self) -> Any:
-        session = selectors.chat_session_get(account=self.account, session_id=self.kwargs["session_id"])
+    def retrieve(self, request: Any, session_id: str) -> Response:
+        session = selectors.chat_session_get(account=self.account, session_id=session_id)
         if session is None:
-            raise ApiError(f"No chat session {self.kwargs['session_id']!r}.", code="session_not_found", status=404)
-        return session
+            raise ApiError(f"No chat session {session_id!r}.", code="session_not_found", status=404)
+        return Response(ChatSessionDetailOutputSerializer(session).data)
 
 
 def _replay_stream(record: Any) -> HttpResponse:
@@ -567,11 +610,21 @@ class ChatSessionStreamView(AccountScopedMixin, APIView):
             (200, "text/event-stream"): OpenApiResponse(
                 response=EVENT_STREAM_SCHEMA, description="The turn's events from the position on."
             ),
-            400: _error("Invalid `Last-Event-ID`."),
-            401: _error("Missing, invalid, revoked or expired API key."),
-            404: _error("No such session for this account, or it has no turn yet."),
-            410: _error("`stream_expired`: the turn ended too long ago; its message is in GET /chat/sessions/{id}."),
-            429: _error("Rate limit exceeded (see Retry-After)."),
+            **error_responses(
+                400,
+                404,
+                410,
+                codes={
+                    400: [("invalid_parameter", "Last-Event-ID … must be a non-negative integer.", "last_event_id")],
+                    404: [
+                        ("session_not_found", "No chat session 'chat_…'.", None),
+                        ("no_turn", "Session … has no turn yet.", None),
+                    ],
+                    410: [
+                        ("stream_expired", "The events of the latest turn of chat_… are no longer buffered; …", None)
+                    ],
+                },
+            ),
         },
     )
     def get(self, request: Any, session_id: str) -> Response:  # documentation only: served by chat_session_stream
@@ -581,7 +634,8 @@ class ChatSessionStreamView(AccountScopedMixin, APIView):
 @csrf_exempt
 async def chat_session_stream(request: HttpRequest, session_id: str) -> HttpResponse:
     """The route of ``GET /chat/sessions/{session_id}/stream``."""
-    located, view, drf_request, refusal = await sync_to_async(_drf_prepare)(
+    located, view, drf_request, refusal = await db_call(
+        _drf_prepare,
         ChatSessionStreamView,
         request,
         {"session_id": session_id},
@@ -620,11 +674,17 @@ class ChatSessionCancelView(AccountScopedMixin, APIView):
         request=None,
         responses={
             200: ChatMessageOutputSerializer,
-            401: _error("Missing, invalid, revoked or expired API key."),
-            404: _error("No such session for this account, or it has no turn yet."),
-            409: _error("The Idempotency-Key is in use."),
-            422: _error("The Idempotency-Key was used with a different request."),
-            429: _error("Rate limit exceeded (see Retry-After)."),
+            **error_responses(
+                404,
+                409,
+                422,
+                codes={
+                    404: [
+                        ("session_not_found", "No chat session 'chat_…'.", None),
+                        ("no_turn", "Session … has no turn yet.", None),
+                    ]
+                },
+            ),
         },
     )
     def post(self, request: Any, session_id: str) -> Response:
@@ -633,7 +693,7 @@ class ChatSessionCancelView(AccountScopedMixin, APIView):
         if turn is None:
             raise ApiError(f"Session {session_id} has no turn yet.", code="no_turn", status=404)
         if turn.status == turn.Status.IN_PROGRESS:
-            _release_connections()
+            release_connections()
             if not async_to_sync(streams.request_cancel)(turn.public_id):
                 # Not running in any process we can reach: it died; nothing to settle from.
                 services.chat_turn_fail(turn_id=turn.public_id, error_code="canceled")

@@ -9,5 +9,6 @@ from rivya_api.common.request_id import current_request_id
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id() or "-"
+        if not getattr(record, "request_id", None):
+            record.request_id = current_request_id() or "-"
         return True

@@ -9,6 +9,8 @@ request id). Both work sync and async, so streaming views stay on the event loop
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -19,6 +21,8 @@ from rivya_api.common.errors import error_response, response_for_exception
 from rivya_api.conf import api_settings
 
 API_NAMESPACE = "rivya_api"
+# One line per request with its id, since the ASGI server's access log has none.
+access_logger = logging.getLogger("rivya.access")
 
 
 class _HybridMiddleware:
@@ -54,11 +58,20 @@ class RequestIdMiddleware(_HybridMiddleware):
     @staticmethod
     def _begin(request: HttpRequest) -> Any:
         request.request_id = request_id.request_id_from_header(request.headers.get("X-Request-Id"))
+        request.started_at = time.monotonic()
         return request_id.set_current_request_id(request.request_id)
 
     @staticmethod
     def _finish(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["X-Request-Id"] = request.request_id
+        access_logger.info(
+            "%s %s %s %.1fms",
+            request.method,
+            request.path,
+            response.status_code,
+            (time.monotonic() - request.started_at) * 1000,
+            extra={"request_id": request.request_id, "status": response.status_code},
+        )
         return response
 
 

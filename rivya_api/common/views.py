@@ -11,6 +11,7 @@ from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response
 from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
 from rivya_api.conf import api_settings
+from rivya_api.idempotency.mixins import IdempotencyMixin
 
 
 @csrf_exempt
@@ -19,7 +20,7 @@ def unknown_route(request: HttpRequest, *args: object, **kwargs: object) -> Json
     return error_response(404, "unknown_route", f"No route matches {request.method} {request.path}.")
 
 
-class AccountScopedMixin:
+class AccountScopedMixin(IdempotencyMixin):
     """Base for every authenticated API view or viewset.
 
     API-key authentication and per-key throttles come from ``RIVYA_API``
@@ -28,6 +29,9 @@ class AccountScopedMixin:
     account's object is a 404, never a 403. Every authenticated response
     carries the ``x-ratelimit-*-requests`` headers the throttle recorded, and a
     throttled request is a 429 with ``Retry-After`` and ``retry-after-ms``.
+
+    Every POST honours ``Idempotency-Key`` (``IdempotencyMixin``); set
+    ``idempotency_enabled = False`` on a view that must not.
     """
 
     def get_authenticators(self) -> list[Any]:

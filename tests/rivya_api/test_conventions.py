@@ -108,17 +108,6 @@ def test_openapi_document_is_public_json(client):
     assert response.json()["openapi"].startswith("3.1")
 
 
-@pytest.fixture
-def in_process_executor():
-    """Force the broker-less mode even when this run has REDIS_URL."""
-    from config.celery import app
-
-    previous = app.conf.get("rivya_in_process")
-    app.conf.rivya_in_process = True
-    yield
-    app.conf.rivya_in_process = previous
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("in_process_executor")
 def test_in_process_executor_runs_work_after_the_response(client):

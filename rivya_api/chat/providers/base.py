@@ -91,6 +91,26 @@ class ChatProvider(abc.ABC):
         self.options = dict(options or {})
 
     @classmethod
+    def parameters_schema(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The catalog's ``parameters`` of a chat model: the sampling fields a turn may set.
+
+        Documentation for ``GET /models``; turns are validated by the Chat API's
+        request serializer, which follows OpenAI's request shape.
+        """
+        return {
+            "type": "object",
+            "properties": {
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                "max_completion_tokens": {"type": "integer", "minimum": 1},
+                "stop": {"type": ["string", "array"], "items": {"type": "string"}, "maxItems": 4},
+                "seed": {"type": "integer"},
+                "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+                "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+            },
+        }
+
+    @classmethod
     def is_configured(cls, options: Mapping[str, Any]) -> bool:
         """Whether the model can run here; an unconfigured model is not listed or served."""
         return True

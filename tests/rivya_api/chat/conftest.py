@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from django.core.asgi import get_asgi_application
+
 from rivya_api.keys.services import api_key_create
 from rivya_billing.services import credits_grant
-
 from tests.rivya_api.chat.servers import ServerThread, StandInUpstream
 
 UPSTREAM_MODEL = {
@@ -22,6 +22,14 @@ UPSTREAM_MODEL = {
     "upstream": {"base_url_env": "RIVYA_TEST_CHAT_BASE_URL", "api_key_env": "RIVYA_TEST_CHAT_API_KEY"},
     "pricing": {"input_per_1k_tokens": 100, "output_per_1k_tokens": 300},
     "limits": {"timeout_seconds": 60, "context_window": 8192, "max_output_tokens": 100},
+}
+PRICED_LOCAL_MODEL = {
+    "id": "rivya-chat-priced",
+    "kind": "chat",
+    "description": "The local development chat model at a price that makes every token count.",
+    "provider": "rivya_api.chat.providers.local.LocalChatProvider",
+    "pricing": {"input_per_1k_tokens": 10, "output_per_1k_tokens": 1000},
+    "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
 }
 SLOW_LOCAL_MODEL = {
     "id": "rivya-chat-slow",
@@ -61,7 +69,7 @@ def upstream(_upstream_server: tuple[StandInUpstream, str], monkeypatch: pytest.
     monkeypatch.setenv("RIVYA_TEST_CHAT_API_KEY", "sk-upstream-test")
     settings.RIVYA_API = {
         **settings.RIVYA_API,
-        "MODELS": [*settings.RIVYA_API["MODELS"], UPSTREAM_MODEL, SLOW_LOCAL_MODEL],
+        "MODELS": [*settings.RIVYA_API["MODELS"], UPSTREAM_MODEL, PRICED_LOCAL_MODEL, SLOW_LOCAL_MODEL],
     }
     return stand_in
 
@@ -90,3 +98,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the condition")
         time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def _turns_end_within_the_test() -> Iterator[None]:
+    """Turns outlive their requests; let every turn a test started end before its database goes away."""
+    from rivya_api.chat import streams
+
+    yield
+    deadline = time.monotonic() + 20
+    while any(turn.task is not None and not turn.task.done() for turn in list(streams.local_turns.turns.values())):
+        if time.monotonic() > deadline:
+            raise AssertionError("a chat turn was still running 20 s after its test")
+        time.sleep(0.02)
+    for turn in list(streams.local_turns.turns.values()):
+        if turn.mirror is not None:
+            while not turn.mirror.done() and time.monotonic() < deadline:
+                time.sleep(0.02)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import httpx
 import pytest
 from django.core.management import call_command
-from rivya_billing.selectors import wallet_entries, wallet_get
 
 from rivya_api.chat import tokenizer
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.local import local_reply
+from rivya_billing.selectors import wallet_entries, wallet_get
 from tests.rivya_api.chat.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,15 +32,16 @@ def post_turn(client, **body):
     return client.post("/api/v1/chat/completions", body, format="json")
 
 
-def test_normal_turn_reserves_the_upper_bound_and_settles_real_usage(make_api_client, funded):
+def test_normal_turn_reserves_the_upper_bound_and_settles_real_usage(make_api_client, funded, upstream):
     account, _ = funded(10_000)
     messages = [{"role": "user", "content": "Price me"}]
-    response = post_turn(make_api_client(account), model="rivya-chat-1", messages=messages, max_tokens=300)
+    response = post_turn(make_api_client(account), model="rivya-chat-priced", messages=messages, max_tokens=300)
     assert response.status_code == 200, response.content
     prompt = tokenizer.count_prompt_tokens(messages)
     completion = tokenizer.count_tokens(local_reply(messages))
-    reserved = ceil_credits(prompt, 300, 1, 2)
-    charged = ceil_credits(prompt, completion, 1, 2)
+    reserved = ceil_credits(prompt, 300, 10, 1000)
+    charged = ceil_credits(prompt, completion, 10, 1000)
+    assert reserved > charged > 1
     turn_id = response.json()["id"]
     assert lines(account, turn_id) == [("reserve", reserved), ("settle", charged), ("release", reserved - charged)]
     assert response.json()["usage"] == {
@@ -58,7 +59,7 @@ def test_normal_turn_reserves_the_upper_bound_and_settles_real_usage(make_api_cl
 def test_length_stopped_turn_is_charged_for_the_tokens_it_was_allowed(make_api_client, funded, upstream):
     account, _ = funded(10_000)
     messages = [{"role": "user", "content": "Say a lot"}]
-    response = post_turn(make_api_client(account), model="rivya-chat-slow", messages=messages, max_tokens=7)
+    response = post_turn(make_api_client(account), model="rivya-chat-priced", messages=messages, max_tokens=7)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["choices"][0]["finish_reason"] == "length"

@@ -1,0 +1,459 @@
+"""Generation business operations: quote, submit, run, finish, cancel, sweep.
+
+Money and events follow the design's failure rules: the quoted price is
+reserved when the job is accepted (402 then, not a failed task later),
+captured exactly on success, and released in full on failure or cancel. Each
+state change commits together with its ledger operation and its webhook event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from rivya_api.catalog.selectors import (
+    catalog_file_parameters,
+    catalog_model_get,
+    catalog_price,
+    catalog_provider,
+    catalog_validate_input,
+)
+from rivya_api.common.errors import ApiError, ConflictError, NotFoundError
+from rivya_api.conf import api_settings
+from rivya_api.files.exceptions import FileError, NoSuchFileError
+from rivya_api.files.selectors import file_get_usable, file_open
+from rivya_api.files.services import file_create
+from rivya_api.generations.models import GenerationTask
+from rivya_api.generations.providers import InputFile, ProviderError
+from rivya_billing import services as billing
+from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
+from rivya_webhooks.services import webhook_event_publish
+
+logger = logging.getLogger(__name__)
+
+Status = GenerationTask.Status
+
+
+@dataclass(frozen=True)
+class Quote:
+    model: Any
+    input: dict[str, Any]
+    price: int
+    input_files: dict[str, Any]
+
+
+class MaxCreditsExceededError(ApiError):
+    status_code = 402
+    default_code = "max_credits_exceeded"
+
+
+class GenerationCanceled(Exception):
+    """Raised inside a running job when its cancel was requested."""
+
+
+class GenerationSuperseded(Exception):
+    """Raised inside a running job that lost its claim: a sweeper failed or re-queued it meanwhile."""
+
+
+def generation_quote(*, account: Any, model_id: str, input: dict[str, Any]) -> Quote:
+    """Validate ``input`` against the model's schema and price it; raises ApiError naming the parameter."""
+    model = catalog_model_get(model_id)
+    if model.kind == "chat":
+        raise ApiError("Chat models use POST /api/v1/chat/completions.", code="model_not_supported", param="model")
+    validated = catalog_validate_input(model, input)
+    files = _input_files(account=account, model=model, validated=validated)
+    return Quote(model=model, input=validated, price=catalog_price(model, validated), input_files=files)
+
+
+def _input_files(*, account: Any, model: Any, validated: dict[str, Any]) -> dict[str, Any]:
+    """The account's own files named in the input, each of a fitting type."""
+    found = {}
+    for name, content_types in catalog_file_parameters(model).items():
+        value = validated.get(name)
+        if not value:
+            continue
+        param = f"input.{name}"
+        try:
+            found[name] = file_get_usable(account=account, file_id=value, content_types=content_types, param=param)
+        except NoSuchFileError:
+            # A parameter, not the URL, names the file: a 400 (another account's id looks the same).
+            raise ApiError(f"No such file: {value}.", code="file_not_found", param=param) from None
+    return found
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+@transaction.atomic
+def generation_create(
+    *,
+    account: Any,
+    model_id: str,
+    input: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+    max_credits: int | None = None,
+    submitted_by: str = "",
+    source: str = "api",
+) -> GenerationTask:
+    """Accept a job: quote it, reserve its price, create the task and queue it after commit.
+
+    Raises ``InsufficientCreditsError`` (nothing is created) when the wallet
+    cannot cover the price, ``MaxCreditsExceededError`` before reserving when
+    the price is above ``max_credits``.
+    """
+    quote = generation_quote(account=account, model_id=model_id, input=input)
+    _check_max_credits(quote.price, max_credits)
+    now = _now()
+    task = GenerationTask.objects.create(
+        account=account,
+        submitted_by=submitted_by,
+        source=source,
+        model=quote.model.id,
+        kind=quote.model.kind,
+        input=quote.input,
+        metadata=metadata or {},
+        price=quote.price,
+        queued_at=now,
+        expires_at=now + api_settings.GENERATION_RETENTION,
+    )
+    if quote.price:
+        billing.credits_reserve(
+            account=account,
+            amount=quote.price,
+            reference=task.public_id,
+            actor=submitted_by,
+            lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
+        )
+    _enqueue_on_commit(task)
+    return task
+
+
+def _check_max_credits(price: int, max_credits: int | None) -> None:
+    if max_credits is not None and price > max_credits:
+        raise MaxCreditsExceededError(
+            f"This generation costs {price} credits, more than max_credits ({max_credits}).",
+            param="max_credits",
+            headers={"x-should-retry": "false"},  # a 402 that retrying cannot fix
+        )
+
+
+def _enqueue_on_commit(task: GenerationTask) -> None:
+    from rivya_api.generations.tasks import generation_run_task
+
+    task_pk = task.pk
+    transaction.on_commit(lambda: generation_run_task.delay(task_pk))
+
+
+def generation_get(*, account: Any, task_id: str) -> GenerationTask:
+    try:
+        return GenerationTask.objects.prefetch_related("outputs").get(account=account, public_id=task_id)
+    except GenerationTask.DoesNotExist:
+        raise NotFoundError(f"No such generation: {task_id}.", code="generation_not_found", param="task_id") from None
+
+
+# --- Running --------------------------------------------------------------------
+
+
+def generation_start(*, task_pk: int) -> GenerationTask | None:
+    """Claim a queued task for this worker (at most one worker wins), or None if it isn't queued."""
+    now = _now()
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().filter(pk=task_pk).first()
+        if task is None or task.status != Status.QUEUED:
+            return None
+        task.status = Status.RUNNING
+        task.attempts += 1
+        task.started_at = task.started_at or now
+        task.heartbeat_at = now
+        task.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+        _claim_hold(task, api_settings.GENERATION_RUN_LEASE)
+        _publish(task, "generation.running", notify_only=True)
+    return task
+
+
+def _seconds(value: timedelta) -> int:
+    return int(value.total_seconds())
+
+
+def _claim_hold(task: GenerationTask, lease: timedelta) -> None:
+    """Take the hold's lease for this run: any earlier run's token goes stale, so its late settle is refused."""
+    if task.price:
+        hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
+        task.hold_token = hold.lease_token
+        GenerationTask.objects.filter(pk=task.pk).update(hold_token=task.hold_token)
+
+
+def _renew_hold(task: GenerationTask) -> None:
+    if task.price:
+        billing.credits_hold_renew(
+            account=task.account,
+            reference=task.public_id,
+            lease_seconds=_seconds(api_settings.GENERATION_RUN_LEASE),
+            lease_token=task.hold_token,
+        )
+
+
+class _Progress:
+    """Progress callback handed to the provider: records progress, renews leases, notices cancels."""
+
+    def __init__(self, task: GenerationTask, min_interval: float = 1.0) -> None:
+        self.task = task
+        self.min_interval = min_interval
+        self.last_write = 0.0
+
+    def __call__(self, percent: int) -> None:
+        percent = max(0, min(99, int(percent)))
+        now = time.monotonic()
+        if now - self.last_write < self.min_interval and percent < 99:
+            return
+        self.last_write = now
+        try:
+            with transaction.atomic():
+                updated = GenerationTask.objects.filter(
+                    pk=self.task.pk, status=Status.RUNNING, hold_token=self.task.hold_token
+                ).update(progress=percent, heartbeat_at=_now())
+                if updated:
+                    _renew_hold(self.task)
+        except HoldNotPendingError:
+            updated = 0
+        if not updated:
+            raise GenerationSuperseded()
+        if GenerationTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists():
+            raise GenerationCanceled()
+
+
+class _Heartbeat:
+    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports."""
+
+    def __init__(self, task: GenerationTask) -> None:
+        self.task = task
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{task.public_id}", daemon=True)
+
+    def _beat(self) -> None:
+        interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
+        try:
+            while not self.stop.wait(interval):
+                with transaction.atomic():
+                    if GenerationTask.objects.filter(pk=self.task.pk, status=Status.RUNNING).update(
+                        heartbeat_at=_now()
+                    ):
+                        _renew_hold(self.task)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def generation_run(*, task_pk: int) -> GenerationTask | None:
+    """Run one queued task to a terminal state (the body of the Celery task)."""
+    task = generation_start(task_pk=task_pk)
+    if task is None:
+        return None
+    with _Heartbeat(task):
+        return _generate(task)
+
+
+def _generate(task: GenerationTask) -> GenerationTask | None:
+    model = catalog_model_get(task.model)
+    provider = catalog_provider(model)
+    progress = _Progress(task)
+    try:
+        input_files = {
+            name: _input_file(file)
+            for name, file in _input_files(account=task.account, model=model, validated=task.input).items()
+        }
+        deadline = time.monotonic() + model.timeout_seconds
+        outputs = provider.run(input=task.input, input_files=input_files, progress=progress, deadline=deadline)
+        files = [
+            file_create(account=task.account, content=out.data, filename=out.filename, purpose="generation_output")
+            for out in outputs
+        ]
+    except GenerationCanceled:
+        return generation_finish_canceled(task_pk=task.pk)
+    except GenerationSuperseded:
+        logger.warning("Generation %s was taken over while running; this run stops", task.public_id)
+        return None
+    except ProviderError as exc:
+        return generation_fail(task_pk=task.pk, code=exc.code, message=exc.message)
+    except FileError as exc:  # produced media the files app refused, or an input file gone meanwhile
+        logger.warning("Generation %s: output or input file refused: %s", task.public_id, exc)
+        return generation_fail(task_pk=task.pk, code="invalid_output", message="The model produced an invalid result.")
+    except Exception:
+        # Our own fault, not the client's: fail now and release, rather than wait for the sweeper.
+        logger.exception("Generation %s failed unexpectedly", task.public_id)
+        return generation_fail(task_pk=task.pk, code="internal_error", message="The generation failed on our side.")
+    return generation_succeed(task_pk=task.pk, files=files)
+
+
+def _input_file(file: Any) -> InputFile:
+    with file_open(file) as stream:
+        return InputFile.from_bytes(stream.read(), content_type=file.content_type, filename=file.filename)
+
+
+def _lock_running(task_pk: int) -> GenerationTask | None:
+    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+    return task if task.status == Status.RUNNING else None
+
+
+@transaction.atomic
+def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | None:
+    """Running → succeeded: capture exactly the quoted price, attach outputs, publish the event."""
+    task = _lock_running(task_pk)
+    if task is None:
+        return None  # a sweeper or a cancel got there first; its outcome stands
+    if task.price:
+        try:
+            billing.credits_settle(
+                account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
+            )
+        except HoldNotPendingError:
+            # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
+            _release(task)
+            task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
+            return _finish(task, Status.FAILED, refunded=task.price)
+    task.outputs.set(files)
+    return _finish(task, Status.SUCCEEDED, charged=task.price)
+
+
+@transaction.atomic
+def generation_fail(
+    *, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING
+) -> GenerationTask | None:
+    """→ failed: release the hold in full and publish ``generation.failed``."""
+    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+    if task.status != from_status:
+        return None
+    _release(task)
+    task.error_code, task.error_message = code, message[:500]
+    return _finish(task, Status.FAILED, refunded=task.price)
+
+
+def generation_finish_canceled(*, task_pk: int) -> GenerationTask | None:
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+        if task.is_terminal:
+            return None
+        _release(task)
+        return _finish(task, Status.CANCELED, refunded=task.price)
+
+
+def _release(task: GenerationTask) -> None:
+    """Give the whole hold back; a hold already returned (released or expired) counts as done."""
+    if not task.price:
+        return
+    try:
+        billing.credits_release(account=task.account, reference=task.public_id)
+    except StaleHoldError:
+        # Its lease lapsed: return it the way the billing sweeper would.
+        billing.credits_hold_expire(account=task.account, reference=task.public_id)
+    except HoldNotPendingError as exc:
+        if exc.state == "settled":
+            raise
+
+
+def _finish(task: GenerationTask, status: str, *, charged: int = 0, refunded: int = 0) -> GenerationTask:
+    task.status = status
+    task.charged, task.refunded = charged, refunded
+    task.completed_at = _now()
+    if status == Status.SUCCEEDED:
+        task.progress = 100
+    task.save(
+        update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"]
+    )
+    _publish(task, f"generation.{status}")
+    return task
+
+
+def _publish(task: GenerationTask, event_type: str, *, notify_only: bool = False) -> None:
+    """Bump the task's event sequence and, for terminal states, write the webhook event (same transaction)."""
+    from rivya_api.generations.presenters import generation_payload
+
+    task.event_sequence += 1
+    GenerationTask.objects.filter(pk=task.pk).update(event_sequence=task.event_sequence)
+    payload = generation_payload(task, request=None)
+    payload["sequence"] = task.event_sequence
+    if not notify_only:
+        webhook_event_publish(account=task.account, type=event_type, data=payload)
+    from rivya_api.generations.live import generation_notify_on_commit
+
+    generation_notify_on_commit(task.account_id, payload)
+
+
+@transaction.atomic
+def generation_cancel(*, account: Any, task_id: str) -> GenerationTask:
+    """Cancel: a queued task ends canceled (released); a running one is asked to stop; terminal is a 409."""
+    task = GenerationTask.objects.select_for_update().filter(account=account, public_id=task_id).first()
+    if task is None:
+        raise NotFoundError(f"No such generation: {task_id}.", code="generation_not_found", param="task_id")
+    if task.is_terminal:
+        raise ConflictError(f"The generation is already {task.status}.", code="generation_not_cancelable")
+    if task.status == Status.QUEUED:
+        _release(task)
+        return _finish(task, Status.CANCELED, refunded=task.price)
+    task.cancel_requested = True
+    task.save(update_fields=["cancel_requested"])
+    return task
+
+
+# --- Sweepers ---------------------------------------------------------------------
+
+
+def generations_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Recover from lost work: re-queue tasks the broker lost, fail or retry tasks whose worker died."""
+    now = now or _now()
+    requeued = _requeue_lost(now)
+    recovered = _recover_dead_workers(now)
+    return {"requeued": requeued, "recovered": recovered}
+
+
+def _requeue_lost(now: datetime) -> int:
+    stale = now - api_settings.GENERATION_REQUEUE_AFTER
+    tasks = list(GenerationTask.objects.filter(status=Status.QUEUED, queued_at__lt=stale).only("pk")[:500])
+    for task in tasks:
+        with transaction.atomic():
+            # Duplicates are harmless: generation_start lets one delivery claim the task.
+            if GenerationTask.objects.filter(pk=task.pk, status=Status.QUEUED).update(queued_at=now):
+                _enqueue_on_commit(task)
+    return len(tasks)
+
+
+def _recover_dead_workers(now: datetime) -> int:
+    lapsed = now - api_settings.GENERATION_HEARTBEAT_TIMEOUT
+    pks = list(
+        GenerationTask.objects.filter(status=Status.RUNNING, heartbeat_at__lt=lapsed).values_list("pk", flat=True)[:500]
+    )
+    for pk in pks:
+        generation_recover(task_pk=pk, now=now)
+    return len(pks)
+
+
+def generation_recover(*, task_pk: int, now: datetime | None = None) -> GenerationTask | None:
+    """A running task whose worker stopped reporting: retry once if the provider allows, else fail and release."""
+    now = now or _now()
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+        if task.status != Status.RUNNING:
+            return None
+        provider = catalog_provider(catalog_model_get(task.model))
+        if getattr(provider, "safe_to_retry", False) and task.attempts < 2 and not task.cancel_requested:
+            task.status, task.progress, task.queued_at = Status.QUEUED, 0, now
+            task.save(update_fields=["status", "progress", "queued_at"])
+            _claim_hold(task, api_settings.GENERATION_QUEUE_LEASE)
+            _enqueue_on_commit(task)
+            return task
+    return generation_fail(task_pk=task_pk, code="worker_lost", message="The worker running this task stopped.")

@@ -1,0 +1,20 @@
+"""Celery tasks for generations: thin wrappers over the services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from rivya_api.generations import services
+
+__all__ = ["generation_run_task", "generations_sweep_task"]
+
+
+@shared_task(name="rivya_api.generation_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def generation_run_task(task_pk: int) -> None:
+    # Safe to deliver twice: generation_start lets exactly one run claim the task.
+    services.generation_run(task_pk=task_pk)
+
+
+@shared_task(name="rivya_api.generations_sweep", ignore_result=True)
+def generations_sweep_task() -> dict[str, int]:
+    return services.generations_sweep()

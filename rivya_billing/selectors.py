@@ -1,0 +1,266 @@
+"""Selectors of the credit ledger: reads of wallets, entries and holds, and the reconciliation.
+
+``wallet_reconcile`` is the audit behind ``manage.py rivya_ledger_check`` and
+the admin's reconciliation status: it replays a wallet's entries in one
+consistent snapshot (REPEATABLE READ on PostgreSQL) and reports every way the
+stored totals, sequences and holds disagree with the entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
+
+from rivya_billing.conf import billing_settings
+from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, Wallet
+
+__all__ = [
+    "WalletCheck",
+    "hold_get",
+    "ledger_check",
+    "wallet_activity",
+    "wallet_entries",
+    "wallet_get",
+    "wallet_holds",
+    "wallet_reconcile",
+]
+
+
+def wallet_get(*, account: Any) -> Wallet:
+    """The account's wallet; an unsaved empty one (all zeros) if it has never had credits."""
+    wallet = Wallet.objects.filter(account=account).first()
+    if wallet is None:
+        wallet = Wallet(account=account) if hasattr(account, "_meta") else Wallet(account_id=account)
+    return wallet
+
+
+def wallet_entries(
+    *, account: Any, type: str | Iterable[str] | None = None, reference: str | None = None
+) -> QuerySet[LedgerEntry]:
+    """The account's ledger entries, newest first, optionally of some types or one reference."""
+    entries = LedgerEntry.objects.filter(wallet__account=account)
+    if type:
+        entries = entries.filter(type=type) if isinstance(type, str) else entries.filter(type__in=list(type))
+    if reference:
+        entries = entries.filter(reference=reference)
+    return entries.select_related("hold").order_by("-sequence")
+
+
+def hold_get(*, account: Any, reference: str) -> Hold | None:
+    """The account's hold for ``reference``, or None."""
+    return Hold.objects.filter(wallet__account=account, reference=reference).first()
+
+
+def wallet_holds(*, account: Any, state: str | None = None) -> QuerySet[Hold]:
+    holds = Hold.objects.filter(wallet__account=account)
+    if state:
+        holds = holds.filter(state=state)
+    return holds.order_by("-created_at", "-pk")
+
+
+def wallet_activity(*, account: Any, since: datetime | None = None) -> dict[str, Any]:
+    """Totals of the account's entries since ``since`` (default: ``ACTIVITY_WINDOW_DAYS`` ago).
+
+    ``charged`` is what work took from the balance (settle + overrun),
+    ``released`` what holds gave back uncharged (release + expire), ``adjusted``
+    the net of admin adjustments.
+    """
+    if since is None:
+        since = timezone.now() - timedelta(days=billing_settings.ACTIVITY_WINDOW_DAYS)
+    rows = (
+        LedgerEntry.objects.filter(wallet__account=account, created_at__gte=since)
+        .values("type")
+        .annotate(total=Sum("amount"), net=Sum("balance_delta"), count=Count("id"))
+        .order_by()
+    )
+    by_type = {row["type"]: row for row in rows}
+
+    def total(*types: str) -> int:
+        return sum(by_type[t]["total"] for t in types if t in by_type)
+
+    return {
+        "since": since,
+        "granted": total(EntryType.GRANT),
+        "reserved": total(EntryType.RESERVE),
+        "charged": total(EntryType.SETTLE, EntryType.OVERRUN),
+        "released": total(EntryType.RELEASE, EntryType.EXPIRE),
+        "refunded": total(EntryType.REFUND),
+        "adjusted": by_type[EntryType.ADJUST]["net"] if EntryType.ADJUST in by_type else 0,
+        "entries": sum(row["count"] for row in by_type.values()),
+    }
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+MAX_PROBLEMS_PER_WALLET = 50
+
+
+@dataclass
+class WalletCheck:
+    """The result of replaying one wallet's ledger."""
+
+    wallet_id: int
+    account_id: Any
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, problem: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS_PER_WALLET:
+            self.problems.append(problem)
+        elif len(self.problems) == MAX_PROBLEMS_PER_WALLET:
+            self.problems.append("… more problems not shown")
+
+
+@contextlib.contextmanager
+def _consistent_snapshot(wallet_id: int) -> Iterator[None]:
+    """Read one wallet as of one instant, while work keeps settling on a live system."""
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # One snapshot for every statement of the transaction; read only, so it never blocks writers.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+    elif connection.vendor == "postgresql":
+        # Inside a caller's transaction the isolation level is fixed already: hold the
+        # wallet's row in share mode instead, so no writer of this wallet commits meanwhile.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {Wallet._meta.db_table} WHERE id = %s FOR SHARE", [wallet_id])
+            yield
+    else:
+        # SQLite: the IMMEDIATE transaction holds the write lock, so writers wait for us.
+        with transaction.atomic():
+            yield
+
+
+def _expected_hold_lines(amount: int, state: str, captured: int, overrun: int, waived: int) -> dict[str, int]:
+    lines = {EntryType.RESERVE.value: amount}
+    if state == HoldState.SETTLED:
+        lines.update(
+            {
+                EntryType.SETTLE.value: captured,
+                EntryType.RELEASE.value: amount - captured,
+                EntryType.OVERRUN.value: overrun,
+                EntryType.WAIVE.value: waived,
+            }
+        )
+    elif state == HoldState.RELEASED:
+        lines[EntryType.RELEASE.value] = amount
+    elif state == HoldState.EXPIRED:
+        lines[EntryType.EXPIRE.value] = amount
+    return {k: v for k, v in lines.items() if v}
+
+
+def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
+    """Replay one wallet's entries and compare them with everything stored about it.
+
+    Checks: sequences run 1..n without gaps or repeats and end at the wallet's
+    ``last_sequence``; each entry's deltas match its type and amount; each
+    entry's recorded balance and held equal the replay; the replay ends at the
+    wallet's balance and held; nothing is ever negative and held never exceeds
+    the balance; held equals the sum of pending holds; every hold has exactly
+    the lines its state implies; refunds match and never exceed the charge.
+    Read-only; one consistent snapshot.
+    """
+    with _consistent_snapshot(wallet_id):
+        wallet = Wallet.objects.get(pk=wallet_id)
+        check = WalletCheck(wallet_id=wallet.pk, account_id=wallet.account_id)
+        if wallet.held < 0 or wallet.balance < wallet.held:
+            check.add(f"wallet totals out of range: balance {wallet.balance}, held {wallet.held}")
+
+        balance = held = 0
+        expected_sequence = 1
+        lines: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        refunds: dict[int, int] = defaultdict(int)
+        rows = (
+            LedgerEntry.objects.filter(wallet_id=wallet.pk)
+            .order_by("sequence", "pk")
+            .values_list(
+                "sequence",
+                "public_id",
+                "type",
+                "amount",
+                "balance_delta",
+                "held_delta",
+                "balance_after",
+                "held_after",
+                "hold_id",
+            )
+        )
+        for row in rows.iterator(chunk_size=2000):
+            seq, public_id, entry_type, amount, balance_delta, held_delta, balance_after, held_after, hold_id = row
+            check.entries += 1
+            if seq != expected_sequence:
+                check.add(f"sequence broken at entry {public_id}: expected #{expected_sequence}, found #{seq}")
+            expected_sequence = seq + 1
+            if entry_type == EntryType.ADJUST:
+                effect_ok = held_delta == 0 and abs(balance_delta) == amount
+            else:
+                balance_mult, held_mult = EFFECTS.get(entry_type, (None, None))
+                effect_ok = balance_delta == (balance_mult or 0) * amount and held_delta == (held_mult or 0) * amount
+                effect_ok = effect_ok and balance_mult is not None
+            if not effect_ok or amount <= 0:
+                check.add(
+                    f"entry #{seq} ({public_id}) {entry_type} {amount} has deltas "
+                    f"balance {balance_delta:+d}, held {held_delta:+d}"
+                )
+            balance += balance_delta
+            held += held_delta
+            if (balance_after, held_after) != (balance, held):
+                check.add(
+                    f"entry #{seq} ({public_id}) records balance {balance_after}, held {held_after}; "
+                    f"replay gives balance {balance}, held {held}"
+                )
+            if held < 0 or balance < held:
+                check.add(f"after entry #{seq} ({public_id}) balance {balance}, held {held} is negative or overdrawn")
+            if hold_id is not None:
+                if entry_type == EntryType.REFUND:
+                    refunds[hold_id] += amount
+                else:
+                    lines[hold_id][entry_type] += amount
+
+        if expected_sequence - 1 != wallet.last_sequence:
+            last = expected_sequence - 1
+            check.add(f"last entry is #{last} but the wallet's last_sequence is {wallet.last_sequence}")
+        if balance != wallet.balance:
+            check.add(f"balance {wallet.balance} but entries add up to {balance}")
+        if held != wallet.held:
+            check.add(f"held {wallet.held} but entries add up to {held}")
+
+        pending = 0
+        holds = Hold.objects.filter(wallet_id=wallet.pk).values_list(
+            "pk", "public_id", "amount", "state", "captured", "overrun", "waived", "refunded"
+        )
+        for pk, public_id, amount, state, captured, overrun, waived, refunded in holds.iterator(chunk_size=2000):
+            if state == HoldState.PENDING:
+                pending += amount
+            expected = _expected_hold_lines(amount, state, captured, overrun, waived)
+            found = {k: v for k, v in lines.pop(pk, {}).items() if v}
+            if found != expected:
+                check.add(f"hold {public_id} ({state}, {amount}) has lines {found}, expected {expected}")
+            if refunds.pop(pk, 0) != refunded or refunded > captured + overrun:
+                check.add(f"hold {public_id} records {refunded} refunded of {captured + overrun} charged")
+        if wallet.held != pending:
+            check.add(f"held {wallet.held} but pending holds add up to {pending}")
+        for hold_id in sorted(set(lines) | set(refunds)):
+            check.add(f"entries reference hold id {hold_id}, which is not a hold of this wallet")
+        return check
+
+
+def ledger_check(*, wallet_ids: Iterable[int] | None = None) -> Iterator[WalletCheck]:
+    """``wallet_reconcile`` for every wallet (or the given ones), each in its own snapshot."""
+    ids = Wallet.objects.order_by("pk").values_list("pk", flat=True)
+    if wallet_ids is not None:
+        ids = ids.filter(pk__in=list(wallet_ids))
+    for wallet_id in list(ids):
+        yield wallet_reconcile(wallet_id=wallet_id)

@@ -1,0 +1,366 @@
+"""Outbound HTTP for deliveries, behind an SSRF guard.
+
+The guard runs twice:
+
+- when an endpoint is created or its URL changes (``url_validate``): scheme and
+  credentials first, https unless ``DEBUG``, then the host must resolve and
+  every address it resolves to must be globally routable;
+- at connect time, inside the HTTP client's network backend
+  (``GuardedNetworkBackend``): the host is resolved again, every address is
+  checked again, and the socket connects to one of exactly those checked
+  addresses. TLS still uses the host name for SNI and certificate checks. A
+  name that resolved to a public address at creation and to 127.0.0.1 later
+  (DNS rebinding) is refused here, before any byte is sent.
+
+Blocked: loopback, private (RFC 1918), link-local (incl. 169.254.169.254),
+CGNAT 100.64/10, unique-local fc00::/7, multicast, unspecified, broadcast,
+reserved and documentation ranges, and the same addresses embedded in IPv6
+(IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64, 6to4),
+which Python 3.11's ``is_private``/``is_loopback`` do not all catch. Legacy
+IPv4 spellings (``2130706433``, ``0x7f.1``, ``127.1``) are read the way the C
+library reads them, so they are checked as the address they denote.
+``ALLOW_PRIVATE_NETWORKS`` lifts the check (except for unspecified, multicast
+and broadcast addresses, which are never a valid target).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import httpcore
+import httpx
+from django.conf import settings
+
+from rivya_webhooks.conf import webhooks_settings
+from rivya_webhooks.exceptions import (
+    BlockedDestinationError,
+    InvalidWebhookURLError,
+    UnresolvableHostError,
+)
+
+logger = logging.getLogger(__name__)
+
+Resolver = Callable[[str], Iterable[str]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+# --- Addresses ------------------------------------------------------------------
+
+
+def system_resolver(host: str) -> list[str]:
+    """The C library's resolver: every address ``host`` resolves to (TCP), in its order."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def address_block_reason(ip: IPAddress, *, allow_private: bool = False) -> str | None:
+    """Why ``ip`` may not be a webhook target, or ``None`` when it may."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+    if ip.is_unspecified:
+        return "unspecified address"
+    if ip.is_multicast:
+        return "multicast address"
+    if ip == _BROADCAST:
+        return "broadcast address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            # The packet ends up at the IPv4 address (directly, or through a NAT64 or
+            # 6to4 gateway): judge that address, whatever the IPv6 wrapping says.
+            reason = address_block_reason(embedded, allow_private=allow_private)
+            return f"{reason} (IPv4 {embedded} embedded in IPv6)" if reason else None
+    if allow_private:
+        return None
+    if ip.is_loopback:
+        return "loopback address"
+    if ip.is_link_local:
+        return "link-local address"
+    if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
+        return "shared (CGNAT) address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _UNIQUE_LOCAL:
+        return "unique-local address"
+    if ip.is_private:
+        return "private address"
+    if ip.is_reserved:
+        return "reserved address"
+    if not ip.is_global:
+        return "address that is not globally routable"
+    return None
+
+
+def parse_ip_literal(host: str) -> IPAddress | None:
+    """The address a URL host denotes literally (``[::1]``, ``127.0.0.1``, ``2130706433``), else None."""
+    host = unquote(host).strip("[]")
+    if "%" in host:  # IPv6 zone id, e.g. fe80::1%eth0
+        host = host.split("%", 1)[0]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if host and all(char in "0123456789abcdefxABCDEFX." for char in host):
+        # Legacy spellings the C library accepts: 2130706433, 0x7f.1, 017700000001, 127.1.
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def resolve_and_check(host: str, *, resolver: Resolver, allow_private: bool) -> list[IPAddress]:
+    """Every address ``host`` denotes or resolves to, all of them allowed; raises otherwise."""
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+    else:
+        try:
+            raw = list(resolver(host.rstrip(".")))
+        except (OSError, UnicodeError) as exc:
+            raise UnresolvableHostError(f"The host {host!r} does not resolve ({exc}).") from exc
+        addresses = []
+        for value in raw:
+            try:
+                addresses.append(ipaddress.ip_address(value))
+            except ValueError:
+                continue
+        if not addresses:
+            raise UnresolvableHostError(f"The host {host!r} does not resolve.")
+    for ip in addresses:
+        reason = address_block_reason(ip, allow_private=allow_private)
+        if reason:
+            raise BlockedDestinationError(
+                f"The host {host!r} resolves to {ip}, a {reason}; webhooks are only sent to public addresses."
+            )
+    return addresses
+
+
+# --- URLs -----------------------------------------------------------------------
+
+
+def url_check_syntax(url: str, *, require_https: bool | None = None) -> httpx.URL:
+    """Scheme, credentials and host of ``url``; https unless DEBUG. Does not resolve."""
+    if not isinstance(url, str) or not url or len(url) > 2048:
+        raise InvalidWebhookURLError("url must be an absolute http(s) URL of at most 2048 characters.")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InvalidWebhookURLError(f"url is not a valid URL ({exc}).") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise InvalidWebhookURLError("url must use the http or https scheme.")
+    if parsed.userinfo:
+        raise InvalidWebhookURLError("url must not contain credentials (user:password@).")
+    if not parsed.host:
+        raise InvalidWebhookURLError("url must name a host.")
+    if require_https is None:
+        require_https = not settings.DEBUG
+    if require_https and parsed.scheme != "https":
+        raise InvalidWebhookURLError("url must use https.")
+    return parsed
+
+
+def url_validate(url: str, *, resolver: Resolver | None = None, allow_private: bool | None = None) -> str:
+    """The whole creation-time check of an endpoint URL; returns the URL as given."""
+    parsed = url_check_syntax(url)
+    resolver = resolver or webhooks_settings.RESOLVER
+    if allow_private is None:
+        allow_private = webhooks_settings.ALLOW_PRIVATE_NETWORKS
+    resolve_and_check(parsed.host, resolver=resolver, allow_private=allow_private)
+    return url
+
+
+# --- The guarded HTTP client ------------------------------------------------------
+
+
+class GuardedNetworkBackend(httpcore.SyncBackend):
+    """Resolves, checks and connects to the checked address: the connect-time SSRF guard."""
+
+    def __init__(self, *, resolver: Resolver, allow_private: bool) -> None:
+        self.resolver = resolver
+        self.allow_private = allow_private
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = resolve_and_check(host, resolver=self.resolver, allow_private=self.allow_private)
+        last_error: Exception | None = None
+        for ip in addresses:
+            try:
+                # Connect to the address we checked, never to a fresh resolution of the name.
+                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport over a connection pool whose sockets come from GuardedNetworkBackend."""
+
+    def __init__(self, *, resolver: Resolver, allow_private: bool, max_connections: int = 100) -> None:
+        super().__init__(trust_env=False)
+        # httpx has no public hook for the network backend; its transport is a thin
+        # wrapper over this pool (httpx 0.28), so we build the pool ourselves.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+            network_backend=GuardedNetworkBackend(resolver=resolver, allow_private=allow_private),
+        )
+
+
+def client_build(*, resolver: Resolver, allow_private: bool) -> httpx.Client:
+    # trust_env=False: an HTTP(S)_PROXY from the environment would connect on our
+    # behalf to whatever the name resolves to there, bypassing the guard.
+    return httpx.Client(
+        transport=GuardedTransport(resolver=resolver, allow_private=allow_private),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+_clients: dict[tuple[Any, bool], httpx.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(*, resolver: Resolver, allow_private: bool) -> httpx.Client:
+    """One keep-alive client per process (and resolver), created lazily after a fork."""
+    key = (resolver, allow_private)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = client_build(resolver=resolver, allow_private=allow_private)
+        return client
+
+
+def close_shared_clients() -> None:
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+# --- Sending ----------------------------------------------------------------------
+
+
+@dataclass
+class SendResult:
+    """What one request produced; ``status_code`` is 0 when no response came back."""
+
+    status_code: int = 0
+    error: str = ""
+    error_message: str = ""
+    body: bytes = b""
+    truncated: bool = False
+    location: str = ""
+    retry_after: str = ""
+    latency_ms: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and 200 <= self.status_code < 300
+
+
+def _error_class(exc: BaseException) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    chain: BaseException | None = exc
+    while chain is not None:
+        if isinstance(chain, ssl.SSLError):
+            return "tls"
+        chain = chain.__cause__ or chain.__context__
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    return "network"
+
+
+def post(
+    *,
+    client: httpx.Client,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    body_limit: int,
+) -> SendResult:
+    """POST ``body`` to ``url`` once: no redirects, bounded time, at most ``body_limit`` bytes read.
+
+    Never raises for network trouble: every outcome is a ``SendResult``.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    result = SendResult()
+    try:
+        request = client.build_request("POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout))
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            result.status_code = response.status_code
+            result.location = response.headers.get("location", "")[:2048]
+            result.retry_after = response.headers.get("retry-after", "")[:100]
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > body_limit:
+                    result.truncated = True
+                    break
+                if time.monotonic() > deadline:
+                    # The status is in; a receiver that drips its body is not waited for.
+                    result.truncated = True
+                    break
+            result.body = b"".join(chunks)[:body_limit]
+        finally:
+            response.close()
+        if result.status_code >= 300:
+            result.error = "redirect" if result.status_code < 400 else "http_status"
+            if result.error == "redirect":
+                result.error_message = f"Redirect to {result.location or '(no Location)'} not followed."
+            else:
+                result.error_message = f"HTTP {result.status_code}."
+        elif result.status_code < 200:
+            result.error = "http_status"
+            result.error_message = f"HTTP {result.status_code}."
+    except UnresolvableHostError as exc:
+        result.error, result.error_message = "dns", str(exc)
+    except BlockedDestinationError as exc:
+        result.error, result.error_message = "blocked_destination", str(exc)
+    except InvalidWebhookURLError as exc:
+        result.error, result.error_message = "invalid_url", str(exc)
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        result.error = _error_class(exc)
+        result.error_message = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
+    result.latency_ms = int((time.monotonic() - started) * 1000)
+    return result
