@@ -32,6 +32,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import viewsets
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -154,6 +155,67 @@ EVENT_STREAM_SCHEMA = {
     },
 }
 
+USAGE_EXAMPLE = {"prompt_tokens": 12, "completion_tokens": 48, "total_tokens": 60, "credits": 1}
+COMPLETION_EXAMPLE = {
+    "id": "msg_4kT9wQ2sLm8ZpX1cVb7NrY3e",
+    "object": "chat.completion",
+    "created": 1767225600,
+    "model": "rivya-chat-1",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "This is Rivya's local development model: …", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": USAGE_EXAMPLE,
+    "system_fingerprint": None,
+    "session_id": "chat_9fH2kLp0QwErTy6uIoPa1sDf",
+}
+SESSION_EXAMPLE = {
+    "id": "chat_9fH2kLp0QwErTy6uIoPa1sDf",
+    "object": "chat.session",
+    "title": "What is in this picture?",
+    "model": "rivya-chat-1",
+    "message_count": 2,
+    "credits_spent": 1,
+    "created_at": "2026-01-01T00:00:00Z",
+    "updated_at": "2026-01-01T00:00:02Z",
+}
+MESSAGE_EXAMPLE = {
+    "id": "msg_4kT9wQ2sLm8ZpX1cVb7NrY3e",
+    "object": "chat.message",
+    "role": "assistant",
+    "content": "This is Rivya's local development model: …",
+    "attachments": [],
+    "status": "completed",
+    "finish_reason": "stop",
+    "usage": USAGE_EXAMPLE,
+    "credits_reserved": 3,
+    "error_code": None,
+    "created_at": "2026-01-01T00:00:01Z",
+}
+SESSION_DETAIL_EXAMPLE = {
+    **SESSION_EXAMPLE,
+    "messages": [
+        {
+            "id": "msg_7bN1xC5vQ0wE2rT4yU6iO8pA",
+            "object": "chat.message",
+            "role": "user",
+            "content": "What is in this picture?",
+            "attachments": [{"type": "image", "file_id": "file_2gH4jK6lZ8xC0vB1nM3qW5eR"}],
+            "status": "completed",
+            "finish_reason": None,
+            "usage": None,
+            "credits_reserved": None,
+            "error_code": None,
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+        MESSAGE_EXAMPLE,
+    ],
+}
+
 STREAM_EXAMPLE = (
     'id: 1\ndata: {"id":"msg_…","object":"chat.completion.chunk","created":1767225600,"model":"rivya-chat-1",'
     '"system_fingerprint":null,"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},'
@@ -168,6 +230,7 @@ STREAM_EXAMPLE = (
 class ChatCompletionsView(AccountScopedMixin, APIView):
     """``POST /chat/completions`` (see the module docstring)."""
 
+    parser_classes = [JSONParser]  # the OpenAI request shape is JSON only (anything else: 415)
     # Set on the instance that serves a stream: streams do not go through the
     # stored-response idempotency of the other POSTs.
     streaming = False
@@ -276,7 +339,9 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         request=ChatCompletionInputSerializer,
         responses={
             (200, "application/json"): OpenApiResponse(
-                response=ChatCompletionSerializer, description="The completion (`stream` false or absent)."
+                response=ChatCompletionSerializer,
+                description="The completion (`stream` false or absent).",
+                examples=[OpenApiExample("completion", value=COMPLETION_EXAMPLE, media_type="application/json")],
             ),
             (200, "text/event-stream"): OpenApiResponse(
                 response=EVENT_STREAM_SCHEMA,
@@ -497,6 +562,14 @@ chat_completions.initkwargs = {}  # type: ignore[attr-defined]
         description="The account's chat sessions created through the API, newest first.",
         tags=["chat"],
         parameters=PAGINATION_PARAMETERS,
+        examples=[
+            OpenApiExample(
+                "sessions",
+                value={"object": "list", "data": [SESSION_EXAMPLE], "has_more": False, "next_cursor": None},
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
         responses={
             200: list_of(ChatSessionOutputSerializer),
             **error_responses(400),
@@ -510,6 +583,7 @@ chat_completions.initkwargs = {}  # type: ignore[attr-defined]
             "and for assistant messages the finish reason, token usage and credits charged."
         ),
         tags=["chat"],
+        examples=[OpenApiExample("session", value=SESSION_DETAIL_EXAMPLE, response_only=True, status_codes=["200"])],
         responses={
             200: ChatSessionDetailOutputSerializer,
             **error_responses(404, codes={404: [("session_not_found", "No chat session 'chat_…'.", None)]}),
@@ -672,6 +746,14 @@ class ChatSessionCancelView(AccountScopedMixin, APIView):
         ),
         tags=["chat"],
         request=None,
+        examples=[
+            OpenApiExample(
+                "canceled turn",
+                value={**MESSAGE_EXAMPLE, "status": "incomplete", "finish_reason": None},
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
         responses={
             200: ChatMessageOutputSerializer,
             **error_responses(
