@@ -610,8 +610,13 @@ def _replay_stream(record: Any) -> HttpResponse:
     if record.response_status != 200:  # the turn failed: its error, as stored
         return replay_response(IdempotencyClaim(ClaimOutcome.REPLAY, record))
     completion = json.loads(bytes(record.response_body))
-    body = (event.encode() for event in replay_events(completion))
-    response = _sse_response(body, completion["session_id"])
+    events = replay_events(completion)
+
+    async def body() -> Any:
+        for event in events:
+            yield event.encode()
+
+    response = _sse_response(body(), completion["session_id"])
     response[REPLAYED_HEADER] = "true"
     return response
 
