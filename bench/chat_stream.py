@@ -338,9 +338,9 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
         "RIVYA_API_RATE_LIMIT": "off",
         "RIVYA_IN_PROCESS_BEAT": "false",
-        "RIVYA_CHAT_UPSTREAM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "RIVYA_CHAT_UPSTREAM_API_KEY": "bench",
-        "RIVYA_CHAT_UPSTREAM_MODEL": "bench",
+        "RIVYA_UPSTREAM_CHAT_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+        "RIVYA_UPSTREAM_CHAT_API_KEY": "bench",
+        "RIVYA_UPSTREAM_CHAT_MODEL": "bench",
     }
     env.pop("REDIS_URL", None) if "BENCH_REDIS_URL" not in os.environ else env.update(
         REDIS_URL=os.environ["BENCH_REDIS_URL"]

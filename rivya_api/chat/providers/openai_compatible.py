@@ -6,7 +6,7 @@ the catalog passes in as the ``base_url`` and ``api_key`` options; a model
 whose variables are not set is not configured, so the catalog does not list
 it and the API does not serve it. The entry's ``options``:
 
-- ``model``: the model name sent upstream (never shown to clients).
+- ``upstream_model``: the model name sent upstream (never shown to clients).
 - ``connect_timeout`` (5 s), ``read_timeout`` (60 s: the longest silence allowed
   between two chunks), ``total_timeout`` (600 s for the whole reply).
 - ``prompt_token_margin`` (1.25): the reservation pads our own token estimate
@@ -79,11 +79,11 @@ class OpenAICompatibleChatProvider(ChatProvider):
 
     @classmethod
     def is_configured(cls, options: Mapping[str, Any]) -> bool:
-        return bool(str(options.get("base_url") or "").strip() and options.get("model"))
+        return bool(str(options.get("base_url") or "").strip() and options.get("upstream_model"))
 
     @property
     def upstream_model(self) -> str:
-        return str(self.options.get("model") or "")
+        return str(self.options.get("upstream_model") or "")
 
     @property
     def image_tokens(self) -> int:

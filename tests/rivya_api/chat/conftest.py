@@ -18,7 +18,7 @@ UPSTREAM_MODEL = {
     "kind": "chat",
     "description": "A chat model served by an OpenAI-compatible upstream (the tests' stand-in).",
     "provider": "rivya_api.chat.providers.openai_compatible.OpenAICompatibleChatProvider",
-    "options": {"model": "vendor-x-large", "read_timeout": 5},
+    "options": {"upstream_model": "vendor-x-large", "read_timeout": 5},
     "upstream": {"base_url_env": "RIVYA_TEST_CHAT_BASE_URL", "api_key_env": "RIVYA_TEST_CHAT_API_KEY"},
     "pricing": {"input_per_1k_tokens": 100, "output_per_1k_tokens": 300},
     "limits": {"timeout_seconds": 60, "context_window": 8192, "max_output_tokens": 100},

@@ -107,14 +107,14 @@ def upstream():
 
 def adapter(upstream, **options):
     return OpenAICompatibleChatProvider(
-        {"base_url": upstream.base_url, "api_key": "sk-upstream", "model": "vendor-x-large", **options}
+        {"base_url": upstream.base_url, "api_key": "sk-upstream", "upstream_model": "vendor-x-large", **options}
     )
 
 
 def test_upstream_is_configured_only_with_a_base_url_and_model():
-    assert not OpenAICompatibleChatProvider.is_configured({"base_url": "", "model": "m"})
+    assert not OpenAICompatibleChatProvider.is_configured({"base_url": "", "upstream_model": "m"})
     assert not OpenAICompatibleChatProvider.is_configured({"base_url": "http://x/v1"})
-    assert OpenAICompatibleChatProvider.is_configured({"base_url": "http://x/v1", "model": "m"})
+    assert OpenAICompatibleChatProvider.is_configured({"base_url": "http://x/v1", "upstream_model": "m"})
 
 
 def test_upstream_streams_deltas_and_usage(upstream):
@@ -191,13 +191,13 @@ def test_upstream_read_timeout_and_unreachable_upstream(upstream):
         )
     assert caught.value.code == "model_timeout"
     assert caught.value.status == 504
-    unreachable = OpenAICompatibleChatProvider({"base_url": "http://127.0.0.1:9/v1", "model": "m"})
+    unreachable = OpenAICompatibleChatProvider({"base_url": "http://127.0.0.1:9/v1", "upstream_model": "m"})
     with pytest.raises(ChatProviderError) as caught:
         collect(unreachable, ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
     assert caught.value.code == "model_unavailable"
 
 
 def test_upstream_prompt_estimate_is_padded():
-    provider = OpenAICompatibleChatProvider({"base_url": "http://x/v1", "model": "m"})
+    provider = OpenAICompatibleChatProvider({"base_url": "http://x/v1", "upstream_model": "m"})
     messages = [{"role": "user", "content": "Hello, world!"}]
     assert provider.count_prompt_tokens(messages) == -(-13 * 125 // 100)
