@@ -167,13 +167,26 @@ async def loadgen_capacity(args: argparse.Namespace) -> dict:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Count for me."}], "stream": True}
     headers = {"Authorization": f"Bearer {args.key}"}
     limits = httpx.Limits(max_connections=args.streams + 10, max_keepalive_connections=args.streams + 10)
+    done = 0
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(5)
+            print(f"loadgen: {done}/{args.streams} streams done", file=sys.stderr, flush=True)
+
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
 
         async def staggered(index: int) -> dict:
+            nonlocal done
             await asyncio.sleep(index * args.ramp / args.streams)
-            return await one_turn(client, gateway_url, headers, body)
+            try:
+                return await one_turn(client, gateway_url, headers, body)
+            finally:
+                done += 1
 
+        reporter = asyncio.ensure_future(progress())
         turns = await asyncio.gather(*(staggered(i) for i in range(args.streams)), return_exceptions=True)
+        reporter.cancel()
     return {"gateway": [t if isinstance(t, dict) else {"error": repr(t)} for t in turns]}
 
 
@@ -252,7 +265,9 @@ def check_chunks(turn: dict, chunks: int) -> tuple[int, int]:
 def report_overhead(results: dict, chunks: int) -> None:
     direct, gateway = results["direct"], results["gateway"]
     errors = [t["error"] for t in direct + gateway if "error" in t]
-    pairs = [(d["ttft"], g["ttft"]) for d, g in zip(direct, gateway, strict=True) if "error" not in d + g]
+    pairs = [
+        (d["ttft"], g["ttft"]) for d, g in zip(direct, gateway, strict=True) if "error" not in d and "error" not in g
+    ]
     added_ttft = [(g - d) * 1000 for d, g in pairs] if pairs else []
     d_gaps = [gap * 1000 for t in direct if "gaps" in t for gap in t["gaps"]]
     g_gaps = [gap * 1000 for t in gateway if "gaps" in t for gap in t["gaps"]]
@@ -387,6 +402,7 @@ def main() -> None:
             ],
             cwd=ROOT,
             env=env,
+            stderr=(workdir / "gateway.log").open("w"),  # its access log, kept out of the report
         )
         procs.append(gateway)
         wait_listening(upstream_port)
@@ -408,12 +424,14 @@ def main() -> None:
             command += ["--turns", str(args.turns)]
         else:
             command += ["--streams", str(args.streams), "--ramp", str(args.ramp)]
-        loadgen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-        rss = []
-        while loadgen.poll() is None:
-            rss.append(rss_mb(gateway.pid))
-            time.sleep(1)
-        results = json.loads(loadgen.stdout.read())
+        output = workdir / "loadgen.json"
+        with output.open("w") as sink:  # a file, not a pipe: the results are larger than a pipe's buffer
+            loadgen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, text=True)
+            rss = []
+            while loadgen.poll() is None:
+                rss.append(rss_mb(gateway.pid))
+                time.sleep(1)
+        results = json.loads(output.read_text())
         database = env["DATABASE_URL"].split(":")[0]
         print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; database {database}")
         if args.command == "overhead":

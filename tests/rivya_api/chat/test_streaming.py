@@ -53,6 +53,9 @@ def test_event_ids_usage_chunk_and_done(live_server_url, funded):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         session_id = response.headers["Rivya-Session-Id"]
+        # The same conventions as every authenticated response.
+        assert response.headers["X-Request-Id"].startswith("req_")
+        assert "x-ratelimit-limit-requests" in response.headers
         events = [item for kind, item in events_of(response.iter_lines()) if kind == "event"]
     assert [int(event["id"]) for event in events] == list(range(1, len(events) + 1))
     assert events[-1]["data"] == "[DONE]"
