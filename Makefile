@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve openapi
+.PHONY: run test test-fast lint stress serve openapi stack bench sdk
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ run: $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@$(BIN)/python manage.py rivya_demo
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
+
+## Production-shaped: PostgreSQL + Redis, gunicorn/uvicorn workers, Celery worker and beat (README, "Production stack")
+stack: $(STAMP)
+	$(BIN)/python bin/stack
+
+## Benchmark suite against PostgreSQL + Redis: prints one table, writes bench/results.json (README, "Benchmarks")
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: run .ci/install-system-packages"; exit 2; }
+	$(BIN)/python bench/run.py
 
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)
@@ -36,3 +45,9 @@ stress: $(STAMP)
 ## Regenerate the committed OpenAPI snapshot after an intended change to the API
 openapi: $(STAMP)
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --format openapi-json --file tests/rivya_api/openapi.snapshot.json
+	@if command -v node >/dev/null 2>&1; then RIVYA_PYTHON=$(abspath $(BIN))/python scripts/sdk-test.sh --types; \
+	else echo "Node.js not found: run 'make openapi' where Node.js 20+ is installed to regenerate sdk/typescript's types"; fi
+
+## TypeScript SDK (sdk/typescript): regenerate its types from the OpenAPI document, build, test
+sdk: $(STAMP)
+	RIVYA_PYTHON=$(abspath $(BIN))/python scripts/sdk-test.sh
