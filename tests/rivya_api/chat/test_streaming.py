@@ -7,11 +7,11 @@ import time
 
 import httpx
 import pytest
-from rivya_billing.selectors import wallet_get
 
 from rivya_api.chat import tokenizer
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.local import local_reply
+from rivya_billing.selectors import wallet_get
 from tests.rivya_api.chat.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
