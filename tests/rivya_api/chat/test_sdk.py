@@ -9,10 +9,10 @@ from __future__ import annotations
 import httpx2
 import openai
 import pytest
-from rivya_billing.selectors import wallet_get
 
 from rivya_api.chat import tokenizer
 from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_billing.selectors import wallet_get
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
