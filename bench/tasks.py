@@ -12,7 +12,9 @@ DONE_KEY = "rivya-bench:noop-done"
 _client: redis.Redis | None = None
 
 
-@shared_task(name="bench.noop", ignore_result=True)
+# Not "bench.noop": bench/webhook_delivery.py registers that name for its own no-op (a clash
+# silently routed its tasks here, so its no-op phase never finished).
+@shared_task(name="bench.raw_noop", ignore_result=True)
 def noop_task() -> None:
     # One RPUSH of the completion time: the bench reads first and last to get the rate.
     global _client

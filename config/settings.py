@@ -125,9 +125,18 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 # Prefork children per worker (default: the CPU count); each holds its own database pool.
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
+# Celery's Django fixup closes every connection before and after each task, and under
+# prefork also closes Django's whole psycopg pool (celery/fixups/django.py, _close_database),
+# so each task would open a new PostgreSQL connection. The fixup reads this key
+# (CELERY_DB_REUSE_MAX here; it closes only every N tasks), and config/celery.py instead
+# hands the connection back to the pool after each task, where the pool's health check
+# (CONN_HEALTH_CHECKS) drops connections a database restart broke. 0 restores Celery's default.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000)
 # Workers log through LOGGING below (JSON lines when DEBUG=false) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {
+    # Chat turns whose process died mid-turn: fail them and release their holds.
+    "rivya-chat-stale-turns": {"task": "rivya_api.chat_turns_fail_stale", "schedule": 60},
     # Queue webhook deliveries that are due and not carried by a broker message
     # (long retries, or messages a Redis restart lost).
     "rivya-webhooks-sweep": {"task": "rivya_webhooks.sweep", "schedule": 10.0},
@@ -249,19 +258,21 @@ RIVYA_MODELS = [
     {
         "id": "rivya-chat-1",
         "kind": "chat",
-        "description": "Rivya's built-in chat model for development: a small offline model with real streaming and exact token counts. Not a general-purpose assistant.",
+        "description": "Rivya's built-in development chat model. It runs offline and does not understand language: it answers each turn with a short description of what it received (messages, prompt tokens, images), streamed token by token with exact token counts. For building and testing integrations, not for real conversations.",
         "provider": "rivya_api.chat.providers.local.LocalChatProvider",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
-                "top_p": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
-                "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 256},
-                "stop": {"type": ["string", "array"], "items": {"type": "string"}, "maxItems": 4},
-            },
-        },
         "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
         "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+    {
+        "id": "rivya-chat-plus",
+        "kind": "chat",
+        "description": "A general-purpose chat model served by Rivya's hosted chat backend.",
+        "provider": "rivya_api.chat.providers.openai_compatible.OpenAICompatibleChatProvider",
+        "options": {"upstream_model": env.str("RIVYA_UPSTREAM_CHAT_MODEL", default="gpt-4o-mini")},
+        "upstream": {"base_url_env": "RIVYA_UPSTREAM_CHAT_BASE_URL", "api_key_env": "RIVYA_UPSTREAM_CHAT_API_KEY"},
+        "pricing": {"input_per_1k_tokens": 2, "output_per_1k_tokens": 8},
+        "limits": {"timeout_seconds": 600, "context_window": 128000, "max_output_tokens": 4096},
         "created_at": "2026-05-01T00:00:00Z",
     },
 ]
@@ -269,6 +280,8 @@ RIVYA_MODELS = [
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
+    # Chat stream events are buffered in Redis (for resume from any process) when there is one.
+    "CHAT_STREAM_REDIS_URL": REDIS_URL,
     "MODELS": RIVYA_MODELS,
     "METRICS_TOKEN": env.str("RIVYA_METRICS_TOKEN", default=""),
 }

@@ -34,6 +34,15 @@ DEFAULTS: dict[str, Any] = {
     "KEY_CACHE_SHARED_ONLY": True,
     # last_used_at is written at most once per this many seconds per key.
     "KEY_LAST_USED_INTERVAL": 60,
+    # Chat: a turn still in progress after this long is stale: it no longer blocks its
+    # session, and the sweeper fails it and releases its hold.
+    "CHAT_TURN_TIMEOUT_SECONDS": 900,
+    # Chat streams: seconds of silence from the model before a keep-alive comment line.
+    "CHAT_KEEPALIVE_SECONDS": 10,
+    # Chat streams: a turn's events stay available for resume this long after it ends.
+    "CHAT_STREAM_RETENTION_SECONDS": 300,
+    # Chat streams: Redis URL for the event buffer and cross-process cancel ("" = this process only).
+    "CHAT_STREAM_REDIS_URL": "",
     # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec). The
     # reference project declares its local models in config/settings.py.
     "MODELS": [],

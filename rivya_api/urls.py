@@ -7,6 +7,7 @@ routes answer 404 in the error shape before authentication is considered.
 from django.urls import path, re_path
 
 from rivya_api.catalog.views import ModelViewSet
+from rivya_api.chat import views as chat_views
 from rivya_api.common.openapi_views import ApiDocsView, OpenApiDocumentView
 from rivya_api.common.views import unknown_route
 from rivya_api.credits.urls import urlpatterns as credits_urls
@@ -27,5 +28,16 @@ urlpatterns = [
     *generation_urls.urlpatterns,
     *credits_urls,
     *webhooks_urls,
+    path("chat/completions", chat_views.chat_completions, name="chat-completions"),
+    path("chat/sessions", chat_views.ChatSessionViewSet.as_view({"get": "list"}), name="chat-sessions"),
+    path(
+        "chat/sessions/<str:session_id>",
+        chat_views.ChatSessionViewSet.as_view({"get": "retrieve"}),
+        name="chat-session",
+    ),
+    path("chat/sessions/<str:session_id>/stream", chat_views.chat_session_stream, name="chat-session-stream"),
+    path(
+        "chat/sessions/<str:session_id>/cancel", chat_views.ChatSessionCancelView.as_view(), name="chat-session-cancel"
+    ),
     re_path(r"^.*$", unknown_route, name="unknown-route"),
 ]

@@ -119,6 +119,8 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
         key, value = next(iter(detail.items()))
         if key == "non_field_errors":
             return _first_validation_error(value, path)
+        if isinstance(key, int) or str(key).isdigit():  # a list serializer's errors, by index
+            return _first_validation_error(value, f"{path}[{key}]")
         return _first_validation_error(value, f"{path}.{key}" if path else str(key))
     if isinstance(detail, list):
         for index, value in enumerate(detail):

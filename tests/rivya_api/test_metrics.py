@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rivya_api import metrics
 from tests import media
+from tests.rivya_api.generations.fakes import GENERATION_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-test-token"
@@ -196,3 +197,60 @@ print(json.dumps({f"{s.name}{sorted(s.labels.items())}": s.value
     assert values["rivya_sse_streams_open[('stream', 'probe')]"] == 1
     # Counters of a process that has gone keep counting in the totals.
     assert values["rivya_http_requests_total[('method', 'GET'), ('route', '/probe'), ('status', '200')]"] == 7
+
+
+@pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": GENERATION_MODELS}})
+def test_a_generation_records_its_status_queue_wait_run_time_and_ledger_operations(
+    account, django_capture_on_commit_callbacks
+):
+    from rivya_api.generations import services
+    from rivya_billing.services import credits_grant
+
+    def figures() -> dict[str, float]:
+        return {
+            "accepted": sample("rivya_generations_total", model="test-image", status="accepted"),
+            "succeeded": sample("rivya_generations_total", model="test-image", status="succeeded"),
+            "waits": sample("rivya_generation_queue_wait_seconds_count", model="test-image"),
+            "runs": sample("rivya_generation_run_seconds_count", model="test-image", status="succeeded"),
+            "reserves": sample("rivya_ledger_operations_total", operation="reserve"),
+            "settles": sample("rivya_ledger_operations_total", operation="settle"),
+            "settled_credits": sample("rivya_ledger_credits_total", operation="settle"),
+        }
+
+    credits_grant(account=account, amount=50, reference="grant")
+    before = figures()
+    # Metrics count committed work only: nothing is counted until the on-commit callbacks run.
+    with django_capture_on_commit_callbacks() as callbacks:
+        task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a lighthouse"})
+    assert figures() == before
+    for callback in callbacks:
+        if "_enqueue_on_commit" not in callback.__qualname__:  # this test runs the task itself, below
+            callback()
+    after_accept = figures()
+    assert after_accept["accepted"] == before["accepted"] + 1
+    assert after_accept["reserves"] == before["reserves"] + 1
+    assert after_accept["succeeded"] == before["succeeded"]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.generation_run(task_pk=task.pk)
+    after = figures()
+    assert after["succeeded"] == before["succeeded"] + 1
+    assert after["waits"] == before["waits"] + 1
+    assert after["runs"] == before["runs"] + 1
+    assert after["settles"] == before["settles"] + 1
+    assert after["settled_credits"] == before["settled_credits"] + task.price
+
+
+def test_a_rolled_back_ledger_operation_is_not_counted(account):
+    from django.db import transaction
+
+    from rivya_billing.services import credits_grant
+
+    def grant_then_abort() -> None:
+        with transaction.atomic():
+            credits_grant(account=account, amount=5, reference="rolled-back")
+            raise RuntimeError("abort")
+
+    before = sample("rivya_ledger_operations_total", operation="grant")
+    with pytest.raises(RuntimeError):
+        grant_then_abort()
+    assert sample("rivya_ledger_operations_total", operation="grant") == before

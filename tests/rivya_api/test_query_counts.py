@@ -59,6 +59,33 @@ def _webhook_events(account: Any, n: int) -> None:
         webhook_endpoint_test(endpoint=endpoints[i % 2])
 
 
+def _generations(account: Any, n: int) -> None:
+    """Finished tasks, each with two output files (the outputs are prefetched, not one query per task)."""
+    from django.utils import timezone
+
+    from rivya_api.generations.models import GenerationTask
+
+    now = timezone.now()
+    for i in range(n):
+        task = GenerationTask.objects.create(
+            account=account,
+            model="rivya-image-1",
+            kind="image",
+            input={"prompt": f"p{i}"},
+            status=GenerationTask.Status.SUCCEEDED,
+            progress=100,
+            price=0,
+            queued_at=now,
+            started_at=now,
+            completed_at=now,
+            expires_at=now + timezone.timedelta(days=1),
+        )
+        task.outputs.set(
+            file_create(account=account, content=media.png(), filename=f"out{i}-{j}.png", purpose="generation_output")
+            for j in range(2)
+        )
+
+
 _grants = itertools.count()
 
 
@@ -80,6 +107,7 @@ CASES = {
     "files": ListCase("/api/v1/files", _files, max_queries=2),
     "webhook endpoints": ListCase("/api/v1/webhooks", _webhook_endpoints, max_queries=2),
     "webhook events": ListCase("/api/v1/webhook-events", _webhook_events, max_queries=4),
+    "generations": ListCase("/api/v1/generations", _generations, max_queries=3),
     "credits ledger": ListCase("/api/v1/credits/ledger", _ledger_entries, max_queries=2),
 }
 

@@ -2,6 +2,106 @@
 // Do not edit by hand: change the server, then regenerate. `npm run check-types` fails when this file is stale.
 
 export interface paths {
+    "/api/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a chat completion (one turn of a session)
+         * @description OpenAI Chat Completions compatible: point an OpenAI SDK at `base_url=<host>/api/v1`. Without `session_id` a new session is created from the messages; with it, the session's stored history is prepended and only the new messages are sent. Credits for the prompt plus the output budget (`max_completion_tokens`, else the model's limit) are held before the model runs (402 when they cannot be), and the turn is charged its real usage, rounded up to a whole credit, when the reply is saved; a failed turn is charged nothing. `stream: true` answers `text/event-stream`; a client that disconnects from a stream stops the turn and is charged for the tokens produced so far. `Idempotency-Key` applies to non-streaming turns. The session id is in the body and in the `Rivya-Session-Id` header.
+         */
+        post: operations["chat_completions_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chat/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List chat sessions
+         * @description The account's chat sessions created through the API, newest first.
+         */
+        get: operations["chat_sessions_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chat/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a chat session with its messages
+         * @description The session and every message in order: role, content, image attachments (Files API ids), status, and for assistant messages the finish reason, token usage and credits charged.
+         */
+        get: operations["chat_sessions_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chat/sessions/{session_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel the session's running turn
+         * @description Stops the model and settles the turn: the reply produced so far is saved as an `incomplete` message and charged for its tokens (a turn that produced nothing is charged nothing). Returns the turn's assistant message. Cancelling a turn that already ended returns it unchanged.
+         */
+        post: operations["chat_sessions_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/chat/sessions/{session_id}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Resume the stream of a session's latest turn
+         * @description Replays the events of the session's latest turn after the one named by `Last-Event-ID` (or `?last_event_id=`), then follows it live until `[DONE]`; without a position, the whole turn. Event ids are the increasing integers of the original stream, so a client that lost its connection reconnects here with the last id it saw and receives exactly what it missed. A turn keeps running when its client disconnects, and its events stay available for at least 5 minutes after it ends.
+         */
+        get: operations["chat_sessions_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/credits": {
         parameters: {
             query?: never;
@@ -410,6 +510,116 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        ChatAttachmentOutput: {
+            file_id: string;
+            /** @constant */
+            readonly type: "image";
+        };
+        ChatCompletion: {
+            choices: components["schemas"]["ChatCompletionChoice"][];
+            /** @description Unix seconds. */
+            created: number;
+            /** @description The turn's id: the assistant message's id (`msg_…`). */
+            id: string;
+            model: string;
+            /** @constant */
+            readonly object: "chat.completion";
+            /** @description The session this turn belongs to (Rivya extension). */
+            session_id: string;
+            system_fingerprint: string | null;
+            usage: components["schemas"]["ChatUsage"];
+        };
+        ChatCompletionChoice: {
+            finish_reason: components["schemas"]["FinishReasonEnum"];
+            index: number;
+            /** @description Always null: log probabilities are not available. */
+            readonly logprobs: null;
+            message: components["schemas"]["ChatCompletionMessage"];
+        };
+        /** @description ``POST /chat/completions``: the OpenAI request shape plus ``session_id``. */
+        ChatCompletionInputRequest: {
+            /** Format: double */
+            frequency_penalty?: number | null;
+            max_completion_tokens?: number | null;
+            max_tokens?: number | null;
+            /** @description The new messages of this turn. With `session_id`, the stored history comes first. */
+            messages: components["schemas"]["ChatMessageInputRequest"][];
+            /** @description Up to 16 string pairs, stored with the turn. */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** @description A chat model's id from GET /api/v1/models. */
+            model: string;
+            /** @description Only 1 is supported. */
+            n?: number | null;
+            /** Format: double */
+            presence_penalty?: number | null;
+            seed?: number | null;
+            /** @description Rivya extension: continue this session (`chat_…`). Without it a new session is created. */
+            session_id?: string | null;
+            stop?: string | string[] | null;
+            /** @default false */
+            stream?: boolean | null;
+            stream_options?: components["schemas"]["StreamOptionsRequest"] | null;
+            /** Format: double */
+            temperature?: number | null;
+            /** Format: double */
+            top_p?: number | null;
+            user?: string;
+        };
+        ChatCompletionMessage: {
+            content: string | null;
+            refusal: string | null;
+            /** @constant */
+            readonly role: "assistant";
+        };
+        /** @description Refuses fields it does not define with a 400 that names them. */
+        ChatMessageInputRequest: {
+            content: string | ({
+                text: string;
+                /** @enum {string} */
+                type: "text";
+            } | {
+                image_url: {
+                    /** @enum {string} */
+                    detail?: "auto" | "low" | "high";
+                    /** @description A Files API id (`file_…`, purpose `chat_attachment`). Other sources are refused. */
+                    url: string;
+                };
+                /** @enum {string} */
+                type: "image_url";
+            })[];
+            role: components["schemas"]["RoleEnum"];
+        };
+        ChatMessageOutput: {
+            readonly attachments: components["schemas"]["ChatAttachmentOutput"][];
+            content: string;
+            /** Format: date-time */
+            created_at: string;
+            readonly credits_reserved: number | null;
+            readonly error_code: string | null;
+            readonly finish_reason: string | null;
+            id: string;
+            /** @constant */
+            readonly object: "chat.message";
+            role: components["schemas"]["RoleEnum"];
+            status: components["schemas"]["ChatMessageOutputStatusEnum"];
+            readonly usage: components["schemas"]["ChatMessageUsage"] | null;
+        };
+        /**
+         * @description * `in_progress` - in_progress
+         *     * `completed` - completed
+         *     * `incomplete` - incomplete
+         *     * `failed` - failed
+         * @enum {string}
+         */
+        ChatMessageOutputStatusEnum: "in_progress" | "completed" | "incomplete" | "failed";
+        ChatMessageUsage: {
+            completion_tokens: number;
+            credits: number;
+            prompt_tokens: number;
+            total_tokens: number;
+        };
         ChatPricing: {
             /** @constant */
             readonly currency: "credits";
@@ -418,6 +628,48 @@ export interface components {
             minimum_per_turn: number;
             output_per_1k_tokens: number;
             summary: string;
+        };
+        ChatSessionDetailOutput: {
+            /** Format: date-time */
+            created_at: string;
+            credits_spent: number;
+            id: string;
+            message_count: number;
+            messages: components["schemas"]["ChatMessageOutput"][];
+            model: string;
+            /** @constant */
+            readonly object: "chat.session";
+            title: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        ChatSessionList: {
+            data: components["schemas"]["ChatSessionOutput"][];
+            has_more: boolean;
+            /** @description Pass as `after` for the next page; null on the last page. */
+            next_cursor: string | null;
+            /** @constant */
+            readonly object: "list";
+        };
+        ChatSessionOutput: {
+            /** Format: date-time */
+            created_at: string;
+            credits_spent: number;
+            id: string;
+            message_count: number;
+            model: string;
+            /** @constant */
+            readonly object: "chat.session";
+            title: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        ChatUsage: {
+            completion_tokens: number;
+            /** @description Credits charged for this turn (Rivya extension). */
+            credits: number;
+            prompt_tokens: number;
+            total_tokens: number;
         };
         CreditsActivity: {
             /** @description Net of corrections by support (`adjust`, may be negative). */
@@ -569,6 +821,13 @@ export interface components {
              */
             purpose: components["schemas"]["FileUploadPurposeEnum"];
         };
+        /**
+         * @description * `stop` - stop
+         *     * `length` - length
+         *     * `content_filter` - content_filter
+         * @enum {string}
+         */
+        FinishReasonEnum: "stop" | "length" | "content_filter";
         /** @description Refuses unknown top-level fields with a 400 naming them, instead of ignoring them. */
         GenerationCreateInputRequest: {
             /**
@@ -635,7 +894,7 @@ export interface components {
             progress: number;
             /** Format: date-time */
             started_at: string | null;
-            status: components["schemas"]["StatusEnum"];
+            status: components["schemas"]["GenerationOutputStatusEnum"];
         };
         /**
          * @description * `image` - image
@@ -644,6 +903,15 @@ export interface components {
          * @enum {string}
          */
         GenerationOutputKindEnum: "image" | "video" | "audio";
+        /**
+         * @description * `queued` - queued
+         *     * `running` - running
+         *     * `succeeded` - succeeded
+         *     * `failed` - failed
+         *     * `canceled` - canceled
+         * @enum {string}
+         */
+        GenerationOutputStatusEnum: "queued" | "running" | "succeeded" | "failed" | "canceled";
         GenerationQuote: {
             /** @description The input as validated, defaults applied. */
             input: {
@@ -797,21 +1065,25 @@ export interface components {
             up_to: number | null;
         };
         /**
+         * @description * `system` - system
+         *     * `developer` - developer
+         *     * `user` - user
+         *     * `assistant` - assistant
+         * @enum {string}
+         */
+        RoleEnum: "system" | "developer" | "user" | "assistant";
+        /**
          * @description * `pending` - pending
          *     * `succeeded` - succeeded
          *     * `failed` - failed
          * @enum {string}
          */
         StateEnum: "pending" | "succeeded" | "failed";
-        /**
-         * @description * `queued` - queued
-         *     * `running` - running
-         *     * `succeeded` - succeeded
-         *     * `failed` - failed
-         *     * `canceled` - canceled
-         * @enum {string}
-         */
-        StatusEnum: "queued" | "running" | "succeeded" | "failed" | "canceled";
+        /** @description Refuses fields it does not define with a 400 that names them. */
+        StreamOptionsRequest: {
+            /** @description Accepted for compatibility: the usage chunk (with `choices: []` and `credits`) is always sent. */
+            include_usage?: boolean;
+        };
         /**
          * @description * `scheduled` - scheduled
          *     * `manual` - manual
@@ -983,6 +1255,554 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    chat_completions_create: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a non-streaming turn safe to retry: the retry gets the first response. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatCompletionInputRequest"];
+            };
+        };
+        responses: {
+            /** @description The completion (`stream` false or absent). */
+            200: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatCompletion"];
+                    "text/event-stream": {
+                        data: string | "[DONE]" | unknown | unknown;
+                        /** @description Increasing integer within the turn. */
+                        id: string;
+                    }[];
+                };
+            };
+            /** @description Invalid or unsupported parameter (named in `param`), or the prompt is too long. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `insufficient_credits`: the wallet cannot hold the turn's upper-bound price. */
+            402: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown model, or no such session for this account. */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The session has a turn in progress, or the Idempotency-Key is in use. A request with the same `Idempotency-Key` still running is `idempotency_key_in_flight`; retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too large. */
+            413: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported content type or media. */
+            415: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Well-formed but cannot be processed. An `Idempotency-Key` already used with a different request is `idempotency_key_reused`. */
+            422: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model failed before answering; nothing is charged. */
+            502: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model is overloaded (see Retry-After); nothing is charged. */
+            503: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The model took too long; nothing is charged. */
+            504: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    chat_sessions_list: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                after?: string;
+                /** @description Page size, 1 to 100 (default 20). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatSessionList"];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    chat_sessions_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatSessionDetailOutput"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object (objects of other accounts are never visible). */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    chat_sessions_cancel: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChatMessageOutput"];
+                };
+            };
+            /** @description Invalid request: a malformed `Idempotency-Key` (`idempotency_key_invalid`). */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object (objects of other accounts are never visible). */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflicts with the object's current state or a request in flight. A request with the same `Idempotency-Key` still running is `idempotency_key_in_flight`; retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Well-formed but cannot be processed. An `Idempotency-Key` already used with a different request is `idempotency_key_reused`. */
+            422: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    chat_sessions_stream: {
+        parameters: {
+            query?: {
+                /** @description Same as the `Last-Event-ID` header. */
+                last_event_id?: number;
+            };
+            header?: {
+                /** @description The id of the last event received; the replay starts after it. */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The turn's events from the position on. */
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": {
+                        data: string | "[DONE]" | unknown | unknown;
+                        /** @description Increasing integer within the turn. */
+                        id: string;
+                    }[];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object (objects of other accounts are never visible). */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The object is gone. */
+            410: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getCredits: {
         parameters: {
             query?: never;

@@ -1,0 +1,449 @@
+"""What the gateway adds to a streamed chat turn, and how many open streams one web process holds.
+
+    .venv/bin/python bench/chat_stream.py overhead [--turns 200]
+    .venv/bin/python bench/chat_stream.py capacity [--streams 500] [--chunks 15]
+
+Three processes besides this one, all on 127.0.0.1:
+
+- a stand-in OpenAI-compatible upstream (uvicorn, one process): after 200 ms
+  it streams 64 chunks 20 ms apart (``overhead``) or 1 s apart (``capacity``),
+  then a usage chunk and ``[DONE]``; each chunk's text is unique (``c00``, ``c01`` …)
+  so a merged or dropped chunk is visible;
+- the gateway: ``uvicorn config.asgi:application``, one process, the project's
+  settings and middleware, a fresh SQLite database, the ``rivya-chat-plus``
+  model pointed at the stand-in;
+- the load generator (``loadgen``), its own process, reporting its CPU use so it
+  can be seen not to be the bottleneck.
+
+``overhead``: ``--turns`` rounds at concurrency 1, each a direct request to the
+stand-in and one through ``POST /api/v1/chat/completions``, alternating which
+goes first. Added time-to-first-token is gateway minus direct per round
+(first *content* chunk); added gap compares inter-chunk gaps; every content
+event must carry exactly one upstream chunk, in order.
+
+``capacity``: ``--streams`` turns opened together through the gateway, chunks
+1 s apart; the gateway's resident memory is sampled every second; added gap is
+each observed gap minus the 1 s pace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+
+MODEL = "rivya-chat-plus"
+
+
+# --- the stand-in upstream (ASGI) -------------------------------------------------------------
+
+
+def make_upstream(first_delay: float, interval: float, chunks: int):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+
+        async def event(data: object) -> None:
+            text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+            await send({"type": "http.response.body", "body": f"data: {text}\n\n".encode(), "more_body": True})
+
+        def chunk(delta: dict, finish: str | None = None) -> dict:
+            return {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "bench",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await asyncio.sleep(first_delay)
+        for index in range(chunks):
+            if index:
+                await asyncio.sleep(interval)
+            delta = {"content": f"c{index:02d}"}
+            if index == 0:
+                delta["role"] = "assistant"
+            await event(chunk(delta))
+        await event(chunk({}, "stop"))
+        usage = {"prompt_tokens": 10, "completion_tokens": chunks, "total_tokens": 10 + chunks}
+        await event({**chunk({}), "choices": [], "usage": usage})
+        await event("[DONE]")
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+def serve_upstream(port: int, first_delay: float, interval: float, chunks: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        make_upstream(first_delay, interval, chunks),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        loop="uvloop",
+        http="httptools",
+        backlog=2048,
+    )
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+async def one_turn(client, url: str, headers: dict, body: dict) -> dict:
+    start = time.perf_counter()
+    arrivals: list[float] = []
+    texts: list[str] = []
+    usage = None
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return {"error": f"{response.status_code} {response.text[:200]}"}
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                break
+            payload = json.loads(data)
+            if "error" in payload:
+                return {"error": json.dumps(payload)[:200]}
+            for choice in payload.get("choices") or []:
+                content = choice.get("delta", {}).get("content")
+                if content:
+                    arrivals.append(time.perf_counter())
+                    texts.append(content)
+            if payload.get("usage"):
+                usage = payload["usage"]
+    return {
+        "ttft": arrivals[0] - start if arrivals else None,
+        "gaps": [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)],
+        "texts": texts,
+        "usage": usage,
+        "total": time.perf_counter() - start,
+    }
+
+
+async def loadgen_overhead(args: argparse.Namespace) -> dict:
+    import httpx
+
+    direct_url = f"{args.upstream}/v1/chat/completions"
+    gateway_url = f"{args.gateway}/api/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Count for me."}], "stream": True}
+    headers = {"Authorization": f"Bearer {args.key}"}
+    results: dict[str, list[dict]] = {"direct": [], "gateway": []}
+    async with httpx.AsyncClient(timeout=60) as client:
+        for _warm in range(5):  # connections, imports, caches
+            await one_turn(client, direct_url, {}, body)
+            await one_turn(client, gateway_url, headers, body)
+        for index in range(args.turns):
+            order = ("direct", "gateway") if index % 2 == 0 else ("gateway", "direct")
+            for kind in order:
+                url, hdrs = (direct_url, {}) if kind == "direct" else (gateway_url, headers)
+                results[kind].append(await one_turn(client, url, hdrs, body))
+    return results
+
+
+async def loadgen_capacity(args: argparse.Namespace) -> dict:
+    import httpx
+
+    gateway_url = f"{args.gateway}/api/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Count for me."}], "stream": True}
+    headers = {"Authorization": f"Bearer {args.key}"}
+    limits = httpx.Limits(max_connections=args.streams + 10, max_keepalive_connections=args.streams + 10)
+    done = 0
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(5)
+            print(f"loadgen: {done}/{args.streams} streams done", file=sys.stderr, flush=True)
+
+    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+
+        async def staggered(index: int) -> dict:
+            nonlocal done
+            await asyncio.sleep(index * args.ramp / args.streams)
+            try:
+                return await one_turn(client, gateway_url, headers, body)
+            finally:
+                done += 1
+
+        reporter = asyncio.ensure_future(progress())
+        turns = await asyncio.gather(*(staggered(i) for i in range(args.streams)), return_exceptions=True)
+        reporter.cancel()
+    return {"gateway": [t if isinstance(t, dict) else {"error": repr(t)} for t in turns]}
+
+
+def run_loadgen(args: argparse.Namespace) -> None:
+    import uvloop
+
+    started = time.perf_counter()
+    runner = loadgen_overhead if args.mode == "overhead" else loadgen_capacity
+    results = uvloop.run(runner(args))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter() - started
+    results["loadgen_cpu_share"] = (usage.ru_utime + usage.ru_stime) / wall
+    print(json.dumps(results))
+
+
+# --- orchestration -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def setup_database(env: dict) -> str:
+    """Migrate a fresh database and create an account with credits and a key; returns the key."""
+    script = (
+        "from django.core.management import call_command\n"
+        "call_command('migrate', verbosity=0)\n"
+        "from tests.factories import account_create\n"
+        "from rivya_api.keys.services import api_key_create\n"
+        "from rivya_billing.services import credits_grant\n"
+        "account = account_create('bench')\n"
+        "credits_grant(account=account, amount=10**12, reference='bench-grant')\n"
+        "print(api_key_create(account=account, name='bench')[1])\n"
+    )
+    out = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]
+
+
+def check_chunks(turn: dict, chunks: int) -> tuple[int, int]:
+    """(merged, dropped) content events of one turn against the upstream's chunks."""
+    expected = [f"c{i:02d}" for i in range(chunks)]
+    texts = turn.get("texts") or []
+    merged = sum(1 for text in texts if len(text) > 3)
+    dropped = len(expected) - len("".join(texts)) // 3
+    return merged, max(0, dropped)
+
+
+def report_overhead(results: dict, chunks: int) -> None:
+    direct, gateway = results["direct"], results["gateway"]
+    errors = [t["error"] for t in direct + gateway if "error" in t]
+    pairs = [
+        (d["ttft"], g["ttft"]) for d, g in zip(direct, gateway, strict=True) if "error" not in d and "error" not in g
+    ]
+    added_ttft = [(g - d) * 1000 for d, g in pairs] if pairs else []
+    d_gaps = [gap * 1000 for t in direct if "gaps" in t for gap in t["gaps"]]
+    g_gaps = [gap * 1000 for t in gateway if "gaps" in t for gap in t["gaps"]]
+    merged = sum(check_chunks(t, chunks)[0] for t in gateway if "error" not in t)
+    dropped = sum(check_chunks(t, chunks)[1] for t in gateway if "error" not in t)
+    usage_ok = all(t.get("usage") and "credits" in t["usage"] for t in gateway if "error" not in t)
+    print(f"turns: {len(gateway)} through the gateway, {len(direct)} direct, interleaved, concurrency 1")
+    print(f"errors: {len(errors)} {errors[:3]}")
+    print("| metric | direct | gateway | added |")
+    print("| --- | --- | --- | --- |")
+    for q in (50, 99):
+        d = percentile([p[0] * 1000 for p in pairs], q)
+        g = percentile([p[1] * 1000 for p in pairs], q)
+        print(f"| TTFT P{q} (ms) | {d:.1f} | {g:.1f} | {percentile(added_ttft, q):+.1f} (paired) / {g - d:+.1f} |")
+    for q in (50, 99):
+        d, g = percentile(d_gaps, q), percentile(g_gaps, q)
+        print(f"| inter-chunk gap P{q} (ms) | {d:.1f} | {g:.1f} | {g - d:+.1f} |")
+    print(f"| chunks merged / dropped | - | {merged} / {dropped} | |")
+    print(f"| usage chunk with credits in every turn | - | {usage_ok} | |")
+    print(f"load generator CPU: {results['loadgen_cpu_share'] * 100:.0f}% of one core")
+
+
+def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) -> None:
+    turns = results["gateway"]
+    ok = [t for t in turns if "error" not in t]
+    errors = [t["error"] for t in turns if "error" in t]
+    added = [(gap - 1.0) * 1000 for t in ok for gap in t["gaps"]]
+    ttft = [t["ttft"] * 1000 for t in ok if t["ttft"] is not None]
+    merged = sum(check_chunks(t, chunks)[0] for t in ok)
+    dropped = sum(check_chunks(t, chunks)[1] for t in ok)
+    print(f"streams: {streams} opened, {len(ok)} completed, {len(errors)} errors {errors[:3]}")
+    print("| metric | value |")
+    print("| --- | --- |")
+    print(f"| TTFT P50 / P99 (ms; pace 200 ms) | {percentile(ttft, 50):.0f} / {percentile(ttft, 99):.0f} |")
+    gap50, gap99, gap_max = percentile(added, 50), percentile(added, 99), max(added, default=0)
+    print(f"| added gap P50 / P99 / max (ms; pace 1 s) | {gap50:+.1f} / {gap99:+.1f} / {gap_max:+.1f} |")
+    print(f"| chunks merged / dropped | {merged} / {dropped} |")
+    if rss:
+        print(f"| gateway RSS start / peak / end (MB) | {rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f} |")
+    print(f"load generator CPU: {results['loadgen_cpu_share'] * 100:.0f}% of one core")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    overhead = sub.add_parser("overhead")
+    overhead.add_argument("--turns", type=int, default=200)
+    capacity = sub.add_parser("capacity")
+    capacity.add_argument("--streams", type=int, default=500)
+    capacity.add_argument("--chunks", type=int, default=15)
+    capacity.add_argument("--ramp", type=float, default=5.0, help="seconds over which the streams open")
+    upstream = sub.add_parser("upstream")
+    upstream.add_argument("--port", type=int, required=True)
+    upstream.add_argument("--first-delay", type=float, default=0.2)
+    upstream.add_argument("--interval", type=float, default=0.02)
+    upstream.add_argument("--chunks", type=int, default=64)
+    loadgen = sub.add_parser("loadgen")
+    loadgen.add_argument("--mode", choices=["overhead", "capacity"], required=True)
+    loadgen.add_argument("--upstream", required=True)
+    loadgen.add_argument("--gateway", required=True)
+    loadgen.add_argument("--key", required=True)
+    loadgen.add_argument("--turns", type=int, default=200)
+    loadgen.add_argument("--streams", type=int, default=500)
+    loadgen.add_argument("--ramp", type=float, default=5.0)
+    args = parser.parse_args()
+
+    if args.command == "upstream":
+        serve_upstream(args.port, args.first_delay, args.interval, args.chunks)
+        return
+    if args.command == "loadgen":
+        run_loadgen(args)
+        return
+
+    chunks = 64 if args.command == "overhead" else args.chunks
+    interval = 0.02 if args.command == "overhead" else 1.0
+    workdir = Path(tempfile.mkdtemp(prefix="rivya-bench-"))
+    upstream_port, gateway_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only",
+        "LOG_LEVEL": "WARNING",
+        "RIVYA_API_RATE_LIMIT": "off",
+        "RIVYA_IN_PROCESS_BEAT": "false",
+        "RIVYA_UPSTREAM_CHAT_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+        "RIVYA_UPSTREAM_CHAT_API_KEY": "bench",
+        "RIVYA_UPSTREAM_CHAT_MODEL": "bench",
+    }
+    env.pop("REDIS_URL", None) if "BENCH_REDIS_URL" not in os.environ else env.update(
+        REDIS_URL=os.environ["BENCH_REDIS_URL"]
+    )
+    key = setup_database(env)
+    procs = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    __file__,
+                    "upstream",
+                    "--port",
+                    str(upstream_port),
+                    "--interval",
+                    str(interval),
+                    "--chunks",
+                    str(chunks),
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        gateway = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(gateway_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--backlog",
+                "2048",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=(workdir / "gateway.log").open("w"),  # its access log, kept out of the report
+        )
+        procs.append(gateway)
+        wait_listening(upstream_port)
+        wait_listening(gateway_port)
+        command = [
+            PYTHON,
+            __file__,
+            "loadgen",
+            "--mode",
+            args.command,
+            "--upstream",
+            f"http://127.0.0.1:{upstream_port}",
+            "--gateway",
+            f"http://127.0.0.1:{gateway_port}",
+            "--key",
+            key,
+        ]
+        if args.command == "overhead":
+            command += ["--turns", str(args.turns)]
+        else:
+            command += ["--streams", str(args.streams), "--ramp", str(args.ramp)]
+        output = workdir / "loadgen.json"
+        with output.open("w") as sink:  # a file, not a pipe: the results are larger than a pipe's buffer
+            loadgen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, text=True)
+            rss = []
+            while loadgen.poll() is None:
+                rss.append(rss_mb(gateway.pid))
+                time.sleep(1)
+        results = json.loads(output.read_text())
+        database = env["DATABASE_URL"].split(":")[0]
+        print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; database {database}")
+        if args.command == "overhead":
+            report_overhead(results, chunks)
+        else:
+            report_capacity(results, rss, args.streams, chunks)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Chat API: OpenAI-compatible turns, SSE streaming, server-side sessions."""

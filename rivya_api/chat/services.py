@@ -1,0 +1,372 @@
+"""Chat turns: start (reserve), finish (settle) and fail (release), each one transaction.
+
+A turn's life, and where the money moves:
+
+1. ``chat_turn_start`` — one transaction: lock (or create) the session, refuse
+   a second concurrent turn, build the prompt (stored history + the client's
+   new messages, images inline as ``data:`` URLs), size the reservation
+   (prompt tokens + the turn's output budget at the model's price), save the
+   new messages and an ``in_progress`` assistant message, and hold the credits
+   under the turn's reference. ``InsufficientCreditsError`` rolls all of it
+   back: a 402 leaves no session, message or hold behind.
+2. The model runs outside any transaction (``rivya_api.chat.turns``).
+3. ``chat_turn_finish`` — one transaction: save the assistant message
+   (complete, or partial when the turn stopped early) and settle the hold from
+   the real usage, rounded up to a whole credit; the rest of the hold returns.
+   ``chat_turn_fail`` — one transaction: release the whole hold and take the
+   turn's messages out of the session's history.
+
+Finish and fail are idempotent: the second call for a turn that already
+ended returns the saved message without touching the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
+from rivya_api.chat.exceptions import (
+    ChatContextLengthError,
+    ChatError,
+    ChatSessionBusyError,
+    ChatSessionNotFoundError,
+)
+from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.chat.providers.base import ChatProvider, ChatRequest, ChatUsage
+from rivya_api.conf import api_settings
+from rivya_api.files.selectors import file_get_usable, file_open
+from rivya_api.ids import public_id
+from rivya_billing import services as billing
+from rivya_billing.exceptions import HoldNotPendingError
+
+logger = logging.getLogger(__name__)
+
+TITLE_LENGTH = 80
+HISTORY_STATUSES = (ChatMessage.Status.COMPLETED, ChatMessage.Status.INCOMPLETE)
+DEFAULT_MAX_OUTPUT_TOKENS = 1024
+DEFAULT_CONTEXT_WINDOW = 8192
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A client message of this turn, validated: text plus the Files API ids of its images."""
+
+    role: str
+    text: str
+    images: list[dict[str, str]] = field(default_factory=list)  # [{"file_id", "detail"?}]
+
+
+@dataclass
+class ChatTurnPlan:
+    """Everything the runner needs once the turn is accepted; lives in memory only."""
+
+    account_id: Any
+    session_id: str
+    turn_id: str
+    model_id: str
+    created: int
+    provider: ChatProvider
+    request: ChatRequest
+    prompt_tokens: int  # our count of the prompt (exact for the local model)
+    credits_reserved: int
+    new_session: bool
+    include_usage: bool = True
+
+
+def chat_turn_reference(turn_id: str) -> str:
+    """The ledger reference of a turn's hold."""
+    return f"chat_turn:{turn_id}"
+
+
+def _image_data_url(*, account: Any, file_id: str, param: str) -> str:
+    """The account's Files API image ``file_id`` as an inline ``data:`` URL.
+
+    Raises the Files errors (404 no such file, 400 deleted/expired or not an
+    image) with ``param`` naming the content part.
+    """
+    file = file_get_usable(account=account, file_id=file_id, kinds=["image"], param=param)
+    with file_open(file) as handle:
+        payload = base64.b64encode(handle.read()).decode("ascii")
+    return f"data:{file.content_type};base64,{payload}"
+
+
+def _provider_message(*, account: Any, role: str, text: str, images: list[dict[str, str]], param: str) -> dict:
+    if not images:
+        return {"role": role, "content": text}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for index, image in enumerate(images):
+        url = _image_data_url(account=account, file_id=image["file_id"], param=f"{param}[{index}]")
+        image_url = {"url": url}
+        if image.get("detail"):
+            image_url["detail"] = image["detail"]
+        parts.append({"type": "image_url", "image_url": image_url})
+    return {"role": role, "content": parts}
+
+
+def _session_for_turn(*, account: Any, session_id: str | None, model_id: str) -> tuple[ChatSession, bool]:
+    if session_id is None:
+        return ChatSession(account=account, model=model_id, source=ChatSession.Source.API), True
+    session = (
+        ChatSession.objects.select_for_update()
+        .filter(account=account, public_id=session_id, source=ChatSession.Source.API)
+        .first()
+    )
+    if session is None:
+        raise ChatSessionNotFoundError(f"No chat session {session_id!r}.", param="session_id")
+    if session.model != model_id:
+        raise ChatError(
+            f"Session {session_id} uses model {session.model}; continue it with the same model.",
+            param="model",
+            code="session_model_mismatch",
+        )
+    busy_since = timezone.now() - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    if session.messages.filter(status=ChatMessage.Status.IN_PROGRESS, created_at__gte=busy_since).exists():
+        raise ChatSessionBusyError(
+            f"Session {session_id} has a turn in progress; send the next turn when it has finished.",
+            param="session_id",
+        )
+    return session, False
+
+
+@transaction.atomic
+def chat_turn_start(
+    *,
+    account: Any,
+    model: Any,
+    messages: list[NewMessage],
+    session_id: str | None = None,
+    max_output_tokens: int | None = None,
+    sampling: dict[str, Any] | None = None,
+    stop: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
+    idempotency_key: str = "",
+) -> ChatTurnPlan:
+    """Accept a turn: save its messages and hold its upper-bound price (see the module docstring).
+
+    ``model`` is a listed chat ``CatalogModel``. Raises ``ChatSessionNotFoundError``,
+    ``ChatSessionBusyError``, ``ChatAttachmentError``, ``ChatContextLengthError`` or
+    billing's ``InsufficientCreditsError``; every one of them leaves nothing behind.
+    """
+    session, new_session = _session_for_turn(account=account, session_id=session_id, model_id=model.id)
+    prompt: list[dict[str, Any]] = []
+    if not new_session:
+        for message in session.messages.filter(status__in=HISTORY_STATUSES).order_by("created_at", "pk"):
+            images = [{"file_id": file_id} for file_id in message.attachments]
+            prompt.append(
+                _provider_message(
+                    account=account, role=message.role, text=message.content, images=images, param="session_id"
+                )
+            )
+    for index, message in enumerate(messages):
+        prompt.append(
+            _provider_message(
+                account=account,
+                role=message.role,
+                text=message.text,
+                images=message.images,
+                param=f"messages[{index}].content",
+            )
+        )
+
+    provider = catalog_provider(model)
+    prompt_tokens = ChatProvider.count_prompt_tokens(provider, prompt)  # our own count, unpadded
+    reserve_prompt_tokens = provider.count_prompt_tokens(prompt)  # the provider's upper bound
+    limit_output = int(model.limits.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
+    context_window = int(model.limits.get("context_window", DEFAULT_CONTEXT_WINDOW))
+    room = context_window - prompt_tokens
+    if max_output_tokens is None:
+        max_output_tokens = min(limit_output, room)
+    if max_output_tokens < 1 or max_output_tokens > room:
+        raise ChatContextLengthError(
+            f"The prompt is {prompt_tokens} tokens; with {max(max_output_tokens, 1)} output tokens it does not fit "
+            f"the model's context window of {context_window} tokens.",
+            param="messages",
+        )
+    credits = catalog_token_price(model, input_tokens=reserve_prompt_tokens, output_tokens=max_output_tokens)
+
+    if new_session:
+        first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
+        session.title = " ".join(first_text.split())[:TITLE_LENGTH]
+        session.save()
+    turn_id = public_id("msg")
+    ChatMessage.objects.bulk_create(
+        [
+            ChatMessage(
+                public_id=public_id("msg"),
+                session=session,
+                role=message.role,
+                content=message.text,
+                attachments=[image["file_id"] for image in message.images],
+                status=ChatMessage.Status.IN_PROGRESS,
+                turn_id=turn_id,
+            )
+            for message in messages
+        ]
+    )
+    assistant = ChatMessage.objects.create(
+        public_id=turn_id,
+        session=session,
+        role=ChatMessage.Role.ASSISTANT,
+        status=ChatMessage.Status.IN_PROGRESS,
+        turn_id=turn_id,
+        credits_reserved=credits,
+        metadata=metadata or {},
+        idempotency_key=idempotency_key,
+    )
+    billing.credits_reserve(account=account, amount=credits, reference=chat_turn_reference(turn_id))
+    sampling = sampling or {}
+    return ChatTurnPlan(
+        account_id=account.pk,
+        session_id=session.public_id,
+        turn_id=turn_id,
+        model_id=model.id,
+        created=int(assistant.created_at.timestamp()) if assistant.created_at else int(time.time()),
+        provider=provider,
+        request=ChatRequest(
+            messages=prompt,
+            max_output_tokens=max_output_tokens,
+            stop=list(stop or []),
+            temperature=sampling.get("temperature"),
+            top_p=sampling.get("top_p"),
+            seed=sampling.get("seed"),
+            presence_penalty=sampling.get("presence_penalty"),
+            frequency_penalty=sampling.get("frequency_penalty"),
+        ),
+        prompt_tokens=prompt_tokens,
+        credits_reserved=credits,
+        new_session=new_session,
+    )
+
+
+def _locked_turn(turn_id: str) -> ChatMessage:
+    return (
+        ChatMessage.objects.select_for_update()
+        .select_related("session")
+        .get(public_id=turn_id, role=ChatMessage.Role.ASSISTANT)
+    )
+
+
+@transaction.atomic
+def chat_turn_finish(
+    *,
+    turn_id: str,
+    content: str,
+    finish_reason: str,
+    usage: ChatUsage,
+    complete: bool = True,
+) -> ChatMessage:
+    """Save the assistant message and settle the turn's hold from ``usage``, together.
+
+    ``complete=False`` saves a partial reply (the turn stopped before the model
+    finished) as ``incomplete``; it is charged for what was produced, and a turn
+    that produced nothing is released in full. The charge is the catalog's
+    token price of ``usage`` (rounded up, at least 1 credit), capped at the hold.
+    Idempotent: a turn that already ended is returned unchanged.
+    """
+    message = _locked_turn(turn_id)
+    if message.status != ChatMessage.Status.IN_PROGRESS:
+        return message
+    session = message.session
+    reference = chat_turn_reference(turn_id)
+    if complete or usage.completion_tokens > 0:
+        price = catalog_token_price(
+            catalog_model_get(session.model),
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+        )
+        charged = min(price, message.credits_reserved or 0)
+    else:
+        charged = 0
+    account = session.account
+    try:
+        if charged > 0:
+            billing.credits_settle(account=account, reference=reference, amount=charged)
+        else:
+            billing.credits_release(account=account, reference=reference)
+    except HoldNotPendingError as exc:
+        # The hold's lease lapsed and the sweeper returned the credits before the
+        # turn ended: the reply is saved, and it is free.
+        logger.warning("Chat turn %s ended after its hold was %s; not charged", turn_id, exc.state)
+        charged = 0
+
+    now = timezone.now()
+    message.content = content
+    message.finish_reason = finish_reason if complete else ""
+    message.status = ChatMessage.Status.COMPLETED if complete else ChatMessage.Status.INCOMPLETE
+    message.prompt_tokens = usage.prompt_tokens
+    message.completion_tokens = usage.completion_tokens
+    message.credits_charged = charged
+    message.completed_at = now
+    message.save(
+        update_fields=[
+            "content",
+            "finish_reason",
+            "status",
+            "prompt_tokens",
+            "completion_tokens",
+            "credits_charged",
+            "completed_at",
+        ]
+    )
+    added = (
+        ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.COMPLETED)
+    )
+    ChatSession.objects.filter(pk=session.pk).update(
+        message_count=F("message_count") + added + 1,
+        credits_spent=F("credits_spent") + charged,
+        updated_at=now,
+    )
+    return message
+
+
+@transaction.atomic
+def chat_turn_fail(*, turn_id: str, content: str = "", error_code: str = "model_error") -> ChatMessage:
+    """Release the turn's whole hold and mark its messages failed (out of the session's history).
+
+    Idempotent: a turn that already ended is returned unchanged.
+    """
+    message = _locked_turn(turn_id)
+    if message.status != ChatMessage.Status.IN_PROGRESS:
+        return message
+    try:
+        billing.credits_release(account=message.session.account, reference=chat_turn_reference(turn_id))
+    except HoldNotPendingError as exc:  # already expired by the sweeper: nothing left to release
+        logger.warning("Chat turn %s failed after its hold was %s", turn_id, exc.state)
+    message.content = content
+    message.status = ChatMessage.Status.FAILED
+    message.finish_reason = ""
+    message.credits_charged = 0
+    message.completed_at = timezone.now()
+    message.error_code = error_code
+    message.save(update_fields=["content", "status", "finish_reason", "credits_charged", "completed_at", "error_code"])
+    ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.FAILED)
+    ChatSession.objects.filter(pk=message.session_id).update(updated_at=message.completed_at)
+    return message
+
+
+def chat_turns_fail_stale(*, now: Any = None) -> int:
+    """Fail (and release) turns still ``in_progress`` after ``CHAT_TURN_TIMEOUT_SECONDS``.
+
+    A turn whose process died never finishes by itself; this returns its
+    credits and frees its session. Each turn is failed in its own transaction
+    (``chat_turn_fail``, idempotent), so a turn that ends meanwhile is left as it ended.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    stale = ChatMessage.objects.filter(
+        role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.IN_PROGRESS, created_at__lt=cutoff
+    ).values_list("public_id", flat=True)
+    failed = 0
+    for turn_id in list(stale[:500]):
+        if chat_turn_fail(turn_id=turn_id, error_code="turn_timeout").status == ChatMessage.Status.FAILED:
+            failed += 1
+    return failed

@@ -1,0 +1,208 @@
+"""Where a turn's events are kept, so a client can come back for them.
+
+Every turn's events live in its in-memory ``TurnEventLog`` in the process
+that runs it; ``local_turns`` keeps each turn there for
+``CHAT_STREAM_RETENTION_SECONDS`` (default 300) after it ends, which is enough
+for resuming in a single-process deployment (the embedded default).
+
+With ``CHAT_STREAM_REDIS_URL`` set (the reference project sets it from
+``REDIS_URL``), every event is also mirrored into a Redis stream,
+``rivya:chat:turn:<turn id>``, entry id ``<event id>-1``, by a writer task
+that follows the log like any client (so the live stream never waits for
+Redis), and ``rivya:chat:session:<session id>`` names the session's latest
+turn. Both expire ``CHAT_STREAM_RETENTION_SECONDS`` after the turn ends (and
+in any case ``CHAT_TURN_TIMEOUT_SECONDS`` plus that after it started, should
+the process die). A resume served by another process reads from there.
+
+Cancelling a turn that runs in another process goes through the Redis
+channel ``rivya:chat:cancel``: every process that runs turns listens on it and
+stops the named turn if it is one of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from rivya_api.conf import api_settings
+
+if TYPE_CHECKING:
+    from rivya_api.chat.turns import ChatTurn
+
+logger = logging.getLogger(__name__)
+
+CANCEL_CHANNEL = "rivya:chat:cancel"
+
+
+def turn_key(turn_id: str) -> str:
+    return f"rivya:chat:turn:{turn_id}"
+
+
+def session_key(session_id: str) -> str:
+    return f"rivya:chat:session:{session_id}"
+
+
+def is_terminal(data: str) -> bool:
+    """The last event of a turn: ``[DONE]``, or an error event."""
+    return data == "[DONE]" or data.startswith('{"error"')
+
+
+class LocalTurns:
+    """The turns of this process, live and recently ended, by turn and by session."""
+
+    def __init__(self) -> None:
+        self.turns: dict[str, ChatTurn] = {}
+        self.latest: dict[str, str] = {}
+
+    def add(self, turn: ChatTurn) -> None:
+        self.turns[turn.plan.turn_id] = turn
+        self.latest[turn.plan.session_id] = turn.plan.turn_id
+
+    def ended(self, turn: ChatTurn) -> None:
+        """Forget the turn ``CHAT_STREAM_RETENTION_SECONDS`` from now."""
+        asyncio.get_running_loop().call_later(float(api_settings.CHAT_STREAM_RETENTION_SECONDS), self._drop, turn)
+
+    def _drop(self, turn: ChatTurn) -> None:
+        turn_id, session_id = turn.plan.turn_id, turn.plan.session_id
+        if self.turns.get(turn_id) is turn:
+            del self.turns[turn_id]
+        if self.latest.get(session_id) == turn_id:
+            del self.latest[session_id]
+
+    def get(self, turn_id: str) -> ChatTurn | None:
+        return self.turns.get(turn_id)
+
+
+local_turns = LocalTurns()
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+
+
+def redis_enabled() -> bool:
+    return bool(api_settings.CHAT_STREAM_REDIS_URL)
+
+
+def redis_client() -> Any:
+    """The asyncio Redis client of the running loop (one pool per loop)."""
+    import redis.asyncio as aioredis
+
+    loop = asyncio.get_running_loop()
+    client = _redis_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(api_settings.CHAT_STREAM_REDIS_URL, decode_responses=True)
+        _redis_clients[loop] = client
+    return client
+
+
+async def mirror_to_redis(turn: ChatTurn) -> None:
+    """Copy the turn's events into its Redis stream as they are appended (a follower of the log)."""
+    client = redis_client()
+    key = turn_key(turn.plan.turn_id)
+    retention = max(1, int(float(api_settings.CHAT_STREAM_RETENTION_SECONDS) * 1000))  # milliseconds
+    ceiling = int(api_settings.CHAT_TURN_TIMEOUT_SECONDS) * 1000 + retention
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(session_key(turn.plan.session_id), turn.plan.turn_id, px=ceiling)
+            pipe.xadd(key, {"d": ": started"}, id="0-1")  # the stream exists from the start
+            pipe.pexpire(key, ceiling)
+            await pipe.execute()
+        written = 0
+        while True:
+            events = turn.log.events
+            if written < len(events):
+                async with client.pipeline(transaction=False) as pipe:
+                    for event in events[written:]:
+                        pipe.xadd(key, {"d": event.data}, id=f"{event.id}-1")
+                    await pipe.execute()
+                written = len(events)
+                continue
+            if turn.log.closed:
+                break
+            await turn.log.wait_for_change(None)
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.pexpire(key, retention)
+            pipe.pexpire(session_key(turn.plan.session_id), retention)
+            await pipe.execute()
+    except Exception:
+        # Resume from other processes is lost for this turn; the turn itself goes on.
+        logger.exception("Could not mirror chat turn %s to Redis", turn.plan.turn_id)
+
+
+async def redis_latest_turn(session_id: str) -> str | None:
+    return await redis_client().get(session_key(session_id))
+
+
+async def redis_follow(turn_id: str, *, after: int, keepalive: float) -> AsyncIterator[Any]:
+    """The turn's events after id ``after`` from Redis, live until its last event.
+
+    Yields ``(id, data)`` pairs and ``None`` on silences; stops at once if the
+    stream does not exist (expired, or never mirrored).
+    """
+    client = redis_client()
+    key = turn_key(turn_id)
+    last = f"{after}-1" if after > 0 else "0-1"
+    if not await client.exists(key):
+        return
+    while True:
+        reply = await client.xread({key: last}, block=max(1, int(keepalive * 1000)), count=100)
+        if not reply:
+            if not await client.exists(key):
+                return
+            yield None
+            continue
+        for entry_id, fields in reply[0][1]:
+            last = entry_id
+            data = fields["d"]
+            yield int(entry_id.split("-")[0]), data
+            if is_terminal(data):
+                return
+
+
+async def redis_has_turn(turn_id: str) -> bool:
+    return bool(await redis_client().exists(turn_key(turn_id)))
+
+
+async def request_cancel(turn_id: str) -> bool:
+    """Stop ``turn_id`` wherever it runs: here directly, elsewhere through Redis."""
+    turn = local_turns.get(turn_id)
+    if turn is not None:
+        turn.cancel()
+        return True
+    if redis_enabled():
+        await redis_client().publish(CANCEL_CHANNEL, turn_id)
+        return True
+    return False
+
+
+def ensure_cancel_listener() -> None:
+    """Listen on the cancel channel in this loop (once), stopping local turns that are named."""
+    if not redis_enabled():
+        return
+    loop = asyncio.get_running_loop()
+    task = _listeners.get(loop)
+    if task is None or task.done():
+        _listeners[loop] = loop.create_task(_listen_for_cancels(), name="chat-cancel-listener")
+
+
+async def _listen_for_cancels() -> None:
+    while True:
+        try:
+            pubsub = redis_client().pubsub()
+            await pubsub.subscribe(CANCEL_CHANNEL)
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    turn = local_turns.get(message["data"])
+                    if turn is not None:
+                        turn.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Chat cancel listener lost Redis; reconnecting")
+            await asyncio.sleep(1)

@@ -1,0 +1,203 @@
+"""The chat providers on their own: the tokenizer, the local model, the upstream adapter on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rivya_api.chat import tokenizer
+from rivya_api.chat.providers.base import ChatProviderError, ChatRequest, ChatUsage, Finished, TextDelta
+from rivya_api.chat.providers.local import LocalChatProvider
+from rivya_api.chat.providers.openai_compatible import OpenAICompatibleChatProvider
+from tests.rivya_api.chat.servers import ServerThread, StandInUpstream
+
+
+def collect(provider, request):
+    async def run():
+        return [event async for event in provider.stream(request)]
+
+    return asyncio.run(run())
+
+
+# --- tokenizer ------------------------------------------------------------------------
+
+
+@given(st.text())
+def test_tokens_join_back_to_the_text(text):
+    assert "".join(tokenizer.tokenize(text)) == text
+
+
+def test_token_rules_are_the_documented_ones():
+    assert tokenizer.tokenize("Hello, world!") == ["Hell", "o", ",", " worl", "d", "!"]
+    assert tokenizer.tokenize("I'm 1234567") == ["I", "'m", " 123", "456", "7"]
+    assert tokenizer.tokenize("a\n\nb") == ["a", "\n", "\n", "b"]
+    messages = [{"role": "user", "content": "Hello, world!"}]
+    assert tokenizer.count_prompt_tokens(messages) == 3 + 4 + 6
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url"}]}]
+    assert tokenizer.count_prompt_tokens(with_image) == 3 + 4 + 1 + 85
+
+
+# --- local model ------------------------------------------------------------------------
+
+
+def test_local_model_streams_token_by_token_with_exact_usage():
+    messages = [{"role": "user", "content": "Say something"}]
+    events = collect(LocalChatProvider({}), ChatRequest(messages=messages, max_output_tokens=1000))
+    deltas = [event.text for event in events[:-1]]
+    assert all(isinstance(event, TextDelta) for event in events[:-1])
+    assert len(deltas) > 20
+    text = "".join(deltas)
+    assert "local development model" in text
+    assert text.endswith("It said: Say something")
+    assert deltas == tokenizer.tokenize(text)
+    assert events[-1] == Finished("stop", ChatUsage(tokenizer.count_prompt_tokens(messages), len(deltas)))
+
+
+def test_local_model_honours_max_tokens_and_stop():
+    messages = [{"role": "user", "content": "one two three"}]
+    events = collect(LocalChatProvider({}), ChatRequest(messages=messages, max_output_tokens=5))
+    assert len(events) == 6
+    assert events[-1].finish_reason == "length"
+    assert events[-1].usage.completion_tokens == 5
+    events = collect(LocalChatProvider({}), ChatRequest(messages=messages, max_output_tokens=500, stop=["offline"]))
+    text = "".join(event.text for event in events[:-1])
+    assert text.endswith("it runs ")
+    assert events[-1].finish_reason == "stop"
+
+
+def test_local_model_delays_do_not_block_the_loop():
+    provider = LocalChatProvider({"token_delay": 0.02})
+    request = ChatRequest(messages=[{"role": "user", "content": "x"}], max_output_tokens=10)
+
+    async def run():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        task = asyncio.ensure_future(ticker())
+        started = time.monotonic()
+        events = [event async for event in provider.stream(request)]
+        task.cancel()
+        return events, time.monotonic() - started, ticks
+
+    events, elapsed, ticks = asyncio.run(run())
+    assert len(events) == 11
+    assert elapsed >= 9 * 0.02
+    assert ticks >= 10  # the loop kept running between tokens
+
+
+# --- OpenAI-compatible upstream ------------------------------------------------------------
+
+
+@pytest.fixture
+def upstream():
+    stand_in = StandInUpstream()
+    with ServerThread(stand_in) as server:
+        stand_in.base_url = server.url + "/v1"
+        yield stand_in
+
+
+def adapter(upstream, **options):
+    return OpenAICompatibleChatProvider(
+        {"base_url": upstream.base_url, "api_key": "sk-upstream", "upstream_model": "vendor-x-large", **options}
+    )
+
+
+def test_upstream_is_configured_only_with_a_base_url_and_model():
+    assert not OpenAICompatibleChatProvider.is_configured({"base_url": "", "upstream_model": "m"})
+    assert not OpenAICompatibleChatProvider.is_configured({"base_url": "http://x/v1"})
+    assert OpenAICompatibleChatProvider.is_configured({"base_url": "http://x/v1", "upstream_model": "m"})
+
+
+def test_upstream_streams_deltas_and_usage(upstream):
+    request = ChatRequest(
+        messages=[{"role": "user", "content": "hi"}], max_output_tokens=50, temperature=0.5, stop=["\n"]
+    )
+    events = collect(adapter(upstream), request)
+    assert [event.text for event in events[:-1]] == ["Hello", " from", " upstream", "."]
+    assert events[-1] == Finished("stop", ChatUsage(11, 4))
+    sent = upstream.requests[0]
+    assert sent["model"] == "vendor-x-large"
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["max_tokens"] == 50
+    assert sent["temperature"] == 0.5
+    assert sent["stop"] == ["\n"]
+    assert "top_p" not in sent
+    assert upstream.headers[0]["authorization"] == "Bearer sk-upstream"
+
+
+def test_upstream_without_usage_leaves_counting_to_the_gateway(upstream):
+    upstream.script.usage = None
+    upstream.script.finish_reason = "length"
+    events = collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=4))
+    assert events[-1] == Finished("length", None)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "http_status"),
+    [
+        (429, "model_overloaded", 503),
+        (400, "model_rejected_request", 400),
+        (500, "model_error", 502),
+        (401, "model_unavailable", 502),
+        (504, "model_timeout", 504),
+    ],
+)
+def test_upstream_errors_become_rivya_errors_without_upstream_names(upstream, status, code, http_status):
+    upstream.script.status = status
+    with pytest.raises(ChatProviderError) as caught:
+        collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=4))
+    assert (caught.value.code, caught.value.status) == (code, http_status)
+    assert "vendor" not in caught.value.message.lower()
+
+
+def test_upstream_failure_mid_stream_is_an_error_after_the_deltas(upstream):
+    upstream.script.fail_after = 2
+    seen = []
+
+    async def run():
+        async for event in adapter(upstream).stream(
+            ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
+        ):
+            seen.append(event)
+
+    with pytest.raises(ChatProviderError) as caught:
+        asyncio.run(run())
+    assert [event.text for event in seen] == ["Hello", " from"]
+    assert caught.value.code == "model_error"
+
+
+def test_upstream_stream_cut_without_finish_is_an_error(upstream):
+    upstream.script.drop_after = 1
+    with pytest.raises(ChatProviderError):
+        collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
+
+
+def test_upstream_read_timeout_and_unreachable_upstream(upstream):
+    upstream.script.first_delay = 1.0
+    with pytest.raises(ChatProviderError) as caught:
+        collect(
+            adapter(upstream, read_timeout=0.2),
+            ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9),
+        )
+    assert caught.value.code == "model_timeout"
+    assert caught.value.status == 504
+    unreachable = OpenAICompatibleChatProvider({"base_url": "http://127.0.0.1:9/v1", "upstream_model": "m"})
+    with pytest.raises(ChatProviderError) as caught:
+        collect(unreachable, ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
+    assert caught.value.code == "model_unavailable"
+
+
+def test_upstream_prompt_estimate_is_padded():
+    provider = OpenAICompatibleChatProvider({"base_url": "http://x/v1", "upstream_model": "m"})
+    messages = [{"role": "user", "content": "Hello, world!"}]
+    assert provider.count_prompt_tokens(messages) == -(-13 * 125 // 100)

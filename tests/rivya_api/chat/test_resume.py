@@ -1,0 +1,137 @@
+"""Resuming a turn's stream by Last-Event-ID, from memory and from Redis, and the buffer's expiry."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from rivya_api.chat import streams
+from rivya_api.chat.models import ChatMessage
+from rivya_api.chat.providers.local import local_reply
+from tests.rivya_api.chat.conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGES = [{"role": "user", "content": "resume me"}]
+
+
+def sse_events(lines, stop_after: int | None = None) -> list[tuple[int, str]]:
+    events, event_id = [], None
+    for line in lines:
+        if line.startswith("id: "):
+            event_id = int(line[4:])
+        elif line.startswith("data: "):
+            events.append((event_id, line[6:]))
+            if stop_after is not None and len(events) == stop_after:
+                break
+    return events
+
+
+def content_of(events: list[tuple[int, str]]) -> str:
+    text = ""
+    for _, data in events:
+        if data != "[DONE]":
+            chunk = json.loads(data)
+            if chunk.get("choices"):
+                text += chunk["choices"][0]["delta"].get("content") or ""
+    return text
+
+
+def start_and_drop(url: str, secret: str, after: int) -> tuple[str, list[tuple[int, str]]]:
+    """Start a streamed turn on the slow model and hang up after ``after`` events."""
+    with (
+        httpx.Client() as client,
+        client.stream(
+            "POST",
+            f"{url}/api/v1/chat/completions",
+            json={"model": "rivya-chat-slow", "messages": MESSAGES, "stream": True},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=20,
+        ) as response,
+    ):
+        return response.headers["Rivya-Session-Id"], sse_events(response.iter_lines(), stop_after=after)
+
+
+def resume(url: str, secret: str, session_id: str, **headers: str) -> httpx.Response:
+    with httpx.Client() as client:
+        response = client.get(
+            f"{url}/api/v1/chat/sessions/{session_id}/stream",
+            headers={"Authorization": f"Bearer {secret}", **headers},
+            timeout=20,
+        )
+    return response
+
+
+def test_reconnect_with_last_event_id_gets_exactly_the_missing_events(live_server_url, funded, upstream):
+    _, secret = funded()
+    session_id, first = start_and_drop(live_server_url, secret, after=3)
+    assert [event_id for event_id, _ in first] == [1, 2, 3]
+    response = resume(live_server_url, secret, session_id, **{"Last-Event-ID": "3"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    rest = sse_events(response.text.splitlines())
+    ids = [event_id for event_id, _ in first + rest]
+    assert ids == list(range(1, len(ids) + 1))
+    assert rest[-1][1] == "[DONE]"
+    assert json.loads(rest[-2][1])["choices"] == []
+    assert content_of(first + rest) == local_reply(MESSAGES)
+
+
+def test_client_gone_for_good_the_turn_completes_and_replays_whole(live_server_url, funded, upstream):
+    _, secret = funded()
+    session_id, _ = start_and_drop(live_server_url, secret, after=2)
+    wait_for(lambda: ChatMessage.objects.filter(role="assistant", status="completed").exists())
+    response = resume(live_server_url, secret, session_id)  # no position: the whole turn
+    events = sse_events(response.text.splitlines())
+    assert events[0][0] == 1
+    assert events[-1][1] == "[DONE]"
+    assert content_of(events) == local_reply(MESSAGES)
+    query = httpx.get(
+        f"{live_server_url}/api/v1/chat/sessions/{session_id}/stream?last_event_id={len(events) - 1}",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert sse_events(query.text.splitlines()) == [(len(events), "[DONE]")]
+
+
+@pytest.mark.redis
+def test_resume_from_another_process_reads_the_redis_buffer(live_server_url, funded, upstream):
+    _, secret = funded()
+    session_id, first = start_and_drop(live_server_url, secret, after=2)
+    turn = wait_for(lambda: ChatMessage.objects.filter(role="assistant", status="completed").first())
+    wait_for(lambda: streams.local_turns.get(turn.public_id) and streams.local_turns.get(turn.public_id).mirror.done())
+    # This process forgets the turn, as another process never knew it.
+    streams.local_turns.turns.pop(turn.public_id)
+    response = resume(live_server_url, secret, session_id, **{"Last-Event-ID": "2"})
+    rest = sse_events(response.text.splitlines())
+    assert [event_id for event_id, _ in first + rest] == list(range(1, len(first + rest) + 1))
+    assert content_of(first + rest) == local_reply(MESSAGES)
+
+
+@pytest.mark.rivya_settings({"RIVYA_API": {"CHAT_STREAM_RETENTION_SECONDS": 0.3}})
+def test_the_buffer_expires_after_the_retention(live_server_url, funded, upstream):
+    _, secret = funded()
+    response = httpx.post(
+        f"{live_server_url}/api/v1/chat/completions",
+        json={"model": "rivya-chat-1", "messages": MESSAGES, "stream": True},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    session_id = response.headers["Rivya-Session-Id"]
+    assert resume(live_server_url, secret, session_id).status_code == 200  # still there right after
+    time.sleep(0.6)
+    expired = resume(live_server_url, secret, session_id)
+    assert expired.status_code == 410
+    assert expired.json()["error"]["code"] == "stream_expired"
+
+
+def test_resume_checks_position_and_account(live_server_url, funded, upstream):
+    _, secret = funded()
+    _, other_secret = funded()
+    session_id, _ = start_and_drop(live_server_url, secret, after=1)
+    bad = resume(live_server_url, secret, session_id, **{"Last-Event-ID": "soon"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "last_event_id"
+    assert resume(live_server_url, other_secret, session_id).status_code == 404
+    assert resume(live_server_url, "rvya_sk_nope", session_id).status_code == 401
