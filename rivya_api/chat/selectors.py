@@ -52,3 +52,13 @@ def chat_turn_for_idempotency_key(*, account: Any, key: str) -> ChatMessage | No
         .order_by("-created_at")
         .first()
     )
+
+
+def chat_turn_sessions(*, account: Any, turn_ids: list[str]) -> dict[str, str]:
+    """``{turn_id: session public id}`` for those of ``turn_ids`` that are turns of the account's sessions."""
+    rows = (
+        ChatMessage.objects.filter(session__account=account, turn_id__in=turn_ids)
+        .values_list("turn_id", "session__public_id")
+        .distinct()
+    )
+    return dict(rows)

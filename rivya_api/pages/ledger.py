@@ -4,8 +4,7 @@ Billing knows accounts, amounts and references, nothing of tasks or chats. The
 references are what ties an entry to its work: a generation's hold is
 referenced by its task id (``task_…``), a chat turn's by ``chat_turn:<turn>``;
 settle, release, expire and refund lines carry their hold, so their work is the
-hold's reference. Everything here reads through the billing selectors and the
-generation and chat selectors.
+hold's reference. Everything here reads through the billing, generation and chat selectors.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ from typing import Any
 
 from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
+from rivya_api.chat.selectors import chat_turn_sessions
 from rivya_api.generations.selectors import generation_list
 from rivya_api.pages.charts import KIND_COLOURS, Series
 from rivya_billing.selectors import wallet_entries
@@ -47,22 +47,6 @@ def work_reference(entry: Any) -> str:
     return hold.reference if hold is not None else entry.reference
 
 
-def _chat_sessions_for_turns(account: Any, turn_ids: Iterable[str]) -> dict[str, str]:
-    """``{turn_id: session public id}`` for the account's chat turns.
-
-    Empty where the chat resource is not installed (it lands on main separately);
-    the import is here, not at the top, for that reason only.
-    """
-    try:
-        from rivya_api.chat.models import ChatMessage
-    except ImportError:
-        return {}
-    rows = ChatMessage.objects.filter(session__account=account, turn_id__in=list(turn_ids)).values_list(
-        "turn_id", "session__public_id"
-    )
-    return dict(rows.distinct())
-
-
 def works_for(*, account: Any, references: Iterable[str]) -> dict[str, Work]:
     """The work behind each of ``references`` that is a task or a chat turn of ``account``."""
     references = set(references)
@@ -75,15 +59,10 @@ def works_for(*, account: Any, references: Iterable[str]) -> dict[str, Work]:
         ):
             found[public_id] = Work(kind, public_id, reverse("rivya_pages:generation-detail", args=[public_id]))
     if turns:
-        sessions = _chat_sessions_for_turns(account, turns)
+        sessions = chat_turn_sessions(account=account, turn_ids=turns)
         for turn in turns:
             session = sessions.get(turn)
-            url = None
-            if session:
-                try:
-                    url = reverse("rivya_pages:chat-detail", args=[session]) + f"#turn-{turn}"
-                except NoReverseMatch:
-                    url = None
+            url = reverse("rivya_pages:chat-detail", args=[session]) + f"#turn-{turn}" if session else None
             found[CHAT_TURN_PREFIX + turn] = Work("chat", f"chat turn {turn}", url)
     return found
 

@@ -1,11 +1,9 @@
 """Routes of the settings pages. Mount with ``path("settings/", include("rivya_api.pages.urls"))``."""
 
-from importlib.util import find_spec
-
 from django.urls import path
 from django.views.generic import RedirectView
 
-from rivya_api.pages.views import credits, generations, keys, webhooks
+from rivya_api.pages.views import chat, credits, generations, keys, webhooks
 
 app_name = "rivya_pages"
 
@@ -18,6 +16,7 @@ urlpatterns = [
     path("credits", credits.credits_index, name="credits"),
     path("credits/export.csv", credits.credits_export, name="credits-export"),
     path("credits/wallet", credits.wallet_summary, name="wallet"),
+    path("chat/<str:session_id>", chat.chat_detail, name="chat-detail"),
     path("generations", generations.generation_index, name="generations"),
     path("generations/live", generations.generation_live, name="generation-live"),
     path("generations/<str:task_id>", generations.generation_detail, name="generation-detail"),
@@ -35,10 +34,3 @@ urlpatterns = [
         name="webhook-redeliver",
     ),
 ]
-
-# A chat session's page, where ledger entries of chat turns link to. Only where the chat
-# resource is installed: it reaches main separately from these pages.
-if find_spec("rivya_api.chat") is not None:
-    from rivya_api.pages.views import chat
-
-    urlpatterns.append(path("chat/<str:session_id>", chat.chat_detail, name="chat-detail"))

@@ -1,15 +1,12 @@
-"""Ledger entries of chat turns link to the turn on its session's page (once the chat resource is installed)."""
+"""Ledger entries of chat turns link to the turn on its session's page, and count as chat spend."""
 
 from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("rivya_api.chat.models", reason="the chat resource is not on this branch yet")
-
-from rivya_api.chat.models import ChatMessage, ChatSession  # noqa: E402
-
-from rivya_api.pages.ledger import daily_spend  # noqa: E402
-from rivya_billing.services import credits_grant, credits_reserve, credits_settle  # noqa: E402
+from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.pages.ledger import daily_spend
+from rivya_billing.services import credits_grant, credits_reserve, credits_settle
 
 pytestmark = pytest.mark.django_db
 
