@@ -8,47 +8,75 @@ from rivya_billing.conf import account_model_label
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('rivya_api', '0002_files'),
+        ("rivya_api", "0002_files"),
         migrations.swappable_dependency(account_model_label()),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='GenerationTask',
+            name="GenerationTask",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', rivya_api.ids.PublicIdField(editable=False, max_length=40, prefix='task', unique=True)),
-                ('submitted_by', models.CharField(blank=True, max_length=64)),
-                ('source', models.CharField(default='api', max_length=16)),
-                ('model', models.CharField(max_length=100)),
-                ('kind', models.CharField(max_length=16)),
-                ('input', models.JSONField(default=dict)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('canceled', 'Canceled')], default='queued', max_length=16)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('price', models.PositiveIntegerField()),
-                ('charged', models.PositiveIntegerField(default=0)),
-                ('refunded', models.PositiveIntegerField(default=0)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('queued_at', models.DateTimeField()),
-                ('event_sequence', models.PositiveIntegerField(default=0)),
-                ('hold_token', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField()),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=account_model_label())),
-                ('outputs', models.ManyToManyField(blank=True, related_name='+', to='rivya_api.file')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("public_id", rivya_api.ids.PublicIdField(editable=False, max_length=40, prefix="task", unique=True)),
+                ("submitted_by", models.CharField(blank=True, max_length=64)),
+                ("source", models.CharField(default="api", max_length=16)),
+                ("model", models.CharField(max_length=100)),
+                ("kind", models.CharField(max_length=16)),
+                ("input", models.JSONField(default=dict)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("canceled", "Canceled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("price", models.PositiveIntegerField()),
+                ("charged", models.PositiveIntegerField(default=0)),
+                ("refunded", models.PositiveIntegerField(default=0)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("queued_at", models.DateTimeField()),
+                ("event_sequence", models.PositiveIntegerField(default=0)),
+                ("hold_token", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField()),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=account_model_label()
+                    ),
+                ),
+                ("outputs", models.ManyToManyField(blank=True, related_name="+", to="rivya_api.file")),
             ],
             options={
-                'indexes': [models.Index(fields=['account', '-created_at'], name='rivya_gen_account_recent'), models.Index(fields=['status', 'queued_at'], name='rivya_gen_status_queued')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('progress__lte', 100)), name='rivya_gen_progress_le_100'), models.CheckConstraint(condition=models.Q(('charged__lte', models.F('price')), ('refunded__lte', models.F('price'))), name='rivya_gen_credits_within_price')],
+                "indexes": [
+                    models.Index(fields=["account", "-created_at"], name="rivya_gen_account_recent"),
+                    models.Index(fields=["status", "queued_at"], name="rivya_gen_status_queued"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("progress__lte", 100)), name="rivya_gen_progress_le_100"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("charged__lte", models.F("price")), ("refunded__lte", models.F("price"))),
+                        name="rivya_gen_credits_within_price",
+                    ),
+                ],
             },
         ),
     ]

@@ -7,12 +7,13 @@ goes to stderr (logging). Operations scripts depend on this contract:
     KEY=$(python manage.py rivya_bootstrap --username acme --key-name ci)
 
 Exit status is non-zero, with nothing on stdout and nothing created, when the
-command refuses (bad arguments, credits without billing).
+command refuses (bad arguments).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.db import transaction
 from rivya_api.accounts import account_get_or_create_for_username
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import NAME_MAX_LENGTH, api_key_create
+from rivya_billing.services import credits_grant
 
 logger = logging.getLogger("rivya_api.commands")
 
@@ -29,25 +31,26 @@ SOURCE = "command"
 
 
 def credit_grants_available() -> bool:
-    """Whether ``grant_bootstrap_credits`` can grant credits (False until billing is wired in)."""
-    return False
+    """Whether ``grant_bootstrap_credits`` can grant credits (the ledger, rivya_billing, is installed)."""
+    return True
 
 
 def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None = None) -> None:
     """Grant ``credits`` to ``account`` for a bootstrap run; 0 grants nothing.
 
-    The one place billing plugs into the commands: replace the body with
-    rivya_billing's grant service (and make ``credit_grants_available`` true).
     ``reference``, when given, makes the grant idempotent (``rivya_demo`` passes
     one so that repeated ``make run`` grant its credits once); None means a new
-    grant on every run. Runs inside the bootstrap transaction, so raising
-    undoes the user and key too.
+    grant on every run. Runs inside the bootstrap transaction, so a refused
+    grant undoes the user and key too.
     """
     if credits == 0:
         return
-    raise CommandError(
-        "--credits needs the credit ledger (rivya_billing), which is not installed yet; "
-        "omit --credits or pass --credits 0."
+    credits_grant(
+        account=account,
+        amount=credits,
+        reference=reference or f"bootstrap:{uuid.uuid4().hex}",
+        actor=SOURCE,
+        description="manage.py rivya_bootstrap",
     )
 
 
@@ -81,7 +84,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", required=True, help="User to create or reuse; its account gets the key.")
-        parser.add_argument("--credits", type=int, default=0, help="Credits to grant (needs billing; default 0).")
+        parser.add_argument("--credits", type=int, default=0, help="Credits to grant (default 0).")
         parser.add_argument("--key-name", default="bootstrap", help="Label of the new key (default: bootstrap).")
 
     def handle(self, *args: Any, **options: Any) -> None:

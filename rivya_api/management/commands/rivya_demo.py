@@ -1,7 +1,7 @@
 """``manage.py rivya_demo``: the demo account and a fresh key for ``make run``.
 
 Creates or reuses user ``demo`` through the same path as ``rivya_bootstrap``
-(with 1000 credits once billing can grant them, granted once), issues a new
+(with 1000 credits, granted once), issues a new
 key and prints a short welcome with a curl example. The last ``rvya_sk_…``
 string printed is always the full secret of the new key.
 """

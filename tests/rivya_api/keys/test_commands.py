@@ -15,6 +15,7 @@ from rivya_api.accounts import account_for_user
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.selectors import api_key_for_secret
 from rivya_api.keys.tokens import secret_is_well_formed
+from rivya_billing.selectors import wallet_entries, wallet_get
 from tests.rivya_api.keys.subprocesses import ROOT, django_env, manage_py
 
 pytestmark = pytest.mark.django_db
@@ -55,12 +56,14 @@ def test_bootstrap_reuses_the_account_and_issues_a_new_key_each_time():
     assert len({k.account_id for k in keys}) == 1
 
 
-@pytest.mark.parametrize("credits", ["1", "1000"])
-def test_bootstrap_refuses_credits_until_billing_exists_and_creates_nothing(credits):
-    with pytest.raises(CommandError, match="--credits needs the credit ledger"):
-        bootstrap("--username", "acme", "--credits", credits)
-    assert not get_user_model().objects.filter(username="acme").exists()
-    assert not APIKey.objects.exists()
+def test_bootstrap_grants_credits_once_per_run_to_the_accounts_wallet():
+    bootstrap("--username", "acme", "--credits", "1000")
+    bootstrap("--username", "acme", "--credits", "5")
+    bootstrap("--username", "acme", "--credits", "0")
+    account = account_for_user(get_user_model().objects.get(username="acme"))
+    wallet = wallet_get(account=account)
+    assert (wallet.balance, wallet.held) == (1005, 0)
+    assert sorted(entry.amount for entry in wallet_entries(account=account)) == [5, 1000]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +102,7 @@ def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_statu
     assert key.masked in ok.stderr
     assert key.public_id in ok.stderr
     refused = subprocess.run(
-        [*manage_py(), "rivya_bootstrap", "--username", "ops", "--credits", "10"],
+        [*manage_py(), "rivya_bootstrap", "--username", "ops", "--credits", "-10"],
         capture_output=True,
         text=True,
         env=env,
@@ -108,7 +111,7 @@ def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_statu
     )
     assert refused.returncode != 0
     assert refused.stdout == ""
-    assert "--credits needs the credit ledger" in refused.stderr
+    assert "--credits must be 0 or more" in refused.stderr
     assert APIKey.objects.count() == 1
 
 
