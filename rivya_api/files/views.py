@@ -231,9 +231,13 @@ class FileContentView(AccountScopedMixin, APIView):
             OpenApiParameter("signature", str, required=False, description="From the signed URL."),
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description=f"The content, served as its sniffed type ({ACCEPTED})."
-            ),
+            # Each type a file can be served as (clients and fuzzers check the Content-Type against these).
+            **{
+                (200, media_type.content_type): OpenApiResponse(
+                    OpenApiTypes.BINARY, description="The content, served as its sniffed type."
+                )
+                for media_type in MEDIA_TYPES
+            },
             **error_responses(
                 403,
                 404,
