@@ -56,13 +56,13 @@ def make_stack(fault_environment: Environment, request: pytest.FixtureRequest) -
     """``make_stack(**kwargs)`` -> a started ``Stack`` on a fresh database; stopped after the test."""
     stacks: list[Stack] = []
 
-    def make(**kwargs: Any) -> Stack:
+    def make(roles: tuple[str, ...] = ("web", "worker", "beat"), **kwargs: Any) -> Stack:
         database_url = fault_environment.database(request.node.name)
         stack = fault_environment.stack(
             name=request.node.name, database_url=database_url, redis_db=next(_redis_dbs), **kwargs
         )
         stacks.append(stack)
-        return stack.start()
+        return stack.start(roles=roles)
 
     yield make
     failed = any(getattr(request.node, f"rep_{when}", None) and getattr(request.node, f"rep_{when}").failed
