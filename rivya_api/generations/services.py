@@ -148,8 +148,18 @@ def _check_max_credits(price: int, max_credits: int | None) -> None:
 def _enqueue_on_commit(task: GenerationTask) -> None:
     from rivya_api.generations.tasks import generation_run_task
 
-    task_pk = task.pk
-    transaction.on_commit(lambda: generation_run_task.delay(task_pk))
+    task_pk, public_id = task.pk, task.public_id
+
+    def send() -> None:
+        try:
+            generation_run_task.delay(task_pk)
+        except Exception:
+            # The task and its hold are committed as queued, so the job is accepted either
+            # way: the sweeper queues it after GENERATION_REQUEUE_AFTER. Raising here would
+            # answer 500 for work that will run and be charged (and invite a duplicate).
+            logger.warning("Could not queue generation %s (broker unavailable); the sweeper will", public_id)
+
+    transaction.on_commit(send)
 
 
 def generation_get(*, account: Any, task_id: str) -> GenerationTask:
