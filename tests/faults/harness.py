@@ -459,6 +459,18 @@ class Stack:
         main = self.processes["worker"].pid
         return [main, *descendants(main)]
 
+    def pids(self) -> dict[str, list[int]]:
+        """Every process of the stack by role (main process first): equal before and after a fault
+        means nothing was restarted."""
+        return {name: [process.pid, *sorted(descendants(process.pid))] for name, process in self.processes.items()}
+
+    def log_count(self, name: str, text: str) -> int:
+        """How many lines of process ``name``'s log contain ``text``."""
+        try:
+            return sum(text in line for line in self.processes[name].log_path.read_text(errors="replace").splitlines())
+        except OSError:
+            return 0
+
     def logs(self, chars: int = 6000) -> str:
         return "\n".join(f"--- {name}\n{p.log_tail(chars)}" for name, p in self.processes.items())
 
