@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve openapi
+.PHONY: run test test-fast lint stress serve openapi stack bench
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ run: $(STAMP)
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@$(BIN)/python manage.py rivya_demo
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
+
+## Production-shaped: PostgreSQL + Redis, gunicorn/uvicorn workers, Celery worker and beat (README, "Production stack")
+stack: $(STAMP)
+	$(BIN)/python bin/stack
+
+## Benchmark suite against PostgreSQL + Redis: prints one table, writes bench/results.json (README, "Benchmarks")
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: run .ci/install-system-packages"; exit 2; }
+	$(BIN)/python bench/run.py
 
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)

@@ -11,5 +11,7 @@ class RivyaApiConfig(AppConfig):
         from rivya_api.catalog import checks as catalog_checks  # noqa: F401
         from rivya_api.generations.events import register_generation_event_types
         from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+        from rivya_api.metrics import connect_celery_signals
 
+        connect_celery_signals()
         register_generation_event_types()

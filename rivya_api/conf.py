@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     },
     # Lifetime of a signed download URL (never beyond the file's own expiry).
     "FILE_URL_TTL_SECONDS": 3600,
+    # Bearer token that may read /metrics (from RIVYA_METRICS_TOKEN); empty: /metrics is a 404
+    # and metrics are read from `manage.py rivya_metrics_server` on an internal address.
+    "METRICS_TOKEN": "",
     # Generations: how long a task and its outputs are kept, how long its hold
     # may wait in the queue, and how a dead worker or a lost message is noticed.
     "GENERATION_RETENTION": timedelta(days=7),

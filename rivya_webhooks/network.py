@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -232,12 +233,20 @@ class GuardedTransport(httpx.HTTPTransport):
         # httpx has no public hook for the network backend; its transport is a thin
         # wrapper over this pool (httpx 0.28), so we build the pool ourselves.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=_ssl_context(),
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
             network_backend=GuardedNetworkBackend(resolver=resolver, allow_private=allow_private),
         )
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """certifi's CAs, or the bundle named by ``SSL_CERT_FILE`` (a private CA; proxies stay ignored)."""
+    bundle = os.environ.get("SSL_CERT_FILE")
+    if bundle:
+        return ssl.create_default_context(cafile=bundle)
+    return httpx.create_ssl_context(trust_env=False)
 
 
 def client_build(*, resolver: Resolver, allow_private: bool) -> httpx.Client:

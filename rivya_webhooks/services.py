@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from rivya_webhooks import ids, network
+from rivya_webhooks import ids, metrics, network
 from rivya_webhooks.conf import webhooks_settings
 from rivya_webhooks.crypto import secret_encrypt, secret_generate
 from rivya_webhooks.exceptions import (
@@ -577,6 +577,15 @@ def _attempt_record(
             _endpoint_failure(endpoint=endpoint, result=result, finished=finished, clock=clock)
         if countdown is not None:
             _dispatch_on_commit([delivery.pk], countdown=countdown)
+    metrics.webhook_attempt_observe(
+        outcome="success" if result.ok else (result.error or "error"), seconds=result.latency_ms / 1000
+    )
+    if result.ok:
+        metrics.webhook_delivery_finished(
+            outcome="succeeded", delay_seconds=(finished - delivery.event.created_at).total_seconds()
+        )
+    elif next_at is None and owned:
+        metrics.webhook_delivery_finished(outcome="failed")
     return attempt
 
 

@@ -1,6 +1,9 @@
 """Middleware for the API's conventions.
 
-``RequestIdMiddleware`` gives every response (API or not) an ``X-Request-Id``.
+``RequestIdMiddleware`` gives every response (API or not) an ``X-Request-Id``,
+writes the ``rivya.access`` line (request id, route, status, duration, and for
+authenticated API calls the account and the key's public id and display
+prefix, never a secret) and records the request in the Prometheus metrics.
 ``ApiErrorMiddleware`` makes sure nothing under the API answers with Django's
 own pages: oversize bodies are refused before they are read (413), and any
 exception a view lets through becomes the error shape (500 is logged with the
@@ -16,7 +19,9 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
+from rivya_api import metrics
 from rivya_api.common import request_id
+from rivya_api.common.auth import ApiPrincipal
 from rivya_api.common.errors import error_response, response_for_exception
 from rivya_api.conf import api_settings
 
@@ -64,15 +69,42 @@ class RequestIdMiddleware(_HybridMiddleware):
     @staticmethod
     def _finish(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response["X-Request-Id"] = request.request_id
+        seconds = time.monotonic() - request.started_at
+        route = metrics.request_route(request)
+        fields: dict[str, Any] = {
+            "request_id": request.request_id,
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 1),
+            **principal_log_fields(request),
+        }
         access_logger.info(
-            "%s %s %s %.1fms",
-            request.method,
-            request.path,
-            response.status_code,
-            (time.monotonic() - request.started_at) * 1000,
-            extra={"request_id": request.request_id, "status": response.status_code},
+            "%s %s %s %.1fms", request.method, request.path, response.status_code, seconds * 1000, extra=fields
+        )
+        metrics.http_request_observe(
+            method=request.method or "", route=route, status=response.status_code, seconds=seconds
         )
         return response
+
+
+def principal_log_fields(request: HttpRequest) -> dict[str, Any]:
+    """``account``, ``api_key`` and ``api_key_prefix`` of an API-key request, else nothing.
+
+    DRF puts the ``ApiPrincipal`` on the Django request when it authenticates. The
+    check looks at the attribute's type only: ``isinstance`` would evaluate the
+    session user ``AuthenticationMiddleware`` leaves there lazily (a query).
+    """
+    principal = request.__dict__.get("user")
+    if not issubclass(type(principal), ApiPrincipal):
+        return {}
+    account, key = principal.account, principal.api_key
+    return {
+        "account": str(getattr(account, "public_id", None) or account.pk),
+        "api_key": getattr(key, "public_id", None),
+        "api_key_prefix": getattr(key, "prefix", None),
+    }
 
 
 def is_api_request(request: HttpRequest) -> bool:

@@ -188,16 +188,29 @@ def api_key_revoke(
     return key
 
 
+# Per process: when this process last asked the cache to elect a writer, per key public id.
+_touched: dict[str, datetime] = {}
+
+
 def api_key_touch(*, api_key: APIKey, now: datetime | None = None) -> bool:
     """Record that the key was used; writes at most once per ``KEY_LAST_USED_INTERVAL`` per key.
 
     A cache ``add`` (atomic set-if-absent) elects one request per interval to
-    write, so the hot path is a cache round trip, not a database write; the
+    write, so the hot path is not a database write; each process asks the cache
+    at most once per interval and key (the write may then lag by up to two
+    intervals, which a "last used" hint can afford); the
     conditional UPDATE keeps the bound even where the cache is per process.
     Returns whether this call wrote. Not atomic on purpose: it is a hint.
     """
     interval = int(api_settings.KEY_LAST_USED_INTERVAL)
     now = now or timezone.now()
+    # This process already took part in this interval's election: skip the cache round trip.
+    last = _touched.get(api_key.public_id)
+    if last is not None and timedelta(0) <= now - last < timedelta(seconds=interval):
+        return False
+    if len(_touched) > 10_000:
+        _touched.clear()
+    _touched[api_key.public_id] = now
     try:
         elected = caches[api_settings.KEY_CACHE_ALIAS].add(f"rivya_api:apikey-used:{api_key.public_id}", 1, interval)
     except Exception:

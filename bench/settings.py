@@ -1,0 +1,38 @@
+"""Settings for benchmarks only: the reference project plus a hello-world baseline and a no-op model.
+
+Everything else (middleware, authentication, throttling, pools, logging) is
+exactly ``config.settings``, so a baseline and the path it is compared with run
+through the same stack. Never used outside ``bench/``.
+
+``RIVYA_BENCH_DB_POOL=off`` turns Django's PostgreSQL pool off (a new connection
+per request), for the pooling on/off comparison.
+"""
+
+from config.settings import *  # noqa: F403
+from config.settings import DATABASES, RIVYA_API, RIVYA_MODELS, env
+
+ROOT_URLCONF = "bench.urls"
+
+# Load generators send one key far past any production limit; the limiter still runs
+# (its Redis counter is part of every authenticated request's cost), it just never says no.
+RIVYA_API = {**RIVYA_API, "RATE_LIMIT": "100000000/min"}
+
+RIVYA_API["MODELS"] = [
+    *RIVYA_MODELS,
+    {
+        "id": "bench-noop",
+        "kind": "image",
+        "description": "Benchmarks only: returns a 1x1 PNG at once.",
+        "provider": "bench.noop.NoopImageProvider",
+        "pricing": {"base": 1},
+        "limits": {"timeout_seconds": 30},
+        "created_at": "2026-05-01T00:00:00Z",
+    },
+]
+
+# The raw Celery baseline's task lives in bench.tasks; workers started with these settings import it.
+CELERY_IMPORTS = ["bench.tasks"]
+
+if env.str("RIVYA_BENCH_DB_POOL", default="on") == "off" and "pool" in DATABASES["default"].get("OPTIONS", {}):
+    DATABASES["default"]["OPTIONS"].pop("pool")
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
