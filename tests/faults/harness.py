@@ -389,6 +389,7 @@ class Stack:
         env.update(extra_env or {})
         self.env = env
         self.processes: dict[str, Process] = {}
+        self.starts: dict[str, int] = {}
         commands = procfile_commands()
         self.from_procfile = bool(commands)
         if not commands:
@@ -415,10 +416,18 @@ class Stack:
             raise
         return self
 
-    def start_process(self, name: str) -> Process:
+    def start_process(self, name: str, *, timeout: float | None = None) -> Process:
+        """Start role ``name`` (again, after a kill: its log then goes to ``name-N.log``).
+
+        With ``timeout``, wait until it is ready (the worker's "ready." line; the web's /readyz).
+        """
+        self.starts[name] = self.starts.get(name, 0) + 1
+        suffix = "" if self.starts[name] == 1 else f"-{self.starts[name]}"
         argv = ["sh", "-c", "exec " + self.commands[name]]
-        process = Process(name, argv, log_path=self.root / f"{name}.log", env=self.env)
+        process = Process(name, argv, log_path=self.root / f"{name}{suffix}.log", env=self.env)
         self.processes[name] = process.start()
+        if timeout is not None:
+            self.wait_ready(deadline=time.monotonic() + timeout)
         return process
 
     def wait_ready(self, *, deadline: float) -> None:

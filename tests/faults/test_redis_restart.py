@@ -39,7 +39,7 @@ def test_redis_restart_during_load_loses_nothing(stack, fault_environment):
         tenants = Tenants(stack, receiver)
         tenant = tenants.add("redis-a", credits=100_000, endpoints=[["*"], ["generation.succeeded"]])
         tenants.add("redis-b", credits=100_000, endpoints=[["*"]])
-        models = media_models(stack, tenant.secrets[0], exclude=lambda m: m["id"] == "rivya-slow-1")
+        models = media_models(stack, tenant.secrets[0])
         pids = stack.pids()
         load = Load(
             stack, tenants, rate=6, seconds=LOAD_SECONDS, models=models,
