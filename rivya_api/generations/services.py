@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,12 +103,15 @@ def generation_create(
     max_credits: int | None = None,
     submitted_by: str = "",
     source: str = "api",
+    on_created: Callable[[GenerationTask], None] | None = None,
 ) -> GenerationTask:
     """Accept a job: quote it, reserve its price, create the task and queue it after commit.
 
     Raises ``InsufficientCreditsError`` (nothing is created) when the wallet
     cannot cover the price, ``MaxCreditsExceededError`` before reserving when
-    the price is above ``max_credits``.
+    the price is above ``max_credits``. ``on_created(task)`` runs inside the
+    transaction once the task is reserved (the API names the task on the
+    request's Idempotency-Key there); raising from it undoes everything.
     """
     quote = generation_quote(account=account, model_id=model_id, input=input)
     _check_max_credits(quote.price, max_credits)
@@ -132,6 +136,8 @@ def generation_create(
             actor=submitted_by,
             lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
         )
+    if on_created is not None:
+        on_created(task)
     _enqueue_on_commit(task)
     return task
 
