@@ -106,6 +106,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def pid_with_local_port(port: int, pids: list[int]) -> int | None:
+    """Which of ``pids`` owns the TCP socket whose local port is ``port`` (e.g. a PostgreSQL client)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return pid
+    return None
+
+
 # --- processes ----------------------------------------------------------------------------
 
 

@@ -314,20 +314,25 @@ class Load:
 
     # --- operations -------------------------------------------------------------------------------------
 
-    def op_submit(self, client: httpx.Client, tenant: Tenant) -> None:
+    def op_submit(self, client: httpx.Client, tenant: Tenant, *, wait: int = 0) -> None:
         with self.lock:
             model = next(self._model_cycle)
         key = new_key()
         # The key rides along in metadata, so the database tells which key each task came from.
         body = {"model": model["id"], "input": minimal_input(model), "metadata": {"key": key}}
+        headers = {"Prefer": f"wait={wait}"} if wait else {}
         with self.lock:
             self.keys_sent.append(key)
-        outcome = self.post_idempotent(client, "submit", "/api/v1/generations", key=key, json=body)
-        if outcome.status == 202:
+        outcome = self.post_idempotent(client, "submit", "/api/v1/generations", key=key, json=body, headers=headers)
+        if outcome.status in (200, 202):  # 200: Prefer: wait saw it finish
             task = json.loads(outcome.body)
             submission = Submission(task["id"], tenant, model["id"], task["credits"]["reserved"], key)
             with self.lock:
                 self.submissions.append(submission)
+
+    def op_submit_wait(self, client: httpx.Client, tenant: Tenant) -> None:
+        """A submission that long-polls (``Prefer: wait``): the connection stays open while the task runs."""
+        self.op_submit(client, tenant, wait=10)
 
     def _some_task(self) -> Submission | None:
         with self.lock:
