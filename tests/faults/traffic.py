@@ -203,7 +203,8 @@ class Load:
         self.started_at = 0.0
         self._threads: list[threading.Thread] = []
         self._model_cycle = itertools.cycle(models)
-        self._keys = itertools.cycle([(tenant, secret) for tenant in tenants for secret in tenant.secrets])
+        self._keys = [(tenant, secret) for tenant in tenants for secret in tenant.secrets]
+        self._next_key = 0
 
     # --- running ----------------------------------------------------------------------------------
 
@@ -260,7 +261,9 @@ class Load:
                     if self.stopping.is_set():
                         return
                     continue
-                tenant, secret = next(self._keys)
+                with self.lock:
+                    tenant, secret = self._keys[self._next_key % len(self._keys)]
+                    self._next_key += 1
                 client = clients.get(secret)
                 if client is None:
                     client = clients[secret] = self.stack.client(secret, timeout=self.timeout)
@@ -268,6 +271,12 @@ class Load:
         finally:
             for client in clients.values():
                 client.close()
+
+    def add_key(self, tenant: Tenant, secret: str) -> None:
+        """Put a key issued while the load runs into the rotation."""
+        with self.lock:
+            tenant.secrets.append(secret)
+            self._keys.append((tenant, secret))
 
     # --- recording --------------------------------------------------------------------------------------
 
@@ -349,7 +358,23 @@ class Load:
         self.request(client, "poll", "GET", f"/api/v1/generations/{submission.task_id}")
 
     def op_cancel(self, client: httpx.Client, tenant: Tenant) -> None:
+        """Cancel one of the tenant's recent tasks (usually finished already: a 409), or a slow one just
+        submitted, which ends canceled whether it was still queued or already running."""
         submission = self._some_task()
+        slow = next((m for m in self.models if m["id"] == "rivya-slow-1"), None)
+        if slow is not None and (submission is None or submission.tenant is not tenant or self.rng.random() < 0.7):
+            key = new_key()
+            body = {"model": slow["id"], "input": {**minimal_input(slow), "seconds": 3}, "metadata": {"key": key}}
+            with self.lock:
+                self.keys_sent.append(key)
+            outcome = self.post_idempotent(client, "submit", "/api/v1/generations", key=key, json=body)
+            if outcome.status != 202:
+                return
+            task = json.loads(outcome.body)
+            submission = Submission(task["id"], tenant, slow["id"], task["credits"]["reserved"], key)
+            with self.lock:
+                self.submissions.append(submission)
+            time.sleep(self.rng.uniform(0, 1.5))  # sometimes still queued, sometimes running
         if submission is None or submission.tenant is not tenant:
             return
         self.post_idempotent(client, "cancel", f"/api/v1/generations/{submission.task_id}/cancel")
@@ -382,6 +407,21 @@ class Load:
             "submitted_tasks": len(self.submissions),
             "by_op": {op: dict(sorted(counts.items(), key=str)) for op, counts in sorted(by_op.items())},
         }
+
+    def latencies(self) -> dict[str, dict[str, float]]:
+        """Milliseconds at the 50th, 95th and 99th percentile, by operation (answered requests only)."""
+        by_op: dict[str, list[float]] = defaultdict(list)
+        for outcome in self.outcomes:
+            if outcome.status is not None:
+                by_op[outcome.op].append(outcome.elapsed * 1000)
+        figures = {}
+        for op, values in sorted(by_op.items()):
+            values.sort()
+            figures[op] = {"n": len(values)} | {
+                f"p{round(q * 100)}": round(values[min(len(values) - 1, int(q * len(values)))], 1)
+                for q in (0.5, 0.95, 0.99)
+            }
+        return figures
 
 
 # --- the books ---------------------------------------------------------------------------------------
