@@ -8,6 +8,7 @@ process's log.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,10 @@ import pytest
 
 from tests.faults.harness import Environment, Stack, missing_tools
 from tests.services import services_required
+
+
+# One line per request of the load would drown the figures the tests print.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @pytest.hookimpl(hookwrapper=True)

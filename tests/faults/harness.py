@@ -532,6 +532,9 @@ class Stack:
     def client(self, secret: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         kwargs.setdefault("timeout", 30)
+        # Idle connections are dropped before the server's keep-alive (5 s) closes them, so a request
+        # never races the server's close (which cuts it off with no answer, like a crash would).
+        kwargs.setdefault("limits", httpx.Limits(keepalive_expiry=2))
         return httpx.Client(base_url=self.base_url, headers=headers, **kwargs)
 
 
