@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve openapi stack bench
+.PHONY: run test test-fast lint stress serve openapi stack bench sdk
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,9 @@ stress: $(STAMP)
 ## Regenerate the committed OpenAPI snapshot after an intended change to the API
 openapi: $(STAMP)
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --format openapi-json --file tests/rivya_api/openapi.snapshot.json
+	@if command -v node >/dev/null 2>&1; then RIVYA_PYTHON=$(abspath $(BIN))/python scripts/sdk-test.sh --types; \
+	else echo "Node.js not found: run 'make openapi' where Node.js 20+ is installed to regenerate sdk/typescript's types"; fi
+
+## TypeScript SDK (sdk/typescript): regenerate its types from the OpenAPI document, build, test
+sdk: $(STAMP)
+	RIVYA_PYTHON=$(abspath $(BIN))/python scripts/sdk-test.sh

@@ -319,6 +319,7 @@ SPECTACULAR_SETTINGS = {
         "PriceTermTypeEnum": "rivya_api.catalog.serializers.PRICE_TERM_TYPES",
         "FilePurposeEnum": "rivya_api.files.models.File.Purpose",
         "FileUploadPurposeEnum": "rivya_api.files.services.UPLOAD_PURPOSE_VALUES",
+        "LedgerEntryTypeEnum": "rivya_api.credits.serializers.ENTRY_TYPES",
     },
 }
 

@@ -9,6 +9,7 @@ from django.urls import path, re_path
 from rivya_api.catalog.views import ModelViewSet
 from rivya_api.common.openapi_views import ApiDocsView, OpenApiDocumentView
 from rivya_api.common.views import unknown_route
+from rivya_api.credits.urls import urlpatterns as credits_urls
 from rivya_api.files.views import FileContentView, FileViewSet
 from rivya_api.generations import urls as generation_urls
 from rivya_api.webhooks.urls import urlpatterns as webhooks_urls
@@ -24,6 +25,7 @@ urlpatterns = [
     path("files/<str:file_id>", FileViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="file-detail"),
     path("files/<str:file_id>/content", FileContentView.as_view(), name="file-content"),
     *generation_urls.urlpatterns,
+    *credits_urls,
     *webhooks_urls,
     re_path(r"^.*$", unknown_route, name="unknown-route"),
 ]

@@ -40,9 +40,11 @@ class InvalidReferenceError(BillingError, ValueError):
 
 
 class InsufficientCreditsError(BillingError):
-    """The wallet's available credits (balance minus held) cannot cover the amount."""
+    """The wallet's available credits (balance minus held) cannot cover the amount.
 
-    param = "amount"
+    No ``param``: the request was fine, the wallet is short (``requested`` and
+    ``available`` say by how much).
+    """
 
     def __init__(self, message: str, *, requested: int, available: int) -> None:
         super().__init__(message)

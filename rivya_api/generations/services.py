@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from rivya_api import metrics
 from rivya_api.catalog.selectors import (
     catalog_file_parameters,
     catalog_model_get,
@@ -139,6 +140,8 @@ def generation_create(
     if on_created is not None:
         on_created(task)
     _enqueue_on_commit(task)
+    model_name = task.model
+    transaction.on_commit(lambda: metrics.generation_accepted(model=model_name), robust=True)
     return task
 
 
@@ -192,6 +195,8 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
         task.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
         _claim_hold(task, api_settings.GENERATION_RUN_LEASE)
         _publish(task, "generation.running", notify_only=True)
+    # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
+    metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
     return task
 
 
@@ -392,6 +397,11 @@ def _finish(task: GenerationTask, status: str, *, charged: int = 0, refunded: in
         update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"]
     )
     _publish(task, f"generation.{status}")
+    run_seconds = (task.completed_at - task.started_at).total_seconds() if task.started_at else None
+    model_name = task.model
+    transaction.on_commit(
+        lambda: metrics.generation_finished(model=model_name, status=status, run_seconds=run_seconds), robust=True
+    )
     return task
 
 

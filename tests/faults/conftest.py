@@ -21,7 +21,6 @@ import pytest
 from tests.faults.harness import Environment, Stack, missing_tools
 from tests.services import services_required
 
-
 # One line per request of the load would drown the figures the tests print.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -8,6 +8,7 @@ Add a case here with every new list endpoint.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,18 @@ def _webhook_events(account: Any, n: int) -> None:
         webhook_endpoint_test(endpoint=endpoints[i % 2])
 
 
+_grants = itertools.count()
+
+
+def _ledger_entries(account: Any, n: int) -> None:
+    """Each round adds a grant and a held reservation (a line with a hold, one without)."""
+    from rivya_billing.services import credits_grant, credits_reserve
+
+    for _ in range(n):
+        entry = credits_grant(account=account, amount=5, reference=f"grant:{next(_grants)}")
+        credits_reserve(account=account, amount=1, reference=f"task:{entry.public_id}")
+
+
 def _nothing(account: Any, n: int) -> None:
     """The catalog comes from settings, parsed once; its size does not depend on the account."""
 
@@ -67,6 +80,7 @@ CASES = {
     "files": ListCase("/api/v1/files", _files, max_queries=2),
     "webhook endpoints": ListCase("/api/v1/webhooks", _webhook_endpoints, max_queries=2),
     "webhook events": ListCase("/api/v1/webhook-events", _webhook_events, max_queries=4),
+    "credits ledger": ListCase("/api/v1/credits/ledger", _ledger_entries, max_queries=2),
 }
 
 

@@ -30,12 +30,6 @@ def assert_ledger_clean() -> None:
     assert "Ledger consistent" in out.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    # Accounts are users with passwords; PBKDF2 would spend most of this suite's time hashing them.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def thread_connections(transactional_db: None) -> Any:
     """Let every test thread open its own database connection.

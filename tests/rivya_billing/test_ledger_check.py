@@ -149,6 +149,15 @@ def test_postgresql_refuses_raw_update_and_delete_of_entries(ledger):
 
 
 @pytest.mark.postgres
+def test_postgresql_refuses_deleting_wallets_and_holds(ledger):
+    wallet = wallet_of(ledger[0])
+    for table, pk in ((Wallet._meta.db_table, wallet.pk), (Hold._meta.db_table, Hold.objects.first().pk)):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE id = %s", [pk])
+    run_check()
+
+
+@pytest.mark.postgres
 def test_postgresql_check_constraints_refuse_an_overdrawn_wallet(ledger):
     wallet = wallet_of(ledger[0])
     with pytest.raises(DatabaseError, match="available_gte_0"), transaction.atomic():

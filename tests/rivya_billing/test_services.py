@@ -143,7 +143,7 @@ def test_reserve_beyond_available_is_refused_with_nothing_written(funded):
     services.credits_reserve(account=funded, amount=60, reference="task_1")
     with pytest.raises(InsufficientCreditsError) as short:
         services.credits_reserve(account=funded, amount=41, reference="task_2")
-    assert (short.value.requested, short.value.available, short.value.param) == (41, 40, "amount")
+    assert (short.value.requested, short.value.available, short.value.param) == (41, 40, None)
     assert not Hold.objects.filter(reference="task_2").exists()
     services.credits_reserve(account=funded, amount=40, reference="task_2")
     assert totals(funded) == (100, 100, 0)
@@ -460,3 +460,19 @@ def test_deleting_an_account_never_cascades_into_the_ledger(funded):
 
 def test_hold_states_are_the_documented_four():
     assert set(HoldState.values) == {"pending", "settled", "released", "expired"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "check_id"),
+    [
+        ({"OVERRUN_POLICY": "negative"}, "rivya_billing.E001"),
+        ({"HOLD_LEASE_SECONDS": 0}, "rivya_billing.E002"),
+        ({"EXPIRE_BATCH_SIZE": "500"}, "rivya_billing.E002"),
+    ],
+)
+def test_system_checks_refuse_broken_billing_settings(rivya_settings, overrides, check_id):
+    from rivya_billing.checks import check_billing_settings
+
+    assert check_billing_settings() == []
+    rivya_settings("RIVYA_BILLING", **overrides)
+    assert [error.id for error in check_billing_settings()] == [check_id]

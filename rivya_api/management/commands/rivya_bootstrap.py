@@ -30,18 +30,13 @@ logger = logging.getLogger("rivya_api.commands")
 SOURCE = "command"
 
 
-def credit_grants_available() -> bool:
-    """Whether ``grant_bootstrap_credits`` can grant credits (the ledger, rivya_billing, is installed)."""
-    return True
-
-
 def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None = None) -> None:
-    """Grant ``credits`` to ``account`` for a bootstrap run; 0 grants nothing.
+    """Grant ``credits`` to ``account`` through the ledger (``credits_grant``); 0 grants nothing.
 
     ``reference``, when given, makes the grant idempotent (``rivya_demo`` passes
     one so that repeated ``make run`` grant its credits once); None means a new
-    grant on every run. Runs inside the bootstrap transaction, so a refused
-    grant undoes the user and key too.
+    grant on every run. Runs inside the bootstrap transaction, so a failure
+    undoes the user and key too.
     """
     if credits == 0:
         return
@@ -49,8 +44,8 @@ def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None
         account=account,
         amount=credits,
         reference=reference or f"bootstrap:{uuid.uuid4().hex}",
-        actor=SOURCE,
-        description="manage.py rivya_bootstrap",
+        actor="system:rivya_bootstrap",
+        description="rivya_bootstrap --credits",
     )
 
 

@@ -1,8 +1,8 @@
 """``manage.py rivya_demo``: the demo account and a fresh key for ``make run``.
 
 Creates or reuses user ``demo`` through the same path as ``rivya_bootstrap``
-(with 1000 credits, granted once), issues a new
-key and prints a short welcome with a curl example. The last ``rvya_sk_…``
+(with 1000 credits, granted once however often it runs), issues a new key and
+prints a short welcome with a curl example. The last ``rvya_sk_…``
 string printed is always the full secret of the new key.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from rivya_api.management.commands.rivya_bootstrap import bootstrap, credit_grants_available
+from rivya_api.management.commands.rivya_bootstrap import bootstrap
 
 DEMO_USERNAME = "demo"
 DEMO_CREDITS = 1000
@@ -26,12 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="Where the server will listen.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        credits = DEMO_CREDITS if credit_grants_available() else 0
-        result = bootstrap(username=DEMO_USERNAME, credits=credits, key_name="demo", reference=DEMO_CREDITS_REFERENCE)
-        url = options["url"].rstrip("/")
-        credit_line = (
-            f"{DEMO_CREDITS} credits (granted once)" if credits else "no credits (billing is not installed yet)"
+        result = bootstrap(
+            username=DEMO_USERNAME, credits=DEMO_CREDITS, key_name="demo", reference=DEMO_CREDITS_REFERENCE
         )
+        url = options["url"].rstrip("/")
+        credit_line = f"{DEMO_CREDITS} credits (granted once)"
         self.stdout.write(
             "\n".join(
                 [

@@ -15,6 +15,7 @@ from rivya_api.accounts import account_for_user
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.selectors import api_key_for_secret
 from rivya_api.keys.tokens import secret_is_well_formed
+from rivya_billing.models import Wallet
 from rivya_billing.selectors import wallet_entries, wallet_get
 from tests.rivya_api.keys.subprocesses import ROOT, django_env, manage_py
 
@@ -56,14 +57,23 @@ def test_bootstrap_reuses_the_account_and_issues_a_new_key_each_time():
     assert len({k.account_id for k in keys}) == 1
 
 
-def test_bootstrap_grants_credits_once_per_run_to_the_accounts_wallet():
+def test_bootstrap_grants_credits_through_the_ledger_on_every_run():
     bootstrap("--username", "acme", "--credits", "1000")
-    bootstrap("--username", "acme", "--credits", "5")
-    bootstrap("--username", "acme", "--credits", "0")
     account = account_for_user(get_user_model().objects.get(username="acme"))
-    wallet = wallet_get(account=account)
-    assert (wallet.balance, wallet.held) == (1005, 0)
-    assert sorted(entry.amount for entry in wallet_entries(account=account)) == [5, 1000]
+    assert wallet_get(account=account).balance == 1000
+    bootstrap("--username", "acme", "--credits", "250")
+    grants = wallet_entries(account=account, type="grant")
+    assert sorted(g.amount for g in grants) == [250, 1000]
+    assert {g.actor for g in grants} == {"system:rivya_bootstrap"}
+    assert wallet_get(account=account).balance == 1250
+    bootstrap("--username", "acme", "--credits", "0")
+    assert wallet_get(account=account).balance == 1250
+
+
+def test_a_refused_bootstrap_grants_nothing():
+    with pytest.raises(CommandError, match="0 or more"):
+        bootstrap("--username", "acme", "--credits", "-1")
+    assert not Wallet.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -113,6 +123,18 @@ def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_statu
     assert refused.stdout == ""
     assert "--credits must be 0 or more" in refused.stderr
     assert APIKey.objects.count() == 1
+    funded = subprocess.run(
+        [*manage_py(), "rivya_bootstrap", "--username", "ops", "--credits", "10"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert funded.returncode == 0, funded.stderr
+    assert secret_is_well_formed(funded.stdout.strip())
+    assert "credits granted: 10" in funded.stderr
+    assert wallet_get(account=key.account).balance == 10
 
 
 def test_demo_prints_url_curl_and_ends_with_the_full_secret():
@@ -133,3 +155,7 @@ def test_demo_prints_url_curl_and_ends_with_the_full_secret():
     assert second != secret
     assert get_user_model().objects.filter(username="demo").count() == 1
     assert api_key_for_secret(secret=secret).status == "active"  # earlier demo keys keep working
+    assert "1000 credits (granted once)" in text
+    # 1000 credits, granted once however often make run runs it.
+    assert wallet_get(account=key.account).balance == 1000
+    assert wallet_entries(account=key.account, type="grant").count() == 1

@@ -1,0 +1,84 @@
+"""Serializers of the credits resource: filters in, the wallet and its ledger entries out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from rivya_api.common.schema import constant_field
+from rivya_billing.models import EntryType
+
+ENTRY_TYPES = [t.value for t in EntryType]
+
+
+def public_actor(actor: str) -> str | None:
+    """Who caused an entry, as the account may see it: a key id, ``user`` or ``system`` (never a pk)."""
+    if not actor:
+        return None
+    if actor.startswith("key_"):
+        return actor
+    kind = actor.split(":", 1)[0]
+    return kind if kind in ("user", "system") else "other"
+
+
+class CreditsActivitySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="Start of the window (now minus `days`).")
+    days = serializers.IntegerField(help_text="Length of the window in days.")
+    granted = serializers.IntegerField(help_text="Credits added by grants.")
+    reserved = serializers.IntegerField(help_text="Credits held for work when it was accepted.")
+    charged = serializers.IntegerField(help_text="Credits taken by work that completed (`settle` + `overrun`).")
+    released = serializers.IntegerField(help_text="Held credits returned uncharged (`release` + `expire`).")
+    refunded = serializers.IntegerField(help_text="Charged credits given back (`refund`).")
+    adjusted = serializers.IntegerField(help_text="Net of corrections by support (`adjust`, may be negative).")
+
+
+class CreditsOutputSerializer(serializers.Serializer):
+    object = constant_field("credits")
+    balance = serializers.IntegerField(help_text="Credits owned.")
+    held = serializers.IntegerField(help_text="Credits reserved by work in progress.")
+    available = serializers.IntegerField(help_text="`balance - held`: what new work can reserve.")
+    unit = serializers.CharField(help_text="What one unit of these integers is called.")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="Last change of the wallet; null if never.")
+    activity = CreditsActivitySerializer(help_text="Totals of the ledger over the recent window.")
+
+
+class LedgerFilterSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=ENTRY_TYPES, required=False)
+    reference = serializers.CharField(max_length=255, required=False)
+
+
+class LedgerEntryOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id", help_text="`le_…`")
+    object = constant_field("ledger_entry")
+    sequence = serializers.IntegerField(help_text="Position in the wallet's ledger: 1, 2, 3 … without gaps.")
+    type = serializers.ChoiceField(
+        choices=ENTRY_TYPES,
+        help_text=(
+            "`grant` adds credits; `reserve` holds them for accepted work; `settle` charges from a hold and "
+            "`release` returns what was not used; `expire` returns a hold whose work stopped responding; "
+            "`overrun` charges usage above a hold, `waive` records usage above it that was not charged; "
+            "`refund` returns charged credits; `adjust` is a correction by support."
+        ),
+    )
+    amount = serializers.IntegerField(help_text="Size of the entry (positive); the signed effects follow.")
+    balance_change = serializers.IntegerField(source="balance_delta")
+    held_change = serializers.IntegerField(source="held_delta")
+    balance = serializers.IntegerField(source="balance_after", help_text="Balance right after this entry.")
+    held = serializers.IntegerField(source="held_after", help_text="Held right after this entry.")
+    available = serializers.IntegerField(source="available_after", help_text="Available right after this entry.")
+    reference = serializers.CharField(
+        help_text="What the entry belongs to: a task id (`task_…`), a chat message id, or a support action."
+    )
+    hold_id = serializers.SerializerMethodField(help_text="`hold_…` of the reservation this entry belongs to.")
+    actor = serializers.SerializerMethodField(
+        help_text="What caused it: the API key's id (`key_…`), `user` (the Studio), `system` or null."
+    )
+    description = serializers.CharField(help_text="A note, e.g. the reason support gave.")
+    created_at = serializers.DateTimeField()
+
+    def get_hold_id(self, entry: Any) -> str | None:
+        return entry.hold.public_id if entry.hold_id else None
+
+    def get_actor(self, entry: Any) -> str | None:
+        return public_actor(entry.actor)

@@ -1,0 +1,197 @@
+"""Views of the credits resource: thin reads over ``rivya_billing`` selectors.
+
+    /api/v1/credits          GET  the wallet: balance, held, available, unit, recent activity
+    /api/v1/credits/ledger   GET  the ledger, newest first (filters: type, reference)
+
+Both act on the request's account only. The domain error every spending
+endpoint can raise, ``InsufficientCreditsError``, is mapped to HTTP here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from rivya_api.common.errors import ApiError, register_domain_error
+from rivya_api.common.pagination import list_body, page_limit
+from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
+from rivya_api.common.views import AccountScopedMixin
+from rivya_api.credits.serializers import (
+    ENTRY_TYPES,
+    CreditsOutputSerializer,
+    LedgerEntryOutputSerializer,
+    LedgerFilterSerializer,
+)
+from rivya_billing.conf import billing_settings
+from rivya_billing.exceptions import InsufficientCreditsError
+from rivya_billing.models import LedgerEntry
+from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_get
+
+# The wallet cannot cover a reservation: a 402 that retrying will not fix (SDKs read the header).
+InsufficientCreditsError.headers = {"x-should-retry": "false"}
+register_domain_error(InsufficientCreditsError, 402, "insufficient_credits")
+
+TAG = "Credits"
+
+_CREDITS_EXAMPLE = {
+    "object": "credits",
+    "balance": 960,
+    "held": 40,
+    "available": 920,
+    "unit": "credits",
+    "updated_at": "2026-05-01T09:31:00.000000Z",
+    "activity": {
+        "since": "2026-04-01T09:32:00.000000Z",
+        "days": 30,
+        "granted": 1000,
+        "reserved": 120,
+        "charged": 53,
+        "released": 37,
+        "refunded": 10,
+        "adjusted": 0,
+    },
+}
+_ENTRY_EXAMPLES = [
+    {
+        "id": "le_8KqT3vN0xZc2LmR7sD4hW1pY",
+        "object": "ledger_entry",
+        "sequence": 4,
+        "type": "release",
+        "amount": 37,
+        "balance_change": 0,
+        "held_change": -37,
+        "balance": 987,
+        "held": 0,
+        "available": 987,
+        "reference": "msg_5Tn2qW8xKc0VbL3zR9sD7hYe",
+        "hold_id": "hold_2mXc9Lq4Tz7NvB1kR0sW5dHe",
+        "actor": "key_3Jw9Kx0Lm2Nq",
+        "description": "",
+        "created_at": "2026-05-01T09:31:00.000000Z",
+    },
+    {
+        "id": "le_1ZpR6wK9nTc4XbL0vQ3sH8mD",
+        "object": "ledger_entry",
+        "sequence": 3,
+        "type": "settle",
+        "amount": 13,
+        "balance_change": -13,
+        "held_change": -13,
+        "balance": 987,
+        "held": 37,
+        "available": 950,
+        "reference": "msg_5Tn2qW8xKc0VbL3zR9sD7hYe",
+        "hold_id": "hold_2mXc9Lq4Tz7NvB1kR0sW5dHe",
+        "actor": "key_3Jw9Kx0Lm2Nq",
+        "description": "",
+        "created_at": "2026-05-01T09:31:00.000000Z",
+    },
+]
+
+
+_LEDGER_PAGE_EXAMPLE = {
+    "object": "list",
+    "data": _ENTRY_EXAMPLES,
+    "has_more": True,
+    "next_cursor": _ENTRY_EXAMPLES[-1]["id"],
+}
+
+
+def _ledger_page(entries: QuerySet[LedgerEntry], *, limit: int, after: str | None) -> tuple[list[LedgerEntry], bool]:
+    """One page, newest first by the ledger's own order (``sequence``), strictly after the entry ``after``."""
+    if after:
+        anchor = entries.filter(public_id=after).values_list("sequence", flat=True).first()
+        if anchor is None:
+            raise ApiError("after does not name an entry of this list.", param="after")
+        entries = entries.filter(sequence__lt=anchor)
+    rows = list(entries.order_by("-sequence")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
+    """The request's account's wallet and ledger (read-only: credits change through the work they pay for)."""
+
+    @extend_schema(
+        operation_id="getCredits",
+        summary="Get the credit balance",
+        description=(
+            "The account's one wallet, shared by the API and the Studio. Accepted work holds its price "
+            "(`held`) until it completes and is charged, or fails and is released; `available` is what new "
+            "work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` "
+            'sums the ledger over the last days (`RIVYA_BILLING["ACTIVITY_WINDOW_DAYS"]`, 30 by default).'
+        ),
+        tags=[TAG],
+        responses={200: CreditsOutputSerializer},
+        examples=[OpenApiExample("credits", value=_CREDITS_EXAMPLE, response_only=True, status_codes=["200"])],
+    )
+    def retrieve(self, request: Request) -> Response:
+        wallet = wallet_get(account=self.account)
+        days = billing_settings.ACTIVITY_WINDOW_DAYS
+        activity = wallet_activity(account=self.account, since=timezone.now() - timedelta(days=days))
+        body: dict[str, Any] = {
+            "balance": wallet.balance,
+            "held": wallet.held,
+            "available": wallet.available,
+            "unit": billing_settings.UNIT,
+            "updated_at": wallet.updated_at if wallet.pk else None,
+            "activity": {**activity, "days": days},
+        }
+        return Response(CreditsOutputSerializer(body).data)
+
+    @extend_schema(
+        operation_id="listLedgerEntries",
+        summary="List ledger entries",
+        description=(
+            "Every change of the wallet, newest first: reconcile each charge with the task or chat turn it "
+            "belongs to (`reference`). A piece of work shows `reserve` when accepted, then `settle` (and "
+            "`release` of what it did not use) when it completes, or `release`/`expire` when it fails. "
+            "Each entry carries the balance and held credits right after it."
+        ),
+        tags=[TAG],
+        parameters=[
+            *PAGINATION_PARAMETERS,
+            OpenApiParameter("type", OpenApiTypes.STR, enum=ENTRY_TYPES, description="Only entries of this type."),
+            OpenApiParameter(
+                "reference", OpenApiTypes.STR, description="Only entries of this task, chat message or action."
+            ),
+        ],
+        responses={
+            200: list_of(LedgerEntryOutputSerializer),
+            **error_responses(
+                400,
+                codes={
+                    400: [
+                        ErrorExample("invalid_choice", '"spend" is not a valid choice.', "type"),
+                        ErrorExample("invalid_request", "after does not name an entry of this list.", "after"),
+                    ]
+                },
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "ledger",
+                value={
+                    "object": "list",
+                    "data": _ENTRY_EXAMPLES,
+                    "has_more": True,
+                    "next_cursor": _ENTRY_EXAMPLES[-1]["id"],
+                },
+                response_only=True,
+                status_codes=["200"],
+            )
+        ],
+    )
+    def ledger(self, request: Request) -> Response:
+        filters = LedgerFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        entries = wallet_entries(account=self.account, **filters.validated_data)
+        page, has_more = _ledger_page(entries, limit=page_limit(request), after=request.query_params.get("after"))
+        return Response(list_body(LedgerEntryOutputSerializer(page, many=True).data, has_more=has_more))

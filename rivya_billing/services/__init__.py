@@ -1,0 +1,58 @@
+"""Services of the credit ledger: the only code that writes wallets, holds and entries.
+
+The API and a host's Studio call these same functions, so both spend one wallet.
+
+Every service is atomic (one database transaction; inside a caller's
+transaction it joins it, so e.g. a chat turn can settle in the transaction that
+saves the assistant message) and idempotent by its reference: repeating a call
+has the effect of doing it once and returns the first result; repeating a
+reference with different arguments raises ``ReferenceConflictError`` naming the
+argument. Errors are typed (``rivya_billing.exceptions``).
+
+Layout: ``holds`` (reserve, settle, release, expire, renew, the sweeper),
+``balances`` (grant, adjust, refund), ``ledger`` (the posting primitives they share).
+
+Concurrency. Writes to a wallet are serialised by the wallet's row, never by a
+read-check-write in Python:
+
+- the hot path, ``credits_reserve``, is on PostgreSQL one statement: the hold
+  INSERT, a conditional ``UPDATE … WHERE balance - held >= amount`` of the wallet
+  and the ledger INSERT chained in one statement, so the wallet row is locked for
+  one INSERT and the commit only (``bench/ledger_reserve.py`` compares it with a
+  row-locked transaction: several times faster on a hot wallet);
+- every other service takes row locks (``SELECT … FOR NO KEY UPDATE``), always
+  hold before wallet, decides under the lock and writes with an UPDATE that is
+  itself guarded by the wallet's sequence number and the database's check
+  constraints (``balance >= held >= 0``).
+
+On SQLite (the embedded default) ``transaction_mode: IMMEDIATE`` takes the
+database's write lock at BEGIN, so writers are serialised and the same code is
+correct there.
+
+Time. Holds are leases: ``now`` defaults to the application clock
+(``timezone.now()``) and can be passed in (tests, replays). The hold's state in
+the database, not the clocks, decides races: a settle and an expiry of the same
+hold both need the hold's row in state ``pending``, and only one gets it.
+"""
+
+from rivya_billing.services.balances import credits_adjust, credits_grant, credits_refund
+from rivya_billing.services.holds import (
+    credits_expire_lapsed_holds,
+    credits_hold_expire,
+    credits_hold_renew,
+    credits_release,
+    credits_reserve,
+    credits_settle,
+)
+
+__all__ = [
+    "credits_adjust",
+    "credits_expire_lapsed_holds",
+    "credits_grant",
+    "credits_hold_expire",
+    "credits_hold_renew",
+    "credits_refund",
+    "credits_release",
+    "credits_reserve",
+    "credits_settle",
+]

@@ -1,0 +1,428 @@
+"""Services of holds: reserve, settle, release, expire, renew, and the sweeper of lapsed leases."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+
+from rivya_billing.checks import OVERRUN_POLICIES
+from rivya_billing.conf import billing_settings
+from rivya_billing.exceptions import (
+    HoldLeaseActiveError,
+    HoldNotPendingError,
+    InsufficientCreditsError,
+    StaleHoldError,
+)
+from rivya_billing.metrics import ledger_operation_observe
+from rivya_billing.models import EntryType, Hold, HoldState, LedgerEntry, Wallet, new_entry_id, new_hold_id
+from rivya_billing.services.ledger import (
+    _account_pk,
+    _actor,
+    _check_amount,
+    _check_lease,
+    _check_reference,
+    _conflict,
+    _Line,
+    _lock_hold,
+    _lock_wallet,
+    _lock_wallet_by_id,
+    _not_pending,
+    _now,
+    _post,
+    _resolve_hold,
+)
+
+logger = logging.getLogger("rivya_billing.services")
+
+
+__all__ = [
+    "credits_expire_lapsed_holds",
+    "credits_hold_expire",
+    "credits_hold_renew",
+    "credits_release",
+    "credits_reserve",
+    "credits_settle",
+]
+
+
+def credits_reserve(
+    *,
+    account: Any,
+    amount: int,
+    reference: str,
+    actor: str = "",
+    lease_seconds: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Hold ``amount`` credits for the work named by ``reference``; ``InsufficientCreditsError`` if unavailable.
+
+    The hold lowers ``available`` (``held`` rises), not ``balance``. Its lease
+    (``lease_seconds``, default ``HOLD_LEASE_SECONDS``) must cover the time the
+    work may wait in a queue; running work renews it (``credits_hold_renew``).
+
+    Idempotent by ``reference`` (unique per wallet): a repeat returns the
+    existing hold, whatever its state; a repeat with a different amount raises
+    ``ReferenceConflictError``. Atomic: on PostgreSQL the reservation is one
+    statement (atomic by itself; in a caller's transaction it runs under a
+    savepoint), elsewhere one transaction under the wallet's row lock.
+    """
+    _check_amount(amount)
+    _check_reference(reference)
+    now = _now(now)
+    lease = billing_settings.HOLD_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    _check_amount(lease, param="lease_seconds")
+    expires = now + timedelta(seconds=lease)
+    if connection.vendor == "postgresql":
+        hold = _reserve_single_statement(
+            account=account, amount=amount, reference=reference, actor=_actor(actor), now=now, expires=expires
+        )
+    else:
+        hold = _reserve_locked(
+            account=account, amount=amount, reference=reference, actor=_actor(actor), now=now, expires=expires
+        )
+    if hold.amount != amount:
+        raise _conflict("Reservation", reference, "amount", hold.amount, amount)
+    return hold
+
+
+def _reserve_sql() -> str:
+    wallet, hold, entry = Wallet._meta.db_table, Hold._meta.db_table, LedgerEntry._meta.db_table
+    # One statement, one snapshot, in this order (each part reads the one before):
+    # 1. h: insert the hold. Its unique (wallet, reference) index turns a duplicate into an
+    #    error before the wallet row is touched, and the insert is done before the lock.
+    # 2. w: the guard. The conditional UPDATE takes the wallet's row lock; READ COMMITTED
+    #    re-checks ``balance - held >= amount`` on the newest row version after waiting.
+    # 3. e: the ledger line, numbered and balanced from w. If w matched nothing (not
+    #    enough available), the LEFT JOIN gives a NULL sequence: the NOT NULL violation
+    #    aborts the statement, so the hold from step 1 is never committed.
+    # Everything after the UPDATE runs while the hot wallet row is locked, so it is kept
+    # to one narrow INSERT.
+    return f"""
+        WITH h AS (
+            INSERT INTO {hold} (public_id, wallet_id, reference, amount, state, usage, captured, overrun,
+                                waived, refunded, lease_expires_at, lease_token, actor, created_at, resolved_at)
+            SELECT %(hold_id)s, id, %(reference)s, %(amount)s, 'pending', NULL::bigint, 0, 0,
+                   0, 0, %(expires)s, 0, %(actor)s, %(now)s, NULL::timestamptz
+              FROM {wallet}
+             WHERE account_id = %(account)s
+         RETURNING id, wallet_id
+        ), w AS (
+            UPDATE {wallet}
+               SET held = held + %(amount)s, last_sequence = last_sequence + 1, updated_at = %(now)s
+             WHERE id = (SELECT wallet_id FROM h) AND balance - held >= %(amount)s
+         RETURNING id, balance, held, last_sequence
+        )
+        INSERT INTO {entry} (public_id, wallet_id, sequence, type, amount, balance_delta, held_delta,
+                             balance_after, held_after, reference, hold_id, actor, description, created_at)
+        SELECT %(entry_id)s, h.wallet_id, w.last_sequence, 'reserve', %(amount)s, 0, %(amount)s,
+               w.balance, w.held, %(reference)s, h.id, %(actor)s, '', %(now)s
+          FROM h LEFT JOIN w ON w.id = h.wallet_id
+     RETURNING hold_id, wallet_id
+    """
+
+
+def _savepoint_if_in_transaction() -> contextlib.AbstractContextManager[Any]:
+    # Outside a transaction the single statement is its own transaction (autocommit):
+    # no BEGIN/COMMIT round trips while the wallet row is locked. Inside one, a
+    # savepoint keeps a refused reservation from aborting the caller's work.
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    return getattr(error.__cause__, "sqlstate", None)
+
+
+NOT_NULL_VIOLATION = "23502"  # the reserve statement's "not enough credits"
+UNIQUE_VIOLATION = "23505"  # the reserve statement's "this reference has a hold already"
+
+
+def _reserve_single_statement(
+    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime
+) -> Hold:
+    params = {
+        "amount": amount,
+        "now": now,
+        "account": _account_pk(account),
+        "hold_id": new_hold_id(),
+        "entry_id": new_entry_id(),
+        "reference": reference,
+        "expires": expires,
+        "actor": actor,
+    }
+    row = None
+    try:
+        with _savepoint_if_in_transaction(), connection.cursor() as cursor:
+            cursor.execute(_reserve_sql(), params)
+            row = cursor.fetchone()
+    except IntegrityError as error:
+        if _sqlstate(error) == UNIQUE_VIOLATION:
+            existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
+            if existing is not None:
+                return existing
+        if _sqlstate(error) != NOT_NULL_VIOLATION:
+            raise
+    if row is not None:
+        # Outside a transaction the statement has committed and this runs at once.
+        transaction.on_commit(
+            lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount), robust=True
+        )
+        hold = Hold(
+            id=row[0],
+            public_id=params["hold_id"],
+            wallet_id=row[1],
+            reference=reference,
+            amount=amount,
+            state=HoldState.PENDING,
+            lease_expires_at=expires,
+            actor=actor,
+            created_at=now,
+        )
+        hold._state.adding = False
+        hold._state.db = connection.alias
+        return hold
+    # Not enough available, or no wallet at all.
+    available = Wallet.objects.filter(account=account).values_list(F("balance") - F("held"), flat=True).first() or 0
+    raise InsufficientCreditsError(
+        f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
+    )
+
+
+def _reserve_locked(*, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime) -> Hold:
+    """The portable reservation: wallet row lock, then hold and entry (SQLite; any database)."""
+    try:
+        with transaction.atomic():
+            wallet = _lock_wallet(account=account, create=False)
+            existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
+            if existing is not None:
+                return existing
+            available = wallet.available if wallet else 0
+            if wallet is None or available < amount:
+                raise InsufficientCreditsError(
+                    f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
+                )
+            hold = Hold.objects.create(
+                wallet=wallet,
+                reference=reference,
+                amount=amount,
+                lease_expires_at=expires,
+                actor=actor,
+                created_at=now,
+            )
+            _post(wallet=wallet, lines=[_Line(EntryType.RESERVE, amount, reference, hold.pk)], actor=actor, now=now)
+            return hold
+    except IntegrityError:
+        # Only reachable on a database whose lock did not serialise the duplicate.
+        existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
+        if existing is None:
+            raise
+        return existing
+
+
+@transaction.atomic
+def credits_settle(
+    *,
+    account: Any,
+    reference: str,
+    amount: int,
+    actor: str = "",
+    lease_token: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Charge ``amount`` (the actual usage) against the pending hold ``reference`` and release the rest.
+
+    Captures ``min(amount, hold)``; the uncaptured remainder is returned as a
+    ``release`` line in the same step. Usage above the hold follows
+    ``OVERRUN_POLICY``: ``"cap"`` books the difference as a zero-effect ``waive``
+    line; ``"available"`` charges it from the available balance as an
+    ``overrun`` line, up to what is available, and waives the rest.
+
+    Refused with ``StaleHoldError`` when the lease lapsed or ``lease_token`` was
+    superseded (a late settle from a stale worker), ``HoldNotPendingError`` when
+    the hold was released. A repeat with the same amount returns the settled
+    hold; with another amount, ``ReferenceConflictError``. Atomic; locks the hold,
+    then the wallet.
+    """
+    _check_amount(amount, minimum=0)
+    _check_reference(reference)
+    now = _now(now)
+    hold = _lock_hold(account=account, reference=reference)
+    if hold.state == HoldState.SETTLED:
+        if hold.usage != amount:
+            raise _conflict("Settlement of", reference, "amount", hold.usage, amount)
+        return hold
+    if hold.state != HoldState.PENDING:
+        raise _not_pending(hold, "settle")
+    _check_lease(hold, lease_token=lease_token, now=now, action="settle")
+    wallet = _lock_wallet_by_id(hold.wallet_id)
+
+    captured = min(amount, hold.amount)
+    remainder = hold.amount - captured
+    excess = amount - captured
+    overrun = 0
+    if excess:
+        policy = billing_settings.OVERRUN_POLICY
+        if policy not in OVERRUN_POLICIES:
+            raise ImproperlyConfigured(f"RIVYA_BILLING['OVERRUN_POLICY'] must be one of {OVERRUN_POLICIES}: {policy!r}")
+        if policy == "available":
+            # What will be available once this hold is settled: the remainder comes back.
+            overrun = min(excess, wallet.available + remainder)
+    waived = excess - overrun
+
+    lines = [
+        _Line(line_type, line_amount, reference, hold.pk)
+        for line_type, line_amount in (
+            (EntryType.SETTLE, captured),
+            (EntryType.RELEASE, remainder),
+            (EntryType.OVERRUN, overrun),
+            (EntryType.WAIVE, waived),
+        )
+        if line_amount > 0
+    ]
+    _post(wallet=wallet, lines=lines, actor=_actor(actor), now=now)
+    _resolve_hold(
+        hold,
+        state=HoldState.SETTLED,
+        usage=amount,
+        captured=captured,
+        overrun=overrun,
+        waived=waived,
+        resolved_at=now,
+    )
+    return hold
+
+
+@transaction.atomic
+def credits_release(
+    *,
+    account: Any,
+    reference: str,
+    actor: str = "",
+    lease_token: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Return the whole pending hold ``reference`` to ``available`` (the work failed or was canceled).
+
+    Works after the lease lapsed too (the result is what the sweeper would do).
+    A repeat returns the released hold; a settled or expired hold raises
+    ``HoldNotPendingError`` (``StaleHoldError`` for expired) with its ``state``.
+    Atomic; locks the hold, then the wallet.
+    """
+    _check_reference(reference)
+    now = _now(now)
+    hold = _lock_hold(account=account, reference=reference)
+    if hold.state == HoldState.RELEASED:
+        return hold
+    if hold.state != HoldState.PENDING:
+        raise _not_pending(hold, "release")
+    if lease_token is not None and lease_token != hold.lease_token:
+        raise StaleHoldError(
+            f"Cannot release hold {reference!r}: lease token {lease_token} was superseded by {hold.lease_token}.",
+            state=hold.state,
+        )
+    wallet = _lock_wallet_by_id(hold.wallet_id)
+    line = _Line(EntryType.RELEASE, hold.amount, reference, hold.pk)
+    _post(wallet=wallet, lines=[line], actor=_actor(actor), now=now)
+    _resolve_hold(hold, state=HoldState.RELEASED, resolved_at=now)
+    return hold
+
+
+def _expire_locked(hold: Hold, *, now: datetime, actor: str) -> None:
+    wallet = _lock_wallet_by_id(hold.wallet_id)
+    _post(wallet=wallet, lines=[_Line(EntryType.EXPIRE, hold.amount, hold.reference, hold.pk)], actor=actor, now=now)
+    _resolve_hold(hold, state=HoldState.EXPIRED, resolved_at=now)
+
+
+@transaction.atomic
+def credits_hold_expire(
+    *, account: Any, reference: str, actor: str = "system:sweeper", now: datetime | None = None
+) -> Hold:
+    """Expire the pending hold ``reference`` whose lease lapsed at ``now``, returning its credits.
+
+    ``HoldLeaseActiveError`` while the lease runs; a repeat returns the expired
+    hold; a settled or released hold raises ``HoldNotPendingError``. Atomic;
+    locks the hold, then the wallet.
+    """
+    _check_reference(reference)
+    now = _now(now)
+    hold = _lock_hold(account=account, reference=reference)
+    if hold.state == HoldState.EXPIRED:
+        return hold
+    if hold.state != HoldState.PENDING:
+        raise HoldNotPendingError(f"Cannot expire hold {reference!r}: it is already {hold.state}.", state=hold.state)
+    if hold.lease_expires_at > now:
+        raise HoldLeaseActiveError(
+            f"Cannot expire hold {reference!r}: its lease runs until {hold.lease_expires_at.isoformat()}."
+        )
+    _expire_locked(hold, now=now, actor=_actor(actor))
+    return hold
+
+
+@transaction.atomic
+def credits_hold_renew(
+    *,
+    account: Any,
+    reference: str,
+    lease_seconds: int | None = None,
+    lease_token: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
+    """Extend the lease of the pending hold ``reference`` to ``now + lease_seconds``.
+
+    Without ``lease_token`` the caller claims the hold: the token is incremented
+    and returned on the hold (``hold.lease_token``), and any earlier claimant's
+    token goes stale. With ``lease_token`` the caller renews its own claim and
+    gets ``StaleHoldError`` if it was superseded. A lapsed lease cannot be renewed
+    (``StaleHoldError``): the work is presumed dead and the sweeper returns the
+    credits. Atomic; locks the hold only.
+    """
+    _check_reference(reference)
+    now = _now(now)
+    seconds = billing_settings.HOLD_RENEW_SECONDS if lease_seconds is None else lease_seconds
+    _check_amount(seconds, param="lease_seconds")
+    hold = _lock_hold(account=account, reference=reference)
+    if hold.state != HoldState.PENDING:
+        raise _not_pending(hold, "renew")
+    _check_lease(hold, lease_token=lease_token, now=now, action="renew")
+    hold.lease_expires_at = now + timedelta(seconds=seconds)
+    if lease_token is None:
+        hold.lease_token += 1
+    Hold.objects.filter(pk=hold.pk).update(lease_expires_at=hold.lease_expires_at, lease_token=hold.lease_token)
+    return hold
+
+
+def credits_expire_lapsed_holds(*, now: datetime | None = None, batch_size: int | None = None) -> int:
+    """The sweeper: expire pending holds whose lease lapsed at ``now``; returns how many it expired.
+
+    Not one transaction: each hold is expired in its own short one, and a hold
+    another transaction has locked (a settle in progress, another sweeper) is
+    skipped (``SKIP LOCKED``) rather than waited for; the next sweep sees it
+    again if it is still pending. Safe to run from several processes at once.
+    """
+    now = _now(now)
+    batch_size = batch_size or billing_settings.EXPIRE_BATCH_SIZE
+    due = list(
+        Hold.objects.filter(state=HoldState.PENDING, lease_expires_at__lte=now)
+        .order_by("lease_expires_at", "pk")
+        .values_list("pk", flat=True)[:batch_size]
+    )
+    expired = 0
+    for pk in due:
+        with transaction.atomic():
+            hold = (
+                Hold.objects.select_for_update(no_key=True, skip_locked=True)
+                .filter(pk=pk, state=HoldState.PENDING, lease_expires_at__lte=now)
+                .first()
+            )
+            if hold is None:
+                continue
+            _expire_locked(hold, now=now, actor="system:sweeper")
+            expired += 1
+    if expired:
+        logger.info("Expired %s lapsed holds", expired)
+    return expired

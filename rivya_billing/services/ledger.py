@@ -1,0 +1,198 @@
+"""The posting primitives every ledger service uses: validation, row locks, posting lines.
+
+Internal to ``rivya_billing.services``; callers use the ``credits_*`` functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from rivya_billing.exceptions import (
+    HoldNotFoundError,
+    HoldNotPendingError,
+    InvalidAmountError,
+    InvalidReferenceError,
+    LedgerConcurrencyError,
+    ReferenceConflictError,
+    StaleHoldError,
+)
+from rivya_billing.metrics import ledger_operation_observe
+from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, Wallet, new_entry_id
+
+
+def _check_amount(amount: Any, *, minimum: int = 1, param: str = "amount") -> int:
+    # bool is an int subclass; True credits is a bug, not one credit.
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        raise InvalidAmountError(f"{param} must be an integer, not {type(amount).__name__}.", param=param)
+    if amount < minimum:
+        raise InvalidAmountError(f"{param} must be at least {minimum}, not {amount}.", param=param)
+    return amount
+
+
+def _check_reference(reference: Any, *, param: str = "reference") -> str:
+    if not isinstance(reference, str) or not reference or len(reference) > 255:
+        raise InvalidReferenceError(f"{param} must be a non-empty string of at most 255 characters.", param=param)
+    return reference
+
+
+def _actor(actor: Any) -> str:
+    return str(actor or "")[:200]
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return timezone.now()
+    if timezone.is_naive(now):
+        raise ValueError("now must be timezone-aware")
+    return now
+
+
+def _conflict(what: str, reference: str, param: str, existing: Any, given: Any) -> ReferenceConflictError:
+    return ReferenceConflictError(
+        f"{what} {reference!r} was already made with {param}={existing!r}; this call has {param}={given!r}.",
+        param=param,
+        existing=existing,
+        given=given,
+    )
+
+
+# --- wallet and hold locks -----------------------------------------------------------
+
+
+def _lock_wallet(*, account: Any, create: bool) -> Wallet | None:
+    """The account's wallet, row-locked for this transaction; created (empty) when asked."""
+    locked = Wallet.objects.select_for_update(no_key=True)
+    wallet = locked.filter(account=account).first()
+    if wallet is None and create:
+        # ON CONFLICT DO NOTHING: two first grants racing both end up locking the one row.
+        Wallet.objects.bulk_create([Wallet(account=account)], ignore_conflicts=True)
+        wallet = locked.get(account=account)
+    return wallet
+
+
+def _lock_wallet_by_id(wallet_id: int) -> Wallet:
+    return Wallet.objects.select_for_update(no_key=True).get(pk=wallet_id)
+
+
+def _lock_hold(*, account: Any, reference: str, param: str = "reference") -> Hold:
+    """The hold, row-locked (before its wallet: the one lock order every service uses)."""
+    hold = (
+        Hold.objects.select_for_update(no_key=True, of=("self",))
+        .filter(wallet__account=account, reference=reference)
+        .first()
+    )
+    if hold is None:
+        raise HoldNotFoundError(f"No hold with reference {reference!r} in this wallet.", param=param)
+    return hold
+
+
+# --- posting ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Line:
+    type: str
+    amount: int
+    reference: str
+    hold_id: int | None = None
+    sign: int = 1  # only ``adjust`` uses -1
+    description: str = ""
+
+
+def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) -> list[LedgerEntry]:
+    """Append ``lines`` to the row-locked ``wallet`` and move its totals in the same transaction.
+
+    The wallet UPDATE is guarded by the sequence number read under the lock, so a
+    writer that slipped past the lock would make it fail instead of forking the
+    ledger; the check constraints refuse any result with ``balance < held``.
+    """
+    balance, held, sequence = wallet.balance, wallet.held, wallet.last_sequence
+    entries = []
+    for line in lines:
+        if line.type == EntryType.ADJUST:
+            balance_delta, held_delta = line.sign * line.amount, 0
+        else:
+            balance_mult, held_mult = EFFECTS[line.type]
+            balance_delta, held_delta = balance_mult * line.amount, held_mult * line.amount
+        balance += balance_delta
+        held += held_delta
+        sequence += 1
+        entries.append(
+            LedgerEntry(
+                public_id=new_entry_id(),
+                wallet_id=wallet.pk,
+                sequence=sequence,
+                type=line.type,
+                amount=line.amount,
+                balance_delta=balance_delta,
+                held_delta=held_delta,
+                balance_after=balance,
+                held_after=held,
+                reference=line.reference,
+                hold_id=line.hold_id,
+                actor=actor,
+                description=line.description[:500],
+                created_at=now,
+            )
+        )
+    updated = Wallet.objects.filter(pk=wallet.pk, last_sequence=wallet.last_sequence).update(
+        balance=F("balance") + (balance - wallet.balance),
+        held=F("held") + (held - wallet.held),
+        last_sequence=sequence,
+        updated_at=now,
+    )
+    if updated != 1:
+        raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
+    LedgerEntry.objects.bulk_create(entries)
+    wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
+    # Counted once committed (a rolled-back operation never happened); robust, so a metrics
+    # failure can never turn a committed ledger write into an error.
+    transaction.on_commit(lambda: _observe(lines), robust=True)
+    return entries
+
+
+def _observe(lines: Sequence[_Line]) -> None:
+    for line in lines:
+        ledger_operation_observe(operation=line.type, credits=line.amount)
+
+
+def _resolve_hold(hold: Hold, **fields: Any) -> None:
+    """Move a locked pending hold to its final state (the UPDATE re-checks ``pending``)."""
+    updated = Hold.objects.filter(pk=hold.pk, state=HoldState.PENDING).update(**fields)
+    if updated != 1:
+        raise LedgerConcurrencyError(f"Hold {hold.public_id} changed under its row lock.")
+    for name, value in fields.items():
+        setattr(hold, name, value)
+
+
+def _not_pending(hold: Hold, action: str) -> HoldNotPendingError:
+    error_class = StaleHoldError if hold.state == HoldState.EXPIRED else HoldNotPendingError
+    return error_class(
+        f"Cannot {action} hold {hold.reference!r}: it is already {hold.state}.",
+        state=hold.state,
+    )
+
+
+def _check_lease(hold: Hold, *, lease_token: int | None, now: datetime, action: str) -> None:
+    """Refuse a stale worker: the lease lapsed, or another worker claimed the hold since."""
+    if lease_token is not None and lease_token != hold.lease_token:
+        raise StaleHoldError(
+            f"Cannot {action} hold {hold.reference!r}: lease token {lease_token} was superseded by {hold.lease_token}.",
+            state=hold.state,
+        )
+    if hold.lease_expires_at <= now:
+        raise StaleHoldError(
+            f"Cannot {action} hold {hold.reference!r}: its lease lapsed at {hold.lease_expires_at.isoformat()}.",
+            state=hold.state,
+        )
+
+
+def _account_pk(account: Any) -> Any:
+    return account.pk if hasattr(account, "pk") else account

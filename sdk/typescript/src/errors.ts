@@ -1,0 +1,151 @@
+/**
+ * Errors thrown by the client. Every API error is an `APIError` carrying the
+ * server's `{"error": {type, code, message, param, request_id}}`; the subclass
+ * says which HTTP status it was, so callers can `catch (e) { if (e instanceof
+ * InsufficientCreditsError) … }` instead of comparing numbers.
+ */
+
+/** Base class of everything this package throws. */
+export class RivyaError extends Error {
+  override name = "RivyaError";
+}
+
+/** The body of an error response (`error` member of the API's error shape). */
+export interface ErrorBody {
+  type?: string;
+  code?: string;
+  message?: string;
+  param?: string | null;
+  request_id?: string | null;
+}
+
+export class APIError extends RivyaError {
+  override name = "APIError";
+  /** HTTP status; undefined for an error event inside a stream. */
+  readonly status: number | undefined;
+  readonly headers: Headers | undefined;
+  /** The error object as sent by the server. */
+  readonly error: ErrorBody | undefined;
+  /** Broad class, e.g. `billing_error`. */
+  readonly type: string | undefined;
+  /** Stable, machine-readable reason, e.g. `insufficient_credits`. */
+  readonly code: string | undefined;
+  /** The request parameter at fault, e.g. `input.width`, or null. */
+  readonly param: string | null | undefined;
+  /** The `X-Request-Id` of the failed request; quote it to support. */
+  readonly requestId: string | null | undefined;
+
+  constructor(status: number | undefined, error: ErrorBody | undefined, message: string, headers?: Headers) {
+    super(message);
+    this.status = status;
+    this.headers = headers;
+    this.error = error;
+    this.type = error?.type;
+    this.code = error?.code;
+    this.param = error?.param;
+    this.requestId = headers?.get("x-request-id") ?? error?.request_id;
+  }
+
+  /** The subclass for `status`, built from a parsed error response. */
+  static generate(status: number | undefined, body: unknown, text: string, headers?: Headers): APIError {
+    const error = (body as { error?: ErrorBody } | undefined)?.error;
+    const detail = error && typeof error === "object" ? error : undefined;
+    const message =
+      (status ? `${status} ` : "") + (detail?.message ?? (text ? text.slice(0, 500) : "status code (no body)"));
+    const Class = status === undefined ? APIError : (STATUS_CLASSES[status] ?? (status >= 500 ? InternalServerError : APIError));
+    return new Class(status, detail, message, headers);
+  }
+}
+
+export class BadRequestError extends APIError {
+  override name = "BadRequestError";
+}
+export class AuthenticationError extends APIError {
+  override name = "AuthenticationError";
+}
+/** 402: the wallet cannot cover the work (`insufficient_credits`). Never retried. */
+export class InsufficientCreditsError extends APIError {
+  override name = "InsufficientCreditsError";
+}
+export class PermissionDeniedError extends APIError {
+  override name = "PermissionDeniedError";
+}
+export class NotFoundError extends APIError {
+  override name = "NotFoundError";
+}
+export class ConflictError extends APIError {
+  override name = "ConflictError";
+}
+export class GoneError extends APIError {
+  override name = "GoneError";
+}
+export class PayloadTooLargeError extends APIError {
+  override name = "PayloadTooLargeError";
+}
+export class UnsupportedMediaTypeError extends APIError {
+  override name = "UnsupportedMediaTypeError";
+}
+export class UnprocessableEntityError extends APIError {
+  override name = "UnprocessableEntityError";
+}
+export class RateLimitError extends APIError {
+  override name = "RateLimitError";
+}
+export class InternalServerError extends APIError {
+  override name = "InternalServerError";
+}
+
+const STATUS_CLASSES: Record<number, typeof APIError> = {
+  400: BadRequestError,
+  401: AuthenticationError,
+  402: InsufficientCreditsError,
+  403: PermissionDeniedError,
+  404: NotFoundError,
+  409: ConflictError,
+  410: GoneError,
+  413: PayloadTooLargeError,
+  415: UnsupportedMediaTypeError,
+  422: UnprocessableEntityError,
+  429: RateLimitError,
+};
+
+/** The request never got an HTTP response (DNS, refused, reset), or a stream broke off and could not be resumed. */
+export class APIConnectionError extends APIError {
+  override name = "APIConnectionError";
+  constructor(message = "Connection error.", options?: { cause?: unknown }) {
+    super(undefined, undefined, message);
+    if (options?.cause !== undefined) (this as { cause?: unknown }).cause = options.cause;
+  }
+}
+
+/** An attempt took longer than `timeout` (after the last retry). */
+export class APIConnectionTimeoutError extends APIConnectionError {
+  override name = "APIConnectionTimeoutError";
+  constructor(message = "Request timed out.") {
+    super(message);
+  }
+}
+
+/** The caller aborted the request (its `signal`, or `stream.abort()`). Never retried. */
+export class APIUserAbortError extends APIError {
+  override name = "APIUserAbortError";
+  constructor(message = "Request was aborted.") {
+    super(undefined, undefined, message);
+  }
+}
+
+/** `generations.wait()` ran out of time; `generation` is the last state seen. */
+export class WaitTimeoutError extends RivyaError {
+  override name = "WaitTimeoutError";
+  constructor(
+    message: string,
+    readonly generation: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** A webhook's signature, timestamp or headers did not check out. */
+export class InvalidWebhookSignatureError extends RivyaError {
+  override name = "InvalidWebhookSignatureError";
+}

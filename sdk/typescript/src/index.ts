@@ -1,0 +1,10 @@
+export { Rivya, Rivya as default } from "./client.js";
+export type { ClientOptions, RequestOptions } from "./core.js";
+export * from "./errors.js";
+export { Page, PagePromise } from "./pagination.js";
+export { ChatCompletionStream, decodeEvents, type ServerSentEvent } from "./streaming.js";
+export { verifyWebhook, type VerifyOptions, type WebhookHeaders } from "./webhooks.js";
+export type { WaitOptions } from "./resources/generations.js";
+export type * from "./types.js";
+export type { components, operations, paths } from "./generated/openapi.js";
+export { VERSION } from "./version.js";
