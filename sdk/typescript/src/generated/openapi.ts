@@ -1039,6 +1039,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listLedgerEntries: {
@@ -1109,6 +1122,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1224,6 +1250,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1359,6 +1398,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getFile: {
@@ -1423,6 +1475,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1503,6 +1568,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     downloadFile: {
@@ -1522,7 +1600,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The content, served as its sniffed type (image/png, image/jpeg, image/gif, image/webp, audio/wav, audio/mpeg, audio/ogg, video/mp4, video/webm). */
+            /** @description The content, served as its sniffed type. */
             200: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -1530,7 +1608,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/octet-stream": string;
+                    "audio/mpeg": string;
+                    "audio/ogg": string;
+                    "audio/wav": string;
+                    "image/gif": string;
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "image/webp": string;
+                    "video/mp4": string;
+                    "video/webm": string;
                 };
             };
             /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
@@ -1595,6 +1681,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1671,6 +1770,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1842,6 +1954,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getGeneration: {
@@ -1920,6 +2045,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2043,6 +2181,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listModels: {
@@ -2115,6 +2266,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getModel: {
@@ -2178,6 +2342,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2303,6 +2480,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getWebhookEvent: {
@@ -2367,6 +2557,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2516,6 +2719,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listWebhookEndpoints: {
@@ -2582,6 +2798,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2717,6 +2946,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getWebhookEndpoint: {
@@ -2789,6 +3031,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteWebhookEndpoint: {
@@ -2853,6 +3108,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2962,6 +3230,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3085,6 +3366,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     testWebhookEndpoint: {
@@ -3192,6 +3486,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
