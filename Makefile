@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve openapi stack bench sdk
+.PHONY: run test test-fast lint stress serve openapi stack bench sdk faults soak
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,18 @@ lint: $(STAMP)
 ## Long concurrency repeats (RIVYA_STRESS_REPEATS, default 20)
 stress: $(STAMP)
 	RIVYA_STRESS_REPEATS=$${RIVYA_STRESS_REPEATS:-20} $(BIN)/pytest -m stress
+
+# The fault suite starts its own PostgreSQL cluster and Redis server (needs their binaries, not running
+# servers); these URLs only satisfy the tests' postgres/redis markers.
+FAULT_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/rivya} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0}
+
+## Fault tests (README, "Fault and soak tests"): processes, Redis and PostgreSQL killed under load, schemathesis, upload fuzz, soak
+faults: $(STAMP)
+	$(FAULT_ENV) $(BIN)/pytest tests/faults -s
+
+## The soak alone, two minutes by default (RIVYA_SOAK_SECONDS, RIVYA_SOAK_RATE requests/s)
+soak: $(STAMP)
+	$(FAULT_ENV) RIVYA_SOAK_SECONDS=$${RIVYA_SOAK_SECONDS:-120} $(BIN)/pytest tests/faults/test_soak.py -s
 
 ## Regenerate the committed OpenAPI snapshot after an intended change to the API
 openapi: $(STAMP)

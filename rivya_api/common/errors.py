@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -195,7 +196,28 @@ def _classify(exc: BaseException) -> tuple[Any, str, str, str | None, dict[str, 
         return 403, "permission_denied", "You cannot perform this action.", None, {}
     if isinstance(exc, RequestDataTooBig):
         return 413, "request_too_large", "The request body is too large.", None, {}
+    if _is_unavailable(exc):
+        logger.warning("Answering 503: a backing service is unavailable (%s: %s)", type(exc).__name__, exc)
+        message = "The service is temporarily unavailable; retry after the Retry-After delay."
+        return 503, "service_unavailable", message, None, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
     return None, "", "", None, {}
+
+
+# Seconds a client is asked to wait after a 503 (a database restart takes a few).
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or dropped the connection (restart, failover, pool exhausted),
+    or the broker cannot be reached: a transient condition of the service, not a bug, so the client
+    gets a 503 it may retry instead of a 500."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    try:
+        from kombu.exceptions import OperationalError as BrokerOperationalError
+    except ImportError:  # pragma: no cover - celery is a dependency of the project
+        return False
+    return isinstance(exc, BrokerOperationalError)
 
 
 def response_for_exception(exc: BaseException) -> JsonResponse:

@@ -13,11 +13,30 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 
-class OpenApiDocumentView(SpectacularJSONAPIView):
+class _JsonErrorsMixin:
+    """GET and HEAD only; every error in the API's JSON error shape.
+
+    These views render their success with a document or HTML renderer, which
+    would otherwise render errors too: a 405 page in HTML, an error under the
+    OpenAPI media type, and a 500 for OPTIONS (DRF's metadata through the Swagger
+    UI template).
+    """
+
+    http_method_names = ["get", "head"]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        self.request.accepted_renderer = JSONRenderer()  # type: ignore[attr-defined]
+        self.request.accepted_media_type = "application/json"  # type: ignore[attr-defined]
+        return response
+
+
+class OpenApiDocumentView(_JsonErrorsMixin, SpectacularJSONAPIView):
     authentication_classes: list = []
     permission_classes: list = []
 
@@ -37,7 +56,7 @@ class OpenApiDocumentView(SpectacularJSONAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class ApiDocsView(SpectacularSwaggerView):
+class ApiDocsView(_JsonErrorsMixin, SpectacularSwaggerView):
     authentication_classes: list = []
     permission_classes: list = []
 

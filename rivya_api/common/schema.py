@@ -243,7 +243,8 @@ def list_of(item_serializer: type[serializers.Serializer], *, name: str | None =
 # --- postprocessing hook -----------------------------------------------------------------------------
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
-AUTHENTICATED_STATUSES = (401, 429, 500)
+# 503: the database (or broker) is unreachable for a moment, e.g. during a restart.
+AUTHENTICATED_STATUSES = (401, 429, 500, 503)
 # Any request with a body can meet the parser and the size guard: malformed JSON (400), a body
 # over MAX_REQUEST_BYTES (413), a Content-Type the view does not parse (415).
 BODY_STATUSES = (400, 413, 415)
@@ -293,7 +294,7 @@ def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, pub
             for status, response in responses.items():
                 headers = response.setdefault("headers", {})
                 headers.setdefault("X-Request-Id", REQUEST_ID_HEADER)
-                if status == "429":
+                if status in ("429", "503"):
                     headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
                 if status == "401":
                     headers.setdefault("WWW-Authenticate", WWW_AUTHENTICATE_HEADER)

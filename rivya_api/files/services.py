@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import IO, Any
 
@@ -126,6 +127,7 @@ def file_create(
     purpose: str,
     expires_at: datetime | None = None,
     now: datetime | None = None,
+    on_created: Callable[[File], None] | None = None,
 ) -> File:
     """Check, hash and store ``content`` as a new file of ``account``.
 
@@ -139,6 +141,8 @@ def file_create(
     statement, no long transaction around the upload); if the insert fails the
     bytes are removed again. Called inside a transaction that later rolls back,
     the bytes stay behind as an orphan in storage, never as a visible file.
+    ``on_created(file)`` runs in the insert's transaction (the API names the file
+    on the request's Idempotency-Key there); raising from it undoes the insert.
     """
     if purpose not in File.Purpose.values:
         raise InvalidPurposeError(f"purpose must be one of {', '.join(File.Purpose.values)}.")
@@ -155,22 +159,25 @@ def file_create(
     stream.seek(0)
     stored_name = storage.save(name, DjangoFile(stream, name=name))
     try:
-        file = File.objects.create(
-            public_id=file_id,
-            account=account,
-            purpose=purpose,
-            kind=info.kind,
-            filename=clean_filename(filename, default=f"file.{info.media_type.extension}"),
-            content_type=info.content_type,
-            size=size,
-            sha256=sha256,
-            width=info.width,
-            height=info.height,
-            duration=info.duration,
-            storage_name=stored_name,
-            created_at=now,
-            expires_at=expires_at,
-        )
+        with transaction.atomic():
+            file = File.objects.create(
+                public_id=file_id,
+                account=account,
+                purpose=purpose,
+                kind=info.kind,
+                filename=clean_filename(filename, default=f"file.{info.media_type.extension}"),
+                content_type=info.content_type,
+                size=size,
+                sha256=sha256,
+                width=info.width,
+                height=info.height,
+                duration=info.duration,
+                storage_name=stored_name,
+                created_at=now,
+                expires_at=expires_at,
+            )
+            if on_created is not None:
+                on_created(file)
     except BaseException:
         storage.delete(stored_name)
         raise

@@ -187,8 +187,15 @@ class FileViewSet(AccountScopedMixin, viewsets.ViewSet):
             content=upload,
             filename=upload.name,
             purpose=form.validated_data["purpose"],
+            on_created=lambda file: self.idempotency_bind(file.public_id),
         )
         return Response(self._output(file), status=status.HTTP_201_CREATED)
+
+    def idempotency_recover(self, reference: str) -> Response | None:
+        # A retried upload whose first attempt stored the file and then died: that file, not a second one.
+        if self.action != "create":
+            return None
+        return Response(self._output(file_get_for_account(account=self.account, file_id=reference)), status=201)
 
     def list(self, request: Request) -> Response:
         query = FileListQuerySerializer(data=request.query_params)
@@ -231,9 +238,13 @@ class FileContentView(AccountScopedMixin, APIView):
             OpenApiParameter("signature", str, required=False, description="From the signed URL."),
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description=f"The content, served as its sniffed type ({ACCEPTED})."
-            ),
+            # Each type a file can be served as (clients and fuzzers check the Content-Type against these).
+            **{
+                (200, media_type.content_type): OpenApiResponse(
+                    OpenApiTypes.BINARY, description="The content, served as its sniffed type."
+                )
+                for media_type in MEDIA_TYPES
+            },
             **error_responses(
                 403,
                 404,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,12 +104,15 @@ def generation_create(
     max_credits: int | None = None,
     submitted_by: str = "",
     source: str = "api",
+    on_created: Callable[[GenerationTask], None] | None = None,
 ) -> GenerationTask:
     """Accept a job: quote it, reserve its price, create the task and queue it after commit.
 
     Raises ``InsufficientCreditsError`` (nothing is created) when the wallet
     cannot cover the price, ``MaxCreditsExceededError`` before reserving when
-    the price is above ``max_credits``.
+    the price is above ``max_credits``. ``on_created(task)`` runs inside the
+    transaction once the task is reserved (the API names the task on the
+    request's Idempotency-Key there); raising from it undoes everything.
     """
     quote = generation_quote(account=account, model_id=model_id, input=input)
     _check_max_credits(quote.price, max_credits)
@@ -133,6 +137,8 @@ def generation_create(
             actor=submitted_by,
             lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
         )
+    if on_created is not None:
+        on_created(task)
     _enqueue_on_commit(task)
     model_name = task.model
     transaction.on_commit(lambda: metrics.generation_accepted(model=model_name), robust=True)
@@ -151,8 +157,18 @@ def _check_max_credits(price: int, max_credits: int | None) -> None:
 def _enqueue_on_commit(task: GenerationTask) -> None:
     from rivya_api.generations.tasks import generation_run_task
 
-    task_pk = task.pk
-    transaction.on_commit(lambda: generation_run_task.delay(task_pk))
+    task_pk, public_id = task.pk, task.public_id
+
+    def send() -> None:
+        try:
+            generation_run_task.delay(task_pk)
+        except Exception:
+            # The task and its hold are committed as queued, so the job is accepted either
+            # way: the sweeper queues it after GENERATION_REQUEUE_AFTER. Raising here would
+            # answer 500 for work that will run and be charged (and invite a duplicate).
+            logger.warning("Could not queue generation %s (broker unavailable); the sweeper will", public_id)
+
+    transaction.on_commit(send)
 
 
 def generation_get(*, account: Any, task_id: str) -> GenerationTask:

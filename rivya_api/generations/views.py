@@ -235,9 +235,20 @@ class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
             metadata=params.get("metadata"),
             max_credits=params.get("max_credits"),
             submitted_by=self.request.user.api_key.public_id,
+            on_created=lambda task: self.idempotency_bind(task.public_id),
         )
-        body = generation_payload(task, request=request)
-        return Response(body, status=http.HTTP_202_ACCEPTED, headers={"Location": f"{request.path}/{task.public_id}"})
+        return self._accepted(task)
+
+    def _accepted(self, task: GenerationTask) -> Response:
+        body = generation_payload(task, request=self.request)
+        location = f"{self.request.path}/{task.public_id}"
+        return Response(body, status=http.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    def idempotency_recover(self, reference: str) -> Response | None:
+        # A retry of a submission whose first attempt created the task and then died: that task, as accepted.
+        if self.action != "create":
+            return None
+        return self._accepted(services.generation_get(account=self.account, task_id=reference))
 
     def list(self, request: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())

@@ -19,6 +19,15 @@ Where "execution" begins, precisely:
    status says the input was rejected before execution (400 validation, 401,
    403, 405, 406, 413, 415, 429: ``http.REJECTED_BEFORE_EXECUTION``); then the
    claim is released and a corrected retry may reuse the key.
+
+A process can die after the handler's work committed and before its response
+was stored. The lease then expires and a retry takes the key over; run again,
+the handler would do the work twice. A handler that creates something calls
+``self.idempotency_bind(reference)`` inside the transaction that creates it, so
+the key names the work exactly when the work exists; a retry that takes over a
+key with a reference does not run the handler but answers
+``idempotency_recover(reference)`` (the view builds the response from the
+object) and stores that as the key's outcome.
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ from django.db import DatabaseError
 from django.template.response import SimpleTemplateResponse
 
 from rivya_api.common.auth import request_account
-from rivya_api.common.errors import response_for_exception
+from rivya_api.common.errors import ConflictError, response_for_exception
 from rivya_api.idempotency import services
 from rivya_api.idempotency.http import (
     REJECTED_BEFORE_EXECUTION,
+    REPLAYED_HEADER,
     claim_refusal,
     idempotency_key_from_request,
     replay_response,
@@ -77,10 +87,42 @@ class IdempotencyMixin:
         )
         if claim.proceed:
             self._idempotency_claim = claim
+            if claim.record.reference:
+                # A dead attempt's lease was taken over, and its work had committed.
+                recovered = self.idempotency_recover(claim.record.reference)
+                if recovered is not None:
+                    logger.warning(
+                        "Idempotency-Key %r: the first attempt's work (%s) committed but its process died "
+                        "before answering; answering from the work instead of running the request again",
+                        key,
+                        claim.record.reference,
+                    )
+                    recovered[REPLAYED_HEADER] = "true"  # the first attempt's outcome, not a new execution
+                    raise _Replay(recovered)
         elif claim.outcome is services.ClaimOutcome.REPLAY:
             raise _Replay(replay_response(claim))
         else:
             raise claim_refusal(claim)
+
+    def idempotency_bind(self, reference: str) -> None:
+        """Name the work this request created (``task_…``) on its Idempotency-Key, if it has one.
+
+        Call it inside the transaction that creates the work: the name commits
+        exactly when the work does. Raises 409 (rolling the work back) if this
+        request no longer owns the key, which a retry took over meanwhile.
+        """
+        claim = self._idempotency_claim
+        if claim is None:
+            return
+        if not services.idempotency_reference_set(record=claim.record, reference=reference):
+            raise ConflictError(
+                "Another request with this Idempotency-Key took it over.", code="idempotency_key_in_flight"
+            )
+
+    def idempotency_recover(self, reference: str) -> Any:
+        """The response for work a dead attempt committed under the key (``reference`` from
+        ``idempotency_bind``), or None to run the request again. Views that bind override it."""
+        return None
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, _Replay):

@@ -74,6 +74,15 @@ def test_malformed_json_is_400(client, debug):
     assert_error(response, 400, "invalid_json")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/_test/database-down", "/api/v1/_test/database-down-plain"])
+def test_database_unavailable_is_503_with_retry_after(client, debug, path):
+    error = assert_error(client.get(path), 503, "service_unavailable")
+    assert error["type"] == "service_unavailable_error"
+    assert "closed" not in error["message"]
+    assert "refused" not in error["message"]
+    assert int(client.get(path)["Retry-After"]) >= 1
+
+
 def test_unhandled_exception_is_500_logged_with_request_id(client, debug, caplog):
     response = client.get("/api/v1/_test/boom", HTTP_X_REQUEST_ID="req_trace-me-1")
     error = assert_error(response, 500, "internal_error")

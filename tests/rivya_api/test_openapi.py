@@ -197,3 +197,12 @@ def test_interactive_reference_is_served_without_a_cdn(client):
     for host in ("cdn.", "unpkg", "jsdelivr", "cloudflare", "googleapis"):
         assert host not in html
     assert "/api/v1/openapi.json" in html
+
+
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/docs"])
+@pytest.mark.parametrize("method", ["options", "post", "delete"])
+def test_document_and_reference_answer_other_methods_with_a_json_405(client, path, method):
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["error"]["code"] == "method_not_allowed"

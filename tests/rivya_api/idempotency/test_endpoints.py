@@ -45,6 +45,29 @@ def test_files_retry_creates_no_second_file(api_client, account, media_root):
     assert File.objects.filter(account=account).count() == 1
 
 
+def test_files_retry_after_the_first_attempt_died_before_answering_returns_its_file(api_client, account, media_root):
+    from datetime import timedelta
+
+    from rivya_api.idempotency.models import IdempotencyRecord
+
+    first = upload(api_client, media.png(), "first-boundary", key="died")
+    assert IdempotencyRecord.objects.get(key="died").reference == first.json()["id"]
+    # What a process killed after the insert and before storing its answer leaves behind.
+    IdempotencyRecord.objects.filter(key="died").update(
+        state=IdempotencyRecord.State.IN_FLIGHT,
+        locked_until=timezone.now() - timedelta(seconds=1),
+        completed_at=None,
+        response_status=None,
+        response_body=b"",
+    )
+    retry = upload(api_client, media.png(), "retry-boundary", key="died")
+    assert retry.status_code == 201
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == first.json()["id"]
+    assert File.objects.filter(account=account).count() == 1
+    assert len(stored_files(media_root)) == 1
+
+
 def test_files_refused_upload_leaves_the_key_free(api_client, account):
     refused = upload(api_client, b"not an image at all", "b1")
     assert refused.status_code in (400, 415), refused.content

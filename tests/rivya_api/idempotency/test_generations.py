@@ -68,3 +68,47 @@ def test_twenty_concurrent_retries_make_one_task_and_one_reservation(make_accoun
     assert Hold.objects.filter(reference=task.public_id).count() == 1
     assert wallet_get(account=account).held == 4
     assert {r.json()["id"] for r in responses if r.status_code == 202} == {task.public_id}
+
+
+@pytest.mark.django_db
+def test_the_key_names_its_task_in_the_transaction_that_created_it(account, api_client):
+    from rivya_api.idempotency.models import IdempotencyRecord
+
+    credits_grant(account=account, amount=20, reference="grant")
+    task_id = post(api_client, key="named").json()["id"]
+    assert IdempotencyRecord.objects.get(key="named").reference == task_id
+    post(api_client, key="refused", body=json.dumps({"model": "test-image", "input": {"prompt": "x" * 3000}}))
+    assert not IdempotencyRecord.objects.filter(key="refused", reference__gt="").exists()
+
+
+@pytest.mark.django_db
+def test_retry_after_a_process_died_between_the_work_and_the_answer_returns_that_task(account, api_client):
+    """The first attempt committed its task, then died before storing its response: no second task."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rivya_api.idempotency.models import IdempotencyRecord
+
+    credits_grant(account=account, amount=20, reference="grant")
+    task_id = post(api_client, key="crashed").json()["id"]
+    # What the dead process left: the claim in flight, its lease lapsed, no stored response.
+    IdempotencyRecord.objects.filter(key="crashed").update(
+        state=IdempotencyRecord.State.IN_FLIGHT,
+        locked_until=timezone.now() - timedelta(seconds=1),
+        completed_at=None,
+        response_status=None,
+        response_headers={},
+        response_body=b"",
+    )
+    retry = post(api_client, key="crashed")
+    assert retry.status_code == 202
+    assert retry.json()["id"] == task_id
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry["Location"].endswith(task_id)
+    assert GenerationTask.objects.count() == 1
+    assert wallet_get(account=account).held == 4
+    again = post(api_client, key="crashed")
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == task_id
+    assert IdempotencyRecord.objects.get(key="crashed").state == IdempotencyRecord.State.COMPLETED

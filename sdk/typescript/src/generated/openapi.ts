@@ -1859,6 +1859,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listLedgerEntries: {
@@ -1929,6 +1942,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2044,6 +2070,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2179,6 +2218,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getFile: {
@@ -2243,6 +2295,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2323,6 +2388,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     downloadFile: {
@@ -2342,7 +2420,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The content, served as its sniffed type (image/png, image/jpeg, image/gif, image/webp, audio/wav, audio/mpeg, audio/ogg, video/mp4, video/webm). */
+            /** @description The content, served as its sniffed type. */
             200: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -2350,7 +2428,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/octet-stream": string;
+                    "audio/mpeg": string;
+                    "audio/ogg": string;
+                    "audio/wav": string;
+                    "image/gif": string;
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "image/webp": string;
+                    "video/mp4": string;
+                    "video/webm": string;
                 };
             };
             /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
@@ -2415,6 +2501,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2491,6 +2590,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2662,6 +2774,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getGeneration: {
@@ -2740,6 +2865,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2863,6 +3001,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listModels: {
@@ -2935,6 +3086,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getModel: {
@@ -2998,6 +3162,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3123,6 +3300,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getWebhookEvent: {
@@ -3187,6 +3377,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3336,6 +3539,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listWebhookEndpoints: {
@@ -3402,6 +3618,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3537,6 +3766,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getWebhookEndpoint: {
@@ -3609,6 +3851,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteWebhookEndpoint: {
@@ -3673,6 +3928,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3782,6 +4050,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3905,6 +4186,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     testWebhookEndpoint: {
@@ -4012,6 +4306,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
