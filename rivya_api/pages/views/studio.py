@@ -13,8 +13,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
-from rivya_billing.exceptions import InsufficientCreditsError, RivyaError
-from rivya_billing.selectors import wallet_get
 
 from rivya_api.catalog.exceptions import CatalogError
 from rivya_api.catalog.selectors import catalog_models
@@ -24,6 +22,8 @@ from rivya_api.generations.selectors import generation_list
 from rivya_api.generations.services import generation_create
 from rivya_api.pages.common import page_account
 from rivya_api.pages.forms import StudioGenerationForm
+from rivya_billing.exceptions import InsufficientCreditsError, RivyaError
+from rivya_billing.selectors import wallet_get
 
 RECENT_TASKS = 10
 

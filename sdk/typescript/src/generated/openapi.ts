@@ -1419,6 +1419,8 @@ export interface operations {
             /** @description The model is overloaded (see Retry-After); nothing is charged. */
             503: {
                 headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1512,6 +1514,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     chat_sessions_retrieve: {
@@ -1575,6 +1590,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1697,6 +1725,19 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     chat_sessions_stream: {
@@ -1793,6 +1834,19 @@ export interface operations {
             /** @description Internal error; quote `request_id` to support. */
             500: {
                 headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
