@@ -1,7 +1,7 @@
 """OpenAPI pieces of the Chat API: the event stream (the OpenAPI 3.1 way) and the examples.
 
-An event stream is documented as ``text/event-stream`` whose schema is an array
-of events; each event is an object with an ``id`` and a ``data`` string, which
+An event stream is documented as ``text/event-stream`` whose schema is one event
+(as OpenAPI 3.2's ``itemSchema``): an object with an ``id`` and a ``data`` string, which
 is either ``[DONE]`` or JSON (``contentMediaType: application/json``) of the
 chunk or the error schema (``contentSchema``). A schema-driven tester decodes
 ``data`` by that media type and validates it against that schema
@@ -51,28 +51,27 @@ CHUNK_SCHEMA = {
 }
 
 EVENT_STREAM_SCHEMA = {
-    "type": "array",
-    "format": "event-stream",
+    # One event of the stream: schema-driven testers (schemathesis) validate each
+    # server-sent event against the text/event-stream schema, as OpenAPI 3.2's itemSchema does.
+    "type": "object",
     "description": (
-        "Server-sent events (`text/event-stream`). Each event has an `id` (1, 2, 3 … within the turn) and a "
-        "`data` string: the JSON of a `chat.completion.chunk`, then one usage chunk whose `choices` is `[]` and "
-        "whose `usage` includes `credits`, then the literal `[DONE]`. A failure after the stream started is one "
-        "event whose data is the JSON of an error object, after which the stream closes. Comment lines "
-        "(`: keep-alive`) are sent while the model is silent; SSE parsers ignore them."
+        "Server-sent events (`text/event-stream`); this schema describes one event. Each event has an `id` "
+        "(1, 2, 3 … within the turn) and a `data` string: the JSON of a `chat.completion.chunk`, then one usage "
+        "chunk whose `choices` is `[]` and whose `usage` includes `credits`, then the literal `[DONE]`. A failure "
+        "after the stream started is one event whose data is the JSON of an error object, after which the stream "
+        "closes. Comment lines (`: keep-alive`) are sent while the model is silent; SSE parsers ignore them."
     ),
-    "items": {
-        "type": "object",
-        "required": ["id", "data"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "Increasing integer within the turn."},
-            "data": {
-                "type": "string",
-                "anyOf": [
-                    {"const": "[DONE]"},
-                    {"contentMediaType": "application/json", "contentSchema": CHUNK_SCHEMA},
-                    {"contentMediaType": "application/json", "contentSchema": {"$ref": "#/components/schemas/Error"}},
-                ],
-            },
+    "required": ["id", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "Increasing integer within the turn."},
+        "event": {"type": "string", "description": "Always the default, `message`, when present."},
+        "data": {
+            "type": "string",
+            "anyOf": [
+                {"const": "[DONE]"},
+                {"contentMediaType": "application/json", "contentSchema": CHUNK_SCHEMA},
+                {"contentMediaType": "application/json", "contentSchema": {"$ref": "#/components/schemas/Error"}},
+            ],
         },
     },
 }

@@ -50,7 +50,7 @@ def test_a_real_stream_validates_against_the_documented_event_schema(openapi, li
     _, secret = funded()
     operation = openapi["paths"]["/api/v1/chat/completions"]["post"]
     stream_schema = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
-    event_validator = validator(openapi, stream_schema["items"])
+    event_validator = validator(openapi, stream_schema)
     response = httpx.post(
         f"{live_server_url}/api/v1/chat/completions",
         json={"model": "rivya-chat-1", "messages": [{"role": "user", "content": "validate me"}], "stream": True},
@@ -66,7 +66,7 @@ def test_a_real_stream_validates_against_the_documented_event_schema(openapi, li
             events.append(current)
             current = {}
     assert len(events) > 3
-    branches = stream_schema["items"]["properties"]["data"]["anyOf"]
+    branches = stream_schema["properties"]["data"]["anyOf"]
     for event in events:
         event_validator.validate(event)
         if event["data"] == "[DONE]":

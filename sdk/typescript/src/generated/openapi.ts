@@ -1284,9 +1284,11 @@ export interface operations {
                     "application/json": components["schemas"]["ChatCompletion"];
                     "text/event-stream": {
                         data: string | "[DONE]" | unknown | unknown;
+                        /** @description Always the default, `message`, when present. */
+                        event?: string;
                         /** @description Increasing integer within the turn. */
                         id: string;
-                    }[];
+                    };
                 };
             };
             /** @description Invalid or unsupported parameter (named in `param`), or the prompt is too long. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
@@ -1767,9 +1769,11 @@ export interface operations {
                 content: {
                     "text/event-stream": {
                         data: string | "[DONE]" | unknown | unknown;
+                        /** @description Always the default, `message`, when present. */
+                        event?: string;
                         /** @description Increasing integer within the turn. */
                         id: string;
-                    }[];
+                    };
                 };
             };
             /** @description Invalid request: `param` names the offending parameter. */
