@@ -96,7 +96,12 @@ def redis_client() -> Any:
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(api_settings.CHAT_STREAM_REDIS_URL, decode_responses=True)
+        # Blocking reads wait up to the keep-alive interval; redis-py's default read timeout (5 s
+        # since 6.0) would cut them off.
+        timeout = float(api_settings.CHAT_KEEPALIVE_SECONDS) + 5
+        client = aioredis.Redis.from_url(
+            api_settings.CHAT_STREAM_REDIS_URL, decode_responses=True, socket_timeout=timeout
+        )
         _redis_clients[loop] = client
     return client
 
@@ -148,8 +153,12 @@ async def redis_follow(turn_id: str, *, after: int, keepalive: float) -> AsyncIt
     client = redis_client()
     key = turn_key(turn_id)
     last = f"{after}-1" if after > 0 else "0-1"
-    if not await client.exists(key):
+    newest = await client.xrevrange(key, count=1)
+    if not newest:
         return
+    newest_id, fields = newest[0]
+    if is_terminal(fields["d"]) and int(newest_id.split("-")[0]) <= after:
+        return  # the turn has ended and the client has every event
     while True:
         reply = await client.xread({key: last}, block=max(1, int(keepalive * 1000)), count=100)
         if not reply:

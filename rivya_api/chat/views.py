@@ -54,7 +54,7 @@ from rivya_api.chat.serializers import (
     ChatSessionOutputSerializer,
 )
 from rivya_api.chat.turns import KEEPALIVE, ChatTurn, db_call, release_connections, replay_events
-from rivya_api.common.errors import ApiError, error_response
+from rivya_api.common.errors import ApiError, error_body, error_response
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
 from rivya_api.common.schema import PAGINATION_PARAMETERS, error_responses, list_of
 from rivya_api.common.views import AccountScopedMixin
@@ -359,11 +359,17 @@ async def _event_stream(turn: ChatTurn, *, after: int = 0) -> Any:
 async def _redis_event_stream(turn_id: str, *, after: int) -> Any:
     """The SSE body of a turn run by another process, from its Redis buffer."""
     keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
-    async for item in streams.redis_follow(turn_id, after=after, keepalive=keepalive):
-        if item is None:
-            yield b": keep-alive\n\n"
-        else:
-            yield f"id: {item[0]}\ndata: {item[1]}\n\n".encode()
+    try:
+        async for item in streams.redis_follow(turn_id, after=after, keepalive=keepalive):
+            if item is None:
+                yield b": keep-alive\n\n"
+            else:
+                yield f"id: {item[0]}\ndata: {item[1]}\n\n".encode()
+    except Exception:  # redis-py errors (Redis is an optional dependency of the apps)
+        # Headers are sent: end with the documented error event rather than a broken connection.
+        logger.exception("Lost Redis while following chat turn %s", turn_id)
+        error = error_body(503, "stream_unavailable", "The stream's buffer is unavailable; resume again shortly.")
+        yield f"data: {json.dumps(error)}\n\n".encode()
 
 
 def _sse_response(body: Any, session_id: str) -> StreamingHttpResponse:
@@ -507,7 +513,7 @@ def _stream_position(request: Any) -> int:
         position = int(raw)
     except ValueError:
         position = -1
-    if position < 0:
+    if not 0 <= position < 2**63:  # a Redis stream id's range
         raise ApiError("Last-Event-ID (or last_event_id) must be a non-negative integer.", param="last_event_id")
     return position
 
@@ -580,6 +586,8 @@ class ChatSessionStreamView(AccountScopedMixin, APIView):
 @csrf_exempt
 async def chat_session_stream(request: HttpRequest, session_id: str) -> HttpResponse:
     """The route of ``GET /chat/sessions/{session_id}/stream``."""
+    if request.method != "GET":  # DRF answers other methods: 405 (or OPTIONS) after authentication
+        return await sync_to_async(_drf_chat_session_stream)(request, session_id=session_id)
     located, view, drf_request, refusal = await db_call(
         _drf_prepare,
         ChatSessionStreamView,
@@ -601,6 +609,7 @@ async def chat_session_stream(request: HttpRequest, session_id: str) -> HttpResp
     return view.finalize_response(drf_request, response)
 
 
+_drf_chat_session_stream = ChatSessionStreamView.as_view()
 chat_session_stream.cls = ChatSessionStreamView  # type: ignore[attr-defined]
 chat_session_stream.initkwargs = {}  # type: ignore[attr-defined]
 

@@ -135,3 +135,58 @@ def test_resume_checks_position_and_account(live_server_url, funded, upstream):
     assert bad.json()["error"]["param"] == "last_event_id"
     assert resume(live_server_url, other_secret, session_id).status_code == 404
     assert resume(live_server_url, "rvya_sk_nope", session_id).status_code == 401
+
+
+@pytest.mark.redis
+def test_a_position_past_an_ended_turn_answers_at_once_from_either_buffer(live_server_url, funded, upstream):
+    _, secret = funded()
+    session_id, _ = start_and_drop(live_server_url, secret, after=1)
+    turn = wait_for(lambda: ChatMessage.objects.filter(role="assistant", status="completed").first())
+    wait_for(lambda: streams.local_turns.get(turn.public_id) and streams.local_turns.get(turn.public_id).mirror.done())
+    started = time.monotonic()
+    local = resume(live_server_url, secret, session_id, **{"Last-Event-ID": "767841"})
+    streams.local_turns.turns.pop(turn.public_id)  # now served from Redis, as in another process
+    remote = resume(live_server_url, secret, session_id, **{"Last-Event-ID": "767841"})
+    assert (local.status_code, local.text, remote.status_code, remote.text) == (200, "", 200, "")
+    assert time.monotonic() - started < 3  # neither waited for events that cannot come
+    huge = resume(live_server_url, secret, session_id, **{"Last-Event-ID": str(2**64)})
+    assert huge.status_code == 400
+
+
+@pytest.mark.redis
+def test_a_silent_redis_follow_outlasts_the_clients_default_read_timeout(settings):
+    """redis-py reads time out after 5 s by default; a follow waits a whole keep-alive interval."""
+    import asyncio
+
+    import redis
+
+    turn_id = "turn_silent_follow"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.xadd(streams.turn_key(turn_id), {"d": ": started"}, id="0-1")
+    client.expire(streams.turn_key(turn_id), 60)
+
+    async def first_item() -> object:
+        follow = streams.redis_follow(turn_id, after=0, keepalive=5.5)
+        try:
+            return await follow.__anext__()  # the started marker is id 0: skipped, then silence
+        finally:
+            await follow.aclose()
+
+    try:
+        assert asyncio.run(first_item()) is None  # a keep-alive, not redis.exceptions.TimeoutError
+    finally:
+        client.delete(streams.turn_key(turn_id))
+
+
+def test_the_stream_route_answers_other_methods_with_405(live_server_url, funded, upstream):
+    _, secret = funded()
+    session_id, _ = start_and_drop(live_server_url, secret, after=1)
+    for method in ("PUT", "POST", "DELETE", "PATCH"):
+        response = httpx.request(
+            method,
+            f"{live_server_url}/api/v1/chat/sessions/{session_id}/stream",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        assert response.status_code == 405, method
+        assert response.json()["error"]["code"] == "method_not_allowed"
+    assert httpx.put(f"{live_server_url}/api/v1/chat/sessions/{session_id}/stream").status_code == 401
