@@ -197,10 +197,12 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
             "history is prepended and only the new messages are sent. Credits for the prompt plus the output "
             "budget (`max_completion_tokens`, else the model's limit) are held before the model runs (402 when "
             "they cannot be), and the turn is charged its real usage, rounded up to a whole credit, when the "
-            "reply is saved; a failed turn is charged nothing. `stream: true` answers `text/event-stream`; a "
-            "client that disconnects from a stream stops the turn and is charged for the tokens produced so far. "
-            "`Idempotency-Key` applies to non-streaming turns. The session id is in the body and in the "
-            "`Rivya-Session-Id` header."
+            "reply is saved; a failed turn is charged nothing. `stream: true` answers `text/event-stream` with "
+            "event ids; the turn runs on if the client disconnects (it is charged for the tokens it produces), "
+            "the client resumes with `GET /chat/sessions/{session_id}/stream` and `Last-Event-ID`, and `POST "
+            "/chat/sessions/{session_id}/cancel` stops it. `Idempotency-Key` applies to streaming turns too: a "
+            "retry replays the ended turn or attaches to the running one. The session id is in the body and in "
+            "the `Rivya-Session-Id` header."
         ),
         tags=["chat"],
         request=ChatCompletionInputSerializer,
@@ -273,7 +275,10 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
                 "Idempotency-Key",
                 location=OpenApiParameter.HEADER,
                 required=False,
-                description="Makes a non-streaming turn safe to retry: the retry gets the first response.",
+                description=(
+                    "Makes a turn safe to retry: the retry gets the first response (as events when it asks for "
+                    "a stream), or follows the turn live while it still runs; never a second model call."
+                ),
             )
         ],
         examples=[
