@@ -106,7 +106,14 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     # Django's RedisCache with a per-process connection pool (under ASGI the stock one connects per request).
     CACHES = {"default": {"BACKEND": "rivya_api.common.redis_cache.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # channels_redis blocks in BZPOPMIN for 5 s; redis-py's default read timeout (5 s since 6.0)
+    # would race it and kill idle consumers, so reads wait longer than the blocking call.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RIVYA_IN_PROCESS = False
 else:

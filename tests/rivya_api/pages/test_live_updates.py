@@ -38,7 +38,10 @@ def channel_layer(request, settings):
         settings.CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
-                "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": f"rivya-test-{os.getpid()}"},
+                "CONFIG": {
+                    "hosts": [{"address": os.environ["REDIS_URL"], "socket_timeout": 15}],
+                    "prefix": f"rivya-test-{os.getpid()}",
+                },
             }
         }
     else:
@@ -168,3 +171,33 @@ def test_a_celery_workers_updates_reach_the_browser_through_redis(member):
 
     with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
         async_to_sync(scenario)()
+
+
+@pytest.mark.redis
+def test_the_configured_redis_layer_survives_a_silence_longer_than_redis_pys_read_timeout(settings):
+    """An idle consumer blocks in BZPOPMIN for 5 s at a time; its reads must not time out first."""
+    import asyncio
+
+    from channels.layers import channel_layers, get_channel_layer
+
+    from config import settings as project
+
+    async def scenario() -> dict:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+
+        async def send_later() -> None:
+            await asyncio.sleep(6)
+            await layer.send(channel, {"type": "late.message"})
+
+        sender = asyncio.create_task(send_later())
+        message = await asyncio.wait_for(layer.receive(channel), 20)
+        await sender
+        return message
+
+    settings.CHANNEL_LAYERS = project.CHANNEL_LAYERS  # the reference project's, as production runs it
+    channel_layers.backends.pop("default", None)
+    try:
+        assert async_to_sync(scenario)()["type"] == "late.message"
+    finally:
+        channel_layers.backends.pop("default", None)
