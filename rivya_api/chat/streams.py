@@ -13,6 +13,10 @@ Redis), and ``rivya:chat:session:<session id>`` names the session's latest
 turn. Both expire ``CHAT_STREAM_RETENTION_SECONDS`` after the turn ends (and
 in any case ``CHAT_TURN_TIMEOUT_SECONDS`` plus that after it started, should
 the process die). A resume served by another process reads from there.
+While the turn runs, ``rivya:chat:alive:<turn id>`` is refreshed every half
+keep-alive interval and lives for three of those: a follower that finds it gone
+before the turn's last event knows the process died, and ends its stream with
+a ``turn_interrupted`` error event instead of waiting for events that cannot come.
 
 Cancelling a turn that runs in another process goes through the Redis
 channel ``rivya:chat:cancel``: every process that runs turns listens on it and
@@ -43,6 +47,19 @@ def turn_key(turn_id: str) -> str:
 
 def session_key(session_id: str) -> str:
     return f"rivya:chat:session:{session_id}"
+
+
+def alive_key(turn_id: str) -> str:
+    return f"rivya:chat:alive:{turn_id}"
+
+
+class TurnGoneError(Exception):
+    """The process running a followed turn stopped before the turn's last event."""
+
+
+def _heartbeat_seconds() -> float:
+    """How often a running turn's process says it is alive; it counts as gone after three misses."""
+    return max(0.5, float(api_settings.CHAT_KEEPALIVE_SECONDS) / 2)
 
 
 def is_terminal(data: str) -> bool:
@@ -110,13 +127,17 @@ async def mirror_to_redis(turn: ChatTurn) -> None:
     """Copy the turn's events into its Redis stream as they are appended (a follower of the log)."""
     client = redis_client()
     key = turn_key(turn.plan.turn_id)
+    alive = alive_key(turn.plan.turn_id)
     retention = max(1, int(float(api_settings.CHAT_STREAM_RETENTION_SECONDS) * 1000))  # milliseconds
     ceiling = int(api_settings.CHAT_TURN_TIMEOUT_SECONDS) * 1000 + retention
+    heartbeat = _heartbeat_seconds()
+    alive_for = int(heartbeat * 3 * 1000)
     try:
         async with client.pipeline(transaction=False) as pipe:
             pipe.set(session_key(turn.plan.session_id), turn.plan.turn_id, px=ceiling)
             pipe.xadd(key, {"d": ": started"}, id="0-1")  # the stream exists from the start
             pipe.pexpire(key, ceiling)
+            pipe.set(alive, "1", px=alive_for)
             await pipe.execute()
         written = 0
         while True:
@@ -125,15 +146,18 @@ async def mirror_to_redis(turn: ChatTurn) -> None:
                 async with client.pipeline(transaction=False) as pipe:
                     for event in events[written:]:
                         pipe.xadd(key, {"d": event.data}, id=f"{event.id}-1")
+                    pipe.set(alive, "1", px=alive_for)
                     await pipe.execute()
                 written = len(events)
                 continue
             if turn.log.closed:
                 break
-            await turn.log.wait_for_change(None)
+            if not await turn.log.wait_for_change(heartbeat):
+                await client.set(alive, "1", px=alive_for)  # a silent model: followers must not give up
         async with client.pipeline(transaction=False) as pipe:
             pipe.pexpire(key, retention)
             pipe.pexpire(session_key(turn.plan.session_id), retention)
+            pipe.delete(alive)
             await pipe.execute()
     except Exception:
         # Resume from other processes is lost for this turn; the turn itself goes on.
@@ -148,7 +172,9 @@ async def redis_follow(turn_id: str, *, after: int, keepalive: float) -> AsyncIt
     """The turn's events after id ``after`` from Redis, live until its last event.
 
     Yields ``(id, data)`` pairs and ``None`` on silences; stops at once if the
-    stream does not exist (expired, or never mirrored).
+    stream does not exist (expired, or never mirrored). Raises ``TurnGoneError``
+    when the turn's process stopped saying it is alive before its last event
+    (it died: the stream would never end).
     """
     client = redis_client()
     key = turn_key(turn_id)
@@ -162,8 +188,11 @@ async def redis_follow(turn_id: str, *, after: int, keepalive: float) -> AsyncIt
     while True:
         reply = await client.xread({key: last}, block=max(1, int(keepalive * 1000)), count=100)
         if not reply:
-            if not await client.exists(key):
+            present, running = await client.exists(key), await client.exists(alive_key(turn_id))
+            if not present:
                 return
+            if not running:
+                raise TurnGoneError(turn_id)
             yield None
             continue
         for entry_id, fields in reply[0][1]:

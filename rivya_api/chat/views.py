@@ -134,6 +134,11 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
             raise claim_refusal(claim)
         if not claim.proceed:
             raise claim_refusal(claim)
+        # A turn still in progress under this key was started by a process whose claim lapsed:
+        # it died mid-turn. Release its hold now (it was never answered) and run the turn once more.
+        orphan = selectors.chat_turn_for_idempotency_key(account=self.account, key=key)
+        if orphan is not None:
+            services.chat_turn_fail(turn_id=orphan.public_id, error_code="turn_interrupted")
         try:
             plan, _ = self.accept_turn(request, idempotency_key=key)
         except Exception as exc:
@@ -370,6 +375,14 @@ async def _redis_event_stream(turn_id: str, *, after: int) -> Any:
                 yield b": keep-alive\n\n"
             else:
                 yield f"id: {item[0]}\ndata: {item[1]}\n\n".encode()
+    except streams.TurnGoneError:
+        error = error_body(
+            502,
+            "turn_interrupted",
+            "The process running this turn stopped before the turn ended; nothing is charged for it. Send "
+            "the request again (with the same Idempotency-Key it runs once more).",
+        )
+        yield f"data: {json.dumps(error)}\n\n".encode()
     except Exception:  # redis-py errors (Redis is an optional dependency of the apps)
         # Headers are sent: end with the documented error event rather than a broken connection.
         logger.exception("Lost Redis while following chat turn %s", turn_id)

@@ -21,6 +21,7 @@ import re
 import signal
 import threading
 import time
+from typing import Any
 
 import httpx
 import psycopg
@@ -171,3 +172,123 @@ def test_web_processes_killed_at_random_under_load_no_key_runs_twice(stack):
         assert not [o for o in load.outcomes if o.server_error], "a 5xx answered"
         assert figures["cut_off"] > 0, "no kill landed on a request in flight"
         books.terminal_events_per_task()
+
+
+def _open_chat_stream(stack, secret: str, key: str | None, read: int) -> tuple[httpx.Client, Any, str, list[str]]:
+    """A streamed turn on the slow chat model, ``read`` events in; the connection is left open."""
+    client = httpx.Client(timeout=30)
+    headers = {"Authorization": f"Bearer {secret}", **({"Idempotency-Key": key} if key else {})}
+    body = {"model": "rivya-chat-slow-1", "messages": [{"role": "user", "content": "tell me about kites"}],
+            "stream": True}  # fmt: skip
+    response = client.send(
+        client.build_request("POST", stack.base_url + "/api/v1/chat/completions", json=body, headers=headers),
+        stream=True,
+    )
+    assert response.status_code == 200, response.read()
+    lines = response.iter_lines()
+    events = []
+    while len(events) < read:
+        line = next(lines)
+        if line.startswith("data: "):
+            events.append(line[6:])
+    return client, lines, response.headers["Rivya-Session-Id"], events
+
+
+def _chat_attempt(stack, secret: str, key: str) -> tuple[int, list[str]]:
+    """One whole streamed request under ``key``: (status, data lines)."""
+    body = {"model": "rivya-chat-slow-1", "messages": [{"role": "user", "content": "tell me about kites"}],
+            "stream": True}  # fmt: skip
+    headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": key}
+    with httpx.stream("POST", stack.base_url + "/api/v1/chat/completions", json=body, headers=headers,
+                      timeout=60) as response:  # fmt: skip
+        if response.status_code != 200:
+            response.read()
+            return response.status_code, []
+        return 200, [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_web_processes_killed_mid_chat_stream_no_turn_runs_or_charges_twice(stack):
+    """Two streamed turns, one under an Idempotency-Key, cut by killing every web process.
+
+    The keyed client retries (as the SDKs do): 409 while the dead attempt's claim runs,
+    then the turn runs once more and answers in full; the dead turn is released, never
+    charged. The other client never comes back: the stale-turn sweeper releases its hold.
+    """
+    with Receiver() as receiver:
+        tenants = Tenants(stack, receiver)
+        tenant = tenants.add("chat-kill", credits=10_000, keys=1, endpoints=[])
+        secret = tenant.secrets[0]
+        key = new_key()
+        keyed = _open_chat_stream(stack, secret, key, read=3)
+        abandoned = _open_chat_stream(stack, secret, None, read=3)
+        victims = stack.web_worker_pids()
+        killed_at = time.monotonic()
+        for victim in victims:
+            os.kill(victim, signal.SIGKILL)
+        for client, lines, _, _ in (keyed, abandoned):
+            with pytest.raises(httpx.HTTPError):
+                for _ in lines:
+                    pass
+            client.close()
+        wait_until(lambda: len(stack.web_worker_pids()) == 2 and not set(victims) & set(stack.web_worker_pids()),
+                   timeout=30, what="the process manager to replace the killed web processes")  # fmt: skip
+
+        # The SDK's retries: 409 while the dead attempt's claim runs, or attached to the dead turn's
+        # buffer until its process is known gone (an error event); then the turn runs once more.
+        answers, events = [], []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status, events = _chat_attempt(stack, secret, key)
+            if events and events[-1] == "[DONE]":
+                break
+            answers.append(status if status != 200 else json.loads(events[-1])["error"]["code"])
+            time.sleep(1)
+        recovered_after = time.monotonic() - killed_at
+        assert events, answers
+        assert events[-1] == "[DONE]", events[-3:]
+        usage = json.loads(events[-2])["usage"]
+        assert usage["credits"] > 0
+
+        turns = stack.sql(
+            "SELECT public_id, status, error_code, credits_charged FROM rivya_api_chatmessage "
+            "WHERE role = 'assistant' AND idempotency_key = %s ORDER BY id",
+            [key],
+        )
+        # Failed by the retry that took the key over, or by the stale-turn sweeper if it came first.
+        assert [status for _, status, _, _ in turns] == ["failed", "completed"], turns
+        assert turns[0][2] in ("turn_interrupted", "turn_timeout"), turns
+        assert turns[1][3] == usage["credits"]
+        wait_until(
+            lambda: stack.sql("SELECT count(*) FROM rivya_api_chatmessage WHERE role = 'assistant' "
+                              "AND status = 'in_progress'")[0][0] == 0,
+            timeout=60, what="the stale-turn sweeper to fail the abandoned turn",
+        )  # fmt: skip
+        swept_after = time.monotonic() - killed_at
+
+        lines_by_type = stack.sql(
+            "SELECT e.reference, e.type FROM rivya_billing_ledgerentry e WHERE e.type <> 'grant' ORDER BY e.id"
+        )
+        by_reference: dict[str, list[str]] = {}
+        for reference, kind in lines_by_type:
+            by_reference.setdefault(reference, []).append(kind)
+        assert sorted(by_reference.values()) == [["reserve", "release"], ["reserve", "release"], ["reserve", "settle"]]
+        assert not stack.sql("SELECT reference FROM rivya_billing_hold WHERE state = 'pending'")
+        done = stack.manage("rivya_ledger_check")
+        assert done.returncode == 0, done.stdout + done.stderr
+        (balance,) = stack.sql("SELECT balance FROM rivya_billing_wallet WHERE account_id = %s", [tenant.account_id])[0]
+        assert balance == tenant.granted - usage["credits"]
+        replay = httpx.post(
+            stack.base_url + "/api/v1/chat/completions",
+            json={"model": "rivya-chat-slow-1", "messages": [{"role": "user", "content": "tell me about kites"}],
+                  "stream": True},
+            headers={"Authorization": f"Bearer {secret}", "Idempotency-Key": key}, timeout=30,
+        )  # fmt: skip
+        assert replay.headers.get("Idempotent-Replayed") == "true"
+        figures = {
+            "web_processes_killed": len(victims),
+            "retries_before_the_answer": answers,
+            "retry_answered_after_s": round(recovered_after, 1),
+            "abandoned_turn_released_after_s": round(swept_after, 1),
+            "charged": usage["credits"],
+        }
+        print("\nweb kill mid chat stream:", json.dumps(figures, indent=1))  # noqa: T201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import httpx
@@ -164,6 +165,7 @@ def test_a_silent_redis_follow_outlasts_the_clients_default_read_timeout(setting
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.xadd(streams.turn_key(turn_id), {"d": ": started"}, id="0-1")
     client.expire(streams.turn_key(turn_id), 60)
+    client.set(streams.alive_key(turn_id), "1", ex=60)  # its process is running, only silent
 
     async def first_item() -> object:
         follow = streams.redis_follow(turn_id, after=0, keepalive=5.5)
@@ -175,7 +177,28 @@ def test_a_silent_redis_follow_outlasts_the_clients_default_read_timeout(setting
     try:
         assert asyncio.run(first_item()) is None  # a keep-alive, not redis.exceptions.TimeoutError
     finally:
-        client.delete(streams.turn_key(turn_id))
+        client.delete(streams.turn_key(turn_id), streams.alive_key(turn_id))
+
+
+@pytest.mark.redis
+@pytest.mark.rivya_settings({"RIVYA_API": {"CHAT_KEEPALIVE_SECONDS": 0.3}})
+def test_a_follower_of_a_turn_whose_process_died_gets_an_error_event_not_silence(live_server_url, funded, upstream):
+    """The process running a turn died (its alive key lapsed) before the last event: the resume ends."""
+    import redis
+
+    _, secret = funded()
+    session_id, _ = start_and_drop(live_server_url, secret, after=1)
+    turn = wait_for(lambda: ChatMessage.objects.filter(role="assistant", status="completed").first())
+    wait_for(lambda: streams.local_turns.get(turn.public_id) and streams.local_turns.get(turn.public_id).mirror.done())
+    streams.local_turns.turns.pop(turn.public_id)  # another process's turn, as far as this one knows
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    key = streams.turn_key(turn.public_id)
+    last_id, _ = client.xrevrange(key, count=1)[0]
+    client.xdel(key, last_id)  # as if the process died before writing [DONE]
+    assert not client.exists(streams.alive_key(turn.public_id))
+    response = resume(live_server_url, secret, session_id)
+    events = sse_events(response.text.splitlines())
+    assert json.loads(events[-1][1])["error"]["code"] == "turn_interrupted"
 
 
 def test_the_stream_route_answers_other_methods_with_405(live_server_url, funded, upstream):
