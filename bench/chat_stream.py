@@ -262,7 +262,7 @@ def check_chunks(turn: dict, chunks: int) -> tuple[int, int]:
     return merged, max(0, dropped)
 
 
-def report_overhead(results: dict, chunks: int) -> None:
+def report_overhead(results: dict, chunks: int) -> dict:
     direct, gateway = results["direct"], results["gateway"]
     errors = [t["error"] for t in direct + gateway if "error" in t]
     pairs = [
@@ -288,9 +288,24 @@ def report_overhead(results: dict, chunks: int) -> None:
     print(f"| chunks merged / dropped | - | {merged} / {dropped} | |")
     print(f"| usage chunk with credits in every turn | - | {usage_ok} | |")
     print(f"load generator CPU: {results['loadgen_cpu_share'] * 100:.0f}% of one core")
+    return {
+        "turns": len(gateway),
+        "errors": len(errors),
+        "direct_ttft_p50_ms": percentile([p[0] * 1000 for p in pairs], 50),
+        "gateway_ttft_p50_ms": percentile([p[1] * 1000 for p in pairs], 50),
+        "added_ttft_p50_ms": percentile(added_ttft, 50),
+        "added_ttft_p99_ms": percentile(added_ttft, 99),
+        "direct_gap_p99_ms": percentile(d_gaps, 99),
+        "gateway_gap_p99_ms": percentile(g_gaps, 99),
+        "added_gap_p99_ms": percentile(g_gaps, 99) - percentile(d_gaps, 99),
+        "merged": merged,
+        "dropped": dropped,
+        "usage_ok": usage_ok,
+        "loadgen_cpu_share": results["loadgen_cpu_share"],
+    }
 
 
-def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) -> None:
+def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) -> dict:
     turns = results["gateway"]
     ok = [t for t in turns if "error" not in t]
     errors = [t["error"] for t in turns if "error" in t]
@@ -308,6 +323,22 @@ def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) 
     if rss:
         print(f"| gateway RSS start / peak / end (MB) | {rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f} |")
     print(f"load generator CPU: {results['loadgen_cpu_share'] * 100:.0f}% of one core")
+    return {
+        "streams": streams,
+        "completed": len(ok),
+        "errors": len(errors),
+        "ttft_p50_ms": percentile(ttft, 50),
+        "ttft_p99_ms": percentile(ttft, 99),
+        "added_gap_p50_ms": gap50,
+        "added_gap_p99_ms": gap99,
+        "added_gap_max_ms": gap_max,
+        "merged": merged,
+        "dropped": dropped,
+        "rss_start_mb": rss[0] if rss else None,
+        "rss_peak_mb": max(rss) if rss else None,
+        "rss_end_mb": rss[-1] if rss else None,
+        "loadgen_cpu_share": results["loadgen_cpu_share"],
+    }
 
 
 def main() -> None:
@@ -319,6 +350,13 @@ def main() -> None:
     capacity.add_argument("--streams", type=int, default=500)
     capacity.add_argument("--chunks", type=int, default=15)
     capacity.add_argument("--ramp", type=float, default=5.0, help="seconds over which the streams open")
+    both = sub.add_parser("all", help="overhead, then capacity; with --json, one JSON object for bench/run.py")
+    both.add_argument("--turns", type=int, default=200)
+    both.add_argument("--streams", type=int, default=500)
+    both.add_argument("--chunks", type=int, default=15)
+    both.add_argument("--ramp", type=float, default=5.0)
+    for mode in (overhead, capacity, both):
+        mode.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     upstream = sub.add_parser("upstream")
     upstream.add_argument("--port", type=int, required=True)
     upstream.add_argument("--first-delay", type=float, default=0.2)
@@ -341,8 +379,16 @@ def main() -> None:
         run_loadgen(args)
         return
 
-    chunks = 64 if args.command == "overhead" else args.chunks
-    interval = 0.02 if args.command == "overhead" else 1.0
+    modes = ["overhead", "capacity"] if args.command == "all" else [args.command]
+    figures = {mode: run_mode(mode, args) for mode in modes}
+    if args.json:
+        print(json.dumps(figures if args.command == "all" else figures[args.command]))
+
+
+def run_mode(mode: str, args: argparse.Namespace) -> dict:
+    """Start upstream and gateway, run the load generator in ``mode``, report; returns the figures."""
+    chunks = 64 if mode == "overhead" else args.chunks
+    interval = 0.02 if mode == "overhead" else 1.0
     workdir = Path(tempfile.mkdtemp(prefix="rivya-bench-"))
     upstream_port, gateway_port = free_port(), free_port()
     env = {
@@ -412,7 +458,7 @@ def main() -> None:
             __file__,
             "loadgen",
             "--mode",
-            args.command,
+            mode,
             "--upstream",
             f"http://127.0.0.1:{upstream_port}",
             "--gateway",
@@ -420,7 +466,7 @@ def main() -> None:
             "--key",
             key,
         ]
-        if args.command == "overhead":
+        if mode == "overhead":
             command += ["--turns", str(args.turns)]
         else:
             command += ["--streams", str(args.streams), "--ramp", str(args.ramp)]
@@ -434,10 +480,9 @@ def main() -> None:
         results = json.loads(output.read_text())
         database = env["DATABASE_URL"].split(":")[0]
         print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; database {database}")
-        if args.command == "overhead":
-            report_overhead(results, chunks)
-        else:
-            report_capacity(results, rss, args.streams, chunks)
+        if mode == "overhead":
+            return report_overhead(results, chunks)
+        return report_capacity(results, rss, args.streams, chunks)
     finally:
         for proc in procs:
             proc.terminate()
