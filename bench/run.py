@@ -596,7 +596,7 @@ def main() -> None:
             420,
         )
         say("chat: bench/chat_stream.py")
-        subs["chat_stream"] = sub_benchmark("chat_stream.py", ["all", "--json"], env, 360)
+        subs["chat_stream"] = sub_benchmark("chat_stream.py", ["all", "--json", "--turns", "60"], env, 420)
 
     # --- rows ---
     hello, auth = http["hello"], http["authenticated_get"]
