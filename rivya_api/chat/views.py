@@ -75,6 +75,7 @@ from rivya_api.idempotency.services import (
     idempotency_complete,
     idempotency_release,
 )
+from rivya_api.metrics import sse_stream_tracked
 from rivya_billing.exceptions import InsufficientCreditsError
 
 logger = logging.getLogger(__name__)
@@ -391,7 +392,9 @@ async def _redis_event_stream(turn_id: str, *, after: int) -> Any:
 
 
 def _sse_response(body: Any, session_id: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(
+        sse_stream_tracked(body, stream="chat"), content_type="text/event-stream; charset=utf-8"
+    )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     response[SESSION_HEADER] = session_id
