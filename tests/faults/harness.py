@@ -13,6 +13,7 @@ roles with uvicorn when the Procfile is absent. Every wait is bounded; every
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -625,3 +626,16 @@ def environment(root: Path) -> Iterator[Environment]:
 
 def quote_command(argv: list[str]) -> str:
     return " ".join(shlex.quote(part) for part in argv)
+
+
+def report(name: str, figures: Any) -> None:
+    """Print a fault test's figures and keep them in ``test-artifacts/faults/<name>.json``.
+
+    pytest shows printed output only with ``-s`` (``make faults``); the file keeps the
+    figures of every run, CI's included, for the closing notes and for comparison.
+    """
+    text = json.dumps(figures, indent=1, default=str)
+    print(f"\n{name}: {text}")  # noqa: T201
+    folder = ROOT / "test-artifacts" / "faults"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.json").write_text(text + "\n")

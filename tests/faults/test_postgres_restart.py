@@ -17,13 +17,13 @@ on the same port and recovers. Expected, and checked:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
 
 import pytest
 
+from tests.faults.harness import report
 from tests.faults.traffic import Books, Load, Tenants, media_models
 from tests.rivya_webhooks.receiver import Receiver
 
@@ -72,7 +72,7 @@ def test_postgres_restart_during_load_fails_cleanly_and_recovers(stack, fault_en
             "webhooks": books.check_webhooks(allow_duplicates=True),
             "idempotency": books.check_idempotency(load),
         }
-        print("\npostgres restart:", json.dumps(figures, indent=1, default=str))  # noqa: T201
+        report("postgres restart", figures)
 
         dirty = [o for o in load.outcomes if not o.clean()]
         assert not dirty, [(o.op, o.status, o.content_type, o.body[:300]) for o in dirty[:5]]

@@ -16,7 +16,6 @@ and rate counter is gone. Expected, and checked:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.faults.harness import report
 from tests.faults.traffic import Books, Load, Tenants, media_models
 from tests.rivya_webhooks.receiver import Receiver
 
@@ -71,7 +71,7 @@ def test_redis_restart_during_load_loses_nothing(stack, fault_environment):
             "idempotency": books.check_idempotency(load),
             "submissions_the_broker_refused": stack.log_count("web", "Could not queue generation"),
         }
-        print("\nredis restart:", json.dumps(figures, indent=1, default=str))  # noqa: T201
+        report("redis restart", figures)
 
         dirty = [o for o in load.outcomes if not o.clean()]
         assert not dirty, [(o.op, o.status, o.body[:200]) for o in dirty[:5]]

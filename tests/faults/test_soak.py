@@ -18,12 +18,12 @@ different subscriptions. Then, after the work drains:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import pytest
 
+from tests.faults.harness import report
 from tests.faults.traffic import Books, Load, Tenants, media_models
 from tests.rivya_webhooks.receiver import Receiver
 
@@ -79,7 +79,7 @@ def test_soak_mixed_traffic_loses_nothing_and_charges_exactly(stack):
             "settled": int(settled),
             "webhooks": books.check_webhooks(allow_duplicates=False),
         }
-        print("\nsoak:", json.dumps(figures, indent=1, default=str))  # noqa: T201
+        report("soak", figures)
 
         assert not [o for o in load.outcomes if o.server_error], "a 5xx answered"
         cut = [o for o in load.outcomes if o.status is None]

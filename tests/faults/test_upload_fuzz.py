@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests import media
+from tests.faults.harness import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(600)]
 
@@ -134,7 +135,7 @@ def test_malformed_uploads_are_refused_cleanly_and_crash_nothing(make_stack):
         results = list(pool.map(upload, cases))
 
     statuses = Counter(status for _, status, _ in results)
-    print(f"\nupload fuzz: {len(results)} uploads, statuses {dict(sorted(statuses.items()))}")  # noqa: T201
+    report("upload fuzz", {"uploads": len(results), "statuses": dict(sorted(statuses.items()))})
     server_errors = [(name, status, response.text[:300]) for name, status, response in results if status >= 500]
     assert not server_errors, server_errors
     for name, status, response in results:

@@ -27,7 +27,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.faults.harness import pid_with_local_port, wait_until
+from tests.faults.harness import pid_with_local_port, report, wait_until
 from tests.faults.traffic import IN_FLIGHT, Books, Load, Tenants, media_models, new_key
 from tests.rivya_webhooks.receiver import Receiver
 
@@ -115,7 +115,7 @@ def test_killed_after_the_work_committed_and_before_the_outcome_was_stored(stack
             if not (retry.status_code == 409 and retry.json()["error"]["code"] == IN_FLIGHT):
                 break
             time.sleep(float(retry.headers.get("Retry-After", "1")))
-        print(f"\nweb kill mid-POST: retries answered {answers}")  # noqa: T201
+        report("web kill mid-POST", {"retries_answered": answers})
         assert retry.status_code == 202, retry.text
         assert retry.json()["id"] == task_id, "the retry ran the request again"
         again = httpx.post(stack.base_url + "/api/v1/generations", json=body, headers=headers, timeout=30)
@@ -166,7 +166,7 @@ def test_web_processes_killed_at_random_under_load_no_key_runs_twice(stack):
             "money": books.check_money(),
             "webhooks": books.check_webhooks(allow_duplicates=True),
         }
-        print("\nweb kills under load:", json.dumps(figures, indent=1, default=str))  # noqa: T201
+        report("web kills under load", figures)
         dirty = [o for o in load.outcomes if not o.clean()]
         assert not dirty, [(o.op, o.status, o.body[:200]) for o in dirty[:5]]
         assert not [o for o in load.outcomes if o.server_error], "a 5xx answered"
@@ -296,4 +296,4 @@ def test_web_processes_killed_mid_chat_stream_no_turn_runs_or_charges_twice(stac
             "abandoned_turn_released_after_s": round(swept_after, 1),
             "charged": usage["credits"],
         }
-        print("\nweb kill mid chat stream:", json.dumps(figures, indent=1))  # noqa: T201
+        report("web kill mid chat stream", figures)

@@ -11,12 +11,11 @@ twice, each task sends exactly one terminal event.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
-from tests.faults.harness import wait_until
+from tests.faults.harness import report, wait_until
 from tests.faults.traffic import Books, Tenants, new_key
 from tests.rivya_webhooks.receiver import Receiver
 
@@ -85,7 +84,7 @@ def test_sigkill_worker_mid_task_each_task_retried_or_released_never_charged_twi
             "money": books.check_money(),
             "webhooks": books.check_webhooks(allow_duplicates=True),
         }
-        print("\nworker SIGKILL:", json.dumps(figures, indent=1))  # noqa: T201
+        report("worker SIGKILL", figures)
 
         for task_id, state in final.items():
             price = state["credits"]["reserved"]
