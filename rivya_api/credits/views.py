@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -105,6 +106,24 @@ _LEDGER_PAGE_EXAMPLE = {
 }
 
 
+# Totals are cached under the wallet's last sequence number: any new entry changes the key, so
+# a cached value is never stale by an entry, only (by at most the TTL) at the window's far edge.
+ACTIVITY_CACHE_SECONDS = 60
+
+
+def _activity(account: Any, wallet: Any, *, since: Any, days: int) -> dict[str, Any]:
+    """``wallet_activity`` for the window, from the cache while the wallet has no new entry."""
+    if not wallet.pk:
+        return wallet_activity(account=account, since=since)
+    # updated_at too: a key must not outlive its wallet (ids reused after a restore or in tests).
+    key = f"rivya:credits:activity:{wallet.pk}:{wallet.last_sequence}:{wallet.updated_at.timestamp()}:{days}"
+    activity = cache.get(key)
+    if activity is None:
+        activity = wallet_activity(account=account, since=since)
+        cache.set(key, activity, ACTIVITY_CACHE_SECONDS)
+    return activity
+
+
 def _ledger_page(entries: QuerySet[LedgerEntry], *, limit: int, after: str | None) -> tuple[list[LedgerEntry], bool]:
     """One page, newest first by the ledger's own order (``sequence``), strictly after the entry ``after``."""
     if after:
@@ -135,7 +154,8 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
     def retrieve(self, request: Request) -> Response:
         wallet = wallet_get(account=self.account)
         days = billing_settings.ACTIVITY_WINDOW_DAYS
-        activity = wallet_activity(account=self.account, since=timezone.now() - timedelta(days=days))
+        since = timezone.now() - timedelta(days=days)
+        activity = {**_activity(self.account, wallet, since=since, days=days), "since": since}
         body: dict[str, Any] = {
             "balance": wallet.balance,
             "held": wallet.held,

@@ -150,3 +150,14 @@ def test_insufficient_credits_is_a_402_that_says_not_to_retry():
     assert response["x-should-retry"] == "false"
     body = json.loads(response.content)["error"]
     assert (body["type"], body["code"], body["param"]) == ("billing_error", "insufficient_credits", None)
+
+
+def test_activity_is_cached_until_the_next_ledger_entry(api_client, history, django_assert_max_num_queries):
+    def totals(response) -> dict:
+        return {k: v for k, v in response.json()["activity"].items() if k != "since"}  # since = now - days
+
+    first = totals(api_client.get(CREDITS))
+    with django_assert_max_num_queries(3):  # the wallet row and authentication; no aggregate
+        assert totals(api_client.get(CREDITS)) == first
+    services.credits_grant(account=history, amount=5, reference="grant:more")
+    assert totals(api_client.get(CREDITS))["granted"] == first["granted"] + 5
