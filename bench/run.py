@@ -743,7 +743,7 @@ def chat_rows(over: dict[str, Any], cap: dict[str, Any]) -> list[dict[str, Any]]
     clean = over["merged"] == 0 and over["dropped"] == 0 and over["errors"] == 0
     rss = f"RSS {cap['rss_start_mb']:.0f} → {cap['rss_peak_mb']:.0f} MB" if cap.get("rss_start_mb") else "RSS –"
     return [
-        row("(3) streamed chat: added TTFT P50 (gateway − direct, paired, 200 turns)",
+        row(f"(3) streamed chat: added TTFT P50 (gateway − direct, paired, {over['turns']} turns)",
             f"+{over['added_ttft_p50_ms']:.1f} ms", f"direct TTFT {ms(over['direct_ttft_p50_ms'])}",
             None, "≤ +8 ms", over["added_ttft_p50_ms"] <= 8),
         row("(3) same, added TTFT P99", f"+{over['added_ttft_p99_ms']:.1f} ms", "–", None, "≤ +20 ms",
