@@ -4,9 +4,13 @@ Without ``REDIS_URL`` there is no broker: tasks run in the web process through
 ``rivya_api.background`` (see ``CELERY_RIVYA_IN_PROCESS`` in settings).
 """
 
+import logging
 import os
 
 from celery import Celery, signals
+from celery.worker.consumer import Consumer as _CeleryConsumer
+
+logger = logging.getLogger(__name__)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -29,3 +33,27 @@ def _release_database_connections(**_: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+class Consumer(_CeleryConsumer):
+    """Celery's consumer, reconnecting even when closing the lost connection trips over itself.
+
+    With Celery/kombu 5.7 and Redis, ``collect()`` after a lost connection drops the
+    transport's client, and the ``close()`` that follows can then raise AttributeError
+    (not a connection error, so not ignored): the consumer never restarts and the worker
+    stops consuming. The connection is gone either way; reconnecting is what matters.
+    """
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        connection = self.connection
+        if connection is not None:
+            close = connection.close
+
+            def close_quietly() -> None:
+                try:
+                    close()
+                except AttributeError:
+                    logger.warning("Closing the lost broker connection failed; reconnecting anyway", exc_info=True)
+
+            connection.close = close_quietly
+        super().on_connection_error_after_connected(exc)

@@ -125,6 +125,8 @@ else:
     CELERY_RIVYA_IN_PROCESS = True
 
 CELERY_TASK_ACKS_LATE = True
+# Reconnects after a broker restart even when kombu's close of the lost connection fails (see there).
+CELERY_WORKER_CONSUMER = "config.celery:Consumer"
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

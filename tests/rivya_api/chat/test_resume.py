@@ -222,7 +222,8 @@ def test_an_open_chat_stream_counts_in_the_open_streams_gauge(live_server_url, f
         return REGISTRY.get_sample_value("rivya_sse_streams_open", {"stream": "chat"}) or 0.0
 
     _, secret = funded()
-    before = open_streams()
+    # Streams of earlier tests close when their disconnect is noticed; start from none open.
+    wait_for(lambda: open_streams() == 0)
     with (
         httpx.Client() as client,
         client.stream(
@@ -234,5 +235,5 @@ def test_an_open_chat_stream_counts_in_the_open_streams_gauge(live_server_url, f
         ) as response,
     ):
         sse_events(response.iter_lines(), stop_after=2)
-        assert open_streams() == before + 1
-    wait_for(lambda: open_streams() == before)
+        assert open_streams() == 1
+    wait_for(lambda: open_streams() == 0)
