@@ -38,6 +38,9 @@ TERMINAL = ("succeeded", "failed", "canceled")
 # a 409 only when it says the first attempt is still in flight.
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 IN_FLIGHT = "idempotency_key_in_flight"
+BODY_KEPT = 64_000  # a whole chat stream fits; media are never in an API answer's body
+CHAT_MODEL = "rivya-chat-slow-1"  # tests/faults/stack_settings.py: one output token costs one credit
+CHAT_PROMPTS = ("tell me about kites", "and the wind?", "how long is the string", "which colour flies best")
 
 
 # --- who sends ---------------------------------------------------------------------------------------
@@ -135,6 +138,18 @@ class Outcome:
 
 
 @dataclass
+class ChatTurn:
+    """A chat turn a client sent, and the usage it saw at the end of the answer (None: it saw no end)."""
+
+    key: str
+    tenant: Tenant
+    mode: str  # "stream", "json" or "dropped" (the client hung up mid-stream and resumed)
+    session_id: str = ""
+    usage: dict[str, int] | None = None
+    follow_up: bool = False
+
+
+@dataclass
 class Submission:
     task_id: str
     tenant: Tenant
@@ -195,6 +210,8 @@ class Load:
         self.rng_lock = threading.Lock()
         self.outcomes: list[Outcome] = []
         self.submissions: list[Submission] = []
+        self.chat_turns: list[ChatTurn] = []
+        self.idle_sessions: dict[str, list[str]] = defaultdict(list)  # per tenant; a turn takes one out
         self.keys_sent: list[str] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -293,12 +310,11 @@ class Load:
                 time.monotonic() - started,
                 response.status_code,
                 content_type=response.headers.get("content-type", ""),
-                body=response.content[:4000],
+                body=response.content[:BODY_KEPT],
                 request_id=response.headers.get("x-request-id", ""),
                 replayed=response.headers.get("idempotent-replayed") == "true",
             )
-        with self.lock:
-            self.outcomes.append(outcome)
+        self._record(outcome)
         return outcome
 
     def post_idempotent(
@@ -378,6 +394,76 @@ class Load:
         if submission is None or submission.tenant is not tenant:
             return
         self.post_idempotent(client, "cancel", f"/api/v1/generations/{submission.task_id}/cancel")
+
+    def op_chat(self, client: httpx.Client, tenant: Tenant) -> None:
+        """A chat turn: streamed, plain JSON, or streamed and dropped by the client, then resumed.
+
+        A quarter continue one of the tenant's finished sessions (taken out of the pool while in use,
+        since a session runs one turn at a time).
+        """
+        with self.rng_lock:
+            mode = self.rng.choices(["stream", "json", "dropped"], [6, 2, 2])[0]
+            prompt = self.rng.choice(CHAT_PROMPTS)
+            follow_up = self.rng.random() < 0.25
+        with self.lock:
+            sessions = self.idle_sessions[tenant.username]
+            session_id = sessions.pop() if follow_up and sessions else ""
+        turn = ChatTurn(new_key(), tenant, mode, session_id, follow_up=bool(session_id))
+        body = {
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 48,
+            "metadata": {"key": turn.key},
+            "stream": mode != "json",
+            **({"session_id": session_id} if session_id else {}),
+            **({"stream_options": {"include_usage": True}} if mode != "json" else {}),
+        }
+        with self.lock:
+            self.chat_turns.append(turn)
+        if mode == "dropped":
+            self._chat_dropped(client, turn, body)
+        else:
+            outcome = self.post_idempotent(client, f"chat_{mode}", "/api/v1/chat/completions", key=turn.key, json=body)
+            if outcome.status == 200:
+                turn.session_id, turn.usage = _chat_answer(outcome.body, streamed=mode == "stream")
+        if turn.usage is not None:
+            with self.lock:
+                self.idle_sessions[tenant.username].append(turn.session_id)
+
+    def _chat_dropped(self, client: httpx.Client, turn: ChatTurn, body: dict[str, Any]) -> None:
+        """Read a few events, hang up, then resume from the last event id seen until ``[DONE]``."""
+        started = time.monotonic()
+        headers = {"Idempotency-Key": turn.key}
+        last_id = ""
+        try:
+            with client.stream("POST", "/api/v1/chat/completions", json=body, headers=headers) as response:
+                status, request_id = response.status_code, response.headers.get("x-request-id", "")
+                turn.session_id = response.headers.get("rivya-session-id", "")
+                if status != 200:
+                    response.read()
+                    self._record(Outcome("chat_dropped", started, time.monotonic() - started, status,
+                                         content_type=response.headers.get("content-type", ""),
+                                         body=response.content[:BODY_KEPT], request_id=request_id))  # fmt: skip
+                    return
+                for line in itertools.islice(response.iter_lines(), 8):
+                    if line.startswith("id: "):
+                        last_id = line[4:]
+        except httpx.HTTPError as exc:
+            self._record(Outcome("chat_dropped", started, time.monotonic() - started, None, error=type(exc).__name__))
+            return
+        self._record(Outcome("chat_dropped", started, time.monotonic() - started, 200))
+        if not turn.session_id:
+            return
+        resumed = self.request(
+            client, "chat_resume", "GET", f"/api/v1/chat/sessions/{turn.session_id}/stream",
+            headers={"Last-Event-ID": last_id} if last_id else {},
+        )  # fmt: skip
+        if resumed.status == 200:
+            _, turn.usage = _chat_answer(resumed.body, streamed=True)
+
+    def _record(self, outcome: Outcome) -> None:
+        with self.lock:
+            self.outcomes.append(outcome)
 
     def op_models(self, client: httpx.Client, tenant: Tenant) -> None:
         self.request(client, "models", "GET", "/api/v1/models")
@@ -504,7 +590,10 @@ class Books:
         return {"keys": len(load.keys_sent), "tasks": len(rows), "accepted_but_unanswered": len(unanswered)}
 
     def check_money(self) -> dict[str, Any]:
-        """Ledger replays clean; nothing held; charges = succeeded work's prices, per wallet."""
+        """Ledger replays clean; per wallet nothing held, and settled = generations + chat turns charged.
+
+        The balance is then what was granted minus those charges.
+        """
         done = self.stack.manage("rivya_ledger_check")
         assert done.returncode == 0, f"rivya_ledger_check: {done.stdout}{done.stderr}"
         pending = self.stack.sql("SELECT reference, amount FROM rivya_billing_hold WHERE state = 'pending'")
@@ -524,10 +613,21 @@ class Books:
                 "JOIN rivya_billing_wallet w ON w.id = e.wallet_id WHERE w.account_id = %s AND e.type = 'settle'",
                 [tenant.account_id],
             )[0]
+            (chat_charged,) = self.stack.sql(
+                "SELECT coalesce(sum(m.credits_charged), 0) FROM rivya_api_chatmessage m "
+                "JOIN rivya_api_chatsession s ON s.id = m.session_id WHERE s.account_id = %s AND m.role = 'assistant'",
+                [tenant.account_id],
+            )[0]
+            charged += chat_charged
             assert held == 0, (tenant.username, held)
             assert settled == charged, (tenant.username, settled, charged)
             assert balance == tenant.granted - charged, (tenant.username, balance, tenant.granted, charged)
-            figures[tenant.username] = {"granted": tenant.granted, "charged": int(charged), "balance": balance}
+            figures[tenant.username] = {
+                "granted": tenant.granted,
+                "charged": int(charged),
+                "chat_charged": int(chat_charged),
+                "balance": balance,
+            }
         # One reservation and one resolution per task reference, never two.
         doubled = self.stack.sql(
             "SELECT reference, type, count(*) FROM rivya_billing_ledgerentry "
@@ -535,6 +635,50 @@ class Books:
         )
         assert not doubled, f"ledger lines twice for one reference: {doubled[:10]}"
         return figures
+
+    def check_chat(self, load: Load) -> dict[str, Any]:
+        """Every chat turn ended, ran once per Idempotency-Key, and was charged exactly for its tokens.
+
+        The price is computed here from the model's public pricing and the tokens the turn produced
+        (rounded up to a credit, at least one), and matches what each client saw in its usage.
+        """
+        with self.stack.client(self.tenants.tenants[0].secrets[0]) as client:
+            pricing = client.get(f"/api/v1/models/{CHAT_MODEL}").json()["pricing"]
+        rows = self.stack.sql(
+            "SELECT metadata->>'key', public_id, status, prompt_tokens, completion_tokens, credits_charged "
+            "FROM rivya_api_chatmessage WHERE role = 'assistant' ORDER BY id"
+        )
+        by_key: dict[str, list[tuple]] = defaultdict(list)
+        for row in rows:
+            by_key[row[0]].append(row)
+        doubled = {key: [r[1] for r in turns] for key, turns in by_key.items() if len(turns) > 1}
+        assert not doubled, f"keys that ran more than one chat turn: {dict(list(doubled.items())[:5])}"
+        assert set(by_key) <= {turn.key for turn in load.chat_turns}, "a chat turn no client sent"
+        statuses = Counter(row[2] for row in rows)
+        assert set(statuses) <= {"completed", "incomplete"}, statuses
+        for _, turn_id, _, prompt, completion, charged in rows:
+            thousandths = prompt * pricing["input_per_1k_tokens"] + completion * pricing["output_per_1k_tokens"]
+            price = max(1 if prompt + completion else 0, -(-thousandths // 1000))
+            assert charged == price, (turn_id, prompt, completion, charged, price)
+        seen = 0
+        for turn in load.chat_turns:
+            if turn.usage is None:
+                continue
+            seen += 1
+            (_, turn_id, _, prompt, completion, charged) = by_key[turn.key][0]
+            assert (turn.usage["prompt_tokens"], turn.usage["completion_tokens"], turn.usage["credits"]) == (
+                prompt, completion, charged
+            ), (turn_id, turn.usage)  # fmt: skip
+        return {
+            "turns": len(rows),
+            "sent": len(load.chat_turns),
+            "by_mode": dict(Counter(turn.mode for turn in load.chat_turns)),
+            "usage_seen_by_clients": seen,
+            "session_follow_ups": sum(turn.follow_up for turn in load.chat_turns),
+            "by_status": dict(statuses),
+            "output_tokens": sum(row[4] for row in rows),
+            "charged": sum(row[5] for row in rows),
+        }
 
     def check_webhooks(self, *, allow_duplicates: bool) -> dict[str, Any]:
         """Each endpoint received every event it subscribes to, under one webhook-id each, signed."""
@@ -579,6 +723,19 @@ class Books:
         tasks = [row[0] for row in self.stack.sql("SELECT public_id FROM rivya_api_generationtask")]
         wrong = {task: counts.get(task, 0) for task in tasks if counts.get(task, 0) != 1}
         assert not wrong, f"terminal events per task other than one: {dict(list(wrong.items())[:10])}"
+
+
+def _chat_answer(body: bytes, *, streamed: bool) -> tuple[str, dict[str, int] | None]:
+    """(session id, usage) from a chat answer; usage is None unless a stream reached ``[DONE]``."""
+    if not streamed:
+        answer = json.loads(body)
+        return answer["session_id"], answer["usage"]
+    data = [line[6:] for line in body.decode().splitlines() if line.startswith("data: ")]
+    if not data or data[-1] != "[DONE]":
+        return "", None
+    chunks = [json.loads(item) for item in data[:-1]]
+    usage = next((c["usage"] for c in reversed(chunks) if c.get("usage")), None)
+    return chunks[0].get("session_id", "") if chunks else "", usage
 
 
 def _subscribed(event_types: list[str], kind: str) -> bool:
