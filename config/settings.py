@@ -115,6 +115,8 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
+    # Redis's transport, reconnecting after a restart where kombu 5.7 would stop the worker.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     CELERY_RIVYA_IN_PROCESS = False
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
