@@ -218,16 +218,22 @@ def webhook_endpoint_rotate_secret(
 
 
 def webhook_endpoint_test(*, endpoint: WebhookEndpoint, clock: Clock | None = None) -> WebhookEvent:
-    """Publish a ``webhook.test`` event to this endpoint only, whatever types it subscribes to."""
-    if not endpoint.enabled:
-        raise EndpointDisabledError("The endpoint is disabled; enable it before sending a test event.")
-    return webhook_event_publish(
-        account=endpoint.account,
-        type="webhook.test",
-        data={"endpoint_id": endpoint.public_id, "message": "A test event from the endpoint's test action."},
-        endpoints=[endpoint],
-        clock=clock,
-    )
+    """Publish a ``webhook.test`` event to this endpoint only, whatever types it subscribes to.
+
+    The endpoint is locked first, so one deleted meanwhile raises ``WebhookEndpoint.DoesNotExist``
+    (as update and rotation do) instead of a delivery row pointing at nothing.
+    """
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().select_related("account").get(pk=endpoint.pk)
+        if not endpoint.enabled:
+            raise EndpointDisabledError("The endpoint is disabled; enable it before sending a test event.")
+        return webhook_event_publish(
+            account=endpoint.account,
+            type="webhook.test",
+            data={"endpoint_id": endpoint.public_id, "message": "A test event from the endpoint's test action."},
+            endpoints=[endpoint],
+            clock=clock,
+        )
 
 
 def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str, clock: Clock | None = None) -> bool:

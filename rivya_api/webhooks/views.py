@@ -14,6 +14,8 @@ event is a 404. Domain errors of ``rivya_webhooks`` are mapped to HTTP once, bel
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -170,6 +172,15 @@ def _endpoint_or_404(account: Any, public_id: str) -> WebhookEndpoint:
         raise NotFoundError(f"No such webhook endpoint: {public_id!r}.", param="id") from None
 
 
+@contextmanager
+def _gone_is_404(public_id: str) -> Iterator[None]:
+    """An endpoint deleted by a concurrent request between lookup and lock is as missing as any."""
+    try:
+        yield
+    except WebhookEndpoint.DoesNotExist:
+        raise NotFoundError(f"No such webhook endpoint: {public_id!r}.", param="id") from None
+
+
 def _event_or_404(account: Any, public_id: str) -> WebhookEvent:
     try:
         return webhook_event_get(account=account, public_id=public_id)
@@ -269,7 +280,8 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         endpoint = _endpoint_or_404(self.account, endpoint_id)
         data = WebhookEndpointUpdateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        endpoint = webhook_endpoint_update(endpoint=endpoint, **data.validated_data)
+        with _gone_is_404(endpoint_id):
+            endpoint = webhook_endpoint_update(endpoint=endpoint, **data.validated_data)
         return Response(WebhookEndpointOutputSerializer(endpoint).data)
 
     @extend_schema(
@@ -314,7 +326,8 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
     )
     def rotate_secret(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint_or_404(self.account, endpoint_id)
-        endpoint, secret = webhook_endpoint_rotate_secret(endpoint=endpoint)
+        with _gone_is_404(endpoint_id):
+            endpoint, secret = webhook_endpoint_rotate_secret(endpoint=endpoint)
         return Response(WebhookEndpointWithSecretOutputSerializer(endpoint, context={"secret": secret}).data)
 
     @extend_schema(
@@ -342,7 +355,8 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
     )
     def test(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint_or_404(self.account, endpoint_id)
-        event = webhook_endpoint_test(endpoint=endpoint)
+        with _gone_is_404(endpoint_id):
+            event = webhook_endpoint_test(endpoint=endpoint)
         event = webhook_event_get(account=self.account, public_id=event.public_id)
         return Response(WebhookEventOutputSerializer(event).data, status=status.HTTP_202_ACCEPTED)
 

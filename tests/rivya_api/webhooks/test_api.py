@@ -172,6 +172,28 @@ def test_another_accounts_objects_are_404(api_client, make_account, make_api_cli
     assert error_of(response, 404, "not_found")["param"] == "endpoint_id"
 
 
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [("patch", "", {"enabled": 0}), ("post", "/rotate-secret", {}), ("post", "/test", {})],
+)
+def test_an_endpoint_deleted_by_a_concurrent_request_is_a_404(api_client, monkeypatch, method, suffix, body):
+    """Found by the view, deleted by another request before the service locks it (schemathesis hit it)."""
+    from rivya_api.webhooks import views
+
+    endpoint_id = create(api_client).json()["id"]
+    found = views.webhook_endpoint_get
+
+    def found_then_deleted(**kwargs):
+        endpoint = found(**kwargs)
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()
+        return endpoint
+
+    monkeypatch.setattr(views, "webhook_endpoint_get", found_then_deleted)
+    response = getattr(api_client, method)(f"/api/v1/webhooks/{endpoint_id}{suffix}", body, format="json")
+    error_of(response, 404, "not_found")
+    assert not WebhookEvent.objects.filter(type="webhook.test").exists()
+
+
 def test_lists_are_cursor_paginated(api_client):
     ids = [create(api_client).json()["id"] for _ in range(5)]
     first = api_client.get("/api/v1/webhooks?limit=2").json()
