@@ -34,6 +34,9 @@ MAX_KEY_LENGTH = 255
 # stays free for a corrected retry. Every other outcome, success or error
 # (402, 404, 409, 5xx …), is stored once the view's handler has started.
 REJECTED_BEFORE_EXECUTION = frozenset({400, 401, 403, 405, 406, 413, 415, 429})
+# The database or broker failed mid-request (503): whether the work committed is unknown, so the
+# outcome is not stored; the claim lapses after the answer's Retry-After instead.
+OUTCOME_UNKNOWN = 503
 
 
 def idempotency_key_from_request(request: Any) -> str | None:

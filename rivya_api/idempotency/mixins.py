@@ -18,7 +18,9 @@ Where "execution" begins, precisely:
    successes and errors alike, a crash as the 500 the client saw — unless its
    status says the input was rejected before execution (400 validation, 401,
    403, 405, 406, 413, 415, 429: ``http.REJECTED_BEFORE_EXECUTION``); then the
-   claim is released and a corrected retry may reuse the key.
+   claim is released and a corrected retry may reuse the key. A 503 (the
+   database or broker failed mid-request) is not stored either: the claim is
+   left to lapse after ``Retry-After``, as if the process had died (below).
 
 A process can die after the handler's work committed and before its response
 was stored. The lease then expires and a retry takes the key over; run again,
@@ -39,9 +41,10 @@ from django.db import DatabaseError
 from django.template.response import SimpleTemplateResponse
 
 from rivya_api.common.auth import request_account
-from rivya_api.common.errors import ConflictError, response_for_exception
+from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ConflictError, response_for_exception
 from rivya_api.idempotency import services
 from rivya_api.idempotency.http import (
+    OUTCOME_UNKNOWN,
     REJECTED_BEFORE_EXECUTION,
     REPLAYED_HEADER,
     claim_refusal,
@@ -153,6 +156,12 @@ class IdempotencyMixin:
                     type(self).__name__,
                 )
                 services.idempotency_release(record=claim.record)
+            elif response.status_code == OUTCOME_UNKNOWN:
+                # The database or broker failed mid-request: whether the work committed is unknown.
+                # Stored, the 503 would be replayed to every retry for good; instead the claim lapses
+                # after Retry-After and a retry takes the key over, answering from the work if it
+                # committed (``idempotency_bind``) or running anew if it did not.
+                services.idempotency_renew(record=claim.record, seconds=UNAVAILABLE_RETRY_AFTER)
             else:
                 if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
                     response.render()

@@ -255,15 +255,16 @@ def idempotency_release(*, record: IdempotencyRecord) -> bool:
     return bool(deleted)
 
 
-def idempotency_renew(*, record: IdempotencyRecord, now: datetime | None = None) -> bool:
-    """Extend the lease of a long-running request (a slow chat turn, a stream).
+def idempotency_renew(*, record: IdempotencyRecord, now: datetime | None = None, seconds: float | None = None) -> bool:
+    """Set the lease of a running request to ``seconds`` from now (default ``IDEMPOTENCY_LEASE_SECONDS``).
 
-    Call it well within ``IDEMPOTENCY_LEASE_SECONDS`` of the claim or the last
-    renewal. Returns False if the claim was already lost (taken over after the
-    lease expired, or released): the caller no longer owns the key.
+    A long-running request (a slow chat turn, a stream) extends it well within
+    the lease; a request that cannot tell whether its work committed shortens it,
+    so a retry may take the key over soon. Returns False if the claim was already
+    lost (taken over after the lease expired, or released): the caller no longer owns the key.
     """
     now = now or timezone.now()
-    locked_until = now + timedelta(seconds=api_settings.IDEMPOTENCY_LEASE_SECONDS)
+    locked_until = now + timedelta(seconds=api_settings.IDEMPOTENCY_LEASE_SECONDS if seconds is None else seconds)
     updated = IdempotencyRecord.objects.filter(
         pk=record.pk, lease_token=record.lease_token, state=IdempotencyRecord.State.IN_FLIGHT
     ).update(locked_until=locked_until)

@@ -12,10 +12,14 @@ import threading
 
 import httpx
 import pytest
+from django.db import OperationalError
 from django.test import RequestFactory
+from django.utils import timezone
 
+from rivya_api.chat import services
 from rivya_api.chat.models import ChatMessage
 from rivya_api.idempotency.http import request_fingerprint
+from rivya_api.idempotency.models import IdempotencyRecord
 from rivya_api.idempotency.services import idempotency_claim
 from rivya_billing.selectors import wallet_entries
 from tests.rivya_api.chat.conftest import wait_for
@@ -140,3 +144,25 @@ def test_streaming_retry_while_the_key_is_claimed_elsewhere_is_a_409(live_server
     assert response.json()["error"]["code"] == "idempotency_key_in_flight"
     assert response.headers["Retry-After"]
     assert not ChatMessage.objects.exists()
+
+
+def test_a_streamed_turn_refused_by_a_database_outage_leaves_its_key_to_lapse(live_server_url, funded, monkeypatch):
+    """A 503 is not stored (it would be replayed for good): the key frees after Retry-After."""
+    account, secret = funded()
+
+    def unavailable(**kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(services, "chat_turn_start", unavailable)
+    first = post(live_server_url, secret, "turn-503", {**BODY, "stream": True})
+    assert first.status_code == 503, first.text
+    record = IdempotencyRecord.objects.get(key="turn-503")
+    assert record.state == IdempotencyRecord.State.IN_FLIGHT
+    assert 0 < (record.locked_until - timezone.now()).total_seconds() <= int(first.headers["Retry-After"])
+    monkeypatch.undo()
+    IdempotencyRecord.objects.update(locked_until=timezone.now())  # Retry-After has passed
+    again = post(live_server_url, secret, "turn-503", {**BODY, "stream": True})
+    assert again.status_code == 200
+    assert "Idempotent-Replayed" not in again.headers
+    assert data_events(again.text)[-1] == "[DONE]"
+    assert reserves(account) == 1

@@ -193,6 +193,26 @@ def test_a_crash_after_execution_began_is_replayed_as_the_same_500(api_client, a
     assert executions(account) == 1
 
 
+def test_a_503_is_not_stored_and_the_key_is_free_after_its_retry_after(api_client, account):
+    """Stored, "unavailable" would be replayed to every retry for good (the PostgreSQL fault test saw it)."""
+    body = {"name": "alpha", "outcome": "unavailable"}
+    first = post(api_client, body, key="key-1")
+    assert_error(first, 503, "service_unavailable")
+    record = IdempotencyRecord.objects.get(key="key-1")
+    assert record.state == IdempotencyRecord.State.IN_FLIGHT
+    lapses_in = (record.locked_until - timezone.now()).total_seconds()
+    assert 0 < lapses_in <= int(first["Retry-After"])
+    # Within Retry-After the outcome is unknown: in flight, not a replay.
+    assert_error(post(api_client, body, key="key-1"), 409, "idempotency_key_in_flight")
+    IdempotencyRecord.objects.update(locked_until=timezone.now() - timedelta(seconds=1))  # Retry-After passed
+    retry = post(api_client, {"name": "alpha"}, key="key-2")  # an unrelated key is unaffected
+    assert retry.status_code == 201
+    again = post(api_client, body, key="key-1")
+    assert_error(again, 503, "service_unavailable")
+    assert "Idempotent-Replayed" not in again  # it ran again rather than replaying
+    assert executions(account) == 3
+
+
 def test_expired_key_runs_as_a_new_request(api_client, account):
     post(api_client, {"name": "alpha"}, key="key-1")
     # 24 hours later (the record's clock is moved, not the test's).

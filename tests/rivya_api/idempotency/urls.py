@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from django.contrib.auth.models import Group
+from django.db import OperationalError
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -42,7 +43,9 @@ def _execute(account: Any, label: str) -> Group:
 class WidgetInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=40)
     tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    outcome = serializers.ChoiceField(choices=["created", "payment_required", "crash"], default="created")
+    outcome = serializers.ChoiceField(
+        choices=["created", "payment_required", "crash", "unavailable"], default="created"
+    )
     hold = serializers.BooleanField(default=False)
     pause = serializers.FloatField(min_value=0, max_value=2, default=0)
 
@@ -75,6 +78,8 @@ class WidgetsView(AccountScopedMixin, APIView):
             raise ApiError("The wallet cannot cover this.", code="insufficient_credits", status=402)
         if data["outcome"] == "crash":
             raise RuntimeError("crashed after the write")
+        if data["outcome"] == "unavailable":
+            raise OperationalError("the database went away mid-request")
         body = {"id": f"widget_{widget.pk}", "object": "widget", "name": data["name"], "tags": data["tags"]}
         return Response(body, status=201, headers={"Location": f"/api/v1/_test/widgets/widget_{widget.pk}"})
 
