@@ -141,8 +141,9 @@ def test_web_processes_killed_at_random_under_load_no_key_runs_twice(stack):
         tenant = tenants.add("web-kill-load", credits=100_000, endpoints=[["*"]])
         models = media_models(stack, tenant.secrets[0])
         load = Load(
-            stack, tenants, rate=8, seconds=8 * kills + 8, models=models, threads=8,
-            mix={"submit": 3, "submit_wait": 4, "poll": 2, "cancel": 1, "upload": 1},
+            stack, tenants, rate=8, seconds=8 * kills + 8, models=models, threads=16,
+            # Slow long-polls keep a few requests in flight on every web process, so each kill cuts some.
+            mix={"submit": 3, "submit_wait": 2, "submit_slow_wait": 3, "poll": 2, "cancel": 1, "upload": 1},
         ).start()  # fmt: skip
         rng = random.Random(14)
         killed = []

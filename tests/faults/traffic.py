@@ -359,6 +359,21 @@ class Load:
         """A submission that long-polls (``Prefer: wait``): the connection stays open while the task runs."""
         self.op_submit(client, tenant, wait=10)
 
+    def op_submit_slow_wait(self, client: httpx.Client, tenant: Tenant) -> None:
+        """A long-poll on the slow model (3 s): a request that is in flight for seconds, every time."""
+        slow = next(m for m in self.models if m["id"] == "rivya-slow-1")
+        key = new_key()
+        body = {"model": slow["id"], "input": {**minimal_input(slow), "seconds": 3}, "metadata": {"key": key}}
+        with self.lock:
+            self.keys_sent.append(key)
+        outcome = self.post_idempotent(
+            client, "submit", "/api/v1/generations", key=key, json=body, headers={"Prefer": "wait=10"}
+        )
+        if outcome.status in (200, 202):
+            task = json.loads(outcome.body)
+            with self.lock:
+                self.submissions.append(Submission(task["id"], tenant, slow["id"], task["credits"]["reserved"], key))
+
     def _some_task(self) -> Submission | None:
         with self.lock:
             if not self.submissions:
