@@ -50,6 +50,9 @@ class CeleryWorker:
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             **self.extra_env,
         }
+        if getattr(settings, "RIVYA_ACCOUNT_MODEL", "") == "orghost.Organization":
+            # The worker must use the host's account model, or task.account reads another table.
+            env["DJANGO_SETTINGS_MODULE"] = "tests.orghost.worker_settings"
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "--loglevel=INFO", f"--concurrency={self.concurrency}",
