@@ -339,21 +339,32 @@ class Load:
 
     # --- operations -------------------------------------------------------------------------------------
 
-    def op_submit(self, client: httpx.Client, tenant: Tenant, *, wait: int = 0) -> None:
-        with self.lock:
-            model = next(self._model_cycle)
+    def _submit(
+        self, client: httpx.Client, tenant: Tenant, model: dict[str, Any], input: dict[str, Any], *, wait: int = 0
+    ) -> Submission | None:
+        """POST a generation under a fresh key; the accepted task (200 when ``Prefer: wait`` saw it end)."""
         key = new_key()
         # The key rides along in metadata, so the database tells which key each task came from.
-        body = {"model": model["id"], "input": minimal_input(model), "metadata": {"key": key}}
+        body = {"model": model["id"], "input": input, "metadata": {"key": key}}
         headers = {"Prefer": f"wait={wait}"} if wait else {}
         with self.lock:
             self.keys_sent.append(key)
         outcome = self.post_idempotent(client, "submit", "/api/v1/generations", key=key, json=body, headers=headers)
-        if outcome.status in (200, 202):  # 200: Prefer: wait saw it finish
-            task = json.loads(outcome.body)
-            submission = Submission(task["id"], tenant, model["id"], task["credits"]["reserved"], key)
-            with self.lock:
-                self.submissions.append(submission)
+        if outcome.status not in (200, 202):
+            return None
+        task = json.loads(outcome.body)
+        submission = Submission(task["id"], tenant, model["id"], task["credits"]["reserved"], key)
+        with self.lock:
+            self.submissions.append(submission)
+        return submission
+
+    def _slow_model(self) -> dict[str, Any] | None:
+        return next((m for m in self.models if m["id"] == "rivya-slow-1"), None)
+
+    def op_submit(self, client: httpx.Client, tenant: Tenant, *, wait: int = 0) -> None:
+        with self.lock:
+            model = next(self._model_cycle)
+        self._submit(client, tenant, model, minimal_input(model), wait=wait)
 
     def op_submit_wait(self, client: httpx.Client, tenant: Tenant) -> None:
         """A submission that long-polls (``Prefer: wait``): the connection stays open while the task runs."""
@@ -361,18 +372,9 @@ class Load:
 
     def op_submit_slow_wait(self, client: httpx.Client, tenant: Tenant) -> None:
         """A long-poll on the slow model (3 s): a request that is in flight for seconds, every time."""
-        slow = next(m for m in self.models if m["id"] == "rivya-slow-1")
-        key = new_key()
-        body = {"model": slow["id"], "input": {**minimal_input(slow), "seconds": 3}, "metadata": {"key": key}}
-        with self.lock:
-            self.keys_sent.append(key)
-        outcome = self.post_idempotent(
-            client, "submit", "/api/v1/generations", key=key, json=body, headers={"Prefer": "wait=10"}
-        )
-        if outcome.status in (200, 202):
-            task = json.loads(outcome.body)
-            with self.lock:
-                self.submissions.append(Submission(task["id"], tenant, slow["id"], task["credits"]["reserved"], key))
+        slow = self._slow_model()
+        assert slow is not None, "the stack lists no rivya-slow-1"
+        self._submit(client, tenant, slow, {**minimal_input(slow), "seconds": 3}, wait=10)
 
     def _some_task(self) -> Submission | None:
         with self.lock:
@@ -392,19 +394,11 @@ class Load:
         """Cancel one of the tenant's recent tasks (usually finished already: a 409), or a slow one just
         submitted, which ends canceled whether it was still queued or already running."""
         submission = self._some_task()
-        slow = next((m for m in self.models if m["id"] == "rivya-slow-1"), None)
+        slow = self._slow_model()
         if slow is not None and (submission is None or submission.tenant is not tenant or self.rng.random() < 0.7):
-            key = new_key()
-            body = {"model": slow["id"], "input": {**minimal_input(slow), "seconds": 3}, "metadata": {"key": key}}
-            with self.lock:
-                self.keys_sent.append(key)
-            outcome = self.post_idempotent(client, "submit", "/api/v1/generations", key=key, json=body)
-            if outcome.status != 202:
+            submission = self._submit(client, tenant, slow, {**minimal_input(slow), "seconds": 3})
+            if submission is None:
                 return
-            task = json.loads(outcome.body)
-            submission = Submission(task["id"], tenant, slow["id"], task["credits"]["reserved"], key)
-            with self.lock:
-                self.submissions.append(submission)
             time.sleep(self.rng.uniform(0, 1.5))  # sometimes still queued, sometimes running
         if submission is None or submission.tenant is not tenant:
             return
