@@ -54,28 +54,23 @@ from rivya_api.chat.serializers import (
     ChatSessionOutputSerializer,
 )
 from rivya_api.chat.turns import KEEPALIVE, ChatTurn, db_call, release_connections, replay_events
-from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ApiError, error_body, error_response
+from rivya_api.common.errors import ApiError, error_body, error_response
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
 from rivya_api.common.schema import PAGINATION_PARAMETERS, error_responses, list_of
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.http import (
-    OUTCOME_UNKNOWN,
-    REJECTED_BEFORE_EXECUTION,
     REPLAYED_HEADER,
     claim_refusal,
     idempotency_key_from_request,
+    outcome_record,
     replay_response,
     request_fingerprint,
-    stored_response_parts,
 )
 from rivya_api.idempotency.services import (
     ClaimOutcome,
     IdempotencyClaim,
     idempotency_claim,
-    idempotency_complete,
-    idempotency_release,
-    idempotency_renew,
 )
 from rivya_api.metrics import sse_stream_tracked
 from rivya_billing.exceptions import InsufficientCreditsError
@@ -147,14 +142,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         except Exception as exc:
             response = self.finalize_response(request, self.handle_exception(exc))
             response.render()
-            if response.status_code in REJECTED_BEFORE_EXECUTION:
-                idempotency_release(record=claim.record)
-            elif response.status_code == OUTCOME_UNKNOWN:
-                # Whether the turn committed is unknown: its claim lapses after Retry-After (see the mixin).
-                idempotency_renew(record=claim.record, seconds=UNAVAILABLE_RETRY_AFTER)
-            else:
-                status, headers, body = stored_response_parts(response)
-                idempotency_complete(record=claim.record, status_code=status, headers=headers, body=body)
+            outcome_record(record=claim.record, response=response)
             raise
         return "turn", (plan, claim.record)
 

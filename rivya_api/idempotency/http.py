@@ -19,8 +19,9 @@ from typing import Any
 from django.http import HttpResponse, QueryDict
 from django.http.request import RawPostDataException
 
-from rivya_api.common.errors import ApiError
+from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ApiError
 from rivya_api.conf import api_settings
+from rivya_api.idempotency import services
 from rivya_api.idempotency.services import ClaimOutcome, IdempotencyClaim
 
 HEADER = "Idempotency-Key"
@@ -169,6 +170,24 @@ def stored_response_parts(response: HttpResponse) -> tuple[int, dict[str, str], 
     wanted = {name.lower() for name in api_settings.IDEMPOTENCY_REPLAYED_HEADERS}
     headers = {name: value for name, value in response.items() if name.lower() in wanted}
     return response.status_code, headers, bytes(response.content)
+
+
+def outcome_record(*, record: Any, response: HttpResponse) -> None:
+    """What a rendered response leaves under the key it answered, one rule for every POST.
+
+    Rejected before execution: the key is released. A 503 (the database or broker failed
+    mid-request, so whether the work committed is unknown): not stored, since it would be
+    replayed to every retry for good; the claim lapses after Retry-After and a retry takes the
+    key over, answering from the work if it committed (``idempotency_bind``) or running anew.
+    Anything else is stored for replay.
+    """
+    if response.status_code in REJECTED_BEFORE_EXECUTION:
+        services.idempotency_release(record=record)
+    elif response.status_code == OUTCOME_UNKNOWN:
+        services.idempotency_renew(record=record, seconds=UNAVAILABLE_RETRY_AFTER)
+    else:
+        status, headers, body = stored_response_parts(response)
+        services.idempotency_complete(record=record, status_code=status, headers=headers, body=body)
 
 
 def replay_response(claim: IdempotencyClaim) -> HttpResponse:

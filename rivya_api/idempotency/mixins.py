@@ -41,17 +41,16 @@ from django.db import DatabaseError
 from django.template.response import SimpleTemplateResponse
 
 from rivya_api.common.auth import request_account
-from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ConflictError, response_for_exception
+from rivya_api.common.errors import ConflictError, response_for_exception
 from rivya_api.idempotency import services
 from rivya_api.idempotency.http import (
-    OUTCOME_UNKNOWN,
     REJECTED_BEFORE_EXECUTION,
     REPLAYED_HEADER,
     claim_refusal,
     idempotency_key_from_request,
+    outcome_record,
     replay_response,
     request_fingerprint,
-    stored_response_parts,
 )
 
 logger = logging.getLogger(__name__)
@@ -146,9 +145,7 @@ class IdempotencyMixin:
         if claim is None:
             return response
         try:
-            if response.status_code in REJECTED_BEFORE_EXECUTION:
-                services.idempotency_release(record=claim.record)
-            elif response.streaming:
+            if response.streaming and response.status_code not in REJECTED_BEFORE_EXECUTION:
                 logger.warning(
                     "%s returned a streaming response, which cannot be stored for Idempotency-Key "
                     "replays; the key is released. Set idempotency_enabled = False and use "
@@ -156,17 +153,10 @@ class IdempotencyMixin:
                     type(self).__name__,
                 )
                 services.idempotency_release(record=claim.record)
-            elif response.status_code == OUTCOME_UNKNOWN:
-                # The database or broker failed mid-request: whether the work committed is unknown.
-                # Stored, the 503 would be replayed to every retry for good; instead the claim lapses
-                # after Retry-After and a retry takes the key over, answering from the work if it
-                # committed (``idempotency_bind``) or running anew if it did not.
-                services.idempotency_renew(record=claim.record, seconds=UNAVAILABLE_RETRY_AFTER)
             else:
                 if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
                     response.render()
-                status, headers, body = stored_response_parts(response)
-                services.idempotency_complete(record=claim.record, status_code=status, headers=headers, body=body)
+                outcome_record(record=claim.record, response=response)
         except DatabaseError:
             # The response stands; the claim's lease will expire and free the key.
             logger.exception("Could not store the outcome of Idempotency-Key %r", claim.record.key)

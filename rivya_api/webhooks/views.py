@@ -165,20 +165,19 @@ def _page(items: list[Any]) -> dict[str, Any]:
     return {"object": "list", "data": items, "has_more": False, "next_cursor": None}
 
 
-def _endpoint_or_404(account: Any, public_id: str) -> WebhookEndpoint:
-    try:
-        return webhook_endpoint_get(account=account, public_id=public_id)
-    except WebhookEndpoint.DoesNotExist:
-        raise NotFoundError(f"No such webhook endpoint: {public_id!r}.", param="id") from None
-
-
 @contextmanager
 def _gone_is_404(public_id: str) -> Iterator[None]:
-    """An endpoint deleted by a concurrent request between lookup and lock is as missing as any."""
+    """No such endpoint: never was, another account's, or deleted by a concurrent request
+    between the lookup and a service's row lock."""
     try:
         yield
     except WebhookEndpoint.DoesNotExist:
         raise NotFoundError(f"No such webhook endpoint: {public_id!r}.", param="id") from None
+
+
+def _endpoint_or_404(account: Any, public_id: str) -> WebhookEndpoint:
+    with _gone_is_404(public_id):
+        return webhook_endpoint_get(account=account, public_id=public_id)
 
 
 def _event_or_404(account: Any, public_id: str) -> WebhookEvent:
