@@ -11,7 +11,11 @@ concurrent clients (threads, each on its own connection; 64 by default), for
   (autocommit), the ceiling for any write that serialises on one row;
 - reserve, hot wallet: ``credits_reserve`` of 1 credit on one wallet, the
   service's PostgreSQL path (one statement: conditional UPDATE of the wallet
-  plus the hold and ledger INSERTs);
+  plus the hold and ledger INSERTs, committed with early lock release: see
+  ``rivya_billing.services.durability``; the reservation is flushed to disk
+  before the call returns);
+- the same with ``EARLY_LOCK_RELEASE`` off: the wallet's row stays locked
+  through the commit's WAL flush;
 - reserve, hot wallet, row-lock path: the portable path (``SELECT … FOR NO KEY
   UPDATE`` then separate statements in a transaction), for comparison;
 - reserve, spread over ``--wallets`` wallets (10,000 by default).
@@ -27,14 +31,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import random
-import resource
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +78,9 @@ def setup_django(name: str, prepared: bool) -> None:
     from django.conf import settings
 
     django.setup()
+    # As in production: with DEBUG on, Django logs every query it runs (rendering its SQL
+    # with the parameters), which costs a client more than the reservation itself.
+    settings.DEBUG = False
     db = settings.DATABASES["default"]
     db["NAME"] = name
     # One connection per client thread, not a shared pool of DATABASE_POOL_MAX_SIZE.
@@ -87,8 +94,8 @@ def setup_django(name: str, prepared: bool) -> None:
     call_command("migrate", verbosity=0)
 
 
-def backend_cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) the given PostgreSQL backends have used, from /proc (local server only)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) the given processes have used, from /proc (PostgreSQL: local server only)."""
     total = 0
     for pid in pids:
         try:
@@ -100,63 +107,115 @@ def backend_cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass
 class Measurement:
     ok: int
     failed: int
+    amount: int  # sum of what the successful calls returned (credits accepted, for the overspend check)
     server_cpu: float  # seconds, PostgreSQL backends of the clients
-    client_cpu: float  # seconds, this process
+    client_cpu: float  # seconds, the client processes
 
 
-def run_clients(clients: int, seconds: float, op: Callable[[int, int], bool]) -> Measurement:
-    """Run ``op(client, i)`` in a loop on every client for ``seconds``, each client on its own connection."""
-    from django.db import connection
+def run_clients(clients: int, seconds: float, op: Callable[[int, int], int], processes: int) -> Measurement:
+    """Run ``op(client, i)`` in a loop on every client for ``seconds``, each client on its own connection.
 
-    barrier = threading.Barrier(clients + 1)
-    stop = threading.Event()
-    counts = [[0, 0] for _ in range(clients)]
-    errors: list[BaseException] = []
+    The clients are threads spread over ``processes`` forked processes, so that
+    one Python interpreter (one GIL) is not what is measured. ``op`` returns what
+    it accepted (0: refused).
+    """
+    from django.db import connection, connections
 
-    def client(n: int) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait()
-            i = 0
-            while not stop.is_set():
-                counts[n][0 if op(n, i) else 1] += 1
-                i += 1
-        except BaseException as exc:
-            errors.append(exc)
-            stop.set()
-            barrier.abort()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
+    connections.close_all()  # no connection crosses the fork
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(clients + 1)
+    stop = context.Event()
+    results = context.Queue()
+    shares = [clients // processes + (1 if n < clients % processes else 0) for n in range(processes)]
+    firsts = [sum(shares[:n]) for n in range(processes)]
+    workers = [
+        context.Process(target=client_process, args=(first, share, op, ready, stop, results))
+        for first, share in zip(firsts, shares, strict=True)
+        if share
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         pids = [row[0] for row in cursor.fetchall()]
-    server0, client0 = backend_cpu_seconds(pids), client_cpu_seconds()
+    client_pids = [worker.pid for worker in workers]
+    server0, client0 = cpu_seconds(pids), cpu_seconds(client_pids)
     time.sleep(seconds)
     stop.set()
-    server1, client1 = backend_cpu_seconds(pids), client_cpu_seconds()
+    server1, client1 = cpu_seconds(pids), cpu_seconds(client_pids)
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join()
+    connection.close()
+    errors = [outcome for outcome in outcomes if isinstance(outcome, str)]
+    if errors:
+        raise RuntimeError(errors[0])
+    ok, failed, amount = (sum(outcome[n] for outcome in outcomes) for n in range(3))
+    return Measurement(ok, failed, amount, server1 - server0, client1 - client0)
+
+
+def client_process(first: int, count: int, op: Callable[[int, int], int], ready: Any, stop: Any, results: Any) -> None:
+    """One client process: ``count`` threads, numbered from ``first``, until ``stop``."""
+    from django.db import connection
+
+    random.seed(os.getpid())
+    stopped = threading.Event()  # checked per call; cheaper than the cross-process event
+    counts = [[0, 0, 0] for _ in range(count)]
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        try:
+            connection.ensure_connection()
+            ready.wait()
+            i = 0
+            while not stopped.is_set():
+                accepted = op(first + n, i)
+                counts[n][0 if accepted else 1] += 1
+                counts[n][2] += accepted
+                i += 1
+        except BaseException as exc:
+            errors.append(f"client {first + n}: {exc!r}")
+            stopped.set()
+            ready.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    while not stop.wait(0.05) and not stopped.is_set():
+        pass
+    stopped.set()
     for thread in threads:
         thread.join()
-    connection.close()
-    if errors:
-        raise errors[0]
-    ok, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    return Measurement(ok, failed, server1 - server0, client1 - client0)
+    results.put(errors[0] if errors else tuple(sum(c[k] for c in counts) for k in range(3)))
+
+
+FLUSH_UNDER_LOCK = "reserve, hot wallet, flush under the lock"
+
+
+@contextlib.contextmanager
+def early_lock_release(on: bool) -> Iterator[None]:
+    """``RIVYA_BILLING["EARLY_LOCK_RELEASE"]`` for one scenario (every client thread reads it)."""
+    from django.conf import settings
+
+    from rivya_billing.conf import billing_settings
+
+    saved = settings.RIVYA_BILLING if hasattr(settings, "RIVYA_BILLING") else None
+    settings.RIVYA_BILLING = {**(saved or {}), "EARLY_LOCK_RELEASE": on}
+    billing_settings.reload()
+    try:
+        yield
+    finally:
+        settings.RIVYA_BILLING = saved
+        billing_settings.reload()
 
 
 def make_accounts(count: int, balance: int, prefix: str) -> list[Any]:
@@ -197,6 +256,9 @@ def make_accounts(count: int, balance: int, prefix: str) -> list[Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument(
+        "--processes", type=int, default=8, help="Client processes the clients are spread over (threads in each)."
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wallets", type=int, default=10_000)
@@ -252,16 +314,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     spread = make_accounts(args.wallets, 10**12, "spread")
     connection.close()
 
-    def plain_update(client: int, i: int) -> bool:
+    def plain_update(client: int, i: int) -> int:
         with connection.cursor() as cursor:
             cursor.execute("UPDATE bench_counter SET n = n + 1 WHERE id = 1")
-        return True
+        return 1
 
-    def reserve_hot(client: int, i: int) -> bool:
+    def reserve_hot(client: int, i: int) -> int:
         services.credits_reserve(account=hot, amount=1, reference=f"hot:{client}:{i}:{time.monotonic_ns()}")
-        return True
+        return 1
 
-    def reserve_hot_locked(client: int, i: int) -> bool:
+    def reserve_hot_locked(client: int, i: int) -> int:
         now = timezone.now()
         _reserve_locked(
             account=locked_hot,
@@ -271,18 +333,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             now=now,
             expires=now + timedelta(hours=1),
         )
-        return True
+        return 1
 
-    rng = random.Random(4)
-
-    def reserve_spread(client: int, i: int) -> bool:
-        account = spread[rng.randrange(len(spread))]
+    def reserve_spread(client: int, i: int) -> int:
+        account = spread[random.randrange(len(spread))]
         services.credits_reserve(account=account, amount=1, reference=f"spread:{client}:{i}:{time.monotonic_ns()}")
-        return True
+        return 1
 
     scenarios = [
         ("plain single-row UPDATE (autocommit)", plain_update),
         ("reserve, hot wallet (single statement)", reserve_hot),
+        (FLUSH_UNDER_LOCK, reserve_hot),
         ("reserve, hot wallet (row-lock path)", reserve_hot_locked),
         (f"reserve, spread over {args.wallets:,} wallets", reserve_spread),
     ]
@@ -292,7 +353,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     client_cpu: dict[str, float] = {label: 0.0 for label, _ in scenarios}
     for round_ in range(args.rounds):
         for label, op in scenarios:
-            m = run_clients(args.clients, args.seconds, op)
+            with early_lock_release(label != FLUSH_UNDER_LOCK):
+                m = run_clients(args.clients, args.seconds, op, args.processes)
             assert m.failed == 0, f"{label}: {m.failed} failures"
             rates[label].append(m.ok / args.seconds)
             totals[label] += m.ok
@@ -302,20 +364,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     # Zero overspend: everyone grabs random amounts from 1,000 credits until none are left.
     (scarce,) = make_accounts(1, 1_000, "scarce")
-    accepted: list[int] = []
-    lock = threading.Lock()
 
-    def overspend(client: int, i: int) -> bool:
+    def overspend(client: int, i: int) -> int:
         amount = random.randint(1, 9)
         try:
             services.credits_reserve(account=scarce, amount=amount, reference=f"scarce:{client}:{i}")
         except InsufficientCreditsError:
-            return False
-        with lock:
-            accepted.append(amount)
-        return True
+            return 0
+        return amount
 
-    run_clients(args.clients, 2.0, overspend)
+    grabbed = run_clients(args.clients, 2.0, overspend, args.processes)
     load = os.getloadavg()
     scarce_wallet = Wallet.objects.get(account=scarce)
     hot_wallets = [Wallet.objects.get(account=a) for a in (hot, locked_hot, scarce)]
@@ -326,7 +384,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     base = statistics.median(rates[scenarios[0][0]])
     print()
     print(
-        f"PostgreSQL: {server}; {os.cpu_count()} CPUs, load average {load[0]:.1f}; {args.clients} clients; "
+        f"PostgreSQL: {server}; {os.cpu_count()} CPUs, load average {load[0]:.1f}; {args.clients} clients in "
+        f"{args.processes} processes; "
         f"{args.rounds} rounds of {args.seconds:g} s; medians"
     )
     print(
@@ -342,11 +401,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
     print()
     print(
-        f"zero overspend: {len(accepted)} reservations accepted, {sum(accepted)} of 1000 credits held "
+        f"zero overspend: {grabbed.ok} reservations accepted, {grabbed.amount} of 1000 credits held "
         f"(wallet held {scarce_wallet.held}, available {scarce_wallet.available}); "
         f"spread wallets held {spread_held} for {spread_holds} holds"
     )
-    overspent = sum(accepted) > 1_000 or scarce_wallet.held != sum(accepted) or spread_held != spread_holds
+    overspent = grabbed.amount > 1_000 or scarce_wallet.held != grabbed.amount or spread_held != spread_holds
     drift = {pk: p for pk, p in problems.items() if p}
     print(f"ledger check of the hot wallets: {'clean' if not drift else drift}")
     ratio = statistics.median(rates[scenarios[1][0]]) / base
@@ -354,12 +413,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if overspent or drift:
         sys.exit("OVERSPEND OR DRIFT")
     medians = {label: statistics.median(values) for label, values in rates.items()}
-    hot, spread = medians[scenarios[1][0]], medians[scenarios[3][0]]
+    hot, spread = medians[scenarios[1][0]], medians[scenarios[4][0]]
     return {
         "clients": args.clients,
         "plain_update_per_s": round(base),
         "hot_per_s": round(hot),
-        "hot_row_lock_path_per_s": round(medians[scenarios[2][0]]),
+        "hot_flush_under_lock_per_s": round(medians[FLUSH_UNDER_LOCK]),
+        "hot_row_lock_path_per_s": round(medians[scenarios[3][0]]),
         "spread_per_s": round(spread),
         "spread_wallets": args.wallets,
         "hot_over_plain_update": round(hot / base, 2),

@@ -96,6 +96,10 @@ DEFAULTS: dict[str, Any] = {
     #   "available" - also charge the difference from the available balance (an ``overrun`` line),
     #                 up to what is available; whatever is still uncovered is booked as ``waive``.
     "OVERRUN_POLICY": "cap",
+    # On PostgreSQL, a transaction that writes a wallet commits asynchronously and is flushed
+    # before the service returns, so the wallet's row lock is not held through the WAL flush
+    # (services.durability). False: every wallet write commits synchronously under the lock.
+    "EARLY_LOCK_RELEASE": True,
     # Most lapsed holds one sweep expires (the sweeper runs again on its beat interval).
     "EXPIRE_BATCH_SIZE": 500,
     # Window of the "recent activity" totals shown next to a wallet's balance.

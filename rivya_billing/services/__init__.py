@@ -17,9 +17,13 @@ read-check-write in Python:
 
 - the hot path, ``credits_reserve``, is on PostgreSQL one statement: the hold
   INSERT, a conditional ``UPDATE … WHERE balance - held >= amount`` of the wallet
-  and the ledger INSERT chained in one statement, so the wallet row is locked for
-  one INSERT and the commit only (``bench/ledger_reserve.py`` compares it with a
-  row-locked transaction: several times faster on a hot wallet);
+  and the ledger INSERT chained in one statement (a PL/pgSQL function, planned
+  once per connection), so the wallet row is locked for one INSERT and the commit
+  only (``bench/ledger_reserve.py`` compares it with a row-locked transaction:
+  several times faster on a hot wallet);
+- every transaction that writes a wallet commits with early lock release
+  (``durability``): the row lock is not held through the WAL flush, and the
+  service returns only once a flush covers its commit;
 - every other service takes row locks (``SELECT … FOR NO KEY UPDATE``), always
   hold before wallet, decides under the lock and writes with an UPDATE that is
   itself guarded by the wallet's sequence number and the database's check

@@ -20,7 +20,8 @@ from rivya_billing.exceptions import (
     StaleHoldError,
 )
 from rivya_billing.metrics import ledger_operation_observe
-from rivya_billing.models import EntryType, Hold, HoldState, LedgerEntry, Wallet, new_entry_id, new_hold_id
+from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_id, new_hold_id
+from rivya_billing.services.durability import early_release, flush_after_commit
 from rivya_billing.services.ledger import (
     _account_pk,
     _actor,
@@ -91,40 +92,14 @@ def credits_reserve(
     return hold
 
 
-def _reserve_sql() -> str:
-    wallet, hold, entry = Wallet._meta.db_table, Hold._meta.db_table, LedgerEntry._meta.db_table
-    # One statement, one snapshot, in this order (each part reads the one before):
-    # 1. h: insert the hold. Its unique (wallet, reference) index turns a duplicate into an
-    #    error before the wallet row is touched, and the insert is done before the lock.
-    # 2. w: the guard. The conditional UPDATE takes the wallet's row lock; READ COMMITTED
-    #    re-checks ``balance - held >= amount`` on the newest row version after waiting.
-    # 3. e: the ledger line, numbered and balanced from w. If w matched nothing (not
-    #    enough available), the LEFT JOIN gives a NULL sequence: the NOT NULL violation
-    #    aborts the statement, so the hold from step 1 is never committed.
-    # Everything after the UPDATE runs while the hot wallet row is locked, so it is kept
-    # to one narrow INSERT.
-    return f"""
-        WITH h AS (
-            INSERT INTO {hold} (public_id, wallet_id, reference, amount, state, usage, captured, overrun,
-                                waived, refunded, lease_expires_at, lease_token, actor, created_at, resolved_at)
-            SELECT %(hold_id)s, id, %(reference)s, %(amount)s, 'pending', NULL::bigint, 0, 0,
-                   0, 0, %(expires)s, 0, %(actor)s, %(now)s, NULL::timestamptz
-              FROM {wallet}
-             WHERE account_id = %(account)s
-         RETURNING id, wallet_id
-        ), w AS (
-            UPDATE {wallet}
-               SET held = held + %(amount)s, last_sequence = last_sequence + 1, updated_at = %(now)s
-             WHERE id = (SELECT wallet_id FROM h) AND balance - held >= %(amount)s
-         RETURNING id, balance, held, last_sequence
-        )
-        INSERT INTO {entry} (public_id, wallet_id, sequence, type, amount, balance_delta, held_delta,
-                             balance_after, held_after, reference, hold_id, actor, description, created_at)
-        SELECT %(entry_id)s, h.wallet_id, w.last_sequence, 'reserve', %(amount)s, 0, %(amount)s,
-               w.balance, w.held, %(reference)s, h.id, %(actor)s, '', %(now)s
-          FROM h LEFT JOIN w ON w.id = h.wallet_id
-     RETURNING hold_id, wallet_id
-    """
+# The reservation statement, a PL/pgSQL function so that its plan is made once per
+# connection (migration 0004 holds it and explains its order): hold INSERT, guarded
+# wallet UPDATE, ledger INSERT. The wallet row is locked for the last INSERT and the commit.
+RESERVE_SQL = """
+    SELECT reserved_hold_id, reserved_wallet_id
+      FROM rivya_billing_reserve(%(account)s, %(amount)s, %(reference)s, %(hold_id)s, %(entry_id)s,
+                                 %(actor)s, %(now)s, %(expires)s, %(commit_early)s)
+"""
 
 
 def _savepoint_if_in_transaction() -> contextlib.AbstractContextManager[Any]:
@@ -154,11 +129,12 @@ def _reserve_single_statement(
         "reference": reference,
         "expires": expires,
         "actor": actor,
+        "commit_early": early_release(),
     }
     row = None
     try:
         with _savepoint_if_in_transaction(), connection.cursor() as cursor:
-            cursor.execute(_reserve_sql(), params)
+            cursor.execute(RESERVE_SQL, params)
             row = cursor.fetchone()
     except IntegrityError as error:
         if _sqlstate(error) == UNIQUE_VIOLATION:
@@ -167,7 +143,9 @@ def _reserve_single_statement(
                 return existing
         if _sqlstate(error) != NOT_NULL_VIOLATION:
             raise
-    if row is not None:
+    if row is not None and row[0] is not None:
+        if params["commit_early"]:
+            flush_after_commit()
         # Outside a transaction the statement has committed and this runs at once.
         transaction.on_commit(
             lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount), robust=True

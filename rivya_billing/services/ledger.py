@@ -25,6 +25,7 @@ from rivya_billing.exceptions import (
 )
 from rivya_billing.metrics import ledger_operation_observe
 from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, Wallet, new_entry_id
+from rivya_billing.services.durability import commit_early
 
 
 def _check_amount(amount: Any, *, minimum: int = 1, param: str = "amount") -> int:
@@ -151,6 +152,7 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
     if updated != 1:
         raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
     LedgerEntry.objects.bulk_create(entries)
+    commit_early()
     wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
     # Counted once committed (a rolled-back operation never happened); robust, so a metrics
     # failure can never turn a committed ledger write into an error.
