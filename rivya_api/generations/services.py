@@ -111,8 +111,9 @@ def generation_create(
     Raises ``InsufficientCreditsError`` (nothing is created) when the wallet
     cannot cover the price, ``MaxCreditsExceededError`` before reserving when
     the price is above ``max_credits``. ``on_created(task)`` runs inside the
-    transaction once the task is reserved (the API names the task on the
-    request's Idempotency-Key there); raising from it undoes everything.
+    transaction once the task exists, before its price is reserved (the API
+    names the task on the request's Idempotency-Key there); raising from it, or
+    a refused reservation, undoes everything.
     """
     quote = generation_quote(account=account, model_id=model_id, input=input)
     _check_max_credits(quote.price, max_credits)
@@ -129,7 +130,10 @@ def generation_create(
         queued_at=now,
         expires_at=now + api_settings.GENERATION_RETENTION,
     )
+    if on_created is not None:
+        on_created(task)
     if quote.price:
+        # Last, so that the wallet's row lock (held until commit) covers no other statement.
         billing.credits_reserve(
             account=account,
             amount=quote.price,
@@ -137,8 +141,6 @@ def generation_create(
             actor=submitted_by,
             lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
         )
-    if on_created is not None:
-        on_created(task)
     _enqueue_on_commit(task)
     model_name = task.model
     transaction.on_commit(lambda: metrics.generation_accepted(model=model_name), robust=True)
