@@ -38,7 +38,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -201,21 +201,12 @@ def client_process(first: int, count: int, op: Callable[[int, int], int], ready:
 FLUSH_UNDER_LOCK = "reserve, hot wallet, flush under the lock"
 
 
-@contextlib.contextmanager
-def early_lock_release(on: bool) -> Iterator[None]:
-    """``RIVYA_BILLING["EARLY_LOCK_RELEASE"]`` for one scenario (every client thread reads it)."""
+def early_lock_release(on: bool) -> Any:
+    """``RIVYA_BILLING["EARLY_LOCK_RELEASE"]`` for one scenario (the forked clients inherit it)."""
     from django.conf import settings
+    from django.test import override_settings
 
-    from rivya_billing.conf import billing_settings
-
-    saved = settings.RIVYA_BILLING if hasattr(settings, "RIVYA_BILLING") else None
-    settings.RIVYA_BILLING = {**(saved or {}), "EARLY_LOCK_RELEASE": on}
-    billing_settings.reload()
-    try:
-        yield
-    finally:
-        settings.RIVYA_BILLING = saved
-        billing_settings.reload()
+    return override_settings(RIVYA_BILLING={**getattr(settings, "RIVYA_BILLING", {}), "EARLY_LOCK_RELEASE": on})
 
 
 def make_accounts(count: int, balance: int, prefix: str) -> list[Any]:

@@ -43,8 +43,12 @@ def early_release() -> bool:
 
 
 def commit_early() -> None:
-    """Make the current wallet-writing transaction release its locks before its WAL flush."""
-    if not early_release():
+    """Make the current wallet-writing transaction release its locks before its WAL flush.
+
+    Called before the wallet's row lock is taken, so that its round trip is not
+    spent under the lock; once per transaction.
+    """
+    if not early_release() or flush_pending():
         return
     with connection.cursor() as cursor:
         cursor.execute(ASYNC_COMMIT)
@@ -60,12 +64,21 @@ def flush_after_commit() -> None:
     if not connection.in_atomic_block:
         wal_flush()
         return
-    if any(func is wal_flush for _, func, _ in connection.run_on_commit):
+    if flush_pending():
         return
     # Django runs on_commit callbacks in the order they were added; this one goes first so
     # that no callback (a queued task, a live update) acts on work that is not yet durable.
     # The savepoint ids make a rolled-back savepoint drop it, as transaction.on_commit does.
     connection.run_on_commit.insert(0, (set(connection.savepoint_ids), wal_flush, False))
+
+
+def flush_pending() -> bool:
+    """Whether this transaction already flushes on commit (and so commits asynchronously).
+
+    A flush added inside a savepoint goes when the savepoint rolls back, and so does
+    the setting made there: the two come and go together.
+    """
+    return any(func is wal_flush for _, func, _ in connection.run_on_commit)
 
 
 def wal_flush() -> None:

@@ -68,7 +68,12 @@ def _conflict(what: str, reference: str, param: str, existing: Any, given: Any) 
 
 
 def _lock_wallet(*, account: Any, create: bool) -> Wallet | None:
-    """The account's wallet, row-locked for this transaction; created (empty) when asked."""
+    """The account's wallet, row-locked for this transaction; created (empty) when asked.
+
+    Every wallet write takes its lock here (or in ``_lock_wallet_by_id``), so this is
+    where the transaction is set to release it early (``durability``), before locking.
+    """
+    commit_early()
     locked = Wallet.objects.select_for_update(no_key=True)
     wallet = locked.filter(account=account).first()
     if wallet is None and create:
@@ -79,6 +84,7 @@ def _lock_wallet(*, account: Any, create: bool) -> Wallet | None:
 
 
 def _lock_wallet_by_id(wallet_id: int) -> Wallet:
+    commit_early()
     return Wallet.objects.select_for_update(no_key=True).get(pk=wallet_id)
 
 
@@ -152,7 +158,6 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
     if updated != 1:
         raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
     LedgerEntry.objects.bulk_create(entries)
-    commit_early()
     wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
     # Counted once committed (a rolled-back operation never happened); robust, so a metrics
     # failure can never turn a committed ledger write into an error.
