@@ -143,12 +143,13 @@ async def mirror_to_redis(turn: ChatTurn) -> None:
         while True:
             events = turn.log.events
             if written < len(events):
+                batch = events[written:]  # events appended while this batch is written go in the next
                 async with client.pipeline(transaction=False) as pipe:
-                    for event in events[written:]:
+                    for event in batch:
                         pipe.xadd(key, {"d": event.data}, id=f"{event.id}-1")
                     pipe.set(alive, "1", px=alive_for)
                     await pipe.execute()
-                written = len(events)
+                written += len(batch)
                 continue
             if turn.log.closed:
                 break

@@ -155,6 +155,39 @@ def test_a_position_past_an_ended_turn_answers_at_once_from_either_buffer(live_s
 
 
 @pytest.mark.redis
+def test_the_redis_mirror_keeps_events_appended_while_a_batch_is_written(settings):
+    """Events that arrive while a batch is on its way to Redis go in the next batch; none is skipped."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import redis
+
+    from rivya_api.chat.turns import TurnEventLog
+
+    plan = SimpleNamespace(turn_id=f"turn_mirror_{time.time_ns()}", session_id="chat_mirror")
+    turn = SimpleNamespace(plan=plan, log=TurnEventLog())
+
+    async def run() -> None:
+        mirror = asyncio.ensure_future(streams.mirror_to_redis(turn))
+        for index in range(1, 201):
+            turn.log.append(json.dumps({"n": index}))
+            await asyncio.sleep(0)  # the mirror may be mid-write: appends land during its round trips
+        turn.log.append("[DONE]")
+        turn.log.close()
+        await mirror
+        await streams.redis_client().aclose()
+
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        asyncio.run(run())
+        entries = client.xrange(streams.turn_key(plan.turn_id))
+        assert [entry_id for entry_id, _ in entries] == ["0-1"] + [f"{n}-1" for n in range(1, 202)]
+        assert entries[-1][1]["d"] == "[DONE]"
+    finally:
+        client.delete(streams.turn_key(plan.turn_id), streams.session_key(plan.session_id))
+
+
+@pytest.mark.redis
 def test_a_silent_redis_follow_outlasts_the_clients_default_read_timeout(settings):
     """redis-py reads time out after 5 s by default; a follow waits a whole keep-alive interval."""
     import asyncio
