@@ -24,6 +24,7 @@ from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntr
 
 __all__ = [
     "WalletCheck",
+    "credits_available",
     "hold_get",
     "ledger_check",
     "wallet_activity",
@@ -40,6 +41,16 @@ def wallet_get(*, account: Any) -> Wallet:
     if wallet is None:
         wallet = Wallet(account=account) if hasattr(account, "_meta") else Wallet(account_id=account)
     return wallet
+
+
+def credits_available(*, account: Any) -> int:
+    """What the account could reserve now (balance less held; 0 without a wallet).
+
+    A read, not a promise: only ``credits_reserve`` decides, under the wallet's
+    lock. For a cheap refusal before costlier work.
+    """
+    row = Wallet.objects.filter(account=account).values_list("balance", "held").first()
+    return row[0] - row[1] if row else 0
 
 
 def wallet_entries(

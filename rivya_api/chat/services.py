@@ -2,13 +2,20 @@
 
 A turn's life, and where the money moves:
 
-1. ``chat_turn_start`` — one transaction: lock (or create) the session, refuse
-   a second concurrent turn, build the prompt (stored history + the client's
-   new messages, images inline as ``data:`` URLs), size the reservation
-   (prompt tokens + the turn's output budget at the model's price), save the
-   new messages and an ``in_progress`` assistant message, and hold the credits
-   under the turn's reference. ``InsufficientCreditsError`` rolls all of it
-   back: a 402 leaves no session, message or hold behind.
+1. ``chat_turn_prepare`` reads and computes, writing nothing: the session
+   (refusing a second concurrent turn), the prompt (stored history + the
+   client's new messages, images inline as ``data:`` URLs), the reservation
+   (prompt tokens + the turn's output budget at the model's price; an account
+   that plainly cannot pay is refused here) and the turn's ids. Then
+   ``chat_turn_commit``, one transaction: lock (or create) the session, check
+   again that no turn is in progress and none ended since the history was
+   read, save the new messages and an ``in_progress`` assistant message, and
+   hold the credits under the turn's reference. A refusal
+   (``InsufficientCreditsError``, ``ChatSessionBusyError``) rolls all of it
+   back: a 402 leaves no session, message or hold behind. A streamed turn
+   sends the model its request while the commit runs (``rivya_api.chat.turns``),
+   and writes, shows and charges nothing of it unless the commit succeeds.
+   ``chat_turn_start`` is the two in a row.
 2. The model runs outside any transaction (``rivya_api.chat.turns``).
 3. ``chat_turn_finish`` — one transaction: save the assistant message
    (complete, or partial when the turn stopped early) and settle the hold from
@@ -45,8 +52,9 @@ from rivya_api.chat.providers.base import ChatProvider, ChatRequest, ChatUsage
 from rivya_api.conf import api_settings
 from rivya_api.files.selectors import file_get_usable, file_open
 from rivya_api.ids import public_id
+from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
-from rivya_billing.exceptions import HoldNotPendingError
+from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,19 @@ class ChatTurnPlan:
     credits_reserved: int
     new_session: bool
     include_usage: bool = True
+    pending: PendingTurn | None = None  # what chat_turn_commit writes
+
+
+@dataclass
+class PendingTurn:
+    """What ``chat_turn_prepare`` read and ``chat_turn_commit`` writes."""
+
+    account: Any
+    session: ChatSession  # unsaved for a new session
+    history_as_of: Any  # the session's updated_at when its history was read
+    messages: list[NewMessage]
+    metadata: dict[str, str]
+    idempotency_key: str
 
 
 def chat_turn_reference(turn_id: str) -> str:
@@ -113,13 +134,12 @@ def _provider_message(*, account: Any, role: str, text: str, images: list[dict[s
 
 
 def _session_for_turn(*, account: Any, session_id: str | None, model_id: str) -> tuple[ChatSession, bool]:
+    """The turn's session, checked (read only; ``chat_turn_commit`` checks again under its lock)."""
     if session_id is None:
-        return ChatSession(account=account, model=model_id, source=ChatSession.Source.API), True
-    session = (
-        ChatSession.objects.select_for_update()
-        .filter(account=account, public_id=session_id, source=ChatSession.Source.API)
-        .first()
-    )
+        session = ChatSession(account=account, model=model_id, source=ChatSession.Source.API)
+        session.public_id = public_id("chat")
+        return session, True
+    session = ChatSession.objects.filter(account=account, public_id=session_id, source=ChatSession.Source.API).first()
     if session is None:
         raise ChatSessionNotFoundError(f"No chat session {session_id!r}.", param="session_id")
     if session.model != model_id:
@@ -128,17 +148,24 @@ def _session_for_turn(*, account: Any, session_id: str | None, model_id: str) ->
             param="model",
             code="session_model_mismatch",
         )
-    busy_since = timezone.now() - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
-    if session.messages.filter(status=ChatMessage.Status.IN_PROGRESS, created_at__gte=busy_since).exists():
-        raise ChatSessionBusyError(
-            f"Session {session_id} has a turn in progress; send the next turn when it has finished.",
-            param="session_id",
-        )
+    _check_not_busy(session)
     return session, False
 
 
-@transaction.atomic
-def chat_turn_start(
+def _check_not_busy(session: ChatSession) -> None:
+    busy_since = timezone.now() - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    if session.messages.filter(status=ChatMessage.Status.IN_PROGRESS, created_at__gte=busy_since).exists():
+        raise _busy(session)
+
+
+def _busy(session: ChatSession) -> ChatSessionBusyError:
+    return ChatSessionBusyError(
+        f"Session {session.public_id} has a turn in progress; send the next turn when it has finished.",
+        param="session_id",
+    )
+
+
+def chat_turn_prepare(
     *,
     account: Any,
     model: Any,
@@ -150,11 +177,12 @@ def chat_turn_start(
     metadata: dict[str, str] | None = None,
     idempotency_key: str = "",
 ) -> ChatTurnPlan:
-    """Accept a turn: save its messages and hold its upper-bound price (see the module docstring).
+    """Plan a turn without writing anything: its prompt, its price, its ids (see the module docstring).
 
     ``model`` is a listed chat ``CatalogModel``. Raises ``ChatSessionNotFoundError``,
-    ``ChatSessionBusyError``, ``ChatAttachmentError``, ``ChatContextLengthError`` or
-    billing's ``InsufficientCreditsError``; every one of them leaves nothing behind.
+    ``ChatSessionBusyError``, ``ChatAttachmentError``, ``ChatContextLengthError``,
+    or billing's ``InsufficientCreditsError`` when the account plainly cannot
+    pay (``chat_turn_commit`` is what holds the credits).
     """
     session, new_session = _session_for_turn(account=account, session_id=session_id, model_id=model.id)
     prompt: list[dict[str, Any]] = []
@@ -192,44 +220,21 @@ def chat_turn_start(
             param="messages",
         )
     credits = catalog_token_price(model, input_tokens=reserve_prompt_tokens, output_tokens=max_output_tokens)
-
+    available = billing_selectors.credits_available(account=account)
+    if available < credits:
+        raise InsufficientCreditsError(
+            f"Cannot reserve {credits} credits: {available} available.", requested=credits, available=available
+        )
     if new_session:
         first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
         session.title = " ".join(first_text.split())[:TITLE_LENGTH]
-        session.save()
-    turn_id = public_id("msg")
-    ChatMessage.objects.bulk_create(
-        [
-            ChatMessage(
-                public_id=public_id("msg"),
-                session=session,
-                role=message.role,
-                content=message.text,
-                attachments=[image["file_id"] for image in message.images],
-                status=ChatMessage.Status.IN_PROGRESS,
-                turn_id=turn_id,
-            )
-            for message in messages
-        ]
-    )
-    assistant = ChatMessage.objects.create(
-        public_id=turn_id,
-        session=session,
-        role=ChatMessage.Role.ASSISTANT,
-        status=ChatMessage.Status.IN_PROGRESS,
-        turn_id=turn_id,
-        credits_reserved=credits,
-        metadata=metadata or {},
-        idempotency_key=idempotency_key,
-    )
-    billing.credits_reserve(account=account, amount=credits, reference=chat_turn_reference(turn_id))
     sampling = sampling or {}
     return ChatTurnPlan(
         account_id=account.pk,
         session_id=session.public_id,
-        turn_id=turn_id,
+        turn_id=public_id("msg"),
         model_id=model.id,
-        created=int(assistant.created_at.timestamp()) if assistant.created_at else int(time.time()),
+        created=int(time.time()),
         provider=provider,
         request=ChatRequest(
             messages=prompt,
@@ -244,7 +249,70 @@ def chat_turn_start(
         prompt_tokens=prompt_tokens,
         credits_reserved=credits,
         new_session=new_session,
+        pending=PendingTurn(
+            account=account,
+            session=session,
+            history_as_of=session.updated_at,
+            messages=messages,
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+        ),
     )
+
+
+@transaction.atomic
+def chat_turn_commit(plan: ChatTurnPlan) -> None:
+    """Accept a prepared turn: save its messages and hold its upper-bound price, in one transaction.
+
+    Checks again, under the session's row lock, what ``chat_turn_prepare`` read:
+    no other turn in progress, and no turn ended since its history was read
+    (``ChatSessionBusyError``). Raises billing's ``InsufficientCreditsError``;
+    every refusal leaves nothing behind. A plan commits once: a second commit
+    fails on the turn id's uniqueness.
+    """
+    pending = plan.pending
+    session = pending.session
+    if plan.new_session:
+        session.save()
+    else:
+        locked = ChatSession.objects.select_for_update().filter(pk=session.pk).first()
+        if locked is None or locked.updated_at != pending.history_as_of:
+            raise _busy(session)
+        _check_not_busy(locked)
+    ChatMessage.objects.bulk_create(
+        [
+            ChatMessage(
+                public_id=public_id("msg"),
+                session=session,
+                role=message.role,
+                content=message.text,
+                attachments=[image["file_id"] for image in message.images],
+                status=ChatMessage.Status.IN_PROGRESS,
+                turn_id=plan.turn_id,
+            )
+            for message in pending.messages
+        ]
+    )
+    ChatMessage.objects.create(
+        public_id=plan.turn_id,
+        session=session,
+        role=ChatMessage.Role.ASSISTANT,
+        status=ChatMessage.Status.IN_PROGRESS,
+        turn_id=plan.turn_id,
+        credits_reserved=plan.credits_reserved,
+        metadata=pending.metadata,
+        idempotency_key=pending.idempotency_key,
+    )
+    billing.credits_reserve(
+        account=pending.account, amount=plan.credits_reserved, reference=chat_turn_reference(plan.turn_id)
+    )
+
+
+def chat_turn_start(**kwargs: Any) -> ChatTurnPlan:
+    """``chat_turn_prepare`` and ``chat_turn_commit`` one after the other: an accepted turn."""
+    plan = chat_turn_prepare(**kwargs)
+    chat_turn_commit(plan)
+    return plan
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:

@@ -155,15 +155,38 @@ class ChatTurn:
         self.task: asyncio.Task[None] | None = None
         self.mirror: asyncio.Task[None] | None = None
         self.cancel_requested = False
+        self.committed: asyncio.Task[None] | None = None
+        self.refusal: BaseException | None = None  # why the turn's commit was refused
         # The Idempotency-Key claim of a streamed turn: its outcome is stored when the turn ends.
         self.idempotency_record: Any = None
 
     # -- control -------------------------------------------------------------------
 
-    def start(self, *, idempotency_record: Any = None) -> ChatTurn:
+    def start(self, *, idempotency_record: Any = None, commit: bool = False) -> ChatTurn:
+        """Run the turn. With ``commit``, the plan is only prepared: its commit runs beside the model's request.
+
+        Until the commit has succeeded the turn writes nothing, is not listed
+        for resuming, and nobody reads its events; a refused commit stops the
+        model's request and is the turn's ``refusal`` (see ``wait_accepted``).
+        """
         self.idempotency_record = idempotency_record
         self.loop = asyncio.get_running_loop()
+        self.committed = self.loop.create_task(db_call(services.chat_turn_commit, self.plan)) if commit else None
         self.task = self.loop.create_task(self._run(), name=f"chat-turn-{self.plan.turn_id}")
+        if self.committed is None:
+            self._accepted()
+        else:
+            self.committed.add_done_callback(self._on_committed)
+        return self
+
+    def _on_committed(self, committed: asyncio.Task[None]) -> None:
+        self.refusal = _failure(committed)
+        if self.refusal is None:
+            self._accepted()
+        elif self.task is not None:
+            self.task.cancel()
+
+    def _accepted(self) -> None:
         streams.local_turns.add(self)
         if self.idempotency_record is not None:
             renewer = self.loop.create_task(self._renew_idempotency_lease())
@@ -171,7 +194,18 @@ class ChatTurn:
         if streams.redis_enabled():
             self.mirror = self.loop.create_task(streams.mirror_to_redis(self), name=f"chat-mirror-{self.plan.turn_id}")
             streams.ensure_cancel_listener()
-        return self
+
+    async def wait_accepted(self) -> BaseException | None:
+        """Until the turn's commit has ended: None when it was accepted, else why it was refused."""
+        if self.committed is None:
+            return None
+        await asyncio.wait([self.committed])
+        return _failure(self.committed)
+
+    async def _until_accepted(self) -> None:
+        """Before the turn's first write: wait for its commit; a refused turn ends here, writing nothing."""
+        if await self.wait_accepted() is not None:
+            raise asyncio.CancelledError
 
     def cancel(self) -> None:
         """Stop the turn (from any thread): it saves and charges what was produced so far."""
@@ -284,6 +318,7 @@ class ChatTurn:
                 prompt_tokens=plan.prompt_tokens,
                 completion_tokens=plan.provider.count_completion_tokens(self.text),
             )
+            await self._until_accepted()
             self._emit_finish(finished.finish_reason)
             self.message = await db_call(
                 services.chat_turn_finish,
@@ -308,10 +343,11 @@ class ChatTurn:
                 )
             )
         finally:
-            if self.idempotency_record is not None:
+            if self.refusal is None and self.idempotency_record is not None:
                 await self._store_outcome()
             self.log.close()
-            streams.local_turns.ended(self)
+            if self.refusal is None:
+                streams.local_turns.ended(self)
 
     async def _store_outcome(self) -> None:
         """Store the turn's outcome under its Idempotency-Key, for retries to replay."""
@@ -345,6 +381,8 @@ class ChatTurn:
     async def _stop_early(self) -> None:
         """Save what was produced as an incomplete reply and charge for it."""
         plan = self.plan
+        if self.refusal is not None or await self.wait_accepted() is not None:
+            return  # the turn was never accepted: nothing to save or charge
         self.usage = ChatUsage(
             prompt_tokens=plan.prompt_tokens,
             completion_tokens=plan.provider.count_completion_tokens(self.text),
@@ -367,6 +405,8 @@ class ChatTurn:
 
     async def _fail(self, error: ChatProviderError) -> None:
         self.error = error
+        if await self.wait_accepted() is not None:
+            return
         try:
             self.message = await db_call(
                 services.chat_turn_fail, turn_id=self.plan.turn_id, content=self.text, error_code=error.code
@@ -374,6 +414,12 @@ class ChatTurn:
         except Exception:
             logger.exception("Could not release the failed chat turn %s; its hold will expire", self.plan.turn_id)
         self._emit_error(error)
+
+
+def _failure(task: asyncio.Task[Any]) -> BaseException | None:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception()
 
 
 def replay_events(completion: dict[str, Any]) -> list[TurnEvent]:

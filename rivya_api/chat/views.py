@@ -8,8 +8,11 @@ holds no thread while the model produces. It only peeks at ``stream``:
   are those of every other endpoint. The turn runs on the event loop and the
   view waits for its result.
 - ``stream: true``: the same DRF view object authenticates, throttles,
-  validates and accepts the turn in one short worker-thread call (its database
-  connection is given back before the first token), and the response is an
+  validates and prepares the turn in one short worker-thread call (its
+  database connection is given back before the first token); the model's
+  request then goes out while the turn is committed (credits held) in another,
+  and nothing of it is shown or charged unless that commit succeeds (a
+  refusal is the same 402/409 a non-streaming request gets). The response is an
   async iterator over the turn's event log: one ``id:``-numbered ``data:``
   event per chunk, a usage chunk with ``choices: []``, ``data: [DONE]``, and
   ``: keep-alive`` comments while the model is silent. The response starts
@@ -86,6 +89,16 @@ async def _run_turn(plan: services.ChatTurnPlan) -> ChatTurn:
     return turn
 
 
+def _insufficient_credits(exc: InsufficientCreditsError) -> ApiError:
+    return ApiError(
+        f"This turn needs up to {exc.requested} credits (its prompt plus the output budget); "
+        f"{exc.available} are available. Lower max_tokens or add credits.",
+        code="insufficient_credits",
+        status=402,
+        headers={"x-should-retry": "false"},
+    )
+
+
 def _provider_error(turn: ChatTurn) -> ApiError:
     error = turn.error
     assert error is not None
@@ -107,15 +120,15 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
     def accept_stream(self, request: Any) -> tuple[str, Any]:
         """Accept a streaming turn under its ``Idempotency-Key``, if it has one.
 
-        Returns ``("turn", (plan, record))`` for a new turn (``record`` is the
+        Returns ``("turn", (plan, record))`` for a new, prepared turn (``record`` is the
         claim to complete when the turn ends, or None), ``("replay", record)``
         for a key whose turn already ended, ``("attach", turn_id)`` for a key
         whose turn is still running. Raises the 409/422 refusals and any error
-        of ``accept_turn``; an error stored under the key is replayed as stored.
+        of ``plan_turn``; an error stored under the key is replayed as stored.
         """
         key = idempotency_key_from_request(request)
         if key is None:
-            return "turn", (self.accept_turn(request)[0], None)
+            return "turn", (self.plan_turn(request), None)
         claim = idempotency_claim(
             account=self.account,
             key=key,
@@ -138,7 +151,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         if orphan is not None:
             services.chat_turn_fail(turn_id=orphan.public_id, error_code="turn_interrupted")
         try:
-            plan, _ = self.accept_turn(request, idempotency_key=key)
+            plan = self.plan_turn(request, idempotency_key=key)
         except Exception as exc:
             response = self.finalize_response(request, self.handle_exception(exc))
             response.render()
@@ -146,8 +159,8 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
             raise
         return "turn", (plan, claim.record)
 
-    def accept_turn(self, request: Any, idempotency_key: str = "") -> tuple[services.ChatTurnPlan, bool]:
-        """Validate the request and start its turn (reserving credits): (plan, stream)."""
+    def plan_turn(self, request: Any, idempotency_key: str = "") -> services.ChatTurnPlan:
+        """Validate the request and prepare its turn (nothing written yet; see ``chat_turn_prepare``)."""
         serializer = ChatCompletionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -159,33 +172,44 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
                 code="model_not_chat",
                 param="model",
             )
-        stop = data.get("stop") or []
         sampling = {
             name: data.get(name)
             for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
             if data.get(name) is not None
         }
         try:
-            plan = services.chat_turn_start(
+            return services.chat_turn_prepare(
                 account=self.account,
                 model=model,
                 messages=list(data["messages"]),
                 session_id=data.get("session_id"),
                 max_output_tokens=data.get("max_output_tokens"),
                 sampling=sampling,
-                stop=stop,
+                stop=data.get("stop") or [],
                 metadata=data.get("metadata") or {},
                 idempotency_key=idempotency_key,
             )
         except InsufficientCreditsError as exc:
-            raise ApiError(
-                f"This turn needs up to {exc.requested} credits (its prompt plus the output budget); "
-                f"{exc.available} are available. Lower max_tokens or add credits.",
-                code="insufficient_credits",
-                status=402,
-                headers={"x-should-retry": "false"},
-            ) from None
-        return plan, bool(data.get("stream"))
+            raise _insufficient_credits(exc) from None
+
+    def accept_turn(self, request: Any) -> services.ChatTurnPlan:
+        """Validate the request and start its turn (reserving credits)."""
+        plan = self.plan_turn(request)
+        try:
+            services.chat_turn_commit(plan)
+        except InsufficientCreditsError as exc:
+            raise _insufficient_credits(exc) from None
+        return plan
+
+    def refusal_response(self, request: Any, refusal: BaseException, record: Any) -> Any:
+        """The error response of a streamed turn whose commit was refused, stored under its key if it has one."""
+        if isinstance(refusal, InsufficientCreditsError):
+            refusal = _insufficient_credits(refusal)
+        response = self.finalize_response(request, self.handle_exception(refusal))
+        response.render()
+        if record is not None:
+            outcome_record(record=record, response=response)
+        return response
 
     @extend_schema(
         operation_id="chat_completions_create",
@@ -306,7 +330,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         ],
     )
     def post(self, request: Any) -> Response:
-        plan, _ = self.accept_turn(request)
+        plan = self.accept_turn(request)
         # The model may take a while: hold no database connection meanwhile.
         release_connections()
         turn = async_to_sync(_run_turn)(plan)
@@ -416,10 +440,16 @@ async def _stream_response(request: HttpRequest) -> HttpResponse:
             )
         return view.finalize_response(drf_request, attached)
     plan, record = payload
-    turn = ChatTurn(plan).start(idempotency_record=record)
+    # The model's request goes out now, while the turn is committed (credits held) beside it:
+    # the model's time to first token hides the commit's.
+    turn = ChatTurn(plan).start(idempotency_record=record, commit=True)
+    refusal = await turn.wait_accepted()
+    if refusal is not None:
+        return await db_call(view.refusal_response, drf_request, refusal, record)
     # Start the response only once the model has said something (or failed), so a
     # model that fails first is a plain HTTP error the SDKs know how to handle.
-    await turn.log.wait_for_change(float(api_settings.CHAT_KEEPALIVE_SECONDS))
+    if not turn.log.events and not turn.log.closed:
+        await turn.log.wait_for_change(float(api_settings.CHAT_KEEPALIVE_SECONDS))
     if not turn.log.events and turn.task is not None and not turn.task.done():
         pass  # slow model: start the stream with keep-alives
     elif turn.failed_before_output:

@@ -150,10 +150,10 @@ def test_a_streamed_turn_refused_by_a_database_outage_leaves_its_key_to_lapse(li
     """A 503 is not stored (it would be replayed for good): the key frees after Retry-After."""
     account, secret = funded()
 
-    def unavailable(**kwargs):
+    def unavailable(plan):
         raise OperationalError("the database went away")
 
-    monkeypatch.setattr(services, "chat_turn_start", unavailable)
+    monkeypatch.setattr(services, "chat_turn_commit", unavailable)
     first = post(live_server_url, secret, "turn-503", {**BODY, "stream": True})
     assert first.status_code == 503, first.text
     record = IdempotencyRecord.objects.get(key="turn-503")
