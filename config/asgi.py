@@ -6,11 +6,14 @@ queued tasks), since no ``celery beat`` is there to do it.
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does first
 
-django_application = get_asgi_application()
+from config.middleware import ASGIHandler  # noqa: E402  (imports Django's middleware: after setup)
+
+django_application = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
 from django.conf import settings  # noqa: E402

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.core.asgi import get_asgi_application
 
 from rivya_api.keys.services import api_key_create
 from rivya_billing.services import credits_grant
@@ -46,10 +45,13 @@ SLOW_LOCAL_MODEL = {
 def live_server_url() -> Iterator[str]:
     """The project's ASGI app (the same Django application ``config.asgi`` serves) under uvicorn.
 
-    Built with ``get_asgi_application()`` rather than imported from ``config.asgi``
-    so that importing it does not start the in-process periodic runner in the tests.
+    Built with ``config.middleware.ASGIHandler`` (what ``config.asgi`` serves) rather
+    than imported from ``config.asgi``, so that importing it does not start the
+    in-process periodic runner in the tests.
     """
-    with ServerThread(get_asgi_application()) as server:
+    from config.middleware import ASGIHandler
+
+    with ServerThread(ASGIHandler()) as server:
         yield server.url
 
 
