@@ -36,7 +36,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from rivya_api.chat import services, streams
-from rivya_api.chat.providers.base import ChatProviderError, ChatUsage, Finished, TextDelta
+from rivya_api.chat.providers.base import ChatProviderError, ChatUsage, Finished, TextDelta, request_sent_hook
 from rivya_api.common.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DONE = "[DONE]"
+# A streamed turn's commit starts at the latest this long after the turn (see ChatTurn.start).
+COMMIT_GRACE_SECONDS = 0.05
 
 
 def release_connections() -> None:
@@ -155,6 +157,7 @@ class ChatTurn:
         self.task: asyncio.Task[None] | None = None
         self.mirror: asyncio.Task[None] | None = None
         self.cancel_requested = False
+        self.verdict: asyncio.Future[BaseException | None] | None = None  # the commit's outcome
         self.committed: asyncio.Task[None] | None = None
         self.refusal: BaseException | None = None  # why the turn's commit was refused
         # The Idempotency-Key claim of a streamed turn: its outcome is stored when the turn ends.
@@ -163,24 +166,37 @@ class ChatTurn:
     # -- control -------------------------------------------------------------------
 
     def start(self, *, idempotency_record: Any = None, commit: bool = False) -> ChatTurn:
-        """Run the turn. With ``commit``, the plan is only prepared: its commit runs beside the model's request.
+        """Run the turn. With ``commit``, the plan is only prepared: it is committed beside the model's request.
 
+        The commit starts once the model has the whole request (the provider's
+        ``mark_request_sent``), at its first event, or ``COMMIT_GRACE_SECONDS``
+        after the start, whichever comes first: its work then does not delay
+        sending the request, and the model's time to first token hides it.
         Until the commit has succeeded the turn writes nothing, is not listed
         for resuming, and nobody reads its events; a refused commit stops the
         model's request and is the turn's ``refusal`` (see ``wait_accepted``).
         """
         self.idempotency_record = idempotency_record
         self.loop = asyncio.get_running_loop()
-        self.committed = self.loop.create_task(db_call(services.chat_turn_commit, self.plan)) if commit else None
+        self.verdict = self.loop.create_future() if commit else None
         self.task = self.loop.create_task(self._run(), name=f"chat-turn-{self.plan.turn_id}")
-        if self.committed is None:
+        if self.verdict is None:
             self._accepted()
         else:
-            self.committed.add_done_callback(self._on_committed)
+            self.loop.call_later(COMMIT_GRACE_SECONDS, self._begin_commit)
         return self
+
+    def _begin_commit(self) -> None:
+        """Start the turn's commit (once; on the loop)."""
+        if self.verdict is None or self.committed is not None:
+            return
+        self.committed = self.loop.create_task(db_call(services.chat_turn_commit, self.plan))
+        self.committed.add_done_callback(self._on_committed)
 
     def _on_committed(self, committed: asyncio.Task[None]) -> None:
         self.refusal = _failure(committed)
+        assert self.verdict is not None
+        self.verdict.set_result(self.refusal)
         if self.refusal is None:
             self._accepted()
         elif self.task is not None:
@@ -197,13 +213,13 @@ class ChatTurn:
 
     async def wait_accepted(self) -> BaseException | None:
         """Until the turn's commit has ended: None when it was accepted, else why it was refused."""
-        if self.committed is None:
+        if self.verdict is None:
             return None
-        await asyncio.wait([self.committed])
-        return _failure(self.committed)
+        return await asyncio.shield(self.verdict)
 
     async def _until_accepted(self) -> None:
-        """Before the turn's first write: wait for its commit; a refused turn ends here, writing nothing."""
+        """Before the turn's first write: commit it; a refused turn ends here, writing nothing."""
+        self._begin_commit()
         if await self.wait_accepted() is not None:
             raise asyncio.CancelledError
 
@@ -302,10 +318,12 @@ class ChatTurn:
 
     async def _run(self) -> None:
         plan = self.plan
+        request_sent_hook.set(self._begin_commit)  # this task's context only
         try:
             finished: Finished | None = None
             async with contextlib.aclosing(plan.provider.stream(plan.request)) as events:
                 async for event in events:
+                    self._begin_commit()
                     if isinstance(event, TextDelta):
                         if event.text:
                             self._emit_delta(event.text)
@@ -381,6 +399,7 @@ class ChatTurn:
     async def _stop_early(self) -> None:
         """Save what was produced as an incomplete reply and charge for it."""
         plan = self.plan
+        self._begin_commit()
         if self.refusal is not None or await self.wait_accepted() is not None:
             return  # the turn was never accepted: nothing to save or charge
         self.usage = ChatUsage(
@@ -405,6 +424,7 @@ class ChatTurn:
 
     async def _fail(self, error: ChatProviderError) -> None:
         self.error = error
+        self._begin_commit()
         if await self.wait_accepted() is not None:
             return
         try:

@@ -11,17 +11,32 @@ by ``catalog_provider(model)`` as ``ProviderClass(options)`` (the entry's
 ``options``, plus ``base_url`` and ``api_key`` for models with an
 ``upstream``); they hold no database state and
 must not block the event loop (the local model sleeps with ``asyncio.sleep``;
-the upstream adapter uses an async HTTP client).
+the upstream adapter uses an async HTTP client). A provider that talks to a
+remote model calls ``mark_request_sent()`` once the model has the whole
+request: a streamed turn does its own database work from then on, so that it
+does not slow the request down (a provider that does not say so gets the same
+from its first event).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from rivya_api.chat import tokenizer
+
+# Set by the task running a turn, for the provider it runs (see mark_request_sent).
+request_sent_hook: ContextVar[Callable[[], None] | None] = ContextVar("rivya_chat_request_sent", default=None)
+
+
+def mark_request_sent() -> None:
+    """For providers: the model has the whole request now; what follows is its reply."""
+    hook = request_sent_hook.get()
+    if hook is not None:
+        hook()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from rivya_api.chat.providers.base import (
     ChatUsage,
     Finished,
     TextDelta,
+    mark_request_sent,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,12 @@ def _client() -> httpx.AsyncClient:
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100))
         _clients[loop] = client
     return client
+
+
+async def _trace(event: str, info: dict[str, Any]) -> None:
+    # httpcore's trace extension: tell the turn once the request body is on the wire.
+    if event.endswith("send_request_body.complete"):
+        mark_request_sent()
 
 
 def _unavailable() -> ChatProviderError:
@@ -133,7 +140,12 @@ class OpenAICompatibleChatProvider(ChatProvider):
         deadline = time.monotonic() + float(self.options.get("total_timeout", 600))
         try:
             async with _client().stream(
-                "POST", url, json=self._body(request), headers=headers, timeout=self._timeout()
+                "POST",
+                url,
+                json=self._body(request),
+                headers=headers,
+                timeout=self._timeout(),
+                extensions={"trace": _trace},
             ) as response:
                 if response.status_code >= 400:
                     raise await self._status_error(response)

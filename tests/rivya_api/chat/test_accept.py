@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from rivya_api.chat import services
+from rivya_api.chat import services, turns
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_billing.models import Hold
 from rivya_billing.selectors import wallet_get
@@ -54,6 +54,24 @@ def test_the_model_request_goes_out_before_the_commit_ends(live_server_url, fund
     assert seen_by_upstream.is_set()
     assert response.text.rstrip().endswith("data: [DONE]")
     assert ChatMessage.objects.get(role="assistant").status == "completed"
+
+
+def test_the_commit_starts_once_the_request_is_on_the_wire(live_server_url, funded, upstream, monkeypatch):
+    """Not at the model's first event (a second later here), nor after the grace: when the body is sent."""
+    _, secret = funded()
+    upstream.script.first_delay = 1
+    monkeypatch.setattr(turns, "COMMIT_GRACE_SECONDS", 30)
+    commit = services.chat_turn_commit
+    started_at: list[float] = []
+
+    def timed(plan):
+        started_at.append(time.monotonic())
+        return commit(plan)
+
+    monkeypatch.setattr(services, "chat_turn_commit", timed)
+    response = post_stream(live_server_url, secret, UPSTREAM_BODY)
+    assert response.status_code == 200, response.text
+    assert started_at[0] < upstream.sent_at[0] - 0.5  # the first chunk came a second after the request
 
 
 def test_a_commit_refused_for_credits_is_a_402_and_stops_the_model(live_server_url, funded, upstream, monkeypatch):
