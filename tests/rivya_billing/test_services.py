@@ -50,6 +50,15 @@ def test_an_account_without_credits_has_an_empty_unsaved_wallet(account):
     assert not Wallet.objects.exists()
 
 
+def test_credits_available_is_balance_less_held(account, make_account):
+    assert selectors.credits_available(account=account) == 0  # no wallet yet
+    services.credits_grant(account=account, amount=100, reference="grant")
+    services.credits_reserve(account=account, amount=30, reference="job")
+    assert selectors.credits_available(account=account) == 70
+    assert selectors.credits_available(account=account.pk) == 70
+    assert selectors.credits_available(account=make_account()) == 0  # another account's wallet is not read
+
+
 def test_grant_creates_the_wallet_and_records_the_entry(account, now):
     entry = services.credits_grant(
         account=account, amount=100, reference="grant:1", actor="user:1", description="welcome", now=now
