@@ -608,7 +608,7 @@ def main() -> None:
             420,
         )
         say("chat: bench/chat_stream.py")
-        subs["chat_stream"] = sub_benchmark("chat_stream.py", ["all", "--json", "--turns", "60"], env, 420)
+        subs["chat_stream"] = sub_benchmark("chat_stream.py", ["all", "--json", "--turns", "60"], env, 600)
 
     # --- rows ---
     hello, auth = http["hello"], http["authenticated_get"]
@@ -779,8 +779,10 @@ def chat_rows(over: dict[str, Any], cap: dict[str, Any]) -> list[dict[str, Any]]
         row("(3) chunks merged / dropped, turn errors", f"{over['merged']} / {over['dropped']}, {over['errors']}",
             "–", None, "0", clean),
         row(f"(3) capacity: {cap['streams']} open streams on one web process (1 s pace)",
-            f"{cap['completed']} completed, added gap P99 {cap['added_gap_p99_ms']:+.1f} ms, {rss}", "–", None,
-            "500, ≤ +20 ms", cap["completed"] >= 500 and cap["added_gap_p99_ms"] <= 20),
+            f"{cap['completed']} completed; added gap P99 {cap['holding_added_gap_p99_ms']:+.1f} ms while all are "
+            f"open ({cap['holding_seconds']:.0f} s), {cap['added_gap_p99_ms']:+.1f} ms over the whole run; {rss}",
+            f"TTFT P50 {cap['ttft_p50_ms']:.0f} ms while {cap['streams']} open in 25 s", None, "500, ≤ +20 ms",
+            cap["completed"] >= 500 and cap["holding_added_gap_p99_ms"] <= 20),
     ]  # fmt: skip
 
 
