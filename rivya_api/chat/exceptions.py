@@ -44,3 +44,19 @@ class ChatContextLengthError(ChatError):
     """The prompt plus the output budget does not fit the model's context window."""
 
     default_code = "context_length_exceeded"
+
+
+class ChatCreditsError(ChatError):
+    """The account cannot pay for the turn's upper-bound price (its prompt plus the output budget)."""
+
+    status_code = 402
+    default_code = "insufficient_credits"
+
+    def __init__(self, *, requested: int, available: int) -> None:
+        super().__init__(
+            f"This turn needs up to {requested} credits (its prompt plus the output budget); "
+            f"{available} are available. Lower max_tokens or add credits.",
+            headers={"x-should-retry": "false"},
+        )
+        self.requested = requested
+        self.available = available

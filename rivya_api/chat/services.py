@@ -11,7 +11,7 @@ A turn's life, and where the money moves:
    again that no turn is in progress and none ended since the history was
    read, save the new messages and an ``in_progress`` assistant message, and
    hold the credits under the turn's reference. A refusal
-   (``InsufficientCreditsError``, ``ChatSessionBusyError``) rolls all of it
+   (``ChatCreditsError``, ``ChatSessionBusyError``) rolls all of it
    back: a 402 leaves no session, message or hold behind. A streamed turn
    sends the model its request while the commit runs (``rivya_api.chat.turns``),
    and writes, shows and charges nothing of it unless the commit succeeds.
@@ -43,6 +43,7 @@ from django.utils import timezone
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
+    ChatCreditsError,
     ChatError,
     ChatSessionBusyError,
     ChatSessionNotFoundError,
@@ -88,7 +89,7 @@ class ChatTurnPlan:
     credits_reserved: int
     new_session: bool
     include_usage: bool = True
-    pending: PendingTurn | None = None  # what chat_turn_commit writes
+    pending: PendingTurn | None = None  # what chat_turn_commit writes; None once written
 
 
 @dataclass
@@ -181,7 +182,7 @@ def chat_turn_prepare(
 
     ``model`` is a listed chat ``CatalogModel``. Raises ``ChatSessionNotFoundError``,
     ``ChatSessionBusyError``, ``ChatAttachmentError``, ``ChatContextLengthError``,
-    or billing's ``InsufficientCreditsError`` when the account plainly cannot
+    or ``ChatCreditsError`` when the account plainly cannot
     pay (``chat_turn_commit`` is what holds the credits).
     """
     session, new_session = _session_for_turn(account=account, session_id=session_id, model_id=model.id)
@@ -222,9 +223,7 @@ def chat_turn_prepare(
     credits = catalog_token_price(model, input_tokens=reserve_prompt_tokens, output_tokens=max_output_tokens)
     available = billing_selectors.credits_available(account=account)
     if available < credits:
-        raise InsufficientCreditsError(
-            f"Cannot reserve {credits} credits: {available} available.", requested=credits, available=available
-        )
+        raise ChatCreditsError(requested=credits, available=available)
     if new_session:
         first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
         session.title = " ".join(first_text.split())[:TITLE_LENGTH]
@@ -266,11 +265,13 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
 
     Checks again, under the session's row lock, what ``chat_turn_prepare`` read:
     no other turn in progress, and no turn ended since its history was read
-    (``ChatSessionBusyError``). Raises billing's ``InsufficientCreditsError``;
-    every refusal leaves nothing behind. A plan commits once: a second commit
-    fails on the turn id's uniqueness.
+    (``ChatSessionBusyError``). Raises ``ChatCreditsError`` when the hold is refused;
+    every refusal leaves nothing behind. A plan commits once: what it wrote
+    (``plan.pending``) is dropped when it is written, so a second commit is refused.
     """
     pending = plan.pending
+    if pending is None:
+        raise RuntimeError(f"The chat turn {plan.turn_id} was committed already.")
     session = pending.session
     if plan.new_session:
         session.save()
@@ -303,9 +304,13 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
         metadata=pending.metadata,
         idempotency_key=pending.idempotency_key,
     )
-    billing.credits_reserve(
-        account=pending.account, amount=plan.credits_reserved, reference=chat_turn_reference(plan.turn_id)
-    )
+    try:
+        billing.credits_reserve(
+            account=pending.account, amount=plan.credits_reserved, reference=chat_turn_reference(plan.turn_id)
+        )
+    except InsufficientCreditsError as exc:
+        raise ChatCreditsError(requested=exc.requested, available=exc.available) from None
+    plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
 
 
 def chat_turn_start(**kwargs: Any) -> ChatTurnPlan:

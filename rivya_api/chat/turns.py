@@ -400,7 +400,7 @@ class ChatTurn:
         """Save what was produced as an incomplete reply and charge for it."""
         plan = self.plan
         self._begin_commit()
-        if self.refusal is not None or await self.wait_accepted() is not None:
+        if await self.wait_accepted() is not None:
             return  # the turn was never accepted: nothing to save or charge
         self.usage = ChatUsage(
             prompt_tokens=plan.prompt_tokens,

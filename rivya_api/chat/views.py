@@ -76,7 +76,6 @@ from rivya_api.idempotency.services import (
     idempotency_claim,
 )
 from rivya_api.metrics import sse_stream_tracked
-from rivya_billing.exceptions import InsufficientCreditsError
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +86,6 @@ async def _run_turn(plan: services.ChatTurnPlan) -> ChatTurn:
     turn = ChatTurn(plan).start()
     await turn.wait()
     return turn
-
-
-def _insufficient_credits(exc: InsufficientCreditsError) -> ApiError:
-    return ApiError(
-        f"This turn needs up to {exc.requested} credits (its prompt plus the output budget); "
-        f"{exc.available} are available. Lower max_tokens or add credits.",
-        code="insufficient_credits",
-        status=402,
-        headers={"x-should-retry": "false"},
-    )
 
 
 def _provider_error(turn: ChatTurn) -> ApiError:
@@ -153,9 +142,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         try:
             plan = self.plan_turn(request, idempotency_key=key)
         except Exception as exc:
-            response = self.finalize_response(request, self.handle_exception(exc))
-            response.render()
-            outcome_record(record=claim.record, response=response)
+            self.refusal_response(request, exc, claim.record)
             raise
         return "turn", (plan, claim.record)
 
@@ -177,34 +164,26 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
             for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
             if data.get(name) is not None
         }
-        try:
-            return services.chat_turn_prepare(
-                account=self.account,
-                model=model,
-                messages=list(data["messages"]),
-                session_id=data.get("session_id"),
-                max_output_tokens=data.get("max_output_tokens"),
-                sampling=sampling,
-                stop=data.get("stop") or [],
-                metadata=data.get("metadata") or {},
-                idempotency_key=idempotency_key,
-            )
-        except InsufficientCreditsError as exc:
-            raise _insufficient_credits(exc) from None
+        return services.chat_turn_prepare(
+            account=self.account,
+            model=model,
+            messages=list(data["messages"]),
+            session_id=data.get("session_id"),
+            max_output_tokens=data.get("max_output_tokens"),
+            sampling=sampling,
+            stop=data.get("stop") or [],
+            metadata=data.get("metadata") or {},
+            idempotency_key=idempotency_key,
+        )
 
     def accept_turn(self, request: Any) -> services.ChatTurnPlan:
         """Validate the request and start its turn (reserving credits)."""
         plan = self.plan_turn(request)
-        try:
-            services.chat_turn_commit(plan)
-        except InsufficientCreditsError as exc:
-            raise _insufficient_credits(exc) from None
+        services.chat_turn_commit(plan)
         return plan
 
     def refusal_response(self, request: Any, refusal: BaseException, record: Any) -> Any:
-        """The error response of a streamed turn whose commit was refused, stored under its key if it has one."""
-        if isinstance(refusal, InsufficientCreditsError):
-            refusal = _insufficient_credits(refusal)
+        """The error response of a refused turn, stored under its Idempotency-Key if it has one."""
         response = self.finalize_response(request, self.handle_exception(refusal))
         response.render()
         if record is not None:

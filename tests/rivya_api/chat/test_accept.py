@@ -17,6 +17,7 @@ import time
 import httpx
 import pytest
 
+from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import services, turns
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_billing.models import Hold
@@ -84,6 +85,8 @@ def test_a_commit_refused_for_credits_is_a_402_and_stops_the_model(live_server_u
     assert response.status_code == 402, response.text
     error = response.json()["error"]
     assert error["code"] == "insufficient_credits"
+    assert "needs up to" in error["message"]
+    assert "5 are available" in error["message"]
     assert response.headers["x-should-retry"] == "false"
     assert started == [1]
     assert upstream.requests, "the model's request had gone out"
@@ -148,3 +151,15 @@ def monkeypatch_started_commits(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(services, "chat_turn_commit", counted)
     return calls
+
+
+def test_a_plan_commits_once(funded, upstream):
+    account, _ = funded()
+    model = catalog_model_get("rivya-chat-priced")
+    plan = services.chat_turn_prepare(account=account, model=model, messages=[services.NewMessage("user", "hi")])
+    services.chat_turn_commit(plan)
+    assert plan.pending is None, "the committed turn keeps no ORM objects"
+    with pytest.raises(RuntimeError, match="committed already"):
+        services.chat_turn_commit(plan)
+    assert Hold.objects.count() == 1
+    assert ChatMessage.objects.filter(turn_id=plan.turn_id).count() == 2  # the user's message and the reply
