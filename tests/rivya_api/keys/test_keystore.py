@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from rivya_api.keys import keystore
+from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import api_key_revoke, api_key_roll
 from rivya_api.keys.tokens import secret_generate, secret_hash
 
@@ -63,3 +64,29 @@ def test_a_process_local_cache_is_not_used_for_keys(settings, api_key):
     assert keystore.key_cache() is None
     assert lookup_counting_queries(secret_hash(secret))[1] == 1
     assert lookup_counting_queries(secret_hash(secret))[1] == 1
+
+
+def test_the_compiled_lookup_loads_what_the_orm_loads(api_key):
+    key, secret = api_key
+    api_key_revoke(api_key=key)  # a key with more than its defaults set (a timestamp, a status)
+    expected = APIKey.objects.select_related("account").get(pk=key.pk)
+    with CaptureQueriesContext(connection) as queries:
+        found = keystore._load(secret_hash(secret))
+        account = found.account  # loaded with the key: no second query
+    assert len(queries) == 1
+    assert found is not expected
+    for field in APIKey._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+    for field in type(account)._meta.concrete_fields:
+        assert getattr(account, field.attname) == getattr(expected.account, field.attname), field.name
+    assert found.revoked_at.tzinfo is not None  # the database's converters ran
+    assert found._state.adding is False
+    assert found._state.db == expected._state.db
+
+
+def test_the_compiled_lookup_reads_the_row_every_time(api_key):
+    key, secret = api_key
+    assert keystore._load(secret_hash(secret)).status == "active"
+    APIKey.objects.filter(pk=key.pk).update(name="renamed")
+    assert keystore._load(secret_hash(secret)).name == "renamed"
+    assert keystore._load(secret_hash(secret_generate())) is None
