@@ -65,6 +65,25 @@ def _client() -> httpx.AsyncClient:
     return client
 
 
+# How long to wait, after [DONE], for the end of the response body (see _read_to_the_end).
+DRAIN_SECONDS = 0.05
+
+
+async def _read_to_the_end(lines: AsyncIterator[str]) -> None:
+    """Read what follows [DONE] up to the body's end, so the connection goes back to the pool.
+
+    A response closed before its body ended takes its connection with it: the
+    next turn would pay a new TCP (and TLS) handshake to the model. A body that
+    does not end promptly is left to that fate rather than delay the turn.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in lines:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
+
+
 async def _trace(event: str, info: dict[str, Any]) -> None:
     # httpcore's trace extension: tell the turn once the request body is on the wire.
     if event.endswith("send_request_body.complete"):
@@ -165,7 +184,8 @@ class OpenAICompatibleChatProvider(ChatProvider):
     async def _events(self, response: httpx.Response, deadline: float) -> AsyncIterator[ChatEvent]:
         finish_reason: str | None = None
         usage: ChatUsage | None = None
-        async for line in response.aiter_lines():
+        lines = response.aiter_lines()
+        async for line in lines:
             if time.monotonic() > deadline:
                 raise ChatProviderError(
                     "The model took too long to answer; try again.", code="model_timeout", status=504
@@ -174,6 +194,7 @@ class OpenAICompatibleChatProvider(ChatProvider):
                 continue  # blank separators, comments, event names, ids
             data = line[5:].strip()
             if data == "[DONE]":
+                await _read_to_the_end(lines)
                 break
             try:
                 chunk = json.loads(data)

@@ -55,6 +55,7 @@ class UpstreamScript:
     usage: dict[str, int] | None = field(default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 4})
     fail_after: int | None = None  # send an error event after this many chunks
     drop_after: int | None = None  # close the connection after this many chunks, without [DONE]
+    end_delay: float = 0.0  # seconds between [DONE] and the end of the response body
     status: int = 200
 
 
@@ -65,6 +66,7 @@ class StandInUpstream:
         self.script = UpstreamScript()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.clients: list[tuple[str, int]] = []  # each request's client address: a reused connection repeats
         self.sent_at: list[float] = []  # monotonic time each content chunk was written
         self.finished_at: float | None = None
         self.disconnected = threading.Event()
@@ -79,6 +81,7 @@ class StandInUpstream:
                 break
         self.requests.append(json.loads(body or b"{}"))
         self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        self.clients.append(tuple(scope["client"]))
         script = self.script
         if script.status != 200:
             error = {"error": {"message": "upstream-vendor-x says no", "type": "server_error"}}
@@ -135,6 +138,8 @@ class StandInUpstream:
                 usage = {**script.usage, "total_tokens": sum(script.usage.values())}
                 await event({**chunk({}), "choices": [], "usage": usage})
             await event("[DONE]")
+            if script.end_delay:
+                await asyncio.sleep(script.end_delay)
             await send({"type": "http.response.body", "body": b""})
             self.finished_at = time.monotonic()
         finally:

@@ -135,6 +135,28 @@ def test_upstream_streams_deltas_and_usage(upstream):
     assert upstream.headers[0]["authorization"] == "Bearer sk-upstream"
 
 
+def test_turns_reuse_the_connection_to_the_upstream(upstream):
+    """After [DONE] the body's end is read, so the connection goes back to the pool (no new handshake per turn)."""
+    request = ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
+
+    async def three_turns():
+        provider = adapter(upstream)
+        return [[event async for event in provider.stream(request)] for _ in range(3)]
+
+    for events in asyncio.run(three_turns()):
+        assert events[-1] == Finished("stop", ChatUsage(11, 4))
+    assert len(upstream.clients) == 3
+    assert len(set(upstream.clients)) == 1, upstream.clients
+
+
+def test_a_body_that_does_not_end_after_done_does_not_hold_the_turn(upstream):
+    upstream.script.end_delay = 5
+    started = time.monotonic()
+    events = collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
+    assert time.monotonic() - started < 2
+    assert events[-1] == Finished("stop", ChatUsage(11, 4))
+
+
 def test_upstream_without_usage_leaves_counting_to_the_gateway(upstream):
     upstream.script.usage = None
     upstream.script.finish_reason = "length"
