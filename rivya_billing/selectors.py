@@ -37,10 +37,11 @@ __all__ = [
 
 def wallet_get(*, account: Any) -> Wallet:
     """The account's wallet; an unsaved empty one (all zeros) if it has never had credits."""
-    wallet = Wallet.objects.filter(account=account).first()
-    if wallet is None:
-        wallet = Wallet(account=account) if hasattr(account, "_meta") else Wallet(account_id=account)
-    return wallet
+    # get(), not first(): one wallet per account, and first()'s ORDER BY doubles the query's compile time.
+    try:
+        return Wallet.objects.get(account=account)
+    except Wallet.DoesNotExist:
+        return Wallet(account=account) if hasattr(account, "_meta") else Wallet(account_id=account)
 
 
 def credits_available(*, account: Any) -> int:
