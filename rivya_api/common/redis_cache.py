@@ -7,7 +7,9 @@ and drops it at the end. Profiles of the stack showed that connect as a sixth
 of an authenticated request's CPU. This backend keeps Django's behaviour and
 data format (it subclasses ``RedisCache``) but takes its pool from a per-process
 registry, keyed by server URL and pool options. redis-py pools notice a fork and
-reconnect in the child, so gunicorn and Celery workers get their own.
+reconnect in the child, so gunicorn and Celery workers get their own. The
+``redis.Redis`` client over each pool is shared too (it is thread-safe): Django
+builds a new one for every cache call, about 50 µs of a 180 µs ``get``.
 
 ``CACHES = {"default": {"BACKEND": "rivya_api.common.redis_cache.RedisCache", "LOCATION": REDIS_URL}}``
 """
@@ -20,21 +22,28 @@ from typing import Any
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
-_pools: dict[tuple[str, str], Any] = {}
+_pools: dict[tuple[str, str], tuple[Any, Any]] = {}  # (server, pool options) -> (pool, client)
 _lock = threading.Lock()
 
 
 class SharedPoolRedisCacheClient(RedisCacheClient):
-    def _get_connection_pool(self, write: bool) -> Any:
+    def _shared(self, write: bool) -> tuple[Any, Any]:
         index = self._get_connection_pool_index(write)
         key = (self._servers[index], repr(sorted(self._pool_options.items())))
-        pool = _pools.get(key)
-        if pool is None:
+        shared = _pools.get(key)
+        if shared is None:
             with _lock:
-                pool = _pools.get(key)
-                if pool is None:
-                    pool = _pools[key] = self._pool_class.from_url(self._servers[index], **self._pool_options)
-        return pool
+                shared = _pools.get(key)
+                if shared is None:
+                    pool = self._pool_class.from_url(self._servers[index], **self._pool_options)
+                    shared = _pools[key] = (pool, self._client(connection_pool=pool))
+        return shared
+
+    def _get_connection_pool(self, write: bool) -> Any:
+        return self._shared(write)[0]
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        return self._shared(write)[1]
 
 
 class RedisCache(DjangoRedisCache):

@@ -21,6 +21,7 @@ def test_every_async_context_gets_its_own_cache_object_but_one_pool(settings):
     assert first is not second
     assert isinstance(first, RedisCache)
     assert first._cache._get_connection_pool(True) is second._cache._get_connection_pool(True)
+    assert first._cache.get_client(write=True) is second._cache.get_client(write=True)  # one client, too
     first.set("rivya-test:shared-pool", 7, 30)
     assert second.get("rivya-test:shared-pool") == 7
     pool = first._cache._get_connection_pool(True)
