@@ -36,7 +36,14 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from rivya_api.chat import services, streams
-from rivya_api.chat.providers.base import ChatProviderError, ChatUsage, Finished, TextDelta, request_sent_hook
+from rivya_api.chat.providers.base import (
+    ChatProviderError,
+    ChatUsage,
+    Finished,
+    TextDelta,
+    reply_started_hook,
+    request_sent_hook,
+)
 from rivya_api.common.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -160,6 +167,7 @@ class ChatTurn:
         self.verdict: asyncio.Future[BaseException | None] | None = None  # the commit's outcome
         self.committed: asyncio.Task[None] | None = None
         self.refusal: BaseException | None = None  # why the turn's commit was refused
+        self.reply_started = False  # the model accepted the request (see mark_reply_started)
         # The Idempotency-Key claim of a streamed turn: its outcome is stored when the turn ends.
         self.idempotency_record: Any = None
 
@@ -201,6 +209,10 @@ class ChatTurn:
             self._accepted()
         elif self.task is not None:
             self.task.cancel()
+
+    def _on_reply_started(self) -> None:
+        self.reply_started = True
+        self.log._notify()  # wakes the response waiting to start (followers find no new event and wait on)
 
     def _accepted(self) -> None:
         streams.local_turns.add(self)
@@ -319,6 +331,7 @@ class ChatTurn:
     async def _run(self) -> None:
         plan = self.plan
         request_sent_hook.set(self._begin_commit)  # this task's context only
+        reply_started_hook.set(self._on_reply_started)
         try:
             finished: Finished | None = None
             async with contextlib.aclosing(plan.provider.stream(plan.request)) as events:

@@ -16,9 +16,11 @@ holds no thread while the model produces. It only peeks at ``stream``:
   async iterator over the turn's event log: one ``id:``-numbered ``data:``
   event per chunk, a usage chunk with ``choices: []``, ``data: [DONE]``, and
   ``: keep-alive`` comments while the model is silent. The response starts
-  once the model's first event is in, so a model that fails before it wrote
-  anything is an ordinary HTTP error (502/503/504), not a broken stream; a
-  failure after that is a ``data: {"error": …}`` event and the stream closes.
+  once the model has accepted the request (the upstream's HTTP 200, as a
+  direct call's would) or its first event is in, so a model that refuses the
+  request or fails before that is an ordinary HTTP error (502/503/504), not a
+  broken stream; a failure after that is a ``data: {"error": …}`` event and
+  the stream closes.
 
 ``ChatCompletionsView`` also documents the operation in OpenAPI, with both the
 JSON and the event-stream response (the route callback carries it as ``cls``).
@@ -426,9 +428,10 @@ async def _stream_response(request: HttpRequest) -> HttpResponse:
     refusal = await turn.wait_accepted()
     if refusal is not None:
         return await db_call(view.refusal_response, drf_request, refusal, record)
-    # Start the response only once the model has said something (or failed), so a
-    # model that fails first is a plain HTTP error the SDKs know how to handle.
-    if not turn.log.events and not turn.log.closed:
+    # Start the response once the model has accepted the request or said something (or failed),
+    # so a model that refuses it is a plain HTTP error the SDKs know how to handle; starting at the
+    # model's acceptance keeps the response's start off the first token's path.
+    if not (turn.log.events or turn.log.closed or turn.reply_started):
         await turn.log.wait_for_change(float(api_settings.CHAT_KEEPALIVE_SECONDS))
     if not turn.log.events and turn.task is not None and not turn.task.done():
         pass  # slow model: start the stream with keep-alives

@@ -15,7 +15,10 @@ the upstream adapter uses an async HTTP client). A provider that talks to a
 remote model calls ``mark_request_sent()`` once the model has the whole
 request: a streamed turn does its own database work from then on, so that it
 does not slow the request down (a provider that does not say so gets the same
-from its first event).
+from its first event). It calls ``mark_reply_started()`` once the model has
+accepted the request (an HTTP 200): the client's response starts then, as a
+direct call's would, rather than with the first token; a failure after that is
+an error event in the stream.
 """
 
 from __future__ import annotations
@@ -32,9 +35,19 @@ from rivya_api.chat import tokenizer
 request_sent_hook: ContextVar[Callable[[], None] | None] = ContextVar("rivya_chat_request_sent", default=None)
 
 
+reply_started_hook: ContextVar[Callable[[], None] | None] = ContextVar("rivya_chat_reply_started", default=None)
+
+
 def mark_request_sent() -> None:
     """For providers: the model has the whole request now; what follows is its reply."""
     hook = request_sent_hook.get()
+    if hook is not None:
+        hook()
+
+
+def mark_reply_started() -> None:
+    """For providers: the model accepted the request; its reply (or a failure within it) follows."""
+    hook = reply_started_hook.get()
     if hook is not None:
         hook()
 

@@ -43,6 +43,7 @@ from rivya_api.chat.providers.base import (
     ChatUsage,
     Finished,
     TextDelta,
+    mark_reply_started,
     mark_request_sent,
 )
 
@@ -168,6 +169,7 @@ class OpenAICompatibleChatProvider(ChatProvider):
             ) as response:
                 if response.status_code >= 400:
                     raise await self._status_error(response)
+                mark_reply_started()
                 async for event in self._events(response, deadline):
                     yield event
         except ChatProviderError:

@@ -133,6 +133,51 @@ def test_upstream_failure_before_any_output_is_an_http_error(live_server_url, fu
     assert ChatMessage.objects.get(role="assistant").status == "failed"
 
 
+def test_the_response_starts_when_the_model_accepts_the_request(live_server_url, funded, upstream):
+    """As a direct call's would: the status and headers come before the first token, not with it."""
+    _, secret = funded()
+    upstream.script.first_delay = 0.8  # far below the keep-alive interval: no keep-alive starts it
+    started = time.monotonic()
+    with (
+        httpx.Client() as client,
+        open_stream(
+            client,
+            live_server_url,
+            secret,
+            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
+        ) as response,
+    ):
+        headers_after = time.monotonic() - started
+        assert response.status_code == 200
+        items = list(events_of(response.iter_lines()))
+        first_event_after = time.monotonic() - started
+    assert headers_after < 0.5, headers_after
+    assert first_event_after >= 0.8
+    assert items[0][0] == "event"  # no keep-alive was needed
+    assert items[-1][1]["data"] == "[DONE]"
+
+
+def test_a_model_that_fails_after_accepting_the_request_is_an_error_event(live_server_url, funded, upstream):
+    account, secret = funded()
+    upstream.script.first_delay = 0.5
+    upstream.script.drop_after = 0  # the connection ends before the first token
+    with (
+        httpx.Client() as client,
+        open_stream(
+            client,
+            live_server_url,
+            secret,
+            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        events = [item for kind, item in events_of(response.iter_lines()) if kind == "event"]
+    assert len(events) == 1
+    assert json.loads(events[0]["data"])["error"]["code"] == "model_error"
+    assert wait_for(lambda: ChatMessage.objects.get(role="assistant").status == "failed")
+    assert wallet_get(account=account).held == 0
+
+
 def test_error_after_the_stream_started_is_an_error_event_then_close(live_server_url, funded, upstream):
     account, secret = funded()
     upstream.script.fail_after = 3
