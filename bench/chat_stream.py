@@ -320,7 +320,7 @@ def holding_window(turns: list[dict]) -> tuple[float, float]:
     return max(t["arrivals"][0] for t in turns), min(t["arrivals"][-1] for t in turns)
 
 
-def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) -> dict:
+def report_capacity(results: dict, rss_samples: list[tuple[float, float]], streams: int, chunks: int) -> dict:
     turns = results["gateway"]
     ok = [t for t in turns if "error" not in t]
     errors = [t["error"] for t in turns if "error" in t]
@@ -335,6 +335,8 @@ def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) 
         for a, b in zip(t["arrivals"], t["arrivals"][1:], strict=False)
         if begin <= a and b <= end
     ]
+    rss = [mb for _, mb in rss_samples]
+    rss_held = [mb for at, mb in rss_samples if begin <= at <= end]  # flat memory: no growth while holding
     print(f"streams: {streams} opened, {len(ok)} completed, {len(errors)} errors {errors[:3]}")
     print("| metric | value |")
     print("| --- | --- |")
@@ -350,6 +352,8 @@ def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) 
     print(f"| chunks merged / dropped | {merged} / {dropped} |")
     if rss:
         print(f"| gateway RSS start / peak / end (MB) | {rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f} |")
+    if rss_held:
+        print(f"| gateway RSS while all are open, first / last sample (MB) | {rss_held[0]:.1f} / {rss_held[-1]:.1f} |")
     print(f"load generator CPU: {results['loadgen_cpu_share'] * 100:.0f}% of one core")
     return {
         "streams": streams,
@@ -370,6 +374,8 @@ def report_capacity(results: dict, rss: list[float], streams: int, chunks: int) 
         "rss_start_mb": rss[0] if rss else None,
         "rss_peak_mb": max(rss) if rss else None,
         "rss_end_mb": rss[-1] if rss else None,
+        "rss_holding_first_mb": rss_held[0] if rss_held else None,
+        "rss_holding_last_mb": rss_held[-1] if rss_held else None,
         "loadgen_cpu_share": results["loadgen_cpu_share"],
     }
 
@@ -507,9 +513,9 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
         output = workdir / "loadgen.json"
         with output.open("w") as sink:  # a file, not a pipe: the results are larger than a pipe's buffer
             loadgen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, text=True)
-            rss = []
+            rss = []  # (perf_counter, MB): the loadgen's arrival times use the same system-wide clock
             while loadgen.poll() is None:
-                rss.append(rss_mb(gateway.pid))
+                rss.append((time.perf_counter(), rss_mb(gateway.pid)))
                 time.sleep(1)
         results = json.loads(output.read_text())
         database = env["DATABASE_URL"].split(":")[0]

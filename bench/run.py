@@ -769,6 +769,8 @@ def chat_rows(over: dict[str, Any], cap: dict[str, Any]) -> list[dict[str, Any]]
     ms = "{:.1f} ms".format
     clean = over["merged"] == 0 and over["dropped"] == 0 and over["errors"] == 0
     rss = f"RSS {cap['rss_start_mb']:.0f} → {cap['rss_peak_mb']:.0f} MB" if cap.get("rss_start_mb") else "RSS –"
+    if cap.get("rss_holding_first_mb"):
+        rss += f" ({cap['rss_holding_first_mb']:.0f} → {cap['rss_holding_last_mb']:.0f} MB while all are open)"
     return [
         row(f"(3) streamed chat: added TTFT P50 (gateway − direct, paired, {over['turns']} turns)",
             f"+{over['added_ttft_p50_ms']:.1f} ms", f"direct TTFT {ms(over['direct_ttft_p50_ms'])}",
