@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -25,6 +26,14 @@ def open_stream(client: httpx.Client, url: str, secret: str, body: dict):
         headers={"Authorization": f"Bearer {secret}"},
         timeout=20,
     )
+
+
+@contextlib.contextmanager
+def upstream_turn(url: str, secret: str):
+    """A streamed one-message turn of the model served by the stand-in upstream."""
+    body = {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]}
+    with httpx.Client() as client, open_stream(client, url, secret, body) as response:
+        yield response
 
 
 def events_of(lines):
@@ -96,15 +105,7 @@ def test_first_chunk_reaches_the_client_before_the_upstream_sends_its_last(live_
 def test_keep_alive_comments_while_the_model_is_silent(live_server_url, funded, upstream):
     _, secret = funded()
     upstream.script.first_delay = 0.6
-    with (
-        httpx.Client() as client,
-        open_stream(
-            client,
-            live_server_url,
-            secret,
-            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
-        ) as response,
-    ):
+    with upstream_turn(live_server_url, secret) as response:
         items = list(events_of(response.iter_lines()))
     first_event = next(index for index, (kind, _) in enumerate(items) if kind == "event")
     assert first_event >= 2
@@ -115,15 +116,7 @@ def test_keep_alive_comments_while_the_model_is_silent(live_server_url, funded, 
 def test_upstream_failure_before_any_output_is_an_http_error(live_server_url, funded, upstream):
     account, secret = funded()
     upstream.script.status = 503
-    with (
-        httpx.Client() as client,
-        open_stream(
-            client,
-            live_server_url,
-            secret,
-            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
-        ) as response,
-    ):
+    with upstream_turn(live_server_url, secret) as response:
         response.read()
     assert response.status_code == 502
     error = response.json()["error"]
@@ -138,15 +131,7 @@ def test_the_response_starts_when_the_model_accepts_the_request(live_server_url,
     _, secret = funded()
     upstream.script.first_delay = 0.8  # far below the keep-alive interval: no keep-alive starts it
     started = time.monotonic()
-    with (
-        httpx.Client() as client,
-        open_stream(
-            client,
-            live_server_url,
-            secret,
-            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
-        ) as response,
-    ):
+    with upstream_turn(live_server_url, secret) as response:
         headers_after = time.monotonic() - started
         assert response.status_code == 200
         items = list(events_of(response.iter_lines()))
@@ -161,15 +146,7 @@ def test_a_model_that_fails_after_accepting_the_request_is_an_error_event(live_s
     account, secret = funded()
     upstream.script.first_delay = 0.5
     upstream.script.drop_after = 0  # the connection ends before the first token
-    with (
-        httpx.Client() as client,
-        open_stream(
-            client,
-            live_server_url,
-            secret,
-            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
-        ) as response,
-    ):
+    with upstream_turn(live_server_url, secret) as response:
         assert response.status_code == 200
         events = [item for kind, item in events_of(response.iter_lines()) if kind == "event"]
     assert len(events) == 1
@@ -181,15 +158,7 @@ def test_a_model_that_fails_after_accepting_the_request_is_an_error_event(live_s
 def test_error_after_the_stream_started_is_an_error_event_then_close(live_server_url, funded, upstream):
     account, secret = funded()
     upstream.script.fail_after = 3
-    with (
-        httpx.Client() as client,
-        open_stream(
-            client,
-            live_server_url,
-            secret,
-            {"model": "rivya-chat-upstream", "messages": [{"role": "user", "content": "x"}]},
-        ) as response,
-    ):
+    with upstream_turn(live_server_url, secret) as response:
         events = [item for kind, item in events_of(response.iter_lines()) if kind == "event"]
     assert len(events) == 4
     error = json.loads(events[-1]["data"])["error"]
