@@ -15,7 +15,6 @@ A turn's life, and where the money moves:
    back: a 402 leaves no session, message or hold behind. A streamed turn
    sends the model its request while the commit runs (``rivya_api.chat.turns``),
    and writes, shows and charges nothing of it unless the commit succeeds.
-   ``chat_turn_start`` is the two in a row.
 2. The model runs outside any transaction (``rivya_api.chat.turns``).
 3. ``chat_turn_finish`` — one transaction: save the assistant message
    (complete, or partial when the turn stopped early) and settle the hold from
@@ -311,13 +310,6 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     except InsufficientCreditsError as exc:
         raise ChatCreditsError(requested=exc.requested, available=exc.available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
-
-
-def chat_turn_start(**kwargs: Any) -> ChatTurnPlan:
-    """``chat_turn_prepare`` and ``chat_turn_commit`` one after the other: an accepted turn."""
-    plan = chat_turn_prepare(**kwargs)
-    chat_turn_commit(plan)
-    return plan
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
