@@ -68,8 +68,7 @@ class _CompiledLookup:
     rows become instances the way ``QuerySet`` iteration makes them.
     """
 
-    connection: Any
-    compiler: Any
+    compiler: Any  # its connection is the thread's, for the database it was compiled for
     sql: str
     fields: slice  # the key's columns in a row
     init_list: list[str]
@@ -86,7 +85,6 @@ class _CompiledLookup:
         select_fields = compiler.klass_info["select_fields"]
         fields = slice(select_fields[0], select_fields[-1] + 1)
         return cls(
-            connection=compiler.connection,
             compiler=compiler,
             sql=sql,
             fields=fields,
@@ -95,7 +93,7 @@ class _CompiledLookup:
         )
 
     def fetch(self, alias: str, key_hash: str) -> APIKey | None:
-        with self.connection.cursor() as cursor:
+        with self.compiler.connection.cursor() as cursor:
             cursor.execute(self.sql, [key_hash])
             rows = cursor.fetchmany(1)
         for row in self.compiler.results_iter(results=[rows]):
@@ -113,7 +111,7 @@ def _load(key_hash: str) -> APIKey | None:
     alias = router.db_for_read(APIKey)
     lookups = _compiled.__dict__.setdefault("by_alias", {})
     lookup = lookups.get(alias)
-    if lookup is None or lookup.connection is not connections[alias]:
+    if lookup is None or lookup.compiler.connection is not connections[alias]:
         lookup = lookups[alias] = _CompiledLookup.compile(alias)
     return lookup.fetch(alias, key_hash)
 
