@@ -114,14 +114,15 @@ class TurnEventLog:
     def append(self, data: str) -> TurnEvent:
         event = TurnEvent(id=len(self.events) + 1, data=data)
         self.events.append(event)
-        self._notify()
+        self.wake()
         return event
 
     def close(self) -> None:
         self.closed = True
-        self._notify()
+        self.wake()
 
-    def _notify(self) -> None:
+    def wake(self) -> None:
+        """Wake every waiter; one that finds no new event waits on."""
         # Each waiter holds the Event it started waiting on; setting it wakes them
         # all, and the next waiters get a fresh one.
         changed, self._changed = self._changed, asyncio.Event()
@@ -212,7 +213,7 @@ class ChatTurn:
 
     def _on_reply_started(self) -> None:
         self.reply_started = True
-        self.log._notify()  # wakes the response waiting to start (followers find no new event and wait on)
+        self.log.wake()  # the response waiting to start
 
     def _accepted(self) -> None:
         streams.local_turns.add(self)
@@ -229,11 +230,10 @@ class ChatTurn:
             return None
         return await asyncio.shield(self.verdict)
 
-    async def _until_accepted(self) -> None:
-        """Before the turn's first write: commit it; a refused turn ends here, writing nothing."""
+    async def _accept_now(self) -> bool:
+        """Before the turn's first write: commit it now if it has not started, and say whether it was accepted."""
         self._begin_commit()
-        if await self.wait_accepted() is not None:
-            raise asyncio.CancelledError
+        return await self.wait_accepted() is None
 
     def cancel(self) -> None:
         """Stop the turn (from any thread): it saves and charges what was produced so far."""
@@ -349,7 +349,8 @@ class ChatTurn:
                 prompt_tokens=plan.prompt_tokens,
                 completion_tokens=plan.provider.count_completion_tokens(self.text),
             )
-            await self._until_accepted()
+            if not await self._accept_now():
+                raise asyncio.CancelledError  # refused: the turn ends here, writing nothing
             self._emit_finish(finished.finish_reason)
             self.message = await db_call(
                 services.chat_turn_finish,
@@ -412,8 +413,7 @@ class ChatTurn:
     async def _stop_early(self) -> None:
         """Save what was produced as an incomplete reply and charge for it."""
         plan = self.plan
-        self._begin_commit()
-        if await self.wait_accepted() is not None:
+        if not await self._accept_now():
             return  # the turn was never accepted: nothing to save or charge
         self.usage = ChatUsage(
             prompt_tokens=plan.prompt_tokens,
@@ -437,8 +437,7 @@ class ChatTurn:
 
     async def _fail(self, error: ChatProviderError) -> None:
         self.error = error
-        self._begin_commit()
-        if await self.wait_accepted() is not None:
+        if not await self._accept_now():
             return
         try:
             self.message = await db_call(

@@ -434,7 +434,7 @@ async def _stream_response(request: HttpRequest) -> HttpResponse:
     if not (turn.log.events or turn.log.closed or turn.reply_started):
         await turn.log.wait_for_change(float(api_settings.CHAT_KEEPALIVE_SECONDS))
     if not turn.log.events and turn.task is not None and not turn.task.done():
-        pass  # slow model: start the stream with keep-alives
+        pass  # accepted, or a slow model: start the stream (keep-alives while it is silent)
     elif turn.failed_before_output:
         error = turn.error
         return error_response(error.status, error.code, error.message, None, dict(error.headers))
