@@ -1,3 +1,5 @@
 """Rivya's public API: keys, authentication, catalog, generations, files, chat, OpenAPI."""
 
-__version__ = "0.1.0"
+from rivya_core import __version__  # the one version source of the distribution
+
+__all__ = ["__version__"]

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.db import models, transaction
+from django.db import transaction
 
 from rivya_api.conf import api_settings
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import get_account_model
 
-
-def get_account_model() -> type[models.Model]:
-    return apps.get_model(account_model_label(), require_ready=False)
+__all__ = ["account_for_user", "account_get_or_create_for_username", "get_account_model", "user_is_account"]
 
 
 def user_is_account(user: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.core.checks import Error, register
 
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 
 @register()

@@ -1,17 +1,15 @@
-"""Opaque, prefixed, random, URL-safe public IDs (``task_…``, ``file_…``, ``key_…``)."""
+"""The API's public-id model field (``task_…``, ``file_…``, ``key_…``); ids come from ``rivya_core.ids``.
+
+``public_id`` is re-exported: migrations and callers import it from here.
+"""
 
 from __future__ import annotations
 
-import secrets
-
 from django.db import models
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+from rivya_core.ids import public_id
 
-
-def public_id(prefix: str, length: int = 24) -> str:
-    """``prefix_`` plus ``length`` base62 characters (about 143 bits for 24)."""
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+__all__ = ["PublicIdField", "public_id"]
 
 
 class PublicIdField(models.CharField):

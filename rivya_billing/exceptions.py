@@ -11,16 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rivya_core.exceptions import RivyaError
 
-class RivyaError(Exception):
-    """Root of every error the Rivya apps raise on purpose."""
-
-    param: str | None = None
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        if param is not None:
-            self.param = param
+__all__ = ["RivyaError"]  # re-exported: callers imported the root from here before rivya_core existed
 
 
 class BillingError(RivyaError):

@@ -22,41 +22,24 @@ no floats anywhere in these tables. The account is whatever model
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
+from rivya_core.ids import public_id
 
 __all__ = ["Hold", "HoldState", "LedgerEntry", "LedgerImmutableError", "Wallet", "EntryType"]
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-# Random byte -> base62 character, in C (bytes.translate); bytes >= 248 are dropped so
-# that every character is uniform over the 62.
-_TO_BASE62 = bytes(ord(_ALPHABET[b % 62]) for b in range(256))
-_UNEVEN = bytes(range(248, 256))
-
-
-def _public_id(prefix: str, length: int = 24) -> str:
-    # Same shape as rivya_api.ids.public_id (billing must not import rivya_api), from one
-    # urandom read instead of one per character: ids are made on the hot reserve path.
-    chars = b""
-    while len(chars) < length:
-        chars += secrets.token_bytes(length + 8).translate(_TO_BASE62, _UNEVEN)
-    return f"{prefix}_" + chars[:length].decode()
-
 
 def new_hold_id() -> str:
-    return _public_id("hold")
+    return public_id("hold")
 
 
 def new_entry_id() -> str:
-    return _public_id("le")
+    return public_id("le")
 
 
 class Wallet(models.Model):

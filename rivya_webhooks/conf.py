@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rivya_billing.conf import AppSettings
+from rivya_core.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
     # Allow endpoints on loopback/private/link-local addresses (self-hosting, local

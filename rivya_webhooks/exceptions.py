@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ValidationError
+
+from rivya_core.exceptions import RivyaConfigurationError, RivyaError
 
 
-class RivyaWebhooksError(Exception):
+class RivyaWebhooksError(RivyaError):
     """Root of every error this app raises on purpose. ``param`` names the offending input."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
@@ -60,5 +62,5 @@ class NothingToRedeliverError(RivyaWebhooksError):
     """A redeliver request that matches no enabled endpoint."""
 
 
-class WebhooksConfigurationError(ImproperlyConfigured):
+class WebhooksConfigurationError(RivyaConfigurationError):
     """Settings that cannot work (e.g. an encryption key that cannot be derived)."""

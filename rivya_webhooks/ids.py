@@ -1,18 +1,13 @@
-"""Opaque, prefixed, random public ids (``we_…``, ``evt_…``).
+"""Public ids of rivya_webhooks (``we_…``, ``evt_…``, ``whd_…``, ``wha_…``), from ``rivya_core.ids``.
 
-A copy of the three lines in ``rivya_api.ids``: this app must not import ``rivya_api``.
+The four functions are the models' defaults, so migrations name them; keep them.
 """
 
 from __future__ import annotations
 
-import secrets
+from rivya_core.ids import public_id
 
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def public_id(prefix: str, length: int = 24) -> str:
-    """``prefix_`` plus ``length`` base62 characters; never contains a ``.`` (webhook-id rule)."""
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+__all__ = ["attempt_id", "delivery_id", "endpoint_id", "event_id", "public_id"]
 
 
 def endpoint_id() -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 from rivya_webhooks import ids
 from rivya_webhooks.crypto import secret_decrypt
 

@@ -12,19 +12,14 @@ from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 
+from rivya_core.exceptions import RivyaError
+
 if TYPE_CHECKING:
     from rivya_api.catalog.spec import CatalogIssue
 
 
-class CatalogError(Exception):
+class CatalogError(RivyaError):
     """Root of every catalog error. ``param`` names the request field at fault, if any."""
-
-    param: str | None = None
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        if param is not None:
-            self.param = param
 
 
 class CatalogConfigError(CatalogError, ImproperlyConfigured):

@@ -7,16 +7,13 @@ it; other packages that take file ids in their input pass their own ``param``
 
 from __future__ import annotations
 
+from rivya_core.exceptions import RivyaError
 
-class FileError(Exception):
+
+class FileError(RivyaError):
     """Root of every Files error."""
 
     param: str | None = "file"
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        if param is not None:
-            self.param = param
 
 
 class NoSuchFileError(FileError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 
 from rivya_api.ids import PublicIdField
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 __all__ = ["GenerationTask"]
 

@@ -14,7 +14,7 @@ import uuid
 
 from django.db import models
 
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 __all__ = ["IdempotencyRecord"]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rivya_core.exceptions import RivyaError
 
-class APIKeyError(Exception):
+
+class APIKeyError(RivyaError):
     """Root of every API-key error."""
 
 

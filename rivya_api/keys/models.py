@@ -22,7 +22,7 @@ from django.db import models
 from django.utils import timezone
 
 from rivya_api.ids import PublicIdField
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 __all__ = ["APIKey", "APIKeyEvent"]
 

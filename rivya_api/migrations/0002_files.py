@@ -5,7 +5,7 @@ import django.utils.timezone
 from django.db import migrations, models
 
 import rivya_api.ids
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 
 class Migration(migrations.Migration):

@@ -5,7 +5,7 @@ import uuid
 import django.db.models.deletion
 from django.db import migrations, models
 
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 
 class Migration(migrations.Migration):

@@ -4,7 +4,7 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 import rivya_api.ids
-from rivya_billing.conf import account_model_label
+from rivya_core.conf import account_model_label
 
 
 class Migration(migrations.Migration):
