@@ -31,6 +31,7 @@ bench: $(STAMP)
 
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache  # the apps' one-way dependency rule ([tool.importlinter] in pyproject.toml)
 	$(BIN)/pytest
 	$(BIN)/pytest --ds=tests.orghost.settings -m "not browser and not node and not slow" tests/rivya_api tests/rivya_billing tests/rivya_webhooks
 
