@@ -9,13 +9,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from rivya_billing.conf import AppSettings
+from rivya_core.conf import AppSettings
 
 DEFAULTS: dict[str, Any] = {
     # Absolute origin for URLs built outside a request (webhook payloads, emails).
     "PUBLIC_BASE_URL": "",
     # Callable(user) -> account: the account a logged-in Studio user acts as.
     "ACCOUNT_FOR_USER": "rivya_api.accounts.user_is_account",
+    # The template the settings, Studio and documentation pages extend. Name your own layout
+    # to render them inside it; it needs the blocks "title", "head" and "content" (the
+    # integration guide lists the optional ones).
+    "BASE_TEMPLATE": "rivya_api/base.html",
+    # Where the pages' "Log out" button posts: a URL name or a path ("" hides the button).
+    # A name the host does not provide hides the button too; the pages never fail on it.
+    "LOGOUT_URL": "logout",
     # Largest request body accepted under /api/v1/ before it is read (413 above).
     "MAX_REQUEST_BYTES": 64 * 1024 * 1024,
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 
 from rivya_api.catalog.selectors import catalog_models
 from rivya_api.catalog.spec import KINDS
 from rivya_api.common.origin import public_origin
+from rivya_api.common.rendering import render
 from rivya_api.conf import api_settings
 from rivya_api.guides.reference import model_entry
 

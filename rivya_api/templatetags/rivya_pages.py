@@ -1,4 +1,4 @@
-"""Small filters of the settings pages: durations, signed credits, ISO timestamps, file links, JSON."""
+"""Small filters of the settings pages: durations, signed credits, ISO timestamps, file links, JSON, log-out URL."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from django import template
+from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
 
+from rivya_api.conf import api_settings
 from rivya_api.files.selectors import file_download_url
 from rivya_api.pages.ledger import work_reference
 
@@ -68,3 +70,17 @@ def work_for(works: Any, entry: Any) -> Any:
     if not works:
         return None
     return works.get(work_reference(entry))
+
+
+@register.simple_tag
+def rivya_logout_url() -> str:
+    """Where "Log out" posts: ``RIVYA_API["LOGOUT_URL"]`` (a URL name or a path); "" when it names nothing."""
+    target = api_settings.LOGOUT_URL
+    if not target:
+        return ""
+    if "/" in target:
+        return target
+    try:
+        return reverse(target)
+    except NoReverseMatch:
+        return ""

@@ -103,6 +103,6 @@ def test_credits_page_states_the_failure_and_refund_rules(client):
 def test_base_layout_renders_where_the_docs_are_not_mounted():
     from django.template.loader import render_to_string
 
-    html = render_to_string("base.html")
+    html = render_to_string("rivya_api/base.html")
     assert 'href="/api/v1/docs"' in html
     assert "/docs/quickstart" not in html

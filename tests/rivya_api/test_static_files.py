@@ -26,9 +26,9 @@ def test_static_files_and_other_requests_both_answer_under_asgi(settings, autore
 
     async def fetch() -> tuple:
         client = AsyncClient()
-        css = await client.get("/static/rivya/site.css")
+        css = await client.get("/static/rivya_api/site.css")
         health = await client.get("/healthz")
-        missing = await client.get("/static/rivya/missing.css")
+        missing = await client.get("/static/rivya_api/missing.css")
         return css, health, missing
 
     css, health, missing = async_to_sync(fetch)()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from rivya_api.chat.selectors import chat_session_get
+from rivya_api.common.rendering import render
 from rivya_api.pages.common import page_account
 
 

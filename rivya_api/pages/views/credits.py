@@ -10,11 +10,11 @@ from typing import Any
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from rivya_api.common.dates import iso
+from rivya_api.common.rendering import render
 from rivya_api.credits.serializers import public_actor
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page

@@ -1,7 +1,7 @@
 """Generations page: the account's tasks from the API and Studio alike, with live status and inline outputs.
 
 The page renders the list server-side (it works without JavaScript); the live
-part is ``static/rivya/pages.js`` listening on the WebSocket consumer, with
+part is ``rivya_api/static/rivya_api/pages.js`` listening on the WebSocket consumer, with
 ``generation_live`` as its polling fallback and ``generation_row`` rendering a
 row for a task the page has not seen yet.
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from rivya_api.common.errors import ApiError
+from rivya_api.common.rendering import render
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.presenters import generation_payload
 from rivya_api.generations.selectors import generation_list

@@ -14,10 +14,11 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from rivya_api.common.rendering import render
 from rivya_api.keys.exceptions import APIKeyError
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.selectors import api_key_event_list, api_key_event_list_for_account, api_key_get, api_key_list

@@ -11,19 +11,19 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods
 
-from rivya_api.catalog.exceptions import CatalogError
 from rivya_api.catalog.selectors import catalog_models
 from rivya_api.common.errors import ApiError
-from rivya_api.files.exceptions import FileError
+from rivya_api.common.rendering import render
 from rivya_api.generations.selectors import generation_list
 from rivya_api.generations.services import generation_create
 from rivya_api.pages.common import page_account
 from rivya_api.pages.forms import StudioGenerationForm
-from rivya_billing.exceptions import InsufficientCreditsError, RivyaError
+from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.selectors import wallet_get
+from rivya_core.exceptions import RivyaError
 
 RECENT_TASKS = 10
 
@@ -51,7 +51,7 @@ def studio(request: HttpRequest) -> HttpResponse:
                 source="studio",
                 submitted_by=f"user:{request.user.pk}",
             )
-        except (ApiError, CatalogError, FileError, RivyaError) as exc:
+        except (ApiError, RivyaError) as exc:  # catalog, file and billing errors are RivyaErrors
             param = getattr(exc, "param", None) or ""
             field = "prompt" if param == "input.prompt" else "model" if param == "model" else None
             if field is None and param.startswith("input"):

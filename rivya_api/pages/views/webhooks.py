@@ -14,9 +14,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods
 
+from rivya_api.common.rendering import render
 from rivya_api.pages.common import page_account, paginate
 from rivya_api.pages.forms import WebhookEndpointForm
 from rivya_webhooks.exceptions import RivyaWebhooksError
