@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from rivya_billing.conf import billing_settings
@@ -63,14 +63,28 @@ def credits_available(*, account: Any) -> int:
 
 
 def wallet_entries(
-    *, account: Any, type: str | Iterable[str] | None = None, reference: str | None = None
+    *,
+    account: Any,
+    type: str | Iterable[str] | None = None,
+    reference: str | None = None,
+    work: Iterable[str] | None = None,
 ) -> QuerySet[LedgerEntry]:
-    """The account's ledger entries, newest first, optionally of some types or one reference."""
+    """The account's ledger entries, newest first, optionally of some types, one reference, or some work.
+
+    ``reference`` matches the entry's own reference exactly. ``work`` takes the
+    references of pieces of work and matches their entries by their own reference
+    or their hold's, so a refund of a charge (which has a reference of its own)
+    shows with the work it refunds; an empty ``work`` matches nothing.
+    """
     entries = LedgerEntry.objects.filter(wallet__account=account)
     if type:
         entries = entries.filter(type=type) if isinstance(type, str) else entries.filter(type__in=list(type))
     if reference:
         entries = entries.filter(reference=reference)
+    if work is not None:
+        references = list(work)
+        holds = Hold.objects.filter(wallet__account=account, reference__in=references).values("pk")
+        entries = entries.filter(Q(reference__in=references) | Q(hold_id__in=holds))
     return entries.select_related("hold").order_by("-sequence")
 
 

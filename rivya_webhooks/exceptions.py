@@ -37,8 +37,9 @@ class UnresolvableHostError(InvalidWebhookURLError):
 class UnknownEventTypeError(RivyaWebhooksError):
     """An event type that no app registered."""
 
-    def __init__(self, event_type: str, *, param: str | None = "event_types") -> None:
-        super().__init__(f"Unknown event type: {event_type!r}.", param=param)
+    def __init__(self, event_type: str, *, param: str | None = "event_types", valid: str = "") -> None:
+        # ``valid`` says what the caller may use instead, so the message tells how to fix the request.
+        super().__init__(f"Unknown event type: {event_type!r}.{' ' + valid if valid else ''}", param=param)
         self.event_type = event_type
 
 

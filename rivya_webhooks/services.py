@@ -46,6 +46,7 @@ from rivya_webhooks.exceptions import (
 )
 from rivya_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
 from rivya_webhooks.registry import ALL_EVENTS, event_type_is_registered
+from rivya_webhooks.registry import event_types as registered_event_types
 from rivya_webhooks.schedule import parse_retry_after, retry_delay
 from rivya_webhooks.signing import signed_headers
 
@@ -71,6 +72,10 @@ def iso(value: datetime) -> str:
 # --- Endpoints ----------------------------------------------------------------------
 
 
+def _registered_names() -> str:
+    return ", ".join(event_type.name for event_type in registered_event_types())
+
+
 def event_types_validate(event_types: Any) -> list[str]:
     """A subscription list: registered type names without duplicates, or ``["*"]``."""
     if (
@@ -84,7 +89,8 @@ def event_types_validate(event_types: Any) -> list[str]:
         )
     for name in event_types:
         if name != ALL_EVENTS and not event_type_is_registered(name):
-            raise UnknownEventTypeError(name, param="event_types")
+            valid = f'Valid types: {_registered_names()}; or "{ALL_EVENTS}" for every type, also those added later.'
+            raise UnknownEventTypeError(name, param="event_types", valid=valid)
     if ALL_EVENTS in event_types:
         return [ALL_EVENTS]
     return list(dict.fromkeys(event_types))
@@ -290,7 +296,7 @@ def webhook_event_publish(
     registered (``rivya_webhooks.registry``); ``data`` must be a JSON object.
     """
     if not event_type_is_registered(type):
-        raise UnknownEventTypeError(type, param="type")
+        raise UnknownEventTypeError(type, param="type", valid=f"Registered types: {_registered_names()}.")
     if not isinstance(data, dict):
         raise InvalidParameterError("data must be a JSON object.", param="data")
     now = _now(clock)

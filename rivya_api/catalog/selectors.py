@@ -80,7 +80,8 @@ def catalog_validate_input(model: CatalogModel, params: Any) -> dict[str, Any]:
         unknown = sorted(name for name in values if name not in properties)
         if unknown:
             raise UnknownInputError(
-                f"Unknown parameter input.{unknown[0]} for model {model.id}.", param=f"input.{unknown[0]}"
+                f"Unknown parameter input.{unknown[0]} for model {model.id}; {_known(properties)}.",
+                param=f"input.{unknown[0]}",
             )
     _apply_defaults(schema, values)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(values))
@@ -102,6 +103,12 @@ def _apply_defaults(schema: Mapping[str, Any], instance: Any) -> None:
             _apply_defaults(prop, instance[name])
 
 
+def _known(names: Any) -> str:
+    """The parameters a client may send instead of an unknown one."""
+    names = sorted(names)
+    return f"its parameters are {', '.join(names)}" if names else "it takes no parameters here"
+
+
 def _param_path(parts: list[Any]) -> str:
     path = "input"
     for part in parts:
@@ -120,7 +127,7 @@ def _input_error(error: jsonschema.ValidationError, model: CatalogModel) -> Inva
         extra = sorted(name for name in error.instance if name not in known)
         if extra:
             param = _param_path([*parts, extra[0]])
-            return UnknownInputError(f"Unknown parameter {param} for model {model.id}.", param=param)
+            return UnknownInputError(f"Unknown parameter {param} for model {model.id}; {_known(known)}.", param=param)
     param = _param_path(parts)
     return InvalidInputError(f"Invalid {param}: {error.message}.", param=param)
 

@@ -62,3 +62,19 @@ def chat_turn_sessions(*, account: Any, turn_ids: list[str]) -> dict[str, str]:
         .distinct()
     )
     return dict(rows)
+
+
+def chat_turn_ids_for(*, account: Any, public_id: str) -> list[str]:
+    """The turns a public id names: a message's (``msg_…``) or every turn of a session (``chat_…``).
+
+    Any session of the account counts (API or Studio): they spend one wallet. Another
+    account's message or session names no turn.
+    """
+    messages = ChatMessage.objects.filter(session__account=account)
+    if public_id.startswith("msg_"):
+        messages = messages.filter(public_id=public_id)
+    elif public_id.startswith("chat_"):
+        messages = messages.filter(session__public_id=public_id, role=ChatMessage.Role.ASSISTANT)
+    else:
+        return []
+    return list(messages.values_list("turn_id", flat=True).distinct())

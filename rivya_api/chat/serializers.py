@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.services import NewMessage
+from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -170,7 +171,7 @@ class StrictSerializer(serializers.Serializer):
 
 
 class ChatMessageInputSerializer(StrictSerializer):
-    role = serializers.ChoiceField(choices=ROLES)
+    role = ChoiceField(choices=ROLES)
     content = MessageContentField()
 
     unsupported_reasons = {

@@ -101,6 +101,7 @@ class PendingTurn:
     messages: list[NewMessage]
     metadata: dict[str, str]
     idempotency_key: str
+    actor: str = ""  # who the ledger names for the turn's credits, e.g. the API key's public id
 
 
 def chat_turn_reference(turn_id: str) -> str:
@@ -176,10 +177,12 @@ def chat_turn_prepare(
     stop: list[str] | None = None,
     metadata: dict[str, str] | None = None,
     idempotency_key: str = "",
+    actor: str = "",
 ) -> ChatTurnPlan:
     """Plan a turn without writing anything: its prompt, its price, its ids (see the module docstring).
 
-    ``model`` is a listed chat ``CatalogModel``. Raises ``ChatSessionNotFoundError``,
+    ``model`` is a listed chat ``CatalogModel``; ``actor`` (the API key's public id) is
+    recorded on the turn's ledger entries, as generations record theirs. Raises ``ChatSessionNotFoundError``,
     ``ChatSessionBusyError``, ``ChatAttachmentError``, ``ChatContextLengthError``,
     or ``ChatCreditsError`` when the account plainly cannot
     pay (``chat_turn_commit`` is what holds the credits).
@@ -254,6 +257,7 @@ def chat_turn_prepare(
             messages=messages,
             metadata=metadata or {},
             idempotency_key=idempotency_key,
+            actor=actor,
         ),
     )
 
@@ -305,7 +309,10 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     )
     try:
         billing.credits_reserve(
-            account=pending.account, amount=plan.credits_reserved, reference=chat_turn_reference(plan.turn_id)
+            account=pending.account,
+            amount=plan.credits_reserved,
+            reference=chat_turn_reference(plan.turn_id),
+            actor=pending.actor,
         )
     except InsufficientCreditsError as exc:
         raise ChatCreditsError(requested=exc.requested, available=exc.available) from None

@@ -156,7 +156,8 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         model = catalog_model_get(data["model"])
         if model.kind != "chat":
             raise ApiError(
-                f"{model.id} is a {model.kind} model; chat completions need a chat model "
+                f"{model.id} is {'an' if model.kind[:1] in 'aeiou' else 'a'} {model.kind} model; "
+                "chat completions need a chat model "
                 "(GET /api/v1/models?kind=chat lists them).",
                 code="model_not_chat",
                 param="model",
@@ -176,6 +177,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
             stop=data.get("stop") or [],
             metadata=data.get("metadata") or {},
             idempotency_key=idempotency_key,
+            actor=request.user.api_key.public_id,
         )
 
     def accept_turn(self, request: Any) -> services.ChatTurnPlan:

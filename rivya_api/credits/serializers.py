@@ -6,7 +6,9 @@ from typing import Any
 
 from rest_framework import serializers
 
+from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
+from rivya_api.credits.references import public_reference
 from rivya_billing.models import EntryType
 
 ENTRY_TYPES = [t.value for t in EntryType]
@@ -44,8 +46,12 @@ class CreditsOutputSerializer(serializers.Serializer):
 
 
 class LedgerFilterSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=ENTRY_TYPES, required=False)
-    reference = serializers.CharField(max_length=255, required=False)
+    type = ChoiceField(choices=ENTRY_TYPES, required=False)
+    reference = serializers.CharField(
+        max_length=255,
+        required=False,
+        help_text="A task (`task_…`), chat message (`msg_…`) or chat session (`chat_…`) id, or an action's reference.",
+    )
 
 
 class LedgerEntryOutputSerializer(serializers.Serializer):
@@ -67,8 +73,11 @@ class LedgerEntryOutputSerializer(serializers.Serializer):
     balance = serializers.IntegerField(source="balance_after", help_text="Balance right after this entry.")
     held = serializers.IntegerField(source="held_after", help_text="Held right after this entry.")
     available = serializers.IntegerField(source="available_after", help_text="Available right after this entry.")
-    reference = serializers.CharField(
-        help_text="What the entry belongs to: a task id (`task_…`), a chat message id, or a support action."
+    reference = serializers.SerializerMethodField(
+        help_text=(
+            "What the entry belongs to: a task id (`task_…`), a chat turn's message id (`msg_…`), or a support "
+            "action's reference. `GET /credits/ledger?reference=` takes it back."
+        )
     )
     hold_id = serializers.SerializerMethodField(help_text="`hold_…` of the reservation this entry belongs to.")
     actor = serializers.SerializerMethodField(
@@ -76,6 +85,9 @@ class LedgerEntryOutputSerializer(serializers.Serializer):
     )
     description = serializers.CharField(help_text="A note, e.g. the reason support gave.")
     created_at = serializers.DateTimeField()
+
+    def get_reference(self, entry: Any) -> str:
+        return public_reference(entry.reference)
 
     def get_hold_id(self, entry: Any) -> str | None:
         return entry.hold.public_id if entry.hold_id else None

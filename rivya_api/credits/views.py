@@ -25,6 +25,7 @@ from rivya_api.common.errors import ApiError, register_domain_error
 from rivya_api.common.pagination import list_body, page_limit
 from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
 from rivya_api.common.views import AccountScopedMixin
+from rivya_api.credits.references import ledger_references
 from rivya_api.credits.serializers import (
     ENTRY_TYPES,
     CreditsOutputSerializer,
@@ -171,8 +172,9 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
         summary="List ledger entries",
         description=(
             "Every change of the wallet, newest first: reconcile each charge with the task or chat turn it "
-            "belongs to (`reference`). A piece of work shows `reserve` when accepted, then `settle` (and "
-            "`release` of what it did not use) when it completes, or `release`/`expire` when it fails. "
+            "belongs to (`reference`) and the API key that caused it (`actor`). A piece of work shows "
+            "`reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, "
+            "or `release`/`expire` when it fails. "
             "Each entry carries the balance and held credits right after it."
         ),
         tags=[TAG],
@@ -180,7 +182,13 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
             *PAGINATION_PARAMETERS,
             OpenApiParameter("type", OpenApiTypes.STR, enum=ENTRY_TYPES, description="Only entries of this type."),
             OpenApiParameter(
-                "reference", OpenApiTypes.STR, description="Only entries of this task, chat message or action."
+                "reference",
+                OpenApiTypes.STR,
+                description=(
+                    "Only the entries of one piece of work, refunds of it included: a task id (`task_…`), a chat "
+                    "message id (`msg_…`, any message of the turn), a chat session id (`chat_…`, every turn of "
+                    "it), or an action's reference as the entries show it."
+                ),
             ),
         ],
         responses={
@@ -189,7 +197,12 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
                 400,
                 codes={
                     400: [
-                        ErrorExample("invalid_choice", '"spend" is not a valid choice.', "type"),
+                        ErrorExample(
+                            "invalid_choice",
+                            '"spend" is not a valid choice; use one of: grant, reserve, settle, release, expire, '
+                            "overrun, waive, refund, adjust.",
+                            "type",
+                        ),
                         ErrorExample("invalid_request", "after does not name an entry of this list.", "after"),
                     ]
                 },
@@ -212,6 +225,9 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
     def ledger(self, request: Request) -> Response:
         filters = LedgerFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        entries = wallet_entries(account=self.account, **filters.validated_data)
+        values = dict(filters.validated_data)
+        if "reference" in values:
+            values["work"] = ledger_references(account=self.account, reference=values.pop("reference"))
+        entries = wallet_entries(account=self.account, **values)
         page, has_more = _ledger_page(entries, limit=page_limit(request), after=request.query_params.get("after"))
         return Response(list_body(LedgerEntryOutputSerializer(page, many=True).data, has_more=has_more))

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_download_url
@@ -18,14 +19,14 @@ class FileUploadInputSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text="The content. Its type is read from the bytes: PNG, JPEG, WebP, GIF, WAV, MP3, OGG/Opus, MP4, WebM."
     )
-    purpose = serializers.ChoiceField(
+    purpose = ChoiceField(
         choices=UPLOAD_PURPOSE_VALUES,
         help_text="`reference`: media a generation uses as input. `chat_attachment`: an image for a chat message.",
     )
 
 
 class FileListQuerySerializer(serializers.Serializer):
-    purpose = serializers.ChoiceField(choices=File.Purpose.values, required=False)
+    purpose = ChoiceField(choices=File.Purpose.values, required=False)
     include_deleted = serializers.BooleanField(
         required=False, default=False, help_text="Also list deleted and expired files."
     )

@@ -98,7 +98,11 @@ ACCEPTED = ", ".join(media_type.content_type for media_type in MEDIA_TYPES)
                 415,
                 codes={
                     400: [
-                        ("invalid_choice", '"fine-tune" is not a valid choice.', "purpose"),
+                        (
+                            "invalid_choice",
+                            '"fine-tune" is not a valid choice; use one of: reference, chat_attachment.',
+                            "purpose",
+                        ),
                         ("missing_parameter", "No file was submitted.", "file"),
                     ],
                     413: [

@@ -29,7 +29,7 @@ class GenerationTaskAdmin(admin.ModelAdmin):
         "source",
         "price",
         "charged",
-        "refunded",
+        "released",
         "created_at",
     ]
     list_filter = ["status", "kind", "source", "model"]
@@ -38,7 +38,10 @@ class GenerationTaskAdmin(admin.ModelAdmin):
     ordering = ["-created_at", "-pk"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    readonly_fields = [field.name for field in GenerationTask._meta.fields] + ["outputs"]
+    # The "refunded" column holds what was released; the page says so.
+    readonly_fields = [
+        "released" if field.name == "refunded" else field.name for field in GenerationTask._meta.fields
+    ] + ["outputs"]
     actions = ["cancel_tasks"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -49,6 +52,10 @@ class GenerationTaskAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # the ledger and webhook events refer to the task
+
+    @admin.display(description="released", ordering="refunded")
+    def released(self, obj: GenerationTask) -> int:
+        return obj.released
 
     @admin.action(description="Cancel the selected tasks (credits are released)", permissions=["view"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[GenerationTask]) -> None:

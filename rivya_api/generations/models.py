@@ -40,7 +40,9 @@ class GenerationTask(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     # Credits: the price quoted and reserved at submission; charged on success,
-    # refunded (released) on failure or cancel. Integers in the wallet's unit.
+    # released (the hold returned uncharged) on failure or cancel. Integers in the
+    # wallet's unit. The column keeps its first name, ``refunded``; everything else
+    # says ``released`` (DESIGN.md: a refund returns credits that were charged).
     price = models.PositiveIntegerField()
     charged = models.PositiveIntegerField(default=0)
     refunded = models.PositiveIntegerField(default=0)
@@ -80,3 +82,8 @@ class GenerationTask(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
+
+    @property
+    def released(self) -> int:
+        """Credits returned uncharged when the task failed or was canceled (the ``refunded`` column)."""
+        return self.refunded

@@ -23,7 +23,13 @@ def generation_payload(task: GenerationTask, *, request: Any = None) -> dict[str
         "metadata": task.metadata,
         "outputs": [file_object(file, request) for file in task.outputs.all()] if task.pk else [],
         "error": error,
-        "credits": {"reserved": task.price, "charged": task.charged, "refunded": task.refunded},
+        # "refunded" is the deprecated first name of "released" (same value), kept for existing clients.
+        "credits": {
+            "reserved": task.price,
+            "charged": task.charged,
+            "released": task.released,
+            "refunded": task.released,
+        },
         "cancel_requested": task.cancel_requested,
         "created_at": iso(task.created_at),
         "started_at": iso(task.started_at),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from rivya_api.catalog.exceptions import CatalogError
+from rivya_api.catalog.selectors import catalog_model_get, catalog_models
 from rivya_api.common.schema import constant_field
 from rivya_api.files.serializers import FileOutputSerializer
 from rivya_api.generations.presenters import generation_payload
@@ -18,8 +22,17 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({unknown[0]: ["Unknown field."]}, code="unknown_parameter")
+                message = self.unknown_field_message(unknown[0], data)
+                raise serializers.ValidationError({unknown[0]: [message]}, code="unknown_parameter")
         return super().to_internal_value(data)
+
+    def unknown_field_message(self, name: str, data: dict[str, Any]) -> str:
+        """What to tell a client that sent ``name``: by default, which fields there are."""
+        return f"Unknown field {name!r}; the fields are {_listing(list(self.fields))}."
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 class GenerationCreateInputSerializer(StrictSerializer):
@@ -33,9 +46,24 @@ class GenerationCreateInputSerializer(StrictSerializer):
         help_text="Up to 16 string values of yours, returned with the task and in its webhooks.",
     )
     max_credits = serializers.IntegerField(
-        min_value=0, required=False, allow_null=True, help_text="Refuse (402) instead of spending more than this."
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text=(
+            "A ceiling of yours: when the price is above it the request is refused with 402 "
+            "`max_credits_exceeded` and nothing is reserved (unlike `insufficient_credits`, topping up "
+            "does not help; raise the ceiling or lower the price)."
+        ),
     )
     dry_run = serializers.BooleanField(default=False, help_text="Return the price and create nothing.")
+
+    def unknown_field_message(self, name: str, data: dict[str, Any]) -> str:
+        """A model parameter sent next to ``model`` (``prompt`` most often) is told to move into ``input``."""
+        model_id = data.get("model") if isinstance(data.get("model"), str) else None
+        if name in _parameter_names(model_id):
+            example = json.dumps({"model": model_id or "…", "input": {name: "…"}}, ensure_ascii=False)
+            return f"{name!r} is a model parameter: put it inside input, e.g. {example}."
+        return super().unknown_field_message(name, data) + " The model's parameters go inside input."
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -48,15 +76,33 @@ class GenerationCreateInputSerializer(StrictSerializer):
         return value
 
 
+def _parameter_names(model_id: str | None) -> set[str]:
+    """The input parameters of ``model_id``, or of every listed model when it names none."""
+    try:
+        models = [catalog_model_get(model_id)] if model_id else catalog_models()
+    except CatalogError:
+        models = catalog_models()
+    return {name for model in models for name in (model.parameters.get("properties") or {})}
+
+
 class GenerationErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
 
 
+@extend_schema_serializer(deprecate_fields=["refunded"])
 class GenerationCreditsSerializer(serializers.Serializer):
     reserved = serializers.IntegerField(help_text="Held at submission: the quoted price.")
     charged = serializers.IntegerField(help_text="Captured on success: exactly the quoted price.")
-    refunded = serializers.IntegerField(help_text="Released on failure or cancel: everything reserved.")
+    released = serializers.IntegerField(
+        help_text="Returned uncharged on failure or cancel: everything reserved. 0 until then, and on success."
+    )
+    refunded = serializers.IntegerField(
+        help_text=(
+            "Deprecated: the first name of `released`, always the same value; read `released`. "
+            "Removed in API v2. (A refund returns credits that were charged; see the ledger's `refund`.)"
+        )
+    )
 
 
 class GenerationOutputSerializer(serializers.Serializer):

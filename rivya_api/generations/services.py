@@ -150,7 +150,8 @@ def generation_create(
 def _check_max_credits(price: int, max_credits: int | None) -> None:
     if max_credits is not None and price > max_credits:
         raise MaxCreditsExceededError(
-            f"This generation costs {price} credits, more than max_credits ({max_credits}).",
+            f"This generation costs {price} credits, more than max_credits ({max_credits}); nothing was "
+            f"reserved. Send max_credits of at least {price}, or change the input to cost less.",
             param="max_credits",
             headers={"x-should-retry": "false"},  # a 402 that retrying cannot fix
         )
@@ -348,7 +349,7 @@ def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | No
             # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
             _release(task)
             task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
-            return _finish(task, Status.FAILED, refunded=task.price)
+            return _finish(task, Status.FAILED, released=task.price)
     task.outputs.set(files)
     return _finish(task, Status.SUCCEEDED, charged=task.price)
 
@@ -363,7 +364,7 @@ def generation_fail(
         return None
     _release(task)
     task.error_code, task.error_message = code, message[:500]
-    return _finish(task, Status.FAILED, refunded=task.price)
+    return _finish(task, Status.FAILED, released=task.price)
 
 
 def generation_finish_canceled(*, task_pk: int) -> GenerationTask | None:
@@ -372,7 +373,7 @@ def generation_finish_canceled(*, task_pk: int) -> GenerationTask | None:
         if task.is_terminal:
             return None
         _release(task)
-        return _finish(task, Status.CANCELED, refunded=task.price)
+        return _finish(task, Status.CANCELED, released=task.price)
 
 
 def _release(task: GenerationTask) -> None:
@@ -389,9 +390,9 @@ def _release(task: GenerationTask) -> None:
             raise
 
 
-def _finish(task: GenerationTask, status: str, *, charged: int = 0, refunded: int = 0) -> GenerationTask:
+def _finish(task: GenerationTask, status: str, *, charged: int = 0, released: int = 0) -> GenerationTask:
     task.status = status
-    task.charged, task.refunded = charged, refunded
+    task.charged, task.refunded = charged, released  # the refunded column holds what was released
     task.completed_at = _now()
     if status == Status.SUCCEEDED:
         task.progress = 100
@@ -432,7 +433,7 @@ def generation_cancel(*, account: Any, task_id: str) -> GenerationTask:
         raise ConflictError(f"The generation is already {task.status}.", code="generation_not_cancelable")
     if task.status == Status.QUEUED:
         _release(task)
-        return _finish(task, Status.CANCELED, refunded=task.price)
+        return _finish(task, Status.CANCELED, released=task.price)
     task.cancel_requested = True
     task.save(update_fields=["cancel_requested"])
     return task

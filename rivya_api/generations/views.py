@@ -63,7 +63,7 @@ TASK_EXAMPLE = {
         }
     ],
     "error": None,
-    "credits": {"reserved": 4, "charged": 4, "refunded": 0},
+    "credits": {"reserved": 4, "charged": 4, "released": 0, "refunded": 0},
     "cancel_requested": False,
     "created_at": "2026-05-11T09:30:00Z",
     "started_at": "2026-05-11T09:30:01Z",
@@ -75,7 +75,7 @@ QUEUED_EXAMPLE = {
     "status": "queued",
     "progress": 0,
     "outputs": [],
-    "credits": {"reserved": 4, "charged": 0, "refunded": 0},
+    "credits": {"reserved": 4, "charged": 0, "released": 0, "refunded": 0},
     "started_at": None,
     "completed_at": None,
 }
@@ -87,7 +87,12 @@ SUBMIT_ERRORS = error_responses(
         400: [
             ("missing_parameter", "input.prompt is required.", "input.prompt"),
             ("invalid_parameter", "input.width must be at least 64.", "input.width"),
-            ("unknown_parameter", "Unknown field.", "colour"),
+            (
+                "unknown_parameter",
+                "'prompt' is a model parameter: put it inside input, e.g. "
+                '{"model": "rivya-image-1", "input": {"prompt": "…"}}.',
+                "prompt",
+            ),
             ("file_not_found", "No such file: file_8Xq2LmZc0aT4vRbN7kYpW1sE.", "input.reference_image"),
             (
                 "invalid_file_type",
@@ -98,7 +103,12 @@ SUBMIT_ERRORS = error_responses(
         ],
         402: [
             ("insufficient_credits", "Cannot reserve 4 credits: 2 available."),
-            ("max_credits_exceeded", "This generation costs 4 credits, more than max_credits (3).", "max_credits"),
+            (
+                "max_credits_exceeded",
+                "This generation costs 4 credits, more than max_credits (3); nothing was reserved. "
+                "Send max_credits of at least 4, or change the input to cost less.",
+                "max_credits",
+            ),
         ],
         404: [("model_not_found", "No such model: rivya-image-9.", "model")],
     },
@@ -200,7 +210,11 @@ SUBMIT_ERRORS = error_responses(
         examples=[
             OpenApiExample(
                 "canceled",
-                value={**QUEUED_EXAMPLE, "status": "canceled", "credits": {"reserved": 4, "charged": 0, "refunded": 4}},
+                value={
+                    **QUEUED_EXAMPLE,
+                    "status": "canceled",
+                    "credits": {"reserved": 4, "charged": 0, "released": 4, "refunded": 4},
+                },
                 response_only=True,
                 status_codes=["200"],
             )

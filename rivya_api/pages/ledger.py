@@ -21,12 +21,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from rivya_api.chat.selectors import chat_turn_sessions
+from rivya_api.credits.references import CHAT_TURN_PREFIX, ledger_references
 from rivya_api.generations.selectors import generation_list
 from rivya_api.pages.charts import KIND_COLOURS, Series
 from rivya_billing.selectors import wallet_entries
 
 TASK_PREFIX = "task_"
-CHAT_TURN_PREFIX = "chat_turn:"
+# Public ids a client may filter the ledger by (see rivya_api.credits.references).
+PUBLIC_ID_PREFIXES = (TASK_PREFIX, "msg_", "chat_")
 # Entry types that take credits from the balance for work, and the one that gives some back.
 SPEND_TYPES = ("settle", "overrun")
 REFUND_TYPE = "refund"
@@ -80,13 +82,21 @@ def ledger_entries(
     until: date | None = None,
     reference: str | None = None,
 ) -> QuerySet:
-    """The account's ledger, newest first, filtered as the credits page and its CSV export allow."""
+    """The account's ledger, newest first, filtered as the credits page and its CSV export allow.
+
+    ``reference`` given as a public id (``task_…``, ``msg_…``, ``chat_…``) selects that work's
+    entries exactly, as the API's filter does; any other text matches part of a reference.
+    """
     entries = wallet_entries(account=account, type=type or None)
     if since:
         entries = entries.filter(created_at__date__gte=since)
     if until:
         entries = entries.filter(created_at__date__lte=until)
-    if reference:
+    reference = (reference or "").strip()
+    if reference.startswith(PUBLIC_ID_PREFIXES) and not reference.startswith(CHAT_TURN_PREFIX):
+        references = ledger_references(account=account, reference=reference)
+        entries = entries.filter(Q(reference__in=references) | Q(hold__reference__in=references))
+    elif reference:
         entries = entries.filter(Q(reference__icontains=reference) | Q(hold__reference__icontains=reference))
     return entries
 

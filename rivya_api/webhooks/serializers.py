@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
 from rivya_webhooks.selectors import DELIVERY_STATE_FILTERS
 
@@ -17,7 +18,11 @@ class WebhookEndpointCreateInputSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=100),
         allow_empty=False,
         max_length=100,
-        help_text='Registered event types to receive, or `["*"]` for every type.',
+        help_text=(
+            "The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, "
+            '`webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) '
+            "subscribes to every type, including types added later."
+        ),
     )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
@@ -25,7 +30,11 @@ class WebhookEndpointCreateInputSerializer(serializers.Serializer):
 class WebhookEndpointUpdateInputSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=2048, required=False)
     event_types = serializers.ListField(
-        child=serializers.CharField(max_length=100), allow_empty=False, max_length=100, required=False
+        child=serializers.CharField(max_length=100),
+        allow_empty=False,
+        max_length=100,
+        required=False,
+        help_text='Replaces the list; the same types as on creation, or `["*"]` for every type.',
     )
     enabled = serializers.BooleanField(required=False, help_text="`true` also resumes paused deliveries.")
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -41,7 +50,7 @@ class WebhookEventFilterSerializer(serializers.Serializer):
     type = serializers.CharField(required=False, max_length=100)
     created_gte = serializers.DateTimeField(required=False)
     created_lt = serializers.DateTimeField(required=False)
-    delivery_state = serializers.ChoiceField(choices=DELIVERY_STATE_FILTERS, required=False)
+    delivery_state = ChoiceField(choices=DELIVERY_STATE_FILTERS, required=False)
 
 
 class WebhookEndpointOutputSerializer(serializers.Serializer):

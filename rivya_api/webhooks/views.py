@@ -156,7 +156,12 @@ _URL_ERRORS = [
     ErrorExample("url_unresolvable", "The host 'nowhere.example.com' does not resolve.", "url"),
 ]
 _TYPE_ERRORS = [
-    ErrorExample("unknown_event_type", "Unknown event type: 'generation.done'.", "event_types"),
+    ErrorExample(
+        "unknown_event_type",
+        "Unknown event type: 'generation.done'. Valid types: generation.canceled, generation.failed, "
+        'generation.succeeded, webhook.test, webhook_endpoint.disabled; or "*" for every type, also those added later.',
+        "event_types",
+    ),
     ErrorExample("invalid_parameter", "event_types must be a non-empty list of event type names.", "event_types"),
 ]
 
@@ -232,6 +237,11 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
                     "event_types": ["generation.succeeded", "generation.failed"],
                     "description": "Production receiver",
                 },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "every event type",
+                value={"url": "https://example.com/hooks/rivya", "event_types": ["*"]},
                 request_only=True,
             ),
             OpenApiExample("created", value=_SECRET_EXAMPLE, response_only=True, status_codes=["201"]),

@@ -220,6 +220,9 @@ def credits_settle(
     line; ``"available"`` charges it from the available balance as an
     ``overrun`` line, up to what is available, and waives the rest.
 
+    The lines name ``actor``, by default the hold's (whoever reserved it), so
+    every entry of one piece of work says who it was for.
+
     Refused with ``StaleHoldError`` when the lease lapsed or ``lease_token`` was
     superseded (a late settle from a stale worker), ``HoldNotPendingError`` when
     the hold was released. A repeat with the same amount returns the settled
@@ -262,7 +265,7 @@ def credits_settle(
         )
         if line_amount > 0
     ]
-    _post(wallet=wallet, lines=lines, actor=_actor(actor), now=now)
+    _post(wallet=wallet, lines=lines, actor=_actor(actor or hold.actor), now=now)
     _resolve_hold(
         hold,
         state=HoldState.SETTLED,
@@ -287,6 +290,7 @@ def credits_release(
     """Return the whole pending hold ``reference`` to ``available`` (the work failed or was canceled).
 
     Works after the lease lapsed too (the result is what the sweeper would do).
+    The line names ``actor``, by default the hold's.
     A repeat returns the released hold; a settled or expired hold raises
     ``HoldNotPendingError`` (``StaleHoldError`` for expired) with its ``state``.
     Atomic; locks the hold, then the wallet.
@@ -305,7 +309,7 @@ def credits_release(
         )
     wallet = _lock_wallet_by_id(hold.wallet_id)
     line = _Line(EntryType.RELEASE, hold.amount, reference, hold.pk)
-    _post(wallet=wallet, lines=[line], actor=_actor(actor), now=now)
+    _post(wallet=wallet, lines=[line], actor=_actor(actor or hold.actor), now=now)
     _resolve_hold(hold, state=HoldState.RELEASED, resolved_at=now)
     return hold
 

@@ -114,7 +114,7 @@ def run_flow(client: APIClient, account, receiver: Receiver, model: str, kind: s
     assert task["status"] == "succeeded", task
     check_media(kind, download(client, task["outputs"][0]["url"]))
     price = task["credits"]["reserved"]
-    assert task["credits"] == {"reserved": price, "charged": price, "refunded": 0}
+    assert task["credits"] == {"reserved": price, "charged": price, "released": 0, "refunded": 0}
     settles = [e for e in wallet_entries(account=account) if e.reference == task["id"] and e.type == "settle"]
     assert len(settles) == 1
     assert wallet_get(account=account).held == 0
@@ -153,7 +153,7 @@ def test_in_process_failure_releases_in_full(api_client, funded, receiver):
     task = poll_terminal(api_client, created["id"])
     assert task["status"] == "failed"
     assert task["error"]["code"] == "model_unavailable"
-    assert task["credits"] == {"reserved": 5, "charged": 0, "refunded": 5}
+    assert task["credits"] == {"reserved": 5, "charged": 0, "released": 5, "refunded": 5}
     assert (wallet_get(account=funded).balance, wallet_get(account=funded).held) == (200, 0)
     events = wait_for(lambda: verified_events(receiver, secret), timeout=60)
     assert events[0]["type"] == "generation.failed"
@@ -180,7 +180,7 @@ def test_worker_failure_releases_in_full(api_client, funded, redis_purged):
             "/api/v1/generations", {"model": "test-failing", "input": {"prompt": "x"}}, format="json"
         ).json()
         task = poll_terminal(api_client, created["id"])
-    assert task["credits"] == {"reserved": 5, "charged": 0, "refunded": 5}
+    assert task["credits"] == {"reserved": 5, "charged": 0, "released": 5, "refunded": 5}
     assert wallet_get(account=funded).held == 0
 
 

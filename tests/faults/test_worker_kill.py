@@ -91,10 +91,10 @@ def test_sigkill_worker_mid_task_each_task_retried_or_released_never_charged_twi
             if state["model"] == "rivya-slow-1":
                 assert state["status"] == "succeeded", state
                 assert attempts[task_id] == 2
-                assert state["credits"] == {"reserved": price, "charged": price, "refunded": 0}
+                assert state["credits"] == {"reserved": price, "charged": price, "released": 0, "refunded": 0}
             else:
                 assert state["status"] == "failed", state
                 assert state["error"]["code"] == "worker_lost"
-                assert state["credits"] == {"reserved": price, "charged": 0, "refunded": price}
+                assert state["credits"] == {"reserved": price, "charged": 0, "released": price, "refunded": price}
         books.terminal_events_per_task()
         books.check_tasks([])

@@ -195,6 +195,25 @@ def test_settle_below_the_hold_charges_usage_and_releases_the_rest(funded):
     assert lines(funded)[-2:] == [("settle", 12), ("release", 18)]
 
 
+def test_settle_and_release_name_the_holds_actor_unless_told_another(funded):
+    services.credits_reserve(account=funded, amount=30, reference="task_1", actor="key_abc")
+    services.credits_settle(account=funded, reference="task_1", amount=12)
+    services.credits_reserve(account=funded, amount=5, reference="task_2", actor="key_abc")
+    services.credits_release(account=funded, reference="task_2")
+    services.credits_reserve(account=funded, amount=5, reference="task_3", actor="key_abc")
+    services.credits_release(account=funded, reference="task_3", actor="user:7")
+    entries = selectors.wallet_entries(account=funded).exclude(type=EntryType.GRANT).order_by("sequence")
+    assert [(e.reference, e.type, e.actor) for e in entries] == [
+        ("task_1", "reserve", "key_abc"),
+        ("task_1", "settle", "key_abc"),
+        ("task_1", "release", "key_abc"),
+        ("task_2", "reserve", "key_abc"),
+        ("task_2", "release", "key_abc"),
+        ("task_3", "reserve", "key_abc"),
+        ("task_3", "release", "user:7"),
+    ]
+
+
 def test_settle_of_zero_usage_releases_everything(funded):
     services.credits_reserve(account=funded, amount=30, reference="task_1")
     hold = services.credits_settle(account=funded, reference="task_1", amount=0)

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from rivya_api.common.dates import iso
 from rivya_api.common.rendering import render
+from rivya_api.credits.references import public_reference
 from rivya_api.credits.serializers import public_actor
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page
@@ -123,8 +124,8 @@ def _csv_rows(account: Any, entries: Any) -> Iterator[str]:
                     entry.balance_after,
                     entry.held_after,
                     entry.available_after,
-                    entry.reference,
-                    work_reference(entry) if work else "",
+                    public_reference(entry.reference),
+                    public_reference(work_reference(entry)) if work else "",
                     work.kind if work else "",
                     public_actor(entry.actor) or "",
                     entry.description,

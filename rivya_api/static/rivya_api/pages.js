@@ -117,7 +117,7 @@
     var credits = row.querySelector('[data-field="credits"]');
     if (credits && task.credits) {
       credits.textContent = task.status === "succeeded" ? task.credits.charged + " charged"
-        : TERMINAL[task.status] ? task.credits.refunded + " refunded" : task.credits.reserved + " reserved";
+        : TERMINAL[task.status] ? task.credits.released + " released" : task.credits.reserved + " reserved";
     }
     var error = row.querySelector('[data-field="error"]');
     if (error) error.textContent = task.error ? task.error.message : "";

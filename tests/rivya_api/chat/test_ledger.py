@@ -184,3 +184,35 @@ def test_ledger_check_is_clean_after_chat_turns(make_api_client, funded, upstrea
         post_turn(client, model="rivya-chat-upstream", messages=[{"role": "user", "content": "b"}]).status_code == 502
     )
     call_command("rivya_ledger_check")  # raises CommandError on any drift
+
+
+def test_a_turns_entries_name_its_key_and_are_found_by_its_public_ids(make_api_client, funded, upstream):
+    """Issue 22 (6): chat entries carry the key like generations; ?reference= takes msg_ and chat_ ids."""
+    account, _ = funded(10_000)
+    client = make_api_client(account)
+    key_id = client.api_key.public_id
+    turn = {"model": "rivya-chat-priced", "max_tokens": 300}
+    first = post_turn(client, messages=[{"role": "user", "content": "One"}], **turn).json()
+    second = post_turn(
+        client, session_id=first["session_id"], messages=[{"role": "user", "content": "Two"}], **turn
+    ).json()
+
+    def ledger(reference: str, api=client) -> list[tuple[str, str, str | None]]:
+        response = api.get("/api/v1/credits/ledger", {"reference": reference})
+        assert response.status_code == 200, response.content
+        return [(e["type"], e["reference"], e["actor"]) for e in reversed(response.json()["data"])]
+
+    by_turn = ledger(first["id"])
+    assert [kind for kind, _, _ in by_turn] == ["reserve", "settle", "release"]
+    assert {(reference, actor) for _, reference, actor in by_turn} == {(first["id"], key_id)}
+    # Any message of the turn names it: the user's message too.
+    question = ChatMessage.objects.get(turn_id=first["id"], role="user").public_id
+    assert ledger(question) == by_turn
+    # The session names every turn of it, newest last here.
+    by_session = ledger(first["session_id"])
+    assert [reference for _, reference, _ in by_session] == [first["id"]] * 3 + [second["id"]] * 3
+    # The stored form still works, and another account sees none of it.
+    assert ledger(f"chat_turn:{first['id']}") == by_turn
+    stranger = make_api_client(funded(10)[0])
+    assert ledger(first["id"], api=stranger) == []
+    assert ledger(first["session_id"], api=stranger) == []

@@ -84,3 +84,13 @@ def test_image_sources_other_than_files_are_refused(make_api_client, account):
     error = response.json()["error"]
     assert error["code"] == "invalid_image_source"
     assert error["param"] == "messages[0].content[1].image_url.url"
+
+
+@pytest.mark.parametrize(("model", "article"), [("rivya-image-1", "an"), ("rivya-video-1", "a")])
+def test_a_media_model_is_refused_in_plain_english(make_api_client, account, model, article):
+    response = turn(make_api_client(account), model=model)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("model_not_chat", "model")
+    kind = model.split("-")[1]
+    assert error["message"].startswith(f"{model} is {article} {kind} model; chat completions need a chat model")

@@ -123,6 +123,28 @@ def test_the_ledger_filters_by_reference_and_type(api_client, history):
     error(api_client.get(LEDGER, {"type": "spend"}), 400, "invalid_choice", "type")
 
 
+def test_the_reference_filter_includes_refunds_of_that_work(api_client, history):
+    services.credits_refund(account=history, reference="admin:refund:9", charge_reference="task_A", amount=5)
+    by_task = api_client.get(LEDGER, {"reference": "task_A"}).json()["data"]
+    assert [(e["type"], e["reference"]) for e in by_task] == [
+        ("refund", "admin:refund:9"),
+        ("settle", "task_A"),
+        ("reserve", "task_A"),
+    ]
+    by_refund = api_client.get(LEDGER, {"reference": "admin:refund:9"}).json()["data"]
+    assert [e["type"] for e in by_refund] == ["refund"]
+    assert api_client.get(LEDGER, {"reference": "msg_unknown"}).json()["data"] == []
+    assert api_client.get(LEDGER, {"reference": "chat_unknown"}).json()["data"] == []
+
+
+def test_an_invalid_choice_lists_the_valid_values(api_client):
+    body = error(api_client.get(LEDGER, {"type": "spend"}), 400, "invalid_choice", "type")
+    assert body["message"] == (
+        '"spend" is not a valid choice; use one of: grant, reserve, settle, release, expire, overrun, waive, '
+        "refund, adjust."
+    )
+
+
 def test_the_ledger_pages_with_a_cursor(api_client, history):
     first = api_client.get(LEDGER, {"limit": 4}).json()
     assert [e["sequence"] for e in first["data"]] == [6, 5, 4, 3]

@@ -46,6 +46,6 @@ def test_cancel_action_releases_through_the_service(admin_client, account, tasks
         )
     assert "Asked 1 task(s) to stop." in response.content.decode()
     first.refresh_from_db()
-    assert (first.status, first.refunded) == ("canceled", 4)
+    assert (first.status, first.released) == ("canceled", 4)
     assert GenerationTask.objects.get(pk=second.pk).status == "queued"
     assert wallet_get(account=account).held == 4

@@ -42,7 +42,7 @@ def test_submit_answers_202_with_the_task(api_client, funded):
     assert body["id"].startswith("task_")
     assert body["object"] == "generation"
     assert body["status"] == "queued"
-    assert body["credits"] == {"reserved": 4, "charged": 0, "refunded": 0}
+    assert body["credits"] == {"reserved": 4, "charged": 0, "released": 0, "refunded": 0}
     assert body["metadata"] == {"order": "42"}
     assert response["Location"].endswith(body["id"])
     assert_matches_openapi(response, "post", "/api/v1/generations")
@@ -57,7 +57,7 @@ def test_get_shows_outputs_with_signed_urls_after_success(api_client, funded):
     body = response.json()
     assert body["status"] == "succeeded"
     assert body["progress"] == 100
-    assert body["credits"] == {"reserved": 4, "charged": 4, "refunded": 0}
+    assert body["credits"] == {"reserved": 4, "charged": 4, "released": 0, "refunded": 0}
     url = body["outputs"][0]["url"]
     assert url.startswith("http://testserver/api/v1/files/")
     assert_matches_openapi(response, "get", "/api/v1/generations/{task_id}")
@@ -91,7 +91,7 @@ def test_cancel_queued_then_cancel_again_is_409(api_client, funded):
     response = api_client.post(f"/api/v1/generations/{task_id}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "canceled"
-    assert response.json()["credits"]["refunded"] == 4
+    assert response.json()["credits"]["released"] == 4
     error(api_client.post(f"/api/v1/generations/{task_id}/cancel"), 409, "generation_not_cancelable")
 
 
@@ -129,9 +129,33 @@ def test_schema_violations_name_the_parameter(api_client, funded, input, param):
 
 
 def test_unknown_top_level_field_is_named(api_client, funded):
-    error(
+    body = error(
         submit(api_client, model="test-image", input={"prompt": "x"}, colour="red"), 400, "unknown_parameter", "colour"
     )
+    assert body["message"] == (
+        "Unknown field 'colour'; the fields are model, input, metadata, max_credits and dry_run. "
+        "The model's parameters go inside input."
+    )
+
+
+def test_a_top_level_model_parameter_is_told_to_move_into_input(api_client, funded):
+    body = error(submit(api_client, model="test-image", prompt="a lighthouse"), 400, "unknown_parameter", "prompt")
+    assert body["message"] == (
+        "'prompt' is a model parameter: put it inside input, e.g. "
+        '{"model": "test-image", "input": {"prompt": "…"}}.'
+    )
+    assert wallet_get(account=funded).held == 0
+
+
+def test_an_unknown_input_parameter_lists_the_models_parameters(api_client, funded):
+    body = error(
+        submit(api_client, model="test-image", input={"prompt": "x", "colour": "red"}),
+        400,
+        "unknown_parameter",
+        "input.colour",
+    )
+    assert body["message"].startswith("Unknown parameter input.colour for model test-image; its parameters are ")
+    assert "prompt" in body["message"]
 
 
 def test_input_must_be_an_object(api_client, funded):
@@ -154,7 +178,11 @@ def test_wrong_file_type_is_refused(api_client, funded):
 
 def test_max_credits_below_price_is_402_before_reserving(api_client, funded):
     response = submit(api_client, model="test-image", input={"prompt": "x"}, max_credits=3)
-    error(response, 402, "max_credits_exceeded", "max_credits")
+    body = error(response, 402, "max_credits_exceeded", "max_credits")
+    assert body["message"] == (
+        "This generation costs 4 credits, more than max_credits (3); nothing was reserved. "
+        "Send max_credits of at least 4, or change the input to cost less."
+    )
     assert response["x-should-retry"] == "false"
     assert wallet_get(account=funded).held == 0
     assert submit(api_client, model="test-image", input={"prompt": "x"}, max_credits=4).status_code == 202

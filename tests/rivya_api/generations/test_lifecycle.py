@@ -44,7 +44,7 @@ def test_success_charges_exactly_the_quote_and_publishes_one_event(funded):
     task = services.generation_create(account=funded, model_id="test-image", input={"prompt": "a red fox"})
     done = services.generation_run(task_pk=task.pk)
     assert done.status == "succeeded"
-    assert (done.charged, done.refunded, done.progress) == (4, 0, 100)
+    assert (done.charged, done.released, done.progress) == (4, 0, 100)
     wallet = wallet_get(account=funded)
     assert (wallet.balance, wallet.held) == (96, 0)
     assert entry_types(funded) == ["grant", "reserve", "settle"]
@@ -52,7 +52,7 @@ def test_success_charges_exactly_the_quote_and_publishes_one_event(funded):
     assert [event.type for event in events] == ["generation.succeeded"]
     payload = events[0].data
     assert payload["id"] == task.public_id
-    assert payload["credits"] == {"reserved": 4, "charged": 4, "refunded": 0}
+    assert payload["credits"] == {"reserved": 4, "charged": 4, "released": 0, "refunded": 0}
     assert payload["outputs"][0]["url"].startswith("http")
 
 
@@ -71,7 +71,7 @@ def test_failure_releases_in_full(funded):
     done = services.generation_run(task_pk=task.pk)
     assert done.status == "failed"
     assert done.error_code == "model_unavailable"
-    assert (done.charged, done.refunded) == (0, 5)
+    assert (done.charged, done.released) == (0, 5)
     wallet = wallet_get(account=funded)
     assert (wallet.balance, wallet.held) == (100, 0)
     assert [e.type for e in WebhookEvent.objects.filter(account=funded)] == ["generation.failed"]
@@ -89,7 +89,7 @@ def test_cancel_of_a_queued_task_releases(funded):
     task = services.generation_create(account=funded, model_id="test-image", input={"prompt": "x"})
     canceled = services.generation_cancel(account=funded, task_id=task.public_id)
     assert canceled.status == "canceled"
-    assert canceled.refunded == 4
+    assert canceled.released == 4
     assert wallet_get(account=funded).held == 0
     assert services.generation_run(task_pk=task.pk) is None  # a late worker does nothing
 

@@ -116,7 +116,7 @@ def test_updates_reach_only_the_accounts_own_sockets_and_only_after_commit(chann
             statuses.append(message["task"]["status"])
         assert statuses[0] == "running"
         assert statuses[-1] == "succeeded"
-        assert message["task"]["credits"] == {"reserved": 4, "charged": 4, "refunded": 0}
+        assert message["task"]["credits"] == {"reserved": 4, "charged": 4, "released": 0, "refunded": 0}
         assert message["task"]["outputs"][0]["content_type"] == "image/png"
         assert await theirs.receive_nothing(timeout=0.3)
         await mine.disconnect()

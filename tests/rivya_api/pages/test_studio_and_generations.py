@@ -145,7 +145,7 @@ def test_status_filter_live_endpoint_and_cancel(funded, django_capture_on_commit
         response = funded.client.post(f"{GENERATIONS}/{first.public_id}/cancel", {"next": "https://evil.example/"})
     assert response.url == GENERATIONS
     first.refresh_from_db()
-    assert (first.status, first.refunded) == ("canceled", 4)
+    assert (first.status, first.released) == ("canceled", 4)
     assert wallet_get(account=funded.account).held == 0
 
 

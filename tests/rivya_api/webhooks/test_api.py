@@ -10,7 +10,8 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from rivya_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from rivya_webhooks.registry import event_type_register, event_type_unregister
+from rivya_api.webhooks.serializers import WebhookEndpointCreateInputSerializer
+from rivya_webhooks.registry import event_type_register, event_type_unregister, event_types
 from rivya_webhooks.services import webhook_event_publish
 from tests.rivya_webhooks.conftest import run_due
 from tests.rivya_webhooks.receiver import Receiver
@@ -69,10 +70,23 @@ def test_create_shows_the_secret_once(api_client):
     assert [item["id"] for item in listed["data"]] == [body["id"]]
 
 
+def test_the_subscription_field_documents_every_type_and_the_star():
+    documented = WebhookEndpointCreateInputSerializer().fields["event_types"].help_text
+    for event_type in event_types():
+        if not event_type.name.startswith("thing."):  # this module's own
+            assert f"`{event_type.name}`" in documented
+    assert '`["*"]`' in documented
+
+
 def test_unknown_event_type_is_a_400_naming_it(api_client):
     error = error_of(create(api_client, event_types=["thing.created", "thing.exploded"]), 400, "unknown_event_type")
     assert "thing.exploded" in error["message"]
     assert error["param"] == "event_types"
+    # The message lists what is valid, "*" included (issue 22, finding 7).
+    assert "Valid types: " in error["message"]
+    for event_type in event_types():
+        assert event_type.name in error["message"]
+    assert '"*" for every type' in error["message"]
     assert error_of(create(api_client, event_types=[]), 400)["param"] == "event_types"
     assert error_of(create(api_client, event_types="*"), 400)["param"] == "event_types"
     assert not WebhookEndpoint.objects.exists()

@@ -131,7 +131,7 @@ export interface paths {
         };
         /**
          * List ledger entries
-         * @description Every change of the wallet, newest first: reconcile each charge with the task or chat turn it belongs to (`reference`). A piece of work shows `reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, or `release`/`expire` when it fails. Each entry carries the balance and held credits right after it.
+         * @description Every change of the wallet, newest first: reconcile each charge with the task or chat turn it belongs to (`reference`) and the API key that caused it (`actor`). A piece of work shows `reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, or `release`/`expire` when it fails. Each entry carries the balance and held credits right after it.
          */
         get: operations["listLedgerEntries"];
         put?: never;
@@ -837,7 +837,7 @@ export interface components {
             dry_run?: boolean;
             /** @description The model's parameters; validated against its `parameters` JSON Schema. */
             input?: unknown;
-            /** @description Refuse (402) instead of spending more than this. */
+            /** @description A ceiling of yours: when the price is above it the request is refused with 402 `max_credits_exceeded` and nothing is reserved (unlike `insufficient_credits`, topping up does not help; raise the ceiling or lower the price). */
             max_credits?: number | null;
             /** @description Up to 16 string values of yours, returned with the task and in its webhooks. */
             metadata?: {
@@ -849,8 +849,13 @@ export interface components {
         GenerationCredits: {
             /** @description Captured on success: exactly the quoted price. */
             charged: number;
-            /** @description Released on failure or cancel: everything reserved. */
+            /**
+             * @deprecated
+             * @description Deprecated: the first name of `released`, always the same value; read `released`. Removed in API v2. (A refund returns credits that were charged; see the ledger's `refund`.)
+             */
             refunded: number;
+            /** @description Returned uncharged on failure or cancel: everything reserved. 0 until then, and on success. */
+            released: number;
             /** @description Held at submission: the quoted price. */
             reserved: number;
         };
@@ -954,8 +959,8 @@ export interface components {
             id: string;
             /** @constant */
             readonly object: "ledger_entry";
-            /** @description What the entry belongs to: a task id (`task_…`), a chat message id, or a support action. */
-            reference: string;
+            /** @description What the entry belongs to: a task id (`task_…`), a chat turn's message id (`msg_…`), or a support action's reference. `GET /credits/ledger?reference=` takes it back. */
+            readonly reference: string;
             /** @description Position in the wallet's ledger: 1, 2, 3 … without gaps. */
             sequence: number;
             /**
@@ -1037,6 +1042,7 @@ export interface components {
             description?: string;
             /** @description `true` also resumes paused deliveries. */
             enabled?: boolean;
+            /** @description Replaces the list; the same types as on creation, or `["*"]` for every type. */
             event_types?: string[];
             url?: string;
         };
@@ -1146,7 +1152,7 @@ export interface components {
         WebhookEndpointCreateInputRequest: {
             /** @default  */
             description?: string;
-            /** @description Registered event types to receive, or `["*"]` for every type. */
+            /** @description The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) subscribes to every type, including types added later. */
             event_types: string[];
             /** @description Where events are POSTed: https (http only in DEBUG). */
             url: string;
@@ -1939,7 +1945,7 @@ export interface operations {
                 after?: string;
                 /** @description Page size, 1 to 100 (default 20). */
                 limit?: number;
-                /** @description Only entries of this task, chat message or action. */
+                /** @description Only the entries of one piece of work, refunds of it included: a task id (`task_…`), a chat message id (`msg_…`, any message of the turn), a chat session id (`chat_…`, every turn of it), or an action's reference as the entries show it. */
                 reference?: string;
                 /** @description Only entries of this type. */
                 type?: "adjust" | "expire" | "grant" | "overrun" | "refund" | "release" | "reserve" | "settle" | "waive";
