@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
 
-.PHONY: run test test-fast lint stress serve openapi stack bench sdk faults soak
+.PHONY: run test test-fast lint stress serve openapi stack bench sdk sdk-pack faults soak
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,3 +64,7 @@ openapi: $(STAMP)
 ## TypeScript SDK (sdk/typescript): regenerate its types from the OpenAPI document, build, test
 sdk: $(STAMP)
 	RIVYA_PYTHON=$(abspath $(BIN))/python scripts/sdk-test.sh
+
+## The TypeScript SDK as an npm package, sdk/typescript/rivya-sdk.tgz: `npm install /path/to/it` (needs Node.js 20+ only)
+sdk-pack:
+	scripts/sdk-test.sh --pack

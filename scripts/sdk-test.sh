@@ -4,6 +4,8 @@
 #   scripts/sdk-test.sh           regenerate src/generated/openapi.ts from the server, then test
 #   scripts/sdk-test.sh --check   fail instead when the committed types are stale (CI: CI=true does the same)
 #   scripts/sdk-test.sh --types   only regenerate the types (`make openapi` runs this)
+#   scripts/sdk-test.sh --pack    only build the npm package: sdk/typescript/rivya-sdk.tgz (`make sdk-pack`;
+#                                 needs Node.js, not Python: the committed types are used as they are)
 #
 # Steps: npm ci (when package-lock.json changed since the last install), regenerate or check
 # the types (manage.py spectacular, no server needed), type-check, build (ESM + .d.ts), bundle
@@ -16,11 +18,13 @@ cd "$root/sdk/typescript"
 
 check=false
 types_only=false
+pack_only=false
 case "${1:-}" in
   --check) check=true ;;
   --types) types_only=true ;;
+  --pack) pack_only=true ;;
   "") [ "${CI:-}" = "true" ] && check=true ;;
-  *) echo "usage: scripts/sdk-test.sh [--check|--types]" >&2; exit 2 ;;
+  *) echo "usage: scripts/sdk-test.sh [--check|--types|--pack]" >&2; exit 2 ;;
 esac
 
 if ! command -v node >/dev/null 2>&1; then
@@ -42,6 +46,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   step "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" >"$stamp"
+fi
+
+if $pack_only; then
+  # npm pack runs the build (prepack); one stable name, so `npm install <path>` reads the same every time.
+  step "pack"
+  packed="$(npm pack --json --loglevel=error | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8"))[0].filename)')"
+  mv -f "$packed" rivya-sdk.tgz
+  printf '\nThe SDK package: %s\nInstall it in your project with: npm install %s\n' \
+    "$root/sdk/typescript/rivya-sdk.tgz" "$root/sdk/typescript/rivya-sdk.tgz"
+  exit 0
 fi
 
 if $check; then

@@ -1,8 +1,10 @@
 /**
  * Errors thrown by the client. Every API error is an `APIError` carrying the
- * server's `{"error": {type, code, message, param, request_id}}`; the subclass
- * says which HTTP status it was, so callers can `catch (e) { if (e instanceof
- * InsufficientCreditsError) … }` instead of comparing numbers.
+ * server's `{"error": {type, code, message, param, request_id}}`. The subclass is
+ * chosen by the error's `code` where one has its own class (`max_credits_exceeded`,
+ * `insufficient_credits`), else by the HTTP status, so callers can
+ * `catch (e) { if (e instanceof InsufficientCreditsError) … }` instead of comparing
+ * numbers or strings.
  */
 
 /** Base class of everything this package throws. */
@@ -52,8 +54,7 @@ export class APIError extends RivyaError {
     const detail = error && typeof error === "object" ? error : undefined;
     const message =
       (status ? `${status} ` : "") + (detail?.message ?? (text ? text.slice(0, 500) : "status code (no body)"));
-    const Class = status === undefined ? APIError : (STATUS_CLASSES[status] ?? (status >= 500 ? InternalServerError : APIError));
-    return new Class(status, detail, message, headers);
+    return new (errorClass(status, detail?.code))(status, detail, message, headers);
   }
 }
 
@@ -63,9 +64,21 @@ export class BadRequestError extends APIError {
 export class AuthenticationError extends APIError {
   override name = "AuthenticationError";
 }
-/** 402: the wallet cannot cover the work (`insufficient_credits`). Never retried. */
-export class InsufficientCreditsError extends APIError {
+/** 402: the work was refused for a billing reason; the subclasses say which. Never retried. */
+export class PaymentRequiredError extends APIError {
+  override name = "PaymentRequiredError";
+}
+/** 402 `insufficient_credits`: the wallet cannot cover the work; top it up. */
+export class InsufficientCreditsError extends PaymentRequiredError {
   override name = "InsufficientCreditsError";
+}
+/**
+ * 402 `max_credits_exceeded`: the work costs more than the `max_credits` the request allowed.
+ * Nothing was reserved and the wallet may well cover it: raise `max_credits` or make the work
+ * cheaper (`err.message` says the price). Not an `InsufficientCreditsError`: topping up won't help.
+ */
+export class MaxCreditsExceededError extends PaymentRequiredError {
+  override name = "MaxCreditsExceededError";
 }
 export class PermissionDeniedError extends APIError {
   override name = "PermissionDeniedError";
@@ -95,10 +108,17 @@ export class InternalServerError extends APIError {
   override name = "InternalServerError";
 }
 
+/** Codes whose errors have a class of their own, whatever the status. */
+const CODE_CLASSES: Record<string, typeof APIError> = {
+  insufficient_credits: InsufficientCreditsError,
+  max_credits_exceeded: MaxCreditsExceededError,
+};
+
 const STATUS_CLASSES: Record<number, typeof APIError> = {
   400: BadRequestError,
   401: AuthenticationError,
-  402: InsufficientCreditsError,
+  // Another 402 code (a refusal added later) is a payment refusal, not necessarily "top up".
+  402: PaymentRequiredError,
   403: PermissionDeniedError,
   404: NotFoundError,
   409: ConflictError,
@@ -108,6 +128,14 @@ const STATUS_CLASSES: Record<number, typeof APIError> = {
   422: UnprocessableEntityError,
   429: RateLimitError,
 };
+
+/** The class for an error response: by its `code` when that has a class, else by `status`. */
+function errorClass(status: number | undefined, code: string | undefined): typeof APIError {
+  const byCode = code !== undefined && Object.hasOwn(CODE_CLASSES, code) ? CODE_CLASSES[code] : undefined;
+  if (byCode) return byCode;
+  if (status === undefined) return APIError;
+  return STATUS_CLASSES[status] ?? (status >= 500 ? InternalServerError : APIError);
+}
 
 /** The request never got an HTTP response (DNS, refused, reset), or a stream broke off and could not be resumed. */
 export class APIConnectionError extends APIError {

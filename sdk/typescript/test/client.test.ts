@@ -11,8 +11,10 @@ import {
   BadRequestError,
   ConflictError,
   InsufficientCreditsError,
+  MaxCreditsExceededError,
   InternalServerError,
   NotFoundError,
+  PaymentRequiredError,
   RateLimitError,
   Rivya,
   RivyaError,
@@ -173,7 +175,7 @@ describe("errors", () => {
   it.each([
     [400, BadRequestError],
     [401, AuthenticationError],
-    [402, InsufficientCreditsError],
+    [402, PaymentRequiredError],
     [404, NotFoundError],
     [409, ConflictError],
     [422, UnprocessableEntityError],
@@ -186,6 +188,22 @@ describe("errors", () => {
     expect(error).toBeInstanceOf(RivyaError);
     expect(error).toMatchObject({ status, code: `code_${status}`, param: "p", requestId: "req_stub", type: "api_error" });
     expect(error.message).toBe(`${status} code_${status} happened`);
+  });
+
+  it.each([
+    ["insufficient_credits", InsufficientCreditsError],
+    ["max_credits_exceeded", MaxCreditsExceededError],
+  ])("maps the code %s to its own class, whatever the status says", async (code, Class) => {
+    for (const status of [402, 400]) {
+      const s = await stub(apiError(status, code));
+      const error = await s.client({ maxRetries: 0 }).generations.create({ model: "m" }).catch((e) => e);
+      expect(error).toBeInstanceOf(Class);
+      expect(error).toBeInstanceOf(PaymentRequiredError);
+      expect(error).toMatchObject({ status, code });
+    }
+    const other = Class === InsufficientCreditsError ? MaxCreditsExceededError : InsufficientCreditsError;
+    const s = await stub(apiError(402, code));
+    expect(await s.client({ maxRetries: 0 }).models.retrieve("m").catch((e) => e)).not.toBeInstanceOf(other);
   });
 
   it("keeps a non-JSON error body in the message", async () => {

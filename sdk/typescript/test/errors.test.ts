@@ -1,6 +1,6 @@
 /**
- * Typed errors from the real server: 401, 402, 404, 422 and 429, each with the server's
- * `code`, `param` and request id.
+ * Typed errors from the real server: 401, 402 (both codes, each its own class), 404, 422
+ * and 429, each with the server's `code`, `param` and request id.
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -8,7 +8,9 @@ import {
   AuthenticationError,
   BadRequestError,
   InsufficientCreditsError,
+  MaxCreditsExceededError,
   NotFoundError,
+  PaymentRequiredError,
   RateLimitError,
   Rivya,
   UnprocessableEntityError,
@@ -49,8 +51,25 @@ describe("typed errors", () => {
     });
     const error = await failure(rivya.generations.create({ model: "rivya-image-1", input: { prompt: "unpaid" } }));
     expect(error).toBeInstanceOf(InsufficientCreditsError);
+    expect(error).toBeInstanceOf(PaymentRequiredError);
+    expect(error).not.toBeInstanceOf(MaxCreditsExceededError);
     expect(error).toMatchObject({ status: 402, code: "insufficient_credits", type: "billing_error" });
     expect(seen).toHaveLength(1);
+  });
+
+  it("402 MaxCreditsExceededError (not InsufficientCreditsError) when the price is above max_credits", async () => {
+    const rivya = client();
+    const before = await rivya.credits.retrieve();
+    const error = await failure(
+      rivya.generations.create({ model: "rivya-image-1", input: { prompt: "capped" }, max_credits: 1 }),
+    );
+    expect(error).toBeInstanceOf(MaxCreditsExceededError);
+    expect(error).toBeInstanceOf(PaymentRequiredError);
+    expect(error).not.toBeInstanceOf(InsufficientCreditsError);
+    expect(error).toMatchObject({ status: 402, code: "max_credits_exceeded", param: "max_credits" });
+    expect(error.message).toMatch(/costs \d+ credits?, more than max_credits \(1\)/);
+    // Nothing was held: the wallet could pay, the request's own limit refused it.
+    expect((await rivya.credits.retrieve()).available).toBe(before.available);
   });
 
   it("404 NotFoundError naming the parameter", async () => {

@@ -1,7 +1,9 @@
 /**
- * The published shape: `npm pack` makes a tarball that installs into an empty project, whose
- * ESM import and type declarations work, and the README's quick start runs as written
- * against the test server.
+ * The package as a user installs it: the README's first command (`make sdk-pack` in this
+ * repository) writes a tarball; its second installs that into a project made by a plain
+ * `npm init` (CommonJS). From there the package works from `require` and from `import`,
+ * its declarations type-check in both module systems, and the README's ESM and CommonJS
+ * quick starts run as written against the test server.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,56 +16,97 @@ import { server } from "./support.js";
 
 const run = promisify(execFile);
 const pkg = fileURLToPath(new URL("..", import.meta.url));
+const repository = fileURLToPath(new URL("../../..", import.meta.url));
 const project = mkdtempSync(join(tmpdir(), "rivya-sdk-consumer-"));
-const npm = (args: string[], cwd: string) => run("npm", [...args, "--no-audit", "--no-fund", "--loglevel=error"], { cwd });
+const quiet = ["--no-audit", "--no-fund", "--loglevel=error"];
+const readme = readFileSync(join(pkg, "README.md"), "utf8");
+const quickStart = readme.slice(readme.indexOf("## Quick start"), readme.indexOf("## The client"));
+/** The commands of the quick start's shell block, comments dropped. */
+const commands = /```sh\n([\s\S]*?)```/
+  .exec(quickStart)![1]!
+  .split("\n")
+  .map((line) => line.replace(/\s+#.*$/, "").trim())
+  .filter(Boolean);
+const jsBlocks = [...quickStart.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]!);
 
 afterAll(() => rmSync(project, { recursive: true, force: true }));
+
+async function node(file: string, env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await run("node", [file], { cwd: project, env: { ...process.env, ...env } });
+  return stdout;
+}
 
 describe("package", () => {
   let files: string[] = [];
 
   beforeAll(async () => {
-    const { stdout } = await npm(["pack", "--json", "--pack-destination", project], pkg);
-    const [packed] = JSON.parse(stdout.slice(stdout.indexOf("[")));
-    files = packed.files.map((f: { path: string }) => f.path);
-    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-    await npm(["install", "--offline", join(project, packed.filename)], project);
-  }, 180_000);
+    // 1. The README's first command, run as written in this repository.
+    expect(commands[0]).toBe("make sdk-pack");
+    const { stdout } = await run("make", ["--no-print-directory", "sdk-pack"], { cwd: repository });
+    const tarball = join(pkg, "rivya-sdk.tgz");
+    expect(stdout).toContain(`npm install ${tarball}`);
+    const listing = await run("tar", ["-tzf", tarball]);
+    files = listing.stdout.trim().split("\n").map((path) => path.replace(/^package\//, ""));
+    // 2. A project as `npm init` makes it: no "type", so CommonJS.
+    await run("npm", ["init", "--yes", ...quiet], { cwd: project });
+    // 3. The README's install command with this repository's path.
+    const install = commands[1]!.replace("/path/to/rivya", repository.replace(/\/$/, ""));
+    expect(install).toBe(`npm install ${tarball}`);
+    await run("sh", ["-c", `${install} --offline ${quiet.join(" ")}`], { cwd: project });
+  }, 300_000);
 
-  it("ships dist (ESM and declarations) and the README, nothing else", () => {
-    expect(files).toContain("dist/index.js");
-    expect(files).toContain("dist/index.d.ts");
-    expect(files).toContain("README.md");
+  it("ships ESM, CommonJS, their declarations and the README, nothing else", () => {
+    for (const file of ["dist/index.js", "dist/index.d.ts", "dist/cjs/index.js", "dist/cjs/index.d.ts", "README.md"]) {
+      expect(files).toContain(file);
+    }
+    expect(JSON.parse(readFileSync(join(project, "node_modules/@rivya/sdk/dist/cjs/package.json"), "utf8"))).toEqual({
+      type: "commonjs",
+    });
     expect(files.filter((f) => !f.startsWith("dist/") && !["README.md", "package.json"].includes(f))).toEqual([]);
     const manifest = JSON.parse(readFileSync(join(project, "node_modules/@rivya/sdk/package.json"), "utf8"));
     expect(manifest.dependencies ?? {}).toEqual({});
+    const consumer = JSON.parse(readFileSync(join(project, "package.json"), "utf8"));
+    expect(consumer.type ?? "commonjs").toBe("commonjs");
   });
 
-  it("imports from the installed tarball", async () => {
-    const script = `
-      import Rivya, { Rivya as Named, InsufficientCreditsError, verifyWebhook, VERSION } from "@rivya/sdk";
-      const client = new Rivya({ apiKey: "rvya_sk_x" });
-      console.log(JSON.stringify({
-        same: Rivya === Named, version: VERSION, base: client.baseURL,
-        resources: Object.keys(client).filter((k) => typeof client[k] === "object" && k !== "defaultHeaders"),
-        errors: typeof InsufficientCreditsError, verify: typeof verifyWebhook,
-      }));`;
-    writeFileSync(join(project, "import.mjs"), script);
-    const { stdout } = await run("node", ["import.mjs"], { cwd: project, env: { ...process.env, RIVYA_BASE_URL: "" } });
-    expect(JSON.parse(stdout)).toEqual({
-      same: true,
-      version: JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")).version,
-      base: "http://127.0.0.1:8000/api/v1",
-      resources: ["models", "files", "generations", "chat", "credits", "webhooks", "webhookEvents"],
-      errors: "function",
-      verify: "function",
-    });
+  const probe = (load: string) => `
+    ${load}
+    const client = new Rivya({ apiKey: "rvya_sk_x" });
+    console.log(JSON.stringify({
+      same: Rivya === Named, version: VERSION, base: client.baseURL,
+      resources: Object.keys(client).filter((k) => typeof client[k] === "object" && k !== "defaultHeaders"),
+      errors: [typeof InsufficientCreditsError, new MaxCreditsExceededError(402, undefined, "") instanceof InsufficientCreditsError],
+      verify: typeof verifyWebhook,
+    }));`;
+  const expected = () => ({
+    same: true,
+    version: JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")).version,
+    base: "http://127.0.0.1:8000/api/v1",
+    resources: ["models", "files", "generations", "chat", "credits", "webhooks", "webhookEvents"],
+    errors: ["function", false],
+    verify: "function",
   });
 
-  it("type-checks a TypeScript consumer against the installed declarations", async () => {
+  it("loads with import (ESM)", async () => {
     writeFileSync(
-      join(project, "consumer.ts"),
-      `import Rivya, { type Generation, type GenerationQuote, type ChatCompletion, ChatCompletionStream, APIError } from "@rivya/sdk";
+      join(project, "import.mjs"),
+      probe(`import Rivya, { Rivya as Named, InsufficientCreditsError, MaxCreditsExceededError, verifyWebhook, VERSION } from "@rivya/sdk";`),
+    );
+    expect(JSON.parse(await node("import.mjs", { RIVYA_BASE_URL: "" }))).toEqual(expected());
+  });
+
+  it("loads with require (CommonJS) in the default npm init project", async () => {
+    writeFileSync(
+      join(project, "require.js"),
+      probe(`const sdk = require("@rivya/sdk");
+       const { Rivya, InsufficientCreditsError, MaxCreditsExceededError, verifyWebhook, VERSION } = sdk;
+       const Named = sdk.default;`),
+    );
+    expect(JSON.parse(await node("require.js", { RIVYA_BASE_URL: "" }))).toEqual(expected());
+  });
+
+  it("type-checks TypeScript consumers of both module systems against the installed declarations", async () => {
+    const body = `
        const rivya = new Rivya();
        export async function main(): Promise<void> {
          const task: Generation = await rivya.generations.create({ model: "rivya-image-1", input: { prompt: "p" } });
@@ -73,37 +116,43 @@ describe("package", () => {
          for await (const chunk of stream) chunk.choices[0]?.delta.content?.toUpperCase();
          for await (const t of rivya.generations.list({ status: "failed" })) t.outputs.map((o) => o.url);
          const status: "queued" | "running" | "succeeded" | "failed" | "canceled" = task.status;
+         const released: number = task.credits.released;
          // @ts-expect-error: not a status
          const wrong: typeof task.status = "finished";
-         void [quote.price, done.usage, status, wrong, APIError];
-       }`,
-    );
+         void [quote.price, done.usage, status, released, wrong, APIError, MaxCreditsExceededError];
+       }`;
+    const imports = `{ type Generation, type GenerationQuote, type ChatCompletion, ChatCompletionStream, APIError, MaxCreditsExceededError }`;
+    writeFileSync(join(project, "consumer.mts"), `import Rivya, ${imports} from "@rivya/sdk";${body}`);
+    writeFileSync(join(project, "consumer.cts"), `import { Rivya, ${imports.slice(1)} from "@rivya/sdk";${body}`);
     writeFileSync(
       join(project, "tsconfig.json"),
       JSON.stringify({
         compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", target: "ES2022", strict: true, noEmit: true, types: [] },
-        files: ["consumer.ts"],
+        files: ["consumer.mts", "consumer.cts"],
       }),
     );
     const tsc = join(pkg, "node_modules/typescript/bin/tsc");
     const result = await run("node", [tsc, "-p", "tsconfig.json"], { cwd: project }).catch((e) => e);
     expect(result.stdout ?? "").toBe("");
+    // The CommonJS consumer really resolved the CommonJS declarations.
+    const trace = await run("node", [tsc, "-p", "tsconfig.json", "--traceResolution"], { cwd: project });
+    expect(trace.stdout).toMatch(/'@rivya\/sdk' was successfully resolved to '[^']*\/dist\/cjs\/index\.d\.ts'/);
+    expect(trace.stdout).toMatch(/'@rivya\/sdk' was successfully resolved to '[^']*\/dist\/index\.d\.ts'/);
   });
 
-  it("runs the README quick start as written", async () => {
-    const readme = readFileSync(join(pkg, "README.md"), "utf8");
-    const section = readme.slice(readme.indexOf("## Quick start"));
-    const code = /```js\n([\s\S]*?)```/.exec(section)![1]!;
-    expect(code.trim().split("\n").length).toBeLessThanOrEqual(10);
-    writeFileSync(join(project, "quickstart.mjs"), code);
+  it("runs the README quick starts (ESM and CommonJS) as written", async () => {
+    expect(jsBlocks).toHaveLength(2);
+    const [esm, cjs] = jsBlocks as [string, string];
+    expect(esm.trim().split("\n").length).toBeLessThanOrEqual(10);
+    expect(cjs).toContain('require("@rivya/sdk")');
+    writeFileSync(join(project, "quickstart.mjs"), esm);
+    writeFileSync(join(project, "quickstart.cjs"), cjs);
     const { baseURL, apiKey } = server();
-    const { stdout } = await run("node", ["quickstart.mjs"], {
-      cwd: project,
-      env: { ...process.env, RIVYA_API_KEY: apiKey, RIVYA_BASE_URL: baseURL },
-    });
-    const lines = stdout.trim().split("\n");
+    const env = { RIVYA_API_KEY: apiKey, RIVYA_BASE_URL: baseURL };
+    const lines = (await node("quickstart.mjs", env)).trim().split("\n");
     expect(lines[0]).toMatch(/^task_\S+ is (queued|running|succeeded), \d+ credits reserved$/);
     expect(lines[1]).toMatch(/^succeeded: http:\/\/\S+\/api\/v1\/files\/file_\S+\/content\?/);
     expect(lines).toContain("rivya-image-1 (image)");
+    expect((await node("quickstart.cjs", env)).trim()).toMatch(/^succeeded: http:\/\/\S+\/api\/v1\/files\/file_\S+\/content\?/);
   });
 });
