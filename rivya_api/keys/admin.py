@@ -23,6 +23,7 @@ from django.utils.html import format_html
 
 from rivya_api.keys.exceptions import APIKeyError
 from rivya_api.keys.models import APIKey, APIKeyEvent
+from rivya_api.keys.selectors import api_key_predecessors_working
 from rivya_api.keys.services import ROLL_GRACE_CHOICES, api_key_create, api_key_revoke, api_key_roll
 
 SOURCE = "admin"
@@ -33,16 +34,21 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+# What "Roll" does when nobody picks a grace period: the settings page's default too
+# (rivya_api.pages.forms.APIKeyRollForm), long enough to deploy the new secret.
+DEFAULT_ROLL_GRACE = "24h"
+
+
 class APIKeyActionForm(ActionForm):
     grace = forms.ChoiceField(
-        label="Old key keeps working",
+        label="When rolling, the old key keeps working for",
         required=False,
+        initial=DEFAULT_ROLL_GRACE,
         choices=[
-            ("", "(for roll) choose…"),
-            ("now", "no: expire now"),
-            ("1h", "1 hour"),
             ("24h", "24 hours"),
+            ("1h", "1 hour"),
             ("7d", "7 days"),
+            ("now", "no time: it stops now"),
         ],
     )
 
@@ -70,7 +76,9 @@ class StatusFilter(admin.SimpleListFilter):
         now = timezone.now()
         not_expired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
         if self.value() == APIKey.Status.ACTIVE:
-            return queryset.filter(not_expired, revoked_at__isnull=True)
+            return queryset.filter(not_expired, revoked_at__isnull=True, replaced_by__isnull=True)
+        if self.value() == APIKey.Status.ROLLING:
+            return queryset.filter(not_expired, revoked_at__isnull=True, replaced_by__isnull=False)
         if self.value() == APIKey.Status.EXPIRED:
             return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
         if self.value() == APIKey.Status.REVOKED:
@@ -101,7 +109,7 @@ class APIKeyAdmin(admin.ModelAdmin):
     search_fields = ["public_id", "name", "prefix"]
     ordering = ["-created_at", "-pk"]
     raw_id_fields = ["account"]
-    actions = ["roll_keys", "revoke_keys"]
+    actions = ["roll_keys", "revoke_keys", "revoke_keys_and_predecessors"]
     action_form = APIKeyActionForm
     inlines = [APIKeyEventInline]
     # The view page: everything but the hash, all read-only.
@@ -190,7 +198,7 @@ class APIKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Roll selected keys (issue replacements)", permissions=["change"])
     def roll_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> Any:
-        grace = ROLL_GRACE_CHOICES.get(request.POST.get("grace", ""))
+        grace = ROLL_GRACE_CHOICES.get(request.POST.get("grace") or DEFAULT_ROLL_GRACE)
         if grace is None:
             self.message_user(request, "Choose how long the old keys keep working, then roll.", messages.ERROR)
             return None
@@ -208,12 +216,35 @@ class APIKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys now", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        count = 0
+        self._revoke(request, queryset, predecessors=False)
+
+    @admin.action(
+        description="Revoke selected keys now, with the keys they replaced that still work", permissions=["change"]
+    )
+    def revoke_keys_and_predecessors(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
+        self._revoke(request, queryset, predecessors=True)
+
+    def _revoke(self, request: HttpRequest, queryset: QuerySet[APIKey], *, predecessors: bool) -> None:
+        revoked: set[str] = set()
         for key in queryset:
-            if key.revoked_at is None:
-                api_key_revoke(api_key=key, actor=request.user, ip=client_ip(request), source=SOURCE)
-                count += 1
-        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+            older = api_key_predecessors_working(api_key=key) if predecessors else []
+            if key.revoked_at is None or older:
+                revoked |= {k.public_id for k in older} | ({key.public_id} if key.revoked_at is None else set())
+                api_key_revoke(
+                    api_key=key,
+                    actor=request.user,
+                    ip=client_ip(request),
+                    source=SOURCE,
+                    predecessors=predecessors,
+                )
+        self.message_user(request, f"Revoked {len(revoked)} key(s).", messages.SUCCESS)
+        left = {k.public_id for key in queryset for k in api_key_predecessors_working(api_key=key)}
+        if left:
+            self.message_user(
+                request,
+                f"Still working in their grace period, as keys the selected ones replaced: {', '.join(sorted(left))}.",
+                messages.WARNING,
+            )
 
 
 @admin.register(APIKeyEvent)

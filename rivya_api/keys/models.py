@@ -10,7 +10,9 @@ Django's SECRET_KEY never invalidates API keys).
 
 Keys are never deleted: revoking sets ``revoked_at`` and rolling sets the old
 key's ``expires_at`` and ``replaced_by``; every change writes an
-``APIKeyEvent`` (who, when, what, from which IP).
+``APIKeyEvent`` (who, when, what, from which IP). A rolled key that still
+works is ``rolling`` until its ``expires_at``, never ``active``: it has a
+replacement and an end, and a page that called it active would hide both.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = ["APIKey", "APIKeyEvent"]
 class APIKey(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
+        ROLLING = "rolling", "Rolling"  # replaced, still working until expires_at
         EXPIRED = "expired", "Expired"
         REVOKED = "revoked", "Revoked"
 
@@ -65,11 +68,19 @@ class APIKey(models.Model):
         return f"{self.prefix}…{self.last4}"
 
     def status_at(self, now: datetime) -> str:
+        """``revoked``, ``expired``, ``rolling`` (replaced, works until ``expires_at``) or ``active``."""
         if self.revoked_at is not None:
             return self.Status.REVOKED
         if self.expires_at is not None and self.expires_at <= now:
             return self.Status.EXPIRED
+        if self.replaced_by_id is not None:
+            return self.Status.ROLLING
         return self.Status.ACTIVE
+
+    @property
+    def works(self) -> bool:
+        """Whether requests with this key are accepted now (``active`` or ``rolling``)."""
+        return self.status in (self.Status.ACTIVE, self.Status.ROLLING)
 
     @property
     def status(self) -> str:

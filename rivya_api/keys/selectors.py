@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from rivya_api.keys import keystore
 from rivya_api.keys.models import APIKey, APIKeyEvent
@@ -36,3 +38,22 @@ def api_key_event_list(*, api_key: APIKey) -> QuerySet[APIKeyEvent]:
 def api_key_event_list_for_account(*, account: Any) -> QuerySet[APIKeyEvent]:
     """Every audited key change of the account (the settings page's activity log), newest first."""
     return APIKeyEvent.objects.filter(account=account).select_related("actor", "api_key").order_by("-created_at", "-pk")
+
+
+def api_key_predecessors_working(*, api_key: APIKey, now: datetime | None = None) -> list[APIKey]:
+    """The keys ``api_key`` replaced by rolling that still work (``rolling``), its predecessor first.
+
+    Follows the roll chain back (each key names its replacement), so a key rolled
+    twice within the grace periods has two.
+    """
+    now = now or timezone.now()
+    found: list[APIKey] = []
+    current = api_key
+    for _ in range(100):  # as long as the rolls within one grace period; bounded anyway
+        older = APIKey.objects.filter(replaced_by=current).first()
+        if older is None:
+            break
+        if older.status_at(now) == APIKey.Status.ROLLING:
+            found.append(older)
+        current = older
+    return found

@@ -20,6 +20,7 @@ from rivya_api.conf import api_settings
 from rivya_api.keys import keystore
 from rivya_api.keys.exceptions import APIKeyError, APIKeyGraceError, APIKeyStateError
 from rivya_api.keys.models import APIKey, APIKeyEvent
+from rivya_api.keys.selectors import api_key_predecessors_working
 from rivya_api.keys.tokens import secret_display_parts, secret_generate, secret_hash
 
 # What a user may pick when rolling a key, like Stripe's roll dialog.
@@ -123,10 +124,10 @@ def api_key_roll(
     now = now or timezone.now()
     old = APIKey.objects.select_for_update().get(pk=api_key.pk)
     status = old.status_at(now)
+    if status == APIKey.Status.ROLLING:
+        raise APIKeyStateError("This key has already been rolled; roll its replacement instead.")
     if status != APIKey.Status.ACTIVE:
         raise APIKeyStateError(f"This key is {status}; only an active key can be rolled.")
-    if old.replaced_by_id is not None:
-        raise APIKeyStateError("This key has already been rolled; roll its replacement instead.")
     keystore.key_invalidate(old.key_hash)
     new, secret = _key_insert(
         account_id=old.account_id, name=old.name, created_by=actor, expires_at=old.expires_at, now=now
@@ -169,23 +170,39 @@ def api_key_revoke(
     ip: str | None = None,
     source: str = "",
     now: datetime | None = None,
+    predecessors: bool = False,
 ) -> APIKey:
     """Revoke a key at once, in every process. Revoking a revoked key changes nothing.
 
-    The cached copy is invalidated before the row changes (see ``keystore``);
-    the row update and the ``revoked`` audit event commit together.
+    With ``predecessors``, also revoke every key this one replaced (by rolling,
+    transitively) that still works in its grace period: a leaked key's older
+    secret must not keep working for days after the leak is dealt with. The
+    cached copies are invalidated before the rows change (see ``keystore``);
+    the row updates and their ``revoked`` audit events commit together.
     """
     now = now or timezone.now()
-    key = APIKey.objects.select_for_update().get(pk=api_key.pk)
-    if key.revoked_at is not None:
-        api_key.revoked_at = key.revoked_at
-        return key
+    chain = [older.pk for older in api_key_predecessors_working(api_key=api_key, now=now)] if predecessors else []
+    # Every row at once, in primary-key order, so two revokes of one chain cannot deadlock.
+    rows = APIKey.objects.select_for_update().filter(pk__in=[api_key.pk, *chain]).order_by("pk")
+    locked = {row.pk: row for row in rows}
+    key = locked[api_key.pk]
+    for pk in chain:
+        older = locked[pk]
+        if older.status_at(now) == APIKey.Status.ROLLING:  # still working now that it is locked
+            _revoke_locked(older, actor=actor, ip=ip, source=source, now=now, details={"revoked_with": key.public_id})
+    if key.revoked_at is None:
+        _revoke_locked(key, actor=actor, ip=ip, source=source, now=now)
+    api_key.revoked_at = key.revoked_at
+    return key
+
+
+def _revoke_locked(
+    key: APIKey, *, actor: Any, ip: str | None, source: str, now: datetime, details: dict[str, Any] | None = None
+) -> None:
     keystore.key_invalidate(key.key_hash)
     key.revoked_at = now
     key.save(update_fields=["revoked_at"])
-    _audit(api_key=key, action=APIKeyEvent.Action.REVOKED, actor=actor, ip=ip, source=source, now=now)
-    api_key.revoked_at = now
-    return key
+    _audit(api_key=key, action=APIKeyEvent.Action.REVOKED, actor=actor, ip=ip, source=source, now=now, details=details)
 
 
 # Per process: when this process last asked the cache to elect a writer, per key public id.

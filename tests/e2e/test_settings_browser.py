@@ -77,6 +77,12 @@ def test_keys_create_use_roll_and_revoke(page, live_asgi, person):
     assert new_secret != secret
     assert api_answer(live_asgi, secret) == (200, None)
     assert api_answer(live_asgi, new_secret) == (200, None)
+    # The list calls the old key rolling, with its end, not active.
+    page.goto("/settings/api-keys")
+    old_row = page.locator(f'tr[data-key-id="{key.public_id}"]').inner_text()
+    assert "rolling" in old_row
+    assert "until" in old_row
+    assert "active" not in old_row
     # The grace period ends (the server's clock can't be moved, so its deadline is moved instead).
     key.refresh_from_db()
     assert timedelta(minutes=59) < key.expires_at - timezone.now() <= timedelta(hours=1)

@@ -21,7 +21,13 @@ from django.views.decorators.http import require_http_methods
 from rivya_api.common.rendering import render
 from rivya_api.keys.exceptions import APIKeyError
 from rivya_api.keys.models import APIKey
-from rivya_api.keys.selectors import api_key_event_list, api_key_event_list_for_account, api_key_get, api_key_list
+from rivya_api.keys.selectors import (
+    api_key_event_list,
+    api_key_event_list_for_account,
+    api_key_get,
+    api_key_list,
+    api_key_predecessors_working,
+)
 from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll
 from rivya_api.pages.common import SOURCE, client_ip, page_account, paginate, query_without_page
 from rivya_api.pages.forms import APIKeyCreateForm, APIKeyRollForm
@@ -117,10 +123,33 @@ def key_roll(request: HttpRequest, key_id: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
-    """GET: ask for confirmation (works without JavaScript). POST: revoke now, everywhere."""
+    """GET: ask for confirmation (works without JavaScript). POST: revoke now, everywhere.
+
+    A key that replaced others still in their grace period offers to revoke them too,
+    checked by default: revoking a leaked key must not leave its older secret working.
+    """
     key = _key_or_404(request, key_id)
+    predecessors = api_key_predecessors_working(api_key=key)
     if request.method == "POST":
-        api_key_revoke(api_key=key, actor=request.user, ip=client_ip(request), source=SOURCE)
-        messages.success(request, f"Revoked {key.name or key.public_id} ({key.masked}). Requests with it now fail.")
+        with_predecessors = bool(predecessors) and request.POST.get("predecessors") == "revoke"
+        revoked = ([] if key.revoked_at else [key]) + (predecessors if with_predecessors else [])
+        api_key_revoke(
+            api_key=key,
+            actor=request.user,
+            ip=client_ip(request),
+            source=SOURCE,
+            predecessors=with_predecessors,
+        )
+        if revoked:
+            names = ", ".join(f"{k.name or k.public_id} ({k.masked})" for k in revoked)
+            pronoun = "them" if len(revoked) > 1 else "it"
+            messages.success(request, f"Revoked {names}. Requests with {pronoun} now fail.")
+        if predecessors and not with_predecessors:
+            messages.warning(
+                request,
+                "The key it replaced still works until its grace period ends: "
+                + ", ".join(f"{k.masked} (until {k.expires_at:%Y-%m-%d %H:%M} UTC)" for k in predecessors),
+            )
         return redirect("rivya_pages:keys")
-    return render(request, "rivya_api/pages/keys/revoke.html", {"section": "keys", "key": key})
+    context = {"section": "keys", "key": key, "predecessors": predecessors}
+    return render(request, "rivya_api/pages/keys/revoke.html", context)

@@ -141,8 +141,7 @@ def test_unknown_top_level_field_is_named(api_client, funded):
 def test_a_top_level_model_parameter_is_told_to_move_into_input(api_client, funded):
     body = error(submit(api_client, model="test-image", prompt="a lighthouse"), 400, "unknown_parameter", "prompt")
     assert body["message"] == (
-        "'prompt' is a model parameter: put it inside input, e.g. "
-        '{"model": "test-image", "input": {"prompt": "…"}}.'
+        '\'prompt\' is a model parameter: put it inside input, e.g. {"model": "test-image", "input": {"prompt": "…"}}.'
     )
     assert wallet_get(account=funded).held == 0
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from rivya_api.keys.models import APIKey, APIKeyEvent
+from rivya_api.keys.services import api_key_roll
 from rivya_api.keys.tokens import secret_hash
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +128,7 @@ def test_roll_action_issues_replacement_shown_once_with_grace(admin_client, admi
     secret = messages[0].split("<code>")[1].split("</code>")[0]
     assert secret_hash(secret) == new.key_hash
     assert before + timedelta(hours=24) <= key.expires_at <= timezone.now() + timedelta(hours=24)
-    assert key.status == "active"
+    assert key.status == "rolling"
     rolled = key.events.get(action="rolled")
     assert rolled.details["replaced_by"] == new.public_id
     assert rolled.details["grace_seconds"] == 86400
@@ -137,12 +138,53 @@ def test_roll_action_issues_replacement_shown_once_with_grace(admin_client, admi
     assert_never_shown(later, key, old_secret)
 
 
-def test_roll_action_requires_a_grace_choice(admin_client, api_key):
+def test_roll_action_defaults_to_a_day_of_grace(admin_client, api_key):
     key, _ = api_key
-    response = admin_client.post(CHANGELIST, {"action": "roll_keys", "_selected_action": [key.pk]}, follow=True)
-    assert any("Choose how long" in str(m) for m in response.context["messages"])
+    form = admin_client.get(CHANGELIST).content.decode()
+    assert '<option value="24h" selected>24 hours</option>' in form
+    before = timezone.now()
+    response = admin_client.post(CHANGELIST, {"action": "roll_keys", "_selected_action": [key.pk]})
+    assert response.status_code == 200
     key.refresh_from_db()
-    assert key.replaced_by is None
+    assert key.replaced_by is not None
+    assert before + timedelta(hours=24) <= key.expires_at <= timezone.now() + timedelta(hours=24)
+
+
+def test_roll_action_refuses_a_grace_it_does_not_offer(admin_client, api_key):
+    key, _ = api_key
+    response = admin_client.post(
+        CHANGELIST, {"action": "roll_keys", "_selected_action": [key.pk], "grace": "30d"}, follow=True
+    )
+    assert key.events.filter(action="rolled").count() == 0
+    assert APIKey.objects.count() == 1
+    assert response.status_code == 200
+
+
+def test_the_list_shows_and_filters_rolling_keys(admin_client, api_key):
+    key, _ = api_key
+    new, _ = api_key_roll(api_key=key, grace=timedelta(hours=1))
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert (page.count(">rolling<"), page.count(">active<")) == (1, 1)
+    rolling = admin_client.get(CHANGELIST, {"status": "rolling"}).context["cl"].result_list
+    active = admin_client.get(CHANGELIST, {"status": "active"}).context["cl"].result_list
+    assert ([k.pk for k in rolling], [k.pk for k in active]) == ([key.pk], [new.pk])
+
+
+def test_revoke_with_predecessors_action_revokes_the_rolled_key_too(admin_client, admin_user, api_key):
+    key, old_secret = api_key
+    new, _ = api_key_roll(api_key=key, grace=timedelta(days=7))
+    plain = admin_client.post(CHANGELIST, {"action": "revoke_keys", "_selected_action": [new.pk]}, follow=True)
+    assert any(key.public_id in str(m) and "Still working" in str(m) for m in plain.context["messages"])
+    key.refresh_from_db()
+    assert key.status == "rolling"
+    response = admin_client.post(
+        CHANGELIST, {"action": "revoke_keys_and_predecessors", "_selected_action": [new.pk]}, follow=True
+    )
+    assert "Revoked 1 key(s)." in [str(m) for m in response.context["messages"]]
+    key.refresh_from_db()
+    assert key.status == "revoked"
+    event = key.events.get(action="revoked")
+    assert (event.actor, event.source, event.details) == (admin_user, "admin", {"revoked_with": new.public_id})
 
 
 def test_roll_action_reports_keys_that_cannot_be_rolled(admin_client, api_key):

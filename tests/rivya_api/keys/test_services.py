@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from rivya_api.keys.exceptions import APIKeyError, APIKeyGraceError, APIKeyStateError
 from rivya_api.keys.models import APIKey, APIKeyEvent
-from rivya_api.keys.selectors import api_key_event_list, api_key_for_secret, api_key_get, api_key_list
+from rivya_api.keys.selectors import (
+    api_key_event_list,
+    api_key_for_secret,
+    api_key_get,
+    api_key_list,
+    api_key_predecessors_working,
+)
 from rivya_api.keys.services import ROLL_GRACE_CHOICES, api_key_create, api_key_revoke, api_key_roll, api_key_touch
 from rivya_api.keys.tokens import secret_hash, secret_is_well_formed
 
@@ -103,8 +109,9 @@ def test_roll_issues_a_replacement_and_schedules_the_old_key(account, admin_user
     old.refresh_from_db()
     assert old.replaced_by == new
     assert old.expires_at == now + timedelta(hours=24)
-    assert old.status_at(now + timedelta(hours=23)) == "active"
+    assert old.status_at(now + timedelta(hours=23)) == "rolling"  # works, but is not "active": it has an end
     assert old.status_at(now + timedelta(hours=24)) == "expired"
+    assert new.status_at(now + timedelta(hours=23)) == "active"
     rolled = old.events.get(action="rolled")
     assert rolled.details == {
         "replaced_by": new.public_id,
@@ -156,6 +163,42 @@ def test_revoke_is_immediate_and_idempotent(api_key, admin_user):
     assert key.revoked_at == first
     event = key.events.get(action="revoked")
     assert (event.actor, event.ip) == (admin_user, "198.51.100.7")
+
+
+def test_revoke_with_predecessors_revokes_every_key_of_the_chain_still_working(account, admin_user, client):
+    """Issue 22 (4): revoking a leaked key can take the older secrets still in their grace period with it."""
+    now = timezone.now()
+    first, first_secret = api_key_create(account=account, name="prod", now=now)
+    second, second_secret = api_key_roll(api_key=first, grace=timedelta(days=7), now=now)
+    third, third_secret = api_key_roll(api_key=second, grace=timedelta(days=7), now=now)
+    spent, _ = api_key_create(account=account, name="old", now=now - timedelta(days=9))
+    api_key_roll(api_key=spent, grace=timedelta(hours=1), now=now - timedelta(days=8))  # its grace is over
+    assert [k.public_id for k in api_key_predecessors_working(api_key=third)] == [second.public_id, first.public_id]
+    assert api_key_predecessors_working(api_key=first) == []
+
+    api_key_revoke(api_key=third, actor=admin_user, predecessors=True)
+    for key in (first, second, third):
+        key.refresh_from_db()
+        assert key.status == "revoked"
+    for secret in (first_secret, second_secret, third_secret):
+        response = client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Bearer {secret}")
+        assert (response.status_code, response.json()["error"]["code"]) == (401, "api_key_revoked")
+    assert first.events.get(action="revoked").details == {"revoked_with": third.public_id}
+    assert third.events.get(action="revoked").details == {}
+    assert api_key_predecessors_working(api_key=third) == []
+
+
+def test_revoke_without_predecessors_leaves_the_rolled_key_working(account, client):
+    old, old_secret = api_key_create(account=account, name="prod")
+    new, _ = api_key_roll(api_key=old, grace=timedelta(hours=1))
+    api_key_revoke(api_key=new)
+    old.refresh_from_db()
+    assert old.status == "rolling"
+    assert client.get("/api/v1/models", HTTP_AUTHORIZATION=f"Bearer {old_secret}").status_code == 200
+    # Asking again, with predecessors, closes it even though the replacement is revoked already.
+    api_key_revoke(api_key=new, predecessors=True)
+    old.refresh_from_db()
+    assert old.status == "revoked"
 
 
 def test_selectors_are_scoped_to_the_account(make_account, make_api_key):

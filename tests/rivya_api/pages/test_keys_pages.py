@@ -151,6 +151,58 @@ def test_revoke_asks_first_then_refuses_the_key_everywhere(member, make_api_key)
     assert "/roll" not in row
 
 
+def row_of(page: str, key) -> str:
+    return page.split(f'data-key-id="{key.public_id}"')[1].split("</tr>")[0]
+
+
+def test_a_rolled_key_is_listed_as_rolling_with_its_end(member, make_api_key):
+    """Issue 22 (4): never "active" once replaced; the list says until when it works."""
+    old, _ = make_api_key(member.account, name="deploy")
+    member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "7d"})
+    old.refresh_from_db()
+    page = member.client.get(KEYS).content.decode()
+    old_row, new_row = row_of(page, old), row_of(page, old.replaced_by)
+    assert '<span class="badge status-rolling">rolling</span>' in old_row
+    assert f'until <time datetime="{old.expires_at.isoformat()}' in old_row
+    assert "/roll" not in old_row  # its replacement is what to roll now
+    assert "/revoke" in old_row
+    assert '<span class="badge status-active">active</span>' in new_row
+    detail = member.client.get(f"{KEYS}/{old.public_id}").content.decode()
+    assert "rolling</span> until" in detail
+    assert "then only its replacement works" in detail
+
+
+def test_revoking_a_replacement_offers_to_revoke_the_key_it_replaced(member, make_api_key):
+    """Issue 22 (4): the confirm page names the older key still working; revoking takes both by default."""
+    old, old_secret = make_api_key(member.account, name="deploy")
+    member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "7d"})
+    old.refresh_from_db()
+    new = old.replaced_by
+    confirm = member.client.get(f"{KEYS}/{new.public_id}/revoke").content.decode()
+    assert "This key replaced a key that still works" in confirm
+    assert f"Also revoke <code>{old.masked}</code> (works until" in confirm
+    assert 'name="predecessors" value="revoke" id="revoke-predecessors" checked' in confirm
+    response = member.client.post(f"{KEYS}/{new.public_id}/revoke", {"predecessors": "revoke"}, follow=True)
+    assert f"Revoked deploy ({new.masked}), deploy ({old.masked})" in response.content.decode()
+    assert api_status(old_secret) == (401, "api_key_revoked")
+    old.refresh_from_db()
+    assert old.status == "revoked"
+
+
+def test_revoking_without_the_predecessor_warns_that_it_still_works(member, make_api_key):
+    old, old_secret = make_api_key(member.account, name="deploy")
+    member.client.post(f"{KEYS}/{old.public_id}/roll", {"grace": "24h"})
+    old.refresh_from_db()
+    response = member.client.post(f"{KEYS}/{old.replaced_by.public_id}/revoke", follow=True)  # box unticked
+    assert "The key it replaced still works until its grace period ends" in response.content.decode()
+    assert api_status(old_secret) == (200, None)
+    # The revoked key's confirm page still offers to finish the job.
+    again = member.client.get(f"{KEYS}/{old.replaced_by.public_id}/revoke").content.decode()
+    assert "but the key it replaced still works" in again
+    member.client.post(f"{KEYS}/{old.replaced_by.public_id}/revoke", {"predecessors": "revoke"})
+    assert api_status(old_secret) == (401, "api_key_revoked")
+
+
 def test_another_accounts_keys_are_not_reachable(member, stranger, make_api_key):
     key, secret = make_api_key(member.account, name="members-only")
     page = stranger.client.get(KEYS).content.decode()

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from rivya_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from rivya_api.webhooks.serializers import WebhookEndpointCreateInputSerializer
+from rivya_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from rivya_webhooks.registry import event_type_register, event_type_unregister, event_types
 from rivya_webhooks.services import webhook_event_publish
 from tests.rivya_webhooks.conftest import run_due
