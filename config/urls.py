@@ -3,10 +3,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from config import views
 from rivya_api import health
 from rivya_api.metrics import metrics_view
 
 urlpatterns = [
+    # Somewhere useful for a browser at the root: the settings pages when signed in, else the docs.
+    path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("api/v1/", include("rivya_api.urls")),
     path("docs/", include("rivya_api.guides.urls")),
     path("settings/", include("rivya_api.pages.urls")),

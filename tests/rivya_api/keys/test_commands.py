@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from rivya_api.accounts import account_for_user
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.selectors import api_key_for_secret
+from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll
 from rivya_api.keys.tokens import secret_is_well_formed
 from rivya_billing.models import Wallet
 from rivya_billing.selectors import wallet_entries, wallet_get
+from rivya_billing.services import credits_reserve, credits_settle
 from tests.rivya_api.keys.subprocesses import ROOT, django_env, manage_py
 
 pytestmark = pytest.mark.django_db
@@ -137,25 +145,120 @@ def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_statu
     assert wallet_get(account=key.account).balance == 10
 
 
-def test_demo_prints_url_curl_and_ends_with_the_full_secret():
+def demo(key_file, *args: str) -> tuple[str, str]:
+    """``rivya_demo``'s output and the secret it ends with (its last ``rvya_sk_…``)."""
     out = io.StringIO()
-    call_command("rivya_demo", stdout=out)
+    call_command("rivya_demo", "--key-file", str(key_file), *args, stdout=out)
     text = out.getvalue()
-    found = SECRET_ANYWHERE.findall(text)
-    secret = found[-1]
+    return text, SECRET_ANYWHERE.findall(text)[-1]
+
+
+def test_demo_prints_url_curl_and_ends_with_the_full_secret(tmp_path):
+    text, secret = demo(tmp_path / "demo_api_key")
     key = api_key_for_secret(secret=secret)
     assert key is not None
     assert key.status == "active"
     assert key.account == account_for_user(get_user_model().objects.get(username="demo"))
     assert "http://127.0.0.1:8000" in text
     assert f'curl -H "Authorization: Bearer {secret}" http://127.0.0.1:8000/api/v1/models' in text
-    again = io.StringIO()
-    call_command("rivya_demo", stdout=again)
-    second = SECRET_ANYWHERE.findall(again.getvalue())[-1]
-    assert second != secret
+    assert "http://127.0.0.1:8000/docs/" in text
+
+
+def test_demo_keeps_one_key_across_runs_in_a_file_only_the_user_can_read(tmp_path):
+    """Issue 22 (5): every make run used to mint another never-expiring demo key."""
+    key_file = tmp_path / "var" / "demo_api_key"
+    first_text, first = demo(key_file)
+    assert "(new; its secret is kept in" in first_text
+    assert key_file.read_text() == first + "\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    second_text, second = demo(key_file)
+    assert second == first
+    assert "(the same as last time;" in second_text
+    assert APIKey.objects.filter(name="demo").count() == 1
     assert get_user_model().objects.filter(username="demo").count() == 1
-    assert api_key_for_secret(secret=secret).status == "active"  # earlier demo keys keep working
-    assert "1000 credits (granted once)" in text
+    # A file others could read is narrowed to the user's own again.
+    key_file.chmod(0o644)
+    assert demo(key_file)[1] == first
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_demo_issues_a_new_key_only_when_the_stored_one_no_longer_works(tmp_path):
+    key_file = tmp_path / "demo_api_key"
+    _, first = demo(key_file)
+    api_key_revoke(api_key=api_key_for_secret(secret=first))
+    _, second = demo(key_file)
+    assert second != first
+    assert key_file.read_text().strip() == second
+    # Rolled: it still works during its grace, so it is still the one printed, with its end.
+    key = api_key_for_secret(secret=second)
+    api_key_roll(api_key=key, grace=timedelta(hours=1))
+    rolled_text, again = demo(key_file)
+    assert again == second
+    assert "It was rolled and stops working at " in rolled_text
+    APIKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert demo(key_file)[1] not in (first, second)
+    # Someone else's key, or garbage, in the file is not the demo account's: replaced.
+    other, other_secret = api_key_create(account=make_user_account("someone"), name="x")
+    key_file.write_text(other_secret)
+    assert demo(key_file)[1] != other_secret
+    key_file.write_text("not a key")
+    assert secret_is_well_formed(demo(key_file)[1])
+    assert APIKey.objects.filter(name="demo", revoked_at__isnull=True).count() == 5
+
+
+def make_user_account(username: str):
+    from rivya_api.accounts import account_get_or_create_for_username
+
+    return account_get_or_create_for_username(username=username)[0]
+
+
+def test_demo_shows_the_real_balance_granted_once(tmp_path):
+    key_file = tmp_path / "demo_api_key"
+    text, secret = demo(key_file)
+    assert "Demo account: demo, 1000 credits (0 held, 1000 available)" in text
+    account = api_key_for_secret(secret=secret).account
+    credits_reserve(account=account, amount=30, reference="task_demo")
+    credits_settle(account=account, reference="task_demo", amount=4)
+    credits_reserve(account=account, amount=6, reference="task_demo2")
+    assert "Demo account: demo, 996 credits (6 held, 990 available)" in demo(key_file)[0]
     # 1000 credits, granted once however often make run runs it.
-    assert wallet_get(account=key.account).balance == 1000
-    assert wallet_entries(account=key.account, type="grant").count() == 1
+    assert wallet_get(account=account).balance == 996
+    assert wallet_entries(account=account, type="grant").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_as_make_run_runs_it_and_its_login_hint_works_as_written(tmp_path, settings):
+    """The banner's changepassword command, pasted as printed in the repository, sets the password."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]  # the processes' hasher
+    env = django_env()
+    key_file = tmp_path / "demo_api_key"
+    run = subprocess.run(
+        [sys.executable, "manage.py", "rivya_demo", "--key-file", str(key_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    hint = re.search(r"set its password first with: (.+ changepassword demo)\)", run.stdout)
+    assert hint, run.stdout
+    command = hint.group(1)
+    # The interpreter that ran it, relative to the repository when it lives there (.venv/bin/python).
+    inside = Path(sys.executable).is_relative_to(ROOT)
+    assert command.split()[0] == (os.path.relpath(sys.executable, ROOT) if inside else sys.executable)
+    password = "a-long-Demo-passphrase-42"
+    # No terminal: Django's getpass falls back to reading the two answers from stdin.
+    changed = subprocess.run(
+        ["sh", "-c", command],
+        input=f"{password}\n{password}\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "Password changed successfully for user 'demo'" in changed.stdout
+    assert get_user_model().objects.get(username="demo").check_password(password)
