@@ -358,7 +358,11 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "rivya_api.common.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "rivya_api.common.logging.RequestIdFilter"},
+        # Idle sweeps (every 10-60 s) would otherwise be most of the INFO log; see the class.
+        "periodic_tasks": {"()": "rivya_api.common.logging.PeriodicTaskFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -381,5 +385,8 @@ LOGGING = {
         "django": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "django.server": {"level": "WARNING"},
         "rivya.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "celery.app.trace": {"filters": ["periodic_tasks"]},
+        "celery.worker.strategy": {"filters": ["periodic_tasks"]},
+        "celery.beat": {"filters": ["periodic_tasks"]},
     },
 }

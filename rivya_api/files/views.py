@@ -24,6 +24,7 @@ from rivya_api.common.auth import ApiPrincipal
 from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
 from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
+from rivya_api.common.streaming import serve_streaming
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import (
@@ -277,4 +278,4 @@ class FileContentView(AccountScopedMixin, APIView):
         response["X-Content-Type-Options"] = "nosniff"
         # Even if a browser renders it, the content can run nothing and reach nothing.
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-        return response
+        return serve_streaming(request, response)

@@ -119,7 +119,7 @@ class Command(BaseCommand):
         said = "the same as last time" if reused else "new"
         lines = [
             "",
-            f"Rivya API: {url}  (docs: {url}/docs/, OpenAPI: {url}/api/v1/openapi.json)",
+            f"Rivya API: {url}  (docs: {url}/docs/, API reference: {url}/api/v1/docs)",
             f"Demo account: {name}, {wallet.balance} credits ({wallet.held} held, {wallet.available} available)",
             f"Demo API key {key.public_id} ({said}; its secret is kept in {where}, readable only by you):",
             "",

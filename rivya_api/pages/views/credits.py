@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from rivya_api.common.dates import iso
 from rivya_api.common.rendering import render
+from rivya_api.common.streaming import serve_streaming
 from rivya_api.credits.references import public_reference
 from rivya_api.credits.serializers import public_actor
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
@@ -150,4 +151,4 @@ def credits_export(request: HttpRequest) -> StreamingHttpResponse:
     stamp = date.isoformat(timezone.now().date())
     response["Content-Disposition"] = f'attachment; filename="rivya-ledger-{stamp}.csv"'
     response["Cache-Control"] = "no-store"
-    return response
+    return serve_streaming(request, response)
