@@ -146,7 +146,7 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
             "The account's one wallet, shared by the API and the Studio. Accepted work holds its price "
             "(`held`) until it completes and is charged, or fails and is released; `available` is what new "
             "work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` "
-            'sums the ledger over the last days (`RIVYA_BILLING["ACTIVITY_WINDOW_DAYS"]`, 30 by default).'
+            "sums the ledger over a recent window: the last `activity.days` days, since `activity.since`."
         ),
         tags=[TAG],
         responses={200: CreditsOutputSerializer},

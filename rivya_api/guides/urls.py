@@ -12,4 +12,6 @@ urlpatterns = [
     path("authentication", views.authentication, name="authentication"),
     path("credits", views.credits, name="credits"),
     path("models", views.models, name="models"),
+    path("sdk", views.sdk, name="sdk"),
+    path("webhooks", views.webhooks, name="webhooks"),
 ]

@@ -12,12 +12,15 @@ from rivya_api.common.origin import public_origin
 from rivya_api.common.rendering import render
 from rivya_api.conf import api_settings
 from rivya_api.guides.reference import model_entry
+from rivya_webhooks.registry import event_types
 
 PAGES = [
     ("quickstart", "First integration path"),
     ("authentication", "API Authentication"),
     ("credits", "API Credits"),
     ("models", "Model API Reference"),
+    ("sdk", "TypeScript SDK"),
+    ("webhooks", "Webhooks"),
 ]
 
 
@@ -30,15 +33,25 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "rivya_api/docs/index.html", _context(request, "index"))
 
 
-def quickstart(request: HttpRequest) -> HttpResponse:
+def _example_models() -> dict[str, Any]:
+    """The first listed image and chat models, for the examples (None when there is none)."""
     models = catalog_models()
-    image = next((m for m in models if m.kind == "image"), None)
-    chat = next((m for m in models if m.kind == "chat"), None)
-    return render(
-        request,
-        "rivya_api/docs/quickstart.html",
-        _context(request, "quickstart", image_model=image, chat_model=chat),
-    )
+    return {
+        "image_model": next((m for m in models if m.kind == "image"), None),
+        "chat_model": next((m for m in models if m.kind == "chat"), None),
+    }
+
+
+def quickstart(request: HttpRequest) -> HttpResponse:
+    return render(request, "rivya_api/docs/quickstart.html", _context(request, "quickstart", **_example_models()))
+
+
+def sdk(request: HttpRequest) -> HttpResponse:
+    return render(request, "rivya_api/docs/sdk.html", _context(request, "sdk", **_example_models()))
+
+
+def webhooks(request: HttpRequest) -> HttpResponse:
+    return render(request, "rivya_api/docs/webhooks.html", _context(request, "webhooks", event_types=event_types()))
 
 
 def authentication(request: HttpRequest) -> HttpResponse:

@@ -13,7 +13,9 @@ from rivya_webhooks.selectors import DELIVERY_STATE_FILTERS
 
 
 class WebhookEndpointCreateInputSerializer(serializers.Serializer):
-    url = serializers.CharField(max_length=2048, help_text="Where events are POSTed: https (http only in DEBUG).")
+    url = serializers.CharField(
+        max_length=2048, help_text="Where events are POSTed: an https URL (a development server also takes http)."
+    )
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=100),
         allow_empty=False,

@@ -219,8 +219,8 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
         summary="Create a webhook endpoint",
         description=(
             "Registers a URL that receives signed events (Standard Webhooks: `webhook-id`, "
-            "`webhook-timestamp`, `webhook-signature`). The URL must be https (http only when the "
-            "server runs in DEBUG), must not carry credentials, and must resolve to public addresses "
+            "`webhook-timestamp`, `webhook-signature`). The URL must be https (a development server "
+            "also takes http), must not carry credentials, and must resolve to public addresses "
             "only. The response carries the signing `secret`, shown only here and on rotation."
         ),
         tags=[TAG_ENDPOINTS],

@@ -7,7 +7,15 @@ import re
 import pytest
 from django.contrib.staticfiles import finders
 
-PAGES = ["/docs/", "/docs/quickstart", "/docs/authentication", "/docs/credits", "/docs/models"]
+PAGES = [
+    "/docs/",
+    "/docs/quickstart",
+    "/docs/authentication",
+    "/docs/credits",
+    "/docs/models",
+    "/docs/sdk",
+    "/docs/webhooks",
+]
 
 
 def _references(html: str) -> list[str]:
@@ -34,6 +42,8 @@ def test_pages_link_to_each_other_and_the_api_reference(client):
         "/docs/authentication",
         "/docs/credits",
         "/docs/models",
+        "/docs/sdk",
+        "/docs/webhooks",
         "/api/v1/docs",
         "/api/v1/openapi.json",
     ]:
@@ -106,3 +116,39 @@ def test_base_layout_renders_where_the_docs_are_not_mounted():
     html = render_to_string("rivya_api/base.html")
     assert 'href="/api/v1/docs"' in html
     assert "/docs/quickstart" not in html
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_no_command_needs_a_tool_a_stock_debian_lacks(client, path):
+    """Issue 22 (8): uuidgen is not on Debian by default; jq is offered only as an option."""
+    html = client.get(path).content.decode()
+    assert "uuidgen" not in html
+    for block in re.findall(r"<pre><code[^>]*>(.*?)</code></pre>", html, re.S):
+        assert "| jq" not in block, block
+
+
+def test_sdk_page_says_how_to_install_from_this_repository_and_load_it_both_ways(client):
+    html = client.get("/docs/sdk").content.decode()
+    assert "make sdk-pack" in html
+    assert "npm install /path/to/rivya/sdk/typescript/rivya-sdk.tgz" in html
+    assert "npm install @rivya/sdk" not in html  # not published: the command would be a 404
+    assert 'import Rivya from "@rivya/sdk"' in html
+    assert 'const { Rivya } = require("@rivya/sdk")' in html
+    for name in ("MaxCreditsExceededError", "InsufficientCreditsError", "max_credits_exceeded"):
+        assert name in html
+    assert 'export RIVYA_BASE_URL="http://testserver/api/v1"' in html
+
+
+def test_webhooks_page_covers_event_types_verification_and_local_testing(client):
+    from rivya_webhooks.registry import event_types
+
+    html = client.get("/docs/webhooks").content.decode()
+    for event_type in event_types():
+        assert f"<code>{event_type.name}</code>" in html
+    assert "<code>*</code>" in html
+    assert "from standardwebhooks.webhooks import Webhook, WebhookVerificationError" in html
+    assert "verifyWebhook(Buffer.concat(chunks), req.headers" in html
+    for anchor in ("endpoints", "delivery", "python", "node", "retries", "local"):
+        assert f'id="{anchor}"' in html
+    assert "RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true make run" in html
+    assert "/webhooks/we_…/test" in html

@@ -206,3 +206,24 @@ def test_document_and_reference_answer_other_methods_with_a_json_405(client, pat
     assert response.status_code == 405
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content)["error"]["code"] == "method_not_allowed"
+
+
+def _descriptions(node: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every ``description`` and ``summary`` in the document, with where it is."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("description", "summary") and isinstance(value, str):
+                found.append((where, value))
+            found += _descriptions(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for value in node:
+            found += _descriptions(value, where)
+    return found
+
+
+def test_public_descriptions_speak_of_behaviour_not_server_settings(document):
+    """Issue 22 (8): a client cannot read RIVYA_BILLING["ACTIVITY_WINDOW_DAYS"] or tell whether DEBUG is on."""
+    setting = re.compile(r"RIVYA_|\bDEBUG\b|\bsettings?\b|\b[A-Z][A-Z0-9]+_[A-Z0-9_]{3,}\b")
+    offenders = [(where, text) for where, text in _descriptions(document) if setting.search(text)]
+    assert offenders == []

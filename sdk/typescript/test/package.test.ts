@@ -5,14 +5,16 @@
  * its declarations type-check in both module systems, and the README's ESM and CommonJS
  * quick starts run as written against the test server.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { server } from "./support.js";
+import { client, server } from "./support.js";
 
 const run = promisify(execFile);
 const pkg = fileURLToPath(new URL("..", import.meta.url));
@@ -132,12 +134,52 @@ describe("package", () => {
       }),
     );
     const tsc = join(pkg, "node_modules/typescript/bin/tsc");
-    const result = await run("node", [tsc, "-p", "tsconfig.json"], { cwd: project }).catch((e) => e);
-    expect(result.stdout ?? "").toBe("");
-    // The CommonJS consumer really resolved the CommonJS declarations.
-    const trace = await run("node", [tsc, "-p", "tsconfig.json", "--traceResolution"], { cwd: project });
-    expect(trace.stdout).toMatch(/'@rivya\/sdk' was successfully resolved to '[^']*\/dist\/cjs\/index\.d\.ts'/);
-    expect(trace.stdout).toMatch(/'@rivya\/sdk' was successfully resolved to '[^']*\/dist\/index\.d\.ts'/);
+    // One run: no error, and the trace shows each consumer got its own flavour's declarations.
+    const result = await run("node", [tsc, "-p", "tsconfig.json", "--traceResolution"], {
+      cwd: project,
+      maxBuffer: 1 << 26,
+    }).catch((e) => e);
+    const output: string = result.stdout ?? "";
+    expect(output.split("\n").filter((line) => /error TS\d+/.test(line))).toEqual([]);
+    expect(result.code ?? 0).toBe(0);
+    expect(output).toMatch(/'@rivya\/sdk' was successfully resolved to '[^']*\/dist\/cjs\/index\.d\.ts'/);
+    expect(output).toMatch(/'@rivya\/sdk' was successfully resolved to '[^']*\/dist\/index\.d\.ts'/);
+  });
+
+  it("runs the webhook page's Node receiver as printed: it verifies a real delivery", async () => {
+    const origin = new URL(server().baseURL).origin;
+    const page = await (await fetch(`${origin}/docs/webhooks`)).text();
+    const printed = /<code class="language-js" data-example="node-receiver">([\s\S]*?)<\/code>/.exec(page)?.[1];
+    expect(printed).toBeTruthy();
+    const entities: Record<string, string> = { "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#x27;": "'", "&#39;": "'", "&amp;": "&" };
+    writeFileSync(join(project, "receiver.mjs"), printed!.replace(/&(lt|gt|quot|#x27|#39|amp);/g, (e) => entities[e]!));
+    const probe = createServer().listen(0, "127.0.0.1");
+    await once(probe, "listening");
+    const port = (probe.address() as { port: number }).port;
+    probe.close();
+    const rivya = client();
+    const endpoint = await rivya.webhooks.create({ url: `http://127.0.0.1:${port}/`, event_types: ["*"] });
+    const receiver = spawn("node", ["receiver.mjs"], {
+      cwd: project,
+      env: { ...process.env, RIVYA_WEBHOOK_SECRET: endpoint.secret, PORT: String(port) },
+    });
+    let output = "";
+    receiver.stdout.on("data", (data) => (output += data));
+    receiver.stderr.on("data", (data) => (output += data));
+    try {
+      for (let i = 0; i < 100 && !(await fetch(`http://127.0.0.1:${port}/`, { method: "POST" }).catch(() => null)); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // Unsigned: refused.
+      expect((await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body: "{}" })).status).toBe(400);
+      const event = await rivya.webhooks.test(endpoint.id);
+      for (let i = 0; i < 300 && !output.includes(`verified webhook.test ${event.id}`); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(output.trim()).toBe(`verified webhook.test ${event.id}`);
+    } finally {
+      receiver.kill();
+    }
   });
 
   it("runs the README quick starts (ESM and CommonJS) as written", async () => {

@@ -111,7 +111,7 @@ export interface paths {
         };
         /**
          * Get the credit balance
-         * @description The account's one wallet, shared by the API and the Studio. Accepted work holds its price (`held`) until it completes and is charged, or fails and is released; `available` is what new work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` sums the ledger over the last days (`RIVYA_BILLING["ACTIVITY_WINDOW_DAYS"]`, 30 by default).
+         * @description The account's one wallet, shared by the API and the Studio. Accepted work holds its price (`held`) until it completes and is charged, or fails and is released; `available` is what new work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` sums the ledger over a recent window: the last `activity.days` days, since `activity.since`.
          */
         get: operations["getCredits"];
         put?: never;
@@ -429,7 +429,7 @@ export interface paths {
         put?: never;
         /**
          * Create a webhook endpoint
-         * @description Registers a URL that receives signed events (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`). The URL must be https (http only when the server runs in DEBUG), must not carry credentials, and must resolve to public addresses only. The response carries the signing `secret`, shown only here and on rotation.
+         * @description Registers a URL that receives signed events (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`). The URL must be https (a development server also takes http), must not carry credentials, and must resolve to public addresses only. The response carries the signing `secret`, shown only here and on rotation.
          */
         post: operations["createWebhookEndpoint"];
         delete?: never;
@@ -1154,7 +1154,7 @@ export interface components {
             description?: string;
             /** @description The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) subscribes to every type, including types added later. */
             event_types: string[];
-            /** @description Where events are POSTed: https (http only in DEBUG). */
+            /** @description Where events are POSTed: an https URL (a development server also takes http). */
             url: string;
         };
         WebhookEndpointDeletedOutput: {
