@@ -20,7 +20,7 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
 
 @cache
 def _favicon() -> bytes | None:
-    path = finders.find("favicon.ico")
+    path = finders.find("rivya_api/favicon.ico")
     if not path:
         return None
     with open(path, "rb") as handle:
@@ -29,7 +29,11 @@ def _favicon() -> bytes | None:
 
 @require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
-    """``/favicon.ico``, where browsers look for it without being told (``static/favicon.ico``)."""
+    """``/favicon.ico``, where browsers look for it unless a page names another: Rivya's icon.
+
+    Rivya's own layout links the static file; this answers the browsers and tools that
+    ask the root without reading a page (the reference project has no icon of its own).
+    """
     icon = _favicon()
     if icon is None:
         raise Http404("No favicon.ico in the static files.")
