@@ -147,6 +147,7 @@ def test_the_python_receiver_on_the_webhooks_page_verifies_a_real_delivery(live_
     finally:
         receiver.terminate()
         out, err = receiver.communicate(timeout=10)
+        api.delete(f"/api/v1/webhooks/{endpoint['id']}")
     assert out.splitlines() == [f"verified webhook.test {event_id}"], err
 
 

@@ -25,6 +25,9 @@ SCRIPT = ROOT / "scripts" / "sdk-test.sh"
 
 @pytest.mark.node
 @pytest.mark.slow
+# Its own budget: two builds (ESM and CommonJS), the packed tarball installed into a scratch
+# project, and vitest against a real server; a loaded 2-CPU machine takes minutes.
+@pytest.mark.timeout(900)
 def test_typescript_sdk_suite_passes() -> None:
     # Plain output: the summary is read below, and CI=true makes vitest colour it.
     env = {**os.environ, "RIVYA_PYTHON": sys.executable, "NO_COLOR": "1", "FORCE_COLOR": "0"}
