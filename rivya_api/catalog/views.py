@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,11 @@ from rivya_api.catalog.serializers import ModelOutputSerializer
 from rivya_api.catalog.spec import KINDS
 from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import list_body
-from rivya_api.common.schema import error_responses, list_of
+from rivya_api.common.schema import (
+    error_responses,
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+    list_of,
+)
 from rivya_api.common.views import AccountScopedMixin
 
 # Subclasses first: the first matching class decides the code.

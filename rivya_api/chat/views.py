@@ -35,7 +35,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -61,7 +61,12 @@ from rivya_api.chat.serializers import (
 from rivya_api.chat.turns import KEEPALIVE, ChatTurn, db_call, release_connections, replay_events
 from rivya_api.common.errors import ApiError, error_body, error_response
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
-from rivya_api.common.schema import PAGINATION_PARAMETERS, error_responses, list_of
+from rivya_api.common.schema import (
+    PAGINATION_PARAMETERS,
+    error_responses,
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+    list_of,
+)
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.http import (

@@ -4,18 +4,37 @@ Thin subclasses of drf-spectacular's views, so that both routes appear in the
 document itself with clean operation ids (the document lists every
 ``/api/v1/`` route, its own included) and the reference page is served from
 drf-spectacular-sidecar's static files, never a CDN.
+
+Both apply ``rivya_api.openapi_settings`` themselves, so the document does not
+depend on the host's ``SPECTACULAR_SETTINGS`` or ``REST_FRAMEWORK``. drf-spectacular
+patches its settings object for the duration of a request (process-wide), so the
+two views take one lock while they are patched, and clear its enum-name cache,
+which is keyed by language only, before and after.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import _load_enum_name_overrides
+from drf_spectacular.settings import patched_settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from rivya_api.common.errors import exception_handler
+from rivya_api.common.negotiation import JSONContentNegotiation
+from rivya_api.common.schema import (
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+)
+from rivya_api.openapi_settings import SPECTACULAR_SETTINGS
+
+_settings_lock = threading.RLock()
 
 
 class _JsonErrorsMixin:
@@ -28,6 +47,27 @@ class _JsonErrorsMixin:
     """
 
     http_method_names = ["get", "head"]
+    rivya_api_view = True
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+    versioning_class: Any = None
+    content_negotiation_class: Any = JSONContentNegotiation  # the view's one renderer, whatever Accept says
+    schema = AutoSchema()
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        with _settings_lock, patched_settings(SPECTACULAR_SETTINGS):
+            _load_enum_name_overrides.cache_clear()
+            try:
+                response = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+                if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                    response.render()  # the Swagger page reads the settings while it renders
+                return response
+            finally:
+                _load_enum_name_overrides.cache_clear()
 
     def handle_exception(self, exc: Exception) -> Response:
         response = super().handle_exception(exc)  # type: ignore[misc]
@@ -37,8 +77,8 @@ class _JsonErrorsMixin:
 
 
 class OpenApiDocumentView(_JsonErrorsMixin, SpectacularJSONAPIView):
-    authentication_classes: list = []
-    permission_classes: list = []
+    serve_public = True
+    urlconf = None  # the project's URLconf; the preprocessing hook keeps Rivya's own operations
 
     @extend_schema(
         operation_id="getOpenApiDocument",
@@ -57,8 +97,7 @@ class OpenApiDocumentView(_JsonErrorsMixin, SpectacularJSONAPIView):
 
 
 class ApiDocsView(_JsonErrorsMixin, SpectacularSwaggerView):
-    authentication_classes: list = []
-    permission_classes: list = []
+    title = SPECTACULAR_SETTINGS["TITLE"]
 
     @extend_schema(
         operation_id="getApiDocs",

@@ -22,10 +22,12 @@ every response. ``list_of(Serializer)`` documents a list envelope,
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -34,6 +36,7 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     inline_serializer,
 )
+from drf_spectacular.utils import extend_schema as spectacular_extend_schema
 from rest_framework import serializers
 
 from rivya_api.common.errors import TYPE_BY_STATUS
@@ -276,6 +279,30 @@ def _error_response(status: int) -> dict[str, Any]:
 def _is_authenticated(operation: Mapping[str, Any]) -> bool:
     """Whether the operation can answer 401: it names at least one security scheme."""
     return any(requirement for requirement in operation.get("security") or [])
+
+
+def extend_schema(**kwargs: Any) -> Any:
+    """drf-spectacular's ``extend_schema``, built on its ``AutoSchema`` whatever ``DEFAULT_SCHEMA_CLASS`` says.
+
+    On a view method, drf-spectacular bases the extension on the project's
+    ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` as it is when the module is imported; a host
+    that leaves DRF's default there would get operations DRF's own schema class
+    answers (and a broken document). Seeding the method's ``kwargs`` with the schema
+    class is drf-spectacular's own mechanism for an explicit base.
+    """
+    decorator = spectacular_extend_schema(**kwargs)
+
+    def apply(target: Any) -> Any:
+        if inspect.isfunction(target) and "schema" not in getattr(target, "kwargs", {}):
+            target.kwargs = {**getattr(target, "kwargs", {}), "schema": AutoSchema}
+        return decorator(target)
+
+    return apply
+
+
+def preprocess_rivya_endpoints(endpoints: list[tuple[str, str, str, Any]], **kwargs: Any) -> list[tuple]:
+    """Keep the API's operations (views marked ``rivya_api_view``): a host's own DRF views stay out of the document."""
+    return [endpoint for endpoint in endpoints if getattr(getattr(endpoint[3], "cls", None), "rivya_api_view", False)]
 
 
 def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:

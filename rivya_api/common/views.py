@@ -1,4 +1,10 @@
-"""Views shared by the API: the catch-all 404 and the base of every authenticated view."""
+"""Views shared by the API: the catch-all 404, the API's own DRF configuration, the base of every authenticated view.
+
+Every API view carries its DRF configuration itself (``ApiViewDefaults``) instead of
+reading the project's global ``REST_FRAMEWORK``: a host keeps its own defaults for its
+own DRF views, and the API keeps its error shape, JSON-only answers and OpenAPI
+document whatever those defaults are.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,14 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.metadata import SimpleMetadata
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 
 from rivya_api.common.auth import HasAccount, request_account
-from rivya_api.common.errors import error_response
+from rivya_api.common.errors import error_response, exception_handler
+from rivya_api.common.negotiation import JSONContentNegotiation
 from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.mixins import IdempotencyMixin
@@ -20,7 +31,32 @@ def unknown_route(request: HttpRequest, *args: object, **kwargs: object) -> Json
     return error_response(404, "unknown_route", f"No route matches {request.method} {request.path}.")
 
 
-class AccountScopedMixin(IdempotencyMixin):
+class ApiViewDefaults:
+    """What DRF would otherwise read from ``REST_FRAMEWORK``, set on the view (put it first in the bases).
+
+    Authentication, permissions and throttles are empty here; ``AccountScopedMixin``
+    supplies the API-key ones from ``RIVYA_API``. ``schema`` is drf-spectacular's, whatever
+    ``DEFAULT_SCHEMA_CLASS`` the host names (``extend_schema`` subclasses the view's own).
+    """
+
+    rivya_api_view = True  # in the API's OpenAPI document (rivya_api.common.schema.preprocess_rivya_endpoints)
+    renderer_classes: list[Any] = [JSONRenderer]
+    parser_classes: list[Any] = [JSONParser, MultiPartParser]
+    content_negotiation_class: Any = JSONContentNegotiation
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+    metadata_class: Any = SimpleMetadata
+    versioning_class: Any = None
+    pagination_class: Any = None
+    filter_backends: list[Any] = []
+    schema = AutoSchema()
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+
+class AccountScopedMixin(ApiViewDefaults, IdempotencyMixin):
     """Base for every authenticated API view or viewset.
 
     API-key authentication and per-key throttles come from ``RIVYA_API``

@@ -16,14 +16,20 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from rivya_api.common.errors import ApiError, register_domain_error
 from rivya_api.common.pagination import list_body, page_limit
-from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
+from rivya_api.common.schema import (
+    PAGINATION_PARAMETERS,
+    ErrorExample,
+    error_responses,
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+    list_of,
+)
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.credits.references import ledger_references
 from rivya_api.credits.serializers import (

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_view
 from rest_framework import exceptions, status, viewsets
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -23,7 +23,13 @@ from rest_framework.views import APIView
 from rivya_api.common.auth import ApiPrincipal
 from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
-from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
+from rivya_api.common.schema import (
+    PAGINATION_PARAMETERS,
+    ErrorExample,
+    error_responses,
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+    list_of,
+)
 from rivya_api.common.streaming import serve_streaming
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings

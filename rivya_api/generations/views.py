@@ -8,7 +8,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -17,7 +17,13 @@ from rest_framework.response import Response
 
 from rivya_api.common.errors import error_response, register_domain_error
 from rivya_api.common.pagination import CursorPagination
-from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
+from rivya_api.common.schema import (
+    PAGINATION_PARAMETERS,
+    ErrorExample,
+    error_responses,
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+    list_of,
+)
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.generations import selectors, services
 from rivya_api.generations.models import GenerationTask

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import status, viewsets
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -27,7 +27,13 @@ from rest_framework.response import Response
 
 from rivya_api.common.errors import NotFoundError, register_domain_error
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
-from rivya_api.common.schema import PAGINATION_PARAMETERS, ErrorExample, error_responses, list_of
+from rivya_api.common.schema import (
+    PAGINATION_PARAMETERS,
+    ErrorExample,
+    error_responses,
+    extend_schema,  # drf-spectacular's, on its AutoSchema whatever the host's DEFAULT_SCHEMA_CLASS
+    list_of,
+)
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.webhooks.serializers import (
     WebhookEndpointCreateInputSerializer,

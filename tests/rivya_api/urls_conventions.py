@@ -6,10 +6,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rivya_api import urls as api_urls
+from rivya_api.common.views import ApiViewDefaults
 from tests.rivya_api.background_probe import probe_view
 
 
-class EchoView(APIView):
+class EchoView(ApiViewDefaults, APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
@@ -17,7 +18,7 @@ class EchoView(APIView):
         return Response({"object": "echo", "data": request.data})
 
 
-class BoomView(APIView):
+class BoomView(ApiViewDefaults, APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
@@ -25,7 +26,7 @@ class BoomView(APIView):
         raise RuntimeError("kaboom: secret detail that must not leak")
 
 
-class DatabaseDownView(APIView):
+class DatabaseDownView(ApiViewDefaults, APIView):
     """Raises what Django raises when PostgreSQL restarts under a request."""
 
     authentication_classes: list = []

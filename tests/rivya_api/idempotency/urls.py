@@ -17,13 +17,14 @@ from typing import Any
 from django.contrib.auth.models import Group
 from django.db import OperationalError
 from django.urls import include, path
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rivya_api import urls as api_urls
 from rivya_api.common.errors import ApiError
+from rivya_api.common.schema import extend_schema
 from rivya_api.common.views import AccountScopedMixin
 
 EXECUTED = "idem-exec:"
