@@ -9,12 +9,13 @@ With nothing set this is the embedded default: SQLite, no Redis, background
 work in the web process, an in-memory channel layer, DEBUG on.
 """
 
-from datetime import timedelta
 from pathlib import Path
 
 import environ
 
+from rivya_api.catalog.local_models import LOCAL_MODELS
 from rivya_api.openapi_settings import SPECTACULAR_SETTINGS as RIVYA_SPECTACULAR_SETTINGS
+from rivya_api.schedule import BEAT_SCHEDULE as RIVYA_BEAT_SCHEDULE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -151,29 +152,8 @@ CELERY_TASK_ROUTES = {"rivya_webhooks.deliver": {"queue": CELERY_WEBHOOKS_QUEUE}
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000)
 # Workers log through LOGGING below (JSON lines when DEBUG=false) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {
-    # Chat turns whose process died mid-turn: fail them and release their holds.
-    "rivya-chat-stale-turns": {"task": "rivya_api.chat_turns_fail_stale", "schedule": 60},
-    # Queue webhook deliveries that are due and not carried by a broker message
-    # (long retries, or messages a Redis restart lost).
-    "rivya-webhooks-sweep": {"task": "rivya_webhooks.sweep", "schedule": 10.0},
-    # Delete webhook events past their retention (30 days).
-    "rivya-webhooks-cleanup": {"task": "rivya_webhooks.cleanup", "schedule": 3600.0},
-    # Deletes the bytes of expired (and deleted) files.
-    "rivya-files-expire": {"task": "rivya_api.files.tasks.file_expire_due", "schedule": 15 * 60},
-    # Re-queues generations the broker lost; fails or retries those whose worker died.
-    "rivya-generations-sweep": {"task": "rivya_api.generations_sweep", "schedule": 30},
-    # Holds whose lease lapsed (their worker died) give their credits back.
-    "rivya-billing-expire-lapsed-holds": {
-        "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
-        "schedule": timedelta(seconds=60),
-    },
-    # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).
-    "rivya-idempotency-purge": {
-        "task": "rivya_api.idempotency.tasks.idempotency_records_purge_task",
-        "schedule": 60 * 60,
-    },
-}
+# The apps' periodic sweeps (chat, webhooks, files, generations, holds, idempotency records).
+CELERY_BEAT_SCHEDULE: dict = {**RIVYA_BEAT_SCHEDULE}
 # The web process runs the periodic sweeps itself when there is no broker.
 RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
 
@@ -223,43 +203,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 RIVYA_ACCOUNT_MODEL = "auth.User"
 
-# The model catalog (shape in rivya_api.catalog.spec, price rules in rivya_api.catalog.pricing).
-# A model is listed only where its provider class imports and, for upstream models, where
-# both variables named in "upstream" are set. Without "parameters" the schema comes from
-# the provider's parameters_schema(options).
-_SIZE_TIERS = {
-    "type": "tiered",
-    "parameters": ["width", "height"],
-    "tiers": [{"up_to": 512 * 512, "credits": 0}, {"up_to": 1024 * 1024, "credits": 2}, {"up_to": None, "credits": 4}],
-}
+# The model catalog (shape in rivya_api.catalog.spec, price rules in rivya_api.catalog.pricing): the
+# built-in local models (rivya_api.catalog.local_models) and two hosted ones. A model is listed only
+# where its provider class imports and, for upstream models, where both variables named in "upstream"
+# are set. Without "parameters" the schema comes from the provider's parameters_schema(options).
+_LOCAL = {model["id"]: model for model in LOCAL_MODELS}
 RIVYA_MODELS = [
-    {
-        "id": "rivya-image-1",
-        "kind": "image",
-        "description": "Rivya's built-in image model: a picture derived from the prompt and seed, optionally shaped by a reference image. Runs locally; meant for development and integration tests.",
-        "provider": "rivya_api.generations.providers.local.LocalImageProvider",
-        "pricing": {"base": 2, "terms": [_SIZE_TIERS]},
-        "limits": {"timeout_seconds": 60},
-        "created_at": "2026-05-01T00:00:00Z",
-    },
-    {
-        "id": "rivya-audio-1",
-        "kind": "audio",
-        "description": "Rivya's built-in speech model: reads the prompt aloud (espeak-ng when installed, else synthesized tones). Runs locally; meant for development.",
-        "provider": "rivya_api.generations.providers.local.LocalAudioProvider",
-        "pricing": {"base": 3},
-        "limits": {"timeout_seconds": 60},
-        "created_at": "2026-05-01T00:00:00Z",
-    },
-    {
-        "id": "rivya-video-1",
-        "kind": "video",
-        "description": "Rivya's built-in video model: a short clip rendered from the prompt and seed. Runs locally; meant for development.",
-        "provider": "rivya_api.generations.providers.local.LocalVideoProvider",
-        "pricing": {"base": 3, "terms": [{"type": "per_unit", "parameter": "duration", "credits": 2}]},
-        "limits": {"timeout_seconds": 120},
-        "created_at": "2026-05-01T00:00:00Z",
-    },
+    _LOCAL["rivya-image-1"],
+    _LOCAL["rivya-audio-1"],
+    _LOCAL["rivya-video-1"],
     {
         "id": "rivya-image-hd",
         "kind": "image",
@@ -271,15 +223,7 @@ RIVYA_MODELS = [
         "limits": {"timeout_seconds": 180},
         "created_at": "2026-05-01T00:00:00Z",
     },
-    {
-        "id": "rivya-chat-1",
-        "kind": "chat",
-        "description": "Rivya's built-in development chat model. It runs offline and does not understand language: it answers each turn with a short description of what it received (messages, prompt tokens, images), streamed token by token with exact token counts. For building and testing integrations, not for real conversations.",
-        "provider": "rivya_api.chat.providers.local.LocalChatProvider",
-        "pricing": {"input_per_1k_tokens": 1, "output_per_1k_tokens": 2},
-        "limits": {"timeout_seconds": 60, "context_window": 4096, "max_output_tokens": 1024},
-        "created_at": "2026-05-01T00:00:00Z",
-    },
+    _LOCAL["rivya-chat-1"],
     {
         "id": "rivya-chat-plus",
         "kind": "chat",

@@ -23,6 +23,12 @@ DEFAULTS: dict[str, Any] = {
     # Where the pages' "Log out" button posts: a URL name or a path ("" hides the button).
     # A name the host does not provide hides the button too; the pages never fail on it.
     "LOGOUT_URL": "logout",
+    # Where background work runs (rivya_api.background): "auto" (in this process when the project
+    # has no Celery app of its own, else that app's workers), "in_process" or "celery".
+    "BACKGROUND": "auto",
+    # In Rivya's own in-process mode, the web process also runs the periodic sweeps (from its
+    # first request on). False: run them elsewhere, e.g. `celery beat` on rivya_api.schedule.
+    "IN_PROCESS_BEAT": True,
     # Largest request body accepted under /api/v1/ before it is read (413 above).
     "MAX_REQUEST_BYTES": 64 * 1024 * 1024,
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
@@ -50,8 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "CHAT_STREAM_RETENTION_SECONDS": 300,
     # Chat streams: Redis URL for the event buffer and cross-process cancel ("" = this process only).
     "CHAT_STREAM_REDIS_URL": "",
-    # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec). The
-    # reference project declares its local models in config/settings.py.
+    # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec), or the dotted
+    # path of one. Empty by default (a system check warns); one line opts into the built-in
+    # offline models: "rivya_api.catalog.local_models.LOCAL_MODELS".
     "MODELS": [],
     # --- Files (rivya_api.files) ---
     # Alias in Django's STORAGES holding file bytes: point it at any django-storages backend.
@@ -108,6 +115,6 @@ DEFAULTS: dict[str, Any] = {
     "IDEMPOTENCY_REPLAYED_HEADERS": ["Content-Type", "Location", "Rivya-Session-Id"],
 }
 
-IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES")
+IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES", "MODELS")
 
 api_settings = AppSettings("RIVYA_API", DEFAULTS, import_strings=IMPORT_STRINGS)

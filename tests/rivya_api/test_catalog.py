@@ -362,3 +362,25 @@ def test_public_pricing_shows_the_rule_and_the_default_price(sample_catalog):
 def test_reference_settings_module_declares_the_catalog():
     ids = [entry["id"] for entry in django_settings.RIVYA_API["MODELS"]]
     assert {"rivya-image-1", "rivya-audio-1", "rivya-video-1", "rivya-chat-1"} <= set(ids)
+
+
+def test_an_empty_catalog_warns_with_the_opt_in(catalog_models_setting):
+    from rivya_api.catalog.checks import EMPTY_CATALOG_ID
+
+    catalog_models_setting([])
+    [warning] = check_model_catalog()
+    assert warning.id == EMPTY_CATALOG_ID
+    assert "rivya_api.catalog.local_models.LOCAL_MODELS" in warning.hint
+
+
+def test_one_line_opts_into_the_built_in_local_models(catalog_models_setting):
+    """``RIVYA_API["MODELS"]`` may name the built-in list by dotted path."""
+    catalog_models_setting("rivya_api.catalog.local_models.LOCAL_MODELS")
+    assert check_model_catalog() == []
+    listed = {model.id: model.kind for model in catalog_models()}
+    assert listed == {
+        "rivya-image-1": "image",
+        "rivya-audio-1": "audio",
+        "rivya-video-1": "video",
+        "rivya-chat-1": "chat",
+    }

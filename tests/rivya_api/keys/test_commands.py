@@ -98,6 +98,44 @@ def test_bootstrap_rejects_bad_arguments(args, message):
     assert not APIKey.objects.exists()
 
 
+def _name_field() -> str:
+    """A plain text field of whatever model the account is (the user's username, orghost's name)."""
+    from rivya_api.accounts import get_account_model
+
+    return "username" if get_account_model() is get_user_model() else "name"
+
+
+def test_bootstrap_issues_a_key_for_an_existing_account_by_pk_or_by_field(make_account):
+    from rivya_api.accounts import get_account_model
+
+    account = make_account("acme-org")
+    users_before = get_user_model().objects.count()
+    accounts_before = get_account_model().objects.count()
+    by_pk, _ = bootstrap("--account", str(account.pk), "--credits", "30", "--key-name", "ops")
+    field = _name_field()
+    by_field, _ = bootstrap("--account", getattr(account, field), "--account-field", field)
+    for secret in (by_pk.strip(), by_field.strip()):
+        assert api_key_for_secret(secret=secret).account == account
+    assert wallet_get(account=account).balance == 30
+    assert get_user_model().objects.count() == users_before, "no user is made for an existing account"
+    assert get_account_model().objects.count() == accounts_before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--account", "999999"], "No .* with pk='999999'"),
+        (["--account", "x", "--account-field", "owner__password"], "must be pk or a field of"),
+        (["--account", "not-a-number"], "is not a valid pk"),
+        (["--account", "1", "--username", "acme"], "not allowed with argument"),
+    ],
+)
+def test_bootstrap_refuses_an_account_it_cannot_find(args, message):
+    with pytest.raises(CommandError, match=message):
+        bootstrap(*args)
+    assert not APIKey.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_bootstrap_as_a_process_secret_alone_on_stdout_logs_on_stderr_exit_status():
     """The exact contract operations scripts rely on, through a real ``manage.py`` process."""
