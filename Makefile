@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-requirements
+# Wheels a host needs to install the built rivya-api wheel without the network (tests/packaging).
+WHEELHOUSE := var/wheelhouse
 
 .PHONY: run test test-fast lint stress serve openapi stack bench sdk sdk-pack faults soak
 
@@ -29,8 +31,12 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: run .ci/install-system-packages"; exit 2; }
 	$(BIN)/python bench/run.py
 
+$(WHEELHOUSE)/.complete: $(STAMP) requirements.txt pyproject.toml
+	$(BIN)/python tests/packaging/wheelhouse.py $(WHEELHOUSE)
+	touch $@
+
 ## Every test tier this machine can run (services it lacks are skipped with a reason)
-test: $(STAMP)
+test: $(STAMP) $(WHEELHOUSE)/.complete
 	$(BIN)/lint-imports --no-cache  # the apps' one-way dependency rule ([tool.importlinter] in pyproject.toml)
 	$(BIN)/pytest
 	$(BIN)/pytest --ds=tests.orghost.settings -m "not browser and not node and not slow" tests/rivya_api tests/rivya_billing tests/rivya_webhooks

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -57,11 +58,19 @@ def has_node() -> bool:
     return version.startswith("v") and int(version[1:].split(".")[0]) >= 20
 
 
+WHEELHOUSE = Path(__file__).resolve().parent.parent / "var" / "wheelhouse"
+
+
+def has_wheelhouse() -> bool:
+    return (WHEELHOUSE / ".complete").exists()
+
+
 CHECKS = {
     "postgres": (has_postgres, "needs PostgreSQL: set DATABASE_URL=postgres://…"),
     "redis": (has_redis, "needs Redis: set REDIS_URL=redis://… to a running server"),
     "browser": (has_browser, "needs Chromium at /usr/bin/chromium and the playwright package"),
     "node": (has_node, "needs Node.js 20+ on PATH"),
+    "wheelhouse": (has_wheelhouse, "needs the dependencies' wheels in var/wheelhouse: run `make test` (or its target)"),
 }
 
 
