@@ -150,3 +150,30 @@ def test_lost_queue_message_is_requeued(funded, django_capture_on_commit_callbac
     assert result["requeued"] == 1
     task.refresh_from_db()
     assert task.queued_at >= later
+
+
+def test_the_generation_updated_signal_follows_each_committed_change(funded, django_capture_on_commit_callbacks):
+    from rivya_api.signals import generation_updated
+
+    seen = []
+
+    def receiver(sender, account_id, task, **kwargs):
+        seen.append((account_id, task["id"], task["status"]))
+
+    def failing(sender, **kwargs):
+        raise RuntimeError("a broken host receiver")
+
+    generation_updated.connect(receiver)
+    generation_updated.connect(failing)
+    try:
+        task = services.generation_create(account=funded, model_id="test-image", input={"prompt": "a red fox"})
+        with django_capture_on_commit_callbacks(execute=True):
+            done = services.generation_run(task_pk=task.pk)
+    finally:
+        generation_updated.disconnect(receiver)
+        generation_updated.disconnect(failing)
+    assert done.status == "succeeded", "a failing receiver does not reach the change"
+    statuses = [status for account_id, task_id, status in seen if task_id == task.public_id]
+    assert {account_id for account_id, _, _ in seen} == {funded.pk}
+    assert statuses[-1] == "succeeded"
+    assert "running" in statuses
