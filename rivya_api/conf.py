@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_CACHE_ALIAS": "default",
     # How long a key lookup stays cached (0: every request reads the row). See rivya_api.keys.keystore.
     "KEY_CACHE_SECONDS": 60,
+    # Cache alias holding the key lookups.
     "KEY_CACHE_ALIAS": "default",
     # Only cache key lookups in a cache every process shares (not LocMemCache), so a
     # revocation reaches all processes at once.
@@ -100,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
     "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
     "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
+    # Lists: items per page without ?limit=, and the largest ?limit= accepted.
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
     # Idempotency-Key (rivya_api.idempotency): how long a key's outcome is kept and

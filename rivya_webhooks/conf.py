@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "REDISPATCH_AFTER": 300,
     # How many due deliveries one sweep queues at most.
     "SWEEP_BATCH_SIZE": 1000,
+    # User-Agent header of every delivery request.
     "USER_AGENT": "Rivya-Webhooks/1.0 (+https://www.standardwebhooks.com/)",
 }
 
