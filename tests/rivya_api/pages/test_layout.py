@@ -66,3 +66,17 @@ def test_settings_pages_render_without_auth_docs_or_studio_urls(member, path):
     response = member.client.get(path)
     assert response.status_code == 200, path
     assert "Log out" not in response.content.decode()
+
+
+@pytest.mark.urls("tests.rivya_api.urls_studio_only")
+def test_studio_renders_without_the_settings_pages(member):
+    from rivya_api.generations.services import generation_create
+    from rivya_billing.services import credits_grant
+
+    credits_grant(account=member.account, amount=50, reference="studio-only")
+    generation_create(account=member.account, model_id="rivya-image-1", input={"prompt": "a fox"}, source="studio")
+    response = member.client.get("/studio/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "task_" in html, "the task is listed"
+    assert "/settings/" not in html
