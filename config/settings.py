@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "rivya_api.common.middleware.RequestIdMiddleware",
+    # Hostile input (NUL, surrogates, deep JSON, bad hosts, oversize bodies) stops here, before anything reads it.
+    "rivya_api.common.gate.RequestGateMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",

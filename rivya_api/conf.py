@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "IN_PROCESS_BEAT": True,
     # Largest request body accepted under /api/v1/ before it is read (413 above).
     "MAX_REQUEST_BYTES": 64 * 1024 * 1024,
+    # JSON (bodies and JSON fields) nested deeper than this is a 400 at the gate (rivya_api.common.gate).
+    "MAX_JSON_DEPTH": 64,
     # Every authenticated API view uses these (see rivya_api.common.views.AccountScopedMixin).
     "AUTHENTICATION_CLASSES": ["rivya_api.keys.authentication.APIKeyAuthentication"],
     "THROTTLE_CLASSES": ["rivya_api.keys.throttling.APIKeyRateThrottle"],

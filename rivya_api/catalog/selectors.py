@@ -31,6 +31,7 @@ from rivya_api.catalog.exceptions import (
 )
 from rivya_api.catalog.registry import catalog_reload, is_listed, loaded_catalog
 from rivya_api.catalog.spec import KINDS, CatalogModel, file_parameters
+from rivya_api.common import hostile
 
 __all__ = [
     "catalog_file_parameters",
@@ -79,15 +80,29 @@ def catalog_validate_input(model: CatalogModel, params: Any) -> dict[str, Any]:
     if "additionalProperties" not in schema and "patternProperties" not in schema:
         unknown = sorted(name for name in values if name not in properties)
         if unknown:
-            raise UnknownInputError(
-                f"Unknown parameter input.{unknown[0]} for model {model.id}; {_known(properties)}.",
-                param=f"input.{unknown[0]}",
-            )
+            param = f"input.{hostile.label(unknown[0])}"
+            raise UnknownInputError(f"Unknown parameter {param} for model {model.id}; {_known(properties)}.", param=param)
     _apply_defaults(schema, values)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(values))
     if error is not None:
         raise _input_error(error, model)
-    return values
+    return _as_integers(schema, values)
+
+
+def _as_integers(schema: Any, instance: Any) -> Any:
+    """Integral numbers where the schema says ``integer`` become ints (JSON Schema counts 24.0 as an
+    integer, so it passed validation): a provider then gets the integer it was promised, never 24.0."""
+    if not isinstance(schema, Mapping):
+        return instance
+    types = schema.get("type")
+    if isinstance(instance, float) and (types == "integer" or (isinstance(types, list) and "integer" in types)):
+        return int(instance) if instance.is_integer() else instance
+    if isinstance(instance, dict):
+        properties = schema.get("properties") or {}
+        return {name: _as_integers(properties.get(name), value) for name, value in instance.items()}
+    if isinstance(instance, list) and isinstance(schema.get("items"), Mapping):
+        return [_as_integers(schema["items"], item) for item in instance]
+    return instance
 
 
 def _apply_defaults(schema: Mapping[str, Any], instance: Any) -> None:
@@ -112,7 +127,7 @@ def _known(names: Any) -> str:
 def _param_path(parts: list[Any]) -> str:
     path = "input"
     for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        path += f"[{part}]" if isinstance(part, int) else f".{hostile.label(str(part))}"
     return path
 
 
@@ -129,7 +144,15 @@ def _input_error(error: jsonschema.ValidationError, model: CatalogModel) -> Inva
             param = _param_path([*parts, extra[0]])
             return UnknownInputError(f"Unknown parameter {param} for model {model.id}; {_known(known)}.", param=param)
     param = _param_path(parts)
-    return InvalidInputError(f"Invalid {param}: {error.message}.", param=param)
+    return InvalidInputError(f"Invalid {param}: {_short_message(error)}.", param=param)
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, with the offending value (which it quotes whole) cut to a short prefix."""
+    shown = repr(error.instance)
+    if len(shown) <= hostile.QUOTE_LIMIT:
+        return error.message
+    return error.message.replace(shown, shown[: hostile.QUOTE_LIMIT + 1] + "…" + shown[-1])
 
 
 def catalog_price(model: CatalogModel, params: Mapping[str, Any]) -> int:

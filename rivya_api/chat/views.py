@@ -37,7 +37,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_view
 from rest_framework import viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -59,8 +58,10 @@ from rivya_api.chat.serializers import (
     ChatSessionOutputSerializer,
 )
 from rivya_api.chat.turns import KEEPALIVE, ChatTurn, db_call, release_connections, replay_events
+from rivya_api.common import hostile
 from rivya_api.common.errors import ApiError, error_body, error_response
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
     error_responses,
@@ -331,10 +332,12 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
 def _wants_stream(request: HttpRequest) -> bool:
     if request.method != "POST" or not (request.content_type or "").endswith("json"):
         return False
-    try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return False  # DRF answers the parse error
+    body = getattr(request, "rivya_json", None)  # the gate parsed and checked it
+    if body is None:
+        try:
+            body = hostile.json_loads(request.body or b"{}")
+        except ApiError:
+            return False  # DRF answers the parse error
     return isinstance(body, dict) and body.get("stream") is True
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -79,7 +79,16 @@ class ConflictError(ApiError):
     default_detail = "The request conflicts with the object's current state."
 
 
+# No message quotes a client's value at length (hostile.quote cuts values to 200 characters);
+# this bounds the message itself, whatever built it.
+MAX_MESSAGE_LENGTH = 1000
+
+
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    if len(message) > MAX_MESSAGE_LENGTH:
+        message = message[:MAX_MESSAGE_LENGTH] + "…"
+    if param is not None and len(param) > 200:
+        param = param[:200] + "…"
     return {
         "error": {
             "type": TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"),
@@ -196,6 +205,10 @@ def _classify(exc: BaseException) -> tuple[Any, str, str, str | None, dict[str, 
         return 403, "permission_denied", "You cannot perform this action.", None, {}
     if isinstance(exc, RequestDataTooBig):
         return 413, "request_too_large", "The request body is too large.", None, {}
+    if isinstance(exc, DisallowedHost):
+        return 400, "invalid_host", "The Host header is not a name this server answers to.", "Host", {}
+    if isinstance(exc, SuspiciousOperation):  # too many fields or files, a malformed upload, …
+        return 400, "invalid_request", "The request cannot be read.", None, {}
     if _is_unavailable(exc):
         logger.warning("Answering 503: a backing service is unavailable (%s: %s)", type(exc).__name__, exc)
         message = "The service is temporarily unavailable; retry after the Retry-After delay."

@@ -5,9 +5,9 @@ writes the ``rivya.access`` line (request id, route, status, duration, and for
 authenticated API calls the account and the key's public id and display
 prefix, never a secret) and records the request in the Prometheus metrics.
 ``ApiErrorMiddleware`` makes sure nothing under the API answers with Django's
-own pages: oversize bodies are refused before they are read (413), and any
-exception a view lets through becomes the error shape (500 is logged with the
-request id). Both work sync and async, so streaming views stay on the event loop.
+own pages: any exception a view lets through becomes the error shape (500 is
+logged with the request id). Oversize bodies and other hostile input never get
+this far (``rivya_api.common.gate``). Both work sync and async, so streaming views stay on the event loop.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from rivya_api import metrics
 from rivya_api.common import request_id
 from rivya_api.common.auth import ApiPrincipal
-from rivya_api.common.errors import error_response, response_for_exception
-from rivya_api.conf import api_settings
+from rivya_api.common.errors import response_for_exception
 
 API_NAMESPACE = "rivya_api"
 # One line per request with its id, since the ASGI server's access log has none.
@@ -115,18 +114,6 @@ def is_api_request(request: HttpRequest) -> bool:
 class ApiErrorMiddleware(_HybridMiddleware):
     def __call__(self, request: HttpRequest) -> Any:
         return self.get_response(request)
-
-    def process_view(self, request: HttpRequest, *args: Any) -> HttpResponse | None:
-        if not is_api_request(request):
-            return None
-        try:
-            length = int(request.headers.get("Content-Length") or 0)
-        except ValueError:
-            return error_response(400, "invalid_content_length", "Content-Length is not a number.")
-        if length > api_settings.MAX_REQUEST_BYTES:
-            limit = api_settings.MAX_REQUEST_BYTES
-            return error_response(413, "request_too_large", f"The request body is larger than {limit} bytes.")
-        return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not is_api_request(request):

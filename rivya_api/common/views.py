@@ -14,12 +14,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.openapi import AutoSchema
 from rest_framework.metadata import SimpleMetadata
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
 
 from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response, exception_handler
 from rivya_api.common.negotiation import JSONContentNegotiation
+from rivya_api.common.parsers import JSONParser
 from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.mixins import IdempotencyMixin

@@ -12,11 +12,11 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from rivya_api.common.errors import error_response, register_domain_error
 from rivya_api.common.pagination import CursorPagination
+from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
     ErrorExample,

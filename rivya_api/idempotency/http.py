@@ -19,6 +19,7 @@ from typing import Any
 from django.http import HttpResponse, QueryDict
 from django.http.request import RawPostDataException
 
+from rivya_api.common import hostile
 from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ApiError
 from rivya_api.conf import api_settings
 from rivya_api.idempotency import services
@@ -27,6 +28,7 @@ from rivya_api.idempotency.services import ClaimOutcome, IdempotencyClaim
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+_UNSET = object()
 
 # Responses with these statuses mean the request was rejected before it
 # executed — malformed or invalid input (400), no or bad key (401), not allowed
@@ -107,6 +109,9 @@ def _canonical_json_digest(value: Any) -> str:
 
 
 def _body_digest(request: Any, *, is_json: bool) -> tuple[str, str]:
+    checked = getattr(request, "rivya_json", _UNSET)  # parsed and checked by the gate
+    if checked is not _UNSET:
+        return "json", _canonical_json_digest(checked)
     try:
         body = request.body
     except RawPostDataException:
@@ -117,8 +122,8 @@ def _body_digest(request: Any, *, is_json: bool) -> tuple[str, str]:
         return "json", _canonical_json_digest(dict(data.lists()) if isinstance(data, QueryDict) else data)
     if is_json:
         try:
-            return "json", _canonical_json_digest(json.loads(body) if body else None)
-        except ValueError:
+            return "json", _canonical_json_digest(hostile.json_loads(body) if body else None)
+        except ApiError:
             pass  # hashed as bytes; the view's parser answers 400
     return "bytes", hashlib.sha256(body).hexdigest()
 

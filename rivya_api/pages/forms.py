@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 from django import forms
 
+from rivya_api.common import hostile
+from rivya_api.common.errors import ApiError
 from rivya_api.keys.services import NAME_MAX_LENGTH, ROLL_GRACE_CHOICES
 
 KEY_EXPIRY_CHOICES = [
@@ -71,9 +72,10 @@ class StudioGenerationForm(forms.Form):
         if not raw:
             return {}
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+            # The gate's rules (depth, NUL, surrogates, number range): this field is JSON inside a form.
+            value = hostile.json_loads(raw, param="parameters")
+        except ApiError as exc:
+            raise forms.ValidationError(str(exc.detail)) from None
         if not isinstance(value, dict):
             raise forms.ValidationError('Give a JSON object, e.g. {"seed": 7}.')
         return value

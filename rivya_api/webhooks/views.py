@@ -21,12 +21,12 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from rivya_api.common.errors import NotFoundError, register_domain_error
 from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
     ErrorExample,
