@@ -35,3 +35,29 @@ def check_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     except ValueError as exc:
         return [Error(str(exc), hint="Set RIVYA_API_RATE_LIMIT to e.g. 1200/min, 50/10s or off.", id="rivya_api.E002")]
     return []
+
+
+# What a generation's webhook payload carries besides the client's input and metadata
+# (ids, status, credits, timestamps, output file objects with signed URLs), generously.
+PAYLOAD_ALLOWANCE_BYTES = 32 * 1024
+
+
+@register()
+def check_generation_payload_budget(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """User data admitted at submission must fit the webhook payload built from it (issue 21's poison pill)."""
+    from rivya_api.conf import api_settings
+    from rivya_webhooks.conf import webhooks_settings
+
+    user_data = int(api_settings.GENERATION_USER_DATA_MAX_BYTES)
+    payload = int(webhooks_settings.MAX_PAYLOAD_BYTES)
+    if user_data + PAYLOAD_ALLOWANCE_BYTES > payload:
+        return [
+            Error(
+                f"RIVYA_API GENERATION_USER_DATA_MAX_BYTES ({user_data}) plus {PAYLOAD_ALLOWANCE_BYTES} bytes for the "
+                f"rest of a generation event exceeds RIVYA_WEBHOOKS MAX_PAYLOAD_BYTES ({payload}): a task whose "
+                "input fits could never publish its finishing event.",
+                hint="Lower GENERATION_USER_DATA_MAX_BYTES or raise MAX_PAYLOAD_BYTES.",
+                id="rivya_api.E003",
+            )
+        ]
+    return []

@@ -98,6 +98,9 @@ DEFAULTS: dict[str, Any] = {
     # Generations: how long a task and its outputs are kept, how long its hold
     # may wait in the queue, and how a dead worker or a lost message is noticed.
     "GENERATION_RETENTION": timedelta(days=7),
+    # A submission's input and metadata, as JSON, at most this many bytes (UTF-8): they are
+    # copied into the task's webhook events, whose size RIVYA_WEBHOOKS MAX_PAYLOAD_BYTES bounds.
+    "GENERATION_USER_DATA_MAX_BYTES": 64 * 1024,
     "GENERATION_QUEUE_LEASE": timedelta(hours=1),
     "GENERATION_RUN_LEASE": timedelta(minutes=10),
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),

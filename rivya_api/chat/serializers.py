@@ -16,8 +16,10 @@ from rest_framework import serializers
 
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.services import NewMessage
+from rivya_api.common import serializers as common_serializers
 from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
+from rivya_api.common.serializers import MetadataField
 
 ROLES = ("system", "developer", "user", "assistant")
 IMAGE_DETAILS = ("auto", "low", "high")
@@ -156,18 +158,13 @@ class StopField(serializers.Field):
         raise serializers.ValidationError("stop must be a string or a list of up to 4 non-empty strings.")
 
 
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not define with a 400 that names them."""
+class StrictSerializer(common_serializers.StrictSerializer):
+    """Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them."""
 
     unsupported_reasons: dict[str, str] = {}
 
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = [name for name in data if name not in self.fields]
-            if unknown:
-                name = unknown[0]
-                raise _unsupported(name, self.unsupported_reasons.get(name, ""))
-        return super().to_internal_value(data)
+    def unknown_field_error(self, name: str, data: Any) -> serializers.ValidationError:
+        return _unsupported(name, self.unsupported_reasons.get(name, ""))
 
 
 class ChatMessageInputSerializer(StrictSerializer):
@@ -223,11 +220,13 @@ class ChatCompletionInputSerializer(StrictSerializer):
     frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2, allow_null=True)
     n = serializers.IntegerField(required=False, allow_null=True, help_text="Only 1 is supported.")
     user = serializers.CharField(required=False, allow_blank=True, max_length=256)
-    metadata = serializers.DictField(
-        child=serializers.CharField(max_length=512, allow_blank=True),
+    metadata = MetadataField(
+        max_keys=16,
+        max_key_length=64,
+        max_value_length=512,  # OpenAI's limits for this parameter
         required=False,
         allow_null=True,
-        help_text="Up to 16 string pairs, stored with the turn.",
+        help_text="Up to 16 string pairs (keys up to 64 characters, values up to 512), stored with the turn.",
     )
 
     unsupported_reasons = {
@@ -252,11 +251,6 @@ class ChatCompletionInputSerializer(StrictSerializer):
     def validate_n(self, value: int | None) -> int | None:
         if value not in (None, 1):
             raise serializers.ValidationError("Only n = 1 is supported.", code="unsupported_parameter")
-        return value
-
-    def validate_metadata(self, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value and (len(value) > 16 or any(len(key) > 64 for key in value)):
-            raise serializers.ValidationError("metadata takes up to 16 pairs with keys of up to 64 characters.")
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

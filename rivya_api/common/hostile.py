@@ -91,7 +91,10 @@ def json_loads(raw: bytes | str, *, param: str | None = None) -> Any:
     except RecursionError:
         data, deep = None, True
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, an integer of over 4,300 digits
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        if isinstance(exc, json.JSONDecodeError):
+            message = f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+        else:
+            message = str(exc)
         raise ApiError(f"{what} is not valid JSON: {message}.", code="invalid_json", param=param) from None
     else:
         deep = False

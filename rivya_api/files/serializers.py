@@ -9,13 +9,14 @@ from rest_framework import serializers
 
 from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
+from rivya_api.common.serializers import StrictSerializer
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_download_url
 from rivya_api.files.services import UPLOAD_PURPOSE_VALUES
 
 
 @extend_schema_serializer(component_name="FileUpload")
-class FileUploadInputSerializer(serializers.Serializer):
+class FileUploadInputSerializer(StrictSerializer):
     file = serializers.FileField(
         help_text="The content. Its type is read from the bytes: PNG, JPEG, WebP, GIF, WAV, MP3, OGG/Opus, MP4, WebM."
     )

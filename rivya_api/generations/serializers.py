@@ -11,28 +11,9 @@ from rest_framework import serializers
 from rivya_api.catalog.exceptions import CatalogError
 from rivya_api.catalog.selectors import catalog_model_get, catalog_models
 from rivya_api.common.schema import constant_field
+from rivya_api.common.serializers import MetadataField, StrictSerializer
 from rivya_api.files.serializers import FileOutputSerializer
 from rivya_api.generations.presenters import generation_payload
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses unknown top-level fields with a 400 naming them, instead of ignoring them."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                message = self.unknown_field_message(unknown[0], data)
-                raise serializers.ValidationError({unknown[0]: [message]}, code="unknown_parameter")
-        return super().to_internal_value(data)
-
-    def unknown_field_message(self, name: str, data: dict[str, Any]) -> str:
-        """What to tell a client that sent ``name``: by default, which fields there are."""
-        return f"Unknown field {name!r}; the fields are {_listing(list(self.fields))}."
-
-
-def _listing(names: list[str]) -> str:
-    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 class GenerationCreateInputSerializer(StrictSerializer):
@@ -40,10 +21,11 @@ class GenerationCreateInputSerializer(StrictSerializer):
     input = serializers.JSONField(
         default=dict, help_text="The model's parameters; validated against its `parameters` JSON Schema."
     )
-    metadata = serializers.DictField(
-        child=serializers.CharField(max_length=500, allow_blank=True),
+    metadata = MetadataField(
+        max_keys=16,
         required=False,
-        help_text="Up to 16 string values of yours, returned with the task and in its webhooks.",
+        help_text="Up to 16 string pairs of yours (keys up to 40 characters, values up to 500), returned with "
+        "the task and in its webhooks.",
     )
     max_credits = serializers.IntegerField(
         min_value=0,
@@ -68,11 +50,6 @@ class GenerationCreateInputSerializer(StrictSerializer):
     def validate_input(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise serializers.ValidationError("input must be a JSON object.")
-        return value
-
-    def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > 16:
-            raise serializers.ValidationError("metadata takes at most 16 keys.")
         return value
 
 

@@ -8,6 +8,7 @@ state change commits together with its ledger operation and its webhook event.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -116,6 +117,7 @@ def generation_create(
     a refused reservation, undoes everything.
     """
     quote = generation_quote(account=account, model_id=model_id, input=input)
+    _check_user_data_size(quote.input, metadata)
     _check_max_credits(quote.price, max_credits)
     now = _now()
     task = GenerationTask.objects.create(
@@ -145,6 +147,19 @@ def generation_create(
     model_name = task.model
     transaction.on_commit(lambda: metrics.generation_accepted(model=model_name), robust=True)
     return task
+
+
+def _check_user_data_size(validated: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+    """Refuse input and metadata that, copied into the task's webhook events, could outgrow them."""
+    limit = int(api_settings.GENERATION_USER_DATA_MAX_BYTES)
+    size = len(json.dumps([validated, metadata or {}], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > limit:
+        raise ApiError(
+            f"input and metadata together take {size} bytes as JSON; at most {limit} are accepted. "
+            "Upload large content with POST /api/v1/files and pass its id.",
+            code="input_too_large",
+            param="input",
+        )
 
 
 def _check_max_credits(price: int, max_credits: int | None) -> None:

@@ -9,10 +9,11 @@ from rest_framework import serializers
 
 from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
+from rivya_api.common.serializers import StrictSerializer
 from rivya_webhooks.selectors import DELIVERY_STATE_FILTERS
 
 
-class WebhookEndpointCreateInputSerializer(serializers.Serializer):
+class WebhookEndpointCreateInputSerializer(StrictSerializer):
     url = serializers.CharField(
         max_length=2048, help_text="Where events are POSTed: an https URL (a development server also takes http)."
     )
@@ -29,7 +30,7 @@ class WebhookEndpointCreateInputSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class WebhookEndpointUpdateInputSerializer(serializers.Serializer):
+class WebhookEndpointUpdateInputSerializer(StrictSerializer):
     url = serializers.CharField(max_length=2048, required=False)
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=100),
@@ -42,7 +43,7 @@ class WebhookEndpointUpdateInputSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-class WebhookRedeliverInputSerializer(serializers.Serializer):
+class WebhookRedeliverInputSerializer(StrictSerializer):
     endpoint_id = serializers.CharField(
         max_length=40, required=False, help_text="Resend to this endpoint only (default: every enabled endpoint)."
     )

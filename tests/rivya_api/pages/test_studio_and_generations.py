@@ -99,7 +99,7 @@ def test_studio_refuses_what_the_api_refuses(funded, django_capture_on_commit_ca
     assert response.status_code == 400
     assert "colour" in response.content.decode()
     response = studio_submit(funded, django_capture_on_commit_callbacks, parameters="[1, 2")
-    assert "Not valid JSON" in response.content.decode()
+    assert "is not valid JSON" in response.content.decode()
     response = studio_submit(funded, django_capture_on_commit_callbacks, model="no-such-model")
     assert response.status_code == 400
     assert not GenerationTask.objects.exists()

@@ -188,7 +188,7 @@ def test_another_accounts_objects_are_404(api_client, make_account, make_api_cli
 
 @pytest.mark.parametrize(
     ("method", "suffix", "body"),
-    [("patch", "", {"enabled": 0}), ("post", "/rotate-secret", {}), ("post", "/test", {})],
+    [("patch", "", {"enabled": False}), ("post", "/rotate-secret", {}), ("post", "/test", {})],
 )
 def test_an_endpoint_deleted_by_a_concurrent_request_is_a_404(api_client, monkeypatch, method, suffix, body):
     """Found by the view, deleted by another request before the service locks it (schemathesis hit it)."""

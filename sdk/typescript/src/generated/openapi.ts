@@ -544,7 +544,7 @@ export interface components {
             max_tokens?: number | null;
             /** @description The new messages of this turn. With `session_id`, the stored history comes first. */
             messages: components["schemas"]["ChatMessageInputRequest"][];
-            /** @description Up to 16 string pairs, stored with the turn. */
+            /** @description Up to 16 string pairs (keys up to 64 characters, values up to 512), stored with the turn. */
             metadata?: {
                 [key: string]: string;
             } | null;
@@ -573,7 +573,7 @@ export interface components {
             /** @constant */
             readonly role: "assistant";
         };
-        /** @description Refuses fields it does not define with a 400 that names them. */
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         ChatMessageInputRequest: {
             content: string | ({
                 text: string;
@@ -807,6 +807,7 @@ export interface components {
          * @enum {string}
          */
         FileUploadPurposeEnum: "reference" | "chat_attachment";
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         FileUploadRequest: {
             /**
              * Format: binary
@@ -828,7 +829,7 @@ export interface components {
          * @enum {string}
          */
         FinishReasonEnum: "stop" | "length" | "content_filter";
-        /** @description Refuses unknown top-level fields with a 400 naming them, instead of ignoring them. */
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         GenerationCreateInputRequest: {
             /**
              * @description Return the price and create nothing.
@@ -839,7 +840,7 @@ export interface components {
             input?: unknown;
             /** @description A ceiling of yours: when the price is above it the request is refused with 402 `max_credits_exceeded` and nothing is reserved (unlike `insufficient_credits`, topping up does not help; raise the ceiling or lower the price). */
             max_credits?: number | null;
-            /** @description Up to 16 string values of yours, returned with the task and in its webhooks. */
+            /** @description Up to 16 string pairs of yours (keys up to 40 characters, values up to 500), returned with the task and in its webhooks. */
             metadata?: {
                 [key: string]: string;
             };
@@ -1038,6 +1039,7 @@ export interface components {
             readonly object: "list";
         };
         ModelPricing: components["schemas"]["MediaPricing"] | components["schemas"]["ChatPricing"];
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         PatchedWebhookEndpointUpdateInputRequest: {
             description?: string;
             /** @description `true` also resumes paused deliveries. */
@@ -1085,7 +1087,7 @@ export interface components {
          * @enum {string}
          */
         StateEnum: "pending" | "succeeded" | "failed";
-        /** @description Refuses fields it does not define with a 400 that names them. */
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         StreamOptionsRequest: {
             /** @description Accepted for compatibility: the usage chunk (with `choices: []` and `credits`) is always sent. */
             include_usage?: boolean;
@@ -1149,6 +1151,7 @@ export interface components {
             succeeded_at: string | null;
             url: string;
         };
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         WebhookEndpointCreateInputRequest: {
             /** @default  */
             description?: string;
@@ -1248,6 +1251,7 @@ export interface components {
             readonly object: "webhook_event";
             type: string;
         };
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         WebhookRedeliverInputRequest: {
             /** @description Resend to this endpoint only (default: every enabled endpoint). */
             endpoint_id?: string;
