@@ -102,6 +102,12 @@ DEFAULTS: dict[str, Any] = {
     # copied into the task's webhook events, whose size RIVYA_WEBHOOKS MAX_PAYLOAD_BYTES bounds.
     "GENERATION_USER_DATA_MAX_BYTES": 64 * 1024,
     "GENERATION_QUEUE_LEASE": timedelta(hours=1),
+    # Run each provider in a child process that is killed at its model's time limit
+    # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
+    "GENERATION_PROVIDER_PROCESS": True,
+    # A sweep that fails on one task retries it after a backoff (30 s, doubling); after this many
+    # failures the task is failed and released without further ado (generation_abandon).
+    "GENERATION_SWEEP_MAX_FAILURES": 5,
     "GENERATION_RUN_LEASE": timedelta(minutes=10),
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
     "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),

@@ -75,6 +75,11 @@ if prometheus_client is not None:
         ["method", "route"],
         buckets=LATENCY_BUCKETS,
     )
+    BACKGROUND_ROW_FAILURES = Counter(
+        "rivya_background_row_failures_total",
+        "Rows a sweep or background job failed on and moved past (logged with their id), by job.",
+        ["job"],
+    )
     TASKS = Counter(
         "rivya_celery_tasks_total",
         "Celery tasks run, by task name and final state (SUCCESS, FAILURE, RETRY …).",
@@ -161,6 +166,11 @@ def generation_finished(*, model: str, status: str, run_seconds: float | None) -
 
 
 # --- Server-sent events --------------------------------------------------------------
+
+
+def background_row_failed(*, job: str) -> None:
+    if prometheus_client is not None:
+        BACKGROUND_ROW_FAILURES.labels(job=job).inc()
 
 
 def sse_stream_opened(*, stream: str) -> None:

@@ -55,6 +55,12 @@ class GenerationTask(models.Model):
     # the broker lost (Redis here keeps nothing on disk).
     queued_at = models.DateTimeField()
     event_sequence = models.PositiveIntegerField(default=0)
+    # When the task is overdue: the queue lease from acceptance, then its model's time limit plus
+    # the heartbeat lease from the start of each run. The sweeper fails it past this, whatever it holds.
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # Sweeps that raised on this task, and when the sweeper may try it again (see generations.sweeps).
+    sweep_failures = models.PositiveSmallIntegerField(default=0)
+    sweep_retry_at = models.DateTimeField(null=True, blank=True)
     # The billing hold's lease token of the current run; a superseded run cannot settle.
     hold_token = models.PositiveIntegerField(null=True, blank=True)
     outputs = models.ManyToManyField("rivya_api.File", blank=True, related_name="+")

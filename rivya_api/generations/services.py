@@ -32,12 +32,21 @@ from rivya_api.common.errors import ApiError, ConflictError, NotFoundError
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.files.services import file_create
+from rivya_api.files.services import file_create, file_delete, file_purge
+from rivya_api.generations import isolation
+from rivya_api.generations.finishing import (
+    _finish,
+    _publish,
+    _release,
+    generation_abandon,
+    generation_fail,
+    generation_finish_canceled,
+    generation_succeed,
+)
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_billing import services as billing
-from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
-from rivya_webhooks.services import webhook_event_publish
+from rivya_billing.exceptions import HoldNotPendingError
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +139,7 @@ def generation_create(
         metadata=metadata or {},
         price=quote.price,
         queued_at=now,
+        deadline_at=now + api_settings.GENERATION_QUEUE_LEASE,
         expires_at=now + api_settings.GENERATION_RETENTION,
     )
     if on_created is not None:
@@ -143,7 +153,7 @@ def generation_create(
             actor=submitted_by,
             lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
         )
-    _enqueue_on_commit(task)
+    enqueue_on_commit(task)
     model_name = task.model
     transaction.on_commit(lambda: metrics.generation_accepted(model=model_name), robust=True)
     return task
@@ -172,7 +182,7 @@ def _check_max_credits(price: int, max_credits: int | None) -> None:
         )
 
 
-def _enqueue_on_commit(task: GenerationTask) -> None:
+def enqueue_on_commit(task: GenerationTask) -> None:
     from rivya_api.generations.tasks import generation_run_task
 
     task_pk, public_id = task.pk, task.public_id
@@ -210,19 +220,29 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
         task.attempts += 1
         task.started_at = task.started_at or now
         task.heartbeat_at = now
-        task.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
-        _claim_hold(task, api_settings.GENERATION_RUN_LEASE)
+        task.deadline_at = run_deadline(task, now)
+        task.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "deadline_at"])
+        claim_hold(task, api_settings.GENERATION_RUN_LEASE)
         _publish(task, "generation.running", notify_only=True)
     # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
     metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
     return task
 
 
+def run_deadline(task: GenerationTask, now: datetime) -> datetime | None:
+    """When a run that starts ``now`` is overdue: its model's time limit plus the heartbeat's lease."""
+    try:
+        limit = catalog_model_get(task.model).timeout_seconds
+    except Exception:  # a model gone from the catalog: the run fails at once anyway
+        return now + api_settings.GENERATION_HEARTBEAT_TIMEOUT
+    return now + timedelta(seconds=limit) + api_settings.GENERATION_HEARTBEAT_TIMEOUT
+
+
 def _seconds(value: timedelta) -> int:
     return int(value.total_seconds())
 
 
-def _claim_hold(task: GenerationTask, lease: timedelta) -> None:
+def claim_hold(task: GenerationTask, lease: timedelta) -> None:
     """Take the hold's lease for this run: any earlier run's token goes stale, so its late settle is refused."""
     if task.price:
         hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
@@ -311,131 +331,80 @@ def _generate(task: GenerationTask) -> GenerationTask | None:
     model = catalog_model_get(task.model)
     provider = catalog_provider(model)
     progress = _Progress(task)
+    files: list[Any] = []
     try:
         input_files = {
             name: _input_file(file)
             for name, file in _input_files(account=task.account, model=model, validated=task.input).items()
         }
         deadline = time.monotonic() + model.timeout_seconds
-        outputs = provider.run(input=task.input, input_files=input_files, progress=progress, deadline=deadline)
-        files = [
-            file_create(account=task.account, content=out.data, filename=out.filename, purpose="generation_output")
-            for out in outputs
-        ]
+        outputs = _provider_run(provider, task.input, input_files, progress, deadline)
+        for out in outputs:
+            files.append(
+                file_create(account=task.account, content=out.data, filename=out.filename, purpose="generation_output")
+            )
     except GenerationCanceled:
+        _discard(files)
         return generation_finish_canceled(task_pk=task.pk)
     except GenerationSuperseded:
+        _discard(files)
         logger.warning("Generation %s was taken over while running; this run stops", task.public_id)
         return None
     except ProviderError as exc:
-        return generation_fail(task_pk=task.pk, code=exc.code, message=exc.message)
+        return _fail_safely(task, code=exc.code, message=exc.message)
     except FileError as exc:  # produced media the files app refused, or an input file gone meanwhile
+        _discard(files)
         logger.warning("Generation %s: output or input file refused: %s", task.public_id, exc)
-        return generation_fail(task_pk=task.pk, code="invalid_output", message="The model produced an invalid result.")
+        return _fail_safely(task, code="invalid_output", message="The model produced an invalid result.")
     except Exception:
         # Our own fault, not the client's: fail now and release, rather than wait for the sweeper.
+        _discard(files)
         logger.exception("Generation %s failed unexpectedly", task.public_id)
-        return generation_fail(task_pk=task.pk, code="internal_error", message="The generation failed on our side.")
-    return generation_succeed(task_pk=task.pk, files=files)
+        return _fail_safely(task, code="internal_error", message="The generation failed on our side.")
+    return _succeed_or_discard(task, files)
+
+
+def _provider_run(provider: Any, input: dict[str, Any], input_files: dict[str, Any], progress: Any, deadline: float):
+    if api_settings.GENERATION_PROVIDER_PROCESS:
+        return isolation.provider_run(
+            provider=provider, input=input, input_files=input_files, progress=progress, deadline=deadline
+        )
+    return provider.run(input=input, input_files=input_files, progress=progress, deadline=deadline)
+
+
+def _succeed_or_discard(task: GenerationTask, files: list[Any]) -> GenerationTask | None:
+    """Record the success; outputs that end up attached to nothing are deleted, never left behind."""
+    try:
+        finished = generation_succeed(task_pk=task.pk, files=files)
+    except Exception:
+        logger.exception("Generation %s: recording its success failed; failing it instead", task.public_id)
+        _discard(files)
+        return _fail_safely(task, code="internal_error", message="The generation failed on our side.")
+    if finished is None or finished.status != Status.SUCCEEDED:
+        _discard(files)  # a cancel, a sweeper or a lapsed lease got there first
+    return finished
+
+
+def _discard(files: list[Any]) -> None:
+    for file in files:
+        try:
+            file_purge(file_pk=file_delete(file=file).pk)
+        except Exception:
+            logger.exception("Could not delete the unattached output %s; the expiry sweep will", file.public_id)
+
+
+def _fail_safely(task: GenerationTask, *, code: str, message: str) -> GenerationTask | None:
+    """``generation_fail``, or, when even that raises (its release or event), ``generation_abandon``."""
+    try:
+        return generation_fail(task_pk=task.pk, code=code, message=message)
+    except Exception:
+        logger.exception("Generation %s could not be failed the usual way; abandoning it", task.public_id)
+        return generation_abandon(task_pk=task.pk, code=code, message=message)
 
 
 def _input_file(file: Any) -> InputFile:
     with file_open(file) as stream:
         return InputFile.from_bytes(stream.read(), content_type=file.content_type, filename=file.filename)
-
-
-def _lock_running(task_pk: int) -> GenerationTask | None:
-    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-    return task if task.status == Status.RUNNING else None
-
-
-@transaction.atomic
-def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | None:
-    """Running → succeeded: capture exactly the quoted price, attach outputs, publish the event."""
-    task = _lock_running(task_pk)
-    if task is None:
-        return None  # a sweeper or a cancel got there first; its outcome stands
-    if task.price:
-        try:
-            billing.credits_settle(
-                account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
-            )
-        except HoldNotPendingError:
-            # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
-            _release(task)
-            task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
-            return _finish(task, Status.FAILED, released=task.price)
-    task.outputs.set(files)
-    return _finish(task, Status.SUCCEEDED, charged=task.price)
-
-
-@transaction.atomic
-def generation_fail(
-    *, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING
-) -> GenerationTask | None:
-    """→ failed: release the hold in full and publish ``generation.failed``."""
-    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-    if task.status != from_status:
-        return None
-    _release(task)
-    task.error_code, task.error_message = code, message[:500]
-    return _finish(task, Status.FAILED, released=task.price)
-
-
-def generation_finish_canceled(*, task_pk: int) -> GenerationTask | None:
-    with transaction.atomic():
-        task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-        if task.is_terminal:
-            return None
-        _release(task)
-        return _finish(task, Status.CANCELED, released=task.price)
-
-
-def _release(task: GenerationTask) -> None:
-    """Give the whole hold back; a hold already returned (released or expired) counts as done."""
-    if not task.price:
-        return
-    try:
-        billing.credits_release(account=task.account, reference=task.public_id)
-    except StaleHoldError:
-        # Its lease lapsed: return it the way the billing sweeper would.
-        billing.credits_hold_expire(account=task.account, reference=task.public_id)
-    except HoldNotPendingError as exc:
-        if exc.state == "settled":
-            raise
-
-
-def _finish(task: GenerationTask, status: str, *, charged: int = 0, released: int = 0) -> GenerationTask:
-    task.status = status
-    task.charged, task.refunded = charged, released  # the refunded column holds what was released
-    task.completed_at = _now()
-    if status == Status.SUCCEEDED:
-        task.progress = 100
-    task.save(
-        update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"]
-    )
-    _publish(task, f"generation.{status}")
-    run_seconds = (task.completed_at - task.started_at).total_seconds() if task.started_at else None
-    model_name = task.model
-    transaction.on_commit(
-        lambda: metrics.generation_finished(model=model_name, status=status, run_seconds=run_seconds), robust=True
-    )
-    return task
-
-
-def _publish(task: GenerationTask, event_type: str, *, notify_only: bool = False) -> None:
-    """Bump the task's event sequence and, for terminal states, write the webhook event (same transaction)."""
-    from rivya_api.generations.presenters import generation_payload
-
-    task.event_sequence += 1
-    GenerationTask.objects.filter(pk=task.pk).update(event_sequence=task.event_sequence)
-    payload = generation_payload(task, request=None)
-    payload["sequence"] = task.event_sequence
-    if not notify_only:
-        webhook_event_publish(account=task.account, type=event_type, data=payload)
-    from rivya_api.generations.live import generation_notify_on_commit
-
-    generation_notify_on_commit(task.account_id, payload)
 
 
 @transaction.atomic
@@ -452,52 +421,3 @@ def generation_cancel(*, account: Any, task_id: str) -> GenerationTask:
     task.cancel_requested = True
     task.save(update_fields=["cancel_requested"])
     return task
-
-
-# --- Sweepers ---------------------------------------------------------------------
-
-
-def generations_sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """Recover from lost work: re-queue tasks the broker lost, fail or retry tasks whose worker died."""
-    now = now or _now()
-    requeued = _requeue_lost(now)
-    recovered = _recover_dead_workers(now)
-    return {"requeued": requeued, "recovered": recovered}
-
-
-def _requeue_lost(now: datetime) -> int:
-    stale = now - api_settings.GENERATION_REQUEUE_AFTER
-    tasks = list(GenerationTask.objects.filter(status=Status.QUEUED, queued_at__lt=stale).only("pk")[:500])
-    for task in tasks:
-        with transaction.atomic():
-            # Duplicates are harmless: generation_start lets one delivery claim the task.
-            if GenerationTask.objects.filter(pk=task.pk, status=Status.QUEUED).update(queued_at=now):
-                _enqueue_on_commit(task)
-    return len(tasks)
-
-
-def _recover_dead_workers(now: datetime) -> int:
-    lapsed = now - api_settings.GENERATION_HEARTBEAT_TIMEOUT
-    pks = list(
-        GenerationTask.objects.filter(status=Status.RUNNING, heartbeat_at__lt=lapsed).values_list("pk", flat=True)[:500]
-    )
-    for pk in pks:
-        generation_recover(task_pk=pk, now=now)
-    return len(pks)
-
-
-def generation_recover(*, task_pk: int, now: datetime | None = None) -> GenerationTask | None:
-    """A running task whose worker stopped reporting: retry once if the provider allows, else fail and release."""
-    now = now or _now()
-    with transaction.atomic():
-        task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-        if task.status != Status.RUNNING:
-            return None
-        provider = catalog_provider(catalog_model_get(task.model))
-        if getattr(provider, "safe_to_retry", False) and task.attempts < 2 and not task.cancel_requested:
-            task.status, task.progress, task.queued_at = Status.QUEUED, 0, now
-            task.save(update_fields=["status", "progress", "queued_at"])
-            _claim_hold(task, api_settings.GENERATION_QUEUE_LEASE)
-            _enqueue_on_commit(task)
-            return task
-    return generation_fail(task_pk=task_pk, code="worker_lost", message="The worker running this task stopped.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from rivya_api.generations import services
+from rivya_api.generations import services, sweeps
 
 __all__ = ["generation_run_task", "generations_sweep_task"]
 
@@ -17,4 +17,4 @@ def generation_run_task(task_pk: int) -> None:
 
 @shared_task(name="rivya_api.generations_sweep", ignore_result=True)
 def generations_sweep_task() -> dict[str, int]:
-    return services.generations_sweep()
+    return sweeps.generations_sweep()

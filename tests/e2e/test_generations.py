@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 from standardwebhooks import Webhook
 
 from config.settings import RIVYA_MODELS
-from rivya_api.generations import services
+from rivya_api.generations import sweeps
 from rivya_api.generations.models import GenerationTask
 from rivya_billing.models import Hold
 from rivya_billing.selectors import wallet_entries, wallet_get
@@ -212,7 +212,7 @@ def test_worker_killed_mid_task(api_client, funded, redis_purged, model, outcome
         worker.stop()
     # The worker is gone for good; the sweeper notices the lapsed heartbeat.
     GenerationTask.objects.filter(public_id=task_id).update(input={"prompt": "x", "seconds": 0})
-    services.generations_sweep(now=timezone.now() + timedelta(minutes=5))
+    sweeps.generations_sweep(now=timezone.now() + timedelta(minutes=5))
     if outcome == "succeeded":
         with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
             task = poll_terminal(api_client, task_id)
@@ -239,7 +239,7 @@ def test_purged_queue_every_task_still_runs(api_client, funded, redis_purged):
     ]
     app.control.purge()  # Redis lost the messages (it keeps nothing on disk here)
     with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
-        services.generations_sweep(now=timezone.now() + timedelta(minutes=5))
+        sweeps.generations_sweep(now=timezone.now() + timedelta(minutes=5))
         tasks = [poll_terminal(api_client, task_id) for task_id in ids]
     assert [t["status"] for t in tasks] == ["succeeded"] * 3
 

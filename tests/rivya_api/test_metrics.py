@@ -224,7 +224,7 @@ def test_a_generation_records_its_status_queue_wait_run_time_and_ledger_operatio
         task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a lighthouse"})
     assert figures() == before
     for callback in callbacks:
-        if "_enqueue_on_commit" not in callback.__qualname__:  # this test runs the task itself, below
+        if "enqueue_on_commit" not in callback.__qualname__:  # this test runs the task itself, below
             callback()
     after_accept = figures()
     assert after_accept["accepted"] == before["accepted"] + 1

@@ -9,8 +9,9 @@ written again by :func:`wav_bytes`.
 sound: vowels a voiced segment with vowel formants, voiced consonants a
 lower, shorter one, unvoiced consonants filtered noise, digits a tone,
 spaces and punctuation pauses, all over a falling pitch that resets after
-each sentence. One pitch period of each voiced sound is computed once (a sum
-of harmonics weighted by formant resonances) and repeated, so synthesis is
+each sentence (never below ``PITCH_FLOOR``, so the work per letter is
+bounded). One pitch period of each voiced sound is computed once (a sum of
+harmonics weighted by formant resonances) and repeated, so synthesis is
 quick in pure Python. It is not speech, but it follows the text: the same
 text gives the same samples and a longer text lasts longer.
 """
@@ -59,6 +60,9 @@ PLOSIVES = set("ptkq")
 PAUSES = {".": 0.22, "!": 0.22, "?": 0.22, ",": 0.12, ";": 0.14, ":": 0.14, "\n": 0.2, "।": 0.22}
 SENTENCE_END = set(".!?\n।")
 BANDWIDTHS = (90.0, 110.0, 170.0)
+# The declining pitch never goes below a low voice: one period of a pitch near 0 Hz would be
+# millions of samples with thousands of harmonics (issue 21: a 250-letter sentence ran for minutes).
+PITCH_FLOOR = 80.0
 
 
 class SpeechError(Exception):
@@ -232,7 +236,7 @@ def synthesize(text: str, *, words_per_minute: int = 165) -> tuple[array, int]:
             out.extend(_silence(0.06 * pace))
             continue
         # Declination: the pitch falls through a sentence and is reset at its end.
-        pitch = 140.0 * (0.985**pitch_step) + 10 * math.sin(pitch_step / 3)
+        pitch = max(PITCH_FLOOR, 140.0 * (0.985**pitch_step) + 10 * math.sin(pitch_step / 3))
         pitch_step += 1
         if char.isdigit():
             out.extend(_tone(380 + 70 * int(unicodedata.digit(char, 0)), 0.12 * pace))

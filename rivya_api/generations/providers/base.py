@@ -103,6 +103,14 @@ class ProviderError(Exception):
         """The ``error`` object a task shows: ``{"code", "message"}``."""
         return {"code": self.code, "message": self.message}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses the pipe from a provider's process (rivya_api.generations.isolation) with its param.
+        return (_rebuild_error, (type(self), self.message, self.param))
+
+
+def _rebuild_error(cls: type[ProviderError], message: str, param: str | None) -> ProviderError:
+    return cls(message, param=param)
+
 
 class ProviderTimeoutError(ProviderError):
     """The job ran past its deadline, or the upstream did not answer in time."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -52,6 +53,24 @@ class SlowImageProvider(LocalImageProvider):
         return super().generate(params=params, input_files=input_files, progress=progress)
 
 
+class RunawayProvider(Provider):
+    """Never finishes and never reports: a busy loop, as a provider stuck in a computation would be.
+    Writes its process id to ``options["pid_file"]`` (if given) so a test can check it was stopped."""
+
+    kind = "image"
+
+    @classmethod
+    def parameters_schema(cls, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return PROMPT_ONLY
+
+    def generate(self, *, params: dict[str, Any], input_files: Any, progress: Any) -> list[OutputFile]:
+        if self.options.get("pid_file"):
+            with open(self.options["pid_file"], "w") as handle:
+                handle.write(str(os.getpid()))
+        while True:
+            sum(range(10_000))
+
+
 def model(model_id: str, provider: str, *, kind: str = "image", price: int = 5, **extra: Any) -> dict[str, Any]:
     entry = {
         "id": model_id,
@@ -75,4 +94,5 @@ GENERATION_MODELS = [
     model("test-failing", f"{FAKES}.FailingProvider", price=5),
     model("test-slow", f"{FAKES}.SlowImageProvider", price=2),
     model("test-slow-retry", f"{FAKES}.SlowImageProvider", price=2, options={"safe_to_retry": True}),
+    model("test-runaway", f"{FAKES}.RunawayProvider", price=3, limits={"timeout_seconds": 2}),
 ]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from rivya_api.files.selectors import file_open
 from rivya_api.files.services import file_create
-from rivya_api.generations import services
+from rivya_api.generations import services, sweeps
 from rivya_api.generations.models import GenerationTask
 from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.selectors import wallet_entries, wallet_get
@@ -120,7 +120,7 @@ def test_dead_worker_is_noticed_and_released(funded):
     task = services.generation_create(account=funded, model_id="test-slow", input={"prompt": "x"})
     services.generation_start(task_pk=task.pk)  # then the worker dies: no heartbeat ever again
     later = timezone.now() + timedelta(minutes=5)
-    assert services.generations_sweep(now=later) == {"requeued": 0, "recovered": 1}
+    assert sweeps.generations_sweep(now=later) == {"requeued": 0, "recovered": 1, "timed_out": 0}
     task.refresh_from_db()
     assert task.status == "failed"
     assert task.error_code == "worker_lost"
@@ -132,7 +132,7 @@ def test_dead_worker_on_a_retry_safe_model_is_requeued_once(funded, django_captu
     services.generation_start(task_pk=task.pk)
     later = timezone.now() + timedelta(minutes=5)
     with django_capture_on_commit_callbacks(execute=False):
-        services.generations_sweep(now=later)
+        sweeps.generations_sweep(now=later)
     task.refresh_from_db()
     assert task.status == "queued"
     done = services.generation_run(task_pk=task.pk)
@@ -146,7 +146,7 @@ def test_lost_queue_message_is_requeued(funded, django_capture_on_commit_callbac
         task = services.generation_create(account=funded, model_id="test-image", input={"prompt": "x"})
     later = timezone.now() + timedelta(minutes=5)
     # The sweeper hands it to the queue again (here: the in-process executor).
-    result = services.generations_sweep(now=later)
+    result = sweeps.generations_sweep(now=later)
     assert result["requeued"] == 1
     task.refresh_from_db()
     assert task.queued_at >= later

@@ -1,0 +1,156 @@
+"""How a generation ends: succeeded, failed, canceled, or abandoned, each with its money and its event.
+
+Each is one transaction: the task's new state, the ledger operation (capture
+exactly the quoted price on success, release the whole hold otherwise) and the
+webhook event commit together. ``generation_abandon`` is the last resort when
+the usual path keeps failing on one task.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from rivya_api import metrics
+from rivya_api.generations.models import GenerationTask
+from rivya_billing import services as billing
+from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
+from rivya_webhooks.services import webhook_event_publish
+
+logger = logging.getLogger("rivya_api.generations.services")
+
+Status = GenerationTask.Status
+
+
+def _now() -> Any:
+    return timezone.now()
+
+
+def _lock_running(task_pk: int) -> GenerationTask | None:
+    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+    return task if task.status == Status.RUNNING else None
+
+
+@transaction.atomic
+def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | None:
+    """Running → succeeded: capture exactly the quoted price, attach outputs, publish the event."""
+    task = _lock_running(task_pk)
+    if task is None:
+        return None  # a sweeper or a cancel got there first; its outcome stands
+    if task.price:
+        try:
+            billing.credits_settle(
+                account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
+            )
+        except HoldNotPendingError:
+            # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
+            _release(task)
+            task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
+            return _finish(task, Status.FAILED, released=task.price)
+    task.outputs.set(files)
+    return _finish(task, Status.SUCCEEDED, charged=task.price)
+
+
+@transaction.atomic
+def generation_fail(
+    *, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING
+) -> GenerationTask | None:
+    """→ failed: release the hold in full and publish ``generation.failed``."""
+    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+    if task.status != from_status:
+        return None
+    _release(task)
+    task.error_code, task.error_message = code, message[:500]
+    return _finish(task, Status.FAILED, released=task.price)
+
+
+def generation_finish_canceled(*, task_pk: int) -> GenerationTask | None:
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+        if task.is_terminal:
+            return None
+        _release(task)
+        return _finish(task, Status.CANCELED, released=task.price)
+
+
+def _release(task: GenerationTask) -> None:
+    """Give the whole hold back; a hold already returned (released or expired) counts as done."""
+    if not task.price:
+        return
+    try:
+        billing.credits_release(account=task.account, reference=task.public_id)
+    except StaleHoldError:
+        # Its lease lapsed: return it the way the billing sweeper would.
+        billing.credits_hold_expire(account=task.account, reference=task.public_id)
+    except HoldNotPendingError as exc:
+        if exc.state == "settled":
+            raise
+
+
+def _finish(task: GenerationTask, status: str, *, charged: int = 0, released: int = 0) -> GenerationTask:
+    task.status = status
+    task.charged, task.refunded = charged, released  # the refunded column holds what was released
+    task.completed_at = _now()
+    if status == Status.SUCCEEDED:
+        task.progress = 100
+    task.save(
+        update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"]
+    )
+    _publish(task, f"generation.{status}")
+    run_seconds = (task.completed_at - task.started_at).total_seconds() if task.started_at else None
+    model_name = task.model
+    transaction.on_commit(
+        lambda: metrics.generation_finished(model=model_name, status=status, run_seconds=run_seconds), robust=True
+    )
+    return task
+
+
+def _publish(task: GenerationTask, event_type: str, *, notify_only: bool = False) -> None:
+    """Bump the task's event sequence and, for terminal states, write the webhook event (same transaction)."""
+    from rivya_api.generations.presenters import generation_payload
+
+    task.event_sequence += 1
+    GenerationTask.objects.filter(pk=task.pk).update(event_sequence=task.event_sequence)
+    payload = generation_payload(task, request=None)
+    payload["sequence"] = task.event_sequence
+    if not notify_only:
+        webhook_event_publish(account=task.account, type=event_type, data=payload)
+    from rivya_api.generations.live import generation_notify_on_commit
+
+    generation_notify_on_commit(task.account_id, payload)
+
+
+def generation_abandon(
+    *, task_pk: int, code: str = "internal_error", message: str = "The generation failed on our side."
+) -> GenerationTask | None:
+    """Fail a task that its usual path cannot finish, so it never stays queued or running.
+
+    The last resort of the runner and the sweeper when ``generation_fail`` itself
+    keeps raising on this task. Its hold is released if that works; if not, the
+    hold's lease lapses and billing's sweeper releases it, as for a dead worker.
+    Its ``generation.failed`` event is published if that works, and logged if not.
+    One transaction; returns None if the task is already terminal.
+    """
+    with transaction.atomic():
+        task = GenerationTask.objects.select_for_update().get(pk=task_pk)
+        if task.is_terminal:
+            return None
+        try:
+            with transaction.atomic():
+                _release(task)
+        except Exception:
+            logger.exception("Generation %s: its hold could not be released; its lease will lapse", task.public_id)
+        task.error_code, task.error_message = code, message[:500]
+        task.status, task.charged, task.refunded, task.completed_at = Status.FAILED, 0, task.price, _now()
+        task.save(update_fields=["status", "charged", "refunded", "completed_at", "error_code", "error_message"])
+        try:
+            with transaction.atomic():
+                _publish(task, "generation.failed")
+        except Exception:
+            logger.exception("Generation %s failed; its generation.failed event could not be published", task.public_id)
+    model_name = task.model
+    metrics.generation_finished(model=model_name, status=Status.FAILED, run_seconds=None)
+    return task

@@ -1,0 +1,141 @@
+"""A provider runs in a child process, and is stopped when it overruns its model's time limit.
+
+A provider's deadline is cooperative (``ProgressReporter`` checks it when the
+provider reports progress), so a provider stuck in a long computation, a C call
+or a socket would keep its task running and its worker busy for as long as it
+liked. ``provider_run`` gives the limit teeth: the provider runs in a child
+process, the worker waits for its messages (progress, outputs, or a
+``ProviderError``) until the deadline, and kills the child when it passes, or
+when the runner's progress callback raises (a cancel, a lost claim). The same
+happens in the embedded executor's threads and in a Celery prefork worker.
+
+Children are forked from a forkserver (billiard's, since a Celery prefork child
+is a daemon process that the standard library refuses to give children) that
+imported the local providers once, so a job starts in tens of milliseconds and
+never inherits the worker's threads, locks or connections. Providers need no
+Django inside the child: they take their options and bytes and return bytes.
+
+``RIVYA_API["GENERATION_PROVIDER_PROCESS"] = False`` runs providers in the
+worker itself (for a provider that cannot be pickled); the deadline is then
+only cooperative, and the generations sweeper fails what overruns afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import billiard
+
+from rivya_api.generations.providers import InputFile, OutputFile, ProviderError, ProviderTimeoutError
+
+# Imported once by the forkserver, so children start with them loaded.
+PRELOAD = ["rivya_api.generations.providers.local"]
+# How often the worker looks at a silent child (to notice it died).
+_POLL_SECONDS = 1.0
+# How long a killed child may take to be reaped.
+_JOIN_SECONDS = 5.0
+
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+class ProviderProcessError(Exception):
+    """The provider's process died or raised something that is not a ``ProviderError`` (a bug)."""
+
+
+def _forkserver() -> Any:
+    global _context
+    with _context_lock:
+        if _context is None:
+            context = billiard.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            _context = context
+        return _context
+
+
+def provider_run(
+    *,
+    provider: Any,
+    input: Mapping[str, Any],
+    input_files: Mapping[str, InputFile],
+    progress: Callable[[int], None],
+    deadline: float,
+) -> list[OutputFile]:
+    """``provider.run(...)`` in a child process, killed at ``deadline`` (``time.monotonic()``).
+
+    Raises what the provider raised (a ``ProviderError``), ``ProviderTimeoutError``
+    past the deadline, ``ProviderProcessError`` if the child died or hit a bug,
+    and whatever ``progress`` raises (after stopping the child).
+    """
+    context = _forkserver()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child_main,
+        args=(sender, provider, dict(input), dict(input_files), deadline),
+        name="rivya-provider",
+        daemon=True,
+    )
+    process.start()
+    sender.close()
+    try:
+        return _follow(process, receiver, progress, deadline)
+    finally:
+        if process.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+        process.join(_JOIN_SECONDS)
+        receiver.close()
+
+
+def _follow(process: Any, receiver: Any, progress: Callable[[int], None], deadline: float) -> list[OutputFile]:
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProviderTimeoutError()
+        if not receiver.poll(min(remaining, _POLL_SECONDS)):
+            if not process.is_alive() and not receiver.poll(0):
+                raise ProviderProcessError(f"The provider's process exited with code {process.exitcode}.")
+            continue
+        try:
+            kind, value = receiver.recv()
+        except EOFError:
+            raise ProviderProcessError("The provider's process died without an answer.") from None
+        if kind == "progress":
+            progress(value)
+        elif kind == "done":
+            return value
+        elif kind == "error":
+            raise value
+        else:
+            raise ProviderProcessError(f"The provider failed in its process:\n{value}")
+
+
+def _child_main(sender: Any, provider: Any, input: dict, input_files: dict, deadline: float) -> None:
+    """The child: run the provider, report progress, send the outputs or the error, exit."""
+
+    def send(message: tuple[str, Any]) -> None:
+        try:
+            sender.send(message)
+        except OSError:  # the worker stopped listening (it gave up on this job): stop too
+            raise SystemExit(0) from None
+
+    try:
+        outputs = provider.run(
+            input=input, input_files=input_files, progress=lambda value: send(("progress", value)), deadline=deadline
+        )
+        send(("done", outputs))
+    except ProviderError as exc:
+        send(("error", exc))
+    except SystemExit:
+        raise
+    except BaseException:
+        send(("crash", traceback.format_exc()[-4000:]))
+    finally:
+        sender.close()
