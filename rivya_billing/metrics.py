@@ -18,6 +18,11 @@ if Counter is not None:
         "Ledger operations committed, by type (grant, reserve, settle, release, refund, adjust, expire …).",
         ["operation"],
     )
+    SWEEP_ROW_FAILURES = Counter(
+        "rivya_billing_sweep_row_failures_total",
+        "Rows a billing sweep failed on and moved past (logged with their id), by sweep.",
+        ["job"],
+    )
     LEDGER_CREDITS = Counter(
         "rivya_ledger_credits_total",
         "Credits moved by committed ledger operations, by type.",
@@ -31,3 +36,8 @@ def ledger_operation_observe(*, operation: str, credits: int = 0) -> None:
         LEDGER_OPERATIONS.labels(operation=operation).inc()
         if credits:
             LEDGER_CREDITS.labels(operation=operation).inc(abs(credits))
+
+
+def sweep_row_failed(*, job: str) -> None:
+    if Counter is not None:
+        SWEEP_ROW_FAILURES.labels(job=job).inc()

@@ -39,6 +39,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from rivya_api import metrics
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
@@ -438,7 +439,12 @@ def chat_turns_fail_stale(*, now: Any = None) -> int:
         role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.IN_PROGRESS, created_at__lt=cutoff
     ).values_list("public_id", flat=True)
     failed = 0
-    for turn_id in list(stale[:500]):
-        if chat_turn_fail(turn_id=turn_id, error_code="turn_timeout").status == ChatMessage.Status.FAILED:
-            failed += 1
+    for turn_id in list(stale.order_by("created_at")[:500]):
+        try:
+            if chat_turn_fail(turn_id=turn_id, error_code="turn_timeout").status == ChatMessage.Status.FAILED:
+                failed += 1
+        except Exception:
+            # One turn the sweep cannot fail must not keep it from the others (it is tried again next run).
+            logger.exception("Could not fail stale chat turn %s; moving on to the next", turn_id)
+            metrics.background_row_failed(job="chat_turns_fail_stale")
     return failed

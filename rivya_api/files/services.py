@@ -24,6 +24,7 @@ from django.core.files.base import File as DjangoFile
 from django.db import transaction
 from django.utils import timezone
 
+from rivya_api import metrics
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import (
     FileTooLargeError,
@@ -234,7 +235,11 @@ def file_expire_due(*, now: datetime | None = None, batch_size: int = 500) -> in
     leftover = File.objects.filter(deleted_at__isnull=False).exclude(storage_name="").order_by("deleted_at")
     purged = 0
     for pk in list(leftover.values_list("pk", flat=True)[:batch_size]):
-        purged += file_purge(file_pk=pk)
+        try:
+            purged += file_purge(file_pk=pk)
+        except Exception:  # one file must not keep the sweep from the others (tried again next run)
+            logger.exception("Could not purge file %s; moving on to the next", pk)
+            metrics.background_row_failed(job="file_expire_due")
     if purged:
         logger.info("Removed the bytes of %s deleted or expired files", purged)
     return purged

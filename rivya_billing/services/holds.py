@@ -19,7 +19,7 @@ from rivya_billing.exceptions import (
     InsufficientCreditsError,
     StaleHoldError,
 )
-from rivya_billing.metrics import ledger_operation_observe
+from rivya_billing.metrics import ledger_operation_observe, sweep_row_failed
 from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_id, new_hold_id
 from rivya_billing.services.durability import early_release, flush_after_commit
 from rivya_billing.services.ledger import (
@@ -395,16 +395,21 @@ def credits_expire_lapsed_holds(*, now: datetime | None = None, batch_size: int 
     )
     expired = 0
     for pk in due:
-        with transaction.atomic():
-            hold = (
-                Hold.objects.select_for_update(no_key=True, skip_locked=True)
-                .filter(pk=pk, state=HoldState.PENDING, lease_expires_at__lte=now)
-                .first()
-            )
-            if hold is None:
-                continue
-            _expire_locked(hold, now=now, actor="system:sweeper")
-            expired += 1
+        try:
+            with transaction.atomic():
+                hold = (
+                    Hold.objects.select_for_update(no_key=True, skip_locked=True)
+                    .filter(pk=pk, state=HoldState.PENDING, lease_expires_at__lte=now)
+                    .first()
+                )
+                if hold is None:
+                    continue
+                _expire_locked(hold, now=now, actor="system:sweeper")
+                expired += 1
+        except Exception:
+            # One hold the sweep cannot expire must not keep it from the others (it is tried again next run).
+            logger.exception("Could not expire lapsed hold %s; moving on to the next", pk)
+            sweep_row_failed(job="expire_lapsed_holds")
     if expired:
         logger.info("Expired %s lapsed holds", expired)
     return expired
