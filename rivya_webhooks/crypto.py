@@ -31,18 +31,26 @@ def secret_generate() -> str:
 
 
 @lru_cache(maxsize=8)
-def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+def _fernet(salt: str, keys: tuple[str, ...]) -> MultiFernet:
     if not keys or not keys[0]:
-        raise WebhooksConfigurationError("SECRET_KEY is empty: webhook secrets cannot be encrypted.")
+        raise WebhooksConfigurationError("SECRET_KEY is empty: secrets cannot be encrypted.")
     derived = [
-        Fernet(base64.urlsafe_b64encode(salted_hmac(_KEY_SALT, "", secret=key, algorithm="sha256").digest()))
+        Fernet(base64.urlsafe_b64encode(salted_hmac(salt, "", secret=key, algorithm="sha256").digest()))
         for key in keys
     ]
     return MultiFernet(derived)
 
 
+def fernet_for(salt: str) -> MultiFernet:
+    """Fernet under a key derived from ``SECRET_KEY`` for ``salt`` (fallback keys decrypt too).
+
+    One salt per kind of secret, so a token of one kind never decrypts as another.
+    """
+    return _fernet(salt, (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())))
+
+
 def _current() -> MultiFernet:
-    return _fernet((settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())))
+    return fernet_for(_KEY_SALT)
 
 
 def secret_encrypt(secret: str) -> str:

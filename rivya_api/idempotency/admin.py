@@ -1,7 +1,7 @@
 """Read-only admin for idempotency records: staff can see a key's state, not forge it.
 
 The stored body is never shown: it may hold a secret the API shows only once
-(a webhook endpoint's ``whsec_…``), kept solely so a retry gets it back.
+(a webhook endpoint's ``whsec_…``), kept (encrypted) solely so a retry gets it back.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import admin
 
+from rivya_api.idempotency import sealing
 from rivya_api.idempotency.models import IdempotencyRecord
 
 
@@ -35,8 +36,11 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
     )
 
     @admin.display(description="response size (bytes)")
-    def response_size(self, obj: IdempotencyRecord) -> int:
-        return len(obj.response_body or b"")
+    def response_size(self, obj: IdempotencyRecord) -> int | str:
+        try:
+            return len(sealing.unseal(obj.response_body or b""))  # stored encrypted; the size of what it holds
+        except sealing.UnreadableResponseError:
+            return "unreadable (SECRET_KEY changed)"
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -42,6 +42,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from rivya_api.conf import api_settings
+from rivya_api.idempotency import sealing
 from rivya_api.idempotency.models import IdempotencyRecord
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class IdempotencyClaim:
     / ``idempotency_reference_set``. Any other outcome's record has its token
     blanked, so those calls on it are refused (they return False): only the
     owner of a claim may settle it. With ``REPLAY`` the record carries the
-    stored ``response_status``, ``response_headers`` and ``response_body``.
+    stored ``response_status``, ``response_headers`` and ``response_body`` (decrypted: the
+    body is stored encrypted, see ``sealing``).
     """
 
     def __post_init__(self) -> None:
@@ -145,6 +147,7 @@ def idempotency_claim(
         if existing.fingerprint != fingerprint:
             return IdempotencyClaim(ClaimOutcome.MISMATCH, existing)
         if existing.state == IdempotencyRecord.State.COMPLETED:
+            existing.response_body = sealing.unseal(existing.response_body)
             return IdempotencyClaim(ClaimOutcome.REPLAY, existing)
         if existing.locked_until is not None and existing.locked_until > now:
             return IdempotencyClaim(ClaimOutcome.IN_FLIGHT, existing, retry_after=_retry_after(existing, now))
@@ -228,7 +231,7 @@ def idempotency_complete(
         "state": IdempotencyRecord.State.COMPLETED,
         "response_status": status_code,
         "response_headers": dict(headers),
-        "response_body": bytes(body),
+        "response_body": sealing.seal(body),  # it may hold a secret shown once (see sealing)
         "completed_at": now,
         "locked_until": None,
     }
@@ -238,7 +241,7 @@ def idempotency_complete(
     if not updated:
         logger.warning("Idempotency key %r: the claim was lost before its response could be stored", record.key)
         return False
-    for name, value in fields.items():
+    for name, value in {**fields, "response_body": bytes(body)}.items():
         setattr(record, name, value)
     return True
 
