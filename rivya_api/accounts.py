@@ -23,6 +23,18 @@ def user_is_account(user: Any) -> Any:
     return user
 
 
+def account_is_active(account: Any) -> bool:
+    """Default ``ACCOUNT_IS_ACTIVE``: an account with ``is_active = False`` (a deactivated user) is disabled.
+
+    A host whose account model says it differently (a suspended organisation, an
+    unpaid plan) names its own callable in ``RIVYA_API["ACCOUNT_IS_ACTIVE"]``; when
+    what it reads lives outside the account row, it calls
+    ``rivya_api.keys.services.api_keys_invalidate(account=…)`` after a change, so
+    cached keys see it at once (saving the account row does that by itself).
+    """
+    return getattr(account, "is_active", True) is not False
+
+
 def account_for_user(user: Any) -> Any:
     """The account a logged-in user acts as (may create it, as the host's hook decides)."""
     return api_settings.ACCOUNT_FOR_USER(user)

@@ -15,9 +15,11 @@ class RivyaApiConfig(AppConfig):
         from rivya_api.conf import api_settings
         from rivya_api.generations.events import register_generation_event_types
         from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+        from rivya_api.keys.signals import connect_account_signals
         from rivya_api.metrics import connect_celery_signals
 
         connect_celery_signals()
+        connect_account_signals()
         register_generation_event_types()
         own_app = configure_background(api_settings.BACKGROUND)
         if own_app is not None and api_settings.IN_PROCESS_BEAT:

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     # In Rivya's own in-process mode, the web process also runs the periodic sweeps (from its
     # first request on). False: run them elsewhere, e.g. `celery beat` on rivya_api.schedule.
     "IN_PROCESS_BEAT": True,
+    # Callable(account) -> bool: False and every key of the account answers 401 account_disabled.
+    "ACCOUNT_IS_ACTIVE": "rivya_api.accounts.account_is_active",
     # Largest request body accepted under /api/v1/ before it is read (413 above).
     "MAX_REQUEST_BYTES": 64 * 1024 * 1024,
     # JSON (bodies and JSON fields) nested deeper than this is a 400 at the gate (rivya_api.common.gate).
@@ -128,6 +130,6 @@ DEFAULTS: dict[str, Any] = {
     "IDEMPOTENCY_REPLAYED_HEADERS": ["Content-Type", "Location", "Rivya-Session-Id"],
 }
 
-IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES", "MODELS")
+IMPORT_STRINGS = ("ACCOUNT_FOR_USER", "ACCOUNT_IS_ACTIVE", "AUTHENTICATION_CLASSES", "THROTTLE_CLASSES", "MODELS")
 
 api_settings = AppSettings("RIVYA_API", DEFAULTS, import_strings=IMPORT_STRINGS)

@@ -105,7 +105,7 @@ DEFAULT_ERRORS: dict[int, ErrorExample] = {
 
 DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request: `param` names the offending parameter.",
-    401: "Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`).",
+    401: "Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`).",
     402: "Not enough available credits.",
     403: "Not allowed.",
     404: "No such object (objects of other accounts are never visible).",

@@ -8,7 +8,10 @@ Outcomes, each a 401 in the error shape with ``WWW-Authenticate: Bearer``:
   ``invalid_api_key_format`` (answered without touching the database);
 * a well-formed secret no key has: ``invalid_api_key``;
 * a revoked key: ``api_key_revoked``; an expired one (including a rolled key
-  after its grace period): ``api_key_expired``.
+  after its grace period): ``api_key_expired``;
+* a key whose account is disabled (``RIVYA_API["ACCOUNT_IS_ACTIVE"]``; by default
+  a user with ``is_active = False``): ``account_disabled``. Saving the account
+  drops its keys from the key cache, so this holds from the next request on.
 
 The secret is hashed and looked up by hash (cached, see ``keystore``); the
 stored and computed digests are compared with ``hmac.compare_digest``. The
@@ -26,6 +29,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 
 from rivya_api.common.auth import ApiPrincipal
+from rivya_api.conf import api_settings
 from rivya_api.keys import keystore
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import api_key_touch
@@ -69,6 +73,8 @@ class APIKeyAuthentication(BaseAuthentication):
             if key.replaced_by_id is not None:
                 message = "This API key was rolled and its grace period has ended; use its replacement."
             raise APIKeyAuthenticationFailed(message, code="api_key_expired")
+        if not api_settings.ACCOUNT_IS_ACTIVE(key.account):
+            raise APIKeyAuthenticationFailed("The account of this API key is disabled.", code="account_disabled")
         api_key_touch(api_key=key, now=now)
         return ApiPrincipal(account=key.account, api_key=key), key
 

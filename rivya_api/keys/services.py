@@ -243,3 +243,15 @@ def api_key_touch(*, api_key: APIKey, now: datetime | None = None) -> bool:
     if updated:
         api_key.last_used_at = now
     return bool(updated)
+
+
+def api_keys_invalidate(*, account: Any) -> int:
+    """Drop every key of ``account`` from the key cache, so the next request reads the account again.
+
+    Called when an account row is saved (a user deactivated, see ``rivya_api.keys.signals``)
+    and by hosts whose ``ACCOUNT_IS_ACTIVE`` reads something else. Returns how many keys.
+    """
+    hashes = list(APIKey.objects.filter(account=account).values_list("key_hash", flat=True))
+    for key_hash in hashes:
+        keystore.key_invalidate(key_hash)
+    return len(hashes)

@@ -76,3 +76,13 @@ def test_revoke_in_another_process_stops_the_key_here_at_once(worker, client, ap
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "api_key_revoked"
     assert key.events.get(action="revoked").source == "worker"
+
+
+def test_deactivating_the_account_here_stops_its_key_in_another_process_at_once(worker, api_key):
+    key, secret = api_key
+    worker.call(op="get", secret=secret)
+    assert worker.call(op="get", secret=secret)["queries"] == 0  # served from the shared cache
+    user = key.account
+    user.is_active = False
+    user.save()
+    assert worker.call(op="get", secret=secret)["code"] == "account_disabled"

@@ -1312,7 +1312,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -1489,7 +1489,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -1562,7 +1562,7 @@ export interface operations {
                     "application/json": components["schemas"]["ChatSessionDetailOutput"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -1665,7 +1665,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -1797,7 +1797,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -1890,7 +1890,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreditsOutput"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -1981,7 +1981,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2109,7 +2109,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2203,7 +2203,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2323,7 +2323,7 @@ export interface operations {
                     "application/json": components["schemas"]["File"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2408,7 +2408,7 @@ export interface operations {
                     "application/json": components["schemas"]["File"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2507,7 +2507,7 @@ export interface operations {
                     "video/webm": string;
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2629,7 +2629,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2737,7 +2737,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2893,7 +2893,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -2997,7 +2997,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3117,7 +3117,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3190,7 +3190,7 @@ export interface operations {
                     "application/json": components["schemas"]["Model"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3331,7 +3331,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3405,7 +3405,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEventOutput"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3513,7 +3513,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3657,7 +3657,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3751,7 +3751,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3871,7 +3871,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpointOutput"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -3956,7 +3956,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookEndpointDeletedOutput"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -4056,7 +4056,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -4182,7 +4182,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
@@ -4310,7 +4310,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Missing, invalid, revoked or expired API key (`WWW-Authenticate: Bearer`). */
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
             401: {
                 headers: {
                     /** @description `Bearer realm="api"`. */
