@@ -251,6 +251,8 @@ RIVYA_BILLING: dict = {}
 RIVYA_WEBHOOKS = {
     # Anything but "true" means false.
     "ALLOW_PRIVATE_NETWORKS": env.str("RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default="").lower() == "true",
+    # Link-local and cloud-metadata networks stay refused even then, unless listed (comma-separated CIDRs).
+    "ALLOWED_NETWORKS": env.list("RIVYA_WEBHOOKS_ALLOWED_NETWORKS", default=[]),
 }
 
 # For the project's own DRF views (bench/urls.py's hello). Rivya's views set their renderers, parsers,

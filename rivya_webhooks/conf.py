@@ -14,6 +14,11 @@ DEFAULTS: dict[str, Any] = {
     # Allow endpoints on loopback/private/link-local addresses (self-hosting, local
     # development). The reference project reads RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS.
     "ALLOW_PRIVATE_NETWORKS": False,
+    # With DEBUG on (local development), allow loopback receivers (127.0.0.1, ::1) anyway.
+    "ALLOW_LOOPBACK_IN_DEBUG": True,
+    # Networks (CIDR strings) always allowed, even link-local or cloud metadata ones:
+    # what ALLOW_PRIVATE_NETWORKS never opens has to be listed here by name.
+    "ALLOWED_NETWORKS": [],
     # Seconds for each phase of a delivery request (connect, write, read) and for the
     # whole response; Standard Webhooks asks for 15-30 s.
     "TIMEOUT": 15.0,

@@ -19,8 +19,19 @@ reserved and documentation ranges, and the same addresses embedded in IPv6
 which Python 3.11's ``is_private``/``is_loopback`` do not all catch. Legacy
 IPv4 spellings (``2130706433``, ``0x7f.1``, ``127.1``) are read the way the C
 library reads them, so they are checked as the address they denote.
-``ALLOW_PRIVATE_NETWORKS`` lifts the check (except for unspecified, multicast
-and broadcast addresses, which are never a valid target).
+Who may be reached is a ``NetworkPolicy`` (``policy_from_settings``):
+
+- ``ALLOW_PRIVATE_NETWORKS`` (``RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS``) allows
+  loopback, private, shared, unique-local and reserved addresses;
+- with ``DEBUG`` on (the embedded development default), loopback is allowed
+  unless ``ALLOW_LOOPBACK_IN_DEBUG`` is False, so a receiver on 127.0.0.1 works
+  under ``make run``; production (``DEBUG`` off) keeps the guard;
+- link-local addresses (169.254/16, fe80::/10) and cloud metadata services
+  (169.254.169.254, fd00:ec2::254, 100.100.100.200, 168.63.129.16) stay refused
+  in every case, unless a network in ``ALLOWED_NETWORKS`` lists them;
+- unspecified, multicast and broadcast addresses are never a valid target.
+
+A refusal names the setting that would allow it.
 """
 
 from __future__ import annotations
@@ -59,6 +70,32 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _BROADCAST = ipaddress.ip_address("255.255.255.255")
+# Cloud metadata services outside link-local ranges (AWS IPv6, Alibaba, Azure's wire server).
+_METADATA = tuple(
+    ipaddress.ip_network(net) for net in ("fd00:ec2::254/128", "100.100.100.200/32", "168.63.129.16/32")
+)
+PRIVATE_SETTING = "RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS"
+LISTED_SETTING = 'RIVYA_WEBHOOKS["ALLOWED_NETWORKS"]'
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Which addresses webhooks may reach besides public ones (see the module docstring)."""
+
+    allow_private: bool = False
+    allow_loopback: bool = False
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def plain(cls, allow_private: bool) -> NetworkPolicy:
+        return cls(allow_private=allow_private, allow_loopback=allow_private)
+
+
+def policy_from_settings() -> NetworkPolicy:
+    allow_private = bool(webhooks_settings.ALLOW_PRIVATE_NETWORKS)
+    loopback = allow_private or (bool(settings.DEBUG) and bool(webhooks_settings.ALLOW_LOOPBACK_IN_DEBUG))
+    listed = tuple(ipaddress.ip_network(str(net), strict=False) for net in webhooks_settings.ALLOWED_NETWORKS or ())
+    return NetworkPolicy(allow_private=allow_private, allow_loopback=loopback, allowed_networks=listed)
 
 
 # --- Addresses ------------------------------------------------------------------
@@ -80,8 +117,11 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def address_block_reason(ip: IPAddress, *, allow_private: bool = False) -> str | None:
+def address_block_reason(
+    ip: IPAddress, *, allow_private: bool = False, policy: NetworkPolicy | None = None
+) -> str | None:
     """Why ``ip`` may not be a webhook target, or ``None`` when it may."""
+    policy = policy or NetworkPolicy.plain(allow_private)
     if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
         ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
     if ip.is_unspecified:
@@ -90,19 +130,25 @@ def address_block_reason(ip: IPAddress, *, allow_private: bool = False) -> str |
         return "multicast address"
     if ip == _BROADCAST:
         return "broadcast address"
+    if any(ip.version == net.version and ip in net for net in policy.allowed_networks):
+        return None
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             # The packet ends up at the IPv4 address (directly, or through a NAT64 or
             # 6to4 gateway): judge that address, whatever the IPv6 wrapping says.
-            reason = address_block_reason(embedded, allow_private=allow_private)
+            reason = address_block_reason(embedded, policy=policy)
             return f"{reason} (IPv4 {embedded} embedded in IPv6)" if reason else None
-    if allow_private:
-        return None
-    if ip.is_loopback:
-        return "loopback address"
+    if any(ip.version == net.version and ip in net for net in _METADATA):
+        return "cloud metadata address"
     if ip.is_link_local:
         return "link-local address"
+    if ip.is_loopback:
+        return None if policy.allow_loopback else "loopback address"
+    return None if policy.allow_private else _private_reason(ip)
+
+
+def _private_reason(ip: IPAddress) -> str | None:
     if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         return "shared (CGNAT) address"
     if isinstance(ip, ipaddress.IPv6Address) and ip in _UNIQUE_LOCAL:
@@ -114,6 +160,14 @@ def address_block_reason(ip: IPAddress, *, allow_private: bool = False) -> str |
     if not ip.is_global:
         return "address that is not globally routable"
     return None
+
+
+def _how_to_allow(reason: str) -> str:
+    if reason.startswith(("link-local", "cloud metadata")) or "embedded" in reason and "link-local" in reason:
+        return f"link-local and cloud metadata addresses are refused unless {LISTED_SETTING} lists them"
+    if reason.startswith(("unspecified", "multicast", "broadcast")):
+        return "such an address is never a webhook target"
+    return f"webhooks are only sent to public addresses unless {PRIVATE_SETTING}=true"
 
 
 def parse_ip_literal(host: str) -> IPAddress | None:
@@ -134,8 +188,11 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     return None
 
 
-def resolve_and_check(host: str, *, resolver: Resolver, allow_private: bool) -> list[IPAddress]:
+def resolve_and_check(
+    host: str, *, resolver: Resolver, allow_private: bool = False, policy: NetworkPolicy | None = None
+) -> list[IPAddress]:
     """Every address ``host`` denotes or resolves to, all of them allowed; raises otherwise."""
+    policy = policy or NetworkPolicy.plain(allow_private)
     literal = parse_ip_literal(host)
     if literal is not None:
         addresses: list[IPAddress] = [literal]
@@ -153,11 +210,10 @@ def resolve_and_check(host: str, *, resolver: Resolver, allow_private: bool) -> 
         if not addresses:
             raise UnresolvableHostError(f"The host {host!r} does not resolve.")
     for ip in addresses:
-        reason = address_block_reason(ip, allow_private=allow_private)
+        reason = address_block_reason(ip, policy=policy)
         if reason:
-            raise BlockedDestinationError(
-                f"The host {host!r} resolves to {ip}, a {reason}; webhooks are only sent to public addresses."
-            )
+            message = f"The host {host[:255]!r} resolves to {ip}, a {reason}; {_how_to_allow(reason)}."
+            raise BlockedDestinationError(message)
     return addresses
 
 
@@ -178,6 +234,8 @@ def url_check_syntax(url: str, *, require_https: bool | None = None) -> httpx.UR
         raise InvalidWebhookURLError("url must not contain credentials (user:password@).")
     if not parsed.host:
         raise InvalidWebhookURLError("url must name a host.")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise InvalidWebhookURLError("url's port must be between 1 and 65535.")
     if require_https is None:
         require_https = not settings.DEBUG
     if require_https and parsed.scheme != "https":
@@ -186,12 +244,13 @@ def url_check_syntax(url: str, *, require_https: bool | None = None) -> httpx.UR
 
 
 def url_validate(url: str, *, resolver: Resolver | None = None, allow_private: bool | None = None) -> str:
-    """The whole creation-time check of an endpoint URL; returns the URL as given."""
+    """The whole creation-time check of an endpoint URL; returns the URL as given.
+
+    ``allow_private`` None: the settings' policy (``policy_from_settings``)."""
     parsed = url_check_syntax(url)
     resolver = resolver or webhooks_settings.RESOLVER
-    if allow_private is None:
-        allow_private = webhooks_settings.ALLOW_PRIVATE_NETWORKS
-    resolve_and_check(parsed.host, resolver=resolver, allow_private=allow_private)
+    policy = policy_from_settings() if allow_private is None else NetworkPolicy.plain(allow_private)
+    resolve_and_check(parsed.host, resolver=resolver, policy=policy)
     return url
 
 
@@ -201,9 +260,9 @@ def url_validate(url: str, *, resolver: Resolver | None = None, allow_private: b
 class GuardedNetworkBackend(httpcore.SyncBackend):
     """Resolves, checks and connects to the checked address: the connect-time SSRF guard."""
 
-    def __init__(self, *, resolver: Resolver, allow_private: bool) -> None:
+    def __init__(self, *, resolver: Resolver, policy: NetworkPolicy) -> None:
         self.resolver = resolver
-        self.allow_private = allow_private
+        self.policy = policy
 
     def connect_tcp(
         self,
@@ -213,7 +272,7 @@ class GuardedNetworkBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses = resolve_and_check(host, resolver=self.resolver, allow_private=self.allow_private)
+        addresses = resolve_and_check(host, resolver=self.resolver, policy=self.policy)
         last_error: Exception | None = None
         for ip in addresses:
             try:
@@ -228,7 +287,7 @@ class GuardedNetworkBackend(httpcore.SyncBackend):
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over a connection pool whose sockets come from GuardedNetworkBackend."""
 
-    def __init__(self, *, resolver: Resolver, allow_private: bool, max_connections: int = 100) -> None:
+    def __init__(self, *, resolver: Resolver, policy: NetworkPolicy, max_connections: int = 100) -> None:
         super().__init__(trust_env=False)
         # httpx has no public hook for the network backend; its transport is a thin
         # wrapper over this pool (httpx 0.28), so we build the pool ourselves.
@@ -237,7 +296,7 @@ class GuardedTransport(httpx.HTTPTransport):
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
-            network_backend=GuardedNetworkBackend(resolver=resolver, allow_private=allow_private),
+            network_backend=GuardedNetworkBackend(resolver=resolver, policy=policy),
         )
 
 
@@ -249,27 +308,29 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-def client_build(*, resolver: Resolver, allow_private: bool) -> httpx.Client:
+def client_build(
+    *, resolver: Resolver, allow_private: bool = False, policy: NetworkPolicy | None = None
+) -> httpx.Client:
     # trust_env=False: an HTTP(S)_PROXY from the environment would connect on our
     # behalf to whatever the name resolves to there, bypassing the guard.
     return httpx.Client(
-        transport=GuardedTransport(resolver=resolver, allow_private=allow_private),
+        transport=GuardedTransport(resolver=resolver, policy=policy or NetworkPolicy.plain(allow_private)),
         follow_redirects=False,
         trust_env=False,
     )
 
 
-_clients: dict[tuple[Any, bool], httpx.Client] = {}
+_clients: dict[tuple[Any, NetworkPolicy], httpx.Client] = {}
 _clients_lock = threading.Lock()
 
 
-def shared_client(*, resolver: Resolver, allow_private: bool) -> httpx.Client:
-    """One keep-alive client per process (and resolver), created lazily after a fork."""
-    key = (resolver, allow_private)
+def shared_client(*, resolver: Resolver, policy: NetworkPolicy) -> httpx.Client:
+    """One keep-alive client per process (and resolver and policy), created lazily after a fork."""
+    key = (resolver, policy)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = client_build(resolver=resolver, allow_private=allow_private)
+            client = _clients[key] = client_build(resolver=resolver, policy=policy)
         return client
 
 

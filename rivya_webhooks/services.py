@@ -404,11 +404,11 @@ def webhook_event_redeliver(
 # --- Delivery -----------------------------------------------------------------------
 
 
-def _client_for(resolver: network.Resolver | None, allow_private: bool) -> tuple[Any, bool]:
+def _client_for(resolver: network.Resolver | None, policy: network.NetworkPolicy) -> tuple[Any, bool]:
     """The process's shared keep-alive client, or a private one for an injected resolver."""
     if resolver is None:
-        return network.shared_client(resolver=webhooks_settings.RESOLVER, allow_private=allow_private), False
-    return network.client_build(resolver=resolver, allow_private=allow_private), True
+        return network.shared_client(resolver=webhooks_settings.RESOLVER, policy=policy), False
+    return network.client_build(resolver=resolver, policy=policy), True
 
 
 def _send(
@@ -426,7 +426,7 @@ def _send(
         body=event.payload,
         secrets=endpoint.signing_secrets(now),
     )
-    client, owned = _client_for(resolver, bool(webhooks_settings.ALLOW_PRIVATE_NETWORKS))
+    client, owned = _client_for(resolver, network.policy_from_settings())
     try:
         return network.post(
             client=client,

@@ -432,7 +432,7 @@ SSRF_URLS = [
 
 @pytest.mark.parametrize("url", SSRF_URLS)
 def test_each_ssrf_form_is_refused_at_creation(account, url, rivya_settings):
-    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False)
+    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False, ALLOW_LOOPBACK_IN_DEBUG=False)
     resolver = StaticResolver({"localhost": ["127.0.0.1", "::1"], "intranet.example.com": ["172.16.5.4"]})
     with pytest.raises(BlockedDestinationError):
         webhook_endpoint_create(account=account, url=url, event_types=["*"], resolver=resolver)
@@ -448,7 +448,7 @@ def test_schemes_and_credentials_are_refused_at_creation(account, url):
 
 
 def test_name_rebound_to_loopback_is_refused_at_delivery(account, receiver, clock, rivya_settings):
-    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False)
+    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False, ALLOW_LOOPBACK_IN_DEBUG=False)
     resolver = StaticResolver({"hooks.example.com": [PUBLIC_IP]})
     url = f"http://hooks.example.com:{receiver.port}/hook"
     webhook_endpoint_create(account=account, url=url, event_types=["*"], resolver=resolver)

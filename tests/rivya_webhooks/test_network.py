@@ -222,3 +222,50 @@ def test_proxy_environment_is_ignored(monkeypatch):
         assert isinstance(client._transport, network.GuardedTransport)
         assert client._mounts == {}
     assert isinstance(httpx.Client(trust_env=False)._transport, httpx.HTTPTransport)
+
+
+# --- Issue 21 and 22: what ALLOW_PRIVATE_NETWORKS opens, what DEBUG opens, and what stays shut ---
+
+METADATA_AND_LINK_LOCAL = [
+    "169.254.169.254", "169.254.170.2", "169.254.1.1", "fe80::1", "fd00:ec2::254", "100.100.100.200",
+    "168.63.129.16", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("address", METADATA_AND_LINK_LOCAL)
+def test_link_local_and_metadata_stay_refused_when_private_networks_are_allowed(address):
+    reason = network.address_block_reason(ipaddress.ip_address(address), allow_private=True)
+    assert reason is not None
+    assert "link-local" in reason or "metadata" in reason
+
+
+def test_link_local_is_allowed_only_when_listed():
+    policy = network.NetworkPolicy(allow_private=True, allowed_networks=(ipaddress.ip_network("169.254.10.0/24"),))
+    assert network.address_block_reason(ipaddress.ip_address("169.254.10.7"), policy=policy) is None
+    assert network.address_block_reason(ipaddress.ip_address("169.254.169.254"), policy=policy) is not None
+
+
+def test_loopback_receivers_work_in_debug_and_nothing_else_opens(settings, rivya_settings):
+    resolver = StaticResolver({"localhost": ["127.0.0.1", "::1"], "intranet.example.com": ["10.0.0.7"]})
+    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False)
+    settings.DEBUG = True
+    assert network.url_validate("http://127.0.0.1:8123/hook", resolver=resolver)
+    assert network.url_validate("http://localhost:8123/hook", resolver=resolver)
+    with pytest.raises(BlockedDestinationError, match="RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS"):
+        network.url_validate("http://intranet.example.com/hook", resolver=resolver)
+    with pytest.raises(BlockedDestinationError, match="ALLOWED_NETWORKS"):
+        network.url_validate("http://169.254.169.254/latest/meta-data", resolver=resolver)
+    settings.DEBUG = False  # production keeps the guard, and says which setting would lift it
+    with pytest.raises(BlockedDestinationError, match="RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true"):
+        network.url_validate("https://127.0.0.1:8123/hook", resolver=resolver)
+
+
+@pytest.mark.parametrize("url", ["https://93.184.215.14:0/x", "https://93.184.215.14:99999/x", "https://93.184.215.14:65536/x"])
+def test_ports_outside_1_to_65535_are_refused(url):
+    with pytest.raises(InvalidWebhookURLError, match="port"):
+        network.url_validate(url, resolver=StaticResolver(), allow_private=False)
+
+
+def test_ports_at_the_bounds_pass():
+    for port in (1, 65535):
+        assert network.url_validate(f"https://93.184.215.14:{port}/x", resolver=StaticResolver(), allow_private=False)

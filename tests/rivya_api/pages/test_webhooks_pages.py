@@ -56,7 +56,7 @@ def test_create_an_endpoint_and_see_its_secret_once(member, receiver):
 
 
 def test_a_refused_url_is_a_form_error(member, rivya_settings):
-    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False)
+    rivya_settings("RIVYA_WEBHOOKS", ALLOW_PRIVATE_NETWORKS=False, ALLOW_LOOPBACK_IN_DEBUG=False)
     response = member.client.post(PAGE, {"url": "http://127.0.0.1:9/hook", "event_types": ["*"]})
     assert response.status_code == 400
     assert 'class="field-error"' in response.content.decode()
