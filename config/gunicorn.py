@@ -10,7 +10,8 @@ from the environment:
   holds up to ``DATABASE_POOL_MAX_SIZE`` PostgreSQL connections (README, "Connection budget").
 * ``GUNICORN_TIMEOUT``: seconds a worker may be silent before it is replaced
   (default 60; the event loop answers the heartbeat even while streams are open).
-* ``FORWARDED_ALLOW_IPS``: proxies trusted for ``X-Forwarded-*`` (default 127.0.0.1).
+* ``FORWARDED_ALLOW_IPS``: proxies trusted for ``X-Forwarded-*`` (comma-separated addresses or
+  networks; default none, so a client cannot claim HTTPS or another address by sending them).
 
 With ``DEBUG=false`` gunicorn's and uvicorn's own lines are JSON too, like Django's.
 """
@@ -29,7 +30,7 @@ worker_class = "config.gunicorn.RivyaUvicornWorker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 # Django writes one rivya.access line per request (with its request id); gunicorn's would duplicate it.
 accesslog = None
 errorlog = "-"

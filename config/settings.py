@@ -162,7 +162,10 @@ RIVYA_IN_PROCESS_BEAT = env.bool("RIVYA_IN_PROCESS_BEAT", default=True)
 # --- Security -------------------------------------------------------------------
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto says whether the client's connection was HTTPS, but any client can send it: trust
+# it only where a proxy in front sets it (true/false). Under gunicorn the server itself honours the
+# X-Forwarded-* of the proxies FORWARDED_ALLOW_IPS names, which is the better place (config/gunicorn.py).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("SECURE_PROXY_SSL_HEADER", default=False) else None
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
@@ -242,6 +245,7 @@ RIVYA_MODELS = [
 RIVYA_API = {
     "PUBLIC_BASE_URL": env.str("RIVYA_PUBLIC_BASE_URL", default=""),
     "RATE_LIMIT": env.str("RIVYA_API_RATE_LIMIT", default="1200/min"),
+    "AUTH_FAILURE_LIMIT": env.str("RIVYA_API_AUTH_FAILURE_LIMIT", default="20/min"),
     # Chat stream events are buffered in Redis (for resume from any process) when there is one.
     "CHAT_STREAM_REDIS_URL": REDIS_URL,
     "MODELS": RIVYA_MODELS,

@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     # Requests per key and window, "<n>/<unit>" with unit s, min, hour or day
     # (e.g. "1200/min", "50/10s"); "off" disables. From RIVYA_API_RATE_LIMIT.
     "RATE_LIMIT": "1200/min",
+    # Requests with an unknown or malformed key per client address and window, then 429
+    # (rivya_api.keys.guessing); "off" disables. From RIVYA_API_AUTH_FAILURE_LIMIT.
+    "AUTH_FAILURE_LIMIT": "20/min",
     # Cache alias holding the per-key request counters (Redis when REDIS_URL is set).
     "RATE_LIMIT_CACHE_ALIAS": "default",
     # How long a key lookup stays cached (0: every request reads the row). See rivya_api.keys.keystore.

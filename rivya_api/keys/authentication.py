@@ -9,6 +9,8 @@ Outcomes, each a 401 in the error shape with ``WWW-Authenticate: Bearer``:
 * a well-formed secret no key has: ``invalid_api_key``;
 * a revoked key: ``api_key_revoked``; an expired one (including a rolled key
   after its grace period): ``api_key_expired``;
+* an address that sent too many unknown or malformed keys in a short time:
+  429 ``too_many_failed_authentications`` with ``Retry-After`` (``guessing``);
 * a key whose account is disabled (``RIVYA_API["ACCOUNT_IS_ACTIVE"]``; by default
   a user with ``is_active = False``): ``account_disabled``. Saving the account
   drops its keys from the key cache, so this holds from the next request on.
@@ -30,7 +32,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from rivya_api.common.auth import ApiPrincipal
 from rivya_api.conf import api_settings
-from rivya_api.keys import keystore
+from rivya_api.keys import guessing, keystore
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import api_key_touch
 from rivya_api.keys.tokens import secret_hash, secret_is_well_formed
@@ -59,10 +61,16 @@ class APIKeyAuthentication(BaseAuthentication):
         header = get_authorization_header(request)
         if not header:
             return None
-        secret = self._secret_from_header(header)
+        guessing.failed_lookups_check(request)
+        try:
+            secret = self._secret_from_header(header)
+        except APIKeyAuthenticationFailed:
+            guessing.failed_lookup_record(request)
+            raise
         key_hash = secret_hash(secret)
         key = keystore.key_lookup(key_hash)
         if key is None or not hmac.compare_digest(key.key_hash, key_hash):
+            guessing.failed_lookup_record(request)
             raise APIKeyAuthenticationFailed("The API key is not valid.", code="invalid_api_key")
         now = self.now()
         status = key.status_at(now)

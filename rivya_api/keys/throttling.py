@@ -55,7 +55,8 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
     return int(match.group(1)), window
 
 
-def _increment(name: str, ttl: int) -> int:
+def increment(name: str, ttl: int) -> int:
+    """Add one to the counter ``name`` (created with ``ttl`` seconds to live); returns the new count."""
     cache = caches[api_settings.RATE_LIMIT_CACHE_ALIAS]
     if isinstance(cache, RedisCache) and hasattr(cache, "_cache"):
         # One round trip; Django stores ints raw in Redis, so INCR works on its keys.
@@ -92,7 +93,7 @@ class APIKeyRateThrottle(BaseThrottle):
         window_start = int(now // window) * window
         reset = window_start + window - now
         try:
-            count = _increment(f"rivya_api:ratelimit:{key.public_id}:{window}:{window_start}", window + 1)
+            count = increment(f"rivya_api:ratelimit:{key.public_id}:{window}:{window_start}", window + 1)
         except Exception:
             logger.warning("Rate-limit cache unavailable; letting the request through", exc_info=True)
             return True
