@@ -21,11 +21,15 @@ from django.conf import settings  # noqa: E402
 
 from config.celery import app as celery_app  # noqa: E402
 from rivya_api.background import start_periodic_runner  # noqa: E402
+from rivya_api.common.asgi import BodyLimitMiddleware  # noqa: E402
 from rivya_api.pages.routing import websocket_application  # noqa: E402
 
 # WebSockets: live task updates for the settings pages and Studio (/ws/tasks), authenticated
 # by the Django session; the channel layer is in memory, or Redis when REDIS_URL is set.
-application = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application()})
+# Oversize API bodies are refused (413) before Django's handler would read them whole.
+application = ProtocolTypeRouter(
+    {"http": BodyLimitMiddleware(django_application), "websocket": websocket_application()}
+)
 
 if celery_app.conf.get("rivya_in_process") and settings.RIVYA_IN_PROCESS_BEAT:
     start_periodic_runner(celery_app)
