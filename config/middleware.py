@@ -25,6 +25,8 @@ from django.core.handlers import asgi
 from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from rivya_api.common.csp import CSPMiddleware as _HtmlOnlyCSPMiddleware
+
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
     sync_capable = True
@@ -150,6 +152,10 @@ class XFrameOptionsMiddleware(_OnEventLoop, clickjacking.XFrameOptionsMiddleware
     pass
 
 
+class CSPMiddleware(_OnEventLoop, _HtmlOnlyCSPMiddleware):
+    pass  # builds a header in memory
+
+
 ON_EVENT_LOOP = {
     "django.middleware.security.SecurityMiddleware": "config.middleware.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware": "config.middleware.SessionMiddleware",
@@ -158,6 +164,7 @@ ON_EVENT_LOOP = {
     "django.contrib.auth.middleware.AuthenticationMiddleware": "config.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware": "config.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "config.middleware.XFrameOptionsMiddleware",
+    "rivya_api.common.csp.CSPMiddleware": "config.middleware.CSPMiddleware",
 }
 
 

@@ -49,6 +49,8 @@ MIDDLEWARE = [
     # Hostile input (NUL, surrogates, deep JSON, bad hosts, oversize bodies) stops here, before anything reads it.
     "rivya_api.common.gate.RequestGateMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on HTML pages (django-csp; CONTENT_SECURITY_POLICY below).
+    "rivya_api.common.csp.CSPMiddleware",
     "config.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,6 +176,28 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# Pages load scripts, styles, images and media from this origin only, and nothing may frame them.
+# Every inline script and style lives in a static file; the API's Swagger UI page adds what it needs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "media-src": ["'self'"],
+        "connect-src": ["'self'"],  # fetch and the live-updates WebSocket (same host)
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+if env.str("RIVYA_PUBLIC_BASE_URL", default=""):
+    # Output previews use signed URLs on the public origin, which may be another host.
+    for _directive in ("img-src", "media-src"):
+        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive].append(env.str("RIVYA_PUBLIC_BASE_URL").rstrip("/"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -17,12 +17,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from csp.decorators import csp_update
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import _load_enum_name_overrides
 from drf_spectacular.settings import patched_settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,7 +97,10 @@ class OpenApiDocumentView(_JsonErrorsMixin, SpectacularJSONAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class ApiDocsView(_JsonErrorsMixin, SpectacularSwaggerView):
+class ApiDocsView(_JsonErrorsMixin, SpectacularSwaggerSplitView):
+    """Swagger UI, its start-up script served from this same route (``?script=``) rather than
+    inlined, so the page runs under a script-src 'self' policy."""
+
     title = SPECTACULAR_SETTINGS["TITLE"]
 
     @extend_schema(
@@ -107,5 +111,7 @@ class ApiDocsView(_JsonErrorsMixin, SpectacularSwaggerView):
         auth=[],
         responses={(200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="The reference page.")},
     )
+    # Swagger UI's page carries a small <style> block, and its icons are data: images.
+    @csp_update({"style-src": ["'unsafe-inline'"], "img-src": ["data:"]})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -198,11 +198,13 @@ def page(chromium: Any, live_asgi: LiveServer) -> Iterator[Any]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Every page runs under the Content-Security-Policy: anything it blocks is a broken page.
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     try:
         yield page
     finally:
         context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"
 
 
 def log_in(page: Any, username: str, password: str, next_path: str = "/settings/api-keys") -> None:

@@ -296,3 +296,22 @@ def test_pages_work_without_javascript(chromium, live_asgi, person, make_api_key
         assert page.locator("svg.chart").count() == 1  # drawn by the server
     finally:
         context.close()
+
+
+def test_every_kind_of_page_works_under_the_content_security_policy(page, live_asgi, person):
+    """The page fixture fails on any CSP violation; this walks the pages the others do not."""
+    user, password = person
+    credits_grant(account=user, amount=40, reference="csp-grant")
+    user.is_staff = user.is_superuser = True
+    user.save()
+    log_in(page, user.username, password, next_path="/settings/credits")
+    response = page.goto("/settings/credits")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy  # noqa: PT018
+    assert page.locator(".legend .swatch rect").count() >= 1  # the legend's colours draw without inline style
+    for path in ("/docs/", "/docs/quickstart", "/admin/", "/admin/rivya_api/apikey/", "/studio/"):
+        assert page.goto(path).status == 200, path
+    page.goto("/api/v1/docs")
+    page.locator(".swagger-ui .opblock").first.wait_for()  # Swagger UI ran: its script is not inline any more
+    with live_asgi.api() as client:
+        assert "content-security-policy" not in client.get("/api/v1/models").headers  # JSON carries no policy
