@@ -11,6 +11,7 @@ so those apps never learn about status codes.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -79,16 +80,22 @@ class ConflictError(ApiError):
     default_detail = "The request conflicts with the object's current state."
 
 
-# No message quotes a client's value at length (hostile.quote cuts values to 200 characters);
-# this bounds the message itself, whatever built it.
-MAX_MESSAGE_LENGTH = 1000
+# No error quotes a client's value at length: whatever built the message, a run of more than
+# QUOTED_RUN characters without a space (an id, a token, a value) is cut, and so is the message.
+QUOTED_RUN = 200
+MAX_MESSAGE_LENGTH = 600
+_LONG_RUN = re.compile(r"\S{" + str(QUOTED_RUN + 1) + ",}")
+
+
+def _bounded(text: str, limit: int) -> str:
+    text = _LONG_RUN.sub(lambda match: match.group(0)[:QUOTED_RUN] + "…", text)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
-    if len(message) > MAX_MESSAGE_LENGTH:
-        message = message[:MAX_MESSAGE_LENGTH] + "…"
-    if param is not None and len(param) > 200:
-        param = param[:200] + "…"
+    message = _bounded(message, MAX_MESSAGE_LENGTH)
+    if param is not None:
+        param = _bounded(param, QUOTED_RUN)
     return {
         "error": {
             "type": TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"),

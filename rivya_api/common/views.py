@@ -19,6 +19,7 @@ from rest_framework.renderers import JSONRenderer
 
 from rivya_api.common.auth import HasAccount, request_account
 from rivya_api.common.errors import error_response, exception_handler
+from rivya_api.common.hostile import quote
 from rivya_api.common.negotiation import JSONContentNegotiation
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
@@ -29,7 +30,7 @@ from rivya_api.idempotency.mixins import IdempotencyMixin
 @csrf_exempt
 def unknown_route(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     """Every unmatched path under the API: a 404 in the error shape, whatever the method or key."""
-    return error_response(404, "unknown_route", f"No route matches {request.method} {request.path}.")
+    return error_response(404, "unknown_route", f"No route matches {request.method} {quote(request.path)}.")
 
 
 class ApiViewDefaults:
