@@ -184,6 +184,27 @@ def test_worker_failure_releases_in_full(api_client, funded, redis_purged):
     assert wallet_get(account=funded).held == 0
 
 
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_a_celery_worker_stops_a_provider_that_overruns_its_time_limit(api_client, funded, redis_purged):
+    """Issue 21: the limit is enforced on the work itself, in a prefork worker as in the embedded executor."""
+    with CeleryWorker(extra_env={"DJANGO_SETTINGS_MODULE": "tests.worker_settings"}):
+        created = api_client.post(
+            "/api/v1/generations", {"model": "test-runaway", "input": {"prompt": "x"}}, format="json"
+        ).json()
+        started = time.monotonic()
+        task = poll_terminal(api_client, created["id"], timeout=30)
+        # Stopped at the model's 2 s limit (plus the worker's start), not by a sweeper minutes later.
+        assert time.monotonic() - started < 20
+        assert (task["status"], task["error"]["code"]) == ("failed", "generation_timeout")
+        # The worker is free again: the next task runs to the end.
+        ok = api_client.post("/api/v1/generations", {"model": "test-image", "input": {"prompt": "x"}},
+                             format="json").json()  # fmt: skip
+        assert poll_terminal(api_client, ok["id"])["status"] == "succeeded"
+    assert task["credits"] == {"reserved": 3, "charged": 0, "refunded": 3}
+    assert wallet_get(account=funded).held == 0
+
+
 @pytest.fixture
 def redis_purged():
     from config.celery import app
