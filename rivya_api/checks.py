@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.checks import Error, register
+from django.core.checks import Warning as CheckWarning
 
 from rivya_core.conf import account_model_label
 
@@ -61,3 +63,20 @@ def check_generation_payload_budget(app_configs: Any = None, **kwargs: Any) -> l
             )
         ]
     return []
+
+
+GATE = "rivya_api.common.gate.RequestGateMiddleware"
+
+
+@register()
+def check_gate_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckWarning]:
+    """Without the gate, hostile input (NUL, deep JSON, bad hosts) reaches code that answers 500."""
+    if GATE in settings.MIDDLEWARE:
+        return []
+    return [
+        CheckWarning(
+            f"{GATE} is not in MIDDLEWARE: hostile input reaches the API's parsers and the database unchecked.",
+            hint="Put it right after rivya_api.common.middleware.RequestIdMiddleware.",
+            id="rivya_api.W001",
+        )
+    ]

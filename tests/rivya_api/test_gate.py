@@ -214,3 +214,11 @@ def _png_file():
 def test_a_body_under_the_limits_still_parses_once(api_client, funded):
     body = json.dumps({"model": "test-image", "input": {"prompt": "x"}, "dry_run": True}).encode()
     assert post_raw(api_client, "/api/v1/generations", body).status_code == 200
+
+
+def test_a_host_without_the_gate_is_warned(settings):
+    from rivya_api.checks import check_gate_middleware
+
+    assert check_gate_middleware() == []
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if not m.endswith("RequestGateMiddleware")]
+    assert [warning.id for warning in check_gate_middleware()] == ["rivya_api.W001"]
