@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from cryptography.fernet import InvalidToken
 
+from rivya_core.exceptions import RivyaError
 from rivya_webhooks.crypto import fernet_for
 
 PREFIX = b"fernet:"
 _SALT = "rivya_api.idempotency.response-body"
 
 
-class UnreadableResponseError(Exception):
+class UnreadableResponseError(RivyaError):
     """A stored response cannot be decrypted (``SECRET_KEY`` changed without the old one in the fallbacks)."""
 
 
