@@ -8,7 +8,8 @@ application: for a request routed to the API, a ``Content-Length`` above
 without reading a byte of the body; a body without a length (chunked) is counted
 as it arrives and cut off at the limit the same way. Under WSGI the gate's own
 ``Content-Length`` check runs before anything reads the body, so this is only
-needed in front of ASGI::
+needed in front of ASGI. The settings pages, Studio and the guides take small forms only:
+their bodies are bounded the same way by ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (an HTML 413)::
 
     application = BodyLimitMiddleware(get_asgi_application())
 """
@@ -30,13 +31,13 @@ class BodyLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        limit = _limit(scope) if scope["type"] == "http" else None
+        limit, api = _limit(scope) if scope["type"] == "http" else (None, False)
         if limit is None:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(scope, send, limit)
+            await _refuse(scope, send, limit, api=api)
             return
         state = {"received": 0, "over": False, "started": False}
 
@@ -56,18 +57,33 @@ class BodyLimitMiddleware:
 
         await self.app(scope, counted_receive, watched_send)
         if state["over"] and not state["started"]:
-            await _refuse(scope, send, limit)
+            await _refuse(scope, send, limit, api=api)
 
 
-def _limit(scope: dict[str, Any]) -> int | None:
-    from rivya_api.common.gate import is_api_path
+PAGE_NAMESPACES = frozenset({"rivya_pages", "rivya_studio", "rivya_docs"})
+
+
+def _limit(scope: dict[str, Any]) -> tuple[int | None, bool]:
+    """(the body limit of the route ``scope`` names, whether it is the API); None: no limit here."""
+    from django.conf import settings
+    from django.urls import Resolver404, resolve
+
+    from rivya_api.common.gate import API_NAMESPACE
     from rivya_api.conf import api_settings
 
     path = scope.get("path", "")
     root = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
-    return int(api_settings.MAX_REQUEST_BYTES) if is_api_path(path) else None
+    try:
+        namespaces = set(resolve(path).namespaces)
+    except Resolver404:
+        return None, False
+    if API_NAMESPACE in namespaces:
+        return int(api_settings.MAX_REQUEST_BYTES), True
+    if namespaces & PAGE_NAMESPACES and settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), False
+    return None, False
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -77,17 +93,20 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-async def _refuse(scope: dict[str, Any], send: Any, limit: int) -> None:
+async def _refuse(scope: dict[str, Any], send: Any, limit: int, *, api: bool) -> None:
     rid = request_id.request_id_from_header(_header(scope, b"x-request-id"))
     token = request_id.set_current_request_id(rid)
+    message = f"The request body is larger than {limit} bytes."
     try:
-        body = json.dumps(
-            error_body(413, "request_too_large", f"The request body is larger than {limit} bytes.")
-        ).encode()
+        body = json.dumps(error_body(413, "request_too_large", message)).encode()
     finally:
         request_id.reset_current_request_id(token)
+    content_type = b"application/json"
+    if not api:
+        body = f"<!doctype html><title>Too large</title><h1>Too large</h1><p>{message}</p>".encode()
+        content_type = b"text/html; charset=utf-8"
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", rid.encode()),
         (b"connection", b"close"),  # the unread body is not drained

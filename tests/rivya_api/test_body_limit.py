@@ -61,3 +61,9 @@ def test_bodies_under_the_limit_and_pages_pass_through():
     status, body, taken = call("/api/v1/generations", total=100, declare=True)
     assert status == 401  # reached the API (no key), body read
     assert taken == 100
+
+
+def test_the_pages_take_small_forms_only(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100_000
+    status, _, taken = call("/settings/api-keys", total=50 * 1024 * 1024, declare=True)
+    assert (status, taken) == (413, 0)
