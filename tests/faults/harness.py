@@ -491,8 +491,12 @@ class Stack:
 
     def pids(self) -> dict[str, list[int]]:
         """Every process of the stack by role (main process first): equal before and after a fault
-        means nothing was restarted."""
-        return {name: [process.pid, *sorted(descendants(process.pid))] for name, process in self.processes.items()}
+        means nothing was restarted. A generation provider's forkserver and the children it forks
+        per job (rivya_api.generations.isolation) come and go with the work, so they are left out."""
+        return {
+            name: [process.pid, *sorted(pid for pid in descendants(process.pid) if not _is_provider_process(pid))]
+            for name, process in self.processes.items()
+        }
 
     def log_count(self, name: str, text: str) -> int:
         """How many lines of process ``name``'s log contain ``text``."""
@@ -539,6 +543,14 @@ class Stack:
         # never races the server's close (which cuts it off with no answer, like a crash would).
         kwargs.setdefault("limits", httpx.Limits(keepalive_expiry=2))
         return httpx.Client(base_url=self.base_url, headers=headers, **kwargs)
+
+
+def _is_provider_process(pid: int) -> bool:
+    """billiard's forkserver (and its trackers) or a provider it forked: started per job, not per worker."""
+    try:
+        return b"billiard" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # gone already: it was one of those short-lived children
 
 
 def _is_server_worker(pid: int) -> bool:
