@@ -82,7 +82,7 @@ def test_deactivating_the_account_here_stops_its_key_in_another_process_at_once(
     key, secret = api_key
     worker.call(op="get", secret=secret)
     assert worker.call(op="get", secret=secret)["queries"] == 0  # served from the shared cache
-    user = key.account
-    user.is_active = False
-    user.save()
+    from tests.rivya_api.keys.test_disabled_accounts import set_active
+
+    set_active(key.account, False)
     assert worker.call(op="get", secret=secret)["code"] == "account_disabled"
