@@ -81,7 +81,8 @@ def catalog_validate_input(model: CatalogModel, params: Any) -> dict[str, Any]:
         unknown = sorted(name for name in values if name not in properties)
         if unknown:
             param = f"input.{hostile.label(unknown[0])}"
-            raise UnknownInputError(f"Unknown parameter {param} for model {model.id}; {_known(properties)}.", param=param)
+            message = f"Unknown parameter {param} for model {model.id}; {_known(properties)}."
+            raise UnknownInputError(message, param=param)
     _apply_defaults(schema, values)
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(values))
     if error is not None:
