@@ -9,6 +9,7 @@ django_asgi_app = get_asgi_application()  # sets Django up: import Rivya's routi
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from rivya_api.common.asgi import BodyLimitMiddleware  # noqa: E402
 from rivya_api.pages.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
+application = ProtocolTypeRouter({"http": BodyLimitMiddleware(django_asgi_app), "websocket": websocket_application()})
