@@ -31,6 +31,7 @@ DISTRIBUTION_OF = {
     "celery": "celery", "kombu": "celery", "standardwebhooks": "standardwebhooks", "cryptography": "cryptography",
     "jsonschema": "jsonschema", "httpx": "httpx", "httpcore": "httpx", "PIL": "pillow", "av": "av",
     "channels": "channels", "prometheus_client": "prometheus-client", "redis": "redis",
+    "csp": "django-csp", "billiard": "billiard",
 }  # fmt: skip
 # Modules that only an optional part loads (a host names them in its settings or asgi.py), so they
 # may import that extra's packages at module level.
