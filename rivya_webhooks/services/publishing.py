@@ -1,0 +1,153 @@
+"""Publishing events into the outbox and re-arming deliveries; broker messages go out on commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+from rivya_webhooks import ids
+from rivya_webhooks.conf import webhooks_settings
+from rivya_webhooks.exceptions import (
+    EndpointDisabledError,
+    InvalidParameterError,
+    NothingToRedeliverError,
+    PayloadTooLargeError,
+    UnknownEventTypeError,
+)
+from rivya_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from rivya_webhooks.registry import event_type_is_registered
+from rivya_webhooks.services._common import PENDING, Clock, iso, now_from, registered_names
+
+
+def _envelope(*, event_id: str, type: str, created_at: datetime, data: dict[str, Any]) -> str:
+    # Compact UTF-8 JSON, written once: these are the bytes that are signed, sent
+    # on every attempt and returned by the event log.
+    envelope = {"id": event_id, "type": type, "created_at": iso(created_at), "data": data}
+    return json.dumps(envelope, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def webhook_event_publish(
+    *,
+    account: Any,
+    type: str,
+    data: dict[str, Any],
+    endpoints: Iterable[WebhookEndpoint] | None = None,
+    clock: Clock | None = None,
+) -> WebhookEvent:
+    """Record an event and one pending delivery per enabled endpoint of ``account``
+    subscribed to ``type`` (or to exactly ``endpoints``, whatever they subscribe to).
+
+    Call it inside the transaction that makes the change the event reports: the
+    rows commit or roll back with it, and delivery is queued only on commit. A
+    rollback leaves no event, no delivery and no message. ``type`` must be
+    registered (``rivya_webhooks.registry``); ``data`` must be a JSON object.
+    """
+    if not event_type_is_registered(type):
+        raise UnknownEventTypeError(type, param="type", valid=f"Registered types: {registered_names()}.")
+    if not isinstance(data, dict):
+        raise InvalidParameterError("data must be a JSON object.", param="data")
+    now = now_from(clock)
+    event_id = ids.event_id()
+    try:
+        payload = _envelope(event_id=event_id, type=type, created_at=now, data=data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"data is not JSON-serialisable ({exc}).", param="data") from exc
+    limit = int(webhooks_settings.MAX_PAYLOAD_BYTES)
+    if len(payload.encode("utf-8")) > limit:
+        raise PayloadTooLargeError(
+            f"The event is larger than {limit} bytes; send links to large content instead.", param="data"
+        )
+    with transaction.atomic():
+        event = WebhookEvent.objects.create(
+            public_id=event_id,
+            account=account,
+            type=type,
+            data=json.loads(payload)["data"],
+            payload=payload,
+            created_at=now,
+        )
+        targets = _targets(event=event, endpoints=endpoints)
+        deliveries = WebhookDelivery.objects.bulk_create(
+            [
+                WebhookDelivery(
+                    event=event,
+                    endpoint=endpoint,
+                    state=PENDING,
+                    next_attempt_at=now,
+                    dispatched_for=now,
+                    created_at=now,
+                )
+                for endpoint in targets
+            ]
+        )
+        dispatch_on_commit([delivery.pk for delivery in deliveries])
+    return event
+
+
+def _targets(*, event: WebhookEvent, endpoints: Iterable[WebhookEndpoint] | None) -> list[WebhookEndpoint]:
+    if endpoints is None:
+        subscribed = WebhookEndpoint.objects.filter(account_id=event.account_id, enabled=True)
+        return [endpoint for endpoint in subscribed if endpoint.subscribes_to(event.type)]
+    return [endpoint for endpoint in endpoints if endpoint.account_id == event.account_id]
+
+
+def dispatch_on_commit(delivery_ids: list[int], *, countdown: float | None = None) -> None:
+    """Queue one attempt task per delivery once the current transaction commits.
+
+    ``robust``: a broker that is down must not fail the caller's commit; the rows
+    are safe and the sweeper queues them later.
+    """
+    if not delivery_ids:
+        return
+
+    def send() -> None:
+        from rivya_webhooks.tasks import webhook_delivery_attempt_task
+
+        for delivery_id in delivery_ids:
+            webhook_delivery_attempt_task.apply_async((delivery_id,), countdown=countdown)
+
+    transaction.on_commit(send, robust=True)
+
+
+def webhook_event_redeliver(
+    *, event: WebhookEvent, endpoint: WebhookEndpoint | None = None, clock: Clock | None = None
+) -> list[WebhookDelivery]:
+    """Send the event again now, to every enabled endpoint it has a delivery for (or to
+    ``endpoint`` only, creating its delivery if the event never had one).
+
+    Each delivery is re-armed: pending, due now, a fresh retry schedule, and the
+    next attempt is recorded as manual. Like every delivery it lives in the
+    outbox, so a lost broker message only delays it. Disabled endpoints are
+    skipped; when nothing is left, ``NothingToRedeliverError``.
+    """
+    now = now_from(clock)
+    with transaction.atomic():
+        if endpoint is not None:
+            if endpoint.account_id != event.account_id:
+                raise NothingToRedeliverError("No such endpoint.", param="endpoint_id")
+            if not endpoint.enabled:
+                raise EndpointDisabledError("The endpoint is disabled; enable it first.", param="endpoint_id")
+            delivery, _ = WebhookDelivery.objects.get_or_create(
+                event=event, endpoint=endpoint, defaults={"next_attempt_at": now, "created_at": now}
+            )
+            delivery_ids = [delivery.pk]
+        else:
+            delivery_ids = list(event.deliveries.filter(endpoint__enabled=True).values_list("pk", flat=True))
+            if not delivery_ids:
+                raise NothingToRedeliverError("The event has no delivery to an enabled endpoint.")
+        WebhookDelivery.objects.filter(pk__in=delivery_ids).update(
+            state=PENDING,
+            retry_count=0,
+            next_attempt_at=now,
+            next_trigger=WebhookDelivery.Trigger.MANUAL,
+            dispatched_for=now,
+            # An attempt in flight under an older claim no longer owns the schedule.
+            claim_token="",
+        )
+        dispatch_on_commit(delivery_ids)
+    return list(WebhookDelivery.objects.filter(pk__in=delivery_ids).select_related("endpoint"))
