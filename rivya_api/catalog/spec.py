@@ -38,7 +38,6 @@ import jsonschema
 from django.utils.module_loading import import_string
 
 KINDS = ("image", "video", "audio", "chat")
-MEDIA_KINDS = ("image", "video", "audio")
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")

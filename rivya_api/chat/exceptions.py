@@ -34,12 +34,6 @@ class ChatSessionBusyError(ChatError):
         super().__init__(message, param=param, headers={"Retry-After": str(retry_after)})
 
 
-class ChatAttachmentError(ChatError):
-    """An image attachment does not name a usable Files API image of this account."""
-
-    default_code = "invalid_attachment"
-
-
 class ChatContextLengthError(ChatError):
     """The prompt plus the output budget does not fit the model's context window."""
 

@@ -184,7 +184,7 @@ def chat_turn_prepare(
 
     ``model`` is a listed chat ``CatalogModel``; ``actor`` (the API key's public id) is
     recorded on the turn's ledger entries, as generations record theirs. Raises ``ChatSessionNotFoundError``,
-    ``ChatSessionBusyError``, ``ChatAttachmentError``, ``ChatContextLengthError``,
+    ``ChatSessionBusyError``, ``ChatContextLengthError``,
     or ``ChatCreditsError`` when the account plainly cannot
     pay (``chat_turn_commit`` is what holds the credits).
     """

@@ -165,10 +165,6 @@ async def mirror_to_redis(turn: ChatTurn) -> None:
         logger.exception("Could not mirror chat turn %s to Redis", turn.plan.turn_id)
 
 
-async def redis_latest_turn(session_id: str) -> str | None:
-    return await redis_client().get(session_key(session_id))
-
-
 async def redis_follow(turn_id: str, *, after: int, keepalive: float) -> AsyncIterator[Any]:
     """The turn's events after id ``after`` from Redis, live until its last event.
 

@@ -33,10 +33,6 @@ def request_account(request: Any) -> Any:
     return request.user.account
 
 
-def request_api_key(request: Any) -> Any:
-    return getattr(request.user, "api_key", None)
-
-
 class HasAccount(BasePermission):
     """Allows requests whose authentication produced an account.
 
