@@ -60,7 +60,7 @@ from rivya_api.chat.serializers import (
 from rivya_api.chat.turns import KEEPALIVE, ChatTurn, db_call, release_connections, replay_events
 from rivya_api.common import hostile
 from rivya_api.common.errors import ApiError, error_body, error_response
-from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.pagination import page_response
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
@@ -505,8 +505,7 @@ class ChatSessionViewSet(AccountScopedMixin, viewsets.ViewSet):
 
     def list(self, request: Any) -> Response:
         sessions = selectors.chat_sessions_for_account(account=self.account)
-        page, has_more = cursor_page(sessions, limit=page_limit(request), after=request.query_params.get("after"))
-        return Response(list_body(ChatSessionOutputSerializer(page, many=True).data, has_more=has_more))
+        return page_response(request, sessions, lambda page: ChatSessionOutputSerializer(page, many=True).data)
 
     def retrieve(self, request: Any, session_id: str) -> Response:
         session = selectors.chat_session_get(account=self.account, session_id=session_id)

@@ -9,6 +9,7 @@ the top never shift a page.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -32,20 +33,51 @@ def page_limit(request: Any) -> int:
     return limit
 
 
+NEWEST_FIRST = ("created_at", "pk")
+
+
 def cursor_page(
-    queryset: QuerySet, *, limit: int, after: str | None, id_field: str = "public_id"
+    queryset: QuerySet,
+    *,
+    limit: int,
+    after: str | None,
+    id_field: str = "public_id",
+    order: Sequence[str] = NEWEST_FIRST,
 ) -> tuple[list[Any], bool]:
-    """One page of ``queryset`` newest first, strictly after the object ``after`` names."""
-    queryset = queryset.order_by("-created_at", "-pk")
+    """One page of ``queryset``, descending by ``order``, strictly after the object ``after`` names.
+
+    ``order`` must identify a row (end with a unique field): the ledger pages by its own ``sequence``.
+    """
+    queryset = queryset.order_by(*(f"-{field}" for field in order))
     if after:
-        anchor = queryset.filter(**{id_field: after}).values("created_at", "pk").first()
+        anchor = queryset.filter(**{id_field: after}).values(*order).first()
         if anchor is None:
             raise ApiError("after does not name an object in this list.", param="after")
-        queryset = queryset.filter(
-            Q(created_at__lt=anchor["created_at"]) | Q(created_at=anchor["created_at"], pk__lt=anchor["pk"])
-        )
+        queryset = queryset.filter(_below(anchor, order))
     rows = list(queryset[: limit + 1])
     return rows[:limit], len(rows) > limit
+
+
+def _below(anchor: dict[str, Any], order: Sequence[str]) -> Q:
+    """Rows after ``anchor`` in descending ``order``: equal on a prefix of it, then less."""
+    condition = Q()
+    for depth, field in enumerate(order):
+        equal = {name: anchor[name] for name in order[:depth]}
+        condition |= Q(**equal, **{f"{field}__lt": anchor[field]})
+    return condition
+
+
+def page_response(
+    request: Any,
+    queryset: QuerySet,
+    serialize: Callable[[list[Any]], list[Any]],
+    *,
+    order: Sequence[str] = NEWEST_FIRST,
+) -> Response:
+    """The list response of every cursor-paginated endpoint: ``?limit`` and ``?after`` read, one page served."""
+    after = request.query_params.get("after") or None
+    page, has_more = cursor_page(queryset, limit=page_limit(request), after=after, order=order)
+    return Response(list_body(serialize(page), has_more=has_more))
 
 
 class CursorPagination(BasePagination):

@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
@@ -21,8 +20,8 @@ from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from rivya_api.common.errors import ApiError, register_domain_error
-from rivya_api.common.pagination import list_body, page_limit
+from rivya_api.common.errors import register_domain_error
+from rivya_api.common.pagination import page_response
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
     ErrorExample,
@@ -40,7 +39,6 @@ from rivya_api.credits.serializers import (
 )
 from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import InsufficientCreditsError
-from rivya_billing.models import LedgerEntry
 from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_get
 
 # The wallet cannot cover a reservation: a 402 that retrying will not fix (SDKs read the header).
@@ -131,17 +129,6 @@ def _activity(account: Any, wallet: Any, *, since: Any, days: int) -> dict[str, 
     return activity
 
 
-def _ledger_page(entries: QuerySet[LedgerEntry], *, limit: int, after: str | None) -> tuple[list[LedgerEntry], bool]:
-    """One page, newest first by the ledger's own order (``sequence``), strictly after the entry ``after``."""
-    if after:
-        anchor = entries.filter(public_id=after).values_list("sequence", flat=True).first()
-        if anchor is None:
-            raise ApiError("after does not name an entry of this list.", param="after")
-        entries = entries.filter(sequence__lt=anchor)
-    rows = list(entries.order_by("-sequence")[: limit + 1])
-    return rows[:limit], len(rows) > limit
-
-
 class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
     """The request's account's wallet and ledger (read-only: credits change through the work they pay for)."""
 
@@ -209,7 +196,7 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
                             "overrun, waive, refund, adjust.",
                             "type",
                         ),
-                        ErrorExample("invalid_request", "after does not name an entry of this list.", "after"),
+                        ErrorExample("invalid_request", "after does not name an object in this list.", "after"),
                     ]
                 },
             ),
@@ -235,5 +222,7 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
         if "reference" in values:
             values["work"] = ledger_references(account=self.account, reference=values.pop("reference"))
         entries = wallet_entries(account=self.account, **values)
-        page, has_more = _ledger_page(entries, limit=page_limit(request), after=request.query_params.get("after"))
-        return Response(list_body(LedgerEntryOutputSerializer(page, many=True).data, has_more=has_more))
+        # The ledger's own order: sequence numbers, unique per wallet.
+        return page_response(
+            request, entries, lambda page: LedgerEntryOutputSerializer(page, many=True).data, order=("sequence",)
+        )

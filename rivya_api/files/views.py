@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from rivya_api.common.auth import ApiPrincipal
 from rivya_api.common.errors import register_domain_error
-from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.pagination import page_response
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
     ErrorExample,
@@ -216,8 +216,7 @@ class FileViewSet(AccountScopedMixin, viewsets.ViewSet):
             purpose=query.validated_data.get("purpose"),
             include_deleted=query.validated_data["include_deleted"],
         )
-        page, has_more = cursor_page(files, limit=page_limit(request), after=request.query_params.get("after"))
-        return Response(list_body([self._output(file) for file in page], has_more=has_more))
+        return page_response(request, files, lambda page: [self._output(file) for file in page])
 
     def retrieve(self, request: Request, file_id: str) -> Response:
         return Response(self._output(file_get_for_account(account=self.account, file_id=file_id)))

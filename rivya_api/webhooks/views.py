@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from rivya_api.common.errors import NotFoundError, register_domain_error
-from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.pagination import page_response
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
@@ -217,8 +217,7 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
     )
     def list(self, request: Request) -> Response:
         endpoints = webhook_endpoint_list(account=self.account)
-        page, has_more = cursor_page(endpoints, limit=page_limit(request), after=request.query_params.get("after"))
-        return Response(list_body(WebhookEndpointOutputSerializer(page, many=True).data, has_more=has_more))
+        return page_response(request, endpoints, lambda page: WebhookEndpointOutputSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="createWebhookEndpoint",
@@ -413,8 +412,7 @@ class WebhookEventViewSet(AccountScopedMixin, viewsets.ViewSet):
         filters = WebhookEventFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = webhook_event_list(account=self.account, **filters.validated_data)
-        page, has_more = cursor_page(queryset, limit=page_limit(request), after=request.query_params.get("after"))
-        return Response(list_body(WebhookEventOutputSerializer(page, many=True).data, has_more=has_more))
+        return page_response(request, queryset, lambda page: WebhookEventOutputSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="getWebhookEvent",
