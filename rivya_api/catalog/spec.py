@@ -17,7 +17,8 @@ Each entry of the setting is a dict::
     }
 
 Parsing happens in two steps. ``parse_entries`` checks what can be checked
-without importing anything; ``resolve_entry`` imports the provider, settles the
+without importing anything (the entry's shape is the JSON Schema in
+``entry_schema``); ``resolve_entry`` imports the provider, settles the
 ``parameters`` schema and checks the price rule against it. Both collect
 ``CatalogIssue``s naming the model and the field instead of stopping at the
 first, so the system check can list every problem at once. A provider that
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,14 +37,8 @@ from typing import Any
 import jsonschema
 from django.utils.module_loading import import_string
 
-KINDS = ("image", "video", "audio", "chat")
+from rivya_api.catalog.entry_schema import KINDS, entry_problems, field_path
 
-MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-ENTRY_KEYS = frozenset(
-    {"id", "kind", "description", "provider", "options", "parameters", "pricing", "limits", "upstream", "created_at"}
-)
-REQUIRED_KEYS = ("id", "kind", "description", "provider", "pricing")
 DEFAULT_CREATED_AT = datetime(2026, 5, 1, tzinfo=UTC)
 # Every model has a job time limit; the generations runner reads it.
 DEFAULT_LIMITS = {"timeout_seconds": 300}
@@ -160,10 +154,6 @@ class _Issues:
         self.items.append(CatalogIssue(index, model_id, field_name, message))
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def parse_entries(raw: Any) -> tuple[list[_Entry], list[CatalogIssue]]:
     """Check every entry of the setting without importing providers."""
     issues = _Issues()
@@ -189,53 +179,19 @@ def parse_entries(raw: Any) -> tuple[list[_Entry], list[CatalogIssue]]:
 
 
 def _parse_entry(index: int, model_id: str | None, entry: Mapping[str, Any], issues: _Issues) -> None:
-    def add(field_name: str, message: str) -> None:
-        issues.add(index, model_id, field_name, message)
-
-    for key in sorted(set(entry) - ENTRY_KEYS):
-        add(key, f"unknown field (allowed: {', '.join(sorted(ENTRY_KEYS))})")
-    for key in REQUIRED_KEYS:
-        if key not in entry:
-            add(key, "is required")
-    if "id" in entry and not (isinstance(entry["id"], str) and MODEL_ID.match(entry["id"])):
-        add("id", "must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit")
-    kind = entry.get("kind")
-    if "kind" in entry and kind not in KINDS:
-        add("kind", f"must be one of {', '.join(KINDS)}")
-    if "description" in entry and not (isinstance(entry["description"], str) and entry["description"].strip()):
-        add("description", "must be a non-empty string")
-    if "provider" in entry and not (isinstance(entry["provider"], str) and "." in entry["provider"]):
-        add("provider", "must be the dotted path of a provider class")
-    if not isinstance(entry.get("options", {}), Mapping):
-        add("options", "must be a dict")
+    kind = entry.get("kind") if entry.get("kind") in KINDS else None
+    problems = list(entry_problems(entry, kind))
     if "parameters" in entry:
-        for field_name, message in schema_problems(entry["parameters"]):
-            add(field_name, message)
-    limits = entry.get("limits", {})
-    if not isinstance(limits, Mapping):
-        add("limits", "must be a dict of integers")
-    else:
-        for key, value in limits.items():
-            if not (isinstance(key, str) and _is_int(value) and value >= 0):
-                add(f"limits.{key}", "must be an integer >= 0")
-        if "timeout_seconds" in limits and limits["timeout_seconds"] == 0:
-            add("limits.timeout_seconds", "must be at least 1")
-    if "upstream" in entry:
-        upstream = entry["upstream"]
-        if not isinstance(upstream, Mapping) or set(upstream) != {"base_url_env", "api_key_env"}:
-            add("upstream", "must be a dict with exactly base_url_env and api_key_env")
-        else:
-            for key in ("base_url_env", "api_key_env"):
-                if not (isinstance(upstream[key], str) and ENV_NAME.match(upstream[key])):
-                    add(f"upstream.{key}", "must be an environment variable name (A-Z, 0-9, _)")
+        problems += schema_problems(entry["parameters"])
     if "created_at" in entry:
         try:
             _parse_created_at(entry["created_at"])
         except (TypeError, ValueError):
-            add("created_at", "must be an ISO 8601 timestamp with a timezone")
-    if "pricing" in entry and kind in KINDS:
-        for field_name, message in pricing_problems(entry["pricing"], kind):
-            add(field_name, message)
+            problems.append(("created_at", "must be an ISO 8601 timestamp with a timezone"))
+    if kind and not any(field_name.startswith("pricing") for field_name, _ in problems):
+        problems += _tier_order_problems(entry["pricing"])
+    for field_name, message in problems:
+        issues.add(index, model_id, field_name, message)
 
 
 def _parse_created_at(value: Any) -> datetime:
@@ -275,79 +231,24 @@ def schema_problems(schema: Any, field_name: str = "parameters") -> list[tuple[s
     return problems
 
 
-def pricing_problems(pricing: Any, kind: str) -> list[tuple[str, str]]:
-    """Problems with a price rule that do not need the parameters schema."""
-    if not isinstance(pricing, Mapping):
-        return [("pricing", "must be a dict")]
-    problems: list[tuple[str, str]] = []
-    if kind == "chat":
-        allowed = {"input_per_1k_tokens", "output_per_1k_tokens"}
-        for key in ("input_per_1k_tokens", "output_per_1k_tokens"):
-            if key not in pricing:
-                problems.append((f"pricing.{key}", "is required for chat models"))
-            elif not (_is_int(pricing[key]) and pricing[key] >= 0):
-                problems.append((f"pricing.{key}", "must be an integer >= 0 (credits per 1,000 tokens)"))
-    else:
-        allowed = {"base", "terms"}
-        if not (_is_int(pricing.get("base", 0)) and pricing.get("base", 0) >= 0):
-            problems.append(("pricing.base", "must be an integer >= 0"))
-        terms = pricing.get("terms", [])
-        if not isinstance(terms, (list, tuple)):
-            problems.append(("pricing.terms", "must be a list"))
-            terms = []
-        for position, term in enumerate(terms):
-            problems.extend(_term_problems(term, f"pricing.terms[{position}]"))
-    for key in sorted(set(pricing) - allowed):
-        problems.append((f"pricing.{key}", f"unknown field for a {kind} model (allowed: {', '.join(sorted(allowed))})"))
-    return problems
-
-
-def _term_problems(term: Any, where: str) -> list[tuple[str, str]]:
-    if not isinstance(term, Mapping):
-        return [(where, "must be a dict")]
-    kind = term.get("type")
-    if kind == "per_unit":
-        problems = []
-        if set(term) - {"type", "parameter", "credits", "unit"}:
-            problems.append((where, "per_unit takes only parameter, credits and unit"))
-        if not isinstance(term.get("parameter"), str):
-            problems.append((f"{where}.parameter", "must name a numeric input parameter"))
-        if not (_is_int(term.get("credits")) and term["credits"] >= 0):
-            problems.append((f"{where}.credits", "must be an integer >= 0"))
-        if not (_is_int(term.get("unit", 1)) and term.get("unit", 1) >= 1):
-            problems.append((f"{where}.unit", "must be an integer >= 1"))
-        return problems
-    if kind == "tiered":
-        problems = []
-        if set(term) - {"type", "parameters", "tiers"}:
-            problems.append((where, "tiered takes only parameters and tiers"))
-        names = term.get("parameters")
-        if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names)):
-            problems.append((f"{where}.parameters", "must be a non-empty list of numeric input parameters"))
-        tiers = term.get("tiers")
-        if not (isinstance(tiers, (list, tuple)) and tiers):
-            return [*problems, (f"{where}.tiers", "must be a non-empty list of {up_to, credits}")]
+def _tier_order_problems(pricing: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Tiers rise and end unbounded, so every input has exactly one price (the schema checked their shape)."""
+    problems = []
+    for position, term in enumerate(pricing.get("terms", ())):
+        if term["type"] != "tiered":
+            continue
         previous = -1
-        for position, tier in enumerate(tiers):
-            at = f"{where}.tiers[{position}]"
-            if not (isinstance(tier, Mapping) and set(tier) == {"up_to", "credits"}):
-                problems.append((at, "must be {up_to, credits}"))
-                continue
-            if not (_is_int(tier["credits"]) and tier["credits"] >= 0):
-                problems.append((f"{at}.credits", "must be an integer >= 0"))
-            up_to = tier["up_to"]
-            last = position == len(tiers) - 1
-            if up_to is None:
-                if not last:
-                    problems.append((f"{at}.up_to", "only the last tier may be unbounded (null)"))
-            elif not (_is_int(up_to) and up_to > previous):
-                problems.append((f"{at}.up_to", "must be an integer, increasing from tier to tier"))
-            else:
-                previous = up_to
-            if last and up_to is not None:
-                problems.append((f"{at}.up_to", "the last tier must be unbounded (null), so every input has a price"))
-        return problems
-    return [(f"{where}.type", 'must be "per_unit" or "tiered"')]
+        for step, tier in enumerate(term["tiers"]):
+            where = field_path(["pricing", "terms", position, "tiers", step, "up_to"])
+            up_to, last = tier["up_to"], step == len(term["tiers"]) - 1
+            if up_to is None and not last:
+                problems.append((where, "only the last tier may be unbounded (null)"))
+            elif up_to is not None and up_to <= previous:
+                problems.append((where, "must be an integer, increasing from tier to tier"))
+            elif last and up_to is not None:
+                problems.append((where, "the last tier must be unbounded (null), so every input has a price"))
+            previous = up_to if up_to is not None else previous
+    return problems
 
 
 def build_price_rule(pricing: Mapping[str, Any]) -> PriceRule:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import jsonschema
 import pytest
 from django.conf import settings as django_settings
 
 from rivya_api.catalog.checks import CATALOG_ERROR_ID, check_model_catalog
+from rivya_api.catalog.entry_schema import ENTRY_SCHEMA, entry_problems
 from rivya_api.catalog.exceptions import (
     CatalogConfigError,
     CatalogError,
@@ -17,6 +19,7 @@ from rivya_api.catalog.exceptions import (
     ModelNotFoundError,
     UnknownInputError,
 )
+from rivya_api.catalog.local_models import LOCAL_MODELS
 from rivya_api.catalog.pricing import pricing_public
 from rivya_api.catalog.selectors import (
     catalog_file_parameters,
@@ -71,6 +74,13 @@ BAD_ENTRIES = {
         "parameters.required",
     ),
     "negative base": ({"pricing": {"base": -1}}, "test-video", "pricing.base"),
+    "integral float credits": ({"pricing": {"base": 2.0}}, "test-video", "pricing.base"),
+    "boolean limit": ({"limits": {"timeout_seconds": True}}, "test-video", "limits.timeout_seconds"),
+    "tiered term without tiers": (
+        {"pricing": {"terms": [{"type": "tiered", "parameters": ["duration"]}]}},
+        "test-video",
+        "pricing.terms[0].tiers",
+    ),
     "fractional credits": ({"pricing": {"base": 1.5}}, "test-video", "pricing.base"),
     "unknown term type": ({"pricing": {"terms": [{"type": "percent"}]}}, "test-video", "pricing.terms[0].type"),
     "zero unit": (
@@ -104,7 +114,7 @@ BAD_ENTRIES = {
         "pricing",
     ),
     "negative limit": ({"limits": {"timeout_seconds": -5}}, "test-video", "limits.timeout_seconds"),
-    "upstream without key variable": ({"upstream": {"base_url_env": "X_URL"}}, "test-video", "upstream"),
+    "upstream without key variable": ({"upstream": {"base_url_env": "X_URL"}}, "test-video", "upstream.api_key_env"),
     "upstream variable is not a name": (
         {"upstream": {"base_url_env": "x url", "api_key_env": "X_KEY"}},
         "test-video",
@@ -128,6 +138,17 @@ def test_invalid_entry_is_a_check_error_naming_model_and_field(catalog_models_se
     with pytest.raises(CatalogConfigError) as raised:
         catalog_models()
     assert raised.value.issues
+
+
+def test_the_entry_schema_is_valid_json_schema_and_the_built_in_models_pass_it():
+    jsonschema.Draft202012Validator.check_schema(ENTRY_SCHEMA)
+    assert [list(entry_problems(entry)) for entry in LOCAL_MODELS] == [[] for _ in LOCAL_MODELS]
+
+
+def test_unknown_fields_are_named_with_what_is_allowed():
+    [(field, message)] = entry_problems({**_entry(), "price": 3})
+    assert field == "price"
+    assert message.startswith("unknown field (allowed: created_at, description, id, kind, limits,")
 
 
 def test_chat_model_needs_both_token_prices(catalog_models_setting):
