@@ -26,6 +26,7 @@ stops the named turn if it is one of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -141,6 +142,7 @@ async def mirror_to_redis(turn: ChatTurn) -> None:
             await pipe.execute()
         written = 0
         while True:
+            raise_if_cancelled()  # a cancellation a Redis call swallowed (see raise_if_cancelled)
             events = turn.log.events
             if written < len(events):
                 batch = events[written:]  # events appended while this batch is written go in the next
@@ -226,13 +228,40 @@ def ensure_cancel_listener() -> None:
         _listeners[loop] = loop.create_task(_listen_for_cancels(), name="chat-cancel-listener")
 
 
+# How often the cancel listener stops waiting for a message to see whether it was told to stop.
+CANCEL_LISTENER_POLL_SECONDS = 1.0
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` in a task that was cancelled while an await swallowed it.
+
+    For the long-lived Redis tasks (the cancel listener, the event mirror), which
+    must end when cancelled: on Python 3.11 ``asyncio.wait_for`` returns the inner
+    result instead of raising when the cancellation arrives as the inner operation
+    completes (CPython gh-86296, fixed in 3.12), and redis-py sends every command
+    through it when a ``socket_timeout`` is set. The task still counts the request
+    (``Task.cancelling()``), so these tasks check it after each Redis call; else the
+    listener goes on to wait for messages forever and the event loop's shutdown
+    (``asyncio.run``, under ``async_to_sync``: every non-streaming turn under WSGI) hangs.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def _listen_for_cancels() -> None:
     while True:
+        raise_if_cancelled()
+        pubsub = None
         try:
             pubsub = redis_client().pubsub()
             await pubsub.subscribe(CANCEL_CHANNEL)
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
+            while True:
+                raise_if_cancelled()
+                # A bounded wait, not listen(): a cancellation swallowed inside a read or a
+                # reconnection is seen within CANCEL_LISTENER_POLL_SECONDS.
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=CANCEL_LISTENER_POLL_SECONDS)
+                if message is not None and message.get("type") == "message":
                     turn = local_turns.get(message["data"])
                     if turn is not None:
                         turn.cancel()
@@ -241,3 +270,8 @@ async def _listen_for_cancels() -> None:
         except Exception:
             logger.exception("Chat cancel listener lost Redis; reconnecting")
             await asyncio.sleep(1)
+        finally:
+            if pubsub is not None:
+                # Give the connection back (closed, without waiting on the socket) rather than leak it.
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
