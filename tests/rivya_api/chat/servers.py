@@ -3,9 +3,9 @@
 ``ServerThread`` serves any ASGI app on 127.0.0.1 with an OS-assigned port and
 stops it when the test is done. ``StandInUpstream`` is an OpenAI-compatible
 ``/v1/chat/completions`` that streams a scripted reply (a delay before the
-first chunk, a delay between chunks, a failure after N chunks, an HTTP error
-status) and records when it sent each chunk, so tests can compare that with
-when the client received it.
+first chunk, a gate the test opens to let the first chunk go, a delay between
+chunks, a failure after N chunks, an HTTP error status) and records when it
+sent each chunk, so tests can compare that with when the client received it.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ class UpstreamScript:
     drop_after: int | None = None  # close the connection after this many chunks, without [DONE]
     end_delay: float = 0.0  # seconds between [DONE] and the end of the response body
     status: int = 200
+    # Set by a test to hold the first chunk (after the 200 and its headers) until the test sets it.
+    first_gate: threading.Event | None = None
+
+
+# The longest a held first chunk waits for its test (a test that failed before opening the gate).
+GATE_LIMIT_SECONDS = 30
 
 
 class StandInUpstream:
@@ -118,6 +124,10 @@ class StandInUpstream:
         try:
             if script.first_delay:
                 await asyncio.sleep(script.first_delay)
+            if script.first_gate is not None:
+                deadline = time.monotonic() + GATE_LIMIT_SECONDS
+                while not script.first_gate.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
             await event(chunk({"role": "assistant", "content": ""}))
             for index, text in enumerate(script.chunks):
                 if script.fail_after is not None and index == script.fail_after:

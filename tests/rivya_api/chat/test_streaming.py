@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 
 import httpx
@@ -126,20 +127,22 @@ def test_upstream_failure_before_any_output_is_an_http_error(live_server_url, fu
     assert ChatMessage.objects.get(role="assistant").status == "failed"
 
 
+# The keep-alive interval outlasts the client's timeout: only the model's acceptance can start the response.
+@pytest.mark.rivya_settings({"RIVYA_API": {"CHAT_KEEPALIVE_SECONDS": 60}})
 def test_the_response_starts_when_the_model_accepts_the_request(live_server_url, funded, upstream):
     """As a direct call's would: the status and headers come before the first token, not with it."""
     _, secret = funded()
-    upstream.script.first_delay = 0.8  # far below the keep-alive interval: no keep-alive starts it
-    started = time.monotonic()
+    first_token = threading.Event()
+    upstream.script.first_gate = first_token  # the model accepts the request, then holds its first token
     with upstream_turn(live_server_url, secret) as response:
-        headers_after = time.monotonic() - started
+        # The headers are here while the model still holds its first token: they did not wait for it.
         assert response.status_code == 200
+        assert not upstream.sent_at
+        first_token.set()
         items = list(events_of(response.iter_lines()))
-        first_event_after = time.monotonic() - started
-    assert headers_after < 0.5, headers_after
-    assert first_event_after >= 0.8
     assert items[0][0] == "event"  # no keep-alive was needed
     assert items[-1][1]["data"] == "[DONE]"
+    assert len(upstream.sent_at) == len(upstream.script.chunks)
 
 
 def test_a_model_that_fails_after_accepting_the_request_is_an_error_event(live_server_url, funded, upstream):
