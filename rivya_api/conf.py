@@ -64,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     "CHAT_STREAM_RETENTION_SECONDS": 300,
     # Chat streams: Redis URL for the event buffer and cross-process cancel ("" = this process only).
     "CHAT_STREAM_REDIS_URL": "",
+    # Chat streams: Redis connections per event loop. A burst that needs more waits for one (up to
+    # CHAT_STREAM_REDIS_POOL_WAIT_SECONDS) instead of failing, so no turn's events miss Redis.
+    "CHAT_STREAM_REDIS_MAX_CONNECTIONS": 200,
+    "CHAT_STREAM_REDIS_POOL_WAIT_SECONDS": 30,
     # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec), or the dotted
     # path of one. Empty by default (a system check warns); one line opts into the built-in
     # offline models: "rivya_api.catalog.local_models.LOCAL_MODELS".

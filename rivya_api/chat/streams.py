@@ -117,9 +117,16 @@ def redis_client() -> Any:
         # Blocking reads wait up to the keep-alive interval; redis-py's default read timeout (5 s
         # since 6.0) would cut them off.
         timeout = float(api_settings.CHAT_KEEPALIVE_SECONDS) + 5
-        client = aioredis.Redis.from_url(
-            api_settings.CHAT_STREAM_REDIS_URL, decode_responses=True, socket_timeout=timeout
+        # A blocking pool: past its size a command waits for a connection. redis-py's default pool
+        # raises MaxConnectionsError instead, and a burst of turns then lost their mirrored events.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            api_settings.CHAT_STREAM_REDIS_URL,
+            max_connections=int(api_settings.CHAT_STREAM_REDIS_MAX_CONNECTIONS),
+            timeout=float(api_settings.CHAT_STREAM_REDIS_POOL_WAIT_SECONDS),
+            decode_responses=True,
+            socket_timeout=timeout,
         )
+        client = aioredis.Redis(connection_pool=pool)
         _redis_clients[loop] = client
     return client
 

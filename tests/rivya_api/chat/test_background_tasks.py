@@ -143,3 +143,20 @@ def test_the_cancel_listener_stops_the_turn_another_process_names():
             await client.aclose()
 
     assert asyncio.run(run())
+
+
+def test_a_burst_beyond_the_pool_waits_for_a_connection_instead_of_failing(rivya_settings):
+    """More commands in flight than the pool has connections: each waits its turn (redis-py's
+    default pool raised MaxConnectionsError, and a burst of turns lost their mirrored events)."""
+    rivya_settings("RIVYA_API", CHAT_STREAM_REDIS_MAX_CONNECTIONS=2, CHAT_STREAM_REDIS_POOL_WAIT_SECONDS=30)
+    key = f"rivya:test:empty:{time.time_ns()}"
+
+    async def run() -> list[object]:
+        client = streams.redis_client()
+        try:
+            # Each BLPOP on an empty list holds its connection for 0.1 s.
+            return await asyncio.gather(*(client.blpop([key], timeout=0.1) for _ in range(8)), return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(run()) == [None] * 8
