@@ -13,6 +13,7 @@ class RivyaApiConfig(AppConfig):
         from rivya_api.background import configure_background, start_beat_on_first_request
         from rivya_api.catalog import checks as catalog_checks  # noqa: F401
         from rivya_api.conf import api_settings
+        from rivya_api.credits.events import register_credits_event_types
         from rivya_api.generations.events import register_generation_event_types
         from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
         from rivya_api.keys.signals import connect_account_signals
@@ -21,6 +22,7 @@ class RivyaApiConfig(AppConfig):
         connect_celery_signals()
         connect_account_signals()
         register_generation_event_types()
+        register_credits_event_types()
         own_app = configure_background(api_settings.BACKGROUND)
         if own_app is not None and api_settings.IN_PROCESS_BEAT:
             start_beat_on_first_request(own_app)

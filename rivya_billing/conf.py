@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "EARLY_LOCK_RELEASE": True,
     # Most lapsed holds one sweep expires (the sweeper runs again on its beat interval).
     "EXPIRE_BATCH_SIZE": 500,
+    # Most low-balance notices one run of the credits.low publisher hands on (it runs again on its beat).
+    "NOTICE_BATCH_SIZE": 500,
     # Window of the "recent activity" totals shown next to a wallet's balance.
     "ACTIVITY_WINDOW_DAYS": 30,
 }

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from rivya_api.common.fields import ChoiceField
 from rivya_api.common.schema import constant_field
+from rivya_api.common.serializers import StrictSerializer
 from rivya_api.credits.references import public_reference
 from rivya_billing.models import EntryType
 
@@ -43,6 +44,37 @@ class CreditsOutputSerializer(serializers.Serializer):
     unit = serializers.CharField(help_text="What one unit of these integers is called.")
     updated_at = serializers.DateTimeField(allow_null=True, help_text="Last change of the wallet; null if never.")
     activity = CreditsActivitySerializer(help_text="Totals of the ledger over the recent window.")
+
+
+# Credits are BIGINT: a threshold above this could never be compared with a balance anyway.
+MAX_THRESHOLD = 2**62
+
+
+class CreditsAlertsOutputSerializer(serializers.Serializer):
+    object = constant_field("credits_alerts")
+    low_balance_threshold = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "A `credits.low` event is published when `available` falls below this; null: no alert. "
+            "Once per crossing: the alert re-arms when `available` is back at the threshold or above."
+        ),
+    )
+    low_balance_triggered = serializers.BooleanField(
+        help_text="True from the crossing that published `credits.low` until the alert re-arms."
+    )
+    available = serializers.IntegerField(help_text="The account's available credits now (`balance - held`).")
+
+
+class CreditsAlertsUpdateInputSerializer(StrictSerializer):
+    low_balance_threshold = serializers.IntegerField(
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_THRESHOLD,
+        help_text=(
+            "A positive number of credits, or null to turn the alert off. A new threshold starts armed: if "
+            "`available` is already below it, `credits.low` is published right away."
+        ),
+    )
 
 
 class LedgerFilterSerializer(serializers.Serializer):

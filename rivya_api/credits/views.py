@@ -2,8 +2,9 @@
 
     /api/v1/credits          GET  the wallet: balance, held, available, unit, recent activity
     /api/v1/credits/ledger   GET  the ledger, newest first (filters: type, reference)
+    /api/v1/credits/alerts   GET, PATCH  the low-balance alert (``credits.low`` events)
 
-Both act on the request's account only. The domain error every spending
+All act on the request's account only. The domain error every spending
 endpoint can raise, ``InsufficientCreditsError``, is mapped to HTTP here.
 """
 
@@ -33,6 +34,8 @@ from rivya_api.common.views import AccountScopedMixin
 from rivya_api.credits.references import ledger_references
 from rivya_api.credits.serializers import (
     ENTRY_TYPES,
+    CreditsAlertsOutputSerializer,
+    CreditsAlertsUpdateInputSerializer,
     CreditsOutputSerializer,
     LedgerEntryOutputSerializer,
     LedgerFilterSerializer,
@@ -40,6 +43,7 @@ from rivya_api.credits.serializers import (
 from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_get
+from rivya_billing.services import credits_alert_set
 
 # The wallet cannot cover a reservation: a 402 that retrying will not fix (SDKs read the header).
 InsufficientCreditsError.headers = {"x-should-retry": "false"}
@@ -101,6 +105,29 @@ _ENTRY_EXAMPLES = [
         "created_at": "2026-05-01T09:31:00.000000Z",
     },
 ]
+
+
+_ALERTS_EXAMPLE = {
+    "object": "credits_alerts",
+    "low_balance_threshold": 500,
+    "low_balance_triggered": False,
+    "available": 920,
+}
+_ALERTS_DESCRIPTION = (
+    "When the account's `available` credits fall below `low_balance_threshold`, one `credits.low` webhook "
+    "event is published (`data`: `available` right after the change that crossed, and `threshold`), "
+    "signed and delivered like every event to the endpoints subscribed to it. It fires once per "
+    "crossing, however many requests spend concurrently, and re-arms when `available` rises to the "
+    "threshold or above (a grant, a released hold)."
+)
+
+
+def _alerts_body(wallet: Any) -> dict[str, Any]:
+    return {
+        "low_balance_threshold": wallet.low_balance_threshold,
+        "low_balance_triggered": wallet.low_balance_threshold is not None and not wallet.low_balance_armed,
+        "available": wallet.available,
+    }
 
 
 _LEDGER_PAGE_EXAMPLE = {
@@ -226,3 +253,52 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
         return page_response(
             request, entries, lambda page: LedgerEntryOutputSerializer(page, many=True).data, order=("sequence",)
         )
+
+    @extend_schema(
+        operation_id="getCreditAlerts",
+        summary="Get the low-balance alert",
+        description=_ALERTS_DESCRIPTION,
+        tags=[TAG],
+        responses={200: CreditsAlertsOutputSerializer},
+        examples=[OpenApiExample("alerts", value=_ALERTS_EXAMPLE, response_only=True, status_codes=["200"])],
+    )
+    def alerts(self, request: Request) -> Response:
+        return Response(CreditsAlertsOutputSerializer(_alerts_body(wallet_get(account=self.account))).data)
+
+    @extend_schema(
+        operation_id="updateCreditAlerts",
+        summary="Set the low-balance alert",
+        description=(
+            _ALERTS_DESCRIPTION + " Setting a new threshold arms it: if `available` is already below it, "
+            "`credits.low` is published right away. Setting the threshold it already has changes nothing; "
+            "null turns the alert off."
+        ),
+        tags=[TAG],
+        request=CreditsAlertsUpdateInputSerializer,
+        responses={
+            200: CreditsAlertsOutputSerializer,
+            **error_responses(
+                400,
+                codes={
+                    400: [
+                        ErrorExample(
+                            "invalid_parameter",
+                            "Ensure this value is greater than or equal to 1.",
+                            "low_balance_threshold",
+                        ),
+                        ErrorExample("required", "This field is required.", "low_balance_threshold"),
+                    ]
+                },
+            ),
+        },
+        examples=[
+            OpenApiExample("set", value={"low_balance_threshold": 500}, request_only=True),
+            OpenApiExample("turn off", value={"low_balance_threshold": None}, request_only=True),
+            OpenApiExample("alerts", value=_ALERTS_EXAMPLE, response_only=True, status_codes=["200"]),
+        ],
+    )
+    def alerts_update(self, request: Request) -> Response:
+        data = CreditsAlertsUpdateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        wallet = credits_alert_set(account=self.account, **data.validated_data)
+        return Response(CreditsAlertsOutputSerializer(_alerts_body(wallet)).data)

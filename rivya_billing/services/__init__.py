@@ -10,7 +10,8 @@ reference with different arguments raises ``ReferenceConflictError`` naming the
 argument. Errors are typed (``rivya_billing.exceptions``).
 
 Layout: ``holds`` (reserve, settle, release, expire, renew, the sweeper),
-``balances`` (grant, adjust, refund), ``ledger`` (the posting primitives they share).
+``balances`` (grant, adjust, refund), ``alerts`` (the low-balance threshold and the
+publisher of its crossings), ``ledger`` (the posting primitives they share).
 
 Concurrency. Writes to a wallet are serialised by the wallet's row, never by a
 read-check-write in Python:
@@ -39,6 +40,7 @@ the database, not the clocks, decides races: a settle and an expiry of the same
 hold both need the hold's row in state ``pending``, and only one gets it.
 """
 
+from rivya_billing.services.alerts import credits_alert_set, credits_low_balance_notices_publish
 from rivya_billing.services.balances import credits_adjust, credits_grant, credits_refund
 from rivya_billing.services.holds import (
     credits_expire_lapsed_holds,
@@ -51,10 +53,12 @@ from rivya_billing.services.holds import (
 
 __all__ = [
     "credits_adjust",
+    "credits_alert_set",
     "credits_expire_lapsed_holds",
     "credits_grant",
     "credits_hold_expire",
     "credits_hold_renew",
+    "credits_low_balance_notices_publish",
     "credits_refund",
     "credits_release",
     "credits_reserve",
