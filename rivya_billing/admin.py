@@ -1,8 +1,9 @@
 """Django admin of the credit ledger.
 
 Staff see every wallet with a reconciliation status, grant and adjust credits
-(actions that require a reason, written to the ledger entry), and browse
-entries and holds read-only. Nothing here writes a wallet, hold or entry
+(actions that require a reason, written to the ledger entry), set a wallet's
+low-balance threshold (through ``credits_alert_set``), and browse entries, holds
+and low-balance notices read-only. Nothing here writes a wallet, hold or entry
 directly: every change goes through ``rivya_billing.services``, so the admin
 keeps the same invariants, idempotency and audit trail as the API.
 """
@@ -24,7 +25,7 @@ from django.utils.html import format_html, format_html_join
 
 from rivya_billing import services
 from rivya_billing.exceptions import BillingError
-from rivya_billing.models import Hold, HoldState, LedgerEntry, Wallet
+from rivya_billing.models import Hold, HoldState, LedgerEntry, LowBalanceNotice, Wallet
 from rivya_billing.selectors import wallet_reconcile
 
 
@@ -89,6 +90,7 @@ class WalletAdmin(admin.ModelAdmin):
         "last_sequence",
         "created_at",
         "updated_at",
+        "low_balance_armed",
         "reconciliation_report",
         "recent_entries",
     ]
@@ -123,7 +125,9 @@ class WalletAdmin(admin.ModelAdmin):
         )
 
     def get_fields(self, request: HttpRequest, obj: Wallet | None = None) -> list[str]:
-        return ["account", "amount", "reason"] if obj is None else self.readonly_fields
+        if obj is None:
+            return ["account", "amount", "reason"]
+        return [*self.readonly_fields[:-2], "low_balance_threshold", *self.readonly_fields[-2:]]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Wallet | None = None) -> list[str]:
         return [] if obj is None else self.readonly_fields
@@ -135,7 +139,13 @@ class WalletAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Wallet, form: forms.ModelForm, change: bool) -> None:
         if change:
-            return  # every field is read-only; balances change only through the ledger
+            # Balances change only through the ledger; the one editable field, the low-balance
+            # threshold, through its service (which arms it and judges it under the wallet's lock).
+            if "low_balance_threshold" in form.changed_data:
+                services.credits_alert_set(
+                    account=obj.account, low_balance_threshold=form.cleaned_data["low_balance_threshold"]
+                )
+            return
         entry = services.credits_grant(
             account=form.cleaned_data["account"],
             amount=form.cleaned_data["amount"],
@@ -295,6 +305,15 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     search_fields = ["public_id", "reference", "actor", "description"]
     list_select_related = ["wallet__account"]
     ordering = ["-created_at", "-pk"]
+
+
+@admin.register(LowBalanceNotice)
+class LowBalanceNoticeAdmin(ReadOnlyAdmin):
+    """Each crossing of a wallet's low-balance threshold, and when its credits.low event was published."""
+
+    list_display = ["__str__", "wallet", "available", "threshold", "sequence", "created_at", "published_at"]
+    list_select_related = ["wallet__account"]
+    ordering = ["-pk"]
 
 
 @admin.register(Hold)

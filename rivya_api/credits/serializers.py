@@ -68,11 +68,12 @@ class CreditsAlertsOutputSerializer(serializers.Serializer):
 class CreditsAlertsUpdateInputSerializer(StrictSerializer):
     low_balance_threshold = serializers.IntegerField(
         allow_null=True,
+        required=False,
         min_value=1,
         max_value=MAX_THRESHOLD,
         help_text=(
-            "A positive number of credits, or null to turn the alert off. A new threshold starts armed: if "
-            "`available` is already below it, `credits.low` is published right away."
+            "A positive number of credits, or null to turn the alert off (absent: unchanged). A new threshold "
+            "starts armed: if `available` is already below it, `credits.low` is published right away."
         ),
     )
 

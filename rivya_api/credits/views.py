@@ -282,11 +282,14 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
                 codes={
                     400: [
                         ErrorExample(
-                            "invalid_parameter",
-                            "Ensure this value is greater than or equal to 1.",
+                            "min_value", "Ensure this value is greater than or equal to 1.", "low_balance_threshold"
+                        ),
+                        ErrorExample("invalid_type", "Expected an integer, got a string.", "low_balance_threshold"),
+                        ErrorExample(
+                            "max_value",
+                            "Ensure this value is less than or equal to 4611686018427387904.",
                             "low_balance_threshold",
                         ),
-                        ErrorExample("required", "This field is required.", "low_balance_threshold"),
                     ]
                 },
             ),
@@ -300,5 +303,8 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
     def alerts_update(self, request: Request) -> Response:
         data = CreditsAlertsUpdateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        wallet = credits_alert_set(account=self.account, **data.validated_data)
+        if "low_balance_threshold" in data.validated_data:
+            wallet = credits_alert_set(account=self.account, **data.validated_data)
+        else:  # a PATCH without the field changes nothing
+            wallet = wallet_get(account=self.account)
         return Response(CreditsAlertsOutputSerializer(_alerts_body(wallet)).data)

@@ -7,7 +7,7 @@ from django.contrib.admin import helpers
 from django.urls import reverse
 
 from rivya_billing import services
-from rivya_billing.models import Hold, LedgerEntry, Wallet
+from rivya_billing.models import Hold, LedgerEntry, LowBalanceNotice, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -109,3 +109,27 @@ def test_entries_and_holds_are_read_only(admin_client, wallets):
     assert admin_client.get(reverse("admin:rivya_billing_ledgerentry_delete", args=[entry.pk])).status_code == 403
     assert admin_client.get(reverse("admin:rivya_billing_hold_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:rivya_billing_wallet_delete", args=[wallets[0].pk])).status_code == 403
+
+
+def test_the_low_balance_threshold_is_set_from_the_wallet_page_through_the_service(admin_client, wallets):
+    wallet = wallets[0]  # balance 100, held 30: 70 available
+    url = reverse("admin:rivya_billing_wallet_change", args=[wallet.pk])
+    response = admin_client.post(url, {"account": wallet.account_id, "low_balance_threshold": 80})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    wallet.refresh_from_db()
+    assert wallet.low_balance_threshold == 80
+    assert not wallet.low_balance_armed  # 70 < 80: judged at once
+    assert wallet.balance == 100  # nothing else was written
+    (notice,) = LowBalanceNotice.objects.filter(wallet=wallet)
+    assert (notice.available, notice.threshold) == (70, 80)
+    page = admin_client.get(reverse("admin:rivya_billing_lowbalancenotice_changelist")).content.decode()
+    assert "credits.low 70 &lt; 80" in page
+    assert admin_client.get(reverse("admin:rivya_billing_lowbalancenotice_add")).status_code == 403
+
+
+def test_a_bad_threshold_is_refused_by_the_form(admin_client, wallets):
+    url = reverse("admin:rivya_billing_wallet_change", args=[wallets[0].pk])
+    response = admin_client.post(url, {"account": wallets[0].account_id, "low_balance_threshold": 0})
+    assert response.status_code == 200  # the form again, with the error
+    wallets[0].refresh_from_db()
+    assert wallets[0].low_balance_threshold is None

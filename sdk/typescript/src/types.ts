@@ -78,6 +78,14 @@ export type LedgerEntry = Schema<
   "LedgerEntry",
   Schema<"LedgerEntryOutput", { id: string; object: string; type: string; amount: number; created_at: string; [key: string]: unknown }>
 >;
+export type CreditAlerts = Schema<
+  "CreditsAlertsOutput",
+  { object: "credits_alerts"; low_balance_threshold: number | null; low_balance_triggered: boolean; available: number }
+>;
+export type CreditAlertsUpdateParams = Schema<
+  "PatchedCreditsAlertsUpdateInputRequest",
+  { low_balance_threshold?: number | null }
+>;
 export type LedgerListParams = QueryOf<"listLedgerEntries", PageParams & Record<string, string | number | boolean | undefined>>;
 
 // --- chat ------------------------------------------------------------------------------

@@ -28,4 +28,18 @@ describe("credits", () => {
     expect(entries).toBeGreaterThan(2);
     expect(types).toContain("grant");
   });
+
+  it("sets, reads and turns off the low-balance alert", async (ctx) => {
+    requireOperation(ctx, "PATCH /api/v1/credits/alerts");
+    const rivya = client();
+    const { available } = await rivya.credits.retrieve();
+    const set = await rivya.credits.alerts.update({ low_balance_threshold: available + 1 });
+    expect(set.object).toBe("credits_alerts");
+    expect(set.low_balance_threshold).toBe(available + 1);
+    expect(set.low_balance_triggered).toBe(true); // already below: credits.low is published at once
+    expect((await rivya.credits.alerts.retrieve()).low_balance_threshold).toBe(available + 1);
+    const off = await rivya.credits.alerts.update({ low_balance_threshold: null });
+    expect(off.low_balance_threshold).toBeNull();
+    expect(off.low_balance_triggered).toBe(false);
+  });
 });

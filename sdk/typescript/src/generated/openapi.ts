@@ -122,6 +122,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/credits/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get the low-balance alert
+         * @description When the account's `available` credits fall below `low_balance_threshold`, one `credits.low` webhook event is published (`data`: `available` right after the change that crossed, and `threshold`), signed and delivered like every event to the endpoints subscribed to it. It fires once per crossing, however many requests spend concurrently, and re-arms when `available` rises to the threshold or above (a grant, a released hold).
+         */
+        get: operations["getCreditAlerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Set the low-balance alert
+         * @description When the account's `available` credits fall below `low_balance_threshold`, one `credits.low` webhook event is published (`data`: `available` right after the change that crossed, and `threshold`), signed and delivered like every event to the endpoints subscribed to it. It fires once per crossing, however many requests spend concurrently, and re-arms when `available` rises to the threshold or above (a grant, a released hold). Setting a new threshold arms it: if `available` is already below it, `credits.low` is published right away. Setting the threshold it already has changes nothing; null turns the alert off.
+         */
+        patch: operations["updateCreditAlerts"];
+        trace?: never;
+    };
     "/api/v1/credits/ledger": {
         parameters: {
             query?: never;
@@ -692,6 +716,16 @@ export interface components {
              */
             since: string;
         };
+        CreditsAlertsOutput: {
+            /** @description The account's available credits now (`balance - held`). */
+            available: number;
+            /** @description A `credits.low` event is published when `available` falls below this; null: no alert. Once per crossing: the alert re-arms when `available` is back at the threshold or above. */
+            low_balance_threshold: number | null;
+            /** @description True from the crossing that published `credits.low` until the alert re-arms. */
+            low_balance_triggered: boolean;
+            /** @constant */
+            readonly object: "credits_alerts";
+        };
         CreditsOutput: {
             /** @description Totals of the ledger over the recent window. */
             activity: components["schemas"]["CreditsActivity"];
@@ -1039,6 +1073,14 @@ export interface components {
             readonly object: "list";
         };
         ModelPricing: components["schemas"]["MediaPricing"] | components["schemas"]["ChatPricing"];
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
+        PatchedCreditsAlertsUpdateInputRequest: {
+            /**
+             * Format: int64
+             * @description A positive number of credits, or null to turn the alert off (absent: unchanged). A new threshold starts armed: if `available` is already below it, `credits.low` is published right away.
+             */
+            low_balance_threshold?: number | null;
+        };
         /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         PatchedWebhookEndpointUpdateInputRequest: {
             description?: string;
@@ -1895,6 +1937,186 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getCreditAlerts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditsAlertsOutput"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    updateCreditAlerts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedCreditsAlertsUpdateInputRequest"];
+                "multipart/form-data": components["schemas"]["PatchedCreditsAlertsUpdateInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreditsAlertsOutput"];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too large. */
+            413: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported content type or media. */
+            415: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
