@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import page_response
+from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
     ErrorExample,
@@ -157,7 +158,10 @@ def _activity(account: Any, wallet: Any, *, since: Any, days: int) -> dict[str, 
 
 
 class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
-    """The request's account's wallet and ledger (read-only: credits change through the work they pay for)."""
+    """The request's account's wallet and ledger (read-only: credits change through the work they pay for),
+    and its low-balance alert (the one setting of the wallet a key may change)."""
+
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="getCredits",

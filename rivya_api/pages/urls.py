@@ -14,6 +14,7 @@ urlpatterns = [
     path("api-keys/<str:key_id>/roll", keys.key_roll, name="key-roll"),
     path("api-keys/<str:key_id>/revoke", keys.key_revoke, name="key-revoke"),
     path("credits", credits.credits_index, name="credits"),
+    path("credits/alerts", credits.credits_alert_update, name="credits-alerts"),
     path("credits/export.csv", credits.credits_export, name="credits-export"),
     path("credits/wallet", credits.wallet_summary, name="wallet"),
     path("chat/<str:session_id>", chat.chat_detail, name="chat-detail"),

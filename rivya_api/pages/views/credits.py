@@ -1,4 +1,5 @@
-"""Credits and usage page: balance, held and available; spend per day and kind; the ledger; CSV export."""
+"""Credits and usage page: balance, held and available; the low-balance alert; spend per day and kind;
+the ledger; CSV export."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
@@ -17,12 +20,13 @@ from rivya_api.common.dates import iso
 from rivya_api.common.rendering import render
 from rivya_api.common.streaming import serve_streaming
 from rivya_api.credits.references import public_reference
-from rivya_api.credits.serializers import public_actor
+from rivya_api.credits.serializers import MAX_THRESHOLD, public_actor
 from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page
 from rivya_api.pages.ledger import daily_spend, ledger_entries, work_reference, works_for
 from rivya_billing.models import EntryType
 from rivya_billing.selectors import wallet_get
+from rivya_billing.services import credits_alert_set
 
 PER_PAGE = 25
 CHART_DAYS = 30
@@ -56,6 +60,16 @@ class LedgerFilterForm(forms.Form):
         return {key: value for key, value in self.cleaned_data.items() if value not in (None, "")}
 
 
+class LowBalanceAlertForm(forms.Form):
+    low_balance_threshold = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_THRESHOLD,
+        label="Alert when available falls below",
+        help_text="Credits. Empty turns the alert off.",
+    )
+
+
 def _entries(request: HttpRequest, account: Any) -> tuple[LedgerFilterForm, Any]:
     form = LedgerFilterForm(request.GET or None)
     return form, ledger_entries(account=account, **form.filters())
@@ -64,15 +78,23 @@ def _entries(request: HttpRequest, account: Any) -> tuple[LedgerFilterForm, Any]
 @login_required
 @require_http_methods(["GET"])
 def credits_index(request: HttpRequest) -> HttpResponse:
+    return _credits_page(request)
+
+
+def _credits_page(request: HttpRequest, alert_form: LowBalanceAlertForm | None = None) -> HttpResponse:
     account = page_account(request)
     form, entries = _entries(request, account)
     page = paginate(request, entries, PER_PAGE)
     works = works_for(account=account, references=[work_reference(entry) for entry in page.object_list])
     days, series = daily_spend(account=account, days=CHART_DAYS)
     spent = sum(sum(s.values) for s in series)
+    wallet = wallet_get(account=account)
     context = {
         "section": "credits",
-        "wallet": wallet_get(account=account),
+        "wallet": wallet,
+        "alert_form": alert_form
+        or LowBalanceAlertForm(initial={"low_balance_threshold": wallet.low_balance_threshold}),
+        "alert_triggered": wallet.low_balance_threshold is not None and not wallet.low_balance_armed,
         "form": form,
         "entries": page,
         "works": works,
@@ -85,7 +107,20 @@ def credits_index(request: HttpRequest) -> HttpResponse:
         "kind_colours": KIND_COLOURS,
         "query": query_without_page(request),
     }
-    return render(request, "rivya_api/pages/credits/index.html", context)
+    return render(request, "rivya_api/pages/credits/index.html", context, status=400 if alert_form else 200)
+
+
+@login_required
+@require_http_methods(["POST"])
+def credits_alert_update(request: HttpRequest) -> HttpResponse:
+    """Set or clear the low-balance threshold (``credits_alert_set``), then back to the credits page."""
+    form = LowBalanceAlertForm(request.POST)
+    if not form.is_valid():
+        return _credits_page(request, alert_form=form)
+    threshold = form.cleaned_data["low_balance_threshold"]
+    credits_alert_set(account=page_account(request), low_balance_threshold=threshold)
+    messages.success(request, f"Alert set below {threshold} credits." if threshold else "Alert turned off.")
+    return HttpResponseRedirect(reverse("rivya_pages:credits"))
 
 
 @login_required

@@ -153,3 +153,30 @@ def test_csv_never_shows_primary_keys_of_actors(member, stranger):
         csv.DictReader(io.StringIO(b"".join(member.client.get(f"{PAGE}/export.csv").streaming_content).decode()))
     )
     assert [row["actor"] for row in rows] == ["user"]
+
+
+def test_the_low_balance_alert_is_set_seen_and_turned_off_on_the_credits_page(member, stranger):
+    from rivya_billing.models import LowBalanceNotice
+    from rivya_billing.selectors import wallet_get
+
+    credits_grant(account=member.account, amount=100, reference="welcome")
+    page = member.client.get(PAGE).content.decode()
+    assert "Low-balance alert" in page
+    assert 'data-alert="triggered"' not in page
+
+    response = member.client.post("/settings/credits/alerts", {"low_balance_threshold": "150"})
+    assert response.status_code == 302
+    assert wallet_get(account=member.account).low_balance_threshold == 150
+    page = member.client.get(PAGE).content.decode()
+    assert 'data-alert="triggered"' in page  # 100 < 150: crossed at once
+    assert 'value="150"' in page
+    assert LowBalanceNotice.objects.filter(wallet__account=member.account).count() == 1
+    assert wallet_get(account=stranger.account).low_balance_threshold is None
+
+    bad = member.client.post("/settings/credits/alerts", {"low_balance_threshold": "0"})
+    assert bad.status_code == 400
+    assert "greater than or equal to 1" in bad.content.decode()
+    assert wallet_get(account=member.account).low_balance_threshold == 150
+
+    assert member.client.post("/settings/credits/alerts", {"low_balance_threshold": ""}).status_code == 302
+    assert wallet_get(account=member.account).low_balance_threshold is None

@@ -2065,7 +2065,6 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": components["schemas"]["PatchedCreditsAlertsUpdateInputRequest"];
-                "multipart/form-data": components["schemas"]["PatchedCreditsAlertsUpdateInputRequest"];
             };
         };
         responses: {
