@@ -213,7 +213,9 @@ def test_concurrent_spends_and_returns_around_the_threshold_notice_every_crossin
             services.credits_settle(account=account, reference=f"t{i}", amount=amount)
             services.credits_grant(account=account, amount=amount, reference=f"g{i}")
 
-    run = run_concurrently(200, work)
+    # 8 threads, so that at any moment only a few holds are open and available swings across 200
+    # again and again (with 200 threads it would sink below once and stay there until the end).
+    run = run_concurrently(400, work, threads=8)
 
     assert run.unexpected() == []
     crossings = expected_crossings(account, 200)

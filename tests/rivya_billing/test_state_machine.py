@@ -2,10 +2,12 @@
 
 Each example is a fresh account; each step is one service call (grant, adjust,
 reserve, settle, release, expire, renew, refund, the sweeper, the clock, the
-overrun policy) with small amounts and a handful of references, so repeats,
+overrun policy, the low-balance threshold) with small amounts and a handful of references, so repeats,
 conflicts, overdraft attempts, stale workers and lapsed leases come up often.
 After every step the wallet, every hold and every error must match the model,
-and ``wallet_reconcile`` must find nothing wrong.
+and ``wallet_reconcile`` must find nothing wrong. The low-balance alert is judged
+on the model after every step (armed at or above the threshold; one notice per
+fall below while armed) and must match the wallet's trigger.
 
 On PostgreSQL it runs 200 examples of 50 steps (marked ``slow``: once in the full
 run, not in the orghost tier); on any database a shorter run keeps the default
@@ -43,7 +45,7 @@ from rivya_billing.exceptions import (
     RefundNotAllowedError,
     StaleHoldError,
 )
-from rivya_billing.models import Hold
+from rivya_billing.models import Hold, LowBalanceNotice
 from tests import factories
 from tests.rivya_billing.conftest import T0
 
@@ -77,6 +79,19 @@ class Model:
     grants: dict[str, int] = field(default_factory=dict)
     adjusts: dict[str, int] = field(default_factory=dict)
     refunds: dict[str, tuple[str, int]] = field(default_factory=dict)
+    threshold: int | None = None
+    armed: bool = True
+    notices: list[tuple[int, int]] = field(default_factory=list)
+
+    def judge_alert(self) -> None:
+        """What the wallet's trigger decides on each change: one notice per fall below, re-armed at or above."""
+        if self.threshold is None:
+            return
+        if self.armed and self.available < self.threshold:
+            self.armed = False
+            self.notices.append((self.available, self.threshold))
+        elif not self.armed and self.available >= self.threshold:
+            self.armed = True
 
     @property
     def available(self) -> int:
@@ -324,6 +339,14 @@ class LedgerMachine(RuleBasedStateMachine):
             hold.state = "expired"
             self.model.held -= hold.amount
 
+    @rule(threshold=st.sampled_from([None, 5, 20, 60, 100]))
+    def set_alert(self, threshold: int | None) -> None:
+        wallet = services.credits_alert_set(account=self.account, low_balance_threshold=threshold)
+        if threshold != self.model.threshold:
+            self.model.threshold, self.model.armed = threshold, True
+        self.model.judge_alert()
+        assert (wallet.low_balance_threshold, wallet.low_balance_armed) == (self.model.threshold, self.model.armed)
+
     @rule(seconds=st.integers(1, 400))
     def advance_clock(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)
@@ -341,6 +364,20 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (wallet.balance, wallet.held) == (self.model.balance, self.model.held)
         assert wallet.held >= 0
         assert wallet.available >= 0
+
+    @invariant()
+    def low_balance_alert_matches_the_model(self) -> None:
+        # Every step moves available at most once per wallet change, and sweeps only raise it,
+        # so judging the model once per step sees the same crossings as the trigger.
+        self.model.judge_alert()
+        wallet = selectors.wallet_get(account=self.account)
+        assert wallet.low_balance_armed == self.model.armed
+        stored = list(
+            LowBalanceNotice.objects.filter(wallet__account=self.account)
+            .order_by("pk")
+            .values_list("available", "threshold")
+        )
+        assert stored == self.model.notices
 
     @invariant()
     def holds_match_the_model(self) -> None:
