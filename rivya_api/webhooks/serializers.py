@@ -23,7 +23,7 @@ class WebhookEndpointCreateInputSerializer(StrictSerializer):
         max_length=100,
         help_text=(
             "The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, "
-            '`webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) '
+            '`credits.low`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) '
             "subscribes to every type, including types added later."
         ),
     )

@@ -1197,7 +1197,7 @@ export interface components {
         WebhookEndpointCreateInputRequest: {
             /** @default  */
             description?: string;
-            /** @description The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) subscribes to every type, including types added later. */
+            /** @description The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, `credits.low`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) subscribes to every type, including types added later. */
             event_types: string[];
             /** @description Where events are POSTed: an https URL (a development server also takes http). */
             url: string;
