@@ -101,9 +101,13 @@ class APIKeyEventInline(admin.TabularInline):
         return False
 
 
+def _short_time(value: Any, empty: str = "-") -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else empty
+
+
 @admin.register(APIKey)
 class APIKeyAdmin(admin.ModelAdmin):
-    list_display = ["key", "name", "account", "created_at", "last_used_at", "expires_at", "status_display"]
+    list_display = ["key", "name", "account", "created", "last_used", "expires", "status_display"]
     list_filter = [StatusFilter]
     list_select_related = ["account"]
     search_fields = ["public_id", "name", "prefix"]
@@ -112,6 +116,10 @@ class APIKeyAdmin(admin.ModelAdmin):
     actions = ["roll_keys", "revoke_keys", "revoke_keys_and_predecessors"]
     action_form = APIKeyActionForm
     inlines = [APIKeyEventInline]
+
+    class Media:
+        css = {"all": ["rivya_api/admin.css"]}  # the list fits its column (browser-tested)
+
     # The view page: everything but the hash, all read-only.
     fields = [
         "public_id",
@@ -131,6 +139,19 @@ class APIKeyAdmin(admin.ModelAdmin):
     @admin.display(description="key")
     def key(self, obj: APIKey) -> str:
         return obj.masked
+
+    # Dates as 2026-12-06 16:57 (UTC, the pages' format): short, and they wrap between day and time.
+    @admin.display(description="created at", ordering="created_at")
+    def created(self, obj: APIKey) -> str:
+        return _short_time(obj.created_at)
+
+    @admin.display(description="last used at", ordering="last_used_at")
+    def last_used(self, obj: APIKey) -> str:
+        return _short_time(obj.last_used_at, empty="never")
+
+    @admin.display(description="expires at", ordering="expires_at")
+    def expires(self, obj: APIKey) -> str:
+        return _short_time(obj.expires_at, empty="never")
 
     @admin.display(description="status")
     def status_display(self, obj: APIKey) -> str:

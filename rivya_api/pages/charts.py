@@ -86,9 +86,10 @@ def daily_stacked_bars(*, days: list[date], series: list[Series], title: str, un
             )
             base += value
         if index % 5 == 0 or index == len(days) - 1:
-            parts.append(
-                f'<text x="{x + bar_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle">{day:%b} {day.day}</text>'
-            )
+            # The last label ends at its bar's right edge, so it stays inside the chart at any size.
+            last = index == len(days) - 1
+            anchor, tx = ("end", x + bar_w) if last else ("middle", x + bar_w / 2)
+            parts.append(f'<text x="{tx:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">{day:%b} {day.day}</text>')
     parts.append(
         f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#5b6475" stroke-width="1"/>'
     )

@@ -42,3 +42,18 @@ def query_without_page(request: HttpRequest) -> str:
     params = request.GET.copy()
     params.pop("page", None)
     return params.urlencode()
+
+
+def with_submitters(tasks: Any, *, account: Any) -> list[Any]:
+    """``tasks`` as a list, each with ``submitter_key``: the API key that submitted it (or None).
+
+    The pages show a key by its name and prefix, never its raw id; one query for all the rows.
+    """
+    from rivya_api.keys.models import APIKey
+
+    tasks = list(tasks)
+    ids = {task.submitted_by for task in tasks if task.submitted_by.startswith("key_")}
+    keys = {key.public_id: key for key in APIKey.objects.filter(account=account, public_id__in=ids)} if ids else {}
+    for task in tasks:
+        task.submitter_key = keys.get(task.submitted_by)
+    return tasks

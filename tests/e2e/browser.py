@@ -9,7 +9,8 @@ real socket (``upstream``), whose answers each test controls, so a generation
 can be held "running" until the test lets it finish.
 
 Chromium is Debian's ``/usr/bin/chromium`` (Playwright's own browser download
-does not work here). Screenshots go to ``test-artifacts/screenshots/``.
+does not work here). Screenshots go to ``test-artifacts/screenshots/`` (gitignored), the server's files to
+``test-artifacts/media/``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
+# Where the server stores files; a test that makes files for it to serve stores them here too.
+SERVER_MEDIA_ROOT = ARTIFACTS / "media"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
 UPSTREAM_KEY = "upstream-test-key"
 # The server's PostgreSQL sessions carry this name, so teardown can wait for them to end.
@@ -123,6 +126,7 @@ def live_asgi(django_db_setup: Any, django_db_blocker: Any, upstream: StandInSer
         RIVYA_UPSTREAM_IMAGES_API_KEY=UPSTREAM_KEY,
         RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true",
         PGAPPNAME=SERVER_APPLICATION_NAME,
+        MEDIA_ROOT=str(SERVER_MEDIA_ROOT),
     )
     env.pop("REDIS_URL", None)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -218,7 +222,7 @@ def log_in(page: Any, username: str, password: str, next_path: str = "/settings/
 def screenshots(page: Any, name: str) -> list[Path]:
     """The current page, whole, at desktop and at mobile width; returns the files written.
 
-    At each width the page must fit: nothing may make it scroll sideways.
+    At each width the page must fit: no element wider than its container (``misfits``).
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     written = []
@@ -228,24 +232,90 @@ def screenshots(page: Any, name: str) -> list[Path]:
         path = SCREENSHOTS / f"{name}-{label}.png"
         page.screenshot(path=str(path), full_page=True)
         written.append(path)
-        assert overflowing(page) == [], f"{name} is wider than the {label} viewport"
+        problems = misfits(page)
+        assert problems == [], f"{name} does not fit the {label} viewport (see {path}):\n" + "\n".join(problems)
     page.set_viewport_size(original)
     return written
 
 
-def overflowing(page: Any) -> list[str]:
-    """What makes the page wider than the viewport at its current width (empty when nothing does).
+# The widths every page must fit: a phone, a small laptop, a laptop, a desktop.
+FIT_WIDTHS = (390, 1024, 1280, 1600)
 
-    Tables may be wider: they scroll inside their ``.table-wrap``."""
+# Elements allowed to scroll sideways inside themselves: code blocks, and what a page declares
+# with ``data-scroll-x`` (a wide table of numbers, say). Their insides are not checked.
+SCROLL_CONTAINERS = "pre, [data-scroll-x]"
+
+
+def misfits(page: Any, scroll_containers: str = "") -> list[str]:
+    """Every element wider than its container at the current width (empty when all fit).
+
+    An element is too wide when its content overflows it (``scrollWidth > clientWidth``)
+    and it clips or scrolls that overflow, or when its right edge lies beyond its
+    parent's. Inside declared scroll containers (``SCROLL_CONTAINERS``) nothing is checked;
+    hidden, absolutely positioned and visually-hidden elements are skipped. ``scroll_containers``
+    adds selectors of boxes that may scroll sideways at this width.
+    """
     return page.evaluate(
-        """() => {
-            if (document.documentElement.scrollWidth <= window.innerWidth + 1) return [];
-            const out = [`page is ${document.documentElement.scrollWidth}px wide`];
+        """(scrollers) => {
+            const out = [];
+            const name = (el) => {
+                let text = el.tagName.toLowerCase();
+                if (el.id) text += "#" + el.id;
+                if (el.classList.length) text += "." + [...el.classList].join(".");
+                const row = el.closest("tr[data-task-id], tr[data-key-id], tr[data-entry-id], tr[data-endpoint-id]");
+                const data = row ? row.dataset : null;
+                if (data) text += ` in ${data.taskId || data.keyId || data.entryId || data.endpointId}`;
+                return text;
+            };
+            if (document.documentElement.scrollWidth > window.innerWidth + 1)
+                out.push(`page is ${document.documentElement.scrollWidth}px wide in ${window.innerWidth}px`);
+            const skipped = new Set();
+            const replaced = "img, video, audio, svg, canvas, iframe, input, select, textarea, button, option";
             for (const el of document.querySelectorAll("body *")) {
-                if (el.closest(".table-wrap") && !el.classList.contains("table-wrap")) continue;
+                if (skipped.has(el.parentElement) || (el.closest(scrollers) && !el.matches(scrollers))) {
+                    skipped.add(el);
+                    continue;
+                }
+                const style = getComputedStyle(el);
+                if (style.display === "none" || style.position === "absolute" || style.position === "fixed"
+                    || el.matches(".visually-hidden, details:not([open]) > :not(summary)")) {
+                    skipped.add(el);
+                    continue;
+                }
                 const box = el.getBoundingClientRect();
-                if (box.right > window.innerWidth + 1) out.push(`${el.tagName}.${el.className}: ${box.right}`);
+                if (box.width === 0 && box.height === 0) continue;
+                const ellipsis = style.textOverflow === "ellipsis";
+                if (!el.matches(scrollers) && !el.matches(replaced) && !ellipsis && style.overflowX !== "visible"
+                    && el.scrollWidth > el.clientWidth + 1)
+                    out.push(`${name(el)} clips or scrolls: ${el.scrollWidth}px of content in ${el.clientWidth}px`);
+                const parent = el.parentElement;
+                if (!parent || parent === document.body.parentElement) continue;
+                const outer = parent.getBoundingClientRect();
+                const pad = parseFloat(getComputedStyle(parent).borderRightWidth) || 0;
+                const limit = Math.round(outer.right - pad);
+                if (box.right > outer.right - pad + 1)
+                    out.push(`${name(el)} ends at ${Math.round(box.right)}px, past ${name(parent)} (${limit}px)`);
             }
             return out;
-        }"""
+        }""",
+        ", ".join(filter(None, [SCROLL_CONTAINERS, scroll_containers])),
     )
+
+
+def assert_fits(
+    page: Any, name: str, width: int, *, height: int = 900, strict: bool = True, scroll_containers: str = ""
+) -> list[str]:
+    """Show the page at ``width``, keep a full-page screenshot, and check that everything fits.
+
+    The screenshot is ``test-artifacts/screenshots/<name>-<width>.png``. With ``strict`` a misfit
+    fails here; otherwise the misfits are returned (so a test can report every page at once).
+    """
+    page.set_viewport_size({"width": width, "height": height})
+    page.wait_for_timeout(50)
+    path = SCREENSHOTS / f"{name}-{width}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    problems = misfits(page, scroll_containers)
+    if strict:
+        assert problems == [], f"{name} does not fit at {width}px (see {path}):\n" + "\n".join(problems)
+    return problems

@@ -21,7 +21,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.presenters import generation_payload
 from rivya_api.generations.selectors import generation_list
 from rivya_api.generations.services import generation_cancel
-from rivya_api.pages.common import page_account, paginate, query_without_page
+from rivya_api.pages.common import page_account, paginate, query_without_page, with_submitters
 from rivya_api.pages.ledger import task_ledger_entries
 
 PER_PAGE = 20
@@ -32,7 +32,7 @@ def _task_or_404(request: HttpRequest, task_id: str) -> GenerationTask:
     task = generation_list(account=page_account(request)).filter(public_id=task_id).first()
     if task is None:
         raise Http404("No such generation.")
-    return task
+    return with_submitters([task], account=page_account(request))[0]
 
 
 @login_required
@@ -42,9 +42,11 @@ def generation_index(request: HttpRequest) -> HttpResponse:
     if status not in (None, *GenerationTask.Status.values):
         status = None
     tasks = generation_list(account=page_account(request), status=status).order_by("-created_at", "-pk")
+    page = paginate(request, tasks, PER_PAGE)
+    page.object_list = with_submitters(page.object_list, account=page_account(request))
     context = {
         "section": "generations",
-        "tasks": paginate(request, tasks, PER_PAGE),
+        "tasks": page,
         "statuses": GenerationTask.Status.values,
         "status": status or "",
         "query": query_without_page(request),

@@ -19,7 +19,7 @@ from rivya_api.common.errors import ApiError
 from rivya_api.common.rendering import render
 from rivya_api.generations.selectors import generation_list
 from rivya_api.generations.services import generation_create
-from rivya_api.pages.common import page_account
+from rivya_api.pages.common import page_account, with_submitters
 from rivya_api.pages.forms import StudioGenerationForm
 from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.selectors import wallet_get
@@ -65,6 +65,8 @@ def studio(request: HttpRequest) -> HttpResponse:
         "form": form,
         "models": models,
         "wallet": wallet_get(account=account),
-        "tasks": generation_list(account=account).order_by("-created_at", "-pk")[:RECENT_TASKS],
+        "tasks": with_submitters(
+            generation_list(account=account).order_by("-created_at", "-pk")[:RECENT_TASKS], account=account
+        ),
     }
     return render(request, "rivya_api/pages/studio.html", context, status=400 if form.errors else 200)
