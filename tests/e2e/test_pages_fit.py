@@ -2,7 +2,7 @@
 
 An account with 50 keys (long names, some rolling, some revoked), 50 generations
 (long error messages, four outputs each, submitted by keys and from Studio), 50
-ledger entries with long notes and a dozen webhook endpoints with long URLs is
+ledger entries with long notes, a chat session of long messages and a dozen webhook endpoints with long URLs is
 shown at a phone's width (390 px) and at 1,024, 1,280 and 1,600 px. At each
 width no element may be wider than its container (see ``tests.e2e.browser.misfits``),
 ids stay on one line, and keys appear by name and prefix. Screenshots of every
@@ -18,6 +18,7 @@ import pytest
 from django.utils import timezone
 
 from rivya_api.accounts import account_for_user
+from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.files.services import file_create
 from rivya_api.generations.models import GenerationTask
 from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll
@@ -108,7 +109,19 @@ def seed(account: Any, user: Any) -> dict[str, Any]:
             resolver=lambda host: ["93.184.215.14"],  # a public address: nothing is sent in this test
         )
         endpoints.append(endpoint)
-    return {"keys": keys, "tasks": tasks, "endpoints": endpoints}
+    session = ChatSession.objects.create(
+        account=account, model="rivya-chat-1", title="Localising the storyboard captions for the regional markets"
+    )
+    for n in range(6):
+        answer = ChatMessage.objects.create(session=session, role="assistant", content=LONG_NOTE * 3, turn_id=f"t{n}")
+        answer.turn_id = answer.public_id
+        answer.credits_charged = 2
+        answer.save()
+        ChatMessage.objects.create(session=session, role="user", content=LONG_URL * 2, turn_id=answer.turn_id)
+        reference = f"chat_turn:{answer.turn_id}"
+        credits_reserve(account=account, amount=3, reference=reference, actor=keys[25].public_id)
+        credits_settle(account=account, reference=reference, amount=2)
+    return {"keys": keys, "tasks": tasks, "endpoints": endpoints, "session": session}
 
 
 @pytest.fixture
@@ -132,6 +145,7 @@ def test_every_page_fits_at_every_width(page, seeded):
         "credits": "/settings/credits",
         "generations": "/settings/generations",
         "generation-detail": f"/settings/generations/{succeeded.public_id}",
+        "chat-session": f"/settings/chat/{seeded['session'].public_id}",
         "webhooks": "/settings/webhooks",
         "webhook-detail": f"/settings/webhooks/{endpoints[1].public_id}",
         "studio": "/studio/",
