@@ -22,11 +22,11 @@ run: $(STAMP)
 	@$(BIN)/python manage.py rivya_demo
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
 
-## Production-shaped: PostgreSQL + Redis, gunicorn/uvicorn workers, Celery worker and beat (README, "Production stack")
+## Production-shaped: PostgreSQL + Redis, gunicorn/uvicorn workers, Celery worker and beat (docs/operations.md, "Production stack")
 stack: $(STAMP)
 	$(BIN)/python bin/stack
 
-## Benchmark suite against PostgreSQL + Redis: prints one table, writes bench/results.json (README, "Benchmarks")
+## Benchmark suite against PostgreSQL + Redis: prints one table, writes bench/results.json (docs/benchmarks.md)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: run .ci/install-system-packages"; exit 2; }
 	$(BIN)/python bench/run.py
@@ -53,7 +53,7 @@ stress: $(STAMP)
 # servers); these URLs only satisfy the tests' postgres/redis markers.
 FAULT_ENV := DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/rivya} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0}
 
-## Fault tests (README, "Fault and soak tests"): processes, Redis and PostgreSQL killed under load, schemathesis, upload fuzz, soak
+## Fault tests (docs/testing.md, "Fault and soak tests"): processes, Redis and PostgreSQL killed under load, schemathesis, upload fuzz, soak
 faults: $(STAMP)
 	$(FAULT_ENV) $(BIN)/pytest tests/faults -s
 

@@ -761,7 +761,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     say(f"wrote {RESULTS.relative_to(ROOT)}")
     if not args.quick:
-        readme_update(results["table"])
+        table_update(results["table"])
 
 
 def chat_rows(over: dict[str, Any], cap: dict[str, Any]) -> list[dict[str, Any]]:
@@ -789,15 +789,15 @@ def chat_rows(over: dict[str, Any], cap: dict[str, Any]) -> list[dict[str, Any]]
     ]  # fmt: skip
 
 
-def readme_update(table: str) -> None:
-    """Put the table between the README's bench-table markers (the README shows the latest full run)."""
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+def table_update(table: str) -> None:
+    """Put the table between the bench-table markers of docs/benchmarks.md (it shows the latest full run)."""
+    page = ROOT / "docs" / "benchmarks.md"
+    text = page.read_text()
     start, end = "<!-- bench-table -->", "<!-- /bench-table -->"
     if start in text and end in text:
         head, rest = text.split(start, 1)
-        readme.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
-        say("updated the table in README.md")
+        page.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+        say("updated the table in docs/benchmarks.md")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from the environment:
 * ``PORT`` / ``BIND``: where to listen (``BIND`` wins; default ``127.0.0.1:$PORT``,
   ``PORT`` defaulting to 8000). Production binds the address its load balancer reaches.
 * ``WEB_CONCURRENCY``: worker processes (default: 2 per CPU, at least 2). Each
-  holds up to ``DATABASE_POOL_MAX_SIZE`` PostgreSQL connections (README, "Connection budget").
+  holds up to ``DATABASE_POOL_MAX_SIZE`` PostgreSQL connections (docs/operations.md, "Connection budget").
 * ``GUNICORN_TIMEOUT``: seconds a worker may be silent before it is replaced
   (default 60; the event loop answers the heartbeat even while streams are open).
 * ``FORWARDED_ALLOW_IPS``: proxies trusted for ``X-Forwarded-*`` (comma-separated addresses or

@@ -144,7 +144,7 @@ CELERY_TASK_IGNORE_RESULT = True
 # Prefork children per worker (default: the CPU count); each holds its own database pool.
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 # Webhook deliveries wait on other people's servers: where receivers may be slow, route them to a
-# queue of their own (e.g. "webhooks") served by a thread-pool worker (README, "Benchmarks", (5)).
+# queue of their own (e.g. "webhooks") served by a thread-pool worker (docs/benchmarks.md, (5)).
 CELERY_WEBHOOKS_QUEUE = env.str("CELERY_WEBHOOKS_QUEUE", default="celery")
 CELERY_TASK_ROUTES = {"rivya_webhooks.deliver": {"queue": CELERY_WEBHOOKS_QUEUE}}
 # Celery's Django fixup closes every connection before and after each task, and under

@@ -94,6 +94,62 @@ def test_the_quick_start_runs_on_a_stock_shell_as_written(live_asgi: LiveServer,
     assert "StreamingHttpResponse must consume" not in live_asgi.logs()
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_opens_with_what_it_is_two_commands_and_a_ten_line_quick_start():
+    text = README.read_text()
+    assert len(text) < 10_000, "the README is a front page; operations, benchmarks and tests live in docs/"
+    intro, rest = text.split("\n## ", 1)
+    assert "Django apps" in intro and "public API" in intro  # noqa: PT018
+    commands = rest.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split()[:2] for line in commands] == [["make", "run"], ["make", "test"]]
+    makefile = (README.parent / "Makefile").read_text()
+    assert "\nrun:" in makefile and "\ntest:" in makefile  # noqa: PT018
+    block = text.split("<!-- readme-quickstart -->", 1)[1].split("<!-- /readme-quickstart -->", 1)[0]
+    assert len(block.strip().splitlines()) <= 10
+    # Every file the README links to exists, and the moved sections are where it says.
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        assert (README.parent / target).exists(), target
+    docs = README.parent / "docs"
+    assert "<!-- bench-table -->" in (docs / "benchmarks.md").read_text()
+    assert "## Production stack" in (docs / "operations.md").read_text()
+    assert "## Fault and soak tests" in (docs / "testing.md").read_text()
+    assert "test-artifacts/screenshots/" in (docs / "testing.md").read_text()
+
+
+def test_the_readme_quick_start_runs_on_a_stock_shell_as_written(live_asgi: LiveServer, funded_key, tmp_path):
+    """The README's block, pasted into sh in a checkout where ``make run`` wrote var/demo_api_key."""
+    if not shutil.which("curl"):
+        if services_required():
+            pytest.fail("RIVYA_TEST_REQUIRE_SERVICES=1 but curl is not installed", pytrace=False)
+        pytest.skip("needs curl")
+    account, secret = funded_key
+    text = README.read_text()
+    block = text.split("<!-- readme-quickstart -->", 1)[1].split("<!-- /readme-quickstart -->", 1)[0]
+    script = block.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "http://127.0.0.1:8000/api/v1" in script  # where make run serves
+    script = script.replace("http://127.0.0.1:8000", live_asgi.url)
+    work = tmp_path / "checkout"
+    (work / "var").mkdir(parents=True)
+    (work / "var" / "demo_api_key").write_text(f"{secret}\n")
+    bin_dir = stock_path(tmp_path / "bin")
+    result = subprocess.run(
+        [str(Path(bin_dir) / "sh"), "-c", f'set -eu\n{script}\necho\necho "TASK=$TASK"\n'],
+        cwd=work,
+        env={"PATH": bin_dir, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    task = re.search(r"^TASK=(task_\w+)$", result.stdout, re.M)
+    assert task, result.stdout
+    assert re.search(rf'"id": *"{task.group(1)}", *"object": *"generation"[^\n]*"status": *"succeeded"', result.stdout)
+    assert '"object": "list"' in result.stdout or '"object":"list"' in result.stdout  # the models
+    assert wallet_entries(account=account, type="settle").filter(reference=task.group(1)).count() == 1
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
