@@ -8,4 +8,5 @@ app_name = "rivya_studio"
 
 urlpatterns = [
     path("", studio.studio, name="index"),
+    path("price", studio.studio_price, name="price"),
 ]

@@ -1,7 +1,7 @@
 """A newcomer's first hour, in a real browser, on a laptop (1,280 px) and on a phone (390 px).
 
-Log in, create a key and use it, run a generation in Studio and watch it finish
-live, roll the key and revoke it (with the key it replaced), add a webhook
+Log in, create a key and use it, price and run a generation in Studio and watch
+it finish live, roll the key and revoke it (with the key it replaced), add a webhook
 endpoint and see its test event delivered. Every page on the way must fit the
 screen (``tests.e2e.browser.assert_fits``); the screenshots are kept in
 ``test-artifacts/screenshots/newcomer/``.
@@ -65,8 +65,22 @@ def test_newcomer_path(page, live_asgi, upstream, width):
     page.get_by_role("link", name="Studio").click()
     page.wait_for_url("**/studio/")
     fits("studio")
-    page.get_by_label("Model").select_option("rivya-image-hd")
+    # The chosen model's parameters are fields, and the price follows them before anything is submitted.
+    page.get_by_label("Model").select_option("rivya-image-1")
     page.get_by_label("Prompt").fill("a lighthouse at dusk")
+    page.locator("[data-price]", has_text="Price: 2 credits, 100 available.").wait_for()
+    assert page.locator('fieldset[data-model="rivya-video-1"]').is_hidden()
+    image_fields = page.locator('fieldset[data-model="rivya-image-1"]')
+    image_fields.get_by_label("Width").fill("1024")
+    image_fields.get_by_label("Height").fill("1024")
+    page.locator("[data-price]", has_text="Price: 4 credits").wait_for()
+    image_fields.get_by_label("Width").fill("5000")
+    page.locator("[data-price] .field-error", has_text="1024").wait_for()
+    fits("studio-price")
+    page.get_by_label("Model").select_option("rivya-image-hd")
+    assert image_fields.is_hidden()
+    page.locator("[data-price]", has_text="Price: 8 credits").wait_for()
+    assert GenerationTask.objects.filter(account=user).count() == 0  # pricing created nothing
     page.get_by_role("button", name="Generate").click()
     page.wait_for_url("**/studio/")
     task = GenerationTask.objects.get(account=user)

@@ -1,7 +1,8 @@
 /* Rivya settings pages and Studio: progressive enhancement only.
  *
  * Every page works without this file; it adds the copy button next to a new
- * secret and live task updates. Live updates arrive over a WebSocket
+ * secret, live task updates, and in Studio shows only the chosen model's
+ * parameter fields and its price (a dry run) as the form changes. Live updates arrive over a WebSocket
  * (/ws/tasks, authenticated by the session cookie) and fall back to polling a
  * small JSON endpoint while the socket is unavailable. Nothing here loads
  * anything from another origin.
@@ -221,7 +222,61 @@
     });
   };
 
+  /* Studio: the chosen model's fields only, and the price of the form as it stands. */
+  function setupStudio(form) {
+    var select = form.querySelector("select[name=model]");
+    var price = form.querySelector("[data-price]");
+    var url = form.getAttribute("data-price-url");
+    var timer = null;
+    var asked = 0;
+    function showChosen() {
+      Array.prototype.forEach.call(form.querySelectorAll("fieldset[data-model]"), function (set) {
+        var chosen = set.getAttribute("data-model") === select.value;
+        set.hidden = !chosen;
+        set.disabled = !chosen; // the other models' fields are not sent
+      });
+    }
+    function say(text, bad) {
+      price.textContent = "";
+      var line = document.createElement("span");
+      if (bad) line.className = "field-error";
+      line.textContent = text;
+      price.appendChild(line);
+    }
+    function quote() {
+      if (!url) return;
+      var ticket = ++asked;
+      var body = new FormData(form);
+      body.delete("action");
+      fetch(url, { method: "POST", body: body, credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+        .then(function (response) { return response.json(); })
+        .then(function (data) {
+          if (ticket !== asked) return; // a later change asked again
+          var prompt = form.querySelector("[name=prompt]");
+          if (data.error && data.error.param === "prompt" && prompt && !prompt.value.trim()) {
+            say("Write a prompt to see the price.", false);
+          } else if (data.error) {
+            say(data.error.message, true);
+          } else {
+            say("Price: " + data.price + " credit" + (data.price === 1 ? "" : "s") + ", " + data.available + " available." +
+              (data.enough ? "" : " Not enough credits."), !data.enough);
+            price.setAttribute("data-price-value", String(data.price));
+          }
+        }, function () { if (ticket === asked) say("The price could not be checked.", true); });
+    }
+    function later() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(quote, 250);
+    }
+    select.addEventListener("change", function () { showChosen(); later(); });
+    form.addEventListener("input", later);
+    form.addEventListener("change", later);
+    showChosen();
+    quote();
+  }
+
   setupCopyButtons();
+  Array.prototype.forEach.call(document.querySelectorAll("form[data-studio]"), setupStudio);
   var roots = document.querySelectorAll("[data-live-tasks]");
   Array.prototype.forEach.call(roots, function (root) { new LiveTasks(root).connect(); });
 })();
