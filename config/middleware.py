@@ -26,6 +26,7 @@ from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from rivya_api.common.csp import CSPMiddleware as _HtmlOnlyCSPMiddleware
+from rivya_api.common.streaming import serve_streaming
 
 
 class StaticFilesMiddleware(WhiteNoiseMiddleware):
@@ -49,7 +50,9 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         else:
             static_file = self.files.get(request.path_info)
         if static_file is not None:
-            return self.serve(static_file, request)
+            response = self.serve(static_file, request)
+            # A file body through an async iterator: Django neither warns nor reads it whole first.
+            return serve_streaming(request, response) if response.streaming else response
         return await self.get_response(request)
 
 
