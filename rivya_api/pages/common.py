@@ -57,3 +57,21 @@ def with_submitters(tasks: Any, *, account: Any) -> list[Any]:
     for task in tasks:
         task.submitter_key = keys.get(task.submitted_by)
     return tasks
+
+
+KEY_DETAIL_FIELDS = ("replaced_by", "replaces", "revoked_with")
+
+
+def with_detail_keys(events: Any, *, account: Any) -> list[Any]:
+    """``events`` (key audit events) as a list, each with ``detail_key``: the other key its details
+    name (the one it was replaced by, replaces or was revoked with), so the page shows that key by
+    its prefix and links it instead of printing its raw id; one query for all the rows."""
+    from rivya_api.keys.models import APIKey
+
+    events = list(events)
+    ids = {(event.details or {}).get(field) for event in events for field in KEY_DETAIL_FIELDS} - {None}
+    keys = {key.public_id: key for key in APIKey.objects.filter(account=account, public_id__in=ids)} if ids else {}
+    for event in events:
+        details = event.details or {}
+        event.detail_key = next((keys[details[f]] for f in KEY_DETAIL_FIELDS if details.get(f) in keys), None)
+    return events

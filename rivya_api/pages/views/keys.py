@@ -29,7 +29,14 @@ from rivya_api.keys.selectors import (
     api_key_predecessors_working,
 )
 from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll
-from rivya_api.pages.common import SOURCE, client_ip, page_account, paginate, query_without_page
+from rivya_api.pages.common import (
+    SOURCE,
+    client_ip,
+    page_account,
+    paginate,
+    query_without_page,
+    with_detail_keys,
+)
 from rivya_api.pages.forms import APIKeyCreateForm, APIKeyRollForm
 
 ACTIVITY_PER_PAGE = 20
@@ -78,6 +85,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     keys = [(key, key.status_at(now)) for key in api_key_list(account=account)]
     activity = paginate(request, api_key_event_list_for_account(account=account), ACTIVITY_PER_PAGE)
+    activity.object_list = with_detail_keys(activity.object_list, account=account)
     context: dict[str, Any] = {
         "section": "keys",
         "form": form,
@@ -96,7 +104,7 @@ def key_detail(request: HttpRequest, key_id: str) -> HttpResponse:
         "section": "keys",
         "key": key,
         "status": key.status,
-        "events": api_key_event_list(api_key=key)[:100],
+        "events": with_detail_keys(api_key_event_list(api_key=key)[:100], account=page_account(request)),
     }
     return render(request, "rivya_api/pages/keys/detail.html", context)
 

@@ -225,3 +225,20 @@ def test_activity_is_paginated(member, make_api_key):
     assert "Page 1 of 2" in first
     second = member.client.get(KEYS, {"page": 2}).content.decode()
     assert "Page 2 of 2" in second
+
+
+def test_the_activity_names_other_keys_by_prefix_not_raw_id(member):
+    """A roll's audit line names the replacement by its prefix and links it (issue 22, finding 1)."""
+    from rivya_api.keys.services import api_key_create, api_key_roll
+
+    key, _ = api_key_create(account=member.account, name="deploy")
+    new_key, _ = api_key_roll(api_key=key)
+    pages = ("/settings/api-keys", f"/settings/api-keys/{key.public_id}", f"/settings/api-keys/{new_key.public_id}")
+    for path in pages:
+        html = member.client.get(path).content.decode()
+        details = [cell.split("</td>", 1)[0] for cell in html.split('data-label="Details"')[1:]]
+        assert any(new_key.masked in cell or key.masked in cell for cell in details), path
+        for cell in details:
+            assert f">{new_key.public_id}<" not in cell and f">{key.public_id}<" not in cell, (path, cell)  # noqa: PT018
+    listing = member.client.get("/settings/api-keys").content.decode()
+    assert f'Replaced by <a href="/settings/api-keys/{new_key.public_id}"><code class="id"' in listing
