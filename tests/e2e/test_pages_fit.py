@@ -23,6 +23,7 @@ from rivya_api.files.services import file_create
 from rivya_api.generations.models import GenerationTask
 from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll
 from rivya_billing.services import credits_grant, credits_release, credits_reserve, credits_settle
+from rivya_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEvent
 from rivya_webhooks.services import webhook_endpoint_create
 from tests import factories, media
 from tests.e2e.browser import FIT_WIDTHS, SERVER_MEDIA_ROOT, assert_fits, log_in
@@ -109,6 +110,28 @@ def seed(account: Any, user: Any) -> dict[str, Any]:
             resolver=lambda host: ["93.184.215.14"],  # a public address: nothing is sent in this test
         )
         endpoints.append(endpoint)
+    # The second endpoint's delivery log: finished deliveries (so nothing is sent), long error
+    # messages and response bodies, several attempts each.
+    for n in range(12):
+        event = WebhookEvent.objects.create(
+            account=account, type="generation.succeeded", data={}, payload="{}", created_at=now
+        )
+        state = "succeeded" if n % 2 else "failed"
+        delivery = WebhookDelivery.objects.create(
+            event=event, endpoint=endpoints[1], state=state, attempts_count=3, created_at=now
+        )
+        for attempt in range(3):
+            ok = state == "succeeded" and attempt == 2
+            WebhookDeliveryAttempt.objects.create(
+                delivery=delivery,
+                trigger="scheduled",
+                status_code=200 if ok else 503,
+                error="" if ok else "http_status",
+                error_message="" if ok else "The endpoint answered 503 Service Unavailable: " + LONG_NOTE.format(n),
+                latency_ms=1234,
+                response_body='{"status":"unavailable","detail":"' + "upstream-maintenance-window-" * 8 + '"}',
+                created_at=now,
+            )
     session = ChatSession.objects.create(
         account=account, model="rivya-chat-1", title="Localising the storyboard captions for the regional markets"
     )
