@@ -173,6 +173,8 @@ def test_every_page_fits_at_every_width(page, seeded):
         "webhook-detail": f"/settings/webhooks/{endpoints[1].public_id}",
         "studio": "/studio/",
         "admin-api-keys": "/admin/rivya_api/apikey/",
+        # The documentation a newcomer reads beside them (code blocks scroll inside themselves).
+        **{f"docs-{page or 'index'}": f"/docs/{page}" for page in ("", "quickstart", "models", "sdk", "webhooks")},
     }
     failures = {}
     for name, path in pages.items():
