@@ -101,3 +101,39 @@ class LedgerConcurrencyError(BillingError):
     does not honour the lock), and the transaction is rolled back rather than
     risk a wrong balance.
     """
+
+
+class SpendLimitExceededError(BillingError):
+    """The reservation would take the spend limit's ``used`` past its ``credits`` in the current window.
+
+    No ``param``: the request was fine, the limit is spent. ``credits``, ``used``,
+    ``requested``, ``window`` and ``resets_at`` (None for the ``total`` window) say
+    how; ``owner_ref`` names who is limited, ``window_start`` which window.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit_id: int,
+        owner_ref: str,
+        credits: int,
+        used: int,
+        requested: int,
+        window: str,
+        window_start: Any,
+        resets_at: Any,
+    ) -> None:
+        super().__init__(message)
+        self.limit_id = limit_id
+        self.owner_ref = owner_ref
+        self.credits = credits
+        self.used = used
+        self.requested = requested
+        self.window = window
+        self.window_start = window_start
+        self.resets_at = resets_at
+
+
+class SpendLimitError(BillingError, ValueError):
+    """A spend limit's settings are invalid (negative credits, an unknown window)."""

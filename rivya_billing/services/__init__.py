@@ -11,7 +11,8 @@ argument. Errors are typed (``rivya_billing.exceptions``).
 
 Layout: ``holds`` (reserve, settle, release, expire, renew, the sweeper),
 ``balances`` (grant, adjust, refund), ``alerts`` (the low-balance threshold and the
-publisher of its crossings), ``ledger`` (the posting primitives they share).
+publisher of its crossings), ``limits`` (spend limits counted by reservations), ``ledger``
+(the posting primitives they share).
 
 Concurrency. Writes to a wallet are serialised by the wallet's row, never by a
 read-check-write in Python:
@@ -50,6 +51,14 @@ from rivya_billing.services.holds import (
     credits_reserve,
     credits_settle,
 )
+from rivya_billing.services.limits import (
+    spend_limit_get,
+    spend_limit_mark_reached,
+    spend_limit_set,
+    spend_limit_usage,
+    spend_window_resets_at,
+    spend_window_start,
+)
 
 __all__ = [
     "credits_adjust",
@@ -63,4 +72,10 @@ __all__ = [
     "credits_release",
     "credits_reserve",
     "credits_settle",
+    "spend_limit_get",
+    "spend_limit_mark_reached",
+    "spend_limit_set",
+    "spend_limit_usage",
+    "spend_window_resets_at",
+    "spend_window_start",
 ]

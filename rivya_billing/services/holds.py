@@ -17,10 +17,11 @@ from rivya_billing.exceptions import (
     HoldLeaseActiveError,
     HoldNotPendingError,
     InsufficientCreditsError,
+    SpendLimitError,
     StaleHoldError,
 )
 from rivya_billing.metrics import ledger_operation_observe, sweep_row_failed
-from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_id, new_hold_id
+from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit, Wallet, new_entry_id, new_hold_id
 from rivya_billing.services.durability import early_release, flush_after_commit
 from rivya_billing.services.ledger import (
     _account_pk,
@@ -37,6 +38,14 @@ from rivya_billing.services.ledger import (
     _now,
     _post,
     _resolve_hold,
+)
+from rivya_billing.services.limits import (
+    limit_count_more,
+    limit_give_back,
+    limit_lock,
+    spend_limit_exceeded_error,
+    spend_limit_get,
+    spend_limit_usage,
 )
 
 logger = logging.getLogger("rivya_billing.services")
@@ -59,9 +68,16 @@ def credits_reserve(
     reference: str,
     actor: str = "",
     lease_seconds: int | None = None,
+    spend_limit: int | None = None,
     now: datetime | None = None,
 ) -> Hold:
     """Hold ``amount`` credits for the work named by ``reference``; ``InsufficientCreditsError`` if unavailable.
+
+    With ``spend_limit`` (a ``SpendLimit`` id), the hold also counts against that
+    limit in the same atomic step: ``SpendLimitExceededError`` (and nothing
+    reserved) if the limit's current window cannot take ``amount`` more. The
+    returned hold then carries ``spend_limit_state``: ``(used, credits,
+    window_start)`` of the limit just after this reservation.
 
     The hold lowers ``available`` (``held`` rises), not ``balance``. Its lease
     (``lease_seconds``, default ``HOLD_LEASE_SECONDS``) must cover the time the
@@ -79,14 +95,16 @@ def credits_reserve(
     lease = billing_settings.HOLD_LEASE_SECONDS if lease_seconds is None else lease_seconds
     _check_amount(lease, param="lease_seconds")
     expires = now + timedelta(seconds=lease)
-    if connection.vendor == "postgresql":
-        hold = _reserve_single_statement(
-            account=account, amount=amount, reference=reference, actor=_actor(actor), now=now, expires=expires
-        )
-    else:
-        hold = _reserve_locked(
-            account=account, amount=amount, reference=reference, actor=_actor(actor), now=now, expires=expires
-        )
+    reserve = _reserve_single_statement if connection.vendor == "postgresql" else _reserve_locked
+    hold = reserve(
+        account=account,
+        amount=amount,
+        reference=reference,
+        actor=_actor(actor),
+        now=now,
+        expires=expires,
+        spend_limit=spend_limit,
+    )
     if hold.amount != amount:
         raise _conflict("Reservation", reference, "amount", hold.amount, amount)
     return hold
@@ -97,8 +115,9 @@ def credits_reserve(
 # wallet UPDATE, ledger INSERT. The wallet row is locked for the last INSERT and the commit.
 RESERVE_SQL = """
     SELECT reserved_hold_id, reserved_wallet_id
+           , limit_used, limit_credits, limit_window_start
       FROM rivya_billing_reserve(%(account)s, %(amount)s, %(reference)s, %(hold_id)s, %(entry_id)s,
-                                 %(actor)s, %(now)s, %(expires)s, %(commit_early)s)
+                                 %(actor)s, %(now)s, %(expires)s, %(commit_early)s, %(spend_limit)s)
 """
 
 
@@ -118,7 +137,7 @@ UNIQUE_VIOLATION = "23505"  # the reserve statement's "this reference has a hold
 
 
 def _reserve_single_statement(
-    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime
+    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: int | None
 ) -> Hold:
     params = {
         "amount": amount,
@@ -130,6 +149,7 @@ def _reserve_single_statement(
         "expires": expires,
         "actor": actor,
         "commit_early": early_release(),
+        "spend_limit": spend_limit,
     }
     row = None
     try:
@@ -160,21 +180,58 @@ def _reserve_single_statement(
             lease_expires_at=expires,
             actor=actor,
             created_at=now,
+            spend_limit_id=spend_limit,
+            spend_window_start=row[4],
         )
         hold._state.adding = False
         hold._state.db = connection.alias
+        hold.spend_limit_state = (row[2], row[3], row[4]) if spend_limit is not None else None
         return hold
-    # Not enough available, or no wallet at all.
+    # The limit's window is spent, not enough available, or no wallet at all.
+    if spend_limit is not None:
+        _refuse_if_limit_spent(spend_limit, amount=amount, now=now)
     available = Wallet.objects.filter(account=account).values_list(F("balance") - F("held"), flat=True).first() or 0
     raise InsufficientCreditsError(
         f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
     )
 
 
-def _reserve_locked(*, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime) -> Hold:
-    """The portable reservation: wallet row lock, then hold and entry (SQLite; any database)."""
+def _refuse_if_limit_spent(spend_limit: int, *, amount: int, now: datetime) -> None:
+    """After a refused reservation: raise ``SpendLimitExceededError`` if the limit is why (else the wallet was)."""
+    limit = spend_limit_get(pk=spend_limit)
+    if limit is None:
+        raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
+    used, _, _ = spend_limit_usage(limit, now=now)
+    if used + amount > limit.credits:
+        raise spend_limit_exceeded_error(limit, requested=amount, now=now)
+
+
+def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:
+    """The portable limit guard: lock the limit (before the wallet), check and count ``amount`` in its window."""
+    if spend_limit is None:
+        return None
+    limit = SpendLimit.objects.select_for_update().filter(pk=spend_limit).first()
+    if limit is None:
+        raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
+    used, start, _ = spend_limit_usage(limit, now=now)
+    start = max(start, limit.window_start)
+    if used + amount > limit.credits:
+        raise spend_limit_exceeded_error(limit, requested=amount, now=now)
+    SpendLimit.objects.filter(pk=limit.pk).update(used=used + amount, window_start=start, updated_at=now)
+    return used + amount, limit.credits, start
+
+
+def _reserve_locked(
+    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: int | None
+) -> Hold:
+    """The portable reservation: limit row lock, wallet row lock, then hold and entry (SQLite; any database)."""
     try:
         with transaction.atomic():
+            if spend_limit is not None:
+                existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
+                if existing is not None:
+                    return existing
+            state = _count_locked(spend_limit, amount=amount, now=now)
             wallet = _lock_wallet(account=account, create=False)
             existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
             if existing is not None:
@@ -191,8 +248,11 @@ def _reserve_locked(*, account: Any, amount: int, reference: str, actor: str, no
                 lease_expires_at=expires,
                 actor=actor,
                 created_at=now,
+                spend_limit_id=spend_limit,
+                spend_window_start=state[2] if state else None,
             )
             _post(wallet=wallet, lines=[_Line(EntryType.RESERVE, amount, reference, hold.pk)], actor=actor, now=now)
+            hold.spend_limit_state = state
             return hold
     except IntegrityError:
         # Only reachable on a database whose lock did not serialise the duplicate.
@@ -240,6 +300,7 @@ def credits_settle(
     if hold.state != HoldState.PENDING:
         raise _not_pending(hold, "settle")
     _check_lease(hold, lease_token=lease_token, now=now, action="settle")
+    limit_lock(hold)  # hold, limit, wallet: the order a reservation (limit, wallet) agrees with
     wallet = _lock_wallet_by_id(hold.wallet_id)
 
     captured = min(amount, hold.amount)
@@ -265,6 +326,8 @@ def credits_settle(
         )
         if line_amount > 0
     ]
+    limit_give_back(hold, remainder)
+    limit_count_more(hold, overrun)
     _post(wallet=wallet, lines=lines, actor=_actor(actor or hold.actor), now=now)
     _resolve_hold(
         hold,
@@ -307,6 +370,7 @@ def credits_release(
             f"Cannot release hold {reference!r}: lease token {lease_token} was superseded by {hold.lease_token}.",
             state=hold.state,
         )
+    limit_give_back(hold, hold.amount)
     wallet = _lock_wallet_by_id(hold.wallet_id)
     line = _Line(EntryType.RELEASE, hold.amount, reference, hold.pk)
     _post(wallet=wallet, lines=[line], actor=_actor(actor or hold.actor), now=now)
@@ -315,6 +379,7 @@ def credits_release(
 
 
 def _expire_locked(hold: Hold, *, now: datetime, actor: str) -> None:
+    limit_give_back(hold, hold.amount)
     wallet = _lock_wallet_by_id(hold.wallet_id)
     _post(wallet=wallet, lines=[_Line(EntryType.EXPIRE, hold.amount, hold.reference, hold.pk)], actor=actor, now=now)
     _resolve_hold(hold, state=HoldState.EXPIRED, resolved_at=now)
