@@ -104,6 +104,8 @@ MODEL_EXAMPLE = {
 class ModelViewSet(AccountScopedMixin, viewsets.ViewSet):
     """The public model catalog (not paginated: it is short and listed whole)."""
 
+    required_scopes = {"list": "models:read", "retrieve": "models:read"}  # rivya_api.keys.scopes
+
     lookup_url_kwarg = "model_id"
 
     def list(self, request: Request) -> Response:

@@ -105,6 +105,8 @@ def _provider_error(turn: ChatTurn) -> ApiError:
 class ChatCompletionsView(AccountScopedMixin, APIView):
     """``POST /chat/completions`` (see the module docstring)."""
 
+    required_scopes = {"post": "chat:write"}  # rivya_api.keys.scopes
+
     parser_classes = [JSONParser]  # the OpenAI request shape is JSON only (anything else: 415)
     # Set on the instance that serves a stream: streams do not go through the
     # stored-response idempotency of the other POSTs.
@@ -503,6 +505,8 @@ chat_completions.initkwargs = {}  # type: ignore[attr-defined]
 class ChatSessionViewSet(AccountScopedMixin, viewsets.ViewSet):
     """``GET /chat/sessions`` and ``GET /chat/sessions/{session_id}``."""
 
+    required_scopes = {"list": "chat:read", "retrieve": "chat:read"}  # rivya_api.keys.scopes
+
     def list(self, request: Any) -> Response:
         sessions = selectors.chat_sessions_for_account(account=self.account)
         return page_response(request, sessions, lambda page: ChatSessionOutputSerializer(page, many=True).data)
@@ -563,6 +567,8 @@ def _session_or_404(view: Any, session_id: str) -> Any:
 
 class ChatSessionStreamView(AccountScopedMixin, APIView):
     """``GET /chat/sessions/{session_id}/stream``: replay and follow the session's latest turn."""
+
+    required_scopes = {"get": "chat:read"}  # rivya_api.keys.scopes
 
     def locate(self, request: Any, session_id: str) -> tuple[str, int]:
         after = _stream_position(request)
@@ -652,6 +658,8 @@ chat_session_stream.initkwargs = {}  # type: ignore[attr-defined]
 
 class ChatSessionCancelView(AccountScopedMixin, APIView):
     """``POST /chat/sessions/{session_id}/cancel``: stop the session's running turn."""
+
+    required_scopes = {"post": "chat:write"}  # rivya_api.keys.scopes
 
     @extend_schema(
         operation_id="chat_sessions_cancel",

@@ -123,11 +123,14 @@ def error_response(
 
 # Domain exception class -> (status, code). Filled by ``register_domain_error``
 # from the resource packages, so billing and webhooks stay HTTP-free.
-_DOMAIN_ERRORS: dict[type[BaseException], tuple[int, str]] = {}
+_DOMAIN_ERRORS: dict[type[BaseException], tuple[int, str, dict[str, str]]] = {}
 
 
-def register_domain_error(exc_class: type[BaseException], status: int, code: str) -> None:
-    _DOMAIN_ERRORS[exc_class] = (status, code)
+def register_domain_error(
+    exc_class: type[BaseException], status: int, code: str, *, headers: dict[str, str] | None = None
+) -> None:
+    """Answer ``exc_class`` with ``status`` and ``code`` (and ``headers``); the first registered match wins."""
+    _DOMAIN_ERRORS[exc_class] = (status, code, dict(headers or {}))
 
 
 def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str, str]:
@@ -199,10 +202,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def _classify(exc: BaseException) -> tuple[Any, str, str, str | None, dict[str, str]]:
-    for exc_class, (status, code) in _DOMAIN_ERRORS.items():
+    for exc_class, (status, code, registered_headers) in _DOMAIN_ERRORS.items():
         if isinstance(exc, exc_class):
             param = getattr(exc, "param", None)
-            headers = dict(getattr(exc, "headers", {}) or {})
+            headers = {**registered_headers, **dict(getattr(exc, "headers", {}) or {})}
             return status, code, str(exc), param, headers
     if isinstance(exc, drf.APIException):
         return _drf_error(exc)

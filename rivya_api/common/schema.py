@@ -40,6 +40,7 @@ from drf_spectacular.utils import extend_schema as spectacular_extend_schema
 from rest_framework import serializers
 
 from rivya_api.common.errors import TYPE_BY_STATUS
+from rivya_api.keys.scopes import OPENAPI_EXTENSION, operation_scope
 
 __all__ = [
     "ErrorDetailSerializer",
@@ -281,6 +282,26 @@ def _is_authenticated(operation: Mapping[str, Any]) -> bool:
     return any(requirement for requirement in operation.get("security") or [])
 
 
+class RivyaAutoSchema(AutoSchema):
+    """drf-spectacular's ``AutoSchema``, plus each operation's scope (``x-rivya-scope``) from the view's
+    ``required_scopes`` (``rivya_api.keys.scopes``): the document shows the one map the permission enforces."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None or getattr(self.view, "required_scopes", None) is None:
+            return operation
+        scope = operation_scope(self.view, self.method)
+        operation[OPENAPI_EXTENSION] = scope
+        note = (
+            f"Needs a key with the `{scope}` scope (else 403 `insufficient_scope`)."
+            if scope
+            else "Any API key may call this, whatever its scopes."
+        )
+        description = operation.get("description") or ""
+        operation["description"] = f"{description}\n\n{note}" if description else note
+        return operation
+
+
 def extend_schema(**kwargs: Any) -> Any:
     """drf-spectacular's ``extend_schema``, built on its ``AutoSchema`` whatever ``DEFAULT_SCHEMA_CLASS`` says.
 
@@ -294,7 +315,7 @@ def extend_schema(**kwargs: Any) -> Any:
 
     def apply(target: Any) -> Any:
         if inspect.isfunction(target) and "schema" not in getattr(target, "kwargs", {}):
-            target.kwargs = {**getattr(target, "kwargs", {}), "schema": AutoSchema}
+            target.kwargs = {**getattr(target, "kwargs", {}), "schema": RivyaAutoSchema}
         return decorator(target)
 
     return apply

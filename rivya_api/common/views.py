@@ -12,7 +12,6 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.openapi import AutoSchema
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -23,8 +22,10 @@ from rivya_api.common.hostile import quote
 from rivya_api.common.negotiation import JSONContentNegotiation
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_error
+from rivya_api.common.schema import RivyaAutoSchema
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.mixins import IdempotencyMixin
+from rivya_api.keys.scopes import HasScope
 
 
 @csrf_exempt
@@ -52,7 +53,7 @@ class ApiViewDefaults:
     versioning_class: Any = None
     pagination_class: Any = None
     filter_backends: list[Any] = []
-    schema = AutoSchema()
+    schema = RivyaAutoSchema()
 
     def get_exception_handler(self) -> Any:
         return exception_handler
@@ -75,8 +76,12 @@ class AccountScopedMixin(ApiViewDefaults, IdempotencyMixin):
     def get_authenticators(self) -> list[Any]:
         return [cls() for cls in api_settings.AUTHENTICATION_CLASSES]
 
+    # The scope each operation needs, by action (viewsets) or HTTP method (APIViews); see
+    # ``rivya_api.keys.scopes``. Every subclass declares it; an undeclared operation is refused.
+    required_scopes: dict[str, str | None] | None = None
+
     def get_permissions(self) -> list[Any]:
-        return [HasAccount()]
+        return [HasAccount(), HasScope()]
 
     def get_throttles(self) -> list[Any]:
         return [cls() for cls in api_settings.THROTTLE_CLASSES]

@@ -163,6 +163,8 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
 
     parser_classes = [JSONParser]
 
+    required_scopes = {"retrieve": "credits:read", "ledger": "credits:read"}  # rivya_api.keys.scopes
+
     @extend_schema(
         operation_id="getCredits",
         summary="Get the credit balance",

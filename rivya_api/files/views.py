@@ -50,6 +50,7 @@ from rivya_api.files.media import MEDIA_TYPES
 from rivya_api.files.selectors import file_get_for_account, file_get_signed, file_list_for_account, file_open
 from rivya_api.files.serializers import FileListQuerySerializer, FileOutputSerializer, FileUploadInputSerializer
 from rivya_api.files.services import file_create, file_delete
+from rivya_api.keys.scopes import HasScope
 
 # Subclasses before their parents: the first matching class decides the code.
 register_domain_error(NoSuchFileError, 404, "file_not_found")
@@ -180,6 +181,12 @@ ACCEPTED = ", ".join(media_type.content_type for media_type in MEDIA_TYPES)
     ),
 )
 class FileViewSet(AccountScopedMixin, viewsets.ViewSet):
+    required_scopes = {
+        "list": "files:read",
+        "retrieve": "files:read",
+        "create": "files:write",
+        "destroy": "files:write",
+    }  # rivya_api.keys.scopes
     parser_classes = [MultiPartParser]
     lookup_url_kwarg = "file_id"
 
@@ -229,6 +236,8 @@ class FileViewSet(AccountScopedMixin, viewsets.ViewSet):
 class FileContentView(AccountScopedMixin, APIView):
     """The bytes: with a genuine, unexpired signature no key is needed; otherwise the owner's key is."""
 
+    required_scopes = {"get": "files:read"}  # rivya_api.keys.scopes
+
     def get_permissions(self) -> list[Any]:
         return []  # decided in get(): a signature or the owner's key
 
@@ -275,6 +284,7 @@ class FileContentView(AccountScopedMixin, APIView):
         if "signature" in params or "expires" in params:
             file = file_get_signed(file_id=file_id, expires=params.get("expires"), signature=params.get("signature"))
         elif isinstance(request.user, ApiPrincipal):
+            HasScope().has_permission(request, self)  # with a key (no signature): files:read
             file = file_get_for_account(account=self.account, file_id=file_id)
         else:
             raise exceptions.NotAuthenticated()

@@ -228,6 +228,12 @@ SUBMIT_ERRORS = error_responses(
     ),
 )
 class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
+    required_scopes = {
+        "list": "generations:read",
+        "retrieve": "generations:read",
+        "create": "generations:write",
+        "cancel": "generations:write",
+    }  # rivya_api.keys.scopes
     parser_classes = [JSONParser]
     pagination_class = CursorPagination
     serializer_class = GenerationOutputSerializer

@@ -24,6 +24,7 @@ from django.db import models
 from django.utils import timezone
 
 from rivya_api.ids import PublicIdField
+from rivya_api.keys.scopes import default_scopes
 from rivya_core.conf import account_model_label
 
 __all__ = ["APIKey", "APIKeyEvent"]
@@ -53,6 +54,13 @@ class APIKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Set on the old key when it is rolled: the key that replaces it.
     replaced_by = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaces")
+    # What the key may do (rivya_api.keys.scopes.SCOPES); the default is every scope but keys:*.
+    scopes = models.JSONField(default=default_scopes, blank=True)
+    # The model ids the key may use; null: every model.
+    allowed_models = models.JSONField(null=True, blank=True, default=None)
+    # The rivya_billing SpendLimit its reservations count against (its id; billing's rows are reached
+    # through billing's services only); null: no credit limit. A rolled key's replacement shares it.
+    spend_limit_id = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "API key"

@@ -201,6 +201,16 @@ def _event_or_404(account: Any, public_id: str) -> WebhookEvent:
 class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
     """Webhook endpoints of the request's account."""
 
+    required_scopes = {
+        "list": "webhooks:read",
+        "retrieve": "webhooks:read",
+        "create": "webhooks:write",
+        "partial_update": "webhooks:write",
+        "destroy": "webhooks:write",
+        "rotate_secret": "webhooks:write",
+        "test": "webhooks:write",
+    }  # rivya_api.keys.scopes
+
     lookup_url_kwarg = "endpoint_id"
     parser_classes = [JSONParser]
 
@@ -377,6 +387,12 @@ class WebhookEndpointViewSet(AccountScopedMixin, viewsets.ViewSet):
 
 class WebhookEventViewSet(AccountScopedMixin, viewsets.ViewSet):
     """The event log of the request's account."""
+
+    required_scopes = {
+        "list": "webhooks:read",
+        "retrieve": "webhooks:read",
+        "redeliver": "webhooks:write",
+    }  # rivya_api.keys.scopes
 
     lookup_url_kwarg = "event_id"
     parser_classes = [JSONParser]

@@ -56,6 +56,7 @@ def _created(name: str) -> serializers.Serializer:
 
 
 class WidgetsView(AccountScopedMixin, APIView):
+    required_scopes = {"get": None, "post": None}  # any key
     """POST creates a widget (one execution); GET lists nothing but must ignore the header."""
 
     @extend_schema(responses={200: inline_serializer("WidgetList", {"object": serializers.CharField()})})
@@ -86,6 +87,7 @@ class WidgetsView(AccountScopedMixin, APIView):
 
 
 class UploadsView(AccountScopedMixin, APIView):
+    required_scopes = {"get": None, "post": None}  # any key
     """Multipart POST: one execution per upload; answers the file's hash."""
 
     @extend_schema(
@@ -102,6 +104,7 @@ class UploadsView(AccountScopedMixin, APIView):
 
 
 class NotIdempotentView(AccountScopedMixin, APIView):
+    required_scopes = {"get": None, "post": None}  # any key
     """Opted out: every POST executes, whatever its Idempotency-Key."""
 
     idempotency_enabled = False

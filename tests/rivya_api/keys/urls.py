@@ -9,6 +9,7 @@ from rivya_api.common.views import AccountScopedMixin
 
 
 class WhoAmIView(AccountScopedMixin, APIView):
+    required_scopes = {"get": None, "post": None}  # any key
     """Echoes who the request acts as, the way every resource view reaches it."""
 
     def get(self, request):  # type: ignore[no-untyped-def]
