@@ -16,6 +16,7 @@ class RivyaApiConfig(AppConfig):
         from rivya_api.credits.events import register_credits_event_types
         from rivya_api.generations.events import register_generation_event_types
         from rivya_api.keys import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+        from rivya_api.keys.limits import register_key_event_types
         from rivya_api.keys.signals import connect_account_signals
         from rivya_api.metrics import connect_celery_signals
 
@@ -23,6 +24,7 @@ class RivyaApiConfig(AppConfig):
         connect_account_signals()
         register_generation_event_types()
         register_credits_event_types()
+        register_key_event_types()
         own_app = configure_background(api_settings.BACKGROUND)
         if own_app is not None and api_settings.IN_PROCESS_BEAT:
             start_beat_on_first_request(own_app)

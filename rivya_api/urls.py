@@ -13,6 +13,7 @@ from rivya_api.common.views import unknown_route
 from rivya_api.credits.urls import urlpatterns as credits_urls
 from rivya_api.files.views import FileContentView, FileViewSet
 from rivya_api.generations import urls as generation_urls
+from rivya_api.keys.urls import urlpatterns as keys_urls
 from rivya_api.webhooks.urls import urlpatterns as webhooks_urls
 
 app_name = "rivya_api"
@@ -28,6 +29,7 @@ urlpatterns = [
     *generation_urls.urlpatterns,
     *credits_urls,
     *webhooks_urls,
+    *keys_urls,
     path("chat/completions", chat_views.chat_completions, name="chat-completions"),
     path("chat/sessions", chat_views.ChatSessionViewSet.as_view({"get": "list"}), name="chat-sessions"),
     path(

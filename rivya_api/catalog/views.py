@@ -21,6 +21,7 @@ from rivya_api.common.schema import (
     list_of,
 )
 from rivya_api.common.views import AccountScopedMixin
+from rivya_api.keys.scopes import key_model_allowed, key_model_check
 
 # Subclasses first: the first matching class decides the code.
 register_domain_error(ModelNotFoundError, 404, "model_not_found")
@@ -109,12 +110,17 @@ class ModelViewSet(AccountScopedMixin, viewsets.ViewSet):
     lookup_url_kwarg = "model_id"
 
     def list(self, request: Request) -> Response:
-        models = catalog_models(kind=request.query_params.get("kind") or None)
+        key = request.user.api_key
+        models = [
+            m for m in catalog_models(kind=request.query_params.get("kind") or None) if key_model_allowed(key, m.id)
+        ]
         data = ModelOutputSerializer(models, many=True).data
         return Response(list_body(list(data), has_more=False))
 
     def retrieve(self, request: Request, model_id: str) -> Response:
-        return Response(ModelOutputSerializer(catalog_model_get(model_id)).data)
+        model = catalog_model_get(model_id)
+        key_model_check(request.user.api_key, model.id)
+        return Response(ModelOutputSerializer(model).data)
 
     def get_serializer_class(self) -> Any:  # for the schema generator
         return ModelOutputSerializer

@@ -53,6 +53,7 @@ from rivya_api.chat.providers.base import ChatProvider, ChatRequest, ChatUsage
 from rivya_api.conf import api_settings
 from rivya_api.files.selectors import file_get_usable, file_open
 from rivya_api.ids import public_id
+from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
@@ -103,6 +104,7 @@ class PendingTurn:
     metadata: dict[str, str]
     idempotency_key: str
     actor: str = ""  # who the ledger names for the turn's credits, e.g. the API key's public id
+    spend_limit: int | None = None  # the API key's credit limit, counted with the reservation
 
 
 def chat_turn_reference(turn_id: str) -> str:
@@ -179,6 +181,7 @@ def chat_turn_prepare(
     metadata: dict[str, str] | None = None,
     idempotency_key: str = "",
     actor: str = "",
+    spend_limit: int | None = None,
 ) -> ChatTurnPlan:
     """Plan a turn without writing anything: its prompt, its price, its ids (see the module docstring).
 
@@ -259,6 +262,7 @@ def chat_turn_prepare(
             metadata=metadata or {},
             idempotency_key=idempotency_key,
             actor=actor,
+            spend_limit=spend_limit,
         ),
     )
 
@@ -309,12 +313,14 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
         idempotency_key=pending.idempotency_key,
     )
     try:
-        billing.credits_reserve(
+        hold = billing.credits_reserve(
             account=pending.account,
             amount=plan.credits_reserved,
             reference=chat_turn_reference(plan.turn_id),
             actor=pending.actor,
+            spend_limit=pending.spend_limit,
         )
+        key_reservation_observe(hold)
     except InsufficientCreditsError as exc:
         raise ChatCreditsError(requested=exc.requested, available=exc.available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs

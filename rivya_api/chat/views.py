@@ -83,6 +83,7 @@ from rivya_api.idempotency.services import (
     IdempotencyClaim,
     idempotency_claim,
 )
+from rivya_api.keys.scopes import key_model_check
 from rivya_api.metrics import sse_stream_tracked
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         model = catalog_model_get(data["model"])
+        key_model_check(request.user.api_key, model.id)
         if model.kind != "chat":
             raise ApiError(
                 f"{model.id} is {'an' if model.kind[:1] in 'aeiou' else 'a'} {model.kind} model; "
@@ -186,6 +188,7 @@ class ChatCompletionsView(AccountScopedMixin, APIView):
             metadata=data.get("metadata") or {},
             idempotency_key=idempotency_key,
             actor=request.user.api_key.public_id,
+            spend_limit=request.user.api_key.spend_limit_id,
         )
 
     def accept_turn(self, request: Any) -> services.ChatTurnPlan:

@@ -133,6 +133,22 @@ def register_domain_error(
     _DOMAIN_ERRORS[exc_class] = (status, code, dict(headers or {}))
 
 
+def _register_key_errors() -> None:
+    # Subclasses first: the first registered match decides.
+    from rivya_api.keys.exceptions import APIKeyError
+    from rivya_api.keys.scopes import InsufficientScopeError, ModelNotAllowedError
+    from rivya_billing.exceptions import SpendLimitExceededError
+
+    register_domain_error(InsufficientScopeError, 403, "insufficient_scope")
+    register_domain_error(ModelNotAllowedError, 403, "model_not_allowed")
+    # Retrying cannot help until the window resets or the limit is raised.
+    register_domain_error(SpendLimitExceededError, 402, "key_credit_limit_reached", headers={"x-should-retry": "false"})
+    register_domain_error(APIKeyError, 400, "invalid_parameter")
+
+
+_register_key_errors()
+
+
 def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str, str]:
     """Walk DRF's nested error detail to the first leaf: (param, code, message)."""
     if isinstance(detail, dict):

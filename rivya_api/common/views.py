@@ -25,7 +25,9 @@ from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_er
 from rivya_api.common.schema import RivyaAutoSchema
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.mixins import IdempotencyMixin
+from rivya_api.keys.limits import key_limit_refused
 from rivya_api.keys.scopes import HasScope
+from rivya_billing.exceptions import SpendLimitExceededError
 
 
 @csrf_exempt
@@ -89,6 +91,11 @@ class AccountScopedMixin(ApiViewDefaults, IdempotencyMixin):
     @property
     def account(self) -> Any:
         return request_account(self.request)
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, SpendLimitExceededError):
+            key_limit_refused(exc)  # the refused work has rolled back: announce the limit once per window
+        return super().handle_exception(exc)  # type: ignore[misc]
 
     def throttled(self, request: Any, wait: float | None) -> None:
         raise rate_limited_error(wait)

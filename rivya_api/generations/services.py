@@ -45,6 +45,7 @@ from rivya_api.generations.finishing import (
 )
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
+from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError
 
@@ -115,6 +116,7 @@ def generation_create(
     submitted_by: str = "",
     source: str = "api",
     on_created: Callable[[GenerationTask], None] | None = None,
+    spend_limit: int | None = None,
 ) -> GenerationTask:
     """Accept a job: quote it, reserve its price, create the task and queue it after commit.
 
@@ -123,7 +125,8 @@ def generation_create(
     the price is above ``max_credits``. ``on_created(task)`` runs inside the
     transaction once the task exists, before its price is reserved (the API
     names the task on the request's Idempotency-Key there); raising from it, or
-    a refused reservation, undoes everything.
+    a refused reservation, undoes everything. ``spend_limit`` (the API key's credit
+    limit) is counted in the same step as the reservation: ``SpendLimitExceededError``.
     """
     quote = generation_quote(account=account, model_id=model_id, input=input)
     _check_user_data_size(quote.input, metadata)
@@ -146,13 +149,15 @@ def generation_create(
         on_created(task)
     if quote.price:
         # Last, so that the wallet's row lock (held until commit) covers no other statement.
-        billing.credits_reserve(
+        hold = billing.credits_reserve(
             account=account,
             amount=quote.price,
             reference=task.public_id,
             actor=submitted_by,
             lease_seconds=_seconds(api_settings.GENERATION_QUEUE_LEASE),
+            spend_limit=spend_limit,
         )
+        key_reservation_observe(hold)
     enqueue_on_commit(task)
     model_name = task.model
     transaction.on_commit(lambda: metrics.generation_accepted(model=model_name), robust=True)

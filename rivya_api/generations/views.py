@@ -33,6 +33,7 @@ from rivya_api.generations.serializers import (
     GenerationOutputSerializer,
     GenerationQuoteSerializer,
 )
+from rivya_api.keys.scopes import key_model_check
 from rivya_billing.exceptions import InsufficientCreditsError
 
 MAX_WAIT_SECONDS = 60
@@ -250,6 +251,7 @@ class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
         data = GenerationCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         params = data.validated_data
+        key_model_check(request.user.api_key, params["model"])
         if params["dry_run"]:
             quote = services.generation_quote(account=self.account, model_id=params["model"], input=params["input"])
             body = {"object": "generation.quote", "model": quote.model.id, "price": quote.price, "input": quote.input}
@@ -262,6 +264,7 @@ class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
             max_credits=params.get("max_credits"),
             submitted_by=self.request.user.api_key.public_id,
             on_created=lambda task: self.idempotency_bind(task.public_id),
+            spend_limit=self.request.user.api_key.spend_limit_id,
         )
         return self._accepted(task)
 

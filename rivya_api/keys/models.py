@@ -100,6 +100,7 @@ class APIKeyEvent(models.Model):
 
     class Action(models.TextChoices):
         CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
         ROLLED = "rolled", "Rolled"
         REVOKED = "revoked", "Revoked"
 

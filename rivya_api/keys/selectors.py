@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 from rivya_api.keys import keystore
 from rivya_api.keys.models import APIKey, APIKeyEvent
 from rivya_api.keys.tokens import secret_hash, secret_is_well_formed
+from rivya_billing import services as billing
 
 
 def api_key_list(*, account: Any) -> QuerySet[APIKey]:
@@ -56,4 +58,14 @@ def api_key_predecessors_working(*, api_key: APIKey, now: datetime | None = None
         if older.status_at(now) == APIKey.Status.ROLLING:
             found.append(older)
         current = older
+    return found
+
+
+def api_key_credit_limits(keys: Iterable[APIKey], *, now: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """``{spend_limit_id: {credits, window, used, resets_at}}`` of the keys' limits (one query), as shown now."""
+    ids = {key.spend_limit_id for key in keys if key.spend_limit_id is not None}
+    found: dict[int, dict[str, Any]] = {}
+    for limit in billing.spend_limits_get(pks=ids):
+        used, _, resets_at = billing.spend_limit_usage(limit, now=now)
+        found[limit.pk] = {"credits": limit.credits, "window": limit.window, "used": used, "resets_at": resets_at}
     return found

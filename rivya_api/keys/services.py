@@ -8,6 +8,8 @@ same transaction. A secret is returned once, by ``api_key_create`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,12 +18,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from rivya_api.catalog.selectors import catalog_models
 from rivya_api.conf import api_settings
 from rivya_api.keys import keystore
 from rivya_api.keys.exceptions import APIKeyError, APIKeyGraceError, APIKeyStateError
 from rivya_api.keys.models import APIKey, APIKeyEvent
+from rivya_api.keys.scopes import InsufficientScopeError, default_scopes, scopes_normalize
 from rivya_api.keys.selectors import api_key_predecessors_working
 from rivya_api.keys.tokens import secret_display_parts, secret_generate, secret_hash
+from rivya_billing import services as billing
+from rivya_billing.exceptions import SpendLimitError
 
 # What a user may pick when rolling a key, like Stripe's roll dialog.
 ROLL_GRACE_CHOICES: dict[str, timedelta] = {
@@ -57,7 +63,15 @@ def _audit(
 
 
 def _key_insert(
-    *, account_id: Any, name: str, created_by: Any, expires_at: datetime | None, now: datetime
+    *,
+    account_id: Any,
+    name: str,
+    created_by: Any,
+    expires_at: datetime | None,
+    now: datetime,
+    scopes: list[str] | None = None,
+    allowed_models: list[str] | None = None,
+    spend_limit_id: int | None = None,
 ) -> tuple[APIKey, str]:
     secret = secret_generate()
     prefix, last4 = secret_display_parts(secret)
@@ -70,6 +84,9 @@ def _key_insert(
         created_at=now,
         created_by=created_by if getattr(created_by, "pk", None) is not None else None,
         expires_at=expires_at,
+        scopes=default_scopes() if scopes is None else scopes,
+        allowed_models=allowed_models,
+        spend_limit_id=spend_limit_id,
     )
     return key, secret
 
@@ -84,21 +101,163 @@ def api_key_create(
     ip: str | None = None,
     source: str = "",
     now: datetime | None = None,
+    scopes: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
+    credit_limit: CreditLimit | None = None,
+    granted_by: APIKey | None = None,
 ) -> tuple[APIKey, str]:
     """Issue a new key for ``account``; returns ``(key, secret)``.
 
     The secret is returned here only: the row keeps its hash, prefix and last
-    four characters. Writes the key and a ``created`` audit event atomically.
+    four characters. ``scopes`` defaults to every scope but ``keys:*``;
+    ``models`` (None: every model) is the allow-list; ``credit_limit`` sets a
+    spend limit the key's reservations count against. A key created through the
+    API names its creator in ``granted_by``: the new key may not have a scope or
+    a model the creator lacks (``InsufficientScopeError``). Writes the key, its
+    limit and a ``created`` audit event atomically.
     """
     now = now or timezone.now()
+    name = _clean_name(name)
+    if expires_at is not None and expires_at <= now:
+        raise APIKeyError("expires_at must be in the future.", param="expires_at")
+    scope_list = scopes_normalize(scopes)
+    model_list = _models_normalize(models)
+    if granted_by is not None:
+        _check_within(granted_by, scopes=scope_list, models=model_list)
+    key, secret = _key_insert(
+        account_id=account.pk,
+        name=name,
+        created_by=created_by,
+        expires_at=expires_at,
+        now=now,
+        scopes=scope_list,
+        allowed_models=model_list,
+    )
+    details: dict[str, Any] = {"scopes": scope_list, "models": model_list}
+    if granted_by is not None:
+        details["granted_by"] = granted_by.public_id
+    if credit_limit is not None:
+        _limit_set(key, credit_limit, now=now)
+        details["credit_limit"] = {"credits": credit_limit.credits, "window": credit_limit.window}
+    _audit(
+        api_key=key, action=APIKeyEvent.Action.CREATED, actor=created_by, ip=ip, source=source, now=now, details=details
+    )
+    return key, secret
+
+
+@dataclass(frozen=True)
+class CreditLimit:
+    """A key's credit limit as asked for: ``credits`` per ``window`` (``total``, ``day`` or ``month``, UTC)."""
+
+    credits: int
+    window: str = "total"
+
+
+UNSET: Any = object()
+
+
+def _clean_name(name: str | None) -> str:
     name = (name or "").strip()
     if len(name) > NAME_MAX_LENGTH:
-        raise APIKeyError(f"A key name has at most {NAME_MAX_LENGTH} characters.")
-    if expires_at is not None and expires_at <= now:
-        raise APIKeyError("expires_at must be in the future.")
-    key, secret = _key_insert(account_id=account.pk, name=name, created_by=created_by, expires_at=expires_at, now=now)
-    _audit(api_key=key, action=APIKeyEvent.Action.CREATED, actor=created_by, ip=ip, source=source, now=now)
-    return key, secret
+        raise APIKeyError(f"A key name has at most {NAME_MAX_LENGTH} characters.", param="name")
+    return name
+
+
+def _models_normalize(models: Iterable[str] | None) -> list[str] | None:
+    """The allow-list as stored: None (every model) or the distinct known model ids, in the given order."""
+    if models is None:
+        return None
+    known = {model.id for model in catalog_models()}
+    cleaned: list[str] = []
+    for index, model in enumerate(models):
+        if not isinstance(model, str) or model not in known:
+            raise APIKeyError(
+                f"Unknown model {str(model)[:100]!r}; GET /api/v1/models lists the models.", param=f"models[{index}]"
+            )
+        if model not in cleaned:
+            cleaned.append(model)
+    return cleaned
+
+
+def _check_within(granted_by: APIKey, *, scopes: list[str] | None, models: list[str] | None) -> None:
+    """Refuse to give a key a scope or a model its creator (``granted_by``) does not have."""
+    for scope in scopes or ():
+        if scope not in (granted_by.scopes or ()):
+            raise InsufficientScopeError(
+                f"This API key lacks the {scope} scope, so it cannot give it to another key.",
+                scope=scope,
+                param="scopes",
+            )
+    if granted_by.allowed_models is not None:
+        beyond = ["every model"] if models is None else [m for m in models if m not in granted_by.allowed_models]
+        if beyond:
+            raise InsufficientScopeError(
+                f"This API key may only use {', '.join(granted_by.allowed_models) or 'no model'}, so it cannot "
+                f"give another key {beyond[0]}; send models within its own.",
+                scope="models",
+                param="models",
+            )
+
+
+def _limit_set(key: APIKey, credit_limit: CreditLimit, *, now: datetime) -> None:
+    """Create or change the key's spend limit (a rolled key's replacement shares its predecessor's)."""
+    existing = billing.spend_limit_get(pk=key.spend_limit_id) if key.spend_limit_id else None
+    owner_ref = existing.owner_ref if existing is not None else f"api_key:{key.public_id}"
+    try:
+        limit = billing.spend_limit_set(
+            owner_ref=owner_ref, credits=credit_limit.credits, window=credit_limit.window, now=now
+        )
+    except SpendLimitError as error:
+        raise APIKeyError(str(error), param=f"credit_limit.{error.param}") from None
+    if key.spend_limit_id != limit.pk:
+        key.spend_limit_id = limit.pk
+        APIKey.objects.filter(pk=key.pk).update(spend_limit_id=limit.pk)
+
+
+@transaction.atomic
+def api_key_update(
+    *,
+    api_key: APIKey,
+    name: str | None = UNSET,
+    models: Iterable[str] | None = UNSET,
+    credit_limit: CreditLimit | None = UNSET,
+    granted_by: APIKey | None = None,
+    actor: Any = None,
+    ip: str | None = None,
+    source: str = "",
+    now: datetime | None = None,
+) -> APIKey:
+    """Change a key's ``name``, model allow-list or credit limit (``None``: remove it); omitted ones stay.
+
+    With ``granted_by`` (the key making the change through the API), the allow-list
+    may not reach beyond that key's (``InsufficientScopeError``). Locks the key row,
+    drops cached copies before the change (``keystore``), writes an ``updated`` audit
+    event with what changed; atomic.
+    """
+    now = now or timezone.now()
+    key = APIKey.objects.select_for_update().get(pk=api_key.pk)
+    changed: dict[str, Any] = {}
+    if name is not UNSET:
+        key.name = changed["name"] = _clean_name(name)
+    if models is not UNSET:
+        model_list = _models_normalize(models)
+        if granted_by is not None:
+            _check_within(granted_by, scopes=None, models=model_list)
+        key.allowed_models = changed["models"] = model_list
+    if credit_limit is not UNSET:
+        if credit_limit is None:
+            key.spend_limit_id = None
+            changed["credit_limit"] = None
+        else:
+            _limit_set(key, credit_limit, now=now)
+            changed["credit_limit"] = {"credits": credit_limit.credits, "window": credit_limit.window}
+    if changed:
+        keystore.key_invalidate(key.key_hash)
+        key.save(update_fields=["name", "allowed_models", "spend_limit_id"])
+        _audit(
+            api_key=key, action=APIKeyEvent.Action.UPDATED, actor=actor, ip=ip, source=source, now=now, details=changed
+        )
+    return key
 
 
 @transaction.atomic
@@ -130,7 +289,14 @@ def api_key_roll(
         raise APIKeyStateError(f"This key is {status}; only an active key can be rolled.")
     keystore.key_invalidate(old.key_hash)
     new, secret = _key_insert(
-        account_id=old.account_id, name=old.name, created_by=actor, expires_at=old.expires_at, now=now
+        account_id=old.account_id,
+        name=old.name,
+        created_by=actor,
+        expires_at=old.expires_at,
+        now=now,
+        scopes=old.scopes,
+        allowed_models=old.allowed_models,
+        spend_limit_id=old.spend_limit_id,  # the same budget: rolling a secret is no way around a limit
     )
     deadline = now + grace
     old.expires_at = deadline if old.expires_at is None else min(old.expires_at, deadline)

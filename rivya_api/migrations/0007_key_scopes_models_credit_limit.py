@@ -30,4 +30,12 @@ class Migration(migrations.Migration):
             name="spend_limit_id",
             field=models.BigIntegerField(blank=True, editable=False, null=True),
         ),
+        migrations.AlterField(
+            model_name="apikeyevent",
+            name="action",
+            field=models.CharField(
+                choices=[("created", "Created"), ("updated", "Updated"), ("rolled", "Rolled"), ("revoked", "Revoked")],
+                max_length=16,
+            ),
+        ),
     ]

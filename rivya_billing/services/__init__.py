@@ -56,6 +56,7 @@ from rivya_billing.services.limits import (
     spend_limit_mark_reached,
     spend_limit_set,
     spend_limit_usage,
+    spend_limits_get,
     spend_window_resets_at,
     spend_window_start,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "spend_limit_mark_reached",
     "spend_limit_set",
     "spend_limit_usage",
+    "spend_limits_get",
     "spend_window_resets_at",
     "spend_window_start",
 ]

@@ -14,6 +14,7 @@ Billing knows nothing about what is limited: ``owner_ref`` is opaque.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
@@ -26,6 +27,7 @@ from rivya_billing.models import TOTAL_WINDOW_START, Hold, HoldState, SpendLimit
 __all__ = [
     "spend_limit_exceeded_error",
     "spend_limit_get",
+    "spend_limits_get",
     "spend_limit_mark_reached",
     "spend_limit_set",
     "spend_limit_usage",
@@ -65,6 +67,12 @@ def spend_limit_usage(limit: SpendLimit, *, now: datetime | None = None) -> tupl
 
 def spend_limit_get(*, pk: int) -> SpendLimit | None:
     return SpendLimit.objects.filter(pk=pk).first()
+
+
+def spend_limits_get(*, pks: Iterable[int]) -> list[SpendLimit]:
+    """The limits with these ids (one query)."""
+    pks = list(pks)
+    return list(SpendLimit.objects.filter(pk__in=pks)) if pks else []
 
 
 def _check(credits: int, window: str) -> None:
