@@ -40,5 +40,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
         "FilePurposeEnum": "rivya_api.files.models.File.Purpose",
         "FileUploadPurposeEnum": "rivya_api.files.services.UPLOAD_PURPOSE_VALUES",
         "LedgerEntryTypeEnum": "rivya_api.credits.serializers.ENTRY_TYPES",
+        "ApiKeyStatusEnum": "rivya_api.keys.serializers.KEY_STATUSES",
+        "ApiKeyScopeEnum": "rivya_api.keys.scopes.SCOPES",
+        "CreditLimitWindowEnum": "rivya_api.keys.serializers.WINDOWS",
     },
 }

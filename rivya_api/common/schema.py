@@ -326,6 +326,72 @@ def preprocess_rivya_endpoints(endpoints: list[tuple[str, str, str, Any]], **kwa
     return [endpoint for endpoint in endpoints if getattr(getattr(endpoint[3], "cls", None), "rivya_api_view", False)]
 
 
+# Operations that take a model id (403 ``model_not_allowed`` for a key whose allow-list leaves it out)
+# and operations that reserve credits (402 ``key_credit_limit_reached`` through a limited key).
+MODEL_OPERATIONS = ("getModel", "createGeneration", "chat_completions_create")
+RESERVING_OPERATIONS = ("createGeneration", "chat_completions_create")
+KEY_ERRORS: dict[str, tuple[int, ErrorExample, str]] = {
+    "insufficient_scope": (
+        403,
+        ErrorExample(
+            "insufficient_scope",
+            "This API key lacks the generations:write scope this request needs. Use a key with "
+            "generations:write, or ask for one to be created with it.",
+        ),
+        "The key lacks the scope this operation needs (`insufficient_scope`, naming it)",
+    ),
+    "model_not_allowed": (
+        403,
+        ErrorExample(
+            "model_not_allowed",
+            "This API key may not use the model 'rivya-video-1'; it may use: rivya-image-1.",
+            "model",
+        ),
+        "or the model is outside the key's `models` (`model_not_allowed`)",
+    ),
+    "key_credit_limit_reached": (
+        402,
+        ErrorExample(
+            "key_credit_limit_reached",
+            "Credit limit reached: 498 of 500 credits per month (UTC) used, 4 more requested; "
+            "it resets at 2027-01-01T00:00:00Z.",
+        ),
+        "or the key's credit limit is reached (`key_credit_limit_reached`, `x-should-retry: false`)",
+    ),
+}
+
+
+def _add_error_example(responses: dict[str, Any], code: str) -> None:
+    status, example, description = KEY_ERRORS[code]
+    response = responses.get(str(status))
+    if response is None:
+        response = responses[str(status)] = {
+            "description": description + ".",
+            "content": {"application/json": {"schema": ERROR_REF, "examples": {}}},
+        }
+    else:
+        response["description"] = (
+            f"{response.get('description', '').rstrip('.')}; {description[0].lower()}{description[1:]}."
+        )
+    examples = response["content"]["application/json"].setdefault("examples", {})
+    body = error_example(status, example.code, example.message, example.param).value
+    examples.setdefault(code, {"value": body})
+    if code == "key_credit_limit_reached":
+        response.setdefault("headers", {})["x-should-retry"] = {
+            "description": "`false` on a 402: retrying cannot help.",
+            "schema": {"type": "string"},
+        }
+
+
+def _key_errors(operation: dict[str, Any], responses: dict[str, Any]) -> None:
+    if operation.get(OPENAPI_EXTENSION):
+        _add_error_example(responses, "insufficient_scope")
+    if operation.get("operationId") in MODEL_OPERATIONS:
+        _add_error_example(responses, "model_not_allowed")
+    if operation.get("operationId") in RESERVING_OPERATIONS:
+        _add_error_example(responses, "key_credit_limit_reached")
+
+
 def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """drf-spectacular hook: standard errors on every operation, no ``default``, ``X-Request-Id`` headers."""
     for path_item in (result.get("paths") or {}).values():
@@ -333,6 +399,7 @@ def postprocess_schema(result: dict[str, Any], generator: Any, request: Any, pub
             if method not in ("get", "put", "post", "patch", "delete", "head", "options", "trace"):
                 continue
             responses = operation.setdefault("responses", {})
+            _key_errors(operation, responses)
             responses.pop("default", None)
             statuses = AUTHENTICATED_STATUSES if _is_authenticated(operation) else (500,)
             if "requestBody" in operation:

@@ -13,6 +13,7 @@ from rivya_api.common.serializers import StrictSerializer
 from rivya_api.keys.scopes import SCOPES
 
 WINDOWS = ("total", "day", "month")
+KEY_STATUSES = ("active", "rolling", "expired", "revoked")
 
 
 class CreditLimitInputSerializer(StrictSerializer):
@@ -78,7 +79,7 @@ class APIKeyOutputSerializer(serializers.Serializer):
     object = constant_field("api_key")
     name = serializers.CharField()
     prefix = serializers.CharField(source="masked", help_text="What is shown of the secret: `rvya_sk_AbCd…wxyz`.")
-    status = serializers.ChoiceField(choices=["active", "rolling", "expired", "revoked"])
+    status = serializers.ChoiceField(choices=KEY_STATUSES, help_text="`rolling`: replaced, works until `expires_at`.")
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=SCOPES))
     models = serializers.ListField(
         source="allowed_models", child=serializers.CharField(), allow_null=True, help_text="null: every model."
