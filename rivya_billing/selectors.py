@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import BigIntegerField, Case, Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from rivya_billing.conf import billing_settings
-from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, Wallet
+from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, SpendLimit, Wallet
 
 __all__ = [
     "WalletCheck",
@@ -298,3 +299,32 @@ def ledger_check(*, wallet_ids: Iterable[int] | None = None) -> Iterator[WalletC
         ids = ids.filter(pk__in=list(wallet_ids))
     for wallet_id in list(ids):
         yield wallet_reconcile(wallet_id=wallet_id)
+
+
+def spend_limit_check() -> Iterator[tuple[SpendLimit, int]]:
+    """Every spend limit whose ``used`` differs from what its holds say, with what they say.
+
+    In the limit's current window: a pending hold counts in full, a settled one
+    what it charged, a released or expired one nothing. One statement, so one
+    snapshot on a live system.
+    """
+    counted = (
+        Hold.objects.filter(spend_limit=OuterRef("pk"), spend_window_start=OuterRef("window_start"))
+        .values("spend_limit")
+        .annotate(
+            total=Sum(
+                Case(
+                    When(state=HoldState.PENDING, then=F("amount")),
+                    When(state=HoldState.SETTLED, then=F("captured") + F("overrun")),
+                    default=Value(0),
+                    output_field=BigIntegerField(),
+                )
+            )
+        )
+        .values("total")
+    )
+    limits = SpendLimit.objects.annotate(
+        expected=Coalesce(Subquery(counted, output_field=BigIntegerField()), Value(0))
+    ).exclude(used=F("expected"))
+    for limit in limits.order_by("pk"):
+        yield limit, limit.expected

@@ -8,9 +8,11 @@ reservation. With a limit, the statement is, in this order:
 1. l: the guard of the limit. The conditional UPDATE takes the limit's row lock and, after
    waiting, READ COMMITTED re-checks ``used + amount <= credits`` on the newest version;
    ``used`` starts from 0 when ``now`` is in a later window than ``window_start``.
-2. h: insert the hold, naming the limit and the window it was counted in.
-3. w: the wallet guard as before, and only if l matched.
-4. the ledger line; a NULL sequence (l or w matched nothing) aborts the whole statement
+2. h: insert the hold, naming the limit and the window it was counted in, only if l matched:
+   a refusal of the limit inserts nothing and says so (``limit_refused``), so the caller
+   can tell it from a short wallet without reading anything again.
+3. w: the wallet guard as before.
+4. the ledger line; a NULL sequence (w matched nothing) aborts the whole statement
    with 23502, so neither the hold nor the limit's ``used`` change.
 Without a limit, the statement is exactly 0004's (the limit's CTE is not planned at all).
 Lock order: limit, then wallet — settle and release lock hold, limit, wallet.
@@ -42,7 +44,7 @@ CREATE OR REPLACE FUNCTION rivya_billing_reserve(
     account bigint, amount bigint, reference text, hold_public_id text, entry_public_id text,
     actor text, now timestamptz, lease_expires_at timestamptz, commit_early boolean, spend_limit bigint,
     OUT reserved_hold_id bigint, OUT reserved_wallet_id bigint,
-    OUT limit_used bigint, OUT limit_credits bigint, OUT limit_window_start timestamptz
+    OUT limit_used bigint, OUT limit_credits bigint, OUT limit_window_start timestamptz, OUT limit_refused boolean
 ) AS $$
 BEGIN
     IF commit_early THEN
@@ -89,27 +91,28 @@ BEGIN
                                         waived, refunded, lease_expires_at, lease_token, actor, created_at,
                                         resolved_at, spend_limit_id, spend_window_start)
         SELECT hold_public_id, wallet.id, reference, amount, 'pending', NULL, 0, 0,
-               0, 0, lease_expires_at, 0, actor, now, NULL, spend_limit, (SELECT l.window_start FROM l)
-          FROM rivya_billing_wallet AS wallet
+               0, 0, lease_expires_at, 0, actor, now, NULL, spend_limit, l.window_start
+          FROM rivya_billing_wallet AS wallet JOIN l ON true
          WHERE wallet.account_id = account
      RETURNING id, wallet_id
     ), w AS (
         UPDATE rivya_billing_wallet AS wallet
            SET held = wallet.held + amount, last_sequence = wallet.last_sequence + 1, updated_at = now
          WHERE wallet.id = (SELECT h.wallet_id FROM h) AND wallet.balance - wallet.held >= amount
-           AND EXISTS (SELECT 1 FROM l)
      RETURNING wallet.id, wallet.balance, wallet.held, wallet.last_sequence
+    ), e AS (
+        INSERT INTO rivya_billing_ledgerentry AS entry (
+            public_id, wallet_id, sequence, type, amount, balance_delta, held_delta,
+            balance_after, held_after, reference, hold_id, actor, description, created_at
+        )
+        SELECT entry_public_id, h.wallet_id, w.last_sequence, 'reserve', amount, 0, amount,
+               w.balance, w.held, reference, h.id, actor, '', now
+          FROM h LEFT JOIN w ON w.id = h.wallet_id
+        RETURNING entry.hold_id, entry.wallet_id
     )
-    INSERT INTO rivya_billing_ledgerentry AS entry (
-        public_id, wallet_id, sequence, type, amount, balance_delta, held_delta,
-        balance_after, held_after, reference, hold_id, actor, description, created_at
-    )
-    SELECT entry_public_id, h.wallet_id, w.last_sequence, 'reserve', amount, 0, amount,
-           w.balance, w.held, reference, h.id, actor, '', now
-      FROM h LEFT JOIN w ON w.id = h.wallet_id
-    RETURNING entry.hold_id, entry.wallet_id, (SELECT l.used FROM l), (SELECT l.credits FROM l),
-              (SELECT l.window_start FROM l)
-         INTO reserved_hold_id, reserved_wallet_id, limit_used, limit_credits, limit_window_start;
+    SELECT (SELECT e.hold_id FROM e), (SELECT e.wallet_id FROM e), (SELECT l.used FROM l),
+           (SELECT l.credits FROM l), (SELECT l.window_start FROM l), NOT EXISTS (SELECT 1 FROM l)
+      INTO reserved_hold_id, reserved_wallet_id, limit_used, limit_credits, limit_window_start, limit_refused;
 END;
 $$ LANGUAGE plpgsql;
 """

@@ -115,7 +115,7 @@ def credits_reserve(
 # wallet UPDATE, ledger INSERT. The wallet row is locked for the last INSERT and the commit.
 RESERVE_SQL = """
     SELECT reserved_hold_id, reserved_wallet_id
-           , limit_used, limit_credits, limit_window_start
+           , limit_used, limit_credits, limit_window_start, limit_refused
       FROM rivya_billing_reserve(%(account)s, %(amount)s, %(reference)s, %(hold_id)s, %(entry_id)s,
                                  %(actor)s, %(now)s, %(expires)s, %(commit_early)s, %(spend_limit)s)
 """
@@ -187,23 +187,24 @@ def _reserve_single_statement(
         hold._state.db = connection.alias
         hold.spend_limit_state = (row[2], row[3], row[4]) if spend_limit is not None else None
         return hold
-    # The limit's window is spent, not enough available, or no wallet at all.
-    if spend_limit is not None:
-        _refuse_if_limit_spent(spend_limit, amount=amount, now=now)
+    if row is not None and row[5]:  # the limit refused: nothing was written
+        existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
+        if existing is not None:
+            return existing  # a repeat of a reservation that was made
+        _refuse_for_limit(spend_limit, amount=amount, now=now)
+    # Not enough available, or no wallet at all.
     available = Wallet.objects.filter(account=account).values_list(F("balance") - F("held"), flat=True).first() or 0
     raise InsufficientCreditsError(
         f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
     )
 
 
-def _refuse_if_limit_spent(spend_limit: int, *, amount: int, now: datetime) -> None:
-    """After a refused reservation: raise ``SpendLimitExceededError`` if the limit is why (else the wallet was)."""
+def _refuse_for_limit(spend_limit: int, *, amount: int, now: datetime) -> None:
+    """The limit refused the reservation: ``SpendLimitExceededError`` with its figures as they are now."""
     limit = spend_limit_get(pk=spend_limit)
     if limit is None:
         raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
-    used, _, _ = spend_limit_usage(limit, now=now)
-    if used + amount > limit.credits:
-        raise spend_limit_exceeded_error(limit, requested=amount, now=now)
+    raise spend_limit_exceeded_error(limit, requested=amount, now=now)
 
 
 def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:

@@ -2,7 +2,8 @@
 
 Each wallet is read in one consistent snapshot (REPEATABLE READ on
 PostgreSQL), so the check is correct on a live system while work settles.
-Exits 0 when every wallet is consistent; otherwise prints each problem to
+Spend limits are checked too: each limit's ``used`` must be what its holds in
+the current window say. Exits 0 when every wallet and limit is consistent; otherwise prints each problem to
 stderr, naming the wallet and its account, and exits non-zero.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rivya_billing.selectors import ledger_check
+from rivya_billing.selectors import ledger_check, spend_limit_check
 
 
 class Command(BaseCommand):
@@ -37,6 +38,13 @@ class Command(BaseCommand):
             drifted.append(name)
             for problem in check.problems:
                 self.stderr.write(f"DRIFT {name}: {problem}")
+        limits: list[str] = []
+        if not wallets:
+            for limit, expected in spend_limit_check():
+                limits.append(f"spend limit {limit.public_id} ({limit.owner_ref})")
+                self.stderr.write(f"DRIFT {limits[-1]}: used is {limit.used}, its holds in the window say {expected}")
         if drifted:
             raise CommandError(f"Ledger drift in {len(drifted)} of {checked} wallets: {', '.join(drifted)}")
+        if limits:
+            raise CommandError(f"Spend limit drift in {len(limits)} limits: {', '.join(limits)}")
         self.stdout.write(self.style.SUCCESS(f"Ledger consistent: {checked} wallets, {entries} entries."))
