@@ -1,4 +1,5 @@
-"""``manage.py rivya_bootstrap (--username NAME | --account VALUE [--account-field F]) [--credits N] [--key-name L]``.
+"""``manage.py rivya_bootstrap (--username NAME | --account VALUE [--account-field F]) [--credits N] [--key-name L]
+[--scopes a,b,c] [--models m1,m2] [--credit-limit N [--credit-limit-window total|day|month]]``.
 
 Issues a new API key for an account, optionally grants it N credits, and prints the
 secret alone as the last line of stdout; everything else goes to stderr (logging).
@@ -10,6 +11,13 @@ that form creates no user and no account. Operations scripts depend on this cont
 
     KEY=$(python manage.py rivya_bootstrap --username acme --key-name ci)
     KEY=$(python manage.py rivya_bootstrap --account acme --account-field slug --key-name ci)
+    KEY=$(python manage.py rivya_bootstrap --username acme --scopes keys:read,keys:write,models:read)
+    KEY=$(python manage.py rivya_bootstrap --username acme --models rivya-image-1 --credit-limit 500 \
+          --credit-limit-window month)
+
+``--scopes`` (default: every scope but ``keys:read``/``keys:write``), ``--models`` (default:
+every model) and ``--credit-limit`` (default: none; ``--credit-limit-window`` defaults to
+``total``) restrict the key as ``POST /api/v1/keys`` would.
 
 Exit status is non-zero, with nothing on stdout and nothing created, when the
 command refuses (bad arguments).
@@ -27,8 +35,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from rivya_api.accounts import account_get_or_create_for_username, get_account_model
+from rivya_api.keys.exceptions import APIKeyError
 from rivya_api.keys.models import APIKey
-from rivya_api.keys.services import NAME_MAX_LENGTH, api_key_create
+from rivya_api.keys.scopes import SCOPES
+from rivya_api.keys.services import NAME_MAX_LENGTH, CreditLimit, api_key_create
 from rivya_billing.services import credits_grant
 
 logger = logging.getLogger("rivya_api.commands")
@@ -82,8 +92,20 @@ def account_lookup(*, value: str, field: str = "pk") -> Any:
         raise CommandError(f"{value!r} is not a valid {field} of {model._meta.label}: {exc}") from None
 
 
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
 def bootstrap(
-    *, username: str = "", account: Any = None, credits: int, key_name: str, reference: str | None = None
+    *,
+    username: str = "",
+    account: Any = None,
+    credits: int,
+    key_name: str,
+    reference: str | None = None,
+    scopes: list[str] | None = None,
+    models: list[str] | None = None,
+    credit_limit: CreditLimit | None = None,
 ) -> Bootstrap:
     """The shared path of ``rivya_bootstrap`` and ``rivya_demo``: account, credits, key, in one transaction.
 
@@ -102,7 +124,20 @@ def bootstrap(
         if account is None:
             account, user, created = account_get_or_create_for_username(username=username)
         grant_bootstrap_credits(account=account, credits=credits, reference=reference)
-        key, secret = api_key_create(account=account, name=key_name, source=SOURCE)
+        try:
+            key, secret = api_key_create(
+                account=account,
+                name=key_name,
+                source=SOURCE,
+                scopes=scopes,
+                models=models,
+                credit_limit=credit_limit,
+            )
+        except APIKeyError as error:
+            option = {"scopes": "--scopes", "models": "--models"}.get(
+                (error.param or "").split("[")[0], "--credit-limit"
+            )
+            raise CommandError(f"{option}: {error}") from None
     return Bootstrap(account=account, user=user, user_created=created, api_key=key, secret=secret)
 
 
@@ -118,26 +153,48 @@ class Command(BaseCommand):
         )
         parser.add_argument("--credits", type=int, default=0, help="Credits to grant (default 0).")
         parser.add_argument("--key-name", default="bootstrap", help="Label of the new key (default: bootstrap).")
+        parser.add_argument(
+            "--scopes",
+            help=f"Comma-separated scopes (default: all but keys:read,keys:write); from: {','.join(SCOPES)}.",
+        )
+        parser.add_argument("--models", help="Comma-separated model ids the key may use (default: every model).")
+        parser.add_argument("--credit-limit", type=int, help="The most credits the key may reserve per window.")
+        parser.add_argument(
+            "--credit-limit-window",
+            choices=["total", "day", "month"],
+            help="The window of --credit-limit: total (default), day or month (UTC).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         account = None
         if options["account"] is not None:
             account = account_lookup(value=options["account"], field=options["account_field"])
+        if options["credit_limit_window"] and options["credit_limit"] is None:
+            raise CommandError("--credit-limit-window needs --credit-limit.")
+        credit_limit = None
+        if options["credit_limit"] is not None:
+            credit_limit = CreditLimit(
+                credits=options["credit_limit"], window=options["credit_limit_window"] or "total"
+            )
         result = bootstrap(
             username=options["username"] or "",
             account=account,
             credits=options["credits"],
             key_name=options["key_name"],
+            scopes=_csv(options["scopes"]),
+            models=_csv(options["models"]),
+            credit_limit=credit_limit,
         )
         who = "account" if result.user is None else f"user {result.user.get_username()}, account"
         logger.info(
-            "%s %s %r; issued API key %s (%s) named %r; credits granted: %s",
+            "%s %s %r; issued API key %s (%s) named %r with scopes %s; credits granted: %s",
             "Created" if result.user_created else "Reused",
             who,
             result.account,
             result.api_key.public_id,
             result.api_key.masked,
             result.api_key.name,
+            ",".join(result.api_key.scopes),
             options["credits"],
         )
         self.stdout.write(result.secret)

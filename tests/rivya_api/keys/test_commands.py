@@ -90,12 +90,44 @@ def test_a_refused_bootstrap_grants_nothing():
         (["--username", "acme", "--credits", "-5"], "0 or more"),
         (["--username", "  "], "must not be empty"),
         (["--username", "acme", "--key-name", "x" * 101], "at most 100"),
+        (["--username", "acme", "--scopes", "models:read,files:burn"], "--scopes: Unknown scope 'files:burn'"),
+        (["--username", "acme", "--models", "rivya-image-1,nope"], "--models: Unknown model 'nope'"),
+        (["--username", "acme", "--credit-limit", "-1"], "--credit-limit: credits must be an integer"),
+        (["--username", "acme", "--credit-limit-window", "day"], "needs --credit-limit"),
     ],
 )
 def test_bootstrap_rejects_bad_arguments(args, message):
     with pytest.raises(CommandError, match=message):
         bootstrap(*args)
     assert not APIKey.objects.exists()
+
+
+def test_bootstrap_restricts_the_key_with_scopes_models_and_a_credit_limit():
+    from rivya_billing.services import spend_limit_get
+
+    out, err = bootstrap(
+        "--username",
+        "customer",
+        "--scopes",
+        "models:read, generations:write",
+        "--models",
+        "rivya-image-1",
+        "--credit-limit",
+        "500",
+        "--credit-limit-window",
+        "month",
+    )
+    key = api_key_for_secret(secret=out.strip().splitlines()[-1])
+    assert key.scopes == ["models:read", "generations:write"]
+    assert key.allowed_models == ["rivya-image-1"]
+    limit = spend_limit_get(pk=key.spend_limit_id)
+    assert (limit.credits, limit.window) == (500, "month")
+    plain = api_key_for_secret(secret=bootstrap("--username", "other")[0].strip().splitlines()[-1])
+    assert plain.allowed_models is None
+    assert plain.spend_limit_id is None
+    assert "keys:write" not in plain.scopes
+    admin = api_key_for_secret(secret=bootstrap("--username", "ops", "--scopes", "keys:read,keys:write")[0].strip())
+    assert admin.scopes == ["keys:read", "keys:write"]
 
 
 def _name_field() -> str:
