@@ -3,6 +3,7 @@ import { Chat } from "./resources/chat.js";
 import { Credits } from "./resources/credits.js";
 import { Files } from "./resources/files.js";
 import { Generations } from "./resources/generations.js";
+import { Keys } from "./resources/keys.js";
 import { Models } from "./resources/models.js";
 import { WebhookEvents, Webhooks } from "./resources/webhooks.js";
 
@@ -21,6 +22,7 @@ export class Rivya extends Core {
   readonly credits: Credits;
   readonly webhooks: Webhooks;
   readonly webhookEvents: WebhookEvents;
+  readonly keys: Keys;
 
   constructor(options: ClientOptions = {}) {
     super(options);
@@ -31,5 +33,6 @@ export class Rivya extends Core {
     this.credits = new Credits(this);
     this.webhooks = new Webhooks(this);
     this.webhookEvents = new WebhookEvents(this);
+    this.keys = new Keys(this);
   }
 }

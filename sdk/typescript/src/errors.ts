@@ -80,8 +80,24 @@ export class InsufficientCreditsError extends PaymentRequiredError {
 export class MaxCreditsExceededError extends PaymentRequiredError {
   override name = "MaxCreditsExceededError";
 }
+/**
+ * 402 `key_credit_limit_reached`: this API key's credit limit is used up for its window
+ * (`err.message` gives the limit, what is used and when it resets). Never retried; the wallet may
+ * well have credits: wait for the reset or raise the key's limit.
+ */
+export class KeyCreditLimitReachedError extends PaymentRequiredError {
+  override name = "KeyCreditLimitReachedError";
+}
 export class PermissionDeniedError extends APIError {
   override name = "PermissionDeniedError";
+}
+/** 403 `insufficient_scope`: the key lacks the scope the request needs (`err.message` names it). */
+export class InsufficientScopeError extends PermissionDeniedError {
+  override name = "InsufficientScopeError";
+}
+/** 403 `model_not_allowed`: the model is outside the key's `models` allow-list. */
+export class ModelNotAllowedError extends PermissionDeniedError {
+  override name = "ModelNotAllowedError";
 }
 export class NotFoundError extends APIError {
   override name = "NotFoundError";
@@ -112,6 +128,9 @@ export class InternalServerError extends APIError {
 const CODE_CLASSES: Record<string, typeof APIError> = {
   insufficient_credits: InsufficientCreditsError,
   max_credits_exceeded: MaxCreditsExceededError,
+  key_credit_limit_reached: KeyCreditLimitReachedError,
+  insufficient_scope: InsufficientScopeError,
+  model_not_allowed: ModelNotAllowedError,
 };
 
 const STATUS_CLASSES: Record<number, typeof APIError> = {

@@ -68,6 +68,16 @@ export type WebhookRedeliverParams = Schema<"WebhookRedeliverInputRequest", { en
 /** The signed body of a delivery. */
 export type WebhookEnvelope = Schema<"WebhookEnvelope">;
 
+// --- API keys --------------------------------------------------------------------------
+
+export type ApiKey = Schema<"APIKeyOutput">;
+export type ApiKeyWithSecret = Schema<"APIKeyWithSecretOutput">;
+export type ApiKeyCreateParams = Schema<"APIKeyCreateInputRequest">;
+export type ApiKeyUpdateParams = Schema<"PatchedAPIKeyUpdateInputRequest">;
+export type ApiKeyListParams = QueryOf<"listKeys", PageParams>;
+export type ApiKeyScope = Schema<"ApiKeyScopeEnum", string>;
+export type CreditLimit = Schema<"CreditLimitOutput">;
+
 // --- credits ---------------------------------------------------------------------------
 
 export type Credits = Schema<

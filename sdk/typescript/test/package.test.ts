@@ -84,7 +84,7 @@ describe("package", () => {
     same: true,
     version: JSON.parse(readFileSync(join(pkg, "package.json"), "utf8")).version,
     base: "http://127.0.0.1:8000/api/v1",
-    resources: ["models", "files", "generations", "chat", "credits", "webhooks", "webhookEvents"],
+    resources: ["models", "files", "generations", "chat", "credits", "webhooks", "webhookEvents", "keys"],
     errors: ["function", false],
     verify: "function",
   });

@@ -20,10 +20,17 @@ import type { TestProject } from "vitest/node";
 
 const run = promisify(execFile);
 
+const ALL_SCOPES = [
+  "models:read", "generations:read", "generations:write", "files:read", "files:write", "chat:read", "chat:write",
+  "credits:read", "credits:write", "webhooks:read", "webhooks:write", "keys:read", "keys:write",
+].join(",");
+
 export interface RivyaServer {
   baseURL: string;
   /** A key of an account with 1000 credits. */
   apiKey: string;
+  /** A key of the same account with every scope, `keys:read` and `keys:write` included. */
+  adminApiKey: string;
   /** A key of an account with no credits (402s). */
   brokeApiKey: string;
   /** Same database, `RIVYA_API_RATE_LIMIT=3/min`. */
@@ -73,8 +80,8 @@ async function manage(dir: string, args: string[]): Promise<string> {
 }
 
 /** `rivya_bootstrap --username NAME --credits N`: the key is the last stdout line. */
-async function bootstrap(dir: string, username: string, credits: number): Promise<string> {
-  const args = ["rivya_bootstrap", "--username", username, "--key-name", "sdk-tests"];
+async function bootstrap(dir: string, username: string, credits: number, extra: string[] = []): Promise<string> {
+  const args = ["rivya_bootstrap", "--username", username, "--key-name", "sdk-tests", ...extra];
   let stdout: string;
   try {
     stdout = await manage(dir, [...args, "--credits", String(credits)]);
@@ -159,8 +166,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // Independent steps in parallel (SQLite's IMMEDIATE transactions queue the writers).
     const servers = [startServer(dir, "main", {}), startServer(dir, "limited", { RIVYA_API_RATE_LIMIT: "3/min" })];
     for (const started of servers) started.then(([child]) => children.push(child), () => undefined);
-    const [apiKey, brokeApiKey, limitedApiKey, [, baseURL], [, limitedBaseURL]] = await Promise.all([
-      bootstrap(dir, "sdk", 1000),
+    const apiKey = await bootstrap(dir, "sdk", 1000);
+    const [adminApiKey, brokeApiKey, limitedApiKey, [, baseURL], [, limitedBaseURL]] = await Promise.all([
+      bootstrap(dir, "sdk", 0, ["--scopes", ALL_SCOPES]),
       bootstrap(dir, "sdk-broke", 0),
       bootstrap(dir, "sdk-limited", 0),
       servers[0]!,
@@ -180,6 +188,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("rivya", {
       baseURL: `${baseURL}/api/v1`,
       apiKey,
+      adminApiKey,
       brokeApiKey,
       limitedBaseURL: `${limitedBaseURL}/api/v1`,
       limitedApiKey,
