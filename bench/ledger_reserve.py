@@ -14,6 +14,9 @@ concurrent clients (threads, each on its own connection; 64 by default), for
   plus the hold and ledger INSERTs, committed with early lock release: see
   ``rivya_billing.services.durability``; the reservation is flushed to disk
   before the call returns);
+- reserve, hot wallet, through a limited key: the same statement also checking and
+  counting a spend limit (a key's ``credit_limit``, window ``day``) that never binds
+  (issue 23: at least 0.8x the plain UPDATE too);
 - the same with ``EARLY_LOCK_RELEASE`` off: the wallet's row stays locked
   through the commit's WAL flush;
 - the same on a wallet with a low-balance threshold (its trigger runs on every reservation);
@@ -200,6 +203,7 @@ def client_process(first: int, count: int, op: Callable[[int, int], int], ready:
 
 
 FLUSH_UNDER_LOCK = "reserve, hot wallet, flush under the lock"
+LIMITED = "reserve, hot wallet, through a limited key"
 
 
 def early_lock_release(on: bool) -> Any:
@@ -293,7 +297,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from rivya_billing import services
     from rivya_billing.exceptions import InsufficientCreditsError
     from rivya_billing.models import Hold, Wallet
-    from rivya_billing.selectors import wallet_reconcile
+    from rivya_billing.selectors import spend_limit_check, wallet_reconcile
     from rivya_billing.services.holds import _reserve_locked
 
     with connection.cursor() as cursor:
@@ -302,10 +306,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cursor.execute("SELECT version()")
         server = cursor.fetchone()[0].split(",")[0]
 
-    hot, locked_hot, alert_hot = make_accounts(3, 10**15, "hot")
+    hot, locked_hot, alert_hot, limited_hot = make_accounts(4, 10**15, "hot")
     # A low-balance threshold arms the wallet's trigger (migration 0006) on every reservation;
     # threshold 1 is never crossed here, so this measures the trigger's cost, not the notices'.
     services.credits_alert_set(account=alert_hot, low_balance_threshold=1)
+    limit = services.spend_limit_set(owner_ref="api_key:bench", credits=10**15, window="day")
     spread = make_accounts(args.wallets, 10**12, "spread")
     connection.close()
 
@@ -320,6 +325,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     def reserve_hot_alert(client: int, i: int) -> int:
         services.credits_reserve(account=alert_hot, amount=1, reference=f"alert:{client}:{i}:{time.monotonic_ns()}")
+
+    def reserve_hot_limited(client: int, i: int) -> int:
+        services.credits_reserve(
+            account=limited_hot, amount=1, reference=f"lim:{client}:{i}:{time.monotonic_ns()}", spend_limit=limit.pk
+        )
         return 1
 
     def reserve_hot_locked(client: int, i: int) -> int:
@@ -347,6 +357,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         (f"reserve, spread over {args.wallets:,} wallets", reserve_spread),
         # Last, so the indexes above stay those the results read.
         ("reserve, hot wallet, low-balance alert set", reserve_hot_alert),
+        (LIMITED, reserve_hot_limited),
     ]
     rates: dict[str, list[float]] = {label: [] for label, _ in scenarios}
     totals: dict[str, int] = {label: 0 for label, _ in scenarios}
@@ -377,7 +388,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     grabbed = run_clients(args.clients, 2.0, overspend, args.processes)
     load = os.getloadavg()
     scarce_wallet = Wallet.objects.get(account=scarce)
-    hot_wallets = [Wallet.objects.get(account=a) for a in (hot, locked_hot, alert_hot, scarce)]
+    hot_wallets = [Wallet.objects.get(account=a) for a in (hot, locked_hot, alert_hot, limited_hot, scarce)]
     problems = {w.pk: wallet_reconcile(wallet_id=w.pk).problems for w in hot_wallets}
     spread_held = sum(Wallet.objects.filter(account__in=spread).values_list("held", flat=True))
     spread_holds = Hold.objects.filter(wallet__account__in=spread).count()
@@ -408,11 +419,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     )
     overspent = grabbed.amount > 1_000 or scarce_wallet.held != grabbed.amount or spread_held != spread_holds
     drift = {pk: p for pk, p in problems.items() if p}
+    limit_drift = [found.pk for found, _ in spend_limit_check()]
+    if limit_drift:
+        drift["spend limits"] = limit_drift
     print(f"ledger check of the hot wallets: {'clean' if not drift else drift}")
     ratio = statistics.median(rates[scenarios[1][0]]) / base
     print(f"target hot-wallet reserve >= 0.8x plain UPDATE: {'met' if ratio >= 0.8 else 'NOT met'} ({ratio:.2f}x)")
     alert_ratio = statistics.median(rates[scenarios[5][0]]) / base
     print(f"hot-wallet reserve with a low-balance threshold: {alert_ratio:.2f}x plain UPDATE")
+    limited = statistics.median(rates[LIMITED]) / base
+    print(f"target limited-key reserve >= 0.8x plain UPDATE: {'met' if limited >= 0.8 else 'NOT met'} ({limited:.2f}x)")
     if overspent or drift:
         sys.exit("OVERSPEND OR DRIFT")
     medians = {label: statistics.median(values) for label, values in rates.items()}
@@ -428,6 +444,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "spread_wallets": args.wallets,
         "hot_over_plain_update": round(hot / base, 2),
         "hot_over_spread": round(hot / spread, 2),
+        "hot_limited_key_per_s": round(medians[LIMITED]),
+        "hot_limited_key_over_plain_update": round(medians[LIMITED] / base, 2),
+        "limited_met": medians[LIMITED] / base >= 0.8,
         "overspend": False,
         "server_cpu_ms_per_op": {
             "plain_update": round(server_cpu[scenarios[0][0]] * 1000 / max(1, totals[scenarios[0][0]]), 3),

@@ -703,6 +703,16 @@ def main() -> None:
                 ledger.get("met"),
             )
         )
+        rows.append(
+            row(
+                "(4b) hot-wallet reservations/s through a limited key vs a plain single-row UPDATE (64 clients)",
+                ledger.get("hot_limited_key_per_s"),
+                ledger.get("plain_update_per_s"),
+                ledger.get("hot_limited_key_over_plain_update"),
+                "≥ 0.8",
+                ledger.get("limited_met"),
+            )
+        )
     else:
         rows.append(row("(4) hot-wallet reservations", ledger, "–", None, "ledger issue", None))
     hooks = subs.get("webhook_delivery", NOT_AVAILABLE)

@@ -25,7 +25,7 @@ from django.utils.html import format_html, format_html_join
 
 from rivya_billing import services
 from rivya_billing.exceptions import BillingError
-from rivya_billing.models import Hold, HoldState, LedgerEntry, LowBalanceNotice, Wallet
+from rivya_billing.models import Hold, HoldState, LedgerEntry, LowBalanceNotice, SpendLimit, Wallet
 from rivya_billing.selectors import wallet_reconcile
 
 
@@ -333,3 +333,13 @@ class HoldAdmin(ReadOnlyAdmin):
     search_fields = ["public_id", "reference"]
     list_select_related = ["wallet__account"]
     ordering = ["-created_at", "-pk"]
+
+
+@admin.register(SpendLimit)
+class SpendLimitAdmin(ReadOnlyAdmin):
+    """Spend limits (an API key's credit limit points at one); set through the owner (the key), shown here."""
+
+    list_display = ["public_id", "owner_ref", "credits", "window", "used", "window_start", "updated_at"]
+    list_filter = ["window"]
+    search_fields = ["public_id", "owner_ref"]
+    ordering = ["-updated_at", "-pk"]

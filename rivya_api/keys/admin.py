@@ -21,10 +21,12 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from rivya_api.catalog.selectors import catalog_models
 from rivya_api.keys.exceptions import APIKeyError
 from rivya_api.keys.models import APIKey, APIKeyEvent
-from rivya_api.keys.selectors import api_key_predecessors_working
-from rivya_api.keys.services import ROLL_GRACE_CHOICES, api_key_create, api_key_revoke, api_key_roll
+from rivya_api.keys.scopes import DEFAULT_SCOPES, SCOPES
+from rivya_api.keys.selectors import api_key_credit_limits, api_key_predecessors_working
+from rivya_api.keys.services import ROLL_GRACE_CHOICES, CreditLimit, api_key_create, api_key_revoke, api_key_roll
 
 SOURCE = "admin"
 
@@ -54,9 +56,37 @@ class APIKeyActionForm(ActionForm):
 
 
 class APIKeyAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in SCOPES],
+        initial=list(DEFAULT_SCOPES),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What the key may do (none checked: every scope but keys:*). keys:read/keys:write let it "
+        "list and create other keys of the account.",
+    )
+    models = forms.CharField(required=False, help_text="Comma-separated model ids the key may use; empty: every model.")
+    credit_limit = forms.IntegerField(
+        required=False, min_value=0, help_text="The most credits the key may reserve per window; empty: no limit."
+    )
+    credit_limit_window = forms.ChoiceField(
+        choices=[("total", "in total"), ("day", "per day (UTC)"), ("month", "per month (UTC)")],
+        initial="total",
+        required=False,
+    )
+
     class Meta:
         model = APIKey
         fields = ["account", "name", "expires_at"]
+
+    EXTRA_FIELDS = ["scopes", "models", "credit_limit", "credit_limit_window"]
+
+    def clean_models(self) -> list[str] | None:
+        models = [m.strip() for m in (self.cleaned_data.get("models") or "").split(",") if m.strip()]
+        known = {model.id for model in catalog_models()}
+        unknown = [m for m in models if m not in known]
+        if unknown:
+            raise forms.ValidationError(f"Unknown model {unknown[0]!r}; known: {', '.join(sorted(known))}.")
+        return models or None
 
     def clean_expires_at(self) -> Any:
         value = self.cleaned_data.get("expires_at")
@@ -133,8 +163,24 @@ class APIKeyAdmin(admin.ModelAdmin):
         "expires_at",
         "revoked_at",
         "replaced_by",
+        "scopes",
+        "models_display",
+        "credit_limit_display",
     ]
     readonly_fields = fields
+
+    @admin.display(description="models")
+    def models_display(self, obj: APIKey) -> str:
+        return "every model" if obj.allowed_models is None else ", ".join(obj.allowed_models) or "none"
+
+    @admin.display(description="credit limit")
+    def credit_limit_display(self, obj: APIKey) -> str:
+        limit = api_key_credit_limits([obj]).get(obj.spend_limit_id) if obj.spend_limit_id else None
+        if limit is None:
+            return "none"
+        per = {"total": "in total", "day": "per day (UTC)", "month": "per month (UTC)"}[limit["window"]]
+        resets = f"; resets {limit['resets_at']:%Y-%m-%d %H:%M} UTC" if limit["resets_at"] else ""
+        return f"{limit['used']} of {limit['credits']} credits used {per}{resets}"
 
     @admin.display(description="key")
     def key(self, obj: APIKey) -> str:
@@ -163,7 +209,7 @@ class APIKeyAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return list(APIKeyAddForm.Meta.fields) if obj is None else list(self.fields)
+        return [*APIKeyAddForm.Meta.fields, *APIKeyAddForm.EXTRA_FIELDS] if obj is None else list(self.fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [] if obj is None else list(self.readonly_fields)
@@ -180,13 +226,20 @@ class APIKeyAdmin(admin.ModelAdmin):
         return False  # revoke instead: the audit trail keeps every key
 
     def save_model(self, request: HttpRequest, obj: APIKey, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        limit = data.get("credit_limit")
         key, secret = api_key_create(
-            account=form.cleaned_data["account"],
-            name=form.cleaned_data.get("name") or "",
-            expires_at=form.cleaned_data.get("expires_at"),
+            account=data["account"],
+            name=data.get("name") or "",
+            expires_at=data.get("expires_at"),
             created_by=request.user,
             ip=client_ip(request),
             source=SOURCE,
+            scopes=data.get("scopes") or None,  # none checked: the default scopes
+            models=data.get("models"),
+            credit_limit=None
+            if limit is None
+            else CreditLimit(credits=limit, window=data.get("credit_limit_window") or "total"),
         )
         for field in APIKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(key, field.attname))

@@ -7,9 +7,11 @@ from typing import Any
 
 from django import forms
 
+from rivya_api.catalog.selectors import catalog_models
 from rivya_api.common import hostile
 from rivya_api.common.errors import ApiError
-from rivya_api.keys.services import NAME_MAX_LENGTH, ROLL_GRACE_CHOICES
+from rivya_api.keys.scopes import SCOPES
+from rivya_api.keys.services import NAME_MAX_LENGTH, ROLL_GRACE_CHOICES, CreditLimit
 
 KEY_EXPIRY_CHOICES = [
     ("", "Never"),
@@ -26,17 +28,60 @@ ROLL_GRACE_LABELS = {
 }
 
 
-class APIKeyCreateForm(forms.Form):
+LIMIT_WINDOW_CHOICES = [("total", "in total"), ("day", "per day (UTC)"), ("month", "per month (UTC)")]
+
+
+class CreditLimitFields(forms.Form):
+    credit_limit = forms.IntegerField(
+        required=False,
+        min_value=0,
+        label="Credit limit",
+        help_text="The most credits the key may reserve; empty: no limit beyond the wallet.",
+    )
+    credit_limit_window = forms.ChoiceField(
+        choices=LIMIT_WINDOW_CHOICES, initial="total", required=False, label="Window"
+    )
+
+    def credit_limit_value(self) -> CreditLimit | None:
+        credits = self.cleaned_data.get("credit_limit")
+        if credits is None:
+            return None
+        return CreditLimit(credits=credits, window=self.cleaned_data.get("credit_limit_window") or "total")
+
+
+class APIKeyCreateForm(CreditLimitFields):
     name = forms.CharField(
         max_length=NAME_MAX_LENGTH,
         required=True,
         help_text="A name that tells you where the key is used, e.g. “production server”.",
     )
     expires_in_days = forms.ChoiceField(choices=KEY_EXPIRY_CHOICES, required=False, label="Expires")
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in SCOPES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What the key may do; none checked: everything but managing keys (keys:read, keys:write).",
+    )
+    models = forms.MultipleChoiceField(
+        choices=[],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The models the key may use; none checked: every model.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["models"].choices = [(model.id, model.id) for model in catalog_models()]
+
+    field_order = ["name", "expires_in_days", "scopes", "models", "credit_limit", "credit_limit_window"]
 
     def expires_in(self) -> timedelta | None:
         days = self.cleaned_data.get("expires_in_days")
         return timedelta(days=int(days)) if days else None
+
+
+class APIKeyLimitForm(CreditLimitFields):
+    """Set, change or (empty) remove a key's credit limit on its page."""
 
 
 class APIKeyRollForm(forms.Form):

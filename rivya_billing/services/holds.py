@@ -223,7 +223,14 @@ def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tup
 
 
 def _reserve_locked(
-    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: int | None
+    *,
+    account: Any,
+    amount: int,
+    reference: str,
+    actor: str,
+    now: datetime,
+    expires: datetime,
+    spend_limit: int | None = None,
 ) -> Hold:
     """The portable reservation: limit row lock, wallet row lock, then hold and entry (SQLite; any database)."""
     try:

@@ -22,13 +22,14 @@ from rivya_api.common.rendering import render
 from rivya_api.keys.exceptions import APIKeyError
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.selectors import (
+    api_key_credit_limits,
     api_key_event_list,
     api_key_event_list_for_account,
     api_key_get,
     api_key_list,
     api_key_predecessors_working,
 )
-from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll
+from rivya_api.keys.services import api_key_create, api_key_revoke, api_key_roll, api_key_update
 from rivya_api.pages.common import (
     SOURCE,
     client_ip,
@@ -37,7 +38,7 @@ from rivya_api.pages.common import (
     query_without_page,
     with_detail_keys,
 )
-from rivya_api.pages.forms import APIKeyCreateForm, APIKeyRollForm
+from rivya_api.pages.forms import APIKeyCreateForm, APIKeyLimitForm, APIKeyRollForm
 
 ACTIVITY_PER_PAGE = 20
 
@@ -77,13 +78,18 @@ def key_list(request: HttpRequest) -> HttpResponse:
                 ip=client_ip(request),
                 source=SOURCE,
                 now=now,
+                scopes=form.cleaned_data.get("scopes") or None,
+                models=form.cleaned_data.get("models") or None,
+                credit_limit=form.credit_limit_value(),
             )
         except APIKeyError as exc:
             form.add_error(None, str(exc))
         else:
             return _secret_once(request, key=key, secret=secret)
     now = timezone.now()
-    keys = [(key, key.status_at(now)) for key in api_key_list(account=account)]
+    listed = list(api_key_list(account=account))
+    limits = api_key_credit_limits(listed, now=now)
+    keys = [(key, key.status_at(now), limits.get(key.spend_limit_id)) for key in listed]
     activity = paginate(request, api_key_event_list_for_account(account=account), ACTIVITY_PER_PAGE)
     activity.object_list = with_detail_keys(activity.object_list, account=account)
     context: dict[str, Any] = {
@@ -97,16 +103,36 @@ def key_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "POST"])
 def key_detail(request: HttpRequest, key_id: str) -> HttpResponse:
+    """One key: its scopes, models, credit limit with what is used, audit trail; POST sets the limit."""
     key = _key_or_404(request, key_id)
+    limit = api_key_credit_limits([key]).get(key.spend_limit_id) if key.spend_limit_id else None
+    initial = {"credit_limit": limit["credits"], "credit_limit_window": limit["window"]} if limit else {}
+    form = APIKeyLimitForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            api_key_update(
+                api_key=key,
+                credit_limit=form.credit_limit_value(),
+                actor=request.user,
+                ip=client_ip(request),
+                source=SOURCE,
+            )
+        except APIKeyError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Credit limit saved.")
+            return redirect("rivya_pages:key-detail", key_id=key.public_id)
     context = {
         "section": "keys",
         "key": key,
         "status": key.status,
+        "limit": limit,
+        "form": form,
         "events": with_detail_keys(api_key_event_list(api_key=key)[:100], account=page_account(request)),
     }
-    return render(request, "rivya_api/pages/keys/detail.html", context)
+    return render(request, "rivya_api/pages/keys/detail.html", context, status=400 if form.errors else 200)
 
 
 @login_required

@@ -197,3 +197,34 @@ def test_roll_action_reports_keys_that_cannot_be_rolled(admin_client, api_key):
     assert any("only an active key can be rolled" in str(m) for m in response.context["messages"])
     assert APIKey.objects.count() == 1
     assert not APIKeyEvent.objects.filter(action="rolled").exists()
+
+
+def test_create_a_restricted_limited_key_and_see_its_limit(admin_client, account):
+    response = admin_client.post(
+        ADD,
+        {
+            "account": account.pk,
+            "name": "customer",
+            "expires_at_0": "",
+            "expires_at_1": "",
+            "scopes": ["models:read", "generations:write"],
+            "models": "rivya-image-1",
+            "credit_limit": "50",
+            "credit_limit_window": "day",
+        },
+    )
+    assert response.status_code == 200, response.content
+    key = APIKey.objects.get(name="customer")
+    assert key.scopes == ["models:read", "generations:write"]
+    assert key.allowed_models == ["rivya-image-1"]
+    page = admin_client.get(change_url(key)).content.decode()
+    assert "0 of 50 credits used per day (UTC)" in page
+    assert "rivya-image-1" in page
+    default = admin_client.post(ADD, {"account": account.pk, "name": "plain", "expires_at_0": "", "expires_at_1": ""})
+    assert default.status_code == 200
+    assert "keys:write" not in APIKey.objects.get(name="plain").scopes
+    unknown = admin_client.post(
+        ADD, {"account": account.pk, "name": "bad", "models": "nope", "credit_limit_window": "total"}
+    )
+    assert "Unknown model" in unknown.content.decode()
+    assert not APIKey.objects.filter(name="bad").exists()

@@ -227,6 +227,7 @@ def test_activity_is_paginated(member, make_api_key):
     assert "Page 2 of 2" in second
 
 
+<<<<<<< HEAD
 def test_the_activity_names_other_keys_by_prefix_not_raw_id(member):
     """A roll's audit line names the replacement by its prefix and links it (issue 22, finding 1)."""
     from rivya_api.keys.services import api_key_create, api_key_roll
@@ -242,3 +243,50 @@ def test_the_activity_names_other_keys_by_prefix_not_raw_id(member):
             assert f">{new_key.public_id}<" not in cell and f">{key.public_id}<" not in cell, (path, cell)  # noqa: PT018
     listing = member.client.get("/settings/api-keys").content.decode()
     assert f'Replaced by <a href="/settings/api-keys/{new_key.public_id}"><code class="id"' in listing
+=======
+def test_create_a_restricted_key_with_a_credit_limit_and_see_its_use(member):
+    from rivya_billing.services import credits_grant, credits_reserve
+
+    response = member.client.post(
+        KEYS,
+        {
+            "name": "customer",
+            "expires_in_days": "",
+            "scopes": ["models:read", "generations:write"],
+            "models": ["rivya-image-1"],
+            "credit_limit": "20",
+            "credit_limit_window": "month",
+        },
+    )
+    assert response.status_code == 200, response.content
+    key = APIKey.objects.get(account=member.account, name="customer")
+    assert key.scopes == ["models:read", "generations:write"]
+    assert key.allowed_models == ["rivya-image-1"]
+    credits_grant(account=member.account, amount=100, reference="grant")
+    credits_reserve(account=member.account, amount=7, reference="work", spend_limit=key.spend_limit_id)
+    row = row_of(member.client.get(KEYS).content.decode(), key)
+    assert "7 of 20 used this month (UTC)" in row
+    detail = member.client.get(f"{KEYS}/{key.public_id}").content.decode()
+    assert "7 of 20 used this month (UTC)" in detail
+    assert "<code>generations:write</code>" in detail
+    assert "<code>rivya-image-1</code>" in detail
+
+    raised = member.client.post(f"{KEYS}/{key.public_id}", {"credit_limit": "50", "credit_limit_window": "day"})
+    assert raised.status_code == 302
+    assert "of 50 used today (UTC)" in member.client.get(f"{KEYS}/{key.public_id}").content.decode()
+    removed = member.client.post(f"{KEYS}/{key.public_id}", {"credit_limit": "", "credit_limit_window": "total"})
+    assert removed.status_code == 302
+    key.refresh_from_db()
+    assert key.spend_limit_id is None
+    bad = member.client.post(f"{KEYS}/{key.public_id}", {"credit_limit": "-3", "credit_limit_window": "day"})
+    assert bad.status_code == 400
+    assert APIKeyEvent.objects.filter(api_key=key, action="updated").count() == 2
+
+
+def test_a_key_created_without_restrictions_has_the_default_scopes(member):
+    member.client.post(KEYS, {"name": "plain", "expires_in_days": ""})
+    key = APIKey.objects.get(account=member.account, name="plain")
+    assert "keys:write" not in key.scopes
+    assert key.allowed_models is None
+    assert key.spend_limit_id is None
+>>>>>>> 2b7d313 (Where a user looks: settings pages create restricted, credit-limited keys and set or remove a key's limit with its use shown; Django admin creates them and shows scopes, models and the limit; SpendLimit in the billing admin; bench row for reservations through a limited key)
