@@ -23,8 +23,8 @@ class WebhookEndpointCreateInputSerializer(StrictSerializer):
         max_length=100,
         help_text=(
             "The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, "
-            "`credits.low`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). "
-            '`["*"]` (alone) subscribes to every type, including types added later.'
+            "`credits.low`, `key.credit_limit_reached`, `webhook_endpoint.disabled` (`webhook.test` is always "
+            'sent by the test action). `["*"]` (alone) subscribes to every type, including types added later.'
         ),
     )
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

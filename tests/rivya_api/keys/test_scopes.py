@@ -104,3 +104,9 @@ def test_get_key_works_for_a_key_with_no_scope_at_all(account, make_api_client):
     assert response.status_code == 200, response.content
     assert response.json()["scopes"] == []
     assert client.get("/api/v1/models").json()["error"]["code"] == "insufficient_scope"
+
+
+def test_a_method_an_operation_does_not_have_is_405_not_a_scope_question(account, make_api_client):
+    client = make_api_client(account, scopes=[])
+    assert client.put("/api/v1/keys/key_x", {}, format="json").status_code == 405
+    assert client.put("/api/v1/key", {}, format="json").status_code == 405
