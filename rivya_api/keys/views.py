@@ -17,9 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from rivya_api.common.auth import request_api_key
 from rivya_api.common.errors import NotFoundError
-from rivya_api.common.pagination import cursor_page, list_body, page_limit
+from rivya_api.common.pagination import page_response
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
@@ -114,7 +113,7 @@ class CurrentKeyView(AccountScopedMixin, APIView):
         examples=[OpenApiExample("key", value=KEY_EXAMPLE, response_only=True, status_codes=["200"])],
     )
     def get(self, request: Request) -> Response:
-        return Response(_key_body(request_api_key(request)))
+        return Response(_key_body(request.user.api_key))
 
 
 class APIKeyViewSet(AccountScopedMixin, viewsets.ViewSet):
@@ -148,14 +147,11 @@ class APIKeyViewSet(AccountScopedMixin, viewsets.ViewSet):
         ],
     )
     def list(self, request: Request) -> Response:
-        keys, has_more = cursor_page(
-            selectors.api_key_list(account=self.account),
-            limit=page_limit(request),
-            after=request.query_params.get("after"),
-        )
-        context = {"limits": selectors.api_key_credit_limits(keys)}
-        body = list_body(APIKeyOutputSerializer(keys, many=True, context=context).data, has_more=has_more)
-        return Response(body)
+        def serialize(keys: list[APIKey]) -> list[Any]:
+            context = {"limits": selectors.api_key_credit_limits(keys)}
+            return APIKeyOutputSerializer(keys, many=True, context=context).data
+
+        return page_response(request, selectors.api_key_list(account=self.account), serialize)
 
     @extend_schema(
         operation_id="createKey",
@@ -189,7 +185,7 @@ class APIKeyViewSet(AccountScopedMixin, viewsets.ViewSet):
         data = APIKeyCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         params = data.validated_data
-        caller = request_api_key(request)
+        caller = request.user.api_key
         key, secret = services.api_key_create(
             account=self.account,
             name=params["name"],
@@ -240,7 +236,7 @@ class APIKeyViewSet(AccountScopedMixin, viewsets.ViewSet):
         data = APIKeyUpdateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         params = data.validated_data
-        caller = request_api_key(request)
+        caller = request.user.api_key
         if key.pk == caller.pk and ("models" in params or "credit_limit" in params):
             field = "credit_limit" if "credit_limit" in params else "models"
             error = insufficient_scope("keys:write", param=field)

@@ -152,7 +152,12 @@ def test_patch_changes_name_models_and_limit(admin):
     removed = admin.patch(f"/api/v1/keys/{key_id}", {"credit_limit": None, "models": None}, format="json").json()
     assert removed["credit_limit"] is None
     assert removed["models"] is None
-    error(admin.patch(f"/api/v1/keys/{key_id}", {"scopes": ["keys:read"]}, format="json"), 400, "unknown_parameter", "scopes")
+    error(
+        admin.patch(f"/api/v1/keys/{key_id}", {"scopes": ["keys:read"]}, format="json"),
+        400,
+        "unknown_parameter",
+        "scopes",
+    )
     error(
         admin.patch(f"/api/v1/keys/{key_id}", {"credit_limit": {"credits": -1}}, format="json"),
         400,
