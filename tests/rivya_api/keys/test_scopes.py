@@ -110,3 +110,40 @@ def test_a_method_an_operation_does_not_have_is_405_not_a_scope_question(account
     client = make_api_client(account, scopes=[])
     assert client.put("/api/v1/keys/key_x", {}, format="json").status_code == 405
     assert client.put("/api/v1/key", {}, format="json").status_code == 405
+
+
+# Operations that name a model: a request for a model outside the key's allow-list, per operation.
+MODEL_REQUESTS = {
+    "getModel": lambda model: ("get", f"/api/v1/models/{model}", None),
+    "createGeneration": lambda model: ("post", "/api/v1/generations", {"model": model, "input": {"prompt": "x"}}),
+    "chat_completions_create": lambda model: (
+        "post",
+        "/api/v1/chat/completions",
+        {"model": model, "messages": [{"role": "user", "content": "hi"}]},
+    ),
+}
+MODEL_OPERATIONS = [
+    op["operationId"]
+    for _, _, op in OPERATIONS
+    if "model_not_allowed"
+    in (op["responses"].get("403", {}).get("content", {}).get("application/json", {}).get("examples") or {})
+]
+
+
+def test_every_operation_that_names_a_model_documents_model_not_allowed():
+    assert sorted(MODEL_OPERATIONS) == sorted(MODEL_REQUESTS)
+
+
+@pytest.mark.parametrize("operation_id", MODEL_OPERATIONS)
+def test_a_model_outside_the_allow_list_is_refused(operation_id, account, make_api_client):
+    from rivya_api.catalog.selectors import catalog_models
+
+    models = [model.id for model in catalog_models()]
+    allowed, other = models[0], next(m for m in models[1:] if m != models[0])
+    client = make_api_client(account, models=[allowed])
+    method, path, body = MODEL_REQUESTS[operation_id](other)
+    response = getattr(client, method)(path, body, format="json") if body else getattr(client, method)(path)
+    assert response.status_code == 403, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("model_not_allowed", "model")
+    assert other in error["message"]
