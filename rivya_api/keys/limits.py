@@ -15,6 +15,7 @@ that once, whichever process gets there first):
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ from rivya_billing import services as billing
 from rivya_billing.exceptions import SpendLimitExceededError
 from rivya_webhooks.registry import event_type_register
 from rivya_webhooks.services import webhook_event_publish
+
+logger = logging.getLogger("rivya_api.keys")
 
 LIMIT_REACHED = "key.credit_limit_reached"
 
@@ -45,9 +48,15 @@ def key_reservation_observe(hold: Any) -> None:
 
 
 def key_limit_refused(error: SpendLimitExceededError) -> None:
-    """After a reservation the key's limit refused (its work rolled back): announce it, once per window."""
-    with transaction.atomic():
-        _announce(limit_id=error.limit_id, window_start=error.window_start)
+    """After a reservation the key's limit refused (its work rolled back): announce it, once per window.
+
+    The client's 402 does not depend on the announcement: a failure here is logged, not raised.
+    """
+    try:
+        with transaction.atomic():
+            _announce(limit_id=error.limit_id, window_start=error.window_start)
+    except Exception:
+        logger.exception("Could not announce that spend limit %s was reached", error.limit_id)
 
 
 def _announce(*, limit_id: int, window_start: datetime) -> None:

@@ -260,3 +260,19 @@ def test_the_limit_refuses_with_402_and_is_announced_once_per_window(admin, acco
     credits_release(account=account, reference=task.public_id)
     assert customer.get("/api/v1/key").json()["credit_limit"]["used"] == 4
     assert submit().status_code == 202
+
+
+def test_a_failed_announcement_does_not_change_the_402(admin, account, monkeypatch):
+    from rivya_api.keys import limits
+
+    def broken(**kwargs):
+        raise RuntimeError("webhooks down")
+
+    monkeypatch.setattr(limits, "webhook_event_publish", broken)
+    credits_grant(account=account, amount=100, reference="grant")
+    secret = create(admin, scopes=["generations:write"], credit_limit={"credits": 3}).json()["secret"]
+    response = as_client(secret).post(
+        "/api/v1/generations", {"model": "test-image", "input": {"prompt": "x"}}, format="json"
+    )
+    error(response, 402, "key_credit_limit_reached")
+    assert not WebhookEvent.objects.filter(type="key.credit_limit_reached").exists()
