@@ -163,7 +163,12 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
 
     parser_classes = [JSONParser]
 
-    required_scopes = {"retrieve": "credits:read", "ledger": "credits:read"}  # rivya_api.keys.scopes
+    required_scopes = {
+        "retrieve": "credits:read",
+        "ledger": "credits:read",
+        "alerts": "credits:read",
+        "alerts_update": "credits:write",
+    }  # rivya_api.keys.scopes
 
     @extend_schema(
         operation_id="getCredits",

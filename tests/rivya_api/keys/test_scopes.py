@@ -62,8 +62,7 @@ def test_every_authenticated_operation_declares_its_scope():
     assert undeclared == []
     declared = {param.values[2] for param in SCOPED}
     assert declared <= set(SCOPES)
-    # Every scope but credits:write guards at least one operation here (credits:write: the alerts endpoint).
-    assert declared >= set(SCOPES) - {"credits:write"}
+    assert declared == set(SCOPES)  # every scope guards at least one operation
 
 
 def test_only_get_key_is_open_to_any_key():

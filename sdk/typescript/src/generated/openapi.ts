@@ -14,6 +14,8 @@ export interface paths {
         /**
          * Create a chat completion (one turn of a session)
          * @description OpenAI Chat Completions compatible: point an OpenAI SDK at `base_url=<host>/api/v1`. Without `session_id` a new session is created from the messages; with it, the session's stored history is prepended and only the new messages are sent. Credits for the prompt plus the output budget (`max_completion_tokens`, else the model's limit) are held when the turn starts (402 when they cannot be; nothing of the reply is sent before they are held), and the turn is charged its real usage, rounded up to a whole credit, when the reply is saved; a failed turn is charged nothing. `stream: true` answers `text/event-stream` with event ids; the turn runs on if the client disconnects (it is charged for the tokens it produces), the client resumes with `GET /chat/sessions/{session_id}/stream` and `Last-Event-ID`, and `POST /chat/sessions/{session_id}/cancel` stops it. `Idempotency-Key` applies to streaming turns too: a retry replays the ended turn or attaches to the running one. The session id is in the body and in the `Rivya-Session-Id` header.
+         *
+         *     Needs a key with the `chat:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["chat_completions_create"];
         delete?: never;
@@ -32,6 +34,8 @@ export interface paths {
         /**
          * List chat sessions
          * @description The account's chat sessions created through the API, newest first.
+         *
+         *     Needs a key with the `chat:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["chat_sessions_list"];
         put?: never;
@@ -52,6 +56,8 @@ export interface paths {
         /**
          * Get a chat session with its messages
          * @description The session and every message in order: role, content, image attachments (Files API ids), status, and for assistant messages the finish reason, token usage and credits charged.
+         *
+         *     Needs a key with the `chat:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["chat_sessions_retrieve"];
         put?: never;
@@ -74,6 +80,8 @@ export interface paths {
         /**
          * Cancel the session's running turn
          * @description Stops the model and settles the turn: the reply produced so far is saved as an `incomplete` message and charged for its tokens (a turn that produced nothing is charged nothing). Returns the turn's assistant message. Cancelling a turn that already ended returns it unchanged.
+         *
+         *     Needs a key with the `chat:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["chat_sessions_cancel"];
         delete?: never;
@@ -92,6 +100,8 @@ export interface paths {
         /**
          * Resume the stream of a session's latest turn
          * @description Replays the events of the session's latest turn after the one named by `Last-Event-ID` (or `?last_event_id=`), then follows it live until `[DONE]`; without a position, the whole turn. Event ids are the increasing integers of the original stream, so a client that lost its connection reconnects here with the last id it saw and receives exactly what it missed. A turn keeps running when its client disconnects, and its events stay available for at least 5 minutes after it ends.
+         *
+         *     Needs a key with the `chat:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["chat_sessions_stream"];
         put?: never;
@@ -112,6 +122,8 @@ export interface paths {
         /**
          * Get the credit balance
          * @description The account's one wallet, shared by the API and the Studio. Accepted work holds its price (`held`) until it completes and is charged, or fails and is released; `available` is what new work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` sums the ledger over a recent window: the last `activity.days` days, since `activity.since`.
+         *
+         *     Needs a key with the `credits:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getCredits"];
         put?: never;
@@ -132,6 +144,8 @@ export interface paths {
         /**
          * Get the low-balance alert
          * @description When the account's `available` credits fall below `low_balance_threshold`, one `credits.low` webhook event is published (`data`: `available` right after the change that crossed, and `threshold`), signed and delivered like every event to the endpoints subscribed to it. It fires once per crossing, however many requests spend concurrently, and re-arms when `available` rises to the threshold or above (a grant, a released hold).
+         *
+         *     Needs a key with the `credits:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getCreditAlerts"];
         put?: never;
@@ -142,6 +156,8 @@ export interface paths {
         /**
          * Set the low-balance alert
          * @description When the account's `available` credits fall below `low_balance_threshold`, one `credits.low` webhook event is published (`data`: `available` right after the change that crossed, and `threshold`), signed and delivered like every event to the endpoints subscribed to it. It fires once per crossing, however many requests spend concurrently, and re-arms when `available` rises to the threshold or above (a grant, a released hold). Setting a new threshold arms it: if `available` is already below it, `credits.low` is published right away. Setting the threshold it already has changes nothing; null turns the alert off.
+         *
+         *     Needs a key with the `credits:write` scope (else 403 `insufficient_scope`).
          */
         patch: operations["updateCreditAlerts"];
         trace?: never;
@@ -156,6 +172,8 @@ export interface paths {
         /**
          * List ledger entries
          * @description Every change of the wallet, newest first: reconcile each charge with the task or chat turn it belongs to (`reference`) and the API key that caused it (`actor`). A piece of work shows `reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, or `release`/`expire` when it fails. Each entry carries the balance and held credits right after it.
+         *
+         *     Needs a key with the `credits:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["listLedgerEntries"];
         put?: never;
@@ -196,12 +214,16 @@ export interface paths {
         /**
          * List files
          * @description The account's files, newest first. Deleted and expired files only with `include_deleted=true`.
+         *
+         *     Needs a key with the `files:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["listFiles"];
         put?: never;
         /**
          * Upload a file
          * @description Upload reference media or a chat attachment as `multipart/form-data`. The type is read from the content (never the filename or the part's Content-Type) and must be one of: image/png, image/jpeg, image/gif, image/webp, audio/wav, audio/mpeg, audio/ogg, video/mp4, video/webm. Images must decode completely; audio and video must decode with a real decoder. Size limits are per kind.
+         *
+         *     Needs a key with the `files:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["createFile"];
         delete?: never;
@@ -220,6 +242,8 @@ export interface paths {
         /**
          * Get a file
          * @description The file's metadata and a fresh signed download `url` (null once deleted or expired).
+         *
+         *     Needs a key with the `files:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getFile"];
         put?: never;
@@ -227,6 +251,8 @@ export interface paths {
         /**
          * Delete a file
          * @description Removes the file's bytes at once. The record stays, with `deleted: true` and no `url`; deleting again changes nothing.
+         *
+         *     Needs a key with the `files:write` scope (else 403 `insufficient_scope`).
          */
         delete: operations["deleteFile"];
         options?: never;
@@ -244,6 +270,8 @@ export interface paths {
         /**
          * Download a file's content
          * @description The file's bytes with its sniffed `Content-Type`. Use the signed `url` of the file object (no API key needed while it is valid), or call this path with the owner's API key and no signature.
+         *
+         *     Needs a key with the `files:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["downloadFile"];
         put?: never;
@@ -264,12 +292,16 @@ export interface paths {
         /**
          * List generations
          * @description The account's tasks, newest first, optionally by `status` and `model`.
+         *
+         *     Needs a key with the `generations:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["listGenerations"];
         put?: never;
         /**
          * Create a generation
          * @description Validate `input` against the model's `parameters`, price it, reserve the price and queue the job; 202 with the task. `dry_run: true` answers 200 with the price and creates nothing. With `Prefer: wait=N` the answer is held until the task is terminal (then 200) or N seconds pass.
+         *
+         *     Needs a key with the `generations:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["createGeneration"];
         delete?: never;
@@ -288,6 +320,8 @@ export interface paths {
         /**
          * Get a generation
          * @description Status, progress, outputs with fresh signed URLs, error and credits. `Prefer: wait=N` long-polls until the task is terminal or N seconds pass.
+         *
+         *     Needs a key with the `generations:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getGeneration"];
         put?: never;
@@ -310,12 +344,98 @@ export interface paths {
         /**
          * Cancel a generation
          * @description A queued task is canceled at once and its credits released; a running one is asked to stop (`cancel_requested: true`) and ends canceled; a finished one is a 409.
+         *
+         *     Needs a key with the `generations:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["cancelGeneration"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v1/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get the calling API key
+         * @description The key this request was made with: its scopes, models and credit limit with what is used.
+         *
+         *     Any API key may call this, whatever its scopes.
+         */
+        get: operations["getCurrentKey"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List API keys
+         * @description The account's keys, newest first, revoked and expired ones included. Secrets are never listed.
+         *
+         *     Needs a key with the `keys:read` scope (else 403 `insufficient_scope`).
+         */
+        get: operations["listKeys"];
+        put?: never;
+        /**
+         * Create an API key
+         * @description Issues a key for this account, e.g. for one of your customers: with `scopes`, a `models` allow-list and a `credit_limit`. The response carries the `secret`, shown only here. The new key never has a scope or a model the calling key lacks (403 `insufficient_scope`).
+         *
+         *     Needs a key with the `keys:write` scope (else 403 `insufficient_scope`).
+         */
+        post: operations["createKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get an API key
+         * @description The account's keys: list, create (secret shown once), read, change, revoke.
+         *
+         *     Needs a key with the `keys:read` scope (else 403 `insufficient_scope`).
+         */
+        get: operations["getKey"];
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an API key
+         * @description Revokes the key at once, in every process. Revoking a revoked key changes nothing.
+         *
+         *     Needs a key with the `keys:write` scope (else 403 `insufficient_scope`).
+         */
+        delete: operations["revokeKey"];
+        options?: never;
+        head?: never;
+        /**
+         * Update an API key
+         * @description Changes the given fields: `name`, `models` (null: every model) and `credit_limit` (null removes it). Scopes cannot change; create a new key instead. The allow-list never reaches beyond the calling key's, and a key cannot change its own allow-list or limit (403 `insufficient_scope`).
+         *
+         *     Needs a key with the `keys:write` scope (else 403 `insufficient_scope`).
+         */
+        patch: operations["updateKey"];
         trace?: never;
     };
     "/api/v1/models": {
@@ -328,6 +448,8 @@ export interface paths {
         /**
          * List models
          * @description Every model available to this API, with its input schema, price rule and limits.
+         *
+         *     Needs a key with the `models:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["listModels"];
         put?: never;
@@ -348,6 +470,8 @@ export interface paths {
         /**
          * Get a model
          * @description One model by its public id.
+         *
+         *     Needs a key with the `models:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getModel"];
         put?: never;
@@ -388,6 +512,8 @@ export interface paths {
         /**
          * List webhook events
          * @description The account's events, newest first (kept at least 30 days), each with its envelope exactly as pushed and every endpoint's delivery with every attempt. `delivery_state=undelivered` lists events some endpoint has not received yet: poll it to reconcile after an outage.
+         *
+         *     Needs a key with the `webhooks:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["listWebhookEvents"];
         put?: never;
@@ -408,6 +534,8 @@ export interface paths {
         /**
          * Get a webhook event
          * @description The event log of the request's account.
+         *
+         *     Needs a key with the `webhooks:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getWebhookEvent"];
         put?: never;
@@ -430,6 +558,8 @@ export interface paths {
         /**
          * Redeliver a webhook event
          * @description Sends the event again now, with the same `webhook-id`, to every enabled endpoint it was delivered to (or to `endpoint_id` only). Each delivery starts a fresh retry schedule; its next attempt is recorded as `manual`.
+         *
+         *     Needs a key with the `webhooks:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["redeliverWebhookEvent"];
         delete?: never;
@@ -448,12 +578,16 @@ export interface paths {
         /**
          * List webhook endpoints
          * @description The account's endpoints, newest first. Secrets are never listed.
+         *
+         *     Needs a key with the `webhooks:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["listWebhookEndpoints"];
         put?: never;
         /**
          * Create a webhook endpoint
          * @description Registers a URL that receives signed events (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`). The URL must be https (a development server also takes http), must not carry credentials, and must resolve to public addresses only. The response carries the signing `secret`, shown only here and on rotation.
+         *
+         *     Needs a key with the `webhooks:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["createWebhookEndpoint"];
         delete?: never;
@@ -472,6 +606,8 @@ export interface paths {
         /**
          * Get a webhook endpoint
          * @description Webhook endpoints of the request's account.
+         *
+         *     Needs a key with the `webhooks:read` scope (else 403 `insufficient_scope`).
          */
         get: operations["getWebhookEndpoint"];
         put?: never;
@@ -479,6 +615,8 @@ export interface paths {
         /**
          * Delete a webhook endpoint
          * @description Deletes the endpoint and its pending deliveries. Its events stay in the event log.
+         *
+         *     Needs a key with the `webhooks:write` scope (else 403 `insufficient_scope`).
          */
         delete: operations["deleteWebhookEndpoint"];
         options?: never;
@@ -486,6 +624,8 @@ export interface paths {
         /**
          * Update a webhook endpoint
          * @description Changes the given fields. A new `url` passes the creation checks. `enabled: false` pauses deliveries; `enabled: true` resumes them (including after an automatic disable).
+         *
+         *     Needs a key with the `webhooks:write` scope (else 403 `insufficient_scope`).
          */
         patch: operations["updateWebhookEndpoint"];
         trace?: never;
@@ -502,6 +642,8 @@ export interface paths {
         /**
          * Rotate an endpoint's signing secret
          * @description Returns a new `secret` (shown only here). For 24 hours every delivery carries two signatures, one per secret, so receivers can switch without losing a request.
+         *
+         *     Needs a key with the `webhooks:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["rotateWebhookEndpointSecret"];
         delete?: never;
@@ -522,6 +664,8 @@ export interface paths {
         /**
          * Send a test event
          * @description Publishes a `webhook.test` event to this endpoint only, whatever types it subscribes to. Returns the event; follow its delivery in the event log.
+         *
+         *     Needs a key with the `webhooks:write` scope (else 403 `insufficient_scope`).
          */
         post: operations["testWebhookEndpoint"];
         delete?: never;
@@ -534,6 +678,116 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
+        APIKeyCreateInputRequest: {
+            /** @description A cap on the credits the key may reserve per window; null: none. */
+            credit_limit?: components["schemas"]["CreditLimitInputRequest"] | null;
+            /** @description The model ids the key may use; null or absent: every model. Never more than the calling key may. */
+            models?: string[] | null;
+            /** @default  */
+            name?: string;
+            /** @description What the key may do. Default: every scope except `keys:read` and `keys:write`. Never more than the calling key has. */
+            scopes?: components["schemas"]["ApiKeyScopeEnum"][];
+        };
+        APIKeyList: {
+            data: components["schemas"]["APIKeyOutput"][];
+            has_more: boolean;
+            /** @description Pass as `after` for the next page; null on the last page. */
+            next_cursor: string | null;
+            /** @constant */
+            readonly object: "list";
+        };
+        /** @description The ``api_key`` object. Needs ``context["limits"]``: ``{spend_limit_id: (credits, window, used, resets_at)}``. */
+        APIKeyOutput: {
+            /** Format: date-time */
+            created_at: string;
+            readonly credit_limit: components["schemas"]["CreditLimitOutput"] | null;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** @description `key_…` */
+            id: string;
+            /**
+             * Format: date-time
+             * @description Approximate (updated at most once a minute).
+             */
+            last_used_at: string | null;
+            /** @description null: every model. */
+            models: string[] | null;
+            name: string;
+            /** @constant */
+            readonly object: "api_key";
+            /** @description What is shown of the secret: `rvya_sk_AbCd…wxyz`. */
+            prefix: string;
+            scopes: components["schemas"]["ApiKeyScopeEnum"][];
+            /**
+             * @description `rolling`: replaced, works until `expires_at`.
+             *
+             *     * `active` - active
+             *     * `rolling` - rolling
+             *     * `expired` - expired
+             *     * `revoked` - revoked
+             */
+            status: components["schemas"]["ApiKeyStatusEnum"];
+        };
+        /**
+         * @description * `models:read` - models:read
+         *     * `generations:read` - generations:read
+         *     * `generations:write` - generations:write
+         *     * `files:read` - files:read
+         *     * `files:write` - files:write
+         *     * `chat:read` - chat:read
+         *     * `chat:write` - chat:write
+         *     * `credits:read` - credits:read
+         *     * `credits:write` - credits:write
+         *     * `webhooks:read` - webhooks:read
+         *     * `webhooks:write` - webhooks:write
+         *     * `keys:read` - keys:read
+         *     * `keys:write` - keys:write
+         * @enum {string}
+         */
+        ApiKeyScopeEnum: "models:read" | "generations:read" | "generations:write" | "files:read" | "files:write" | "chat:read" | "chat:write" | "credits:read" | "credits:write" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write";
+        /**
+         * @description * `active` - active
+         *     * `rolling` - rolling
+         *     * `expired` - expired
+         *     * `revoked` - revoked
+         * @enum {string}
+         */
+        ApiKeyStatusEnum: "active" | "rolling" | "expired" | "revoked";
+        /** @description The ``api_key`` object. Needs ``context["limits"]``: ``{spend_limit_id: (credits, window, used, resets_at)}``. */
+        APIKeyWithSecretOutput: {
+            /** Format: date-time */
+            created_at: string;
+            readonly credit_limit: components["schemas"]["CreditLimitOutput"] | null;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** @description `key_…` */
+            id: string;
+            /**
+             * Format: date-time
+             * @description Approximate (updated at most once a minute).
+             */
+            last_used_at: string | null;
+            /** @description null: every model. */
+            models: string[] | null;
+            name: string;
+            /** @constant */
+            readonly object: "api_key";
+            /** @description What is shown of the secret: `rvya_sk_AbCd…wxyz`. */
+            prefix: string;
+            scopes: components["schemas"]["ApiKeyScopeEnum"][];
+            /** @description `rvya_sk_…`: shown only in this response; store it now. */
+            readonly secret: string;
+            /**
+             * @description `rolling`: replaced, works until `expires_at`.
+             *
+             *     * `active` - active
+             *     * `rolling` - rolling
+             *     * `expired` - expired
+             *     * `revoked` - revoked
+             */
+            status: components["schemas"]["ApiKeyStatusEnum"];
+        };
         ChatAttachmentOutput: {
             file_id: string;
             /** @constant */
@@ -695,6 +949,49 @@ export interface components {
             prompt_tokens: number;
             total_tokens: number;
         };
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
+        CreditLimitInputRequest: {
+            /**
+             * Format: int64
+             * @description The most the key may reserve per window.
+             */
+            credits: number;
+            /**
+             * @description `total` (never resets), `day` or `month` (calendar, UTC).
+             *
+             *     * `total` - total
+             *     * `day` - day
+             *     * `month` - month
+             * @default total
+             */
+            window?: components["schemas"]["CreditLimitWindowEnum"];
+        };
+        CreditLimitOutput: {
+            /** @description The most the key may reserve per window. */
+            credits: number;
+            /**
+             * Format: date-time
+             * @description When the window ends; null for `total`.
+             */
+            resets_at: string | null;
+            /** @description Reserved in the current window: held credits count while held, charged ones stay counted. */
+            used: number;
+            /**
+             * @description `total`, `day` or `month` (UTC).
+             *
+             *     * `total` - total
+             *     * `day` - day
+             *     * `month` - month
+             */
+            window: components["schemas"]["CreditLimitWindowEnum"];
+        };
+        /**
+         * @description * `total` - total
+         *     * `day` - day
+         *     * `month` - month
+         * @enum {string}
+         */
+        CreditLimitWindowEnum: "total" | "day" | "month";
         CreditsActivity: {
             /** @description Net of corrections by support (`adjust`, may be negative). */
             adjusted: number;
@@ -1074,6 +1371,14 @@ export interface components {
         };
         ModelPricing: components["schemas"]["MediaPricing"] | components["schemas"]["ChatPricing"];
         /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
+        PatchedAPIKeyUpdateInputRequest: {
+            /** @description Sets or changes the limit; null removes it. */
+            credit_limit?: components["schemas"]["CreditLimitInputRequest"] | null;
+            /** @description Replaces the allow-list; null: every model (only if the calling key may use every model). */
+            models?: string[] | null;
+            name?: string;
+        };
+        /** @description Unknown fields, and values of another JSON type than the field's, are refused with a 400 naming them. */
         PatchedCreditsAlertsUpdateInputRequest: {
             /**
              * Format: int64
@@ -1197,7 +1502,7 @@ export interface components {
         WebhookEndpointCreateInputRequest: {
             /** @default  */
             description?: string;
-            /** @description The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, `credits.low`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) subscribes to every type, including types added later. */
+            /** @description The event types to receive: `generation.succeeded`, `generation.failed`, `generation.canceled`, `credits.low`, `key.credit_limit_reached`, `webhook_endpoint.disabled` (`webhook.test` is always sent by the test action). `["*"]` (alone) subscribes to every type, including types added later. */
             event_types: string[];
             /** @description Where events are POSTed: an https URL (a development server also takes http). */
             url: string;
@@ -1367,8 +1672,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description `insufficient_credits`: the wallet cannot hold the turn's upper-bound price. */
+            /** @description `insufficient_credits`: the wallet cannot hold the turn's upper-bound price; or the key's credit limit is reached (`key_credit_limit_reached`, `x-should-retry: false`). */
             402: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    /** @description `false` on a 402: retrying cannot help. */
+                    "x-should-retry"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it); or the model is outside the key's `models` (`model_not_allowed`). */
+            403: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -1544,6 +1862,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -1609,6 +1938,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1712,6 +2052,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -1852,6 +2203,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
                 headers: {
@@ -1945,6 +2307,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -2008,6 +2381,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2094,6 +2478,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2207,6 +2602,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2343,6 +2749,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -2429,6 +2846,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2557,6 +2985,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
                 headers: {
@@ -2634,6 +3073,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -2741,7 +3191,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not allowed. */
+            /** @description Not allowed; the key lacks the scope this operation needs (`insufficient_scope`, naming it). */
             403: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
@@ -2863,6 +3313,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -2971,8 +3432,21 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Not enough available credits. */
+            /** @description Not enough available credits; or the key's credit limit is reached (`key_credit_limit_reached`, `x-should-retry: false`). */
             402: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    /** @description `false` on a 402: retrying cannot help. */
+                    "x-should-retry"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it); or the model is outside the key's `models` (`model_not_allowed`). */
+            403: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -3127,6 +3601,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
                 headers: {
@@ -3231,6 +3716,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
                 headers: {
@@ -3257,6 +3753,651 @@ export interface operations {
             };
             /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
             422: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getCurrentKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKeyOutput"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listKeys: {
+        parameters: {
+            query?: {
+                /** @description The `next_cursor` of the previous page. */
+                after?: string;
+                /** @description Page size, 1 to 100 (default 20). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKeyList"];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed; the key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /**
+                 * @description Makes a retried POST safe: the first request with a key runs, and a retry with the same key and the same request (method, path and body; JSON compared by meaning, multipart by fields and file hashes) gets the first response again, success or error, with `Idempotent-Replayed: true`. Scoped to the account (it survives rolling the API key) and kept for 24 hours. A retry while the first is still running gets 409 `idempotency_key_in_flight` with `Retry-After`; the same key with a different request gets 422 `idempotency_key_reused`. Requests rejected before execution (authentication, validation, rate limit) store nothing. Use a fresh UUID v4 per logical request.
+                 * @example 8e03978e-40d5-43e8-bc93-6894a57f9324
+                 */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["APIKeyCreateInputRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    /** @description `true` when this is the stored response of an earlier request with the same `Idempotency-Key`. */
+                    "Idempotent-Replayed"?: "true";
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKeyWithSecretOutput"];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. A malformed `Idempotency-Key` is `idempotency_key_invalid`. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed; the key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request with the same `Idempotency-Key` is still running (`idempotency_key_in_flight`); retry after `Retry-After` seconds. */
+            409: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too large. */
+            413: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported content type or media. */
+            415: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The `Idempotency-Key` was already used with a different request (`idempotency_key_reused`); do not retry with this key. */
+            422: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `key_…` */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKeyOutput"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed; the key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object (objects of other accounts are never visible). */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    revokeKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `key_…` */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKeyOutput"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed; the key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object (objects of other accounts are never visible). */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal error; quote `request_id` to support. */
+            500: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Temporarily unavailable. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    updateKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `key_…` */
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PatchedAPIKeyUpdateInputRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKeyOutput"];
+                };
+            };
+            /** @description Invalid request: `param` names the offending parameter. */
+            400: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid, revoked or expired API key, or a disabled account (`WWW-Authenticate: Bearer`). */
+            401: {
+                headers: {
+                    /** @description `Bearer realm="api"`. */
+                    "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not allowed; the key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such object (objects of other accounts are never visible). */
+            404: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too large. */
+            413: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported content type or media. */
+            415: {
                 headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
@@ -3351,6 +4492,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -3416,6 +4568,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it); or the model is outside the key's `models` (`model_not_allowed`). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3565,6 +4728,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -3631,6 +4805,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3739,6 +4924,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -3891,6 +5087,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Rate limit exceeded; retry after `Retry-After` seconds. */
             429: {
                 headers: {
@@ -3977,6 +5184,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -4105,6 +5323,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
                 headers: {
@@ -4182,6 +5411,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -4282,6 +5522,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
@@ -4416,6 +5667,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such object (objects of other accounts are never visible). */
             404: {
                 headers: {
@@ -4536,6 +5798,17 @@ export interface operations {
                 headers: {
                     /** @description `Bearer realm="api"`. */
                     "WWW-Authenticate"?: string;
+                    /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The key lacks the scope this operation needs (`insufficient_scope`, naming it). */
+            403: {
+                headers: {
                     /** @description The request id: the client's `X-Request-Id` if it sent a sane one, else `req_…`. */
                     "X-Request-Id"?: string;
                     [name: string]: unknown;
