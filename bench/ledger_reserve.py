@@ -325,6 +325,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     def reserve_hot_alert(client: int, i: int) -> int:
         services.credits_reserve(account=alert_hot, amount=1, reference=f"alert:{client}:{i}:{time.monotonic_ns()}")
+        return 1
 
     def reserve_hot_limited(client: int, i: int) -> int:
         services.credits_reserve(
