@@ -227,7 +227,6 @@ def test_activity_is_paginated(member, make_api_key):
     assert "Page 2 of 2" in second
 
 
-<<<<<<< HEAD
 def test_the_activity_names_other_keys_by_prefix_not_raw_id(member):
     """A roll's audit line names the replacement by its prefix and links it (issue 22, finding 1)."""
     from rivya_api.keys.services import api_key_create, api_key_roll
@@ -243,7 +242,8 @@ def test_the_activity_names_other_keys_by_prefix_not_raw_id(member):
             assert f">{new_key.public_id}<" not in cell and f">{key.public_id}<" not in cell, (path, cell)  # noqa: PT018
     listing = member.client.get("/settings/api-keys").content.decode()
     assert f'Replaced by <a href="/settings/api-keys/{new_key.public_id}"><code class="id"' in listing
-=======
+
+
 def test_create_a_restricted_key_with_a_credit_limit_and_see_its_use(member):
     from rivya_billing.services import credits_grant, credits_reserve
 
@@ -289,4 +289,3 @@ def test_a_key_created_without_restrictions_has_the_default_scopes(member):
     assert "keys:write" not in key.scopes
     assert key.allowed_models is None
     assert key.spend_limit_id is None
->>>>>>> 2b7d313 (Where a user looks: settings pages create restricted, credit-limited keys and set or remove a key's limit with its use shown; Django admin creates them and shows scopes, models and the limit; SpendLimit in the billing admin; bench row for reservations through a limited key)
