@@ -4,7 +4,7 @@ Every error is a ``RivyaError``; callers catch the specific class they can act
 on. ``param`` names the argument at fault where there is one, so an API layer
 can map an error to a response that points at the offending field without
 parsing messages. Nothing here knows about HTTP: the API maps these classes to
-statuses in one table (``rivya_api.common.errors.register_domain_error``).
+statuses in one table (``rivya_api.common.errors.DOMAIN_ERRORS``).
 """
 
 from __future__ import annotations

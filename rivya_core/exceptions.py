@@ -4,7 +4,7 @@ Each app roots its own errors here (``BillingError``, ``RivyaWebhooksError``,
 the API's catalog, file and key errors), so a host can catch ``RivyaError`` for
 anything Rivya refused. ``param`` names the argument at fault where there is
 one. Nothing here knows about HTTP: ``rivya_api`` maps the classes to statuses
-in one table (``rivya_api.common.errors.register_domain_error``).
+in one table (``rivya_api.common.errors.DOMAIN_ERRORS``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Errors of rivya_webhooks. The API maps them to HTTP once (``register_domain_error``)."""
+"""Errors of rivya_webhooks. The API maps them to HTTP once (``rivya_api.common.errors.DOMAIN_ERRORS``)."""
 
 from __future__ import annotations
 

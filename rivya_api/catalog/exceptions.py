@@ -2,7 +2,7 @@
 
 ``CatalogConfigError`` is a configuration problem (the ``RIVYA_API["MODELS"]``
 setting); the system check reports the same problems at startup. The others
-are raised for API input and are mapped to HTTP by ``rivya_api.catalog.views``.
+are raised for API input and are mapped to HTTP in ``rivya_api.common.errors.DOMAIN_ERRORS``.
 """
 
 from __future__ import annotations

@@ -9,11 +9,9 @@ from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from rivya_api.catalog.exceptions import InvalidInputError, MissingInputError, ModelNotFoundError, UnknownInputError
 from rivya_api.catalog.selectors import catalog_model_get, catalog_models
 from rivya_api.catalog.serializers import ModelOutputSerializer
 from rivya_api.catalog.spec import KINDS
-from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import list_body
 from rivya_api.common.schema import (
     error_responses,
@@ -24,10 +22,6 @@ from rivya_api.common.views import AccountScopedMixin
 from rivya_api.keys.scopes import key_model_allowed, key_model_check
 
 # Subclasses first: the first matching class decides the code.
-register_domain_error(ModelNotFoundError, 404, "model_not_found")
-register_domain_error(MissingInputError, 400, "missing_parameter")
-register_domain_error(UnknownInputError, 400, "unknown_parameter")
-register_domain_error(InvalidInputError, 400, "invalid_parameter")
 
 MODEL_EXAMPLE = {
     "id": "rivya-image-1",

@@ -44,8 +44,8 @@ from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, cat
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
     ChatCreditsError,
-    ChatError,
     ChatSessionBusyError,
+    ChatSessionModelMismatchError,
     ChatSessionNotFoundError,
 )
 from rivya_api.chat.models import ChatMessage, ChatSession
@@ -147,10 +147,8 @@ def _session_for_turn(*, account: Any, session_id: str | None, model_id: str) ->
     if session is None:
         raise ChatSessionNotFoundError(f"No chat session {session_id!r}.", param="session_id")
     if session.model != model_id:
-        raise ChatError(
-            f"Session {session_id} uses model {session.model}; continue it with the same model.",
-            param="model",
-            code="session_model_mismatch",
+        raise ChatSessionModelMismatchError(
+            f"Session {session_id} uses model {session.model}; continue it with the same model."
         )
     _check_not_busy(session)
     return session, False

@@ -4,12 +4,13 @@
 
 ``exception_handler`` is DRF's hook; ``error_response`` is used by plain Django
 views and middleware (404 catch-all, 413, 500) so both paths render alike.
-Domain errors from billing and webhooks are mapped to HTTP here, in one table,
-so those apps never learn about status codes.
+Domain errors (every ``RivyaError`` the apps raise) are mapped to HTTP here, in
+one table (``DOMAIN_ERRORS``), so no service learns about status codes.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.utils.module_loading import import_string
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -121,32 +123,82 @@ def error_response(
     return response
 
 
-# Domain exception class -> (status, code). Filled by ``register_domain_error``
-# from the resource packages, so billing and webhooks stay HTTP-free.
-_DOMAIN_ERRORS: dict[type[BaseException], tuple[int, str, dict[str, str]]] = {}
+# Every error the apps raise on purpose is a RivyaError and knows nothing of HTTP. This one table
+# gives each its status, code and headers; an error not listed here (a subclass inherits its
+# parent's row) is a bug and answers 500. Dotted paths keep this module free of import cycles.
+def _retry_after(exc: Any) -> dict[str, str]:
+    return {"Retry-After": str(getattr(exc, "retry_after", 1))}
 
 
-def register_domain_error(
-    exc_class: type[BaseException], status: int, code: str, *, headers: dict[str, str] | None = None
-) -> None:
-    """Answer ``exc_class`` with ``status`` and ``code`` (and ``headers``); the first registered match wins."""
-    _DOMAIN_ERRORS[exc_class] = (status, code, dict(headers or {}))
+def _no_retry(exc: Any) -> dict[str, str]:
+    # A 402 that retrying cannot fix: the SDKs read this header.
+    return {"x-should-retry": "false"}
 
 
-def _register_key_errors() -> None:
-    # Subclasses first: the first registered match decides.
-    from rivya_api.keys.exceptions import APIKeyError
-    from rivya_api.keys.scopes import InsufficientScopeError, ModelNotAllowedError
-    from rivya_billing.exceptions import SpendLimitExceededError
+DOMAIN_ERRORS: dict[str, tuple[int, str, Any]] = {
+    # billing
+    "rivya_billing.exceptions.InsufficientCreditsError": (402, "insufficient_credits", _no_retry),
+    # A key's credit limit: retrying cannot help until the window resets or the limit is raised.
+    "rivya_billing.exceptions.SpendLimitExceededError": (402, "key_credit_limit_reached", _no_retry),
+    "rivya_billing.exceptions.SpendLimitError": (400, "invalid_parameter", None),
+    # keys
+    "rivya_api.keys.scopes.InsufficientScopeError": (403, "insufficient_scope", None),
+    "rivya_api.keys.scopes.ModelNotAllowedError": (403, "model_not_allowed", None),
+    "rivya_api.keys.exceptions.APIKeyError": (400, "invalid_parameter", None),
+    # catalog
+    "rivya_api.catalog.exceptions.ModelNotFoundError": (404, "model_not_found", None),
+    "rivya_api.catalog.exceptions.InvalidInputError": (400, "invalid_parameter", None),
+    "rivya_api.catalog.exceptions.MissingInputError": (400, "missing_parameter", None),
+    "rivya_api.catalog.exceptions.UnknownInputError": (400, "unknown_parameter", None),
+    # files
+    "rivya_api.files.exceptions.NoSuchFileError": (404, "file_not_found", None),
+    "rivya_api.files.exceptions.FileDeletedError": (410, "file_deleted", None),
+    "rivya_api.files.exceptions.FileUnusableError": (400, "file_unusable", None),
+    "rivya_api.files.exceptions.FileTypeMismatchError": (400, "invalid_file_type", None),
+    "rivya_api.files.exceptions.UnsupportedFileTypeError": (415, "unsupported_file_type", None),
+    "rivya_api.files.exceptions.InvalidMediaError": (415, "invalid_media", None),
+    "rivya_api.files.exceptions.ImageTooLargeError": (415, "image_too_large", None),
+    "rivya_api.files.exceptions.FileTooLargeError": (413, "file_too_large", None),
+    "rivya_api.files.exceptions.InvalidPurposeError": (400, "invalid_parameter", None),
+    "rivya_api.files.exceptions.DownloadSignatureError": (403, "invalid_download_signature", None),
+    "rivya_api.files.exceptions.DownloadExpiredError": (403, "download_link_expired", None),
+    # generations
+    "rivya_api.generations.exceptions.ModelNotSupportedError": (400, "model_not_supported", None),
+    "rivya_api.generations.exceptions.InputFileNotFoundError": (400, "file_not_found", None),
+    "rivya_api.generations.exceptions.InputTooLargeError": (400, "input_too_large", None),
+    "rivya_api.generations.exceptions.MaxCreditsExceededError": (402, "max_credits_exceeded", _no_retry),
+    "rivya_api.generations.exceptions.GenerationNotFoundError": (404, "generation_not_found", None),
+    "rivya_api.generations.exceptions.GenerationNotCancelableError": (409, "generation_not_cancelable", None),
+    "rivya_api.generations.exceptions.InvalidGenerationFilterError": (400, "invalid_request", None),
+    # chat
+    "rivya_api.chat.exceptions.ChatSessionNotFoundError": (404, "session_not_found", None),
+    "rivya_api.chat.exceptions.ChatSessionModelMismatchError": (400, "session_model_mismatch", None),
+    "rivya_api.chat.exceptions.ChatSessionBusyError": (409, "session_busy", _retry_after),
+    "rivya_api.chat.exceptions.ChatContextLengthError": (400, "context_length_exceeded", None),
+    "rivya_api.chat.exceptions.ChatCreditsError": (402, "insufficient_credits", _no_retry),
+    # webhooks
+    "rivya_webhooks.exceptions.InvalidWebhookURLError": (400, "invalid_url", None),
+    "rivya_webhooks.exceptions.BlockedDestinationError": (400, "url_not_allowed", None),
+    "rivya_webhooks.exceptions.UnresolvableHostError": (400, "url_unresolvable", None),
+    "rivya_webhooks.exceptions.UnknownEventTypeError": (400, "unknown_event_type", None),
+    "rivya_webhooks.exceptions.PayloadTooLargeError": (400, "payload_too_large", None),
+    "rivya_webhooks.exceptions.InvalidParameterError": (400, "invalid_parameter", None),
+    "rivya_webhooks.exceptions.EndpointDisabledError": (409, "endpoint_disabled", None),
+    "rivya_webhooks.exceptions.NothingToRedeliverError": (409, "nothing_to_redeliver", None),
+    # idempotency
+    "rivya_api.idempotency.sealing.UnreadableResponseError": (409, "idempotency_key_unreadable", None),
+}
 
-    register_domain_error(InsufficientScopeError, 403, "insufficient_scope")
-    register_domain_error(ModelNotAllowedError, 403, "model_not_allowed")
-    # Retrying cannot help until the window resets or the limit is raised.
-    register_domain_error(SpendLimitExceededError, 402, "key_credit_limit_reached", headers={"x-should-retry": "false"})
-    register_domain_error(APIKeyError, 400, "invalid_parameter")
+
+@functools.cache
+def domain_error_rows() -> dict[type[BaseException], tuple[int, str, Any]]:
+    return {import_string(path): row for path, row in DOMAIN_ERRORS.items()}
 
 
-_register_key_errors()
+def domain_error_row(exc: BaseException) -> tuple[int, str, Any] | None:
+    """The table's row for ``exc``: its own class's, else its nearest listed ancestor's."""
+    rows = domain_error_rows()
+    return next((rows[cls] for cls in type(exc).__mro__ if cls in rows), None)
 
 
 def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str, str]:
@@ -218,11 +270,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def _classify(exc: BaseException) -> tuple[Any, str, str, str | None, dict[str, str]]:
-    for exc_class, (status, code, registered_headers) in _DOMAIN_ERRORS.items():
-        if isinstance(exc, exc_class):
-            param = getattr(exc, "param", None)
-            headers = {**registered_headers, **dict(getattr(exc, "headers", {}) or {})}
-            return status, code, str(exc), param, headers
+    row = domain_error_row(exc)
+    if row is not None:
+        status, code, headers = row
+        return status, code, str(exc), getattr(exc, "param", None), headers(exc) if headers else {}
     if isinstance(exc, drf.APIException):
         return _drf_error(exc)
     if isinstance(exc, Http404):

@@ -4,8 +4,7 @@
     /api/v1/credits/ledger   GET  the ledger, newest first (filters: type, reference)
     /api/v1/credits/alerts   GET, PATCH  the low-balance alert (``credits.low`` events)
 
-All act on the request's account only. The domain error every spending
-endpoint can raise, ``InsufficientCreditsError``, is mapped to HTTP here.
+All act on the request's account only.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import page_response
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
@@ -42,13 +40,8 @@ from rivya_api.credits.serializers import (
     LedgerFilterSerializer,
 )
 from rivya_billing.conf import billing_settings
-from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_get
 from rivya_billing.services import credits_alert_set
-
-# The wallet cannot cover a reservation: a 402 that retrying will not fix (SDKs read the header).
-InsufficientCreditsError.headers = {"x-should-retry": "false"}
-register_domain_error(InsufficientCreditsError, 402, "insufficient_credits")
 
 TAG = "Credits"
 

@@ -1,4 +1,4 @@
-"""Errors of the Files resource, mapped to HTTP once in ``rivya_api.files.views``.
+"""Errors of the Files resource, mapped to HTTP once in ``rivya_api.common.errors.DOMAIN_ERRORS``.
 
 They carry ``param`` (the request field at fault) so the error shape can name
 it; other packages that take file ids in their input pass their own ``param``

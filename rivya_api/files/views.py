@@ -21,7 +21,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from rivya_api.common.auth import ApiPrincipal
-from rivya_api.common.errors import register_domain_error
 from rivya_api.common.pagination import page_response
 from rivya_api.common.schema import (
     PAGINATION_PARAMETERS,
@@ -33,37 +32,11 @@ from rivya_api.common.schema import (
 from rivya_api.common.streaming import serve_streaming
 from rivya_api.common.views import AccountScopedMixin
 from rivya_api.conf import api_settings
-from rivya_api.files.exceptions import (
-    DownloadExpiredError,
-    DownloadSignatureError,
-    FileDeletedError,
-    FileTooLargeError,
-    FileTypeMismatchError,
-    FileUnusableError,
-    ImageTooLargeError,
-    InvalidMediaError,
-    InvalidPurposeError,
-    NoSuchFileError,
-    UnsupportedFileTypeError,
-)
 from rivya_api.files.media import MEDIA_TYPES
 from rivya_api.files.selectors import file_get_for_account, file_get_signed, file_list_for_account, file_open
 from rivya_api.files.serializers import FileListQuerySerializer, FileOutputSerializer, FileUploadInputSerializer
 from rivya_api.files.services import file_create, file_delete
 from rivya_api.keys.scopes import HasScope
-
-# Subclasses before their parents: the first matching class decides the code.
-register_domain_error(NoSuchFileError, 404, "file_not_found")
-register_domain_error(FileDeletedError, 410, "file_deleted")
-register_domain_error(FileTypeMismatchError, 400, "invalid_file_type")
-register_domain_error(FileUnusableError, 400, "file_unusable")
-register_domain_error(ImageTooLargeError, 415, "image_too_large")
-register_domain_error(InvalidMediaError, 415, "invalid_media")
-register_domain_error(UnsupportedFileTypeError, 415, "unsupported_file_type")
-register_domain_error(FileTooLargeError, 413, "file_too_large")
-register_domain_error(InvalidPurposeError, 400, "invalid_parameter")
-register_domain_error(DownloadExpiredError, 403, "download_link_expired")
-register_domain_error(DownloadSignatureError, 403, "invalid_download_signature")
 
 FILE_EXAMPLE = {
     "id": "file_8Xq2LmZc0aT4vRbN7kYpW1sE",

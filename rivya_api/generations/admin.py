@@ -13,7 +13,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from rivya_api.common.errors import ApiError
+from rivya_api.generations.exceptions import GenerationError
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.services import generation_cancel
 
@@ -63,8 +63,8 @@ class GenerationTaskAdmin(admin.ModelAdmin):
         for task in queryset.select_related("account"):
             try:
                 generation_cancel(account=task.account, task_id=task.public_id)
-            except ApiError as exc:
-                self.message_user(request, f"{task.public_id}: {exc.detail}", messages.WARNING)
+            except GenerationError as exc:
+                self.message_user(request, f"{task.public_id}: {exc}", messages.WARNING)
             else:
                 canceled += 1
         self.message_user(request, f"Asked {canceled} task(s) to stop.", messages.SUCCESS)

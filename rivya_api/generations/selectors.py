@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from rivya_api.common.errors import ApiError
+from rivya_api.generations.exceptions import InvalidGenerationFilterError
 from rivya_api.generations.models import GenerationTask
 
 
@@ -15,7 +15,7 @@ def generation_list(*, account: Any, status: str | None = None, model: str | Non
     queryset = GenerationTask.objects.filter(account=account).prefetch_related("outputs")
     if status:
         if status not in GenerationTask.Status.values:
-            raise ApiError(f"status must be one of {', '.join(GenerationTask.Status.values)}.", param="status")
+            raise InvalidGenerationFilterError(f"status must be one of {', '.join(GenerationTask.Status.values)}.")
         queryset = queryset.filter(status=status)
     if model:
         queryset = queryset.filter(model=model)

@@ -28,12 +28,19 @@ from rivya_api.catalog.selectors import (
     catalog_provider,
     catalog_validate_input,
 )
-from rivya_api.common.errors import ApiError, ConflictError, NotFoundError
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
 from rivya_api.files.services import file_create, file_delete, file_purge
 from rivya_api.generations import isolation
+from rivya_api.generations.exceptions import (
+    GenerationNotCancelableError,
+    GenerationNotFoundError,
+    InputFileNotFoundError,
+    InputTooLargeError,
+    MaxCreditsExceededError,
+    ModelNotSupportedError,
+)
 from rivya_api.generations.finishing import (
     _finish,
     _publish,
@@ -62,11 +69,6 @@ class Quote:
     input_files: dict[str, Any]
 
 
-class MaxCreditsExceededError(ApiError):
-    status_code = 402
-    default_code = "max_credits_exceeded"
-
-
 class GenerationCanceled(Exception):
     """Raised inside a running job when its cancel was requested."""
 
@@ -76,10 +78,10 @@ class GenerationSuperseded(Exception):
 
 
 def generation_quote(*, account: Any, model_id: str, input: dict[str, Any]) -> Quote:
-    """Validate ``input`` against the model's schema and price it; raises ApiError naming the parameter."""
+    """Validate ``input`` against the model's schema and price it; raises a RivyaError naming the parameter."""
     model = catalog_model_get(model_id)
     if model.kind == "chat":
-        raise ApiError("Chat models use POST /api/v1/chat/completions.", code="model_not_supported", param="model")
+        raise ModelNotSupportedError("Chat models use POST /api/v1/chat/completions.")
     validated = catalog_validate_input(model, input)
     files = _input_files(account=account, model=model, validated=validated)
     return Quote(model=model, input=validated, price=catalog_price(model, validated), input_files=files)
@@ -97,7 +99,7 @@ def _input_files(*, account: Any, model: Any, validated: dict[str, Any]) -> dict
             found[name] = file_get_usable(account=account, file_id=value, content_types=content_types, param=param)
         except NoSuchFileError:
             # A parameter, not the URL, names the file: a 400 (another account's id looks the same).
-            raise ApiError(f"No such file: {value}.", code="file_not_found", param=param) from None
+            raise InputFileNotFoundError(f"No such file: {value}.", param=param) from None
     return found
 
 
@@ -169,11 +171,9 @@ def _check_user_data_size(validated: dict[str, Any], metadata: dict[str, Any] | 
     limit = int(api_settings.GENERATION_USER_DATA_MAX_BYTES)
     size = len(json.dumps([validated, metadata or {}], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > limit:
-        raise ApiError(
+        raise InputTooLargeError(
             f"input and metadata together take {size} bytes as JSON; at most {limit} are accepted. "
-            "Upload large content with POST /api/v1/files and pass its id.",
-            code="input_too_large",
-            param="input",
+            "Upload large content with POST /api/v1/files and pass its id."
         )
 
 
@@ -181,9 +181,7 @@ def _check_max_credits(price: int, max_credits: int | None) -> None:
     if max_credits is not None and price > max_credits:
         raise MaxCreditsExceededError(
             f"This generation costs {price} credits, more than max_credits ({max_credits}); nothing was "
-            f"reserved. Send max_credits of at least {price}, or change the input to cost less.",
-            param="max_credits",
-            headers={"x-should-retry": "false"},  # a 402 that retrying cannot fix
+            f"reserved. Send max_credits of at least {price}, or change the input to cost less."
         )
 
 
@@ -208,7 +206,7 @@ def generation_get(*, account: Any, task_id: str) -> GenerationTask:
     try:
         return GenerationTask.objects.prefetch_related("outputs").get(account=account, public_id=task_id)
     except GenerationTask.DoesNotExist:
-        raise NotFoundError(f"No such generation: {task_id}.", code="generation_not_found", param="task_id") from None
+        raise GenerationNotFoundError(f"No such generation: {task_id}.") from None
 
 
 # --- Running --------------------------------------------------------------------
@@ -417,9 +415,9 @@ def generation_cancel(*, account: Any, task_id: str) -> GenerationTask:
     """Cancel: a queued task ends canceled (released); a running one is asked to stop; terminal is a 409."""
     task = GenerationTask.objects.select_for_update().filter(account=account, public_id=task_id).first()
     if task is None:
-        raise NotFoundError(f"No such generation: {task_id}.", code="generation_not_found", param="task_id")
+        raise GenerationNotFoundError(f"No such generation: {task_id}.")
     if task.is_terminal:
-        raise ConflictError(f"The generation is already {task.status}.", code="generation_not_cancelable")
+        raise GenerationNotCancelableError(f"The generation is already {task.status}.")
     if task.status == Status.QUEUED:
         _release(task)
         return _finish(task, Status.CANCELED, released=task.price)

@@ -14,7 +14,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from rivya_api.common.errors import error_response, register_domain_error
+from rivya_api.common.errors import error_response
 from rivya_api.common.pagination import CursorPagination
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
@@ -34,7 +34,6 @@ from rivya_api.generations.serializers import (
     GenerationQuoteSerializer,
 )
 from rivya_api.keys.scopes import key_model_check
-from rivya_billing.exceptions import InsufficientCreditsError
 
 MAX_WAIT_SECONDS = 60
 PREFER_WAIT = OpenApiParameter(
@@ -364,8 +363,3 @@ async def _wait_terminal(task_id: str, seconds: int) -> GenerationTask | None:
 
 def _with_outputs(task: GenerationTask) -> GenerationTask:
     return GenerationTask.objects.prefetch_related("outputs").get(pk=task.pk)
-
-
-# The wallet cannot cover the reservation: a 402 that retrying will not fix.
-InsufficientCreditsError.headers = {"x-should-retry": "false"}
-register_domain_error(InsufficientCreditsError, 402, "insufficient_credits")

@@ -20,10 +20,9 @@ from django.http import HttpResponse, QueryDict
 from django.http.request import RawPostDataException
 
 from rivya_api.common import hostile
-from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ApiError, register_domain_error
+from rivya_api.common.errors import UNAVAILABLE_RETRY_AFTER, ApiError
 from rivya_api.conf import api_settings
 from rivya_api.idempotency import services
-from rivya_api.idempotency.sealing import UnreadableResponseError
 from rivya_api.idempotency.services import ClaimOutcome, IdempotencyClaim
 
 HEADER = "Idempotency-Key"
@@ -32,7 +31,6 @@ MAX_KEY_LENGTH = 255
 _UNSET = object()
 
 # A completed key whose stored response no longer decrypts: the client uses a new key.
-register_domain_error(UnreadableResponseError, 409, "idempotency_key_unreadable")
 
 # Responses with these statuses mean the request was rejected before it
 # executed — malformed or invalid input (400), no or bad key (401), not allowed

@@ -9,7 +9,7 @@
     /api/v1/webhook-events/{id}/redeliver    POST
 
 Every query is scoped to the request's account, so another account's endpoint or
-event is a 404. Domain errors of ``rivya_webhooks`` are mapped to HTTP once, below.
+event is a 404. Domain errors of ``rivya_webhooks`` are mapped to HTTP in ``common.errors.DOMAIN_ERRORS``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from rivya_api.common.errors import NotFoundError, register_domain_error
+from rivya_api.common.errors import NotFoundError
 from rivya_api.common.pagination import page_response
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
@@ -45,7 +45,6 @@ from rivya_api.webhooks.serializers import (
     WebhookEventOutputSerializer,
     WebhookRedeliverInputSerializer,
 )
-from rivya_webhooks import exceptions as webhook_errors
 from rivya_webhooks.models import WebhookEndpoint, WebhookEvent
 from rivya_webhooks.selectors import (
     webhook_endpoint_get,
@@ -63,14 +62,6 @@ from rivya_webhooks.services import (
 )
 
 # Most specific first: the table is searched in order with isinstance.
-register_domain_error(webhook_errors.BlockedDestinationError, 400, "url_not_allowed")
-register_domain_error(webhook_errors.UnresolvableHostError, 400, "url_unresolvable")
-register_domain_error(webhook_errors.InvalidWebhookURLError, 400, "invalid_url")
-register_domain_error(webhook_errors.UnknownEventTypeError, 400, "unknown_event_type")
-register_domain_error(webhook_errors.PayloadTooLargeError, 400, "payload_too_large")
-register_domain_error(webhook_errors.InvalidParameterError, 400, "invalid_parameter")
-register_domain_error(webhook_errors.EndpointDisabledError, 409, "endpoint_disabled")
-register_domain_error(webhook_errors.NothingToRedeliverError, 409, "nothing_to_redeliver")
 
 TAG_ENDPOINTS = "Webhook endpoints"
 TAG_EVENTS = "Webhook events"

@@ -15,8 +15,8 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from rivya_api.common.errors import ApiError
 from rivya_api.common.rendering import render
+from rivya_api.generations.exceptions import GenerationError
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.presenters import generation_payload
 from rivya_api.generations.selectors import generation_list
@@ -90,8 +90,8 @@ def generation_cancel_view(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _task_or_404(request, task_id)
     try:
         generation_cancel(account=page_account(request), task_id=task.public_id)
-    except ApiError as exc:
-        messages.error(request, str(exc.detail))
+    except GenerationError as exc:
+        messages.error(request, str(exc))
     else:
         messages.success(request, f"Asked {task.public_id} to stop; its credits are released when it does.")
     next_url = request.POST.get("next") or ""
