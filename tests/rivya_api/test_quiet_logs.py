@@ -154,6 +154,7 @@ def test_downloads_under_wsgi_are_unchanged(account, api_key):
 def test_static_files_under_asgi_stream_without_the_warning(settings):
     """make run serves the pages' CSS and scripts through WhiteNoise under ASGI; the first one warned."""
     settings.WHITENOISE_AUTOREFRESH = True  # as under DEBUG: found on disk when requested
+    settings.WHITENOISE_USE_FINDERS = True  # in the apps, as make run's DEBUG does; no collectstatic in tests
 
     async def fetch() -> tuple:
         response = await AsyncClient().get("/static/rivya_api/site.css")
