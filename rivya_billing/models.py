@@ -33,6 +33,7 @@ from rivya_core.conf import account_model_label
 from rivya_core.ids import public_id
 
 __all__ = [
+    "CreditGrant",
     "EntryType",
     "Hold",
     "HoldState",
@@ -256,7 +257,9 @@ class EntryType(models.TextChoices):
     RESERVE = "reserve", "reserve"  # held +amount
     SETTLE = "settle", "settle"  # balance -amount, held -amount (captured from a hold)
     RELEASE = "release", "release"  # held -amount (returned uncaptured)
-    EXPIRE = "expire", "expire"  # held -amount (the lease lapsed)
+    # With a hold: held -amount (the hold's lease lapsed). Without one: balance -amount (what was
+    # left of an expiring grant at its expiry; reference = the grant's, see ``GRANT_EXPIRY_NOTE``).
+    EXPIRE = "expire", "expire"
     OVERRUN = "overrun", "overrun"  # balance -amount (usage above the hold, charged from available)
     WAIVE = "waive", "waive"  # no effect: usage above the hold that was not charged
     REFUND = "refund", "refund"  # balance +amount (returns credits that were captured)
@@ -286,6 +289,15 @@ EFFECTS: dict[str, tuple[int, int]] = {
     EntryType.WAIVE: (0, 0),
     EntryType.REFUND: (1, 0),
 }
+# The effect of an ``expire`` line without a hold: the unspent rest of an expiring grant leaves.
+GRANT_EXPIRY_EFFECT: tuple[int, int] = (-1, 0)
+
+
+def entry_effect(entry_type: str, *, has_hold: bool) -> tuple[int, int] | None:
+    """(balance, held) multiples of ``amount`` for a non-adjust line; None for an unknown type."""
+    if entry_type == EntryType.EXPIRE and not has_hold:
+        return GRANT_EXPIRY_EFFECT
+    return EFFECTS.get(entry_type)
 
 
 def _effect_condition() -> Q:
@@ -294,6 +306,8 @@ def _effect_condition() -> Q:
     by_type = [
         Q(type=entry_type, balance_delta=times[b], held_delta=times[h]) for entry_type, (b, h) in EFFECTS.items()
     ]
+    b, h = GRANT_EXPIRY_EFFECT
+    by_type.append(Q(type=EntryType.EXPIRE, hold__isnull=True, balance_delta=times[b], held_delta=times[h]))
     by_type.append(Q(type=EntryType.ADJUST, held_delta=0) & (Q(balance_delta=amount) | Q(balance_delta=-amount)))
     condition = by_type[0]
     for q in by_type[1:]:
@@ -368,7 +382,8 @@ class LedgerEntry(models.Model):
             ),
             models.CheckConstraint(condition=_effect_condition(), name="rivya_billing_entry_effect_by_type"),
             models.CheckConstraint(
-                condition=Q(type__in=[EntryType.GRANT.value, EntryType.ADJUST.value]) | Q(hold__isnull=False),
+                condition=Q(type__in=[EntryType.GRANT.value, EntryType.ADJUST.value, EntryType.EXPIRE.value])
+                | Q(hold__isnull=False),
                 name="rivya_billing_entry_hold_lines_have_hold",
             ),
         ]
@@ -439,3 +454,66 @@ class SpendLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.owner_ref}: {self.credits} per {self.window})"
+
+
+GRANT_EXPIRY_NOTE = """
+Expiring grants. A grant made with ``expires_at`` gets a ``CreditGrant`` bucket next to its
+``grant`` entry (same reference); grants without expiry need none and never expire.
+
+- Drawing: every ledger line that lowers ``balance`` (settle, overrun, a negative adjust) takes
+  ``min(x, remaining)`` from the wallet's buckets in ``(expires_at, id)`` order, in the same
+  transaction and under the wallet's row lock (``services.ledger._post``). Reservations do not
+  change the balance, so the one-statement reservation is untouched. Hence
+  ``sum(remaining) <= balance`` always: a decrease of x lowers the sum by ``min(x, sum)``.
+- Refunds return credits as non-expiring credits (they go to no bucket): a refund gives back
+  what was charged, and the grant it was drawn from may be gone by then.
+- Expiry (``credits_expire_grants``, one bucket per transaction, under the wallet lock): held
+  credits are counted against the soonest-expiring buckets first (that is where their settle
+  will draw them), so the part of the due bucket ``b`` not covered by holds is
+  ``e = max(0, remaining_b - max(0, held - remaining of the buckets before b))``; ``e`` leaves
+  as an ``expire`` line without a hold (balance -e) and moves from ``remaining`` to
+  ``expired``. ``e <= available`` always, so held credits are never taken, and neither are
+  non-expiring credits. What stays (held) keeps the bucket due: a settle draws it, and after a
+  release the next sweep expires it.
+- ``rivya_ledger_check`` replays the buckets along the ledger and compares them.
+"""
+
+
+class CreditGrant(models.Model):
+    """The bucket of one expiring grant: how much of it is left, was spent, and expired.
+
+    ``amount = remaining + drawn + expired`` (a check constraint); see ``GRANT_EXPIRY_NOTE``.
+    Written only by ``rivya_billing.services`` under the wallet's row lock.
+    """
+
+    # No database FK constraint: see ``WALLET_REFERENCE_NOTE`` (settles write these rows in the
+    # wallet's critical section).
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="credit_grants", db_index=False, db_constraint=False
+    )
+    reference = models.CharField(max_length=255, help_text="The reference of the grant entry.")
+    amount = models.BigIntegerField(help_text="Credits granted.")
+    remaining = models.BigIntegerField(help_text="Credits of the grant not spent and not expired yet.")
+    drawn = models.BigIntegerField(default=0, help_text="Credits of the grant spent.")
+    expired = models.BigIntegerField(default=0, help_text="Credits of the grant that expired (its expire entries).")
+    expires_at = models.DateTimeField(help_text="When what is left of the grant expires.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["wallet", "reference"], name="rivya_billing_grant_unique_reference"),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0, remaining__gte=0, drawn__gte=0, expired__gte=0)
+                & Q(amount=F("remaining") + F("drawn") + F("expired")),
+                name="rivya_billing_grant_amount_parts",
+            ),
+        ]
+        indexes = [
+            # Drawing: a wallet's buckets with credits left, soonest expiry first.
+            models.Index(fields=["wallet", "expires_at"], condition=Q(remaining__gt=0), name="rivya_grant_wallet_left"),
+            # The expiry sweep: buckets with credits left, by expiry.
+            models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="rivya_grant_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant {self.reference} ({self.remaining} of {self.amount} left, expires {self.expires_at})"

@@ -21,7 +21,16 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from rivya_billing.conf import billing_settings
-from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, SpendLimit, Wallet
+from rivya_billing.models import (
+    CreditGrant,
+    EntryType,
+    Hold,
+    HoldState,
+    LedgerEntry,
+    SpendLimit,
+    Wallet,
+    entry_effect,
+)
 
 __all__ = [
     "WalletCheck",
@@ -204,7 +213,10 @@ def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
     entry's recorded balance and held equal the replay; the replay ends at the
     wallet's balance and held; nothing is ever negative and held never exceeds
     the balance; held equals the sum of pending holds; every hold has exactly
-    the lines its state implies; refunds match and never exceed the charge.
+    the lines its state implies; refunds match and never exceed the charge;
+    each expiring grant's bucket equals its replay along the ledger (its grant
+    entry, what spending drew from it soonest expiry first, its ``expire``
+    entries) and what the buckets have left never exceeds the balance.
     Read-only; one consistent snapshot.
     """
     with _consistent_snapshot(wallet_id):
@@ -212,6 +224,16 @@ def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
         check = WalletCheck(wallet_id=wallet.pk, account_id=wallet.account_id)
         if wallet.held < 0 or wallet.balance < wallet.held:
             check.add(f"wallet totals out of range: balance {wallet.balance}, held {wallet.held}")
+
+        # Expiring grants, replayed along the ledger (``GRANT_EXPIRY_NOTE``): reference -> bucket.
+        grants = {
+            row[1]: row
+            for row in CreditGrant.objects.filter(wallet_id=wallet.pk).values_list(
+                "pk", "reference", "amount", "remaining", "drawn", "expired", "expires_at"
+            )
+        }
+        replay: dict[str, list[int]] = {}  # reference -> [granted, remaining, drawn, expired]
+        order = sorted(grants.values(), key=lambda row: (row[6], row[0]))
 
         balance = held = 0
         expected_sequence = 1
@@ -230,10 +252,22 @@ def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
                 "balance_after",
                 "held_after",
                 "hold_id",
+                "reference",
             )
         )
         for row in rows.iterator(chunk_size=2000):
-            seq, public_id, entry_type, amount, balance_delta, held_delta, balance_after, held_after, hold_id = row
+            (
+                seq,
+                public_id,
+                entry_type,
+                amount,
+                balance_delta,
+                held_delta,
+                balance_after,
+                held_after,
+                hold_id,
+                reference,
+            ) = row
             check.entries += 1
             if seq != expected_sequence:
                 check.add(f"sequence broken at entry {public_id}: expected #{expected_sequence}, found #{seq}")
@@ -241,7 +275,7 @@ def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
             if entry_type == EntryType.ADJUST:
                 effect_ok = held_delta == 0 and abs(balance_delta) == amount
             else:
-                balance_mult, held_mult = EFFECTS.get(entry_type, (None, None))
+                balance_mult, held_mult = entry_effect(entry_type, has_hold=hold_id is not None) or (None, None)
                 effect_ok = balance_delta == (balance_mult or 0) * amount and held_delta == (held_mult or 0) * amount
                 effect_ok = effect_ok and balance_mult is not None
             if not effect_ok or amount <= 0:
@@ -249,6 +283,27 @@ def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
                     f"entry #{seq} ({public_id}) {entry_type} {amount} has deltas "
                     f"balance {balance_delta:+d}, held {held_delta:+d}"
                 )
+            if entry_type == EntryType.GRANT and reference in grants:
+                replay[reference] = [amount, amount, 0, 0]
+            elif entry_type == EntryType.EXPIRE and hold_id is None:
+                bucket = replay.get(reference)
+                if bucket is None or bucket[1] < amount:
+                    check.add(
+                        f"entry #{seq} ({public_id}) expires {amount} of grant {reference!r}, which has less left"
+                    )
+                else:
+                    bucket[1] -= amount
+                    bucket[3] += amount
+            elif balance_delta < 0:
+                spend = -balance_delta
+                for row in order:
+                    bucket = replay.get(row[1])
+                    if bucket is None or not spend:
+                        continue
+                    take = min(spend, bucket[1])
+                    bucket[1] -= take
+                    bucket[2] += take
+                    spend -= take
             balance += balance_delta
             held += held_delta
             if (balance_after, held_after) != (balance, held):
@@ -287,6 +342,24 @@ def wallet_reconcile(*, wallet_id: int) -> WalletCheck:
                 check.add(f"hold {public_id} records {refunded} refunded of {captured + overrun} charged")
         if wallet.held != pending:
             check.add(f"held {wallet.held} but pending holds add up to {pending}")
+        left = 0
+        for _pk, reference, amount, remaining, drawn, expired, _expires_at in order:
+            stored = [amount, remaining, drawn, expired]
+            left += remaining
+            if remaining + drawn + expired != amount or min(stored) < 0:
+                check.add(
+                    f"grant {reference!r} records {stored} (amount, remaining, drawn, expired): parts do not add up"
+                )
+            found = replay.get(reference)
+            if found is None:
+                check.add(f"grant {reference!r} has no grant entry")
+            elif found != stored:
+                check.add(
+                    f"grant {reference!r} records (amount, remaining, drawn, expired) {stored}; "
+                    f"the ledger gives {found}"
+                )
+        if left > wallet.balance:
+            check.add(f"expiring grants have {left} left but the balance is {wallet.balance}")
         for hold_id in sorted(set(lines) | set(refunds)):
             check.add(f"entries reference hold id {hold_id}, which is not a hold of this wallet")
         return check

@@ -10,8 +10,9 @@ reference with different arguments raises ``ReferenceConflictError`` naming the
 argument. Errors are typed (``rivya_billing.exceptions``).
 
 Layout: ``holds`` (reserve, settle, release, expire, renew, the sweeper),
-``balances`` (grant, adjust, refund), ``alerts`` (the low-balance threshold and the
-publisher of its crossings), ``limits`` (spend limits counted by reservations), ``ledger``
+``balances`` (grant, adjust, refund), ``grants`` (the expiry of expiring grants),
+``alerts`` (the low-balance threshold and the publisher of its crossings), ``limits``
+(spend limits counted by reservations), ``ledger``
 (the posting primitives they share).
 
 Concurrency. Writes to a wallet are serialised by the wallet's row, never by a
@@ -43,6 +44,7 @@ hold both need the hold's row in state ``pending``, and only one gets it.
 
 from rivya_billing.services.alerts import credits_alert_set, credits_low_balance_notices_publish
 from rivya_billing.services.balances import credits_adjust, credits_grant, credits_refund
+from rivya_billing.services.grants import credits_expire_grants, credits_grant_expire
 from rivya_billing.services.holds import (
     credits_expire_lapsed_holds,
     credits_hold_expire,
@@ -64,8 +66,10 @@ from rivya_billing.services.limits import (
 __all__ = [
     "credits_adjust",
     "credits_alert_set",
+    "credits_expire_grants",
     "credits_expire_lapsed_holds",
     "credits_grant",
+    "credits_grant_expire",
     "credits_hold_expire",
     "credits_hold_renew",
     "credits_low_balance_notices_publish",

@@ -7,13 +7,14 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from rivya_billing.exceptions import (
     InsufficientCreditsError,
     InvalidAmountError,
     RefundNotAllowedError,
 )
-from rivya_billing.models import EntryType, Hold, HoldState, LedgerEntry
+from rivya_billing.models import CreditGrant, EntryType, Hold, HoldState, LedgerEntry
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
@@ -32,26 +33,52 @@ __all__ = ["credits_adjust", "credits_grant", "credits_refund"]
 
 @transaction.atomic
 def credits_grant(
-    *, account: Any, amount: int, reference: str, actor: str = "", description: str = "", now: datetime | None = None
+    *,
+    account: Any,
+    amount: int,
+    reference: str,
+    actor: str = "",
+    description: str = "",
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> LedgerEntry:
     """Add ``amount`` credits to the account's wallet (creating the wallet on first use).
 
+    With ``expires_at`` (timezone-aware, after ``now``) the grant expires: spending draws
+    from the grant that expires soonest first, and what is left of it at ``expires_at``
+    (never credits held) leaves the wallet as an ``expire`` entry (``credits_expire_grants``,
+    see ``models.GRANT_EXPIRY_NOTE``).
+
     Idempotent by ``reference`` among the wallet's grants: a repeat returns the
-    first entry; a repeat with a different amount raises ``ReferenceConflictError``.
+    first entry; a repeat with a different amount or expiry raises ``ReferenceConflictError``.
     Atomic; takes the wallet's row lock.
     """
     _check_amount(amount)
     _check_reference(reference)
     now = _now(now)
+    if expires_at is not None:
+        if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at):
+            raise InvalidAmountError("expires_at must be a timezone-aware datetime.", param="expires_at")
     wallet = _lock_wallet(account=account, create=True)
     assert wallet is not None
     existing = LedgerEntry.objects.filter(wallet=wallet, type=EntryType.GRANT, reference=reference).first()
     if existing is not None:
         if existing.amount != amount:
             raise _conflict("Grant", reference, "amount", existing.amount, amount)
+        existing_expiry = (
+            CreditGrant.objects.filter(wallet=wallet, reference=reference).values_list("expires_at", flat=True).first()
+        )
+        if existing_expiry != expires_at:
+            raise _conflict("Grant", reference, "expires_at", existing_expiry, expires_at)
         return existing
+    if expires_at is not None and expires_at <= now:
+        raise InvalidAmountError(f"expires_at must be in the future, not {expires_at.isoformat()}.", param="expires_at")
     line = _Line(EntryType.GRANT, amount, reference, description=description)
     (entry,) = _post(wallet=wallet, lines=[line], actor=_actor(actor), now=now)
+    if expires_at is not None:
+        CreditGrant.objects.create(
+            wallet=wallet, reference=reference, amount=amount, remaining=amount, expires_at=expires_at, created_at=now
+        )
     return entry
 
 

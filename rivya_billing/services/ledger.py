@@ -24,7 +24,16 @@ from rivya_billing.exceptions import (
     StaleHoldError,
 )
 from rivya_billing.metrics import ledger_operation_observe
-from rivya_billing.models import EFFECTS, EntryType, Hold, HoldState, LedgerEntry, Wallet, new_entry_id
+from rivya_billing.models import (
+    CreditGrant,
+    EntryType,
+    Hold,
+    HoldState,
+    LedgerEntry,
+    Wallet,
+    entry_effect,
+    new_entry_id,
+)
 from rivya_billing.services.durability import commit_early
 
 
@@ -111,6 +120,7 @@ class _Line:
     hold_id: int | None = None
     sign: int = 1  # only ``adjust`` uses -1
     description: str = ""
+    grant_id: int | None = None  # only the ``expire`` line of an expiring grant: its bucket, drawn by the caller
 
 
 def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) -> list[LedgerEntry]:
@@ -122,12 +132,16 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
     """
     balance, held, sequence = wallet.balance, wallet.held, wallet.last_sequence
     entries = []
+    spent = 0
     for line in lines:
         if line.type == EntryType.ADJUST:
             balance_delta, held_delta = line.sign * line.amount, 0
         else:
-            balance_mult, held_mult = EFFECTS[line.type]
-            balance_delta, held_delta = balance_mult * line.amount, held_mult * line.amount
+            effect = entry_effect(line.type, has_hold=line.hold_id is not None)
+            assert effect is not None, line.type
+            balance_delta, held_delta = effect[0] * line.amount, effect[1] * line.amount
+        if balance_delta < 0 and line.grant_id is None:
+            spent -= balance_delta
         balance += balance_delta
         held += held_delta
         sequence += 1
@@ -158,11 +172,32 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
     if updated != 1:
         raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
     LedgerEntry.objects.bulk_create(entries)
+    if spent:
+        _draw_grants(wallet_id=wallet.pk, spent=spent)
     wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
     # Counted once committed (a rolled-back operation never happened); robust, so a metrics
     # failure can never turn a committed ledger write into an error.
     transaction.on_commit(lambda: _observe(lines), robust=True)
     return entries
+
+
+def _draw_grants(*, wallet_id: int, spent: int) -> None:
+    """Take ``spent`` credits from the wallet's expiring grants, soonest expiry first (``GRANT_EXPIRY_NOTE``).
+
+    Runs under the wallet's row lock (every writer of buckets holds it), so no bucket lock is
+    needed. A wallet without expiring grants costs one probe of a partial index.
+    """
+    buckets = (
+        CreditGrant.objects.filter(wallet_id=wallet_id, remaining__gt=0)
+        .order_by("expires_at", "pk")
+        .values_list("pk", "remaining")
+    )
+    for pk, remaining in buckets:
+        take = min(spent, remaining)
+        CreditGrant.objects.filter(pk=pk).update(remaining=F("remaining") - take, drawn=F("drawn") + take)
+        spent -= take
+        if not spent:
+            break
 
 
 def _observe(lines: Sequence[_Line]) -> None:

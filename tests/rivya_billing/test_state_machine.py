@@ -2,10 +2,14 @@
 
 Each example is a fresh account; each step is one service call (grant, adjust,
 reserve, settle, release, expire, renew, refund, the sweeper, the clock, the
-overrun policy, the low-balance threshold) with small amounts and a handful of references, so repeats,
+overrun policy, the low-balance threshold, grants with and without expiry and the
+grant-expiry sweep) with small amounts and a handful of references, so repeats,
 conflicts, overdraft attempts, stale workers and lapsed leases come up often.
 After every step the wallet, every hold and every error must match the model,
-and ``wallet_reconcile`` must find nothing wrong. The low-balance alert is judged
+and ``wallet_reconcile`` must find nothing wrong. Expiring grants are modelled as
+buckets drawn soonest expiry first by every decrease of the balance; the grant-expiry
+sweep must never take held credits nor non-expiring ones, and what the buckets have left
+never exceeds the balance. The low-balance alert is judged
 on the model after every step (armed at or above the threshold; one notice per
 fall below while armed) and must match the wallet's trigger.
 
@@ -45,7 +49,7 @@ from rivya_billing.exceptions import (
     RefundNotAllowedError,
     StaleHoldError,
 )
-from rivya_billing.models import Hold, LowBalanceNotice
+from rivya_billing.models import CreditGrant, Hold, LowBalanceNotice
 from tests import factories
 from tests.rivya_billing.conftest import T0
 
@@ -70,13 +74,24 @@ class ModelHold:
 
 
 @dataclass
+class ModelGrant:
+    expires_at: datetime
+    order: int  # creation order: the tie-break of equal expiries (the row id)
+    amount: int
+    remaining: int
+    drawn: int = 0
+    expired: int = 0
+
+
+@dataclass
 class Model:
     """The wallet as it should be, in plain Python."""
 
     balance: int = 0
     held: int = 0
     holds: dict[str, ModelHold] = field(default_factory=dict)
-    grants: dict[str, int] = field(default_factory=dict)
+    grants: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
+    buckets: dict[str, ModelGrant] = field(default_factory=dict)
     adjusts: dict[str, int] = field(default_factory=dict)
     refunds: dict[str, tuple[str, int]] = field(default_factory=dict)
     threshold: int | None = None
@@ -96,6 +111,21 @@ class Model:
     @property
     def available(self) -> int:
         return self.balance - self.held
+
+    def ordered_buckets(self) -> list[tuple[str, ModelGrant]]:
+        return sorted(self.buckets.items(), key=lambda item: (item[1].expires_at, item[1].order))
+
+    def spend(self, amount: int) -> None:
+        """A decrease of the balance: the balance falls, and the buckets are drawn soonest expiry first."""
+        self.balance -= amount
+        for _ref, bucket in self.ordered_buckets():
+            take = min(amount, bucket.remaining)
+            bucket.remaining -= take
+            bucket.drawn += take
+            amount -= take
+
+    def left(self) -> int:
+        return sum(b.remaining for b in self.buckets.values())
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -142,15 +172,24 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- rules: one per service ------------------------------------------------------
 
-    @rule(ref=GRANT_REFS, amount=st.sampled_from([5, 20, 60]))
-    def grant(self, ref: str, amount: int) -> None:
+    @rule(
+        ref=GRANT_REFS,
+        amount=st.sampled_from([5, 20, 60]),
+        expires_in=st.none() | st.none() | st.sampled_from([60, 300, 300, 900, 2400]),
+    )
+    def grant(self, ref: str, amount: int, expires_in: int | None = None) -> None:
+        expires_at = None if expires_in is None else self.now + timedelta(seconds=expires_in)
         expected = None
         if ref in self.model.grants:
-            expected = ReferenceConflictError if self.model.grants[ref] != amount else None
-        entry = self.call(expected, services.credits_grant, account=self.account, amount=amount, reference=ref)
+            expected = ReferenceConflictError if self.model.grants[ref] != (amount, expires_at) else None
+        entry = self.call(
+            expected, services.credits_grant, account=self.account, amount=amount, reference=ref, expires_at=expires_at
+        )
         if entry is not None and ref not in self.model.grants:
-            self.model.grants[ref] = amount
+            self.model.grants[ref] = (amount, expires_at)
             self.model.balance += amount
+            if expires_at is not None:
+                self.model.buckets[ref] = ModelGrant(expires_at, len(self.model.buckets), amount, amount)
         if entry is not None:
             assert (entry.type, entry.amount) == ("grant", amount)
 
@@ -166,7 +205,10 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         if entry is not None and ref not in self.model.adjusts:
             self.model.adjusts[ref] = amount
-            self.model.balance += amount
+            if amount < 0:
+                self.model.spend(-amount)
+            else:
+                self.model.balance += amount
 
     @rule(target=holds, ref=HOLD_REFS, amount=st.integers(1, 50), lease=st.integers(30, 1800))
     def reserve(self, ref: str, amount: int, lease: int) -> str:
@@ -229,7 +271,7 @@ class LedgerMachine(RuleBasedStateMachine):
             excess - overrun,
         )
         self.model.held -= hold.amount
-        self.model.balance -= captured + overrun
+        self.model.spend(captured + overrun)
         assert (result.captured, result.overrun, result.waived) == (captured, overrun, excess - overrun)
 
     @rule(ref=holds, token=TOKENS)
@@ -339,6 +381,34 @@ class LedgerMachine(RuleBasedStateMachine):
             hold.state = "expired"
             self.model.held -= hold.amount
 
+    @rule()
+    def expire_grants(self) -> None:
+        """The grant-expiry sweep: each due bucket, soonest first, loses what holds do not cover."""
+        held, available_before = self.model.held, self.model.available
+        non_expiring_before = self.model.balance - self.model.left()
+        total = 0
+        for _ref, bucket in self.model.ordered_buckets():
+            if bucket.expires_at > self.now or bucket.remaining == 0:
+                continue
+            before = sum(
+                b.remaining
+                for _r, b in self.model.ordered_buckets()
+                if (b.expires_at, b.order) < (bucket.expires_at, bucket.order)
+            )
+            expiring = bucket.remaining - min(bucket.remaining, max(0, held - before))
+            if expiring:
+                bucket.remaining -= expiring
+                bucket.expired += expiring
+                self.model.balance -= expiring
+                total += expiring
+                # Each expiry is a wallet change the low-balance trigger judges on its own.
+                self.model.judge_alert()
+        assert services.credits_expire_grants(now=self.now) == total
+        # Never held credits, never non-expiring ones.
+        assert total <= available_before
+        assert self.model.held == held
+        assert self.model.balance - self.model.left() == non_expiring_before
+
     @rule(threshold=st.sampled_from([None, 5, 20, 60, 100]))
     def set_alert(self, threshold: int | None) -> None:
         wallet = services.credits_alert_set(account=self.account, low_balance_threshold=threshold)
@@ -367,8 +437,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def low_balance_alert_matches_the_model(self) -> None:
-        # Every step moves available at most once per wallet change, and sweeps only raise it,
-        # so judging the model once per step sees the same crossings as the trigger.
+        # Every step moves available at most once per wallet change, and hold sweeps only raise
+        # it, so judging the model once per step sees the same crossings as the trigger (the
+        # grant-expiry sweep, which lowers it bucket by bucket, judges after each bucket).
         self.model.judge_alert()
         wallet = selectors.wallet_get(account=self.account)
         assert wallet.low_balance_armed == self.model.armed
@@ -378,6 +449,18 @@ class LedgerMachine(RuleBasedStateMachine):
             .values_list("available", "threshold")
         )
         assert stored == self.model.notices
+
+    @invariant()
+    def grants_match_the_model(self) -> None:
+        stored = {
+            g.reference: (g.amount, g.remaining, g.drawn, g.expired, g.expires_at)
+            for g in CreditGrant.objects.filter(wallet__account=self.account)
+        }
+        expected = {
+            ref: (b.amount, b.remaining, b.drawn, b.expired, b.expires_at) for ref, b in self.model.buckets.items()
+        }
+        assert stored == expected
+        assert self.model.left() <= self.model.balance
 
     @invariant()
     def holds_match_the_model(self) -> None:
