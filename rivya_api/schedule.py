@@ -31,6 +31,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "rivya_billing.tasks.credits_expire_lapsed_holds",
         "schedule": timedelta(seconds=60),
     },
+    # What is left (and not held) of grants past their expires_at leaves the wallet.
+    "rivya-billing-expire-grants": {
+        "task": "rivya_billing.tasks.credits_expire_grants",
+        "schedule": timedelta(seconds=60),
+    },
     # credits.low webhook events for low-balance crossings the wallets recorded (one per crossing).
     "rivya-credits-low-events": {"task": "rivya_api.credits_low_events_publish", "schedule": 5.0},
     # Idempotency-Key records past their retention (RIVYA_API IDEMPOTENCY_RETENTION_SECONDS).

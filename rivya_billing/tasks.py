@@ -16,3 +16,9 @@ from rivya_billing import services
 def credits_expire_lapsed_holds() -> int:
     """Expire holds whose lease lapsed (each in its own transaction; safe to overlap)."""
     return services.credits_expire_lapsed_holds()
+
+
+@shared_task(name="rivya_billing.tasks.credits_expire_grants", ignore_result=True)
+def credits_expire_grants() -> int:
+    """Expire what is left, and not held, of grants past their ``expires_at`` (one grant per transaction)."""
+    return services.credits_expire_grants()

@@ -79,3 +79,36 @@ def test_a_celery_worker_runs_the_sweeper_from_the_broker(celery_worker, make_ac
     if state != "expired":
         log = celery_worker.log.read_text()[-3000:]
         pytest.fail(f"the worker did not expire the hold (state {state}); its log:\n{log}")
+
+
+GRANT_SWEEPER = "rivya_billing.tasks.credits_expire_grants"
+
+
+def test_the_grant_expiry_sweep_is_on_the_beat_schedule():
+    entries = [entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == GRANT_SWEEPER]
+    assert len(entries) == 1
+    assert timedelta(seconds=10) <= entries[0]["schedule"] <= timedelta(minutes=5)
+    assert GRANT_SWEEPER in app.tasks
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("in_process_executor")
+def test_without_a_broker_the_web_process_expires_due_grants(account):
+    from rivya_billing.models import CreditGrant
+
+    past = timezone.now() - timedelta(days=2)
+    services.credits_grant(account=account, amount=10, reference="promo", expires_at=past + timedelta(days=1), now=past)
+    entry = next(e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == GRANT_SWEEPER)
+    previous = app.conf.beat_schedule
+    app.conf.beat_schedule = {"sweep": {**entry, "schedule": timedelta(seconds=1)}}
+    stop = threading.Event()
+    try:
+        start_periodic_runner(app, stop)
+        deadline = time.monotonic() + 15
+        while CreditGrant.objects.get(reference="promo").expired != 10 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        app.conf.beat_schedule = previous
+    assert CreditGrant.objects.get(reference="promo").expired == 10
+    assert services.credits_grant(account=account, amount=1, reference="g2").balance_after == 1
