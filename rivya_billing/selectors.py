@@ -39,6 +39,7 @@ __all__ = [
     "ledger_check",
     "wallet_activity",
     "wallet_entries",
+    "wallet_expiring",
     "wallet_get",
     "wallet_holds",
     "wallet_reconcile",
@@ -114,18 +115,26 @@ def wallet_activity(*, account: Any, since: datetime | None = None) -> dict[str,
     """Totals of the account's entries since ``since`` (default: ``ACTIVITY_WINDOW_DAYS`` ago).
 
     ``charged`` is what work took from the balance (settle + overrun),
-    ``released`` what holds gave back uncharged (release + expire), ``adjusted``
-    the net of admin adjustments.
+    ``released`` what holds gave back uncharged (release, and expire of a hold),
+    ``expired`` what left the wallet at a grant's expiry (expire without a hold),
+    ``adjusted`` the net of admin adjustments.
     """
     if since is None:
         since = timezone.now() - timedelta(days=billing_settings.ACTIVITY_WINDOW_DAYS)
     rows = (
         LedgerEntry.objects.filter(wallet__account=account, created_at__gte=since)
         .values("type")
-        .annotate(total=Sum("amount"), net=Sum("balance_delta"), count=Count("id"))
+        .annotate(
+            total=Sum("amount"),
+            net=Sum("balance_delta"),
+            count=Count("id"),
+            # An expire line without a hold is a grant's expiry (balance -amount).
+            grant_expired=Sum("amount", filter=Q(type=EntryType.EXPIRE, hold__isnull=True)),
+        )
         .order_by()
     )
     by_type = {row["type"]: row for row in rows}
+    grant_expired = (by_type[EntryType.EXPIRE]["grant_expired"] or 0) if EntryType.EXPIRE in by_type else 0
 
     def total(*types: str) -> int:
         return sum(by_type[t]["total"] for t in types if t in by_type)
@@ -135,11 +144,27 @@ def wallet_activity(*, account: Any, since: datetime | None = None) -> dict[str,
         "granted": total(EntryType.GRANT),
         "reserved": total(EntryType.RESERVE),
         "charged": total(EntryType.SETTLE, EntryType.OVERRUN),
-        "released": total(EntryType.RELEASE, EntryType.EXPIRE),
+        "released": total(EntryType.RELEASE, EntryType.EXPIRE) - grant_expired,
+        "expired": grant_expired,
         "refunded": total(EntryType.REFUND),
         "adjusted": by_type[EntryType.ADJUST]["net"] if EntryType.ADJUST in by_type else 0,
         "entries": sum(row["count"] for row in by_type.values()),
     }
+
+
+def wallet_expiring(*, account: Any, limit: int = 20) -> list[dict[str, Any]]:
+    """The account's expiring grants with credits left, soonest first: ``[{"credits", "expires_at"}]``.
+
+    ``credits`` is what is left of the grant (not spent, not expired); part of it may be held
+    by work in progress, which its settle will draw first. An ``expires_at`` in the past means
+    the rest is held and expires when released (see ``GRANT_EXPIRY_NOTE``).
+    """
+    rows = (
+        CreditGrant.objects.filter(wallet__account=account, remaining__gt=0)
+        .order_by("expires_at", "pk")
+        .values_list("remaining", "expires_at")[:limit]
+    )
+    return [{"credits": remaining, "expires_at": expires_at} for remaining, expires_at in rows]
 
 
 # --- reconciliation --------------------------------------------------------------------------

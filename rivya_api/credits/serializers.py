@@ -31,9 +31,23 @@ class CreditsActivitySerializer(serializers.Serializer):
     granted = serializers.IntegerField(help_text="Credits added by grants.")
     reserved = serializers.IntegerField(help_text="Credits held for work when it was accepted.")
     charged = serializers.IntegerField(help_text="Credits taken by work that completed (`settle` + `overrun`).")
-    released = serializers.IntegerField(help_text="Held credits returned uncharged (`release` + `expire`).")
+    released = serializers.IntegerField(
+        help_text="Held credits returned uncharged (`release`, and `expire` of a hold whose work stopped)."
+    )
+    expired = serializers.IntegerField(
+        help_text="Credits that left the wallet unspent at a grant's expiry (`expire` without `hold_id`)."
+    )
     refunded = serializers.IntegerField(help_text="Charged credits given back (`refund`).")
     adjusted = serializers.IntegerField(help_text="Net of corrections by support (`adjust`, may be negative).")
+
+
+class CreditsExpiringSerializer(serializers.Serializer):
+    credits = serializers.IntegerField(
+        help_text="What is left of the grant: it leaves the wallet at `expires_at` unless spent first (spending "
+        "draws the grant that expires soonest first). Credits held by work in progress are never taken: the "
+        "work's charge draws them, or, if it is released, they leave at the next expiry run."
+    )
+    expires_at = serializers.DateTimeField(help_text="When it expires (in the past: held, see `credits`).")
 
 
 class CreditsOutputSerializer(serializers.Serializer):
@@ -44,6 +58,9 @@ class CreditsOutputSerializer(serializers.Serializer):
     unit = serializers.CharField(help_text="What one unit of these integers is called.")
     updated_at = serializers.DateTimeField(allow_null=True, help_text="Last change of the wallet; null if never.")
     activity = CreditsActivitySerializer(help_text="Totals of the ledger over the recent window.")
+    expiring = CreditsExpiringSerializer(
+        many=True, help_text="Grants that expire, soonest first (at most 20); empty if none."
+    )
 
 
 # Credits are BIGINT: a threshold above this could never be compared with a balance anyway.
@@ -95,7 +112,9 @@ class LedgerEntryOutputSerializer(serializers.Serializer):
         choices=ENTRY_TYPES,
         help_text=(
             "`grant` adds credits; `reserve` holds them for accepted work; `settle` charges from a hold and "
-            "`release` returns what was not used; `expire` returns a hold whose work stopped responding; "
+            "`release` returns what was not used; `expire` with a `hold_id` returns a hold whose work stopped "
+            "responding, and without one is what was left of an expiring grant at its expiry (it leaves the "
+            "balance); "
             "`overrun` charges usage above a hold, `waive` records usage above it that was not charged; "
             "`refund` returns charged credits; `adjust` is a correction by support."
         ),

@@ -40,7 +40,7 @@ from rivya_api.credits.serializers import (
     LedgerFilterSerializer,
 )
 from rivya_billing.conf import billing_settings
-from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_get
+from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_expiring, wallet_get
 from rivya_billing.services import credits_alert_set
 
 TAG = "Credits"
@@ -61,7 +61,9 @@ _CREDITS_EXAMPLE = {
         "released": 37,
         "refunded": 10,
         "adjusted": 0,
+        "expired": 0,
     },
+    "expiring": [{"credits": 250, "expires_at": "2026-06-01T00:00:00.000000Z"}],
 }
 _ENTRY_EXAMPLES = [
     {
@@ -170,7 +172,10 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
             "The account's one wallet, shared by the API and the Studio. Accepted work holds its price "
             "(`held`) until it completes and is charged, or fails and is released; `available` is what new "
             "work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` "
-            "sums the ledger over a recent window: the last `activity.days` days, since `activity.since`."
+            "sums the ledger over a recent window: the last `activity.days` days, since `activity.since`. "
+            "`expiring` lists grants that expire: spending draws the soonest first, and what is left of one at "
+            "its `expires_at` (never credits held by work in progress) leaves as an `expire` ledger entry "
+            "without `hold_id`."
         ),
         tags=[TAG],
         responses={200: CreditsOutputSerializer},
@@ -188,6 +193,7 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
             "unit": billing_settings.UNIT,
             "updated_at": wallet.updated_at if wallet.pk else None,
             "activity": {**activity, "days": days},
+            "expiring": wallet_expiring(account=self.account) if wallet.pk else [],
         }
         return Response(CreditsOutputSerializer(body).data)
 

@@ -1,7 +1,9 @@
 """``manage.py rivya_bootstrap (--username NAME | --account VALUE [--account-field F]) [--credits N] [--key-name L]
-[--scopes a,b,c] [--models m1,m2] [--credit-limit N [--credit-limit-window total|day|month]]``.
+[--grant-expires-in-days D] [--scopes a,b,c] [--models m1,m2]
+[--credit-limit N [--credit-limit-window total|day|month]]``.
 
-Issues a new API key for an account, optionally grants it N credits, and prints the
+Issues a new API key for an account, optionally grants it N credits (expiring after D days
+with ``--grant-expires-in-days D``), and prints the
 secret alone as the last line of stdout; everything else goes to stderr (logging).
 The account is either the one a user acts as (``--username``: the user is created or
 reused, and the host's ``ACCOUNT_FOR_USER`` hook gives its account), or an existing
@@ -28,11 +30,13 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.utils import timezone
 
 from rivya_api.accounts import account_get_or_create_for_username, get_account_model
 from rivya_api.keys.exceptions import APIKeyError
@@ -46,8 +50,13 @@ logger = logging.getLogger("rivya_api.commands")
 SOURCE = "command"
 
 
-def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None = None) -> None:
+def grant_bootstrap_credits(
+    *, account: Any, credits: int, reference: str | None = None, expires_in_days: int | None = None
+) -> None:
     """Grant ``credits`` to ``account`` through the ledger (``credits_grant``); 0 grants nothing.
+
+    With ``expires_in_days`` the grant expires that many days from now (what is left of it
+    then leaves the wallet; see ``rivya_billing.models.GRANT_EXPIRY_NOTE``).
 
     ``reference``, when given, makes the grant idempotent (``rivya_demo`` passes
     one so that repeated ``make run`` grant its credits once); None means a new
@@ -62,6 +71,7 @@ def grant_bootstrap_credits(*, account: Any, credits: int, reference: str | None
         reference=reference or f"bootstrap:{uuid.uuid4().hex}",
         actor="system:rivya_bootstrap",
         description="rivya_bootstrap --credits",
+        expires_at=None if expires_in_days is None else timezone.now() + timedelta(days=expires_in_days),
     )
 
 
@@ -106,6 +116,7 @@ def bootstrap(
     scopes: list[str] | None = None,
     models: list[str] | None = None,
     credit_limit: CreditLimit | None = None,
+    grant_expires_in_days: int | None = None,
 ) -> Bootstrap:
     """The shared path of ``rivya_bootstrap`` and ``rivya_demo``: account, credits, key, in one transaction.
 
@@ -117,13 +128,17 @@ def bootstrap(
         raise CommandError("--username must not be empty.")
     if credits < 0:
         raise CommandError("--credits must be 0 or more.")
+    if grant_expires_in_days is not None and grant_expires_in_days < 1:
+        raise CommandError("--grant-expires-in-days must be 1 or more.")
     if len(key_name) > NAME_MAX_LENGTH:
         raise CommandError(f"--key-name has at most {NAME_MAX_LENGTH} characters.")
     with transaction.atomic():
         user, created = None, False
         if account is None:
             account, user, created = account_get_or_create_for_username(username=username)
-        grant_bootstrap_credits(account=account, credits=credits, reference=reference)
+        grant_bootstrap_credits(
+            account=account, credits=credits, reference=reference, expires_in_days=grant_expires_in_days
+        )
         try:
             key, secret = api_key_create(
                 account=account,
@@ -152,6 +167,13 @@ class Command(BaseCommand):
             "--account-field", default="pk", help="Field of the account model that --account matches (default: pk)."
         )
         parser.add_argument("--credits", type=int, default=0, help="Credits to grant (default 0).")
+        parser.add_argument(
+            "--grant-expires-in-days",
+            type=int,
+            default=None,
+            metavar="D",
+            help="The granted credits expire D days from now: what is left of them then leaves the wallet.",
+        )
         parser.add_argument("--key-name", default="bootstrap", help="Label of the new key (default: bootstrap).")
         parser.add_argument(
             "--scopes",
@@ -184,6 +206,7 @@ class Command(BaseCommand):
             scopes=_csv(options["scopes"]),
             models=_csv(options["models"]),
             credit_limit=credit_limit,
+            grant_expires_in_days=options["grant_expires_in_days"],
         )
         who = "account" if result.user is None else f"user {result.user.get_username()}, account"
         logger.info(

@@ -79,7 +79,9 @@ def test_credits_show_balance_held_available_and_recent_activity(api_client, his
         "released": 50,
         "refunded": 0,
         "adjusted": 0,
+        "expired": 0,
     }
+    assert body["expiring"] == []
     assert_matches_openapi(response, "get", CREDITS)
 
 

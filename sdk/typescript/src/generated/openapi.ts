@@ -121,7 +121,7 @@ export interface paths {
         };
         /**
          * Get the credit balance
-         * @description The account's one wallet, shared by the API and the Studio. Accepted work holds its price (`held`) until it completes and is charged, or fails and is released; `available` is what new work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` sums the ledger over a recent window: the last `activity.days` days, since `activity.since`.
+         * @description The account's one wallet, shared by the API and the Studio. Accepted work holds its price (`held`) until it completes and is charged, or fails and is released; `available` is what new work can reserve, and a request that needs more gets 402 `insufficient_credits`. `activity` sums the ledger over a recent window: the last `activity.days` days, since `activity.since`. `expiring` lists grants that expire: spending draws the soonest first, and what is left of one at its `expires_at` (never credits held by work in progress) leaves as an `expire` ledger entry without `hold_id`.
          *
          *     Needs a key with the `credits:read` scope (else 403 `insufficient_scope`).
          */
@@ -999,11 +999,13 @@ export interface components {
             charged: number;
             /** @description Length of the window in days. */
             days: number;
+            /** @description Credits that left the wallet unspent at a grant's expiry (`expire` without `hold_id`). */
+            expired: number;
             /** @description Credits added by grants. */
             granted: number;
             /** @description Charged credits given back (`refund`). */
             refunded: number;
-            /** @description Held credits returned uncharged (`release` + `expire`). */
+            /** @description Held credits returned uncharged (`release`, and `expire` of a hold whose work stopped). */
             released: number;
             /** @description Credits held for work when it was accepted. */
             reserved: number;
@@ -1023,6 +1025,15 @@ export interface components {
             /** @constant */
             readonly object: "credits_alerts";
         };
+        CreditsExpiring: {
+            /** @description What is left of the grant: it leaves the wallet at `expires_at` unless spent first (spending draws the grant that expires soonest first). Credits held by work in progress are never taken: the work's charge draws them, or, if it is released, they leave at the next expiry run. */
+            credits: number;
+            /**
+             * Format: date-time
+             * @description When it expires (in the past: held, see `credits`).
+             */
+            expires_at: string;
+        };
         CreditsOutput: {
             /** @description Totals of the ledger over the recent window. */
             activity: components["schemas"]["CreditsActivity"];
@@ -1030,6 +1041,8 @@ export interface components {
             available: number;
             /** @description Credits owned. */
             balance: number;
+            /** @description Grants that expire, soonest first (at most 20); empty if none. */
+            expiring: components["schemas"]["CreditsExpiring"][];
             /** @description Credits reserved by work in progress. */
             held: number;
             /** @constant */
@@ -1296,7 +1309,7 @@ export interface components {
             /** @description Position in the wallet's ledger: 1, 2, 3 … without gaps. */
             sequence: number;
             /**
-             * @description `grant` adds credits; `reserve` holds them for accepted work; `settle` charges from a hold and `release` returns what was not used; `expire` returns a hold whose work stopped responding; `overrun` charges usage above a hold, `waive` records usage above it that was not charged; `refund` returns charged credits; `adjust` is a correction by support.
+             * @description `grant` adds credits; `reserve` holds them for accepted work; `settle` charges from a hold and `release` returns what was not used; `expire` with a `hold_id` returns a hold whose work stopped responding, and without one is what was left of an expiring grant at its expiry (it leaves the balance); `overrun` charges usage above a hold, `waive` records usage above it that was not charged; `refund` returns charged credits; `adjust` is a correction by support.
              *
              *     * `grant` - grant
              *     * `reserve` - reserve
