@@ -1,9 +1,9 @@
 """Django admin of the credit ledger.
 
 Staff see every wallet with a reconciliation status, grant and adjust credits
-(actions that require a reason, written to the ledger entry), set a wallet's
-low-balance threshold (through ``credits_alert_set``), and browse entries, holds
-and low-balance notices read-only. Nothing here writes a wallet, hold or entry
+(actions that require a reason, written to the ledger entry; a grant may expire), set a wallet's
+low-balance threshold (through ``credits_alert_set``), and browse entries, holds,
+expiring grants and low-balance notices read-only. Nothing here writes a wallet, hold or entry
 directly: every change goes through ``rivya_billing.services``, so the admin
 keeps the same invariants, idempotency and audit trail as the API.
 """
@@ -25,7 +25,7 @@ from django.utils.html import format_html, format_html_join
 
 from rivya_billing import services
 from rivya_billing.exceptions import BillingError
-from rivya_billing.models import Hold, HoldState, LedgerEntry, LowBalanceNotice, SpendLimit, Wallet
+from rivya_billing.models import CreditGrant, Hold, HoldState, LedgerEntry, LowBalanceNotice, SpendLimit, Wallet
 from rivya_billing.selectors import wallet_reconcile
 
 
@@ -39,6 +39,11 @@ class LedgerActionForm(forms.Form):
     amount = forms.IntegerField(help_text="Whole credits.")
     reason = forms.CharField(max_length=500, help_text="Required; written to the ledger entry.")
     reference = forms.CharField(widget=forms.HiddenInput, max_length=200)
+    expires_at = forms.DateTimeField(
+        required=False,
+        help_text="Optional (UTC, e.g. 2026-12-31 23:59): what is left of the grant then leaves the wallet; "
+        "spending draws the soonest-expiring grant first. Empty: never expires.",
+    )
 
     def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,6 +52,7 @@ class LedgerActionForm(forms.Form):
             self.fields["amount"].min_value = 1
             self.fields["amount"].validators.append(_positive)
         else:
+            del self.fields["expires_at"]
             self.fields["amount"].help_text = "Whole credits: positive adds, negative removes."
 
     def clean_amount(self) -> int:
@@ -245,7 +251,15 @@ class WalletAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "rivya_billing/admin/ledger_action.html", context)
 
     def _apply(
-        self, request: HttpRequest, queryset: QuerySet[Wallet], *, kind: str, amount: int, reason: str, reference: str
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Wallet],
+        *,
+        kind: str,
+        amount: int,
+        reason: str,
+        reference: str,
+        expires_at: Any = None,
     ) -> None:
         done = 0
         for wallet in queryset.select_related("account"):
@@ -257,6 +271,7 @@ class WalletAdmin(admin.ModelAdmin):
                         reference=f"{reference}:{wallet.pk}",
                         actor=admin_actor(request),
                         description=reason,
+                        expires_at=expires_at,
                     )
                 else:
                     services.credits_adjust(
@@ -305,6 +320,16 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     search_fields = ["public_id", "reference", "actor", "description"]
     list_select_related = ["wallet__account"]
     ordering = ["-created_at", "-pk"]
+
+
+@admin.register(CreditGrant)
+class CreditGrantAdmin(ReadOnlyAdmin):
+    """Expiring grants: what is left of each, spent and expired (``GRANT_EXPIRY_NOTE``)."""
+
+    list_display = ["reference", "wallet", "amount", "remaining", "drawn", "expired", "expires_at", "created_at"]
+    search_fields = ["reference"]
+    list_select_related = ["wallet__account"]
+    ordering = ["expires_at", "pk"]
 
 
 @admin.register(LowBalanceNotice)

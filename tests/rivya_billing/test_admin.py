@@ -133,3 +133,50 @@ def test_a_bad_threshold_is_refused_by_the_form(admin_client, wallets):
     assert response.status_code == 200  # the form again, with the error
     wallets[0].refresh_from_db()
     assert wallets[0].low_balance_threshold is None
+
+
+def test_the_grant_action_can_make_an_expiring_grant_and_lists_it_read_only(admin_client, wallets):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rivya_billing.models import CreditGrant
+
+    form_page = action_post(admin_client, "grant_credits", wallets)
+    assert 'name="expires_at"' in form_page.content.decode()
+    assert 'name="expires_at"' not in action_post(admin_client, "adjust_credits", wallets).content.decode()
+    reference = form_page.context["form"].initial["reference"]
+    expires = (timezone.now() + timedelta(days=30)).replace(microsecond=0, second=0)
+    done = action_post(
+        admin_client,
+        "grant_credits",
+        wallets,
+        apply="1",
+        amount=40,
+        reason="promo",
+        reference=reference,
+        expires_at=expires.strftime("%Y-%m-%d %H:%M"),
+    )
+    assert "Granted 40 credits: 2 wallet(s)." in done.content.decode()
+    grants = CreditGrant.objects.filter(reference__startswith=reference)
+    assert sorted(grants.values_list("amount", "remaining", "expires_at")) == [(40, 40, expires)] * 2
+
+    # An expiry in the past is refused for each wallet, with the service's message.
+    past = action_post(
+        admin_client,
+        "grant_credits",
+        wallets[:1],
+        apply="1",
+        amount=5,
+        reason="late",
+        reference=reference + "x",
+        expires_at="2020-01-01 00:00",
+    )
+    assert "expires_at must be in the future" in past.content.decode()
+
+    changelist = admin_client.get(reverse("admin:rivya_billing_creditgrant_changelist"))
+    assert changelist.status_code == 200
+    assert reference in changelist.content.decode()
+    grant = grants.first()
+    assert admin_client.post(reverse("admin:rivya_billing_creditgrant_change", args=[grant.pk]), {}).status_code == 403
+    assert admin_client.get(reverse("admin:rivya_billing_creditgrant_add")).status_code == 403
