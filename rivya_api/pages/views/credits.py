@@ -25,7 +25,7 @@ from rivya_api.pages.charts import KIND_COLOURS, daily_stacked_bars
 from rivya_api.pages.common import page_account, paginate, query_without_page
 from rivya_api.pages.ledger import daily_spend, ledger_entries, work_reference, works_for
 from rivya_billing.models import EntryType
-from rivya_billing.selectors import wallet_get
+from rivya_billing.selectors import wallet_expiring, wallet_get
 from rivya_billing.services import credits_alert_set
 
 PER_PAGE = 25
@@ -95,6 +95,8 @@ def _credits_page(request: HttpRequest, alert_form: LowBalanceAlertForm | None =
         "alert_form": alert_form
         or LowBalanceAlertForm(initial={"low_balance_threshold": wallet.low_balance_threshold}),
         "alert_triggered": wallet.low_balance_threshold is not None and not wallet.low_balance_armed,
+        "expiring": wallet_expiring(account=account) if wallet.pk else [],
+        "now": timezone.now(),
         "form": form,
         "entries": page,
         "works": works,

@@ -180,3 +180,28 @@ def test_the_low_balance_alert_is_set_seen_and_turned_off_on_the_credits_page(me
 
     assert member.client.post("/settings/credits/alerts", {"low_balance_threshold": ""}).status_code == 302
     assert wallet_get(account=member.account).low_balance_threshold is None
+
+
+def test_the_credits_page_lists_expiring_grants_soonest_first(member, stranger):
+    from rivya_billing.services import credits_expire_grants, credits_reserve
+
+    assert "Expiring credits" not in member.client.get(PAGE).content.decode()
+    now = timezone.now()
+    credits_grant(account=member.account, amount=100, reference="plain")
+    credits_grant(account=member.account, amount=30, reference="late", expires_at=now + timedelta(days=30))
+    credits_grant(account=member.account, amount=20, reference="soon", expires_at=now + timedelta(days=2))
+    page = member.client.get(PAGE).content.decode()
+    assert "Expiring credits" in page
+    rows = re.findall(r'<td class="num">(\d+)</td><td><time datetime="([^"]+)"', page)
+    assert [int(c) for c, _ in rows] == [20, 30]
+    assert "data-due" not in page
+    # A grant past its expiry whose rest is held by running work stays listed, marked due.
+    past = now - timedelta(days=3)
+    credits_grant(account=member.account, amount=10, reference="old", expires_at=past + timedelta(days=1), now=past)
+    credits_reserve(account=member.account, amount=4, reference="task_1")
+    assert credits_expire_grants() == 6
+    page = member.client.get(PAGE).content.decode()
+    rows = re.findall(r'<td class="num">(\d+)</td><td><time datetime="([^"]+)"', page)
+    assert [int(c) for c, _ in rows] == [4, 20, 30]
+    assert page.count("data-due") == 1
+    assert "Expiring credits" not in stranger.client.get(PAGE).content.decode()
