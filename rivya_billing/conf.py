@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     # before the service returns, so the wallet's row lock is not held through the WAL flush
     # (services.durability). False: every wallet write commits synchronously under the lock.
     "EARLY_LOCK_RELEASE": True,
-    # Most lapsed holds one sweep expires (the sweeper runs again on its beat interval).
+    # Most lapsed holds, and most due expiring grants, one sweep expires (each sweep runs again on its beat).
     "EXPIRE_BATCH_SIZE": 500,
     # Most low-balance notices one run of the credits.low publisher hands on (it runs again on its beat).
     "NOTICE_BATCH_SIZE": 500,
