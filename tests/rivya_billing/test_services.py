@@ -463,6 +463,7 @@ def test_activity_totals(funded):
         "released": 16,
         "refunded": 1,
         "adjusted": -3,
+        "expired": 0,
         "entries": 8,
     }
 
