@@ -304,7 +304,10 @@ def _effect_condition() -> Q:
     amount = F("amount")
     times = {1: amount, -1: -amount, 0: 0}
     by_type = [
-        Q(type=entry_type, balance_delta=times[b], held_delta=times[h]) for entry_type, (b, h) in EFFECTS.items()
+        Q(type=entry_type, balance_delta=times[b], held_delta=times[h])
+        # ``expire`` has two effects: a hold's lapsed lease (this one, with its hold) and a grant's expiry.
+        & (Q(hold__isnull=False) if entry_type == EntryType.EXPIRE else Q())
+        for entry_type, (b, h) in EFFECTS.items()
     ]
     b, h = GRANT_EXPIRY_EFFECT
     by_type.append(Q(type=EntryType.EXPIRE, hold__isnull=True, balance_delta=times[b], held_delta=times[h]))

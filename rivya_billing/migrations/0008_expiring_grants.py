@@ -76,6 +76,7 @@ class Migration(migrations.Migration):
                             django.db.models.expressions.CombinedExpression(models.F("amount"), "*", models.Value(-1)),
                         ),
                         ("type", "expire"),
+                        ("hold__isnull", False),
                     ),
                     models.Q(
                         (

@@ -194,3 +194,46 @@ def test_expiry_sweeps_racing_reserves_and_settles_never_overdraw(make_account, 
     assert balance == 450 - charged - expired
     assert balance == 150 - max(0, charged - sum(g.drawn for g in grants))
     assert_ledger_clean()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("balance_delta", "held_delta", "with_hold", "allowed"),
+    [
+        (-5, 0, False, True),  # a grant's expiry
+        (0, -5, True, True),  # a hold's lapsed lease
+        (0, -5, False, False),  # a lease expiry needs its hold
+        (-5, 0, True, False),  # a hold's expire never lowers the balance
+        (5, 0, False, False),
+    ],
+)
+def test_the_database_admits_exactly_the_two_kinds_of_expire_line(
+    make_account, now, balance_delta, held_delta, with_hold, allowed
+):
+    from django.db import IntegrityError, transaction
+
+    from rivya_billing.models import Wallet
+
+    account = make_account()
+    services.credits_grant(account=account, amount=50, reference="g", now=now)
+    hold = services.credits_reserve(account=account, amount=5, reference="t", now=now)
+    wallet = Wallet.objects.get(account=account)
+    entry = LedgerEntry(
+        wallet=wallet,
+        sequence=99,
+        type="expire",
+        amount=5,
+        balance_delta=balance_delta,
+        held_delta=held_delta,
+        balance_after=45,
+        held_after=0,
+        reference="x",
+        hold=hold if with_hold else None,
+    )
+    if allowed:
+        with transaction.atomic():
+            entry.save()
+            transaction.set_rollback(True)
+    else:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            entry.save()
