@@ -109,8 +109,10 @@ class HasScope(BasePermission):
     """Refuses a key without the operation's scope (403 ``insufficient_scope``, naming it)."""
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        if request.method == "OPTIONS":
-            return True  # DRF's metadata: nothing of the account's is read
+        if request.method == "OPTIONS" or getattr(view, "action", None) == "metadata":
+            # DRF's metadata, which then asks again for each method it describes (as the
+            # "metadata" action of a viewset): nothing of the account's is read.
+            return True
         if not hasattr(view, request.method.lower()):
             return True  # no such operation: DRF answers 405
         scope = operation_scope(view, request.method)

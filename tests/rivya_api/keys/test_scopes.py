@@ -111,6 +111,15 @@ def test_a_method_an_operation_does_not_have_is_405_not_a_scope_question(account
     assert client.put("/api/v1/key", {}, format="json").status_code == 405
 
 
+@pytest.mark.parametrize("path", sorted({path for _, path, _ in OPERATIONS if path not in ASYNC_PATHS}))
+def test_options_answers_every_path_for_any_key(path, account, make_api_client):
+    """DRF's metadata asks the permissions again for each method it describes (as a viewset's
+    "metadata" action); that is not an operation needing a scope, and never a 500."""
+    for scopes in ([], None):
+        response = make_api_client(account, scopes=scopes).options(re.sub(r"\{[^}]+\}", "x_doesnotexist", path))
+        assert response.status_code in (200, 404), (scopes, response.content)
+
+
 # Operations that name a model: a request for a model outside the key's allow-list, per operation.
 MODEL_REQUESTS = {
     "getModel": lambda model: ("get", f"/api/v1/models/{model}", None),
