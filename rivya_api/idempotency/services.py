@@ -128,41 +128,67 @@ def idempotency_claim(
         existing = IdempotencyRecord.objects.filter(account=account, key=key).first()
         if existing is None:
             continue  # purged between our insert and our read: insert again
-        if existing.expires_at <= now:
-            fresh = {
-                "fingerprint": fingerprint,
-                "request_method": request_method,
-                "request_path": request_path,
-                "created_at": now,
-                "completed_at": None,
-                "expires_at": now + timedelta(seconds=api_settings.IDEMPOTENCY_RETENTION_SECONDS),
-                "reference": "",
-                "response_status": None,
-                "response_headers": {},
-                "response_body": b"",
-            }
-            if _take_over(existing, now=now, extra=fresh):
-                return IdempotencyClaim(ClaimOutcome.PROCEED, existing)
-            continue
-        if existing.fingerprint != fingerprint:
-            return IdempotencyClaim(ClaimOutcome.MISMATCH, existing)
-        if existing.state == IdempotencyRecord.State.COMPLETED:
-            existing.response_body = sealing.unseal(existing.response_body)
-            return IdempotencyClaim(ClaimOutcome.REPLAY, existing)
-        if existing.locked_until is not None and existing.locked_until > now:
-            return IdempotencyClaim(ClaimOutcome.IN_FLIGHT, existing, retry_after=_retry_after(existing, now))
-        stale_since = existing.locked_until
-        if _take_over(existing, now=now, extra={}):
-            logger.warning(
-                "Idempotency key %r of account %s: lease expired at %s without an outcome; "
-                "this attempt takes it over (the first attempt's process presumably died)",
-                key,
-                account.pk,
-                stale_since,
-            )
-            return IdempotencyClaim(ClaimOutcome.PROCEED, existing)
-        # Another retry took the stale lease first: loop to read its claim.
+        claim = _claim_existing(
+            existing, fingerprint=fingerprint, request_method=request_method, request_path=request_path, now=now
+        )
+        if claim is not None:
+            return claim
+        # Another retry took the key over first: loop to read its claim.
     raise RuntimeError(f"Could not settle idempotency key {key!r} after {_CLAIM_ATTEMPTS} attempts")
+
+
+def _claim_existing(
+    record: IdempotencyRecord, *, fingerprint: str, request_method: str, request_path: str, now: datetime
+) -> IdempotencyClaim | None:
+    """Decide about a record that already holds the key; None if another caller won a takeover race."""
+    if record.expires_at <= now:
+        return _claim_expired(
+            record, fingerprint=fingerprint, request_method=request_method, request_path=request_path, now=now
+        )
+    if record.fingerprint != fingerprint:
+        return IdempotencyClaim(ClaimOutcome.MISMATCH, record)
+    if record.state == IdempotencyRecord.State.COMPLETED:
+        record.response_body = sealing.unseal(record.response_body)
+        return IdempotencyClaim(ClaimOutcome.REPLAY, record)
+    if record.locked_until is not None and record.locked_until > now:
+        return IdempotencyClaim(ClaimOutcome.IN_FLIGHT, record, retry_after=_retry_after(record, now))
+    return _claim_stale(record, now=now)
+
+
+def _claim_expired(
+    record: IdempotencyRecord, *, fingerprint: str, request_method: str, request_path: str, now: datetime
+) -> IdempotencyClaim | None:
+    """The key is free again past ``expires_at``: rewrite the record as a new first attempt."""
+    fresh = {
+        "fingerprint": fingerprint,
+        "request_method": request_method,
+        "request_path": request_path,
+        "created_at": now,
+        "completed_at": None,
+        "expires_at": now + timedelta(seconds=api_settings.IDEMPOTENCY_RETENTION_SECONDS),
+        "reference": "",
+        "response_status": None,
+        "response_headers": {},
+        "response_body": b"",
+    }
+    if _take_over(record, now=now, extra=fresh):
+        return IdempotencyClaim(ClaimOutcome.PROCEED, record)
+    return None
+
+
+def _claim_stale(record: IdempotencyRecord, *, now: datetime) -> IdempotencyClaim | None:
+    """In flight with an expired lease: take it over, keeping the first attempt's ``expires_at``."""
+    stale_since = record.locked_until
+    if not _take_over(record, now=now, extra={}):
+        return None
+    logger.warning(
+        "Idempotency key %r of account %s: lease expired at %s without an outcome; "
+        "this attempt takes it over (the first attempt's process presumably died)",
+        record.key,
+        record.account_id,
+        stale_since,
+    )
+    return IdempotencyClaim(ClaimOutcome.PROCEED, record)
 
 
 def _insert_claim(
