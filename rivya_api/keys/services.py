@@ -282,11 +282,7 @@ def api_key_roll(
         raise APIKeyGraceError("The grace period must be between 0 and 7 days.")
     now = now or timezone.now()
     old = APIKey.objects.select_for_update().get(pk=api_key.pk)
-    status = old.status_at(now)
-    if status == APIKey.Status.ROLLING:
-        raise APIKeyStateError("This key has already been rolled; roll its replacement instead.")
-    if status != APIKey.Status.ACTIVE:
-        raise APIKeyStateError(f"This key is {status}; only an active key can be rolled.")
+    _check_rollable(old, now=now)
     keystore.key_invalidate(old.key_hash)
     new, secret = _key_insert(
         account_id=old.account_id,
@@ -302,6 +298,24 @@ def api_key_roll(
     old.expires_at = deadline if old.expires_at is None else min(old.expires_at, deadline)
     old.replaced_by = new
     old.save(update_fields=["expires_at", "replaced_by"])
+    _roll_audit(old=old, new=new, grace=grace, actor=actor, ip=ip, source=source, now=now)
+    api_key.expires_at, api_key.replaced_by = old.expires_at, new
+    return new, secret
+
+
+def _check_rollable(key: APIKey, *, now: datetime) -> None:
+    """Only an active key can be rolled; a rolled one is replaced through its successor."""
+    status = key.status_at(now)
+    if status == APIKey.Status.ROLLING:
+        raise APIKeyStateError("This key has already been rolled; roll its replacement instead.")
+    if status != APIKey.Status.ACTIVE:
+        raise APIKeyStateError(f"This key is {status}; only an active key can be rolled.")
+
+
+def _roll_audit(
+    *, old: APIKey, new: APIKey, grace: timedelta, actor: Any, ip: str | None, source: str, now: datetime
+) -> None:
+    """The roll's two audit events, each pointing at the other key: ``rolled`` on the old, ``created`` on the new."""
     _audit(
         api_key=old,
         action=APIKeyEvent.Action.ROLLED,
@@ -324,8 +338,6 @@ def api_key_roll(
         now=now,
         details={"replaces": old.public_id},
     )
-    api_key.expires_at, api_key.replaced_by = old.expires_at, new
-    return new, secret
 
 
 @transaction.atomic
