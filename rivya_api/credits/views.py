@@ -132,6 +132,40 @@ _LEDGER_PAGE_EXAMPLE = {
     "has_more": True,
     "next_cursor": _ENTRY_EXAMPLES[-1]["id"],
 }
+_LEDGER_DESCRIPTION = (
+    "Every change of the wallet, newest first: reconcile each charge with the task or chat turn it "
+    "belongs to (`reference`) and the API key that caused it (`actor`). A piece of work shows "
+    "`reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, "
+    "or `release`/`expire` when it fails. "
+    "Each entry carries the balance and held credits right after it."
+)
+_LEDGER_PARAMETERS = [
+    *PAGINATION_PARAMETERS,
+    OpenApiParameter("type", OpenApiTypes.STR, enum=ENTRY_TYPES, description="Only entries of this type."),
+    OpenApiParameter(
+        "reference",
+        OpenApiTypes.STR,
+        description=(
+            "Only the entries of one piece of work, refunds of it included: a task id (`task_…`), a chat "
+            "message id (`msg_…`, any message of the turn), a chat session id (`chat_…`, every turn of "
+            "it), or an action's reference as the entries show it."
+        ),
+    ),
+]
+_LEDGER_ERRORS = error_responses(
+    400,
+    codes={
+        400: [
+            ErrorExample(
+                "invalid_choice",
+                '"spend" is not a valid choice; use one of: grant, reserve, settle, release, expire, '
+                "overrun, waive, refund, adjust.",
+                "type",
+            ),
+            ErrorExample("invalid_request", "after does not name an object in this list.", "after"),
+        ]
+    },
+)
 
 
 # Totals are cached under the wallet's last sequence number: any new entry changes the key, so
@@ -200,57 +234,11 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
     @extend_schema(
         operation_id="listLedgerEntries",
         summary="List ledger entries",
-        description=(
-            "Every change of the wallet, newest first: reconcile each charge with the task or chat turn it "
-            "belongs to (`reference`) and the API key that caused it (`actor`). A piece of work shows "
-            "`reserve` when accepted, then `settle` (and `release` of what it did not use) when it completes, "
-            "or `release`/`expire` when it fails. "
-            "Each entry carries the balance and held credits right after it."
-        ),
+        description=_LEDGER_DESCRIPTION,
         tags=[TAG],
-        parameters=[
-            *PAGINATION_PARAMETERS,
-            OpenApiParameter("type", OpenApiTypes.STR, enum=ENTRY_TYPES, description="Only entries of this type."),
-            OpenApiParameter(
-                "reference",
-                OpenApiTypes.STR,
-                description=(
-                    "Only the entries of one piece of work, refunds of it included: a task id (`task_…`), a chat "
-                    "message id (`msg_…`, any message of the turn), a chat session id (`chat_…`, every turn of "
-                    "it), or an action's reference as the entries show it."
-                ),
-            ),
-        ],
-        responses={
-            200: list_of(LedgerEntryOutputSerializer),
-            **error_responses(
-                400,
-                codes={
-                    400: [
-                        ErrorExample(
-                            "invalid_choice",
-                            '"spend" is not a valid choice; use one of: grant, reserve, settle, release, expire, '
-                            "overrun, waive, refund, adjust.",
-                            "type",
-                        ),
-                        ErrorExample("invalid_request", "after does not name an object in this list.", "after"),
-                    ]
-                },
-            ),
-        },
-        examples=[
-            OpenApiExample(
-                "ledger",
-                value={
-                    "object": "list",
-                    "data": _ENTRY_EXAMPLES,
-                    "has_more": True,
-                    "next_cursor": _ENTRY_EXAMPLES[-1]["id"],
-                },
-                response_only=True,
-                status_codes=["200"],
-            )
-        ],
+        parameters=_LEDGER_PARAMETERS,
+        responses={200: list_of(LedgerEntryOutputSerializer), **_LEDGER_ERRORS},
+        examples=[OpenApiExample("ledger", value=_LEDGER_PAGE_EXAMPLE, response_only=True, status_codes=["200"])],
     )
     def ledger(self, request: Request) -> Response:
         filters = LedgerFilterSerializer(data=request.query_params)
