@@ -154,6 +154,36 @@ def file_create(
     if expires_at is None:
         retention = int((api_settings.FILE_RETENTION_SECONDS or {}).get(purpose, 30 * 86400))
         expires_at = now + timedelta(seconds=retention)
+    file = _file_store(
+        account=account,
+        stream=stream,
+        size=size,
+        sha256=sha256,
+        info=info,
+        filename=filename,
+        purpose=purpose,
+        now=now,
+        expires_at=expires_at,
+        on_created=on_created,
+    )
+    logger.info("Stored %s (%s, %s bytes) for purpose %s", file.public_id, info.content_type, size, purpose)
+    return file
+
+
+def _file_store(
+    *,
+    account: Any,
+    stream: IO[bytes],
+    size: int,
+    sha256: str,
+    info: MediaInfo,
+    filename: str,
+    purpose: str,
+    now: datetime,
+    expires_at: datetime,
+    on_created: Callable[[File], None] | None,
+) -> File:
+    """Write checked bytes to storage, then insert their row; remove the bytes again if the insert fails."""
     file_id = public_id("file")
     storage = file_storage()
     name = f"{api_settings.FILE_STORAGE_PREFIX.strip('/')}/{file_id[5:7]}/{file_id}.{info.media_type.extension}"
@@ -182,7 +212,6 @@ def file_create(
     except BaseException:
         storage.delete(stored_name)
         raise
-    logger.info("Stored %s (%s, %s bytes) for purpose %s", file_id, info.content_type, size, purpose)
     return file
 
 
