@@ -293,38 +293,16 @@ def resolve_entry(entry: _Entry, provider_class: type) -> tuple[CatalogModel | N
     if provider_kind is not None and provider_kind != values["kind"]:
         add("provider", f"is a {provider_kind!r} provider but the model's kind is {values['kind']!r}")
     options = copy.deepcopy(dict(values.get("options") or {}))
-    parameters = values.get("parameters")
+    parameters, problems = _parameters_resolve(values.get("parameters"), provider_class, options)
+    for field_name, message in problems:
+        add(field_name, message)
     if parameters is None:
-        schema_of = getattr(provider_class, "parameters_schema", None)
-        if schema_of is None:
-            add("parameters", "is required: the provider class has no parameters_schema(options)")
-            return None, issues.items
-        try:
-            parameters = schema_of(copy.deepcopy(options))
-        except Exception as exc:  # report, do not crash the check
-            add("parameters", f"the provider's parameters_schema(options) failed: {type(exc).__name__}: {exc}")
-            return None, issues.items
-        for field_name, message in schema_problems(parameters, "parameters (from the provider)"):
-            add(field_name, message)
-    parameters = copy.deepcopy(dict(parameters or {}))
+        return None, issues.items
     rule = build_price_rule(values["pricing"])
-    properties = parameters.get("properties") or {}
-    required = set(parameters.get("required") or [])
-    for name in sorted(rule.parameters()):
-        prop = properties.get(name)
-        if not isinstance(prop, Mapping):
-            add("pricing", f"prices parameter {name!r}, which the parameters schema does not define")
-            continue
-        types = prop.get("type")
-        types = types if isinstance(types, list) else [types]
-        if not set(types) <= {"integer", "number"}:
-            add("pricing", f"prices parameter {name!r}, which is not an integer or number")
-        if "default" not in prop and name not in required:
-            # Otherwise the price of a request that leaves it out would be unknown.
-            add("pricing", f"prices parameter {name!r}, which has no default and is not required")
+    for field_name, message in _priced_parameter_problems(rule, parameters):
+        add(field_name, message)
     if issues.items:
         return None, issues.items
-    limits = {**DEFAULT_LIMITS, **dict(values.get("limits") or {})}
     upstream = values.get("upstream")
     model = CatalogModel(
         id=model_id,
@@ -334,12 +312,54 @@ def resolve_entry(entry: _Entry, provider_class: type) -> tuple[CatalogModel | N
         options=options,
         parameters=parameters,
         pricing=rule,
-        limits=limits,
+        limits={**DEFAULT_LIMITS, **dict(values.get("limits") or {})},
         upstream=Upstream(**upstream) if upstream else None,
         created_at=_parse_created_at(values["created_at"]) if "created_at" in values else DEFAULT_CREATED_AT,
         provider_class=provider_class,
     )
     return model, issues.items
+
+
+def _parameters_resolve(
+    parameters: Any, provider_class: type, options: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    """The entry's ``parameters`` schema, else the provider's ``parameters_schema(options)``, and its problems.
+
+    The schema is None when there is none to be had: the provider has no ``parameters_schema``, or it failed.
+    """
+    problems: list[tuple[str, str]] = []
+    if parameters is None:
+        schema_of = getattr(provider_class, "parameters_schema", None)
+        if schema_of is None:
+            return None, [("parameters", "is required: the provider class has no parameters_schema(options)")]
+        try:
+            parameters = schema_of(copy.deepcopy(options))
+        except Exception as exc:  # report, do not crash the check
+            return None, [
+                ("parameters", f"the provider's parameters_schema(options) failed: {type(exc).__name__}: {exc}")
+            ]
+        problems = schema_problems(parameters, "parameters (from the provider)")
+    return copy.deepcopy(dict(parameters or {})), problems
+
+
+def _priced_parameter_problems(rule: PriceRule, parameters: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every parameter the price rule reads is a number the schema defines, with a default or required."""
+    problems = []
+    properties = parameters.get("properties") or {}
+    required = set(parameters.get("required") or [])
+    for name in sorted(rule.parameters()):
+        prop = properties.get(name)
+        if not isinstance(prop, Mapping):
+            problems.append(("pricing", f"prices parameter {name!r}, which the parameters schema does not define"))
+            continue
+        types = prop.get("type")
+        types = types if isinstance(types, list) else [types]
+        if not set(types) <= {"integer", "number"}:
+            problems.append(("pricing", f"prices parameter {name!r}, which is not an integer or number"))
+        if "default" not in prop and name not in required:
+            # Otherwise the price of a request that leaves it out would be unknown.
+            problems.append(("pricing", f"prices parameter {name!r}, which has no default and is not required"))
+    return problems
 
 
 def file_parameters(schema: Mapping[str, Any]) -> dict[str, list[str]]:
