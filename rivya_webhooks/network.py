@@ -71,9 +71,7 @@ _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _BROADCAST = ipaddress.ip_address("255.255.255.255")
 # Cloud metadata services outside link-local ranges (AWS IPv6, Alibaba, Azure's wire server).
-_METADATA = tuple(
-    ipaddress.ip_network(net) for net in ("fd00:ec2::254/128", "100.100.100.200/32", "168.63.129.16/32")
-)
+_METADATA = tuple(ipaddress.ip_network(net) for net in ("fd00:ec2::254/128", "100.100.100.200/32", "168.63.129.16/32"))
 PRIVATE_SETTING = "RIVYA_WEBHOOKS_ALLOW_PRIVATE_NETWORKS"
 LISTED_SETTING = 'RIVYA_WEBHOOKS["ALLOWED_NETWORKS"]'
 
@@ -376,6 +374,28 @@ def _error_class(exc: BaseException) -> str:
     return "network"
 
 
+def _read_capped(response: httpx.Response, *, body_limit: int, deadline: float) -> tuple[bytes, bool]:
+    """The response body, at most ``body_limit`` bytes and read until ``deadline``; and whether it was cut short."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        # Past the deadline the status is in; a receiver that drips its body is not waited for.
+        if size > body_limit or time.monotonic() > deadline:
+            return b"".join(chunks)[:body_limit], True
+    return b"".join(chunks)[:body_limit], False
+
+
+def _status_error(status_code: int, location: str) -> tuple[str, str]:
+    """``(error, error_message)`` of a response status: empty for a 2xx."""
+    if 300 <= status_code < 400:
+        return "redirect", f"Redirect to {location or '(no Location)'} not followed."
+    if not 200 <= status_code < 300:
+        return "http_status", f"HTTP {status_code}."
+    return "", ""
+
+
 def post(
     *,
     client: httpx.Client,
@@ -399,30 +419,10 @@ def post(
             result.status_code = response.status_code
             result.location = response.headers.get("location", "")[:2048]
             result.retry_after = response.headers.get("retry-after", "")[:100]
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > body_limit:
-                    result.truncated = True
-                    break
-                if time.monotonic() > deadline:
-                    # The status is in; a receiver that drips its body is not waited for.
-                    result.truncated = True
-                    break
-            result.body = b"".join(chunks)[:body_limit]
+            result.body, result.truncated = _read_capped(response, body_limit=body_limit, deadline=deadline)
         finally:
             response.close()
-        if result.status_code >= 300:
-            result.error = "redirect" if result.status_code < 400 else "http_status"
-            if result.error == "redirect":
-                result.error_message = f"Redirect to {result.location or '(no Location)'} not followed."
-            else:
-                result.error_message = f"HTTP {result.status_code}."
-        elif result.status_code < 200:
-            result.error = "http_status"
-            result.error_message = f"HTTP {result.status_code}."
+        result.error, result.error_message = _status_error(result.status_code, result.location)
     except UnresolvableHostError as exc:
         result.error, result.error_message = "dns", str(exc)
     except BlockedDestinationError as exc:
