@@ -10,6 +10,8 @@ requests on in whichever mode the chain runs.
 own middleware named in ``MIDDLEWARE``, the subclasses at the end of this
 module, which run their hooks on the event loop (see ``_OnEventLoop``).
 ``MIDDLEWARE`` keeps Django's names, so ``check --deploy`` still sees them.
+``MIDDLEWARE_ON_EVENT_LOOP = False`` (environment: the same name) loads Django's own
+classes instead; ``tests/test_middleware.py`` runs the same requests both ways.
 """
 
 from __future__ import annotations
@@ -175,6 +177,9 @@ class EventLoopMiddlewareMixin:
     """For a Django handler: load the ``ON_EVENT_LOOP`` variants of the middleware ``MIDDLEWARE`` names."""
 
     def load_middleware(self, is_async: bool = False) -> None:
+        if not getattr(settings, "MIDDLEWARE_ON_EVENT_LOOP", True):  # a host without the setting: on
+            super().load_middleware(is_async)  # type: ignore[misc]
+            return
         named = settings.MIDDLEWARE
         # Django reads the list once, here, at start-up (no request is being served yet).
         settings.MIDDLEWARE = [ON_EVENT_LOOP.get(path, path) for path in named]

@@ -60,6 +60,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "rivya_api.common.middleware.ApiErrorMiddleware",
 ]
+# config.middleware.ASGIHandler runs the hooks of Django's middleware above on the event loop
+# (no thread hand-off per hook). False: Django's own classes, each hook in a thread under ASGI.
+MIDDLEWARE_ON_EVENT_LOOP = env.bool("MIDDLEWARE_ON_EVENT_LOOP", default=True)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

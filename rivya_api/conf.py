@@ -53,6 +53,12 @@ DEFAULTS: dict[str, Any] = {
     # Only cache key lookups in a cache every process shares (not LocMemCache), so a
     # revocation reaches all processes at once.
     "KEY_CACHE_SHARED_ONLY": True,
+    # Read keys with the query compiled once per thread (rivya_api.keys.fastpath) rather than
+    # compiling the ORM query on every lookup. False: the plain ORM query.
+    "KEY_LOOKUP_COMPILED": True,
+    # rivya_api.common.redis_cache.RedisCache: one Redis connection pool and client per process
+    # (Django's connects anew for each request under ASGI). False: Django's own client.
+    "REDIS_CACHE_SHARED_POOL": True,
     # last_used_at is written at most once per this many seconds per key.
     "KEY_LAST_USED_INTERVAL": 60,
     # Chat: a turn still in progress after this long is stale: it no longer blocks its

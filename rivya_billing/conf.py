@@ -31,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
     # before the service returns, so the wallet's row lock is not held through the WAL flush
     # (services.durability). False: every wallet write commits synchronously under the lock.
     "EARLY_LOCK_RELEASE": True,
+    # On PostgreSQL, a reservation is one call of the PL/pgSQL function of services/pg_reserve.sql
+    # (no round trips under the wallet's row lock). False: the portable row-lock path, as on SQLite.
+    "PG_RESERVE": True,
+    # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)
+    # rather than an ORM query compiled on every call. False: the ORM query.
+    "AVAILABLE_SQL": True,
     # Most lapsed holds, and most due expiring grants, one sweep expires (each sweep runs again on its beat).
     "EXPIRE_BATCH_SIZE": 500,
     # Most low-balance notices one run of the credits.low publisher hands on (it runs again on its beat).

@@ -12,6 +12,11 @@ reconnect in the child, so gunicorn and Celery workers get their own. The
 builds a new one for every cache call, about 50 µs of a 180 µs ``get``.
 
 ``CACHES = {"default": {"BACKEND": "rivya_api.common.redis_cache.RedisCache", "LOCATION": REDIS_URL}}``
+
+What it overrides is private to Django's ``RedisCacheClient`` (``_get_connection_pool``,
+``_servers``, ``_pool_options``, ``_pool_class``, ``_client``): ``tests/rivya_api/test_redis_cache.py``
+runs the same cache calls through it and through Django's client against a real Redis.
+``RIVYA_API["REDIS_CACHE_SHARED_POOL"] = False`` switches it off (Django's client, a pool per cache object).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+
+from rivya_api.conf import api_settings
 
 _pools: dict[tuple[str, str], tuple[Any, Any]] = {}  # (server, pool options) -> (pool, client)
 _lock = threading.Lock()
@@ -49,4 +56,5 @@ class SharedPoolRedisCacheClient(RedisCacheClient):
 class RedisCache(DjangoRedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._class = SharedPoolRedisCacheClient
+        if api_settings.REDIS_CACHE_SHARED_POOL:
+            self._class = SharedPoolRedisCacheClient

@@ -25,17 +25,14 @@ someone who guessed 256 random bits.
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.db import connections, router
-from django.db.models.query import get_related_populators
 
 from rivya_api.conf import api_settings
+from rivya_api.keys import fastpath
 from rivya_api.keys.models import APIKey
 
 logger = logging.getLogger(__name__)
@@ -58,62 +55,13 @@ def key_cache() -> BaseCache | None:
     return cache
 
 
-@dataclass(frozen=True)
-class _CompiledLookup:
-    """The key-by-hash query, compiled once per thread and database.
-
-    Compiling the ORM query took twice as long as running it (about 0.6 of
-    1 ms per request on SQLite), on every request that reads a key. The SQL,
-    its column layout and converters come from the ORM's own compiler, and the
-    rows become instances the way ``QuerySet`` iteration makes them.
-    """
-
-    compiler: Any  # its connection is the thread's, for the database it was compiled for
-    sql: str
-    fields: slice  # the key's columns in a row
-    init_list: list[str]
-    populators: list[Any]  # select_related("account")
-
-    @classmethod
-    def compile(cls, alias: str) -> _CompiledLookup:
-        marker = "rivya-key-hash-placeholder"
-        query = APIKey.objects.using(alias).select_related("account").filter(key_hash=marker).query
-        compiler = query.get_compiler(using=alias)
-        sql, params = compiler.as_sql()
-        if list(params) != [marker]:
-            raise RuntimeError(f"Unexpected parameters of the key lookup: {params!r}")
-        select_fields = compiler.klass_info["select_fields"]
-        fields = slice(select_fields[0], select_fields[-1] + 1)
-        return cls(
-            compiler=compiler,
-            sql=sql,
-            fields=fields,
-            init_list=[column[0].target.attname for column in compiler.select[fields]],
-            populators=get_related_populators(compiler.klass_info, compiler.select, alias),
-        )
-
-    def fetch(self, alias: str, key_hash: str) -> APIKey | None:
-        with self.compiler.connection.cursor() as cursor:
-            cursor.execute(self.sql, [key_hash])
-            rows = cursor.fetchmany(1)
-        for row in self.compiler.results_iter(results=[rows]):
-            key = APIKey.from_db(alias, self.init_list, row[self.fields])
-            for populator in self.populators:
-                populator.populate(row, key)
-            return key
-        return None
-
-
-_compiled = threading.local()
-
-
 def _load(key_hash: str) -> APIKey | None:
-    alias = router.db_for_read(APIKey)
-    lookups = _compiled.__dict__.setdefault("by_alias", {})
-    lookup = lookups.get(alias)
-    if lookup is None or lookup.compiler.connection is not connections[alias]:
-        lookup = lookups[alias] = _CompiledLookup.compile(alias)
-    return lookup.fetch(alias, key_hash)
+    if api_settings.KEY_LOOKUP_COMPILED:
+        return fastpath.key_load(key_hash)
+    try:
+        return APIKey.objects.select_related("account").get(key_hash=key_hash)
+    except APIKey.DoesNotExist:
+        return None
 
 
 def key_lookup(key_hash: str) -> APIKey | None:

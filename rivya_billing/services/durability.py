@@ -24,6 +24,8 @@ commits after it in the WAL and so cannot outlive it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import connection
 
 from rivya_billing.conf import billing_settings
@@ -68,8 +70,18 @@ def flush_after_commit() -> None:
         return
     # Django runs on_commit callbacks in the order they were added; this one goes first so
     # that no callback (a queued task, a live update) acts on work that is not yet durable.
-    # The savepoint ids make a rolled-back savepoint drop it, as transaction.on_commit does.
-    connection.run_on_commit.insert(0, (set(connection.savepoint_ids), wal_flush, False))
+    on_commit_first(wal_flush)
+
+
+def on_commit_first(func: Callable[[], None]) -> None:
+    """``transaction.on_commit(func)``, but run before the callbacks added earlier.
+
+    Django has no public way to say this: the entry is written in the shape
+    ``transaction.on_commit`` gives ``connection.run_on_commit`` (the savepoint ids make
+    a rolled-back savepoint drop it, the flag says not robust). A test compares the
+    two shapes on every database, so a Django that changes it fails loudly.
+    """
+    connection.run_on_commit.insert(0, (set(connection.savepoint_ids), func, False))
 
 
 def flush_pending() -> bool:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
 
 from rivya_billing.checks import OVERRUN_POLICIES
 from rivya_billing.conf import billing_settings
@@ -20,11 +18,10 @@ from rivya_billing.exceptions import (
     SpendLimitError,
     StaleHoldError,
 )
-from rivya_billing.metrics import ledger_operation_observe, sweep_row_failed
-from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit, Wallet, new_entry_id, new_hold_id
-from rivya_billing.services.durability import early_release, flush_after_commit
+from rivya_billing.metrics import sweep_row_failed
+from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit
+from rivya_billing.services import pg_reserve
 from rivya_billing.services.ledger import (
-    _account_pk,
     _actor,
     _check_amount,
     _check_lease,
@@ -44,7 +41,6 @@ from rivya_billing.services.limits import (
     limit_give_back,
     limit_lock,
     spend_limit_exceeded_error,
-    spend_limit_get,
     spend_limit_usage,
 )
 
@@ -86,8 +82,8 @@ def credits_reserve(
     Idempotent by ``reference`` (unique per wallet): a repeat returns the
     existing hold, whatever its state; a repeat with a different amount raises
     ``ReferenceConflictError``. Atomic: on PostgreSQL the reservation is one
-    statement (atomic by itself; in a caller's transaction it runs under a
-    savepoint), elsewhere one transaction under the wallet's row lock.
+    statement (``pg_reserve``: atomic by itself; in a caller's transaction it runs
+    under a savepoint), elsewhere one transaction under the wallet's row lock.
     """
     _check_amount(amount)
     _check_reference(reference)
@@ -95,7 +91,7 @@ def credits_reserve(
     lease = billing_settings.HOLD_LEASE_SECONDS if lease_seconds is None else lease_seconds
     _check_amount(lease, param="lease_seconds")
     expires = now + timedelta(seconds=lease)
-    reserve = _reserve_single_statement if connection.vendor == "postgresql" else _reserve_locked
+    reserve = pg_reserve.reserve if pg_reserve.enabled() else _reserve_locked
     hold = reserve(
         account=account,
         amount=amount,
@@ -108,103 +104,6 @@ def credits_reserve(
     if hold.amount != amount:
         raise _conflict("Reservation", reference, "amount", hold.amount, amount)
     return hold
-
-
-# The reservation statement, a PL/pgSQL function so that its plan is made once per
-# connection (migration 0004 holds it and explains its order): hold INSERT, guarded
-# wallet UPDATE, ledger INSERT. The wallet row is locked for the last INSERT and the commit.
-RESERVE_SQL = """
-    SELECT reserved_hold_id, reserved_wallet_id
-           , limit_used, limit_credits, limit_window_start, limit_refused
-      FROM rivya_billing_reserve(%(account)s, %(amount)s, %(reference)s, %(hold_id)s, %(entry_id)s,
-                                 %(actor)s, %(now)s, %(expires)s, %(commit_early)s, %(spend_limit)s)
-"""
-
-
-def _savepoint_if_in_transaction() -> contextlib.AbstractContextManager[Any]:
-    # Outside a transaction the single statement is its own transaction (autocommit):
-    # no BEGIN/COMMIT round trips while the wallet row is locked. Inside one, a
-    # savepoint keeps a refused reservation from aborting the caller's work.
-    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-
-
-def _sqlstate(error: BaseException) -> str | None:
-    return getattr(error.__cause__, "sqlstate", None)
-
-
-NOT_NULL_VIOLATION = "23502"  # the reserve statement's "not enough credits"
-UNIQUE_VIOLATION = "23505"  # the reserve statement's "this reference has a hold already"
-
-
-def _reserve_single_statement(
-    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: int | None
-) -> Hold:
-    params = {
-        "amount": amount,
-        "now": now,
-        "account": _account_pk(account),
-        "hold_id": new_hold_id(),
-        "entry_id": new_entry_id(),
-        "reference": reference,
-        "expires": expires,
-        "actor": actor,
-        "commit_early": early_release(),
-        "spend_limit": spend_limit,
-    }
-    row = None
-    try:
-        with _savepoint_if_in_transaction(), connection.cursor() as cursor:
-            cursor.execute(RESERVE_SQL, params)
-            row = cursor.fetchone()
-    except IntegrityError as error:
-        if _sqlstate(error) == UNIQUE_VIOLATION:
-            existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-            if existing is not None:
-                return existing
-        if _sqlstate(error) != NOT_NULL_VIOLATION:
-            raise
-    if row is not None and row[0] is not None:
-        if params["commit_early"]:
-            flush_after_commit()
-        # Outside a transaction the statement has committed and this runs at once.
-        transaction.on_commit(
-            lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount), robust=True
-        )
-        hold = Hold(
-            id=row[0],
-            public_id=params["hold_id"],
-            wallet_id=row[1],
-            reference=reference,
-            amount=amount,
-            state=HoldState.PENDING,
-            lease_expires_at=expires,
-            actor=actor,
-            created_at=now,
-            spend_limit_id=spend_limit,
-            spend_window_start=row[4],
-        )
-        hold._state.adding = False
-        hold._state.db = connection.alias
-        hold.spend_limit_state = (row[2], row[3], row[4]) if spend_limit is not None else None
-        return hold
-    if row is not None and row[5]:  # the limit refused: nothing was written
-        existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-        if existing is not None:
-            return existing  # a repeat of a reservation that was made
-        _refuse_for_limit(spend_limit, amount=amount, now=now)
-    # Not enough available, or no wallet at all.
-    available = Wallet.objects.filter(account=account).values_list(F("balance") - F("held"), flat=True).first() or 0
-    raise InsufficientCreditsError(
-        f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
-    )
-
-
-def _refuse_for_limit(spend_limit: int, *, amount: int, now: datetime) -> None:
-    """The limit refused the reservation: ``SpendLimitExceededError`` with its figures as they are now."""
-    limit = spend_limit_get(pk=spend_limit)
-    if limit is None:
-        raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
-    raise spend_limit_exceeded_error(limit, requested=amount, now=now)
 
 
 def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:
@@ -310,7 +209,20 @@ def credits_settle(
     _check_lease(hold, lease_token=lease_token, now=now, action="settle")
     limit_lock(hold)  # hold, limit, wallet: the order a reservation (limit, wallet) agrees with
     wallet = _lock_wallet_by_id(hold.wallet_id)
+    captured, remainder, overrun, waived = _settle_split(hold, amount=amount, available=wallet.available)
+    amounts = (captured, remainder, overrun, waived)
+    types = (EntryType.SETTLE, EntryType.RELEASE, EntryType.OVERRUN, EntryType.WAIVE)
+    lines = [_Line(kind, part, reference, hold.pk) for kind, part in zip(types, amounts, strict=True) if part]
+    limit_give_back(hold, remainder)
+    limit_count_more(hold, overrun)
+    _post(wallet=wallet, lines=lines, actor=_actor(actor or hold.actor), now=now)
+    settled = {"usage": amount, "captured": captured, "overrun": overrun, "waived": waived}
+    _resolve_hold(hold, state=HoldState.SETTLED, resolved_at=now, **settled)
+    return hold
 
+
+def _settle_split(hold: Hold, *, amount: int, available: int) -> tuple[int, int, int, int]:
+    """(captured, remainder, overrun, waived) of settling ``hold`` at usage ``amount`` (``OVERRUN_POLICY``)."""
     captured = min(amount, hold.amount)
     remainder = hold.amount - captured
     excess = amount - captured
@@ -321,32 +233,8 @@ def credits_settle(
             raise ImproperlyConfigured(f"RIVYA_BILLING['OVERRUN_POLICY'] must be one of {OVERRUN_POLICIES}: {policy!r}")
         if policy == "available":
             # What will be available once this hold is settled: the remainder comes back.
-            overrun = min(excess, wallet.available + remainder)
-    waived = excess - overrun
-
-    lines = [
-        _Line(line_type, line_amount, reference, hold.pk)
-        for line_type, line_amount in (
-            (EntryType.SETTLE, captured),
-            (EntryType.RELEASE, remainder),
-            (EntryType.OVERRUN, overrun),
-            (EntryType.WAIVE, waived),
-        )
-        if line_amount > 0
-    ]
-    limit_give_back(hold, remainder)
-    limit_count_more(hold, overrun)
-    _post(wallet=wallet, lines=lines, actor=_actor(actor or hold.actor), now=now)
-    _resolve_hold(
-        hold,
-        state=HoldState.SETTLED,
-        usage=amount,
-        captured=captured,
-        overrun=overrun,
-        waived=waived,
-        resolved_at=now,
-    )
-    return hold
+            overrun = min(excess, available + remainder)
+    return captured, remainder, overrun, excess - overrun
 
 
 @transaction.atomic

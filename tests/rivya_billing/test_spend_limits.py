@@ -8,12 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 
 from rivya_billing import selectors, services
 from rivya_billing.exceptions import InsufficientCreditsError, SpendLimitError, SpendLimitExceededError
 from rivya_billing.models import Hold, SpendLimit
-from rivya_billing.services import holds
 from tests.rivya_billing.conftest import assert_ledger_clean
 
 pytestmark = pytest.mark.django_db
@@ -29,10 +27,9 @@ def funded(make_account):
 
 
 @pytest.fixture(params=["native", "portable"])
-def reserve_path(request, monkeypatch):
+def reserve_path(request, rivya_settings):
     """Both reservation paths: the database's own (one statement on PostgreSQL) and the portable one."""
-    if request.param == "portable" and connection.vendor == "postgresql":
-        monkeypatch.setattr(holds.connection, "vendor", "portable", raising=False)
+    rivya_settings("RIVYA_BILLING", PG_RESERVE=request.param == "native")
     return request.param
 
 

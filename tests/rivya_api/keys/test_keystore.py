@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from rivya_api.keys import keystore
+from rivya_api.keys import fastpath, keystore
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import api_key_revoke, api_key_roll
 from rivya_api.keys.tokens import secret_generate, secret_hash
@@ -67,11 +67,12 @@ def test_a_process_local_cache_is_not_used_for_keys(settings, api_key):
 
 
 def test_the_compiled_lookup_loads_what_the_orm_loads(api_key):
+    """The fast path against the plain ORM query, on whichever database the suite runs."""
     key, secret = api_key
     api_key_revoke(api_key=key)  # a key with more than its defaults set (a timestamp, a status)
     expected = APIKey.objects.select_related("account").get(pk=key.pk)
     with CaptureQueriesContext(connection) as queries:
-        found = keystore._load(secret_hash(secret))
+        found = fastpath.key_load(secret_hash(secret))
         account = found.account  # loaded with the key: no second query
     assert len(queries) == 1
     assert found is not expected
@@ -84,9 +85,23 @@ def test_the_compiled_lookup_loads_what_the_orm_loads(api_key):
     assert found._state.db == expected._state.db
 
 
-def test_the_compiled_lookup_reads_the_row_every_time(api_key):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_either_lookup_reads_the_row_every_time(api_key, rivya_settings, compiled):
+    rivya_settings("RIVYA_API", KEY_LOOKUP_COMPILED=compiled)
     key, secret = api_key
     assert keystore._load(secret_hash(secret)).status == "active"
     APIKey.objects.filter(pk=key.pk).update(name="renamed")
     assert keystore._load(secret_hash(secret)).name == "renamed"
     assert keystore._load(secret_hash(secret_generate())) is None
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_setting_chooses_the_path(api_key, rivya_settings, monkeypatch, compiled):
+    rivya_settings("RIVYA_API", KEY_LOOKUP_COMPILED=compiled, KEY_CACHE_SECONDS=0)
+    calls: list[str] = []
+    real = fastpath.key_load
+    monkeypatch.setattr(fastpath, "key_load", lambda key_hash: calls.append(key_hash) or real(key_hash))
+    key, secret = api_key
+    assert keystore.key_lookup(secret_hash(secret)).pk == key.pk
+    assert keystore.key_lookup(secret_hash(secret_generate())) is None
+    assert len(calls) == (2 if compiled else 0)

@@ -1,0 +1,147 @@
+"""The PostgreSQL fast path of ``credits_reserve``: one call of a PL/pgSQL function.
+
+The portable reservation (``holds._reserve_locked``) takes the wallet's row lock
+and then sends three more statements; on a hot wallet every round trip is spent
+under that lock. Here the whole reservation is one statement: the function
+``rivya_billing_reserve`` of ``pg_reserve.sql`` (a function so that PostgreSQL
+plans it once per connection; migrations 0004 and 0007 explain the order of its
+parts: spend limit guard, hold INSERT, guarded wallet UPDATE, ledger INSERT).
+
+``RIVYA_BILLING["PG_RESERVE"] = False`` switches it off (every database then
+takes the portable path). ``tests/rivya_billing/test_pg_reserve.py`` compares the
+two paths row by row, checks that the installed function is this file's SQL, and
+that its column lists name every column of the models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+
+from rivya_billing.conf import billing_settings
+from rivya_billing.exceptions import InsufficientCreditsError, SpendLimitError
+from rivya_billing.metrics import ledger_operation_observe
+from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_id, new_hold_id
+from rivya_billing.services.durability import early_release, flush_after_commit
+from rivya_billing.services.ledger import _account_pk
+from rivya_billing.services.limits import spend_limit_exceeded_error, spend_limit_get
+
+# Installed by the migrations that load it (0009 first; see there for how a change is made).
+SQL_FILE = Path(__file__).with_name("pg_reserve.sql")
+
+CALL = """
+    SELECT reserved_hold_id, reserved_wallet_id
+           , limit_used, limit_credits, limit_window_start, limit_refused
+      FROM rivya_billing_reserve(%(account)s, %(amount)s, %(reference)s, %(hold_id)s, %(entry_id)s,
+                                 %(actor)s, %(now)s, %(expires)s, %(commit_early)s, %(spend_limit)s)
+"""
+
+NOT_NULL_VIOLATION = "23502"  # the statement's "not enough credits"
+UNIQUE_VIOLATION = "23505"  # the statement's "this reference has a hold already"
+
+
+def enabled() -> bool:
+    """Whether reservations on this connection take the one-statement path."""
+    return connection.vendor == "postgresql" and billing_settings.PG_RESERVE
+
+
+def reserve(
+    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: int | None
+) -> Hold:
+    """``credits_reserve`` in one statement (its arguments checked already); same results as the portable path."""
+    params = {
+        "amount": amount,
+        "now": now,
+        "account": _account_pk(account),
+        "hold_id": new_hold_id(),
+        "entry_id": new_entry_id(),
+        "reference": reference,
+        "expires": expires,
+        "actor": actor,
+        "commit_early": early_release(),
+        "spend_limit": spend_limit,
+    }
+    try:
+        row = _call(params)
+    except IntegrityError as error:
+        if _sqlstate(error) == UNIQUE_VIOLATION and (existing := _existing(account, reference)) is not None:
+            return existing
+        if _sqlstate(error) != NOT_NULL_VIOLATION:
+            raise
+        row = None
+    if row is not None and row[0] is not None:
+        return _reserved(params, row)
+    if row is not None and row[5]:  # the limit refused: nothing was written
+        if (existing := _existing(account, reference)) is not None:
+            return existing  # a repeat of a reservation that was made
+        _refuse_for_limit(spend_limit, amount=amount, now=now)
+    # Not enough available, or no wallet at all.
+    available = Wallet.objects.filter(account=account).values_list(F("balance") - F("held"), flat=True).first() or 0
+    raise InsufficientCreditsError(
+        f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
+    )
+
+
+def _call(params: dict[str, Any]) -> tuple[Any, ...] | None:
+    # Outside a transaction the statement is its own transaction (autocommit): no BEGIN/COMMIT
+    # round trips while the wallet row is locked. Inside one, a savepoint keeps a refused
+    # reservation from aborting the caller's work.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(CALL, params)
+        return cursor.fetchone()
+
+
+def _reserved(params: dict[str, Any], row: tuple[Any, ...]) -> Hold:
+    """The hold the statement inserted, as the ORM would load it (no query)."""
+    if params["commit_early"]:
+        flush_after_commit()
+    amount, spend_limit = params["amount"], params["spend_limit"]
+    # Outside a transaction the statement has committed and this runs at once.
+    transaction.on_commit(lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount), robust=True)
+    values = {
+        "id": row[0],
+        "public_id": params["hold_id"],
+        "wallet_id": row[1],
+        "reference": params["reference"],
+        "amount": amount,
+        "state": HoldState.PENDING,
+        "usage": None,
+        "captured": 0,
+        "overrun": 0,
+        "waived": 0,
+        "refunded": 0,
+        "lease_expires_at": params["expires"],
+        "lease_token": 0,
+        "actor": params["actor"],
+        "created_at": params["now"],
+        "resolved_at": None,
+        "spend_limit_id": spend_limit,
+        "spend_window_start": row[4],
+    }
+    # Every field by name: a field added to Hold without a value here fails loudly (KeyError).
+    names = [field.attname for field in Hold._meta.concrete_fields]
+    hold = Hold.from_db(connection.alias, names, [values[name] for name in names])
+    hold.spend_limit_state = (row[2], row[3], row[4]) if spend_limit is not None else None
+    return hold
+
+
+def _existing(account: Any, reference: str) -> Hold | None:
+    return Hold.objects.filter(wallet__account=account, reference=reference).first()
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    return getattr(error.__cause__, "sqlstate", None)
+
+
+def _refuse_for_limit(spend_limit: int | None, *, amount: int, now: datetime) -> None:
+    """The limit refused the reservation: ``SpendLimitExceededError`` with its figures as they are now."""
+    limit = spend_limit_get(pk=spend_limit)
+    if limit is None:
+        raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
+    raise spend_limit_exceeded_error(limit, requested=amount, now=now)

@@ -1,0 +1,41 @@
+"""``rivya_billing.fastpath`` against the ORM query it stands in for, on whichever database the suite runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from rivya_billing import fastpath, selectors, services
+from rivya_billing.models import Wallet
+
+pytestmark = pytest.mark.django_db
+
+
+def orm_available(account) -> int:
+    wallet = Wallet.objects.filter(account=account).first()
+    return wallet.available if wallet else 0
+
+
+def test_available_reads_what_the_orm_reads(make_account):
+    account, other, empty = make_account(), make_account(), make_account()
+    services.credits_grant(account=account, amount=100, reference="g")
+    services.credits_grant(account=other, amount=7, reference="g")
+    services.credits_reserve(account=account, amount=30, reference="job")
+    for who in (account, other, empty):
+        assert fastpath.available(who) == orm_available(who)
+        assert fastpath.available(who.pk) == orm_available(who)
+    assert fastpath.available(account) == 70
+
+
+@pytest.mark.parametrize("plain_sql", [True, False])
+def test_the_setting_chooses_the_path_and_both_agree(make_account, rivya_settings, monkeypatch, plain_sql):
+    rivya_settings("RIVYA_BILLING", AVAILABLE_SQL=plain_sql)
+    calls = []
+    real = fastpath.available
+    monkeypatch.setattr(fastpath, "available", lambda account: calls.append(account) or real(account))
+    account = make_account()
+    assert selectors.credits_available(account=account) == 0
+    services.credits_grant(account=account, amount=10, reference="g")
+    services.credits_reserve(account=account, amount=4, reference="job")
+    assert selectors.credits_available(account=account) == 6
+    assert selectors.credits_available(account=account.pk) == 6
+    assert len(calls) == (3 if plain_sql else 0)
