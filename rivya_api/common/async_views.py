@@ -7,8 +7,7 @@ Every request still goes through DRF's one request cycle, once:
 
 - a **sync** handler (and DRF's own ``options`` / 405): ``APIView.dispatch``
   itself runs, whole, in the request's thread (``sync_to_async``,
-  thread-sensitive, as Django runs any sync view), and its response is
-  rendered there too;
+  thread-sensitive, as Django runs any sync view);
 - an **async** handler: one worker-thread call (``db_call``, which gives the
   database connection back) runs ``initial`` (authentication, permissions and
   scopes, throttles, the ``Idempotency-Key`` claim) and then the view's sync
@@ -61,7 +60,7 @@ class AsyncDispatch:
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         handler = self.handler_for(request)
         if not iscoroutinefunction(handler):
-            return await sync_to_async(self._sync_dispatch)(request, *args, **kwargs)
+            return await sync_to_async(super().dispatch)(request, *args, **kwargs)  # type: ignore[misc]
         drf_request, prepared, refused = await db_call(self._checked, request, args, kwargs)
         if refused is not None:
             return refused
@@ -72,12 +71,6 @@ class AsyncDispatch:
         if self._idempotency_claim is not None:  # type: ignore[attr-defined]
             return await db_call(self.finalize_response, drf_request, response, *args, **kwargs)  # type: ignore[attr-defined]
         return self.finalize_response(drf_request, response, *args, **kwargs)  # type: ignore[attr-defined]
-
-    def _sync_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        response = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-        if isinstance(response, SimpleTemplateResponse):
-            response.render()  # here, not in another hop to a thread once the view has returned
-        return response
 
     def _checked(self, request: HttpRequest, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
         """``(drf_request, prepared, None)`` once the checks pass, else ``(drf_request, None, error response)``."""
