@@ -30,14 +30,18 @@ urlpatterns = [
     *credits_urls,
     *webhooks_urls,
     *keys_urls,
-    path("chat/completions", chat_views.chat_completions, name="chat-completions"),
+    path("chat/completions", chat_views.ChatCompletionsView.as_view(), name="chat-completions"),
     path("chat/sessions", chat_views.ChatSessionViewSet.as_view({"get": "list"}), name="chat-sessions"),
     path(
         "chat/sessions/<str:session_id>",
         chat_views.ChatSessionViewSet.as_view({"get": "retrieve"}),
         name="chat-session",
     ),
-    path("chat/sessions/<str:session_id>/stream", chat_views.chat_session_stream, name="chat-session-stream"),
+    path(
+        "chat/sessions/<str:session_id>/stream",
+        chat_views.ChatSessionStreamView.as_view(),
+        name="chat-session-stream",
+    ),
     path(
         "chat/sessions/<str:session_id>/cancel", chat_views.ChatSessionCancelView.as_view(), name="chat-session-cancel"
     ),

@@ -10,6 +10,11 @@ chunk or the error schema (``contentSchema``). A schema-driven tester decodes
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+
+from rivya_api.chat.serializers import ChatCompletionInputSerializer, ChatCompletionSerializer
+from rivya_api.common.schema import error_responses
+
 # The chunk, written out: the event stream's schema embeds it (a $ref to a serializer
 # component would dangle, since no operation returns a bare chunk).
 CHUNK_SCHEMA = {
@@ -145,4 +150,166 @@ STREAM_EXAMPLE = (
     'id: 3\ndata: {…,"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":13,'
     '"credits":1},…}\n\n'
     "id: 4\ndata: [DONE]\n\n"
+)
+
+
+# The operations' documentation (the views apply it with extend_schema).
+COMPLETIONS_OPERATION = dict(
+    operation_id="chat_completions_create",
+    summary="Create a chat completion (one turn of a session)",
+    description=(
+        "OpenAI Chat Completions compatible: point an OpenAI SDK at `base_url=<host>/api/v1`. "
+        "Without `session_id` a new session is created from the messages; with it, the session's stored "
+        "history is prepended and only the new messages are sent. Credits for the prompt plus the output "
+        "budget (`max_completion_tokens`, else the model's limit) are held when the turn starts (402 when "
+        "they cannot be; nothing of the reply is sent before they are held), and the turn is charged its "
+        "real usage, rounded up to a whole credit, when the reply is saved; a failed turn is charged nothing. "
+        "`stream: true` answers `text/event-stream` with "
+        "event ids; the turn runs on if the client disconnects (it is charged for the tokens it produces), "
+        "the client resumes with `GET /chat/sessions/{session_id}/stream` and `Last-Event-ID`, and `POST "
+        "/chat/sessions/{session_id}/cancel` stops it. `Idempotency-Key` applies to streaming turns too: a "
+        "retry replays the ended turn or attaches to the running one. The session id is in the body and in "
+        "the `Rivya-Session-Id` header."
+    ),
+    tags=["chat"],
+    request=ChatCompletionInputSerializer,
+    responses={
+        (200, "application/json"): OpenApiResponse(
+            response=ChatCompletionSerializer,
+            description="The completion (`stream` false or absent).",
+            examples=[OpenApiExample("completion", value=COMPLETION_EXAMPLE, media_type="application/json")],
+        ),
+        (200, "text/event-stream"): OpenApiResponse(
+            response=EVENT_STREAM_SCHEMA,
+            description="The completion as server-sent events (`stream: true`).",
+            examples=[OpenApiExample("stream", value=STREAM_EXAMPLE, media_type="text/event-stream")],
+        ),
+        **error_responses(
+            400,
+            402,
+            404,
+            409,
+            413,
+            415,
+            422,
+            502,
+            503,
+            504,
+            codes={
+                400: [
+                    ("unsupported_parameter", "tools is not supported (tool calling is not available).", "tools"),
+                    (
+                        "invalid_image_source",
+                        "Images are attached by Files API id …",
+                        "messages[0].content[1].image_url.url",
+                    ),
+                    ("context_length_exceeded", "The prompt is 5000 tokens; …", "messages"),
+                    ("model_rejected_request", "The model rejected the request.", None),
+                ],
+                402: [("insufficient_credits", "This turn needs up to 3 credits …; 1 are available.", None)],
+                404: [
+                    ("model_not_found", "No model 'x'. GET /api/v1/models lists the available models.", "model"),
+                    ("session_not_found", "No chat session 'chat_…'.", "session_id"),
+                ],
+                409: [
+                    ("session_busy", "Session chat_… has a turn in progress; …", "session_id"),
+                    (
+                        "idempotency_key_in_flight",
+                        "A request with this Idempotency-Key is still being processed; …",
+                        None,
+                    ),
+                ],
+                502: [
+                    ("model_unavailable", "The model is unavailable right now; try again shortly.", None),
+                    ("model_error", "The model failed while answering; try again.", None),
+                ],
+                503: [("model_overloaded", "The model is busy; retry after the Retry-After delay.", None)],
+                504: [("model_timeout", "The model took too long to answer; try again.", None)],
+            },
+            descriptions={
+                400: "Invalid or unsupported parameter (named in `param`), or the prompt is too long.",
+                402: "`insufficient_credits`: the wallet cannot hold the turn's upper-bound price.",
+                404: "Unknown model, or no such session for this account.",
+                409: "The session has a turn in progress, or the Idempotency-Key is in use.",
+                502: "The model failed before answering; nothing is charged.",
+                503: "The model is overloaded (see Retry-After); nothing is charged.",
+                504: "The model took too long; nothing is charged.",
+            },
+        ),
+    },
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key",
+            location=OpenApiParameter.HEADER,
+            required=False,
+            description=(
+                "Makes a turn safe to retry: the retry gets the first response (as events when it asks for "
+                "a stream), or follows the turn live while it still runs; never a second model call."
+            ),
+        )
+    ],
+    examples=[
+        OpenApiExample(
+            "new session",
+            request_only=True,
+            value={"model": "rivya-chat-1", "messages": [{"role": "user", "content": "Hello"}]},
+        ),
+        OpenApiExample(
+            "continue a session, with an image",
+            request_only=True,
+            value={
+                "model": "rivya-chat-1",
+                "session_id": "chat_…",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is in this picture?"},
+                            {"type": "image_url", "image_url": {"url": "file_…"}},
+                        ],
+                    }
+                ],
+            },
+        ),
+    ],
+)
+
+SESSION_STREAM_OPERATION = dict(
+    operation_id="chat_sessions_stream",
+    summary="Resume the stream of a session's latest turn",
+    description=(
+        "Replays the events of the session's latest turn after the one named by `Last-Event-ID` (or "
+        "`?last_event_id=`), then follows it live until `[DONE]`; without a position, the whole turn. Event "
+        "ids are the increasing integers of the original stream, so a client that lost its connection "
+        "reconnects here with the last id it saw and receives exactly what it missed. A turn keeps running "
+        "when its client disconnects, and its events stay available for at least 5 minutes after it ends."
+    ),
+    tags=["chat"],
+    parameters=[
+        OpenApiParameter(
+            "Last-Event-ID",
+            location=OpenApiParameter.HEADER,
+            required=False,
+            description="The id of the last event received; the replay starts after it.",
+        ),
+        OpenApiParameter("last_event_id", type=int, required=False, description="Same as the `Last-Event-ID` header."),
+    ],
+    responses={
+        (200, "text/event-stream"): OpenApiResponse(
+            response=EVENT_STREAM_SCHEMA, description="The turn's events from the position on."
+        ),
+        **error_responses(
+            400,
+            404,
+            410,
+            codes={
+                400: [("invalid_parameter", "Last-Event-ID … must be a non-negative integer.", "last_event_id")],
+                404: [
+                    ("session_not_found", "No chat session 'chat_…'.", None),
+                    ("no_turn", "Session … has no turn yet.", None),
+                ],
+                410: [("stream_expired", "The events of the latest turn of chat_… are no longer buffered; …", None)],
+            },
+        ),
+    },
 )

@@ -190,6 +190,43 @@ def chat_turn_prepare(
     pay (``chat_turn_commit`` is what holds the credits).
     """
     session, new_session = _session_for_turn(account=account, session_id=session_id, model_id=model.id)
+    prompt = _turn_prompt(account=account, session=session, new_session=new_session, messages=messages)
+    provider = catalog_provider(model)
+    prompt_tokens, max_output_tokens, credits = _turn_budget(
+        model=model, provider=provider, prompt=prompt, max_output_tokens=max_output_tokens
+    )
+    available = billing_selectors.credits_available(account=account)
+    if available < credits:
+        raise ChatCreditsError(requested=credits, available=available)
+    if new_session:
+        first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
+        session.title = " ".join(first_text.split())[:TITLE_LENGTH]
+    return ChatTurnPlan(
+        account_id=account.pk,
+        session_id=session.public_id,
+        turn_id=public_id("msg"),
+        model_id=model.id,
+        created=int(time.time()),
+        provider=provider,
+        request=_chat_request(prompt=prompt, max_output_tokens=max_output_tokens, stop=stop, sampling=sampling),
+        prompt_tokens=prompt_tokens,
+        credits_reserved=credits,
+        new_session=new_session,
+        pending=PendingTurn(
+            account=account,
+            session=session,
+            history_as_of=session.updated_at,
+            messages=messages,
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+            actor=actor,
+            spend_limit=spend_limit,
+        ),
+    )
+
+
+def _turn_prompt(*, account: Any, session: ChatSession, new_session: bool, messages: list[NewMessage]) -> list:
+    """The provider's messages: the session's stored history, then the new messages."""
     prompt: list[dict[str, Any]] = []
     if not new_session:
         for message in session.messages.filter(status__in=HISTORY_STATUSES).order_by("created_at", "pk"):
@@ -209,8 +246,11 @@ def chat_turn_prepare(
                 param=f"messages[{index}].content",
             )
         )
+    return prompt
 
-    provider = catalog_provider(model)
+
+def _turn_budget(*, model: Any, provider: Any, prompt: list, max_output_tokens: int | None) -> tuple[int, int, int]:
+    """(prompt tokens, output budget, credits to hold); ``ChatContextLengthError`` when they do not fit."""
     prompt_tokens = ChatProvider.count_prompt_tokens(provider, prompt)  # our own count, unpadded
     reserve_prompt_tokens = provider.count_prompt_tokens(prompt)  # the provider's upper bound
     limit_output = int(model.limits.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
@@ -225,43 +265,22 @@ def chat_turn_prepare(
             param="messages",
         )
     credits = catalog_token_price(model, input_tokens=reserve_prompt_tokens, output_tokens=max_output_tokens)
-    available = billing_selectors.credits_available(account=account)
-    if available < credits:
-        raise ChatCreditsError(requested=credits, available=available)
-    if new_session:
-        first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
-        session.title = " ".join(first_text.split())[:TITLE_LENGTH]
+    return prompt_tokens, max_output_tokens, credits
+
+
+def _chat_request(
+    *, prompt: list, max_output_tokens: int, stop: list[str] | None, sampling: dict[str, Any] | None
+) -> ChatRequest:
     sampling = sampling or {}
-    return ChatTurnPlan(
-        account_id=account.pk,
-        session_id=session.public_id,
-        turn_id=public_id("msg"),
-        model_id=model.id,
-        created=int(time.time()),
-        provider=provider,
-        request=ChatRequest(
-            messages=prompt,
-            max_output_tokens=max_output_tokens,
-            stop=list(stop or []),
-            temperature=sampling.get("temperature"),
-            top_p=sampling.get("top_p"),
-            seed=sampling.get("seed"),
-            presence_penalty=sampling.get("presence_penalty"),
-            frequency_penalty=sampling.get("frequency_penalty"),
-        ),
-        prompt_tokens=prompt_tokens,
-        credits_reserved=credits,
-        new_session=new_session,
-        pending=PendingTurn(
-            account=account,
-            session=session,
-            history_as_of=session.updated_at,
-            messages=messages,
-            metadata=metadata or {},
-            idempotency_key=idempotency_key,
-            actor=actor,
-            spend_limit=spend_limit,
-        ),
+    return ChatRequest(
+        messages=prompt,
+        max_output_tokens=max_output_tokens,
+        stop=list(stop or []),
+        temperature=sampling.get("temperature"),
+        top_p=sampling.get("top_p"),
+        seed=sampling.get("seed"),
+        presence_penalty=sampling.get("presence_penalty"),
+        frequency_penalty=sampling.get("frequency_penalty"),
     )
 
 
@@ -353,28 +372,7 @@ def chat_turn_finish(
     if message.status != ChatMessage.Status.IN_PROGRESS:
         return message
     session = message.session
-    reference = chat_turn_reference(turn_id)
-    if complete or usage.completion_tokens > 0:
-        price = catalog_token_price(
-            catalog_model_get(session.model),
-            input_tokens=usage.prompt_tokens,
-            output_tokens=usage.completion_tokens,
-        )
-        charged = min(price, message.credits_reserved or 0)
-    else:
-        charged = 0
-    account = session.account
-    try:
-        if charged > 0:
-            billing.credits_settle(account=account, reference=reference, amount=charged)
-        else:
-            billing.credits_release(account=account, reference=reference)
-    except HoldNotPendingError as exc:
-        # The hold's lease lapsed and the sweeper returned the credits before the
-        # turn ended: the reply is saved, and it is free.
-        logger.warning("Chat turn %s ended after its hold was %s; not charged", turn_id, exc.state)
-        charged = 0
-
+    charged = _settle_turn(message=message, usage=usage, complete=complete)
     now = timezone.now()
     message.content = content
     message.finish_reason = finish_reason if complete else ""
@@ -403,6 +401,32 @@ def chat_turn_finish(
         updated_at=now,
     )
     return message
+
+
+def _settle_turn(*, message: ChatMessage, usage: ChatUsage, complete: bool) -> int:
+    """Settle the turn's hold at the token price of ``usage`` (capped at the hold), or release it; the charge."""
+    session = message.session
+    reference = chat_turn_reference(message.public_id)
+    if complete or usage.completion_tokens > 0:
+        price = catalog_token_price(
+            catalog_model_get(session.model),
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.completion_tokens,
+        )
+        charged = min(price, message.credits_reserved or 0)
+    else:
+        charged = 0
+    try:
+        if charged > 0:
+            billing.credits_settle(account=session.account, reference=reference, amount=charged)
+        else:
+            billing.credits_release(account=session.account, reference=reference)
+    except HoldNotPendingError as exc:
+        # The hold's lease lapsed and the sweeper returned the credits before the
+        # turn ended: the reply is saved, and it is free.
+        logger.warning("Chat turn %s ended after its hold was %s; not charged", message.public_id, exc.state)
+        charged = 0
+    return charged
 
 
 @transaction.atomic

@@ -30,12 +30,9 @@ import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rivya_api.conf import api_settings
-
-if TYPE_CHECKING:
-    from rivya_api.chat.turns import ChatTurn
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +49,16 @@ def session_key(session_id: str) -> str:
 
 def alive_key(turn_id: str) -> str:
     return f"rivya:chat:alive:{turn_id}"
+
+
+class RunningTurn(Protocol):
+    """What this module needs of a running turn (``rivya_api.chat.turns.ChatTurn``, which imports this
+    module: naming the protocol here keeps the dependency one way)."""
+
+    plan: Any  # its turn_id and session_id
+    log: Any  # its TurnEventLog
+
+    def cancel(self) -> None: ...
 
 
 class TurnGoneError(Exception):
@@ -72,25 +79,25 @@ class LocalTurns:
     """The turns of this process, live and recently ended, by turn and by session."""
 
     def __init__(self) -> None:
-        self.turns: dict[str, ChatTurn] = {}
+        self.turns: dict[str, RunningTurn] = {}
         self.latest: dict[str, str] = {}
 
-    def add(self, turn: ChatTurn) -> None:
+    def add(self, turn: RunningTurn) -> None:
         self.turns[turn.plan.turn_id] = turn
         self.latest[turn.plan.session_id] = turn.plan.turn_id
 
-    def ended(self, turn: ChatTurn) -> None:
+    def ended(self, turn: RunningTurn) -> None:
         """Forget the turn ``CHAT_STREAM_RETENTION_SECONDS`` from now."""
         asyncio.get_running_loop().call_later(float(api_settings.CHAT_STREAM_RETENTION_SECONDS), self._drop, turn)
 
-    def _drop(self, turn: ChatTurn) -> None:
+    def _drop(self, turn: RunningTurn) -> None:
         turn_id, session_id = turn.plan.turn_id, turn.plan.session_id
         if self.turns.get(turn_id) is turn:
             del self.turns[turn_id]
         if self.latest.get(session_id) == turn_id:
             del self.latest[session_id]
 
-    def get(self, turn_id: str) -> ChatTurn | None:
+    def get(self, turn_id: str) -> RunningTurn | None:
         return self.turns.get(turn_id)
 
 
@@ -131,7 +138,7 @@ def redis_client() -> Any:
     return client
 
 
-async def mirror_to_redis(turn: ChatTurn) -> None:
+async def mirror_to_redis(turn: RunningTurn) -> None:
     """Copy the turn's events into its Redis stream as they are appended (a follower of the log)."""
     client = redis_client()
     key = turn_key(turn.plan.turn_id)

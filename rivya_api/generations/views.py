@@ -14,7 +14,8 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from rivya_api.common.errors import error_response
+from rivya_api.common.async_views import AsyncDispatch
+from rivya_api.common.errors import ApiError
 from rivya_api.common.pagination import CursorPagination
 from rivya_api.common.parsers import JSONParser
 from rivya_api.common.schema import (
@@ -36,6 +37,7 @@ from rivya_api.generations.serializers import (
 from rivya_api.keys.scopes import key_model_check
 
 MAX_WAIT_SECONDS = 60
+WAITING_ACTIONS = frozenset({"list", "create", "retrieve"})  # the routes that honour Prefer: wait
 PREFER_WAIT = OpenApiParameter(
     name="Prefer",
     location=OpenApiParameter.HEADER,
@@ -227,7 +229,16 @@ SUBMIT_ERRORS = error_responses(
         ],
     ),
 )
-class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
+class GenerationViewSet(AsyncDispatch, AccountScopedMixin, viewsets.GenericViewSet):
+    """Generations; ``Prefer: wait=N`` on list, create and retrieve long-polls on the event loop.
+
+    The handlers are sync and run as in any DRF view (auth, throttles, validation,
+    idempotency). If one answered with a non-terminal task and the request asked
+    to wait, ``dispatch`` then polls the task's status with short queries and
+    ``asyncio.sleep`` in between: no thread and no database connection is held
+    while waiting.
+    """
+
     required_scopes = {
         "list": "generations:read",
         "retrieve": "generations:read",
@@ -238,6 +249,20 @@ class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
     pagination_class = CursorPagination
     serializer_class = GenerationOutputSerializer
     lookup_url_kwarg = "task_id"
+
+    wait_seconds: int | None = None  # from ``Prefer: wait=N``
+
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if self.action in WAITING_ACTIONS:
+            self.wait_seconds = prefer_wait(request)  # a 400 like any invalid parameter, after the checks
+
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = await super().dispatch(request, *args, **kwargs)
+        wait = self.wait_seconds
+        if wait is None or response.status_code not in (200, 202) or "status" not in getattr(response, "data", {}):
+            return response
+        return await _waited(request, response, wait)
 
     def get_queryset(self) -> Any:
         return selectors.generation_list(
@@ -292,58 +317,37 @@ class GenerationViewSet(AccountScopedMixin, viewsets.GenericViewSet):
         return Response(generation_payload(task, request=request))
 
 
-def prefer_wait(request: HttpRequest) -> int | None:
-    """Seconds from ``Prefer: wait=N``; None when absent. Raises ValueError when over the limit."""
+def prefer_wait(request: Any) -> int | None:
+    """Seconds from ``Prefer: wait=N``; None when absent. Over the limit: 400 ``invalid_prefer_wait``."""
     match = re.search(r"(?:^|[;,\s])wait=(\d+)", request.headers.get("Prefer", ""))
     if not match:
         return None
     seconds = int(match.group(1))
     if seconds > MAX_WAIT_SECONDS:
-        raise ValueError(seconds)
+        raise ApiError(
+            f"Prefer: wait is at most {MAX_WAIT_SECONDS} seconds.", code="invalid_prefer_wait", param="Prefer"
+        )
     return seconds
 
 
-def waiting(view: Any) -> Any:
-    """Wrap a DRF view so ``Prefer: wait=N`` long-polls on the event loop.
-
-    The DRF view runs as usual (auth, throttles, validation, idempotency). If it
-    answered with a non-terminal task, we poll its status with short queries and
-    ``asyncio.sleep`` in between: no thread and no database connection is held
-    while waiting.
-    """
-
-    async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            wait = prefer_wait(request)
-        except ValueError:
-            return error_response(
-                400, "invalid_prefer_wait", f"Prefer: wait is at most {MAX_WAIT_SECONDS} seconds.", param="Prefer"
-            )
-        response = await sync_to_async(view)(request, *args, **kwargs)
-        if wait is None or response.status_code not in (200, 202) or "status" not in getattr(response, "data", {}):
-            return response
-        task = await _wait_terminal(response.data["id"], wait)
-        if task is None:
-            response["Preference-Applied"] = f"wait={wait}"
-            return response
-        body = await sync_to_async(generation_payload)(task, request=request)
-        final = JsonResponse(body, status=200)
-        for header in (
-            "X-RateLimit-Limit-Requests",
-            "X-RateLimit-Remaining-Requests",
-            "X-RateLimit-Reset-Requests",
-            "Location",
-        ):
-            if response.has_header(header):
-                final[header] = response[header]
-        final["Preference-Applied"] = f"wait={wait}"
-        return final
-
-    wrapper.csrf_exempt = True  # type: ignore[attr-defined]
-    # drf-spectacular finds DRF views through these attributes.
-    for name in ("cls", "initkwargs", "actions"):
-        setattr(wrapper, name, getattr(view, name))
-    return wrapper
+async def _waited(request: HttpRequest, response: Any, wait: int) -> HttpResponse:
+    """``response`` (a non-terminal task) once the task is terminal, or as it is after ``wait`` seconds."""
+    task = await _wait_terminal(response.data["id"], wait)
+    if task is None:
+        response["Preference-Applied"] = f"wait={wait}"
+        return response
+    body = await sync_to_async(generation_payload)(task, request=request)
+    final = JsonResponse(body, status=200)
+    for header in (
+        "X-RateLimit-Limit-Requests",
+        "X-RateLimit-Remaining-Requests",
+        "X-RateLimit-Reset-Requests",
+        "Location",
+    ):
+        if response.has_header(header):
+            final[header] = response[header]
+    final["Preference-Applied"] = f"wait={wait}"
+    return final
 
 
 async def _wait_terminal(task_id: str, seconds: int) -> GenerationTask | None:

@@ -77,16 +77,9 @@ class IdempotencyMixin:
         self._idempotency_claim = None
         if request.method != "POST" or not self.idempotency_enabled:
             return
-        key = idempotency_key_from_request(request)
-        if key is None:
+        claim = self.idempotency_claim_request(request)
+        if claim is None:
             return
-        claim = services.idempotency_claim(
-            account=request_account(request),
-            key=key,
-            fingerprint=request_fingerprint(request),
-            request_method=request.method,
-            request_path=request.path,
-        )
         if claim.proceed:
             self._idempotency_claim = claim
             if claim.record.reference:
@@ -96,7 +89,7 @@ class IdempotencyMixin:
                     logger.warning(
                         "Idempotency-Key %r: the first attempt's work (%s) committed but its process died "
                         "before answering; answering from the work instead of running the request again",
-                        key,
+                        claim.record.key,
                         claim.record.reference,
                     )
                     recovered[REPLAYED_HEADER] = "true"  # the first attempt's outcome, not a new execution
@@ -105,6 +98,23 @@ class IdempotencyMixin:
             raise _Replay(replay_response(claim))
         else:
             raise claim_refusal(claim)
+
+    def idempotency_claim_request(self, request: Any) -> services.IdempotencyClaim | None:
+        """Claim the request's ``Idempotency-Key`` for its account; None without one (400 if malformed).
+
+        ``initial`` acts on the claim; a view with its own answers to a claim (a streamed chat
+        turn attaches to the running turn instead of a 409) calls this itself.
+        """
+        key = idempotency_key_from_request(request)
+        if key is None:
+            return None
+        return services.idempotency_claim(
+            account=request_account(request),
+            key=key,
+            fingerprint=request_fingerprint(request),
+            request_method=request.method,
+            request_path=request.path,
+        )
 
     def idempotency_bind(self, reference: str) -> None:
         """Name the work this request created (``task_…``) on its Idempotency-Key, if it has one.
