@@ -10,13 +10,13 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.sql import InsertQuery, UpdateQuery
 
 from rivya_webhooks import metrics, network
 from rivya_webhooks.conf import webhooks_settings
 from rivya_webhooks.exceptions import InvalidWebhookURLError
 from rivya_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
 from rivya_webhooks.schedule import parse_retry_after, retry_delay
+from rivya_webhooks.services import single_statement
 from rivya_webhooks.services._common import FAILED, PENDING, SUCCEEDED, Clock, now_from
 from rivya_webhooks.services.endpoints import webhook_endpoint_disable
 from rivya_webhooks.services.publishing import dispatch_on_commit
@@ -95,24 +95,11 @@ def webhook_delivery_attempt(
     until the schedule is used up. A 3xx is a failure naming its Location.
     """
     now = now_from(clock)
-    try:
-        # event.data is not needed to send: the envelope text is the body.
-        delivery = WebhookDelivery.objects.select_related("event", "endpoint").defer("event__data").get(pk=delivery_id)
-    except WebhookDelivery.DoesNotExist:
-        return None  # deleted with its endpoint or event (retention) since it was queued
-    if (
-        delivery.state != PENDING
-        or not delivery.endpoint.enabled
-        or delivery.next_attempt_at is None
-        or delivery.next_attempt_at > now
-    ):
-        return None
     token = uuid.uuid4().hex
-    lease = timedelta(seconds=2 * float(webhooks_settings.TIMEOUT) + 60)
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery.pk, state=PENDING, next_attempt_at=delivery.next_attempt_at
-    ).update(next_attempt_at=now + lease, claim_token=token, dispatched_for=None)
-    if not claimed:
+    lease_until = now + timedelta(seconds=2 * float(webhooks_settings.TIMEOUT) + 60)
+    claim = single_statement.claim_and_load if single_statement.one_statement_available() else _claim_and_load
+    delivery = claim(delivery_id=delivery_id, now=now, lease_until=lease_until, token=token)
+    if delivery is None:
         return None
     endpoint, event = delivery.endpoint, delivery.event
     _release_pooled_connection()
@@ -128,6 +115,26 @@ def webhook_delivery_attempt(
         clock=clock,
         rng=rng,
     )
+
+
+def _claim_and_load(*, delivery_id: int, now: datetime, lease_until: datetime, token: str) -> WebhookDelivery | None:
+    """The plain claim: read the delivery, then a conditional UPDATE moves its due time to ``lease_until``."""
+    try:
+        # event.data is not needed to send: the envelope text is the body.
+        delivery = WebhookDelivery.objects.select_related("event", "endpoint").defer("event__data").get(pk=delivery_id)
+    except WebhookDelivery.DoesNotExist:
+        return None  # deleted with its endpoint or event (retention) since it was queued
+    if (
+        delivery.state != PENDING
+        or not delivery.endpoint.enabled
+        or delivery.next_attempt_at is None
+        or delivery.next_attempt_at > now
+    ):
+        return None
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=PENDING, next_attempt_at=delivery.next_attempt_at
+    ).update(next_attempt_at=lease_until, claim_token=token, dispatched_for=None)
+    return delivery if claimed else None
 
 
 def _attempt_record(
@@ -153,7 +160,7 @@ def _attempt_record(
         attempt = _attempt_row(
             delivery=delivery, result=result, started=started, next_at=None, task_id=task_id, save=False
         )
-        _record_success_one_statement(delivery=delivery, attempt=attempt, values=_success_values(finished, common))
+        single_statement.record_success(delivery=delivery, attempt=attempt, values=_success_values(finished, common))
         _attempt_observe(delivery=delivery, result=result, finished=finished, gave_up=False)
         return attempt
     with transaction.atomic():
@@ -267,32 +274,9 @@ def _attempt_row(
 
 
 def _success_in_one_statement(*, delivery: WebhookDelivery) -> bool:
-    """Whether a success can be recorded by ``_record_success_one_statement``: on PostgreSQL,
+    """Whether a success can be recorded by ``single_statement.record_success``: on PostgreSQL,
     when the endpoint's failure clock needs no reset (the common case)."""
-    return connection.vendor == "postgresql" and delivery.endpoint.failing_since is None
-
-
-def _record_success_one_statement(
-    *, delivery: WebhookDelivery, attempt: WebhookDeliveryAttempt, values: dict[str, Any]
-) -> None:
-    """What ``_record_success`` and ``_attempt_row`` write, as one PostgreSQL statement.
-
-    ``WITH done AS (UPDATE delivery ...) INSERT INTO attempt ...``: a statement is atomic
-    by itself, so this needs no BEGIN/COMMIT: one round trip instead of four.
-    """
-    update = WebhookDelivery.objects.filter(pk=delivery.pk).query.chain(UpdateQuery)
-    update.add_update_values(values)
-    update_sql, update_params = update.get_compiler(connection.alias).as_sql()
-    meta = WebhookDeliveryAttempt._meta
-    insert = InsertQuery(WebhookDeliveryAttempt)
-    insert.insert_values([f for f in meta.concrete_fields if not f.primary_key], [attempt])
-    compiler = insert.get_compiler(connection.alias)
-    compiler.returning_fields = [meta.pk]
-    [(insert_sql, insert_params)] = compiler.as_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH done AS ({update_sql}) {insert_sql}", (*update_params, *insert_params))
-        attempt.pk = cursor.fetchone()[0]
-    attempt._state.adding = False
+    return single_statement.one_statement_available() and delivery.endpoint.failing_since is None
 
 
 def _attempt_observe(
