@@ -117,6 +117,34 @@ def webhook_delivery_attempt(
     )
 
 
+def webhook_deliveries_attempt(
+    *,
+    delivery_ids: list[int],
+    task_id: str = "",
+    clock: Clock | None = None,
+    resolver: network.Resolver | None = None,
+    rng: random.Random | None = None,
+) -> int:
+    """``webhook_delivery_attempt`` for each of a batch of deliveries to one endpoint, in turn;
+    returns how many attempts were made.
+
+    After the first attempt that fails, the rest are queued one message each, as without
+    batching, so a slow or failing endpoint holds a worker for one attempt per message.
+    """
+    made = 0
+    for index, delivery_id in enumerate(delivery_ids):
+        attempt = webhook_delivery_attempt(
+            delivery_id=delivery_id, task_id=task_id, clock=clock, resolver=resolver, rng=rng
+        )
+        if attempt is None:
+            continue
+        made += 1
+        if attempt.error or not 200 <= attempt.status_code < 300:
+            dispatch_on_commit(delivery_ids[index + 1 :])
+            break
+    return made
+
+
 def _claim_and_load(*, delivery_id: int, now: datetime, lease_until: datetime, token: str) -> WebhookDelivery | None:
     """The plain claim: read the delivery, then a conditional UPDATE moves its due time to ``lease_until``."""
     try:
