@@ -188,7 +188,9 @@ def _attempt_record(
         attempt = _attempt_row(
             delivery=delivery, result=result, started=started, next_at=None, task_id=task_id, save=False
         )
-        single_statement.record_success(delivery=delivery, attempt=attempt, values=_success_values(finished, common))
+        attempt = single_statement.record_success(
+            delivery=delivery, attempt=attempt, values=_success_values(finished, common)
+        )
         _attempt_observe(delivery=delivery, result=result, finished=finished, gave_up=False)
         return attempt
     with transaction.atomic():

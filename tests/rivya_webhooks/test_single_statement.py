@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.forms.models import model_to_dict
 
@@ -105,7 +105,9 @@ def test_both_success_records_write_the_same_rows(twins, clock):
         _record_success(delivery=plain, finished=finished, common=common)
         plain_attempt = _attempt_row(delivery=plain, result=result, started=clock(), next_at=None, task_id="t")
     fast_attempt = _attempt_row(delivery=fast, result=result, started=clock(), next_at=None, task_id="t", save=False)
-    single_statement.record_success(delivery=fast, attempt=fast_attempt, values=_success_values(finished, common))
+    fast_attempt = single_statement.record_success(
+        delivery=fast, attempt=fast_attempt, values=_success_values(finished, common)
+    )
     assert _row(WebhookDelivery, plain.pk) == _row(WebhookDelivery, fast.pk)
     assert WebhookDelivery.objects.get(pk=fast.pk).state == "succeeded"
     assert WebhookDelivery.objects.get(pk=fast.pk).attempts_count == 1
@@ -116,3 +118,10 @@ def test_both_success_records_write_the_same_rows(twins, clock):
     public_ids = {WebhookDeliveryAttempt.objects.get(pk=a.pk).public_id for a in (plain_attempt, fast_attempt)}
     assert len(public_ids) == 2
     assert all(p.startswith("wha") for p in public_ids)
+
+
+def test_the_setting_switches_the_single_statements_off(rivya_settings):
+    """RIVYA_WEBHOOKS["SINGLE_STATEMENT"] = False runs the plain ORM path on every database."""
+    assert single_statement.one_statement_available() == (connection.vendor == "postgresql")
+    rivya_settings("RIVYA_WEBHOOKS", SINGLE_STATEMENT=False)
+    assert not single_statement.one_statement_available()
