@@ -149,7 +149,10 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 # Webhook deliveries wait on other people's servers: where receivers may be slow, route them to a
 # queue of their own (e.g. "webhooks") served by a thread-pool worker (docs/benchmarks.md, (5)).
 CELERY_WEBHOOKS_QUEUE = env.str("CELERY_WEBHOOKS_QUEUE", default="celery")
-CELERY_TASK_ROUTES = {"rivya_webhooks.deliver": {"queue": CELERY_WEBHOOKS_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "rivya_webhooks.deliver": {"queue": CELERY_WEBHOOKS_QUEUE},
+    "rivya_webhooks.deliver_batch": {"queue": CELERY_WEBHOOKS_QUEUE},
+}
 # Celery's Django fixup closes every connection before and after each task, and under
 # prefork also closes Django's whole psycopg pool (celery/fixups/django.py, _close_database),
 # so each task would open a new PostgreSQL connection. The fixup reads this key

@@ -51,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "REDISPATCH_AFTER": 300,
     # How many due deliveries one sweep queues at most.
     "SWEEP_BATCH_SIZE": 1000,
+    # On PostgreSQL, claim a delivery (with its event and endpoint) and record a success in
+    # one statement each (services/single_statement.py) instead of the ORM's several round
+    # trips. False runs the plain ORM path: the switch if a Django upgrade breaks it.
+    "SINGLE_STATEMENT": True,
     # User-Agent header of every delivery request.
     "USER_AGENT": "Rivya-Webhooks/1.0 (+https://www.standardwebhooks.com/)",
 }

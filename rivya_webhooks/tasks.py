@@ -11,7 +11,12 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
-from rivya_webhooks.services import webhook_deliveries_sweep, webhook_delivery_attempt, webhook_events_cleanup
+from rivya_webhooks.services import (
+    webhook_deliveries_attempt,
+    webhook_deliveries_sweep,
+    webhook_delivery_attempt,
+    webhook_events_cleanup,
+)
 
 
 @shared_task(
@@ -25,6 +30,19 @@ from rivya_webhooks.services import webhook_deliveries_sweep, webhook_delivery_a
 )
 def webhook_delivery_attempt_task(self, delivery_id: int) -> None:  # type: ignore[no-untyped-def]
     webhook_delivery_attempt(delivery_id=delivery_id, task_id=self.request.id or "")
+
+
+@shared_task(
+    name="rivya_webhooks.deliver_batch",
+    bind=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    max_retries=3,
+)
+def webhook_deliveries_attempt_task(self, delivery_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    # A retry runs the whole batch again: deliveries already attempted are no longer due.
+    webhook_deliveries_attempt(delivery_ids=delivery_ids, task_id=self.request.id or "")
 
 
 @shared_task(name="rivya_webhooks.sweep", ignore_result=True)

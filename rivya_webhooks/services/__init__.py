@@ -19,7 +19,7 @@ delays deliveries but never loses them.
 """
 
 from rivya_webhooks.services._common import Clock, iso
-from rivya_webhooks.services.delivery import webhook_delivery_attempt
+from rivya_webhooks.services.delivery import webhook_deliveries_attempt, webhook_delivery_attempt
 from rivya_webhooks.services.endpoints import (
     MAX_DESCRIPTION,
     event_types_validate,
@@ -48,5 +48,6 @@ __all__ = [
     "webhook_endpoint_update",
     "webhook_event_publish",
     "webhook_event_redeliver",
+    "webhook_deliveries_attempt",
     "webhook_events_cleanup",
 ]

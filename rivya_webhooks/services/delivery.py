@@ -16,6 +16,7 @@ from rivya_webhooks.conf import webhooks_settings
 from rivya_webhooks.exceptions import InvalidWebhookURLError
 from rivya_webhooks.models import WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
 from rivya_webhooks.schedule import parse_retry_after, retry_delay
+from rivya_webhooks.services import single_statement
 from rivya_webhooks.services._common import FAILED, PENDING, SUCCEEDED, Clock, now_from
 from rivya_webhooks.services.endpoints import webhook_endpoint_disable
 from rivya_webhooks.services.publishing import dispatch_on_commit
@@ -94,24 +95,11 @@ def webhook_delivery_attempt(
     until the schedule is used up. A 3xx is a failure naming its Location.
     """
     now = now_from(clock)
-    try:
-        # event.data is not needed to send: the envelope text is the body.
-        delivery = WebhookDelivery.objects.select_related("event", "endpoint").defer("event__data").get(pk=delivery_id)
-    except WebhookDelivery.DoesNotExist:
-        return None  # deleted with its endpoint or event (retention) since it was queued
-    if (
-        delivery.state != PENDING
-        or not delivery.endpoint.enabled
-        or delivery.next_attempt_at is None
-        or delivery.next_attempt_at > now
-    ):
-        return None
     token = uuid.uuid4().hex
-    lease = timedelta(seconds=2 * float(webhooks_settings.TIMEOUT) + 60)
-    claimed = WebhookDelivery.objects.filter(
-        pk=delivery.pk, state=PENDING, next_attempt_at=delivery.next_attempt_at
-    ).update(next_attempt_at=now + lease, claim_token=token, dispatched_for=None)
-    if not claimed:
+    lease_until = now + timedelta(seconds=2 * float(webhooks_settings.TIMEOUT) + 60)
+    claim = single_statement.claim_and_load if single_statement.one_statement_available() else _claim_and_load
+    delivery = claim(delivery_id=delivery_id, now=now, lease_until=lease_until, token=token)
+    if delivery is None:
         return None
     endpoint, event = delivery.endpoint, delivery.event
     _release_pooled_connection()
@@ -127,6 +115,54 @@ def webhook_delivery_attempt(
         clock=clock,
         rng=rng,
     )
+
+
+def webhook_deliveries_attempt(
+    *,
+    delivery_ids: list[int],
+    task_id: str = "",
+    clock: Clock | None = None,
+    resolver: network.Resolver | None = None,
+    rng: random.Random | None = None,
+) -> int:
+    """``webhook_delivery_attempt`` for each of a batch of deliveries to one endpoint, in turn;
+    returns how many attempts were made.
+
+    After the first attempt that fails, the rest are queued one message each, as without
+    batching, so a slow or failing endpoint holds a worker for one attempt per message.
+    """
+    made = 0
+    for index, delivery_id in enumerate(delivery_ids):
+        attempt = webhook_delivery_attempt(
+            delivery_id=delivery_id, task_id=task_id, clock=clock, resolver=resolver, rng=rng
+        )
+        if attempt is None:
+            continue
+        made += 1
+        if attempt.error or not 200 <= attempt.status_code < 300:
+            dispatch_on_commit(delivery_ids[index + 1 :])
+            break
+    return made
+
+
+def _claim_and_load(*, delivery_id: int, now: datetime, lease_until: datetime, token: str) -> WebhookDelivery | None:
+    """The plain claim: read the delivery, then a conditional UPDATE moves its due time to ``lease_until``."""
+    try:
+        # event.data is not needed to send: the envelope text is the body.
+        delivery = WebhookDelivery.objects.select_related("event", "endpoint").defer("event__data").get(pk=delivery_id)
+    except WebhookDelivery.DoesNotExist:
+        return None  # deleted with its endpoint or event (retention) since it was queued
+    if (
+        delivery.state != PENDING
+        or not delivery.endpoint.enabled
+        or delivery.next_attempt_at is None
+        or delivery.next_attempt_at > now
+    ):
+        return None
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=PENDING, next_attempt_at=delivery.next_attempt_at
+    ).update(next_attempt_at=lease_until, claim_token=token, dispatched_for=None)
+    return delivery if claimed else None
 
 
 def _attempt_record(
@@ -148,6 +184,15 @@ def _attempt_record(
         "last_status_code": result.status_code or None,
         "last_error": result.error,
     }
+    if result.ok and _success_in_one_statement(delivery=delivery):
+        attempt = _attempt_row(
+            delivery=delivery, result=result, started=started, next_at=None, task_id=task_id, save=False
+        )
+        attempt = single_statement.record_success(
+            delivery=delivery, attempt=attempt, values=_success_values(finished, common)
+        )
+        _attempt_observe(delivery=delivery, result=result, finished=finished, gave_up=False)
+        return attempt
     with transaction.atomic():
         if result.ok:
             _record_success(delivery=delivery, finished=finished, common=common)
@@ -165,17 +210,21 @@ def _attempt_record(
     return attempt
 
 
-def _record_success(*, delivery: WebhookDelivery, finished: datetime, common: dict[str, Any]) -> None:
+def _success_values(finished: datetime, common: dict[str, Any]) -> dict[str, Any]:
     # Success counts whoever holds the claim: the receiver has the event.
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        state=SUCCEEDED,
-        next_attempt_at=None,
-        succeeded_at=finished,
-        claim_token="",
-        dispatched_for=None,
-        next_trigger=WebhookDelivery.Trigger.SCHEDULED,
+    return {
+        "state": SUCCEEDED,
+        "next_attempt_at": None,
+        "succeeded_at": finished,
+        "claim_token": "",
+        "dispatched_for": None,
+        "next_trigger": WebhookDelivery.Trigger.SCHEDULED,
         **common,
-    )
+    }
+
+
+def _record_success(*, delivery: WebhookDelivery, finished: datetime, common: dict[str, Any]) -> None:
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(**_success_values(finished, common))
     if delivery.endpoint.failing_since is not None:
         WebhookEndpoint.objects.filter(pk=delivery.endpoint.pk).update(failing_since=None)
 
@@ -232,8 +281,9 @@ def _attempt_row(
     started: datetime,
     next_at: datetime | None,
     task_id: str,
+    save: bool = True,
 ) -> WebhookDeliveryAttempt:
-    return WebhookDeliveryAttempt.objects.create(
+    attempt = WebhookDeliveryAttempt(
         delivery=delivery,
         trigger=delivery.next_trigger,
         url=delivery.endpoint.url,
@@ -248,6 +298,15 @@ def _attempt_row(
         task_id=task_id or "",
         created_at=started,
     )
+    if save:
+        attempt.save(force_insert=True)
+    return attempt
+
+
+def _success_in_one_statement(*, delivery: WebhookDelivery) -> bool:
+    """Whether a success can be recorded by ``single_statement.record_success``: on PostgreSQL,
+    when the endpoint's failure clock needs no reset (the common case)."""
+    return single_statement.one_statement_available() and delivery.endpoint.failing_since is None
 
 
 def _attempt_observe(
