@@ -30,14 +30,14 @@ CHAT_STREAM = ROOT / "bench" / "chat_stream.py"
 CONFIGS = ("embedded", "production")
 # What makes a server log "hold an error": a logged error, a traceback, a turn whose events missed Redis.
 LOG_ERROR = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|Could not mirror")
+CPUS = sorted(os.sched_getaffinity(0))  # before any harness narrows this process's own
 
 
 def cpu_sets() -> tuple[set[int] | None, set[int] | None]:
     """(the gateway's CPUs, everyone else's); (None, None) where there is only one CPU."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
+    if len(CPUS) < 2:
         return None, None
-    return {cpus[0]}, set(cpus[1:])
+    return {CPUS[0]}, set(CPUS[1:])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -166,6 +166,7 @@ class Harness:
         return proc
 
     def __exit__(self, *exc: object) -> None:
+        os.sched_setaffinity(0, CPUS)
         for proc in self.procs:
             proc.terminate()
         for proc in self.procs:
