@@ -74,16 +74,25 @@ def cpu_row(f: dict | None, config: str) -> dict[str, Any]:
     return row(name, measured, clients(f), "≤ 0.15 ms", None if held is None else held <= 0.15)
 
 
+def planned_window(f: dict) -> float:
+    """Seconds every stream should be open at once, were each to open and pace on time."""
+    p = f["params"]
+    return (p["chunks"] - 1) * p["interval"] - p["ramp"]
+
+
 def gap_met(f: dict) -> bool:
-    return f["clean"] and f["added_gap_p99_ms"] <= 20
+    # Streams that opened late overlap less: a short window would judge too few gaps.
+    overlapped = f["gateway"]["holding_seconds"] >= planned_window(f) / 2
+    return f["clean"] and overlapped and f["added_gap_p99_ms"] <= 20
 
 
 def wave_outcome(f: dict) -> str:
     g = f["gateway"]
     return (
         f"{g['completed']}/{g['streams']} completed, merged/dropped {g['merged']}/{g['dropped']}; added gap P99 "
-        f"{f['added_gap_p99_ms']:+.1f} ms (gateway {g['gap_p99_ms']:.1f} ms over pace, {g['holding_seconds']:.0f} s "
-        f"with all open; whole run {g['whole_gap_p99_ms']:.1f} ms)"
+        f"{f['added_gap_p99_ms']:+.1f} ms (gateway {g['gap_p99_ms']:.1f} ms over pace, {g['holding_seconds']:.1f} s "
+        f"with all open of {planned_window(f):.1f} s planned; whole run {g['whole_gap_p99_ms']:.1f} ms); "
+        f"TTFT P99 {g['ttft_p99_ms']:.0f} ms"
     )
 
 
