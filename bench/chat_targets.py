@@ -130,7 +130,8 @@ def burst_row(f: dict | None, config: str) -> dict[str, Any]:
     name = f"(25.4) burst: {p['streams']} turns arriving within {p['ramp']:g} s, {config}"
     measured = (
         f"TTFT P50 / P99 {g['ttft_p50_ms']:.0f} / {g['ttft_p99_ms']:.0f} ms; gateway CPU {g['cpu_ms_per_turn']:.1f} ms "
-        f"a turn ({p['chunks']} chunks and settling included: an upper bound of setup); "
+        f"a turn ({p['chunks']} chunks and settling included: an upper bound of setup); gateway at "
+        f"{(g.get('cpu_share_to_last_first_token') or float('nan')) * 100:.0f}% of its CPU until the last first token; "
         f"{g['completed']}/{g['streams']} completed"
     )
     baseline = f"direct TTFT P50 / P99 {d['ttft_p50_ms']:.0f} / {d['ttft_p99_ms']:.0f} ms"

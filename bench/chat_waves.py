@@ -185,6 +185,8 @@ def wave_figures(run: dict, *, streams: int, chunks: int, interval: float) -> di
     held_cpu = cpu_at(samples, gaps["end"]) - cpu_at(samples, gaps["begin"]) if gaps["holding_seconds"] else 0.0
     upstream_share, client_shares = load_shares(run, gaps)
     last_first_token = max((t["start"] + t["ttft"] for t in ok if t["ttft"] is not None), default=samples[-1][0])
+    first_start = min((t["start"] for t in ok), default=samples[0][0])
+    setup_span = last_first_token - first_start  # from the first turn sent to the last first token
     return {
         "streams": streams,
         "completed": sum(1 for t in ok if exact(t, chunks) == (0, 0)),
@@ -203,6 +205,9 @@ def wave_figures(run: dict, *, streams: int, chunks: int, interval: float) -> di
         "holding_cpu_share": held_cpu / gaps["holding_seconds"] if gaps["holding_seconds"] else None,
         "cpu_ms_per_turn": 1000 * gateway_cpu / streams,
         "cpu_ms_per_turn_to_last_first_token": 1000 * (cpu_at(samples, last_first_token) - samples[0][1]) / streams,
+        "cpu_share_to_last_first_token": (cpu_at(samples, last_first_token) - cpu_at(samples, first_start)) / setup_span
+        if setup_span > 0
+        else None,
         "upstream_cpu_share": upstream_share,
         "client_cpu_share": client_shares,
         "client_late_p99_ms": percentile(late, 99),
