@@ -1,7 +1,14 @@
 """What the gateway adds to a streamed chat turn, and how many open streams one web process holds.
 
-    .venv/bin/python bench/chat_stream.py overhead [--turns 200]
-    .venv/bin/python bench/chat_stream.py capacity [--streams 500] [--ramp 25] [--chunks 45]
+    .venv/bin/python bench/chat_stream.py overhead [--turns 200] [--config embedded|production]
+    .venv/bin/python bench/chat_stream.py capacity [--streams 500] [--ramp 25] [--chunks 45] [--config …]
+
+``--config production`` runs the gateway on PostgreSQL + Redis (``DATABASE_URL``,
+``REDIS_URL``) with every turn mirrored to Redis, as deployed; the default, ``embedded``,
+on a fresh SQLite database without Redis (``bench/chat_harness.py``). Either way the gateway
+is pinned to one CPU and the rest to the others, and the gateway's CPU per turn and per
+relayed chunk, the upstream's CPU and the error lines of the gateway's log are reported.
+The fast, many and burst waves of issue 25 are in ``bench/chat_waves.py``.
 
 Three processes besides this one, all on 127.0.0.1:
 
@@ -10,8 +17,8 @@ Three processes besides this one, all on 127.0.0.1:
   then a usage chunk and ``[DONE]``; each chunk's text is unique (``c00``, ``c01`` …)
   so a merged or dropped chunk is visible;
 - the gateway: ``uvicorn config.asgi:application``, one process, the project's
-  settings and middleware, a fresh SQLite database, the ``rivya-chat-plus``
-  model pointed at the stand-in;
+  settings and middleware, a fresh SQLite database (or PostgreSQL + Redis), the
+  ``rivya-chat-plus`` model pointed at the stand-in;
 - the load generator (``loadgen``), its own process, reporting its CPU use so it
   can be seen not to be the bottleneck.
 
@@ -38,10 +45,8 @@ import asyncio
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 
+from bench.chat_harness import CONFIGS, Harness  # noqa: E402
+
 MODEL = "rivya-chat-plus"
+WARM_UP_TURNS = 5
 
 
 # --- the stand-in upstream (ASGI) -------------------------------------------------------------
@@ -155,7 +163,7 @@ async def loadgen_overhead(args: argparse.Namespace) -> dict:
     headers = {"Authorization": f"Bearer {args.key}"}
     results: dict[str, list[dict]] = {"direct": [], "gateway": []}
     async with httpx.AsyncClient(timeout=60) as client:
-        for _warm in range(5):  # connections, imports, caches
+        for _warm in range(WARM_UP_TURNS):  # connections, imports, caches
             await one_turn(client, direct_url, {}, body)
             await one_turn(client, gateway_url, headers, body)
         for index in range(args.turns):
@@ -209,47 +217,6 @@ def run_loadgen(args: argparse.Namespace) -> None:
 
 
 # --- orchestration -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def setup_database(env: dict) -> str:
-    """Migrate a fresh database and create an account with credits and a key; returns the key."""
-    script = (
-        "from django.core.management import call_command\n"
-        "call_command('migrate', verbosity=0)\n"
-        "from tests.factories import account_create\n"
-        "from rivya_api.keys.services import api_key_create\n"
-        "from rivya_billing.services import credits_grant\n"
-        "account = account_create('bench')\n"
-        "credits_grant(account=account, amount=10**12, reference='bench-grant')\n"
-        "print(api_key_create(account=account, name='bench')[1])\n"
-    )
-    out = subprocess.run(
-        [PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -397,6 +364,7 @@ def main() -> None:
     both.add_argument("--ramp", type=float, default=25.0)
     for mode in (overhead, capacity, both):
         mode.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
+        mode.add_argument("--config", choices=CONFIGS, default="embedded", help="see bench/chat_harness.py")
     upstream = sub.add_parser("upstream")
     upstream.add_argument("--port", type=int, required=True)
     upstream.add_argument("--first-delay", type=float, default=0.2)
@@ -429,105 +397,65 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     """Start upstream and gateway, run the load generator in ``mode``, report; returns the figures."""
     chunks = args.chunks if mode == "capacity" or args.command == "overhead" else 64
     interval = 0.02 if mode == "overhead" else 1.0
-    workdir = Path(tempfile.mkdtemp(prefix="rivya-bench-"))
-    upstream_port, gateway_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-only",
-        "LOG_LEVEL": "WARNING",
-        "RIVYA_API_RATE_LIMIT": "off",
-        "RIVYA_IN_PROCESS_BEAT": "false",
-        "RIVYA_UPSTREAM_CHAT_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "RIVYA_UPSTREAM_CHAT_API_KEY": "bench",
-        "RIVYA_UPSTREAM_CHAT_MODEL": "bench",
-    }
-    env.pop("REDIS_URL", None) if "BENCH_REDIS_URL" not in os.environ else env.update(
-        REDIS_URL=os.environ["BENCH_REDIS_URL"]
-    )
-    key = setup_database(env)
-    procs = []
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    PYTHON,
-                    __file__,
-                    "upstream",
-                    "--port",
-                    str(upstream_port),
-                    "--interval",
-                    str(interval),
-                    "--chunks",
-                    str(chunks),
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
-        gateway = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                os.environ.get("BENCH_ASGI_APP", "config.asgi:application"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--backlog",
-                "2048",
-            ],
-            cwd=ROOT,
-            env=env,
-            stderr=(workdir / "gateway.log").open("w"),  # its access log, kept out of the report
-        )
-        procs.append(gateway)
-        wait_listening(upstream_port)
-        wait_listening(gateway_port)
-        command = [
-            PYTHON,
-            __file__,
-            "loadgen",
-            "--mode",
-            mode,
-            "--upstream",
-            f"http://127.0.0.1:{upstream_port}",
-            "--gateway",
-            f"http://127.0.0.1:{gateway_port}",
-            "--key",
-            key,
-        ]
+    with Harness(args.config, interval=interval, chunks=chunks) as h:
+        command = [PYTHON, __file__, "loadgen", "--mode", mode, "--upstream", f"http://127.0.0.1:{h.upstream_port}",
+                   "--gateway", f"http://127.0.0.1:{h.gateway_port}", "--key", h.key]  # fmt: skip
         if mode == "overhead":
             command += ["--turns", str(args.turns)]
         else:
             command += ["--streams", str(args.streams), "--ramp", str(args.ramp)]
-        output = workdir / "loadgen.json"
+        output = h.workdir / "loadgen.json"
         with output.open("w") as sink:  # a file, not a pipe: the results are larger than a pipe's buffer
-            loadgen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, text=True)
-            rss = []  # (perf_counter, MB): the loadgen's arrival times use the same system-wide clock
+            loadgen = subprocess.Popen(command, cwd=ROOT, env=h.env, stdout=sink, text=True)
+            # (perf_counter, gateway CPU-s, RSS MB, upstream CPU-s): the loadgen's arrival times use
+            # the same system-wide clock.
+            samples = []
             while loadgen.poll() is None:
-                rss.append((time.perf_counter(), rss_mb(gateway.pid)))
+                samples.append(h.sample())
                 time.sleep(1)
+        rss = [(at, mb) for at, _, mb, _ in samples]
+        time.sleep(1)  # the last turn settles (its charge) after the client has [DONE]
+        samples.append(h.sample())
         results = json.loads(output.read_text())
-        database = env["DATABASE_URL"].split(":")[0]
-        print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; database {database}")
-        if mode == "overhead":
-            return report_overhead(results, chunks)
-        return report_capacity(results, rss, args.streams, chunks)
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
+        log = h.log_errors()
+        placement = h.placement()
+    database = h.env["DATABASE_URL"].split(":")[0]
+    print(f"machine: {os.cpu_count()} cores; Python {sys.version.split()[0]}; database {database}")
+    print(f"configuration: {args.config}; {placement}")
+    if mode == "overhead":
+        figures = report_overhead(results, chunks)
+        turns = args.turns + WARM_UP_TURNS  # through the gateway, warm-up included
+    else:
+        figures = report_capacity(results, rss, args.streams, chunks)
+        turns = args.streams
+    return {
+        **figures,
+        **cost_figures(samples, turns, chunks, log),
+        "config": args.config,
+        "placement": placement,
+        "chunks": chunks,
+    }
+
+
+def cost_figures(samples: list[tuple], turns: int, chunks: int, log: dict) -> dict:
+    """The gateway's CPU per turn and per relayed chunk, the upstream's share, the log's errors."""
+    wall = samples[-1][0] - samples[0][0]
+    cpu = samples[-1][1] - samples[0][1]
+    figures = {
+        "gateway_cpu_seconds": cpu,
+        "gateway_cpu_share": cpu / wall if wall else None,
+        "cpu_ms_per_turn": 1000 * cpu / turns,
+        "cpu_ms_per_chunk": 1000 * cpu / (turns * chunks),
+        "upstream_cpu_share": (samples[-1][3] - samples[0][3]) / wall if wall else float("nan"),
+        "log": log,
+    }
+    print(
+        f"gateway CPU: {cpu:.1f} s, {figures['cpu_ms_per_turn']:.1f} ms a turn ({chunks} chunks), "
+        f"{figures['cpu_ms_per_chunk']:.3f} ms a chunk (setup included); upstream CPU "
+        f"{figures['upstream_cpu_share'] * 100:.0f}% of one core; gateway log: {log['error_lines']} error lines "
+        f"({log['mirror_errors']} mirror) {log['first']}"
+    )
+    return figures
 
 
 if __name__ == "__main__":

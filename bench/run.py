@@ -16,6 +16,9 @@ to its baseline, both taken in this run on this machine, with the ratio and the 
   the same worker command as the stack's (prefork, one child per CPU), on the same broker.
 * Ledger, webhooks, chat: each issue's own script, called in its JSON output mode.
   A row whose endpoint or script is not in this build says "not available".
+* Chat, issue 25 (rows 25.x, ``bench/chat_targets.py``): the production configuration's added
+  TTFT and the fast / many / burst waves in both configurations, the gateway pinned to one CPU.
+  ``--chat-only`` runs just those (``--chat-only --quick`` at smoke sizes).
 
 Uses its own database (created if missing) and the given Redis; the Celery queue on that
 Redis is purged before and after the background phases.
@@ -44,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.chat_targets import chat_target_rows, run_chat_targets  # noqa: E402
 from config.provision import ensure_database, ensure_redis, fail, say  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -471,6 +475,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=300, help="no-op jobs per background phase")
     parser.add_argument("--quick", action="store_true", help="short rounds, no sub-benchmarks (smoke run)")
+    parser.add_argument(
+        "--chat-only",
+        action="store_true",
+        help="only issue 25's chat rows (smoke sizes with --quick); prints the table, writes var/bench/chat.json",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.jobs = 3, 1, 60
@@ -517,6 +526,12 @@ def main() -> None:
     say(f"machine: {info['cpu']} x{info['cpus']}; load average {info['load_average_at_start']}")
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
+    if args.chat_only:
+        say("chat (issue 25): bench/chat_stream.py overhead --config production, bench/chat_waves.py suite")
+        subs = run_chat_targets(sub_benchmark, env, quick=args.quick)
+        (logs / "chat.json").write_text(json.dumps(subs, indent=2, default=str) + "\n")
+        print_table(chat_target_rows(subs), info)
+        return
     workers = os.cpu_count() or 2
     rows: list[dict[str, Any]] = []
     results: dict[str, Any] = {"machine": info, "settings": vars(args), "web_workers": workers}
@@ -610,6 +625,8 @@ def main() -> None:
         say("chat: bench/chat_stream.py")
         # 200 turns, as the chat-streams issue specifies: about 10 minutes of the run.
         subs["chat_stream"] = sub_benchmark("chat_stream.py", ["all", "--json", "--turns", "200"], env, 1200)
+        say("chat (issue 25): production overhead; fast, many and burst waves in both configurations")
+        subs.update(run_chat_targets(sub_benchmark, env, quick=False))
 
     # --- rows ---
     hello, auth = http["hello"], http["authenticated_get"]
@@ -691,6 +708,8 @@ def main() -> None:
         rows.extend(chat_rows(chat["overhead"], chat["capacity"]))
     else:
         rows.append(row("(3) streamed chat overhead and capacity", chat, "–", None, "chat issue", None))
+    if not args.quick:
+        rows.extend(chat_target_rows(subs))
     ledger = subs.get("ledger_reserve", NOT_AVAILABLE)
     if isinstance(ledger, dict):
         rows.append(
