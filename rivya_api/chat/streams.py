@@ -155,22 +155,26 @@ async def mirror_to_redis(turn: RunningTurn) -> None:
             pipe.set(alive, "1", px=alive_for)
             await pipe.execute()
         written = 0
+        writer = mirror_writer()
+        loop = asyncio.get_running_loop()
+        refreshed = loop.time()
         while True:
             raise_if_cancelled()  # a cancellation a Redis call swallowed (see raise_if_cancelled)
             events = turn.log.events
             if written < len(events):
                 batch = events[written:]  # events appended while this batch is written go in the next
-                async with client.pipeline(transaction=False) as pipe:
-                    for event in batch:
-                        pipe.xadd(key, {"d": event.data}, id=f"{event.id}-1")
-                    pipe.set(alive, "1", px=alive_for)
-                    await pipe.execute()
+                commands = [("xadd", (key, {"d": event.data}), {"id": f"{event.id}-1"}) for event in batch]
+                if loop.time() - refreshed >= heartbeat:  # it lives three heartbeats: once each is enough
+                    refreshed = loop.time()
+                    commands.append(("set", (alive, "1"), {"px": alive_for}))
+                await writer.write(commands)
                 written += len(batch)
                 continue
             if turn.log.closed:
                 break
             if not await turn.log.wait_for_change(heartbeat):
                 await client.set(alive, "1", px=alive_for)  # a silent model: followers must not give up
+                refreshed = loop.time()
         async with client.pipeline(transaction=False) as pipe:
             pipe.pexpire(key, retention)
             pipe.pexpire(session_key(turn.plan.session_id), retention)
@@ -179,6 +183,88 @@ async def mirror_to_redis(turn: RunningTurn) -> None:
     except Exception:
         # Resume from other processes is lost for this turn; the turn itself goes on.
         logger.exception("Could not mirror chat turn %s to Redis", turn.plan.turn_id)
+
+
+class MirrorWriter:
+    """The event writes of every turn mirrored by this loop, sent to Redis together.
+
+    Each turn's mirror hands over the commands for the events it has not
+    written yet and waits for them; the commands of every turn that are ready
+    together go in one pipeline: one round trip (and one socket write) for
+    all of them, instead of one per turn and event, which was most of a
+    relayed chunk's CPU in production. Nothing is held back to fill a batch:
+    a flush starts on the next turn of the loop, and what becomes ready while
+    it is in flight goes in the next one. A turn never has two writes in
+    flight, so its stream's entries are added in order.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.pending: list[tuple[list[tuple[str, tuple, dict]], asyncio.Future[None]]] = []
+        self.flushing = False
+
+    async def write(self, commands: list[tuple[str, tuple, dict]]) -> None:
+        """Run ``commands`` (method name, args, kwargs of a pipeline) in the next flush; raise its error."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self.pending.append((commands, done))
+        if not self.flushing:
+            self.flushing = True
+            loop.create_task(self._flush(), name="chat-mirror-writer")
+        await done
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                # One turn of the loop: the mirrors woken with this one add their commands. No timed
+                # wait (2 and 5 ms measured no better at 800 chunks/s); under load, what becomes
+                # ready while a pipeline is in flight fills the next one.
+                await asyncio.sleep(0)
+                raise_if_cancelled()
+                batch, self.pending = self.pending, []
+                await self._send(batch)
+        finally:
+            self.flushing = False
+            for _, done in self.pending:  # only when this task was cancelled (the loop is closing)
+                done.cancel()
+
+    async def _send(self, batch: list[tuple[list[tuple[str, tuple, dict]], asyncio.Future[None]]]) -> None:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for commands, _ in batch:
+                    for name, args, kwargs in commands:
+                        getattr(pipe, name)(*args, **kwargs)
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the error of every turn in the batch; a cancellation cancels them
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        position = 0
+        for commands, done in batch:  # each turn gets the first error of its own commands
+            mine = results[position : position + len(commands)]
+            position += len(commands)
+            error = next((result for result in mine if isinstance(result, Exception)), None)
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+
+_writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MirrorWriter] = weakref.WeakKeyDictionary()
+
+
+def mirror_writer() -> MirrorWriter:
+    """The running loop's ``MirrorWriter``."""
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = MirrorWriter(redis_client())
+    return writer
 
 
 async def redis_follow(turn_id: str, *, after: int, keepalive: float) -> AsyncIterator[Any]:

@@ -85,6 +85,27 @@ async def _read_to_the_end(lines: AsyncIterator[str]) -> None:
         pass
 
 
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The lines of an SSE body (ended by CR, LF or CRLF, as the SSE format says), as its bytes arrive.
+
+    In place of httpx's ``aiter_lines`` (the hot path of a stream): one generator layer and
+    two decoders fewer per chunk, and no split on the other Unicode line breaks
+    ``str.splitlines`` knows (U+2028 …), which may stand raw inside a chunk's JSON. Invalid
+    UTF-8 is replaced, as httpx's text decoder does.
+    """
+    rest = b""
+    async for chunk in chunks:
+        data = rest + chunk if rest else chunk
+        lines = data.splitlines()  # bytes: CR, LF and CRLF only
+        # An unfinished last line waits for the rest; a CR at the end may be half a CRLF, whose LF
+        # then ends an empty line (a blank separator, as the CR already ended the line).
+        rest = lines.pop() if lines and data[-1:] not in (b"\n", b"\r") else b""
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if rest:
+        yield rest.decode("utf-8", "replace")
+
+
 async def _trace(event: str, info: dict[str, Any]) -> None:
     # httpcore's trace extension: tell the turn once the request body is on the wire.
     if event.endswith("send_request_body.complete"):
@@ -186,7 +207,7 @@ class OpenAICompatibleChatProvider(ChatProvider):
     async def _events(self, response: httpx.Response, deadline: float) -> AsyncIterator[ChatEvent]:
         finish_reason: str | None = None
         usage: ChatUsage | None = None
-        lines = response.aiter_lines()
+        lines = sse_lines(response.aiter_bytes())
         async for line in lines:
             if time.monotonic() > deadline:
                 raise ChatProviderError(

@@ -223,3 +223,44 @@ def test_upstream_prompt_estimate_is_padded():
     provider = OpenAICompatibleChatProvider({"base_url": "http://x/v1", "upstream_model": "m"})
     messages = [{"role": "user", "content": "Hello, world!"}]
     assert provider.count_prompt_tokens(messages) == -(-13 * 125 // 100)
+
+
+def test_sse_lines_splits_as_httpx_aiter_lines_does_whatever_the_chunking():
+    """The provider's own line splitter against httpx's (the plain path), on every split of a body."""
+    import asyncio
+
+    import httpx
+
+    from rivya_api.chat.providers.openai_compatible import sse_lines
+
+    body = ('data: {"a":"é ü"}\r\n\r\n: comment\rdata: {"b":1}\n\nid: 7\r\ndata: [DONE]\n\ntail').encode()
+
+    async def ours(parts: list[bytes]) -> list[str]:
+        async def chunks():
+            for part in parts:
+                yield part
+
+        return [line async for line in sse_lines(chunks())]
+
+    class Parts(httpx.AsyncByteStream):
+        def __init__(self, parts: list[bytes]) -> None:
+            self.parts = parts
+
+        async def __aiter__(self):
+            for part in self.parts:
+                yield part
+
+    async def theirs(parts: list[bytes]) -> list[str]:
+        response = httpx.Response(200, stream=Parts(parts))
+        return [line async for line in response.aiter_lines()]
+
+    def meaningful(lines: list[str]) -> list[str]:
+        return [line for line in lines if line]  # a CRLF split across two reads may add a blank line
+
+    for cut in range(len(body) + 1):
+        for width in (1, 3):
+            parts = [body[:cut]] + [body[i : i + width] for i in range(cut, len(body), width)]
+            parts = [part for part in parts if part]
+            assert meaningful(asyncio.run(ours(parts))) == meaningful(asyncio.run(theirs(parts))), (cut, width)
+    # Unlike str.splitlines, a raw U+2028 inside the JSON does not end the line.
+    assert asyncio.run(ours(['data: {"c":"x\u2028y"}\n'.encode()])) == ['data: {"c":"x\u2028y"}']

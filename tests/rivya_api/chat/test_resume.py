@@ -188,6 +188,65 @@ def test_the_redis_mirror_keeps_events_appended_while_a_batch_is_written(setting
 
 
 @pytest.mark.redis
+def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_errors(settings):
+    """The MirrorWriter batches every turn's writes: each stream still equals its own log, in order,
+    the writes took fewer pipelines than events, and one turn's failing write fails only that turn."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import redis
+
+    from rivya_api.chat.turns import TurnEventLog
+
+    stamp = time.time_ns()
+    turns = [
+        SimpleNamespace(
+            plan=SimpleNamespace(turn_id=f"turn_batch_{stamp}_{n}", session_id=f"chat_b{n}"), log=TurnEventLog()
+        )
+        for n in range(4)
+    ]
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    broken = turns[3]
+    sent: list[int] = []
+
+    async def run() -> None:
+        writer = streams.mirror_writer()
+        send = writer._send
+
+        async def counted(batch):  # the plain path would send one pipeline per turn and event
+            sent.append(len(batch))
+            await send(batch)
+
+        writer._send = counted
+        mirrors = [asyncio.ensure_future(streams.mirror_to_redis(turn)) for turn in turns]
+        for index in range(1, 51):
+            if index == 25:  # from here on this turn's XADDs fail (WRONGTYPE)
+                client.delete(streams.turn_key(broken.plan.turn_id))
+                client.set(streams.turn_key(broken.plan.turn_id), "not a stream", ex=60)
+            for turn in turns:
+                turn.log.append(json.dumps({"n": index, "turn": turn.plan.turn_id}))
+            await asyncio.sleep(0.001)
+        for turn in turns:
+            turn.log.append("[DONE]")
+            turn.log.close()
+        await asyncio.gather(*mirrors)
+        await streams.redis_client().aclose()
+
+    try:
+        asyncio.run(run())
+        for turn in turns[:3]:
+            entries = client.xrange(streams.turn_key(turn.plan.turn_id))
+            expected = [(f"{event.id}-1", event.data) for event in turn.log.events]
+            assert [(entry_id, fields["d"]) for entry_id, fields in entries] == [("0-1", ": started"), *expected]
+        assert client.get(streams.turn_key(broken.plan.turn_id)) == "not a stream"  # nothing written there
+        assert max(sent) > 1  # some pipelines carried the writes of several turns
+    finally:
+        client.delete(
+            *[streams.turn_key(t.plan.turn_id) for t in turns], *[streams.session_key(t.plan.session_id) for t in turns]
+        )
+
+
+@pytest.mark.redis
 def test_a_silent_redis_follow_outlasts_the_clients_default_read_timeout(settings):
     """redis-py reads time out after 5 s by default; a follow waits a whole keep-alive interval."""
     import asyncio
