@@ -202,6 +202,7 @@ class MirrorWriter:
         self.client = client
         self.pending: list[tuple[list[tuple[str, tuple, dict]], asyncio.Future[None]]] = []
         self.flushing = False
+        self.task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
 
     async def write(self, commands: list[tuple[str, tuple, dict]]) -> None:
         """Run ``commands`` (method name, args, kwargs of a pipeline) in the next flush; raise its error."""
@@ -210,7 +211,7 @@ class MirrorWriter:
         self.pending.append((commands, done))
         if not self.flushing:
             self.flushing = True
-            loop.create_task(self._flush(), name="chat-mirror-writer")
+            self.task = loop.create_task(self._flush(), name="chat-mirror-writer")
         await done
 
     async def _flush(self) -> None:
