@@ -43,7 +43,7 @@ test: $(STAMP) $(WHEELHOUSE)/.complete
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
 
 ## Long concurrency repeats (RIVYA_STRESS_REPEATS, default 20)
 stress: $(STAMP)

@@ -35,8 +35,7 @@ def _fernet(salt: str, keys: tuple[str, ...]) -> MultiFernet:
     if not keys or not keys[0]:
         raise WebhooksConfigurationError("SECRET_KEY is empty: secrets cannot be encrypted.")
     derived = [
-        Fernet(base64.urlsafe_b64encode(salted_hmac(salt, "", secret=key, algorithm="sha256").digest()))
-        for key in keys
+        Fernet(base64.urlsafe_b64encode(salted_hmac(salt, "", secret=key, algorithm="sha256").digest())) for key in keys
     ]
     return MultiFernet(derived)
 

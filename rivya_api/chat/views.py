@@ -73,7 +73,6 @@ from rivya_api.keys.scopes import key_model_check
 logger = logging.getLogger(__name__)
 
 
-
 # What accepting a streamed turn comes to (``ChatCompletionsView.prepare``).
 @dataclass(frozen=True)
 class NewTurn:

@@ -130,9 +130,7 @@ def _walk(data: Any, *, limit: int, prefix: str, deep: bool) -> None:
                 )
         elif isinstance(value, float):
             if not math.isfinite(value):
-                raise ApiError(
-                    f"{path or 'A number'} is out of range.", code="number_out_of_range", param=path or None
-                )
+                raise ApiError(f"{path or 'A number'} is out of range.", code="number_out_of_range", param=path or None)
         elif depth >= limit:
             raise _too_deep(limit, path or None)
         elif isinstance(value, dict):

@@ -9,7 +9,6 @@ def organization_for_user(user: object) -> Organization:
     return organization
 
 
-
 def organization_is_active(organization: Organization) -> bool:
     """The host's ``ACCOUNT_IS_ACTIVE``: a suspended organisation's keys stop (saving it tells Rivya)."""
     return not organization.suspended

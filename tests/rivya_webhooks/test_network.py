@@ -260,7 +260,9 @@ def test_loopback_receivers_work_in_debug_and_nothing_else_opens(settings, rivya
         network.url_validate("https://127.0.0.1:8123/hook", resolver=resolver)
 
 
-@pytest.mark.parametrize("url", ["https://93.184.215.14:0/x", "https://93.184.215.14:99999/x", "https://93.184.215.14:65536/x"])
+@pytest.mark.parametrize(
+    "url", ["https://93.184.215.14:0/x", "https://93.184.215.14:99999/x", "https://93.184.215.14:65536/x"]
+)
 def test_ports_outside_1_to_65535_are_refused(url):
     with pytest.raises(InvalidWebhookURLError, match="port"):
         network.url_validate(url, resolver=StaticResolver(), allow_private=False)
