@@ -127,7 +127,7 @@ class _Batches(dict[int, list[int]]):
         for delivery in deliveries:
             self.setdefault(delivery.endpoint_id, []).append(delivery.pk)
 
-    def __call__(self) -> None:
+    def send(self) -> None:
         from rivya_webhooks.tasks import webhook_deliveries_attempt_task, webhook_delivery_attempt_task
 
         for delivery_ids in self.values():
@@ -148,10 +148,12 @@ def _batches_on_commit() -> _Batches:
     of rows rolled back in an inner savepoint may stay in it; their task finds nothing.
     """
     for _savepoints, callback, _robust in reversed(transaction.get_connection().run_on_commit):
-        if isinstance(callback, _Batches):
-            return callback
+        if isinstance(getattr(callback, "__self__", None), _Batches):
+            return callback.__self__
     batches = _Batches()
-    transaction.on_commit(batches, robust=True)
+    # A bound method, not the instance: a robust hook that fails is logged by its __qualname__,
+    # which an instance lacks (the AttributeError would escape the commit: a 500 while the broker is down).
+    transaction.on_commit(batches.send, robust=True)
     return batches
 
 
