@@ -369,12 +369,12 @@ def phase_noop(worker: Worker, count: int) -> float:
 
 
 def phase_deliveries(  # type: ignore[no-untyped-def]
-    worker: Worker, account, endpoints: list, count: int, meter: CpuMeter
+    worker: Worker, account, endpoints: list, count: int, meter: CpuMeter, per_transaction: int = 250
 ) -> tuple[float, float, dict]:
     """Deliveries/s, publish rate, and CPU-seconds of each process group while the deliveries ran."""
     worker.pause()
     time.sleep(0.5)
-    publish_rate = publish(account, endpoints, count)
+    publish_rate = publish(account, endpoints, count, batch=per_transaction)
     meter.start()
     print("# delivering", flush=True)  # a profiler can start here (the worker was idle until now)
     worker.resume()
@@ -423,6 +423,9 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--noops", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=10)
+    # Events published per transaction in the throughput phase: deliveries of one transaction to
+    # one endpoint go as one batch message (up to 25); 1 measures one message per delivery.
+    parser.add_argument("--per-transaction", type=int, default=250)
     # Deliveries are I/O-bound: a thread pool keeps a slow receiver from holding a whole
     # process. (prefork + Django's psycopg pool is slow: Celery closes the pool after every
     # task in prefork children, so each delivery opens a new PostgreSQL connection.)
@@ -464,7 +467,10 @@ def main() -> None:
         print(f"raw celery no-op tasks/s: {results['noop_tasks_per_s']}", flush=True)
         reset_events(account)
         meter = CpuMeter(worker.process.pid, receiver_live.process.pid)
-        rate, publish_rate, cpu = phase_deliveries(worker, account, healthy_endpoints, args.deliveries, meter)
+        rate, publish_rate, cpu = phase_deliveries(
+            worker, account, healthy_endpoints, args.deliveries, meter, args.per_transaction
+        )
+        results["per_transaction"] = args.per_transaction
         results["signed_deliveries_per_s"] = round(rate, 1)
         results["publish_events_per_s"] = round(publish_rate, 1)
         results["cpu_seconds"] = cpu
