@@ -463,10 +463,17 @@ def main() -> None:
     print(f"# receiver port {receiver.port}; endpoints {len(healthy_endpoints)} healthy, {slow_count} slow", flush=True)
 
     with receiver as receiver_live, Worker(args.pool, args.concurrency) as worker:
-        results["noop_tasks_per_s"] = round(phase_noop(worker, args.noops), 1)
-        print(f"raw celery no-op tasks/s: {results['noop_tasks_per_s']}", flush=True)
-        reset_events(account)
         meter = CpuMeter(worker.process.pid, receiver_live.process.pid)
+        meter.start()
+        results["noop_tasks_per_s"] = round(phase_noop(worker, args.noops), 1)
+        # What Celery itself costs a task (the floor of a delivery sent as a message of its own).
+        results["noop_worker_cpu_ms_per_task"] = round(1000 * meter.stop()["worker"] / args.noops, 3)
+        print(
+            f"raw celery no-op tasks/s: {results['noop_tasks_per_s']} "
+            f"(worker CPU {results['noop_worker_cpu_ms_per_task']} ms a task)",
+            flush=True,
+        )
+        reset_events(account)
         rate, publish_rate, cpu = phase_deliveries(
             worker, account, healthy_endpoints, args.deliveries, meter, args.per_transaction
         )
