@@ -112,7 +112,6 @@ def _attempt_claimed_batch(
     deliveries = single_statement.claim_many(delivery_ids=delivery_ids, now=now, lease_until=lease_until, token=token)
     if not deliveries:
         return 0
-    _release_pooled_connection()
     successes, secrets, made = _Successes(), {}, 0
     for index, delivery in enumerate(deliveries):
         started = now if index == 0 else now_from(clock)
@@ -120,6 +119,7 @@ def _attempt_claimed_batch(
             successes.record(force=True)
             _hand_back(deliveries[index:], token=token, now=started)
             return made
+        _release_pooled_connection()  # no pooled connection is held while a receiver answers
         endpoint = delivery.endpoint
         if endpoint.pk not in secrets:
             secrets[endpoint.pk] = endpoint.signing_secrets(now)

@@ -14,7 +14,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F
 from django.forms.models import model_to_dict
 
@@ -261,3 +261,26 @@ def test_the_settings_switch_the_batch_statements_off(rivya_settings):
     assert not single_statement.many_available()
     rivya_settings("RIVYA_WEBHOOKS", BATCH_STATEMENTS=True, SINGLE_STATEMENT=False)
     assert not single_statement.many_available()
+
+
+@postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("batched", [True, False])
+def test_no_pooled_connection_is_held_while_a_receiver_answers(
+    account, make_endpoint, receiver, clock, rivya_settings, monkeypatch, batched
+):
+    """Also after successes were recorded mid-batch (RECORD_EVERY 0: after each one)."""
+    assert connection.settings_dict["OPTIONS"].get("pool")
+    rivya_settings("RIVYA_WEBHOOKS", BATCH_STATEMENTS=batched)
+    monkeypatch.setattr(delivery_batch, "RECORD_EVERY", 0.0)
+    held, worker_connection = [], connections["default"]  # this thread's: the receiver answers from another
+
+    def answer(request):
+        held.append(worker_connection.connection is not None)
+        return Reply()
+
+    receiver.behaviour = answer
+    endpoint, _ = make_endpoint(receiver.url(), ["*"])
+    ids = _publish(account, endpoint, 3, clock)
+    assert webhook_deliveries_attempt(delivery_ids=ids, clock=clock) == 3
+    assert held == [False, False, False]
