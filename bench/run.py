@@ -737,18 +737,21 @@ def main() -> None:
     hooks = subs.get("webhook_delivery", NOT_AVAILABLE)
     if isinstance(hooks, dict):
         d, n = hooks.get("signed_deliveries_per_s"), hooks.get("noop_tasks_per_s")
+        # CPU per delivery is the robust figure on a shared machine: 2 CPUs / its sum is the ceiling.
+        cpu = hooks.get("cpu_ms_per_delivery") or {}
+        cpu_text = ", ".join(f"{name} {ms}" for name, ms in cpu.items())
         rows.append(
             row(
                 f"(5) signed webhook deliveries/s, one worker (prefork, {hooks.get('concurrency')} children)",
-                f"{d}/s",
+                f"{d}/s" + (f" (CPU ms a delivery: {cpu_text})" if cpu_text else ""),
                 f"{n}/s raw no-ops",
                 ratio(d, n),
-                "≥ 200/s",
-                None if not d else d >= 200,
+                "≥ 500/s (issue 25, 7)",
+                None if not d else d >= 500,
             )
         )
     else:
-        rows.append(row("(5) signed webhook deliveries", hooks, "–", None, "≥ 200/s", None))
+        rows.append(row("(5) signed webhook deliveries", hooks, "–", None, "≥ 500/s (issue 25, 7)", None))
     isolation = subs.get("webhook_isolation", NOT_AVAILABLE)
     if isinstance(isolation, dict):
         healthy, slow = isolation.get("steady_all_healthy_ms", {}), isolation.get("steady_with_slow_ms", {})

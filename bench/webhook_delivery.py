@@ -153,6 +153,71 @@ class ReceiverProcess:
         return self.counters[1]
 
 
+# --- CPU accounting -------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU-seconds of the given live processes (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a prefork worker's children)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        try:
+            children = Path(f"/proc/{pids[index]}/task/{pids[index]}/children").read_text().split()
+        except OSError:
+            children = []
+        pids.extend(int(child) for child in children)
+        index += 1
+    return pids
+
+
+def database_backends() -> list[int]:
+    """PostgreSQL server processes serving this database, other than this process's own (local server only)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+class CpuMeter:
+    """CPU-seconds used between ``start`` and ``stop`` by the worker (with its children), the receiver
+    and this database's PostgreSQL backends (a backend opened meanwhile counts from zero)."""
+
+    def __init__(self, worker_pid: int, receiver_pid: int) -> None:
+        self.worker_pid, self.receiver_pid = worker_pid, receiver_pid
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        groups = {
+            "worker": process_tree(self.worker_pid),
+            "receiver": [self.receiver_pid],
+            "postgres": database_backends(),
+        }
+        return {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+        return {
+            name: round(sum(cpu - self.before[name].get(pid, 0.0) for pid, cpu in pids.items()), 2)
+            for name, pids in after.items()
+        }
+
+
 # --- The worker -----------------------------------------------------------------------
 
 
@@ -303,13 +368,18 @@ def phase_noop(worker: Worker, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def phase_deliveries(worker: Worker, account, endpoints: list, count: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def phase_deliveries(  # type: ignore[no-untyped-def]
+    worker: Worker, account, endpoints: list, count: int, meter: CpuMeter, per_transaction: int = 250
+) -> tuple[float, float, dict]:
+    """Deliveries/s, publish rate, and CPU-seconds of each process group while the deliveries ran."""
     worker.pause()
     time.sleep(0.5)
-    publish_rate = publish(account, endpoints, count)
+    publish_rate = publish(account, endpoints, count, batch=per_transaction)
+    meter.start()
+    print("# delivering", flush=True)  # a profiler can start here (the worker was idle until now)
     worker.resume()
     elapsed = wait_succeeded(account, count, timeout=600)
-    return count / elapsed, publish_rate
+    return count / elapsed, publish_rate, meter.stop()
 
 
 def phase_steady(account, endpoints: list, rate: float, seconds: float, timeout: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -353,6 +423,9 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--noops", type=int, default=5000)
     parser.add_argument("--endpoints", type=int, default=10)
+    # Events published per transaction in the throughput phase: deliveries of one transaction to
+    # one endpoint go as one batch message (up to 25); 1 measures one message per delivery.
+    parser.add_argument("--per-transaction", type=int, default=250)
     # Deliveries are I/O-bound: a thread pool keeps a slow receiver from holding a whole
     # process. (prefork + Django's psycopg pool is slow: Celery closes the pool after every
     # task in prefork children, so each delivery opens a new PostgreSQL connection.)
@@ -390,13 +463,33 @@ def main() -> None:
     print(f"# receiver port {receiver.port}; endpoints {len(healthy_endpoints)} healthy, {slow_count} slow", flush=True)
 
     with receiver as receiver_live, Worker(args.pool, args.concurrency) as worker:
+        meter = CpuMeter(worker.process.pid, receiver_live.process.pid)
+        meter.start()
         results["noop_tasks_per_s"] = round(phase_noop(worker, args.noops), 1)
-        print(f"raw celery no-op tasks/s: {results['noop_tasks_per_s']}", flush=True)
+        # What Celery itself costs a task (the floor of a delivery sent as a message of its own).
+        results["noop_worker_cpu_ms_per_task"] = round(1000 * meter.stop()["worker"] / args.noops, 3)
+        print(
+            f"raw celery no-op tasks/s: {results['noop_tasks_per_s']} "
+            f"(worker CPU {results['noop_worker_cpu_ms_per_task']} ms a task)",
+            flush=True,
+        )
         reset_events(account)
-        rate, publish_rate = phase_deliveries(worker, account, healthy_endpoints, args.deliveries)
+        rate, publish_rate, cpu = phase_deliveries(
+            worker, account, healthy_endpoints, args.deliveries, meter, args.per_transaction
+        )
+        results["per_transaction"] = args.per_transaction
         results["signed_deliveries_per_s"] = round(rate, 1)
         results["publish_events_per_s"] = round(publish_rate, 1)
+        results["cpu_seconds"] = cpu
+        results["cpu_ms_per_delivery"] = {name: round(1000 * s / args.deliveries, 3) for name, s in cpu.items()}
+        results["load_average"] = [round(x, 2) for x in os.getloadavg()]
         print(f"signed deliveries/s (one worker): {results['signed_deliveries_per_s']}", flush=True)
+        print(
+            "CPU ms per delivery: "
+            + ", ".join(f"{name} {ms}" for name, ms in results["cpu_ms_per_delivery"].items())
+            + f" (load average {results['load_average'][0]})",
+            flush=True,
+        )
         print(f"publish (event + delivery rows + on-commit message)/s: {results['publish_events_per_s']}", flush=True)
         results["receiver_verified"] = receiver_live.verified
         results["receiver_unverified"] = receiver_live.unverified

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     # one statement each (services/single_statement.py) instead of the ORM's several round
     # trips. False runs the plain ORM path: the switch if a Django upgrade breaks it.
     "SINGLE_STATEMENT": True,
+    # With SINGLE_STATEMENT, the deliveries of one batch message (one endpoint, published in
+    # one transaction) are claimed in one statement and their successes recorded in one
+    # (services/delivery_batch.py). False claims and records them one at a time.
+    "BATCH_STATEMENTS": True,
     # User-Agent header of every delivery request.
     "USER_AGENT": "Rivya-Webhooks/1.0 (+https://www.standardwebhooks.com/)",
 }

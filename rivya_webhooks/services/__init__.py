@@ -1,5 +1,6 @@
 """Business operations of rivya_webhooks, one module per concern: ``endpoints``,
-``publishing`` (the outbox), ``delivery`` (one attempt) and ``sweeping`` (re-queueing, retention).
+``publishing`` (the outbox), ``delivery`` (one attempt), ``delivery_batch`` (a batch
+message) and ``sweeping`` (re-queueing, retention).
 The public names are re-exported here; import them from ``rivya_webhooks.services``.
 
 Every service takes keyword-only arguments. Those that depend on time take a
@@ -19,7 +20,8 @@ delays deliveries but never loses them.
 """
 
 from rivya_webhooks.services._common import Clock, iso
-from rivya_webhooks.services.delivery import webhook_deliveries_attempt, webhook_delivery_attempt
+from rivya_webhooks.services.delivery import webhook_delivery_attempt
+from rivya_webhooks.services.delivery_batch import webhook_deliveries_attempt
 from rivya_webhooks.services.endpoints import (
     MAX_DESCRIPTION,
     event_types_validate,

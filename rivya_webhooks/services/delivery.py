@@ -31,8 +31,14 @@ def _client_for(resolver: network.Resolver | None, policy: network.NetworkPolicy
 
 
 def _send(
-    *, endpoint: WebhookEndpoint, event: WebhookEvent, now: datetime, resolver: network.Resolver | None
+    *,
+    endpoint: WebhookEndpoint,
+    event: WebhookEvent,
+    now: datetime,
+    resolver: network.Resolver | None,
+    secrets: list[str] | None = None,
 ) -> network.SendResult:
+    """Sign and POST the event once; ``secrets``: the endpoint's signing secrets at ``now``, if known."""
     try:
         # Scheme, credentials and https-unless-DEBUG again: settings may have changed
         # since creation. The address check happens inside the connection.
@@ -43,7 +49,7 @@ def _send(
         msg_id=event.public_id,
         timestamp=int(time.time()),
         body=event.payload,
-        secrets=endpoint.signing_secrets(now),
+        secrets=secrets if secrets is not None else endpoint.signing_secrets(now),
     )
     client, owned = _client_for(resolver, network.policy_from_settings())
     try:
@@ -115,34 +121,6 @@ def webhook_delivery_attempt(
         clock=clock,
         rng=rng,
     )
-
-
-def webhook_deliveries_attempt(
-    *,
-    delivery_ids: list[int],
-    task_id: str = "",
-    clock: Clock | None = None,
-    resolver: network.Resolver | None = None,
-    rng: random.Random | None = None,
-) -> int:
-    """``webhook_delivery_attempt`` for each of a batch of deliveries to one endpoint, in turn;
-    returns how many attempts were made.
-
-    After the first attempt that fails, the rest are queued one message each, as without
-    batching, so a slow or failing endpoint holds a worker for one attempt per message.
-    """
-    made = 0
-    for index, delivery_id in enumerate(delivery_ids):
-        attempt = webhook_delivery_attempt(
-            delivery_id=delivery_id, task_id=task_id, clock=clock, resolver=resolver, rng=rng
-        )
-        if attempt is None:
-            continue
-        made += 1
-        if attempt.error or not 200 <= attempt.status_code < 300:
-            dispatch_on_commit(delivery_ids[index + 1 :])
-            break
-    return made
 
 
 def _claim_and_load(*, delivery_id: int, now: datetime, lease_until: datetime, token: str) -> WebhookDelivery | None:
