@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.chat_targets import chat_target_rows, run_chat_targets  # noqa: E402
+from bench.summary import readme_update, summary_table  # noqa: E402
 from config.provision import ensure_database, ensure_redis, fail, say  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -794,6 +795,8 @@ def main() -> None:
     say(f"wrote {RESULTS.relative_to(ROOT)}")
     if not args.quick:
         table_update(results["table"])
+        if readme_update(summary_table(rows, info)):
+            say("updated the summary in README.md")
 
 
 def chat_rows(over: dict[str, Any], cap: dict[str, Any]) -> list[dict[str, Any]]:
