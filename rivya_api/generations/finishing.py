@@ -3,8 +3,8 @@
 Each is one transaction: the task's new state, the ledger operation (capture
 exactly the quoted price on success, release the whole hold otherwise) and the
 webhook event commit together; a success also inserts its outputs' rows there, so
-a job's happy path is its claim and this (issue 25: at most three transactions). ``generation_abandon`` is the last resort when
-the usual path keeps failing on one task.
+a job's happy path is its claim and this (issue 25: at most three transactions).
+``generation_abandon`` is the last resort when the usual path keeps failing on one task.
 """
 
 from __future__ import annotations
