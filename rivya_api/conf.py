@@ -120,6 +120,9 @@ DEFAULTS: dict[str, Any] = {
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
+    # A Celery worker process sends live task updates through one long-lived event loop
+    # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
+    "LIVE_WORKER_LOOP": True,
     # A sweep that fails on one task retries it after a backoff (30 s, doubling); after this many
     # failures the task is failed and released without further ado (generation_abandon).
     "GENERATION_SWEEP_MAX_FAILURES": 5,

@@ -2,20 +2,26 @@
 
 Each is one transaction: the task's new state, the ledger operation (capture
 exactly the quoted price on success, release the whole hold otherwise) and the
-webhook event commit together. ``generation_abandon`` is the last resort when
-the usual path keeps failing on one task.
+webhook event commit together; a success also inserts its outputs' rows there, so
+a job's happy path is its claim and this (issue 25: at most three transactions).
+``generation_abandon`` is the last resort when the usual path keeps failing on one task.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from rivya_api import metrics
+from rivya_api.files.models import File
+from rivya_api.files.selectors import file_storage
+from rivya_api.files.services import file_create, file_delete
 from rivya_api.generations.models import GenerationTask
+from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
 from rivya_webhooks.services import webhook_event_publish
@@ -23,23 +29,66 @@ from rivya_webhooks.services import webhook_event_publish
 logger = logging.getLogger("rivya_api.generations.services")
 
 Status = GenerationTask.Status
+OUTPUT_PURPOSE = "generation_output"
 
 
 def _now() -> Any:
     return timezone.now()
 
 
-def _lock_running(task_pk: int) -> GenerationTask | None:
-    task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-    return task if task.status == Status.RUNNING else None
+def _lock_running(task_pk: int, hold_token: int | None) -> GenerationTask | None:
+    """The task, row-locked with its account, if it is still running under this run's claim."""
+    task = GenerationTask.objects.select_for_update(of=("self",)).select_related("account").get(pk=task_pk)
+    return task if task.status == Status.RUNNING and task.hold_token == hold_token else None
 
 
-@transaction.atomic
-def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | None:
-    """Running → succeeded: capture exactly the quoted price, attach outputs, publish the event."""
-    task = _lock_running(task_pk)
-    if task is None:
-        return None  # a sweeper or a cancel got there first; its outcome stands
+class _Undo(Exception):
+    """Roll the success back: the run lost its claim (``canceled`` False) or its cancel was asked."""
+
+    def __init__(self, *, canceled: bool) -> None:
+        super().__init__()
+        self.canceled = canceled
+
+
+def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -> GenerationTask | None:
+    """Running → succeeded, in one transaction: the outputs' rows, the capture of exactly the
+    quoted price, the task's new state and its event.
+
+    The outputs' bytes are stored first (``file_create``: no lock is held meanwhile). When the
+    run no longer owns the task (a sweeper or a cancel ended it, another run claimed it) or
+    its cancel was asked, nothing of it commits and the bytes are removed; an asked cancel then
+    ends the task canceled and released. A ``FileError`` (an output the files app refuses)
+    propagates, with nothing committed.
+    """
+    stored: list[File] = []
+    try:
+        with transaction.atomic():
+            for out in outputs:
+                stored.append(
+                    file_create(account=task.account, content=out.data, filename=out.filename, purpose=OUTPUT_PURPOSE)
+                )
+            locked = _lock_running(task.pk, task.hold_token)
+            if locked is None or locked.cancel_requested:
+                raise _Undo(canceled=locked is not None)
+            return _succeed_locked(locked, stored)
+    except _Undo as undo:
+        _remove_bytes(stored)
+        return generation_finish_canceled(task_pk=task.pk) if undo.canceled else None
+    except BaseException:
+        # Also raised after a commit (by a callback such as the WAL flush): keep committed outputs.
+        if stored and not _any_committed(stored):
+            _remove_bytes(stored)
+        raise
+
+
+def _any_committed(files: list[File]) -> bool:
+    try:
+        return File.objects.filter(pk__in=[file.pk for file in files]).exists()
+    except Exception:
+        return True  # cannot tell: leave the bytes (an orphan, not a lost output)
+
+
+def _succeed_locked(task: GenerationTask, files: list[File]) -> GenerationTask:
     if task.price:
         try:
             billing.credits_settle(
@@ -47,11 +96,23 @@ def generation_succeed(*, task_pk: int, files: list[Any]) -> GenerationTask | No
             )
         except HoldNotPendingError:
             # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
+            for file in files:
+                file_delete(file=file)
             _release(task)
             task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
             return _finish(task, Status.FAILED, released=task.price)
-    task.outputs.set(files)
-    return _finish(task, Status.SUCCEEDED, charged=task.price)
+    through = GenerationTask.outputs.through
+    through.objects.bulk_create([through(generationtask_id=task.pk, file_id=file.pk) for file in files])
+    return _finish(task, Status.SUCCEEDED, charged=task.price, outputs=files)
+
+
+def _remove_bytes(files: list[File]) -> None:
+    """Remove the stored bytes of outputs whose rows were rolled back (they never became visible)."""
+    for file in files:
+        try:
+            file_storage().delete(file.storage_name)
+        except Exception:
+            logger.exception("Could not remove the bytes of the discarded output %s", file.public_id)
 
 
 @transaction.atomic
@@ -90,16 +151,22 @@ def _release(task: GenerationTask) -> None:
             raise
 
 
-def _finish(task: GenerationTask, status: str, *, charged: int = 0, released: int = 0) -> GenerationTask:
+def _finish(
+    task: GenerationTask, status: str, *, charged: int = 0, released: int = 0, outputs: list[Any] | None = None
+) -> GenerationTask:
     task.status = status
     task.charged, task.refunded = charged, released  # the refunded column holds what was released
     task.completed_at = _now()
     if status == Status.SUCCEEDED:
         task.progress = 100
+    task.event_sequence += 1
     task.save(
-        update_fields=["status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"]
+        update_fields=[
+            *("status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"),
+            "event_sequence",
+        ]
     )
-    _publish(task, f"generation.{status}")
+    _publish(task, f"generation.{status}", counted=True, outputs=outputs)
     run_seconds = (task.completed_at - task.started_at).total_seconds() if task.started_at else None
     model_name = task.model
     transaction.on_commit(
@@ -108,13 +175,22 @@ def _finish(task: GenerationTask, status: str, *, charged: int = 0, released: in
     return task
 
 
-def _publish(task: GenerationTask, event_type: str, *, notify_only: bool = False) -> None:
-    """Bump the task's event sequence and, for terminal states, write the webhook event (same transaction)."""
+def _publish(
+    task: GenerationTask,
+    event_type: str,
+    *,
+    notify_only: bool = False,
+    counted: bool = False,
+    outputs: list[Any] | None = None,
+) -> None:
+    """Bump the task's event sequence (unless the caller saved it ``counted``) and, for terminal
+    states, write the webhook event (same transaction); the live update goes out on commit."""
     from rivya_api.generations.presenters import generation_payload
 
-    task.event_sequence += 1
-    GenerationTask.objects.filter(pk=task.pk).update(event_sequence=task.event_sequence)
-    payload = generation_payload(task, request=None)
+    if not counted:
+        task.event_sequence += 1
+        GenerationTask.objects.filter(pk=task.pk).update(event_sequence=task.event_sequence)
+    payload = generation_payload(task, request=None, outputs=outputs)
     payload["sequence"] = task.event_sequence
     if not notify_only:
         webhook_event_publish(account=task.account, type=event_type, data=payload)

@@ -5,15 +5,26 @@ it for the logged-in user's account. Sending happens on commit, so a browser
 never sees a state that was rolled back. The same moment sends the
 ``rivya_api.signals.generation_updated`` signal for the host's own receivers.
 Channels is optional (the ``channels`` extra): without it only the signal is sent.
+
+In a Celery worker process (``worker_loop_enable``, from ``worker_process_init``) the
+sends go through one event loop that lives as long as the process: ``async_to_sync``
+would start a new loop for every send, and the Redis channel layer a new connection
+with it (about half of a no-op job's CPU went there). ``RIVYA_API["LIVE_WORKER_LOOP"]``
+False keeps ``async_to_sync``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
+
+from rivya_api.conf import api_settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +55,42 @@ def _send(account_id: Any, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "generation.update", "task": payload}
     try:
-        async_to_sync(layer.group_send)(account_group(account_id), {"type": "generation.update", "task": payload})
+        if _worker_loop_pid == os.getpid() and api_settings.LIVE_WORKER_LOOP:
+            _WorkerLoop.run(layer.group_send(account_group(account_id), message))
+        else:
+            async_to_sync(layer.group_send)(account_group(account_id), message)
     except Exception:  # live updates are best effort; the task state is already committed
         logger.warning("Could not push a live update for account %s", account_id, exc_info=True)
+
+
+_worker_loop_pid: int | None = None
+SEND_TIMEOUT = 5.0
+
+
+def worker_loop_enable(**_: Any) -> None:
+    """Send this process's live updates through one long-lived loop (a Celery worker process)."""
+    global _worker_loop_pid
+    _worker_loop_pid = os.getpid()
+
+
+class _WorkerLoop:
+    """One event loop in a daemon thread, started on first use (after any fork: per process)."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _pid: int | None = None
+
+    @classmethod
+    def run(cls, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, cls._get()).result(SEND_TIMEOUT)
+
+    @classmethod
+    def _get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="rivya-live-updates", daemon=True).start()
+                cls._loop, cls._pid = loop, os.getpid()
+            return cls._loop

@@ -9,8 +9,15 @@ from rivya_api.files.serializers import file_object
 from rivya_api.generations.models import GenerationTask
 
 
-def generation_payload(task: GenerationTask, *, request: Any = None) -> dict[str, Any]:
-    """``GET /generations/{id}``'s body; outputs carry fresh absolute signed URLs."""
+def generation_payload(
+    task: GenerationTask, *, request: Any = None, outputs: list[Any] | None = None
+) -> dict[str, Any]:
+    """``GET /generations/{id}``'s body; outputs carry fresh absolute signed URLs.
+
+    ``outputs``: the task's files when the caller has them at hand (no query for them).
+    """
+    if outputs is None:
+        outputs = list(task.outputs.all()) if task.pk else []
     error = {"code": task.error_code, "message": task.error_message} if task.status == "failed" else None
     return {
         "id": task.public_id,
@@ -21,7 +28,7 @@ def generation_payload(task: GenerationTask, *, request: Any = None) -> dict[str
         "progress": task.progress,
         "input": task.input,
         "metadata": task.metadata,
-        "outputs": [file_object(file, request) for file in task.outputs.all()] if task.pk else [],
+        "outputs": [file_object(file, request) for file in outputs],
         "error": error,
         # "refunded" is the deprecated first name of "released" (same value), kept for existing clients.
         "credits": {

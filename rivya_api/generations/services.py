@@ -31,7 +31,6 @@ from rivya_api.catalog.selectors import (
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.files.services import file_create, file_delete, file_purge
 from rivya_api.generations import isolation
 from rivya_api.generations.exceptions import (
     GenerationNotCancelableError,
@@ -213,10 +212,15 @@ def generation_get(*, account: Any, task_id: str) -> GenerationTask:
 
 
 def generation_start(*, task_pk: int) -> GenerationTask | None:
-    """Claim a queued task for this worker (at most one worker wins), or None if it isn't queued."""
+    """Claim a queued task for this worker (at most one worker wins), or None if it isn't queued.
+
+    One transaction: the task's state, its hold's lease for this run and its sequence in one
+    save (the live update goes out on commit).
+    """
     now = _now()
     with transaction.atomic():
-        task = GenerationTask.objects.select_for_update().filter(pk=task_pk).first()
+        locked = GenerationTask.objects.select_for_update(of=("self",)).select_related("account")
+        task = locked.filter(pk=task_pk).first()
         if task is None or task.status != Status.QUEUED:
             return None
         task.status = Status.RUNNING
@@ -224,9 +228,11 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
         task.started_at = task.started_at or now
         task.heartbeat_at = now
         task.deadline_at = run_deadline(task, now)
-        task.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "deadline_at"])
-        claim_hold(task, api_settings.GENERATION_RUN_LEASE)
-        _publish(task, "generation.running", notify_only=True)
+        task.hold_token = _take_hold(task, api_settings.GENERATION_RUN_LEASE)
+        task.event_sequence += 1
+        fields = ["status", "attempts", "started_at", "heartbeat_at", "deadline_at", "hold_token", "event_sequence"]
+        task.save(update_fields=fields)
+        _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])
     # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
     metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
     return task
@@ -248,9 +254,16 @@ def _seconds(value: timedelta) -> int:
 def claim_hold(task: GenerationTask, lease: timedelta) -> None:
     """Take the hold's lease for this run: any earlier run's token goes stale, so its late settle is refused."""
     if task.price:
-        hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
-        task.hold_token = hold.lease_token
+        task.hold_token = _take_hold(task, lease)
         GenerationTask.objects.filter(pk=task.pk).update(hold_token=task.hold_token)
+
+
+def _take_hold(task: GenerationTask, lease: timedelta) -> int | None:
+    """The hold's new lease token (the caller stores it on the task); None for a free task."""
+    if not task.price:
+        return task.hold_token
+    hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
+    return hold.lease_token
 
 
 def _renew_hold(task: GenerationTask) -> None:
@@ -264,19 +277,25 @@ def _renew_hold(task: GenerationTask) -> None:
 
 
 class _Progress:
-    """Progress callback handed to the provider: records progress, renews leases, notices cancels."""
+    """Progress callback handed to the provider: records progress, renews leases, notices cancels.
+
+    Writes at most once per ``min_interval``, counted from the claim (which has just set the
+    heartbeat and the lease), so a job shorter than that writes no progress at all: its
+    finish checks the claim and the cancel in its own transaction.
+    """
 
     def __init__(self, task: GenerationTask, min_interval: float = 1.0) -> None:
         self.task = task
         self.min_interval = min_interval
-        self.last_write = 0.0
+        self.last_write = time.monotonic()
 
     def __call__(self, percent: int) -> None:
         percent = max(0, min(99, int(percent)))
         now = time.monotonic()
-        if now - self.last_write < self.min_interval and percent < 99:
+        if now - self.last_write < self.min_interval:
             return
         self.last_write = now
+        canceled = False
         try:
             with transaction.atomic():
                 updated = GenerationTask.objects.filter(
@@ -284,11 +303,12 @@ class _Progress:
                 ).update(progress=percent, heartbeat_at=_now())
                 if updated:
                     _renew_hold(self.task)
+                    canceled = GenerationTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists()
         except HoldNotPendingError:
             updated = 0
         if not updated:
             raise GenerationSuperseded()
-        if GenerationTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists():
+        if canceled:
             raise GenerationCanceled()
 
 
@@ -333,38 +353,29 @@ def generation_run(*, task_pk: int) -> GenerationTask | None:
 def _generate(task: GenerationTask) -> GenerationTask | None:
     model = catalog_model_get(task.model)
     provider = catalog_provider(model)
-    progress = _Progress(task)
-    files: list[Any] = []
     try:
         input_files = {
             name: _input_file(file)
             for name, file in _input_files(account=task.account, model=model, validated=task.input).items()
         }
         deadline = time.monotonic() + model.timeout_seconds
-        outputs = _provider_run(provider, task.input, input_files, progress, deadline)
-        for out in outputs:
-            files.append(
-                file_create(account=task.account, content=out.data, filename=out.filename, purpose="generation_output")
-            )
+        outputs = _provider_run(provider, task.input, input_files, _Progress(task), deadline)
+        # The outputs' rows, the charge and the event commit together, or nothing of them does.
+        return generation_succeed(task=task, outputs=outputs)
     except GenerationCanceled:
-        _discard(files)
         return generation_finish_canceled(task_pk=task.pk)
     except GenerationSuperseded:
-        _discard(files)
         logger.warning("Generation %s was taken over while running; this run stops", task.public_id)
         return None
     except ProviderError as exc:
         return _fail_safely(task, code=exc.code, message=exc.message)
     except FileError as exc:  # produced media the files app refused, or an input file gone meanwhile
-        _discard(files)
         logger.warning("Generation %s: output or input file refused: %s", task.public_id, exc)
         return _fail_safely(task, code="invalid_output", message="The model produced an invalid result.")
     except Exception:
         # Our own fault, not the client's: fail now and release, rather than wait for the sweeper.
-        _discard(files)
         logger.exception("Generation %s failed unexpectedly", task.public_id)
         return _fail_safely(task, code="internal_error", message="The generation failed on our side.")
-    return _succeed_or_discard(task, files)
 
 
 def _provider_run(provider: Any, input: dict[str, Any], input_files: dict[str, Any], progress: Any, deadline: float):
@@ -373,27 +384,6 @@ def _provider_run(provider: Any, input: dict[str, Any], input_files: dict[str, A
             provider=provider, input=input, input_files=input_files, progress=progress, deadline=deadline
         )
     return provider.run(input=input, input_files=input_files, progress=progress, deadline=deadline)
-
-
-def _succeed_or_discard(task: GenerationTask, files: list[Any]) -> GenerationTask | None:
-    """Record the success; outputs that end up attached to nothing are deleted, never left behind."""
-    try:
-        finished = generation_succeed(task_pk=task.pk, files=files)
-    except Exception:
-        logger.exception("Generation %s: recording its success failed; failing it instead", task.public_id)
-        _discard(files)
-        return _fail_safely(task, code="internal_error", message="The generation failed on our side.")
-    if finished is None or finished.status != Status.SUCCEEDED:
-        _discard(files)  # a cancel, a sweeper or a lapsed lease got there first
-    return finished
-
-
-def _discard(files: list[Any]) -> None:
-    for file in files:
-        try:
-            file_purge(file_pk=file_delete(file=file).pk)
-        except Exception:
-            logger.exception("Could not delete the unattached output %s; the expiry sweep will", file.public_id)
 
 
 def _fail_safely(task: GenerationTask, *, code: str, message: str) -> GenerationTask | None:

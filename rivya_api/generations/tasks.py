@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_init
 
-from rivya_api.generations import services, sweeps
+from rivya_api.generations import live, services, sweeps
 
 __all__ = ["generation_run_task", "generations_sweep_task"]
 
@@ -18,3 +19,7 @@ def generation_run_task(task_pk: int) -> None:
 @shared_task(name="rivya_api.generations_sweep", ignore_result=True)
 def generations_sweep_task() -> dict[str, int]:
     return sweeps.generations_sweep()
+
+
+# Each prefork child sends its live updates through a loop of its own (see live).
+worker_process_init.connect(live.worker_loop_enable, weak=False, dispatch_uid="rivya_live_worker_loop")

@@ -290,10 +290,10 @@ class GenerationViewSet(AsyncDispatch, AccountScopedMixin, viewsets.GenericViewS
             on_created=lambda task: self.idempotency_bind(task.public_id),
             spend_limit=self.request.user.api_key.spend_limit_id,
         )
-        return self._accepted(task)
+        return self._accepted(task, outputs=[])  # just queued: no outputs to look up
 
-    def _accepted(self, task: GenerationTask) -> Response:
-        body = generation_payload(task, request=self.request)
+    def _accepted(self, task: GenerationTask, outputs: list[Any] | None = None) -> Response:
+        body = generation_payload(task, request=self.request, outputs=outputs)
         location = f"{self.request.path}/{task.public_id}"
         return Response(body, status=http.HTTP_202_ACCEPTED, headers={"Location": location})
 

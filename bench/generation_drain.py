@@ -1,0 +1,169 @@
+"""Benchmark: what one no-op generation costs a worker, against a raw Celery no-op task.
+
+    DATABASE_URL=postgres://…/rivya_gens REDIS_URL=redis://…/3 .venv/bin/python bench/generation_drain.py \\
+        [--jobs 300] [--concurrency 2] [--json]
+
+Both phases queue their work first, then start the Procfile's worker command (prefork) and
+time the drain. Per phase: jobs per second (first to last completion), the worker's CPU
+seconds per job (robust on a shared machine; live processes only, so not the provider's
+short-lived forks) and the PostgreSQL transactions per job
+(``pg_stat_database`` of this database, commits and rollbacks, from the consumer's resume to
+the worker's exit; the bench's own reads subtracted). Jobs are accepted through the service, not
+over HTTP: the drain is what is measured (``bench/run.py`` row (2) times the HTTP path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.run import (  # noqa: E402
+    celery_worker,
+    database_transactions,
+    group_cpu_seconds,
+    purge_queue,
+    settled_transactions,
+)
+
+
+def _drain(env: dict[str, str], name: str, concurrency: int, count: int, queue, done, *, db_polls: bool) -> dict:  # type: ignore[no-untyped-def]
+    """Start a worker, pause its consumer, ``queue()`` the work, then time the drain until ``done()`` is ``count``.
+
+    The worker's start and the queueing are outside what is measured: CPU and transactions
+    are counted from the resume to the worker's exit (less this bench's own reads when
+    ``done`` reads the database: one transaction a call).
+    """
+    from config.celery import app
+
+    dsn = env["DATABASE_URL"]
+    log = ROOT / "var" / "bench" / f"drain-{name}.log"
+    with celery_worker(env, log, concurrency) as worker:
+        hostname = _wait_ready(app, worker)
+        app.control.cancel_consumer("celery", destination=[hostname], reply=True)
+        queue()
+        before = settled_transactions(dsn)
+        cpu_before = group_cpu_seconds(worker.pid)
+        app.control.add_consumer("celery", destination=[hostname], reply=True)
+        reads, deadline = 1, time.monotonic() + 600
+        while (finished := done()) < count:
+            reads += 1
+            if time.monotonic() > deadline:
+                return {"error": f"only {finished}/{count} finished"}
+            time.sleep(0.2)
+        cpu = group_cpu_seconds(worker.pid) - cpu_before
+    time.sleep(1)  # the worker's backends report as they exit
+    after = database_transactions(dsn)
+    own = 1 + (reads if db_polls else 0)
+    return {"cpu_s": cpu, "transactions": after - before - own}
+
+
+def _wait_ready(app, worker) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for reply in app.control.ping(timeout=0.5) or []:
+            for hostname in reply:
+                if hostname.startswith(f"rivya-bench-{os.getpid()}@"):
+                    return hostname
+        if worker.poll() is not None:
+            raise RuntimeError("the worker exited")
+    raise RuntimeError("the worker did not start")
+
+
+def _count(dsn: str, sql: str, params: list) -> int:  # type: ignore[type-arg]
+    """One read on a connection of its own (not counted by the view until it closes)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return int(conn.execute(sql, params).fetchone()[0])
+
+
+def raw_noops(env: dict[str, str], count: int, concurrency: int) -> dict:
+    import redis
+
+    from bench.tasks import DONE_KEY, noop_task
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    client.delete(DONE_KEY)
+
+    def queue() -> None:
+        for _ in range(count):
+            noop_task.delay()
+
+    result = _drain(env, "raw", concurrency, count, queue, lambda: client.llen(DONE_KEY), db_polls=False)
+    stamps = sorted(float(x) for x in client.lrange(DONE_KEY, 0, -1))
+    client.delete(DONE_KEY)
+    return _figures(result, count, stamps[-1] - stamps[0])
+
+
+def noop_generations(env: dict[str, str], count: int, concurrency: int) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from rivya_api.accounts import account_for_user
+    from rivya_api.generations.services import generation_create
+    from rivya_billing.services import credits_grant
+
+    account = account_for_user(get_user_model().objects.create_user(username="drain-" + os.urandom(4).hex()))
+    credits_grant(account=account, amount=10 * count, reference="drain")
+    ids: list[int] = []
+
+    def queue() -> None:
+        for i in range(count):
+            ids.append(generation_create(account=account, model_id="bench-noop", input={"prompt": f"n{i}"}).pk)
+        connection.close()
+
+    dsn = env["DATABASE_URL"]
+    finished = "SELECT count(*) FROM rivya_api_generationtask WHERE id = ANY(%s) AND completed_at IS NOT NULL"
+    result = _drain(env, "gen", concurrency, count, queue, lambda: _count(dsn, finished, [ids]), db_polls=True)
+    from rivya_api.generations.models import GenerationTask
+
+    tasks = GenerationTask.objects.filter(pk__in=ids)
+    stamps = tasks.exclude(completed_at=None).values_list("completed_at", flat=True)
+    succeeded = tasks.filter(status="succeeded").count()
+    connection.close()
+    return {**_figures(result, count, (max(stamps) - min(stamps)).total_seconds()), "succeeded": succeeded}
+
+
+def _figures(result: dict, count: int, seconds: float) -> dict:
+    if "error" in result:
+        return result
+    return {
+        "count": count,
+        "per_s": round((count - 1) / seconds, 1),
+        "worker_cpu_ms_per_job": round(1000 * result["cpu_s"] / count, 2),
+        "transactions_per_job": round(result["transactions"] / count, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    env.setdefault("SECRET_KEY", "bench-" + os.urandom(16).hex())
+    env["PYTHONPATH"] = str(ROOT)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
+    purge_queue(env)
+    result = {
+        "raw_celery_noops": raw_noops(env, args.jobs, args.concurrency),
+        "noop_generations": noop_generations(env, args.jobs, args.concurrency),
+    }
+    purge_queue(env)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
