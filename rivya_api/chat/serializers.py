@@ -195,11 +195,9 @@ class StreamOptionsSerializer(StrictSerializer):
     )
 
 
+# Validated on every turn: its fields are copied once per thread (rivya_api.common.reused_fields).
 class ChatCompletionInputSerializer(ReusedFieldsMixin, StrictSerializer):
-    """``POST /chat/completions``: the OpenAI request shape plus ``session_id``.
-
-    Validated on every turn: its fields are copied once per thread (``rivya_api.common.reused_fields``).
-    """
+    """``POST /chat/completions``: the OpenAI request shape plus ``session_id``."""
 
     model = serializers.CharField(help_text="A chat model's id from GET /api/v1/models.")
     messages = ChatMessageInputSerializer(
