@@ -346,9 +346,11 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
+    # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
+    # query, unlocked, rather than in a query of its own when the hold is settled or released.
     return (
-        ChatMessage.objects.select_for_update()
-        .select_related("session")
+        ChatMessage.objects.select_for_update(of=("self", "session"))
+        .select_related("session__account")
         .get(public_id=turn_id, role=ChatMessage.Role.ASSISTANT)
     )
 
