@@ -12,11 +12,13 @@ the next validation does not set again, and a thread validates one request at a
 time, so a copy is never shared by two validations at once. Nested serializers
 (the copy's own) keep their fields from their first use.
 
-Use it on an input serializer that is validated as soon as it is made (a view's
-``is_valid``), not on one whose ``.data`` or ``.errors`` is read after another
-instance of its class was made in the same thread. Off:
+Use it on a serializer whose result is taken as soon as it is made (a view's
+``is_valid``, a body's ``.data``), not on one whose ``.data`` or ``.errors`` is
+read after another instance of its class was made in the same thread. Under
+ASGI a sync view's thread is reused too (``config.request_threads``). Off:
 ``RIVYA_API["SERIALIZER_FIELDS_REUSED"] = False`` (DRF's copy per instance);
-``tests/rivya_api/test_reused_fields.py`` compares both on the chat request's corpus.
+``tests/rivya_api/test_reused_fields.py`` compares both on the chat request's corpus
+and the credits body.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from rivya_api.conf import api_settings
 _copies = threading.local()
 
 
+# Put before the serializer class in the bases (see the module docstring). No docstring here: a
+# serializer without its own would publish this one as its OpenAPI description.
 class ReusedFieldsMixin:
-    """Put before the serializer class in the bases (see the module docstring)."""
-
     def get_fields(self) -> dict[str, Any]:
         # A nested serializer is part of its root's copy: it computes its fields once, itself.
         if not api_settings.SERIALIZER_FIELDS_REUSED or getattr(self, "parent", None) is not None:

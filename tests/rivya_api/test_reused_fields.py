@@ -14,6 +14,7 @@ import pytest
 from rest_framework.exceptions import ErrorDetail
 
 from rivya_api.chat.serializers import ChatCompletionInputSerializer
+from rivya_api.credits.serializers import CreditsOutputSerializer
 
 USER = {"role": "user", "content": "Hello"}
 BODIES: list[Any] = [
@@ -95,3 +96,24 @@ def test_fields_are_copied_once_per_thread_only_when_switched_on(rivya_settings:
     thread.start()
     thread.join()
     assert elsewhere[0] is not second.fields["model"]  # another thread has its own copy
+
+
+def test_the_credits_body_renders_the_same_with_reused_fields(rivya_settings: Any) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    activity = {"since": at, "days": 30, "granted": 5, "reserved": 3, "charged": 2, "released": 1, "expired": 0}
+    activity.update(refunded=0, adjusted=0)
+    bodies = [
+        {"balance": 10, "held": 3, "available": 7, "unit": "credit", "updated_at": at, "activity": activity,
+         "expiring": [{"credits": 4, "expires_at": at}]},
+        {"balance": 0, "held": 0, "available": 0, "unit": "credit", "updated_at": None, "activity": activity,
+         "expiring": []},
+    ]  # fmt: skip
+    rendered: dict[bool, list] = {True: [], False: []}
+    for body in bodies * 2:
+        for reused in (True, False):
+            rivya_settings("RIVYA_API", SERIALIZER_FIELDS_REUSED=reused)
+            rendered[reused].append(CreditsOutputSerializer(body).data)
+    assert rendered[True] == rendered[False]
+    assert rendered[True][0]["expiring"] == [{"credits": 4, "expires_at": "2026-01-02T03:04:05Z"}]
