@@ -27,6 +27,7 @@ from django.core.handlers import asgi
 from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from config.request_threads import ReusedRequestThreadsMixin
 from rivya_api.common.csp import CSPMiddleware as _HtmlOnlyCSPMiddleware
 from rivya_api.common.streaming import serve_streaming
 
@@ -189,5 +190,6 @@ class EventLoopMiddlewareMixin:
             settings.MIDDLEWARE = named
 
 
-class ASGIHandler(EventLoopMiddlewareMixin, asgi.ASGIHandler):
-    """Django's ASGI handler, with Django's middleware running its hooks on the event loop."""
+class ASGIHandler(ReusedRequestThreadsMixin, EventLoopMiddlewareMixin, asgi.ASGIHandler):
+    """Django's ASGI handler, with Django's middleware running its hooks on the event loop
+    and each request's sync code in a reused thread (``config.request_threads``)."""

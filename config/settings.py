@@ -63,6 +63,9 @@ MIDDLEWARE = [
 # config.middleware.ASGIHandler runs the hooks of Django's middleware above on the event loop
 # (no thread hand-off per hook). False: Django's own classes, each hook in a thread under ASGI.
 MIDDLEWARE_ON_EVENT_LOOP = env.bool("MIDDLEWARE_ON_EVENT_LOOP", default=True)
+# config.middleware.ASGIHandler runs each request's sync code in an idle thread it reuses
+# (config.request_threads) instead of a new thread per request. False: Django's thread per request.
+REQUEST_THREADS_REUSED = env.bool("REQUEST_THREADS_REUSED", default=True)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

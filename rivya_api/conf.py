@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     # Read keys with the query compiled once per thread (rivya_api.keys.fastpath) rather than
     # compiling the ORM query on every lookup. False: the plain ORM query.
     "KEY_LOOKUP_COMPILED": True,
+    # Validate the chat request, and render GET /credits, with serializer fields copied once per
+    # thread (rivya_api.common.reused_fields) rather than DRF's deep copy of them for every request.
+    # False: DRF's copy per request.
+    "SERIALIZER_FIELDS_REUSED": True,
     # rivya_api.common.redis_cache.RedisCache: one Redis connection pool and client per process
     # (Django's connects anew for each request under ASGI). False: Django's own client.
     "REDIS_CACHE_SHARED_POOL": True,

@@ -18,6 +18,7 @@ from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.services import NewMessage
 from rivya_api.common import serializers as common_serializers
 from rivya_api.common.fields import ChoiceField
+from rivya_api.common.reused_fields import ReusedFieldsMixin
 from rivya_api.common.schema import constant_field
 from rivya_api.common.serializers import MetadataField
 
@@ -194,7 +195,8 @@ class StreamOptionsSerializer(StrictSerializer):
     )
 
 
-class ChatCompletionInputSerializer(StrictSerializer):
+# Validated on every turn: its fields are copied once per thread (rivya_api.common.reused_fields).
+class ChatCompletionInputSerializer(ReusedFieldsMixin, StrictSerializer):
     """``POST /chat/completions``: the OpenAI request shape plus ``session_id``."""
 
     model = serializers.CharField(help_text="A chat model's id from GET /api/v1/models.")

@@ -305,30 +305,32 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
         if locked is None or locked.updated_at != pending.history_as_of:
             raise _busy(session)
         _check_not_busy(locked)
-    ChatMessage.objects.bulk_create(
-        [
-            ChatMessage(
-                public_id=public_id("msg"),
-                session=session,
-                role=message.role,
-                content=message.text,
-                attachments=[image["file_id"] for image in message.images],
-                status=ChatMessage.Status.IN_PROGRESS,
-                turn_id=plan.turn_id,
-            )
-            for message in pending.messages
-        ]
+    # The client's messages, then the assistant's in-progress one: one INSERT, rows in that order.
+    rows = [
+        ChatMessage(
+            public_id=public_id("msg"),
+            session=session,
+            role=message.role,
+            content=message.text,
+            attachments=[image["file_id"] for image in message.images],
+            status=ChatMessage.Status.IN_PROGRESS,
+            turn_id=plan.turn_id,
+        )
+        for message in pending.messages
+    ]
+    rows.append(
+        ChatMessage(
+            public_id=plan.turn_id,
+            session=session,
+            role=ChatMessage.Role.ASSISTANT,
+            status=ChatMessage.Status.IN_PROGRESS,
+            turn_id=plan.turn_id,
+            credits_reserved=plan.credits_reserved,
+            metadata=pending.metadata,
+            idempotency_key=pending.idempotency_key,
+        )
     )
-    ChatMessage.objects.create(
-        public_id=plan.turn_id,
-        session=session,
-        role=ChatMessage.Role.ASSISTANT,
-        status=ChatMessage.Status.IN_PROGRESS,
-        turn_id=plan.turn_id,
-        credits_reserved=plan.credits_reserved,
-        metadata=pending.metadata,
-        idempotency_key=pending.idempotency_key,
-    )
+    ChatMessage.objects.bulk_create(rows)
     try:
         hold = billing.credits_reserve(
             account=pending.account,
@@ -344,9 +346,11 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
+    # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
+    # query, unlocked, rather than in a query of its own when the hold is settled or released.
     return (
-        ChatMessage.objects.select_for_update()
-        .select_related("session")
+        ChatMessage.objects.select_for_update(of=("self", "session"))
+        .select_related("session__account")
         .get(public_id=turn_id, role=ChatMessage.Role.ASSISTANT)
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from rivya_api.common.fields import ChoiceField
+from rivya_api.common.reused_fields import ReusedFieldsMixin
 from rivya_api.common.schema import constant_field
 from rivya_api.common.serializers import StrictSerializer
 from rivya_api.credits.references import public_reference
@@ -50,7 +51,8 @@ class CreditsExpiringSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(help_text="When it expires (in the past: held, see `credits`).")
 
 
-class CreditsOutputSerializer(serializers.Serializer):
+# Made and read at once on every GET /credits: its fields are copied once per thread (rivya_api.common.reused_fields).
+class CreditsOutputSerializer(ReusedFieldsMixin, serializers.Serializer):
     object = constant_field("credits")
     balance = serializers.IntegerField(help_text="Credits owned.")
     held = serializers.IntegerField(help_text="Credits reserved by work in progress.")

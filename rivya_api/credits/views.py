@@ -170,20 +170,21 @@ _LEDGER_ERRORS = error_responses(
 
 # Totals are cached under the wallet's last sequence number: any new entry changes the key, so
 # a cached value is never stale by an entry, only (by at most the TTL) at the window's far edge.
+# The expiring grants too: a grant's rest changes only with an entry (grant, a settle's draw, expire).
 ACTIVITY_CACHE_SECONDS = 60
 
 
-def _activity(account: Any, wallet: Any, *, since: Any, days: int) -> dict[str, Any]:
-    """``wallet_activity`` for the window, from the cache while the wallet has no new entry."""
+def _activity_and_expiring(account: Any, wallet: Any, *, since: Any, days: int) -> tuple[dict[str, Any], list]:
+    """``wallet_activity`` for the window and ``wallet_expiring``, from the cache while the wallet has no new entry."""
     if not wallet.pk:
-        return wallet_activity(account=account, since=since)
+        return wallet_activity(account=account, since=since), []
     # updated_at too: a key must not outlive its wallet (ids reused after a restore or in tests).
-    key = f"rivya:credits:activity:{wallet.pk}:{wallet.last_sequence}:{wallet.updated_at.timestamp()}:{days}"
-    activity = cache.get(key)
-    if activity is None:
-        activity = wallet_activity(account=account, since=since)
-        cache.set(key, activity, ACTIVITY_CACHE_SECONDS)
-    return activity
+    key = f"rivya:credits:totals:{wallet.pk}:{wallet.last_sequence}:{wallet.updated_at.timestamp()}:{days}"
+    totals = cache.get(key)
+    if totals is None:
+        totals = (wallet_activity(account=account, since=since), wallet_expiring(account=account))
+        cache.set(key, totals, ACTIVITY_CACHE_SECONDS)
+    return totals
 
 
 class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
@@ -219,7 +220,8 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
         wallet = wallet_get(account=self.account)
         days = billing_settings.ACTIVITY_WINDOW_DAYS
         since = timezone.now() - timedelta(days=days)
-        activity = {**_activity(self.account, wallet, since=since, days=days), "since": since}
+        activity, expiring = _activity_and_expiring(self.account, wallet, since=since, days=days)
+        activity = {**activity, "since": since}
         body: dict[str, Any] = {
             "balance": wallet.balance,
             "held": wallet.held,
@@ -227,7 +229,7 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
             "unit": billing_settings.UNIT,
             "updated_at": wallet.updated_at if wallet.pk else None,
             "activity": {**activity, "days": days},
-            "expiring": wallet_expiring(account=self.account) if wallet.pk else [],
+            "expiring": expiring,
         }
         return Response(CreditsOutputSerializer(body).data)
 

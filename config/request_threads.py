@@ -1,0 +1,70 @@
+"""One idle thread reused per request, rather than a new thread per request, under ASGI.
+
+Django's ASGI handler gives every request its own ``ThreadSensitiveContext``:
+the request's sync code (``request_started``'s receivers, a sync view, the
+response's ``close`` with ``request_finished``) runs in a thread made for that
+request, and a second thread is started to join it at the end. A chat turn paid
+two thread starts for receivers that do next to nothing.
+
+``ReusedRequestThreadsMixin`` hands each request a one-thread executor taken
+from a pool of idle ones (``ThreadSensitiveContext(executor=…)``, asgiref ≥
+3.13): still one thread per request in flight, never shared by two requests at
+once, so thread-sensitive code sees what it saw before; the thread just
+outlives the request. An executor goes back to the pool only once a no-op
+submitted after the request has run, i.e. when whatever the request left in it
+(a sync view still running after the server cancelled the request) has finished. What a
+request may leave in its thread between requests is what Django's signals
+clear anyway: ``request_started`` closes a leftover database connection.
+
+Off: ``REQUEST_THREADS_REUSED = False`` (project setting, environment variable
+of that name): Django's thread per request. ``tests/test_request_threads.py``
+runs requests both ways.
+"""
+
+from __future__ import annotations
+
+import inspect
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
+
+MAX_IDLE = 64  # threads kept between requests; more concurrent requests start their own, as before
+SUPPORTED = "executor" in inspect.signature(ThreadSensitiveContext).parameters
+_idle: list[ThreadPoolExecutor] = []
+
+
+def enabled() -> bool:
+    return SUPPORTED and getattr(settings, "REQUEST_THREADS_REUSED", True)
+
+
+def _take() -> ThreadPoolExecutor:
+    try:
+        return _idle.pop()  # atomic under the GIL: safe from any loop's thread
+    except IndexError:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rivya-request")
+
+
+def _give_back(executor: ThreadPoolExecutor) -> None:
+    def park(_: Future) -> None:  # runs in the executor's thread, once everything before it has run
+        if len(_idle) < MAX_IDLE:
+            _idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
+
+    executor.submit(int).add_done_callback(park)
+
+
+class ReusedRequestThreadsMixin:
+    """For Django's ``ASGIHandler`` (see the module docstring)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not enabled():
+            return await super().__call__(scope, receive, send)  # type: ignore[misc]
+        executor = _take()
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)  # type: ignore[attr-defined]
+        finally:
+            _give_back(executor)
