@@ -45,8 +45,13 @@ async def event_stream(turn: Any, *, after: int = 0) -> Any:
     """
     release_request_thread()  # no thread of this request waits, idle, for the stream to end
     keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
-    async for event in turn.log.follow(after=after, keepalive=keepalive):
-        yield b": keep-alive\n\n" if event is KEEPALIVE else event.encode()
+    async for events in turn.log.follow(after=after, keepalive=keepalive):
+        if events is KEEPALIVE:
+            yield b": keep-alive\n\n"
+        elif len(events) == 1:
+            yield events[0].encode()
+        else:  # already waiting: one body message, still one SSE event each
+            yield b"".join(event.encode() for event in events)
 
 
 async def redis_event_stream(turn_id: str, *, after: int) -> Any:
