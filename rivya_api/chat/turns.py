@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,16 +76,22 @@ class TurnEventLog:
         self.events: list[TurnEvent] = []
         self.closed = False
         self._waiters: list[asyncio.Future[bool]] = []
+        # Called on every append and on close: the Redis mirror's feed (streams.MirrorFeed), if any.
+        self.listener: Callable[[], None] | None = None
 
     def append(self, data: str) -> TurnEvent:
         event = TurnEvent(id=len(self.events) + 1, data=data)
         self.events.append(event)
         self.wake()
+        if self.listener is not None:
+            self.listener()
         return event
 
     def close(self) -> None:
         self.closed = True
         self.wake()
+        if self.listener is not None:
+            self.listener()
 
     def wake(self) -> None:
         """Wake every waiter; one that finds no new event waits on."""
