@@ -8,6 +8,7 @@ import threading
 import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
+from rivya_api.common import request_thread
 from rivya_api.common.request_thread import release_request_thread
 
 
@@ -33,6 +34,10 @@ def test_the_request_thread_ends_when_released_and_a_later_call_gets_a_new_one(r
     if enabled:
         assert not first.is_alive()
         assert later is not first
+        assert later.name.startswith("rivya-request-end")  # a shared pool's thread, not one started for it
+        assert request_thread._ending.submit(lambda: 1).result() == 1  # not shut down at the request's end
+        again = asyncio.run(a_request(release=True))[2]
+        assert again.name.startswith("rivya-request-end")
     else:
         assert later is first  # Django's behaviour: one thread for the whole request
 
