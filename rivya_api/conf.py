@@ -78,6 +78,13 @@ DEFAULTS: dict[str, Any] = {
     # CHAT_STREAM_REDIS_POOL_WAIT_SECONDS) instead of failing, so no turn's events miss Redis.
     "CHAT_STREAM_REDIS_MAX_CONNECTIONS": 200,
     "CHAT_STREAM_REDIS_POOL_WAIT_SECONDS": 30,
+    # Chat upstream sockets on plain asyncio (rivya_api.chat.providers.asyncio_network) rather than
+    # httpcore's anyio backend: fewer steps per read of a streamed reply. False: httpcore's own.
+    "CHAT_UPSTREAM_ASYNCIO_NETWORK": True,
+    # A streamed chat response gives back the worker thread Django keeps for its request
+    # (rivya_api.common.request_thread) instead of holding it, idle, while the stream is open.
+    # False: the thread stays until the response ends, as Django does.
+    "CHAT_STREAM_RELEASE_REQUEST_THREAD": True,
     # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec), or the dotted
     # path of one. Empty by default (a system check warns); one line opts into the built-in
     # offline models: "rivya_api.catalog.local_models.LOCAL_MODELS".

@@ -17,6 +17,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from rivya_api.chat import streams
 from rivya_api.chat.turns import KEEPALIVE, replay_events
 from rivya_api.common.errors import error_body
+from rivya_api.common.request_thread import release_request_thread
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.http import REPLAYED_HEADER, replay_response
 from rivya_api.idempotency.services import ClaimOutcome, IdempotencyClaim
@@ -42,13 +43,20 @@ async def event_stream(turn: Any, *, after: int = 0) -> Any:
 
     A client that goes away only stops this reader; the turn goes on.
     """
+    release_request_thread()  # no thread of this request waits, idle, for the stream to end
     keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
-    async for event in turn.log.follow(after=after, keepalive=keepalive):
-        yield b": keep-alive\n\n" if event is KEEPALIVE else event.encode()
+    async for events in turn.log.follow(after=after, keepalive=keepalive):
+        if events is KEEPALIVE:
+            yield b": keep-alive\n\n"
+        elif len(events) == 1:
+            yield events[0].encode()
+        else:  # already waiting: one body message, still one SSE event each
+            yield b"".join(event.encode() for event in events)
 
 
 async def redis_event_stream(turn_id: str, *, after: int) -> Any:
     """The SSE body of a turn run by another process, from its Redis buffer."""
+    release_request_thread()
     keepalive = float(api_settings.CHAT_KEEPALIVE_SECONDS)
     try:
         async for item in streams.redis_follow(turn_id, after=after, keepalive=keepalive):

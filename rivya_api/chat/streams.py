@@ -7,8 +7,8 @@ for resuming in a single-process deployment (the embedded default).
 
 With ``CHAT_STREAM_REDIS_URL`` set (the reference project sets it from
 ``REDIS_URL``), every event is also mirrored into a Redis stream,
-``rivya:chat:turn:<turn id>``, entry id ``<event id>-1``, by a writer task
-that follows the log like any client (so the live stream never waits for
+``rivya:chat:turn:<turn id>``, entry id ``<event id>-1``, by the loop's
+writer, which the log tells of each append (the live stream never waits for
 Redis), and ``rivya:chat:session:<session id>`` names the session's latest
 turn. Both expire ``CHAT_STREAM_RETENTION_SECONDS`` after the turn ends (and
 in any case ``CHAT_TURN_TIMEOUT_SECONDS`` plus that after it started, should
@@ -139,7 +139,11 @@ def redis_client() -> Any:
 
 
 async def mirror_to_redis(turn: RunningTurn) -> None:
-    """Copy the turn's events into its Redis stream as they are appended (a follower of the log)."""
+    """Copy the turn's events into its Redis stream as they are appended.
+
+    The log hands each append straight to the loop's ``MirrorWriter`` (``MirrorFeed``); this
+    task only starts and ends the stream, and refreshes the alive key while the model is silent.
+    """
     client = redis_client()
     key = turn_key(turn.plan.turn_id)
     alive = alive_key(turn.plan.turn_id)
@@ -147,6 +151,7 @@ async def mirror_to_redis(turn: RunningTurn) -> None:
     ceiling = int(api_settings.CHAT_TURN_TIMEOUT_SECONDS) * 1000 + retention
     heartbeat = _heartbeat_seconds()
     alive_for = int(heartbeat * 3 * 1000)
+    feed = None
     try:
         async with client.pipeline(transaction=False) as pipe:
             pipe.set(session_key(turn.plan.session_id), turn.plan.turn_id, px=ceiling)
@@ -154,27 +159,19 @@ async def mirror_to_redis(turn: RunningTurn) -> None:
             pipe.pexpire(key, ceiling)
             pipe.set(alive, "1", px=alive_for)
             await pipe.execute()
-        written = 0
-        writer = mirror_writer()
         loop = asyncio.get_running_loop()
-        refreshed = loop.time()
+        feed = MirrorFeed(mirror_writer(), turn.log, key, alive=(alive, alive_for, heartbeat))
+        turn.log.listener = feed.notify
+        feed.notify()  # the events appended so far
         while True:
             raise_if_cancelled()  # a cancellation a Redis call swallowed (see raise_if_cancelled)
-            events = turn.log.events
-            if written < len(events):
-                batch = events[written:]  # events appended while this batch is written go in the next
-                commands = [("xadd", (key, {"d": event.data}), {"id": f"{event.id}-1"}) for event in batch]
-                if loop.time() - refreshed >= heartbeat:  # it lives three heartbeats: once each is enough
-                    refreshed = loop.time()
-                    commands.append(("set", (alive, "1"), {"px": alive_for}))
-                await writer.write(commands)
-                written += len(batch)
-                continue
-            if turn.log.closed:
+            if feed.error is not None:
+                raise feed.error
+            if feed.finished():
                 break
-            if not await turn.log.wait_for_change(heartbeat):
+            if not await feed.wait(heartbeat) and loop.time() - feed.refreshed >= heartbeat:
                 await client.set(alive, "1", px=alive_for)  # a silent model: followers must not give up
-                refreshed = loop.time()
+                feed.refreshed = loop.time()
         async with client.pipeline(transaction=False) as pipe:
             pipe.pexpire(key, retention)
             pipe.pexpire(session_key(turn.plan.session_id), retention)
@@ -183,77 +180,137 @@ async def mirror_to_redis(turn: RunningTurn) -> None:
     except Exception:
         # Resume from other processes is lost for this turn; the turn itself goes on.
         logger.exception("Could not mirror chat turn %s to Redis", turn.plan.turn_id)
+    finally:
+        if feed is not None and turn.log.listener == feed.notify:
+            turn.log.listener = None
+
+
+class MirrorFeed:
+    """One turn's events on their way to Redis: what is written, what failed, who waits for the end."""
+
+    def __init__(self, writer: MirrorWriter, log: Any, key: str, *, alive: tuple[str, int, float]) -> None:
+        self.writer, self.log, self.key = writer, log, key
+        self.alive, self.alive_for, self.heartbeat = alive
+        self.loop = asyncio.get_running_loop()
+        self.refreshed = self.loop.time()  # when the alive key was last set
+        self.written = 0
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[bool] | None = None  # the mirror task, waiting for the end
+
+    def notify(self) -> None:
+        """The log's listener: an event was appended, or the log closed."""
+        if self.error is None:
+            self.writer.ready(self)
+        self.wake_if_finished()
+
+    def take(self) -> tuple[list[tuple[str, tuple, dict]], int]:
+        """The commands for the events not written yet (events appended meanwhile go in the next)."""
+        batch = self.log.events[self.written :]
+        commands = [("xadd", (self.key, {"d": event.data}), {"id": f"{event.id}-1"}) for event in batch]
+        if commands and self.loop.time() - self.refreshed >= self.heartbeat:  # it lives three heartbeats
+            self.refreshed = self.loop.time()
+            commands.append(("set", (self.alive, "1"), {"px": self.alive_for}))
+        return commands, len(batch)
+
+    def finished(self) -> bool:
+        return self.log.closed and self.written == len(self.log.events)
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def wake_if_finished(self) -> None:
+        if self.finished():
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(True)
+
+    async def wait(self, timeout: float) -> bool:
+        """Until the feed has written the closed log's last event or failed; False after ``timeout``."""
+        self.waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _settle, self.waiter, False)
+        try:
+            return await self.waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class MirrorWriter:
     """The event writes of every turn mirrored by this loop, sent to Redis together.
 
-    Each turn's mirror hands over the commands for the events it has not
-    written yet and waits for them; the commands of every turn that are ready
-    together go in one pipeline: one round trip (and one socket write) for
-    all of them, instead of one per turn and event, which was most of a
-    relayed chunk's CPU in production. Nothing is held back to fill a batch:
-    a flush starts on the next turn of the loop, and what becomes ready while
-    it is in flight goes in the next one. A turn never has two writes in
-    flight, so its stream's entries are added in order.
+    A turn's log tells its ``MirrorFeed`` of each append, and the feed tells the writer
+    (no task per turn wakes per event); the new events of every turn that are ready together go
+    in one pipeline: one round trip (and one socket write) for all of them, instead of one per
+    turn and event, which was most of a relayed chunk's CPU in production. Nothing is held back
+    to fill a batch: a flush starts on the next turn of the loop, and what becomes ready while it
+    is in flight goes in the next one. One flush runs at a time, so a turn never has two writes
+    in flight and its stream's entries are added in order; one turn's failed write fails only
+    that turn.
     """
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.pending: list[tuple[list[tuple[str, tuple, dict]], asyncio.Future[None]]] = []
+        self.ready_feeds: dict[MirrorFeed, None] = {}  # an ordered set
         self.flushing = False
         self.task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
 
-    async def write(self, commands: list[tuple[str, tuple, dict]]) -> None:
-        """Run ``commands`` (method name, args, kwargs of a pipeline) in the next flush; raise its error."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self.pending.append((commands, done))
+    def ready(self, feed: MirrorFeed) -> None:
+        """``feed`` has events to write: in the next flush."""
+        self.ready_feeds[feed] = None
         if not self.flushing:
             self.flushing = True
-            self.task = loop.create_task(self._flush(), name="chat-mirror-writer")
-        await done
+            self.task = asyncio.get_running_loop().create_task(self._flush(), name="chat-mirror-writer")
 
     async def _flush(self) -> None:
         try:
-            while self.pending:
-                # One turn of the loop: the mirrors woken with this one add their commands. No timed
+            while self.ready_feeds:
+                # One turn of the loop: the turns that append with this one join the batch. No timed
                 # wait (2 and 5 ms measured no better at 800 chunks/s); under load, what becomes
                 # ready while a pipeline is in flight fills the next one.
                 await asyncio.sleep(0)
                 raise_if_cancelled()
-                batch, self.pending = self.pending, []
-                await self._send(batch)
+                feeds, self.ready_feeds = list(self.ready_feeds), {}
+                batch = [(feed, *feed.take()) for feed in feeds if feed.error is None]
+                batch = [item for item in batch if item[1]]
+                if batch:
+                    await self._send(batch)
         finally:
             self.flushing = False
-            for _, done in self.pending:  # only when this task was cancelled (the loop is closing)
-                done.cancel()
+            for feed in self.ready_feeds:  # only when this task was cancelled (the loop is closing)
+                feed.fail(asyncio.CancelledError())
 
-    async def _send(self, batch: list[tuple[list[tuple[str, tuple, dict]], asyncio.Future[None]]]) -> None:
+    async def _send(self, batch: list[tuple[MirrorFeed, list[tuple[str, tuple, dict]], int]]) -> None:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for commands, _ in batch:
+                for _, commands, _ in batch:
                     for name, args, kwargs in commands:
                         getattr(pipe, name)(*args, **kwargs)
                 results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the error of every turn in the batch; a cancellation cancels them
-            for _, done in batch:
-                if not done.done():
-                    done.set_exception(exc) if isinstance(exc, Exception) else done.cancel()
+            for feed, _, _ in batch:
+                feed.fail(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             if not isinstance(exc, Exception):
                 raise
             return
         position = 0
-        for commands, done in batch:  # each turn gets the first error of its own commands
+        for feed, commands, count in batch:  # each turn gets the first error of its own commands
             mine = results[position : position + len(commands)]
             position += len(commands)
             error = next((result for result in mine if isinstance(result, Exception)), None)
-            if done.done():
+            if error is not None:
+                feed.fail(error)
                 continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
+            feed.written += count
+            feed.wake_if_finished()
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MirrorWriter] = weakref.WeakKeyDictionary()

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,46 +75,64 @@ class TurnEventLog:
     def __init__(self) -> None:
         self.events: list[TurnEvent] = []
         self.closed = False
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[bool]] = []
+        # Called on every append and on close: the Redis mirror's feed (streams.MirrorFeed), if any.
+        self.listener: Callable[[], None] | None = None
 
     def append(self, data: str) -> TurnEvent:
         event = TurnEvent(id=len(self.events) + 1, data=data)
         self.events.append(event)
         self.wake()
+        if self.listener is not None:
+            self.listener()
         return event
 
     def close(self) -> None:
         self.closed = True
         self.wake()
+        if self.listener is not None:
+            self.listener()
 
     def wake(self) -> None:
         """Wake every waiter; one that finds no new event waits on."""
-        # Each waiter holds the Event it started waiting on; setting it wakes them
-        # all, and the next waiters get a fresh one.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
 
     async def wait_for_change(self, timeout: float | None) -> bool:
         """Wait until an event is appended or the log closes; False after ``timeout`` seconds."""
-        changed = self._changed
+        # A bare future and one timer handle: the hot path of every follower, once per event.
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await changed.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def follow(self, *, after: int = 0, keepalive: float | None = None) -> AsyncIterator[Any]:
-        """Every event after id ``after``, live until the log closes; ``KEEPALIVE`` on silences."""
+        """The events after id ``after``, live until the log closes, as lists of those already
+        appended when the follower gets to them (one send for several, when it is behind);
+        ``KEEPALIVE`` on silences."""
         position = max(0, after)
         while True:
-            while position < len(self.events):
-                yield self.events[position]
-                position += 1
+            if position < len(self.events):
+                waiting = self.events[position:]
+                position += len(waiting)
+                yield waiting
+                continue
             if self.closed:
                 return
             if not await self.wait_for_change(keepalive):
                 yield KEEPALIVE
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class ChatTurn:

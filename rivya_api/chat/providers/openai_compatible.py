@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from rivya_api.chat import tokenizer
+from rivya_api.chat.providers.asyncio_network import use_asyncio_network
 from rivya_api.chat.providers.base import (
     ChatEvent,
     ChatProvider,
@@ -46,6 +47,7 @@ from rivya_api.chat.providers.base import (
     mark_reply_started,
     mark_request_sent,
 )
+from rivya_api.conf import api_settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def _client() -> httpx.AsyncClient:
     if client is None or client.is_closed:
         # Timeouts are set per request; limits allow many concurrent streams.
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100))
+        if api_settings.CHAT_UPSTREAM_ASYNCIO_NETWORK:
+            use_asyncio_network(client)
         _clients[loop] = client
     return client
 

@@ -305,3 +305,45 @@ def test_the_stream_route_answers_other_methods_with_405(live_server_url, funded
         assert response.status_code == 405, method
         assert response.json()["error"]["code"] == "method_not_allowed"
     assert httpx.put(f"{live_server_url}/api/v1/chat/sessions/{session_id}/stream").status_code == 401
+
+
+@pytest.mark.redis
+def test_the_mirror_task_does_not_wake_per_event(settings, monkeypatch):
+    """The log hands appends to the writer: the turn's mirror task waits once for the end, not once an event."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import redis
+
+    from rivya_api.chat.turns import TurnEventLog
+
+    plan = SimpleNamespace(turn_id=f"turn_mirror_wakes_{time.time_ns()}", session_id="chat_mirror_wakes")
+    turn = SimpleNamespace(plan=plan, log=TurnEventLog())
+    waits = []
+    wait = streams.MirrorFeed.wait
+
+    async def counted(feed, timeout):
+        waits.append(timeout)
+        return await wait(feed, timeout)
+
+    monkeypatch.setattr(streams.MirrorFeed, "wait", counted)
+
+    async def run() -> None:
+        mirror = asyncio.ensure_future(streams.mirror_to_redis(turn))
+        await asyncio.sleep(0.2)  # started
+        for index in range(1, 101):
+            turn.log.append(json.dumps({"n": index}))
+            await asyncio.sleep(0.001)
+        turn.log.append("[DONE]")
+        turn.log.close()
+        await mirror
+        await streams.redis_client().aclose()
+
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        asyncio.run(run())
+        entries = client.xrange(streams.turn_key(plan.turn_id))
+        assert [entry_id for entry_id, _ in entries] == ["0-1"] + [f"{n}-1" for n in range(1, 102)]
+        assert len(waits) <= 2, waits
+    finally:
+        client.delete(streams.turn_key(plan.turn_id), streams.session_key(plan.session_id))
