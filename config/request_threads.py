@@ -32,21 +32,59 @@ from django.conf import settings
 
 MAX_IDLE = 64  # threads kept between requests; more concurrent requests start their own, as before
 SUPPORTED = "executor" in inspect.signature(ThreadSensitiveContext).parameters
-_idle: list[ThreadPoolExecutor] = []
+_idle: list[RequestThread] = []
 
 
 def enabled() -> bool:
     return SUPPORTED and getattr(settings, "REQUEST_THREADS_REUSED", True)
 
 
-def _take() -> ThreadPoolExecutor:
+class RequestThread(ThreadPoolExecutor):
+    """A one-thread executor lent to one request at a time (``Lease``).
+
+    A streaming response that needs its thread no more ends the lease early through
+    ``release_early`` (called by ``rivya_api.common.request_thread``), so an open stream holds
+    no idle thread; the request's end then finds the lease ended already.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="rivya-request")
+        self.lease: Lease | None = None
+
+    def release_early(self) -> None:
+        if self.lease is not None:
+            self.lease.end()
+
+
+class Lease:
+    """One request's use of a ``RequestThread``; ending it twice gives the thread back once.
+
+    Per request rather than a flag on the thread: a thread given back early may already be
+    lent to another request when the first one ends.
+    """
+
+    def __init__(self, executor: RequestThread) -> None:
+        self.executor, self.ended = executor, False
+        executor.lease = self
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.executor.lease is self:
+            self.executor.lease = None
+        _park_when_idle(self.executor)
+
+
+def _take() -> Lease:
     try:
-        return _idle.pop()  # atomic under the GIL: safe from any loop's thread
+        executor = _idle.pop()  # atomic under the GIL: safe from any loop's thread
     except IndexError:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rivya-request")
+        executor = RequestThread()
+    return Lease(executor)
 
 
-def _give_back(executor: ThreadPoolExecutor) -> None:
+def _park_when_idle(executor: RequestThread) -> None:
     def park(_: Future) -> None:  # runs in the executor's thread, once everything before it has run
         if len(_idle) < MAX_IDLE:
             _idle.append(executor)
@@ -62,9 +100,9 @@ class ReusedRequestThreadsMixin:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not enabled():
             return await super().__call__(scope, receive, send)  # type: ignore[misc]
-        executor = _take()
+        lease = _take()
         try:
-            async with ThreadSensitiveContext(executor=executor):
+            async with ThreadSensitiveContext(executor=lease.executor):
                 await self.handle(scope, receive, send)  # type: ignore[attr-defined]
         finally:
-            _give_back(executor)
+            lease.end()

@@ -132,3 +132,27 @@ def test_a_thread_still_running_a_cancelled_request_is_not_handed_to_the_next(se
     assert asyncio.run(cancelled_then_next()) < 0.3  # not queued behind the cancelled request's view
     time.sleep(0.6)
     assert request_threads._idle  # once the view is done, its thread is back in the pool
+
+
+def wait_until(condition: Any, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_thread_released_early_and_lent_again_stays_with_its_new_request() -> None:
+    request_threads._idle.clear()
+    first = request_threads._take()
+    first.executor.release_early()  # a stream gave it back while its request goes on
+    assert wait_until(lambda: first.executor in request_threads._idle)
+    second = request_threads._take()
+    assert second.executor is first.executor
+    first.end()  # the stream's request ends while the thread serves the second request
+    time.sleep(0.1)
+    assert first.executor not in request_threads._idle
+    second.end()
+    assert wait_until(lambda: second.executor in request_threads._idle)
+    request_threads._idle.clear()

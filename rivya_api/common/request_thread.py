@@ -11,6 +11,11 @@ A later thread-sensitive call of the same request (closing the response, at its 
 a small pool this module keeps for that, rather than on a new thread started for it (about
 0.2 ms of CPU a turn).
 
+A host's ASGI handler may give each request an executor of its own
+(``ThreadSensitiveContext(executor=…)``, as the reference project's ``config.request_threads``
+does to reuse threads): such an executor is handed back early through its ``release_early()``
+method, if it has one, and is otherwise kept until the request ends.
+
 This reaches into asgiref (``SyncToAsync.context_to_thread_executor``), so it has its own
 switch: ``RIVYA_API["CHAT_STREAM_RELEASE_REQUEST_THREAD"] = False`` keeps the thread.
 ``tests/rivya_api/test_request_thread.py`` checks both ways.
@@ -56,12 +61,18 @@ def release_request_thread() -> bool:
     if not api_settings.CHAT_STREAM_RELEASE_REQUEST_THREAD:
         return False
     context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None or getattr(context, "_executor", None) is not None:
-        return False  # no request context, or one whose executor its caller owns
+    if context is None:
+        return False
     executor = SyncToAsync.context_to_thread_executor.get(context)
     if executor is None or isinstance(executor, _SharedThread):
         return False
+    owned = getattr(context, "_executor", None) is not None  # the caller's, not the context's
+    if owned and not callable(getattr(executor, "release_early", None)):
+        return False  # its owner cannot take it back before the request ends
     SyncToAsync.context_to_thread_executor[context] = _SharedThread()
     executor.submit(_close_connections)
-    executor.shutdown(wait=False)  # the thread ends after that call; nothing here waits for it
+    if owned:
+        executor.release_early()  # queued behind the close: its owner lends it on after that
+    else:
+        executor.shutdown(wait=False)  # the thread ends after that call; nothing here waits for it
     return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -75,3 +76,43 @@ def test_a_released_thread_gives_its_database_connection_back(rivya_settings):
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert seen["wrapper"].connection is None  # closed in its thread before the thread ended
+
+
+class LentThread(ThreadPoolExecutor):
+    """An executor a host's handler lends the request and can take back early."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.released_after: list[str] = []
+
+    def release_early(self) -> None:
+        # The connections' close was queued first: it has run by the time this no-op does.
+        self.released_after.append(self.submit(lambda: "after the close").result(timeout=5))
+
+
+async def a_request_with(executor: ThreadPoolExecutor) -> tuple[threading.Thread, bool, threading.Thread]:
+    async with ThreadSensitiveContext(executor=executor):
+        first = await sync_to_async(current_thread)()
+        released = release_request_thread()
+        later = await sync_to_async(current_thread)()
+    return first, released, later
+
+
+def test_an_executor_the_host_lends_goes_back_to_it_early(rivya_settings):
+    rivya_settings("RIVYA_API", CHAT_STREAM_RELEASE_REQUEST_THREAD=True)
+    lent = LentThread()
+    first, released, later = asyncio.run(a_request_with(lent))
+    assert released
+    assert lent.released_after == ["after the close"]
+    assert later is not first
+    assert later.name.startswith("rivya-request-end")
+    lent.shutdown()
+
+
+def test_an_executor_the_host_cannot_take_back_early_is_kept(rivya_settings):
+    rivya_settings("RIVYA_API", CHAT_STREAM_RELEASE_REQUEST_THREAD=True)
+    plain = ThreadPoolExecutor(max_workers=1)
+    first, released, later = asyncio.run(a_request_with(plain))
+    assert not released
+    assert later is first
+    plain.shutdown()
