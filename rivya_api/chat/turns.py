@@ -112,6 +112,8 @@ class TurnEventLog:
         finally:
             if timer is not None:
                 timer.cancel()
+            if waiter in self._waiters:  # timed out or cancelled: not left for the next wake
+                self._waiters.remove(waiter)
 
     async def follow(self, *, after: int = 0, keepalive: float | None = None) -> AsyncIterator[Any]:
         """The events after id ``after``, live until the log closes, as lists of those already

@@ -65,7 +65,10 @@ def _client() -> httpx.AsyncClient:
         # Timeouts are set per request; limits allow many concurrent streams.
         client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100))
         if api_settings.CHAT_UPSTREAM_ASYNCIO_NETWORK:
-            use_asyncio_network(client)
+            try:
+                use_asyncio_network(client)
+            except (AttributeError, RuntimeError):  # an httpx/httpcore release moved what it sets
+                logger.warning("chat upstream: httpcore's own network backend in use", exc_info=True)
         _clients[loop] = client
     return client
 
