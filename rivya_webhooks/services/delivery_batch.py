@@ -14,10 +14,11 @@ What stays as it is without batching:
   cleared) and queued one message each. So is the rest of a batch still unsent once
   ``TIMEOUT`` seconds have passed since its claim, so that no attempt starts with less of
   the lease left than ``TIMEOUT`` + 60 s.
-* Successes are recorded at least every ``RECORD_EVERY`` seconds and before any other
-  outcome, so a worker that dies mid-batch re-sends (same ``webhook-id``) at most the
-  successes of the last second; what it claimed and did not send is due again when the
-  lease runs out, and the sweeper queues it.
+* Successes are recorded, when one more succeeds, once the oldest unrecorded one is
+  ``RECORD_EVERY`` seconds old, and before any other outcome. A worker that dies mid-batch
+  re-sends (same ``webhook-id``) the successes not yet recorded: at most a batch's, up to
+  ``RECORD_EVERY`` + ``TIMEOUT`` seconds old (a send in progress holds the record back). What
+  it claimed and did not send is due again when the lease runs out, and the sweeper queues it.
 """
 
 from __future__ import annotations
