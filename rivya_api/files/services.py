@@ -229,7 +229,9 @@ def file_store_sweep(*, name_prefix: str) -> int:
     names = list(_stored_names(storage, f"{api_settings.FILE_STORAGE_PREFIX.strip('/')}/{name_prefix.strip('/')}"))
     if not names:
         return 0
-    known = set(File.objects.filter(storage_name__in=names).values_list("storage_name", flat=True))
+    # Looked up by public id (indexed; file_store names the bytes after it), not by storage_name.
+    ids = [name.rsplit("/", 1)[-1].split(".", 1)[0] for name in names]
+    known = set(File.objects.filter(public_id__in=ids).values_list("storage_name", flat=True))
     orphans = [name for name in names if name not in known]
     for name in orphans:
         storage.delete(name)
