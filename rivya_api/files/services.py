@@ -4,9 +4,11 @@
     file_delete(file=)                       -> File (deleted_at set, bytes removed after commit)
     file_expire_due(now=None, batch_size=…)  -> number of files whose bytes were removed
     file_purge(file_pk=)                     -> bool (bytes of a deleted file removed)
+    file_store(...)                          -> File, checked and stored but unsaved (no row)
+    file_store_sweep(name_prefix=)           -> number of stored bytes under the prefix with no row
 
-The HTTP upload and the generation runner store bytes through the same
-``file_create``: a generated output passes exactly the checks an upload does.
+The HTTP upload and the generation runner check and store bytes the same way
+(``file_store``): a generated output passes exactly the checks an upload does.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import io
 import logging
 import os
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import IO, Any
 
@@ -38,7 +40,16 @@ from rivya_api.ids import public_id
 
 logger = logging.getLogger("rivya_api.files")
 
-__all__ = ["UPLOAD_PURPOSES", "UPLOAD_PURPOSE_VALUES", "file_create", "file_delete", "file_expire_due", "file_purge"]
+__all__ = [
+    "UPLOAD_PURPOSES",
+    "UPLOAD_PURPOSE_VALUES",
+    "file_create",
+    "file_delete",
+    "file_expire_due",
+    "file_purge",
+    "file_store",
+    "file_store_sweep",
+]
 
 # What a client may upload; generation_output is reserved to the API itself.
 UPLOAD_PURPOSES = (File.Purpose.REFERENCE, File.Purpose.CHAT_ATTACHMENT)
@@ -145,6 +156,37 @@ def file_create(
     ``on_created(file)`` runs in the insert's transaction (the API names the file
     on the request's Idempotency-Key there); raising from it undoes the insert.
     """
+    file = file_store(
+        account=account, content=content, filename=filename, purpose=purpose, expires_at=expires_at, now=now
+    )
+    try:
+        with transaction.atomic():
+            file.save(force_insert=True)
+            if on_created is not None:
+                on_created(file)
+    except BaseException:
+        file_storage().delete(file.storage_name)
+        raise
+    logger.info("Stored %s (%s, %s bytes) for purpose %s", file.public_id, file.content_type, file.size, purpose)
+    return file
+
+
+def file_store(
+    *,
+    account: Any,
+    content: bytes | IO[bytes] | DjangoFile,
+    filename: str,
+    purpose: str,
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
+    name_prefix: str = "",
+) -> File:
+    """Check, hash and store ``content``; return its File unsaved (no row yet, no transaction).
+
+    The caller inserts the row (e.g. ``File.objects.bulk_create``) or, if it never does,
+    removes ``file.storage_name``. ``name_prefix`` (a path under the storage prefix) lets a
+    caller find bytes it stored but never committed (see ``file_store_sweep``).
+    """
     if purpose not in File.Purpose.values:
         raise InvalidPurposeError(f"purpose must be one of {', '.join(File.Purpose.values)}.")
     stream, size = _as_stream(content)
@@ -154,65 +196,57 @@ def file_create(
     if expires_at is None:
         retention = int((api_settings.FILE_RETENTION_SECONDS or {}).get(purpose, 30 * 86400))
         expires_at = now + timedelta(seconds=retention)
-    file = _file_store(
+    file_id = public_id("file")
+    folder = name_prefix.strip("/") or file_id[5:7]
+    name = f"{api_settings.FILE_STORAGE_PREFIX.strip('/')}/{folder}/{file_id}.{info.media_type.extension}"
+    stream.seek(0)
+    stored_name = file_storage().save(name, DjangoFile(stream, name=name))
+    return File(
+        public_id=file_id,
         account=account,
-        stream=stream,
+        purpose=purpose,
+        kind=info.kind,
+        filename=clean_filename(filename, default=f"file.{info.media_type.extension}"),
+        content_type=info.content_type,
         size=size,
         sha256=sha256,
-        info=info,
-        filename=filename,
-        purpose=purpose,
-        now=now,
+        width=info.width,
+        height=info.height,
+        duration=info.duration,
+        storage_name=stored_name,
+        created_at=now,
         expires_at=expires_at,
-        on_created=on_created,
     )
-    logger.info("Stored %s (%s, %s bytes) for purpose %s", file.public_id, info.content_type, size, purpose)
-    return file
 
 
-def _file_store(
-    *,
-    account: Any,
-    stream: IO[bytes],
-    size: int,
-    sha256: str,
-    info: MediaInfo,
-    filename: str,
-    purpose: str,
-    now: datetime,
-    expires_at: datetime,
-    on_created: Callable[[File], None] | None,
-) -> File:
-    """Write checked bytes to storage, then insert their row; remove the bytes again if the insert fails."""
-    file_id = public_id("file")
+def file_store_sweep(*, name_prefix: str) -> int:
+    """Remove the stored bytes under ``name_prefix`` that no File row names; return how many.
+
+    For bytes ``file_store`` wrote whose row never committed (the worker was killed before
+    its commit): the caller sweeps a prefix once nothing can commit rows under it any more.
+    """
     storage = file_storage()
-    name = f"{api_settings.FILE_STORAGE_PREFIX.strip('/')}/{file_id[5:7]}/{file_id}.{info.media_type.extension}"
-    stream.seek(0)
-    stored_name = storage.save(name, DjangoFile(stream, name=name))
+    names = list(_stored_names(storage, f"{api_settings.FILE_STORAGE_PREFIX.strip('/')}/{name_prefix.strip('/')}"))
+    if not names:
+        return 0
+    # Looked up by public id (indexed; file_store names the bytes after it), not by storage_name.
+    ids = [name.rsplit("/", 1)[-1].split(".", 1)[0] for name in names]
+    known = set(File.objects.filter(public_id__in=ids).values_list("storage_name", flat=True))
+    orphans = [name for name in names if name not in known]
+    for name in orphans:
+        storage.delete(name)
+    return len(orphans)
+
+
+def _stored_names(storage: Any, folder: str) -> Iterator[str]:
     try:
-        with transaction.atomic():
-            file = File.objects.create(
-                public_id=file_id,
-                account=account,
-                purpose=purpose,
-                kind=info.kind,
-                filename=clean_filename(filename, default=f"file.{info.media_type.extension}"),
-                content_type=info.content_type,
-                size=size,
-                sha256=sha256,
-                width=info.width,
-                height=info.height,
-                duration=info.duration,
-                storage_name=stored_name,
-                created_at=now,
-                expires_at=expires_at,
-            )
-            if on_created is not None:
-                on_created(file)
-    except BaseException:
-        storage.delete(stored_name)
-        raise
-    return file
+        folders, names = storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        yield f"{folder}/{name}"
+    for sub in folders:
+        yield from _stored_names(storage, f"{folder}/{sub}")
 
 
 @transaction.atomic

@@ -19,7 +19,7 @@ from django.utils import timezone
 from rivya_api import metrics
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_storage
-from rivya_api.files.services import file_create, file_delete
+from rivya_api.files.services import file_delete, file_store, file_store_sweep
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
@@ -36,10 +36,40 @@ def _now() -> Any:
     return timezone.now()
 
 
-def _lock_running(task_pk: int, hold_token: int | None) -> GenerationTask | None:
+Claim = tuple[int | None, int]
+
+
+def run_claim(task: GenerationTask) -> Claim:
+    """What identifies one run's claim: the hold's lease token (None for a free task) and the
+    attempt number (every claim increments it, so a free task's runs differ too)."""
+    return task.hold_token, task.attempts
+
+
+def _lock_running(task_pk: int, claim: Claim) -> GenerationTask | None:
     """The task, row-locked with its account, if it is still running under this run's claim."""
     task = GenerationTask.objects.select_for_update(of=("self",)).select_related("account").get(pk=task_pk)
-    return task if task.status == Status.RUNNING and task.hold_token == hold_token else None
+    return task if task.status == Status.RUNNING and run_claim(task) == claim else None
+
+
+def _outputs_prefix(task: GenerationTask) -> str:
+    """Where a task's outputs are stored, so bytes whose rows never committed can be found."""
+    return f"{OUTPUT_PURPOSE}/{task.public_id}"
+
+
+def sweep_outputs_on_commit(task: GenerationTask) -> None:
+    """Once no run of ``task`` can commit outputs any more (ended or re-queued), remove stored
+    bytes no row names: those of a run killed between storing and its commit."""
+    # Only the attempts made so far: a run that claims it next stores under a new one.
+    prefixes = [f"{_outputs_prefix(task)}/{attempt}" for attempt in range(1, task.attempts + 1)]
+
+    def sweep() -> None:
+        for prefix in prefixes:
+            try:
+                file_store_sweep(name_prefix=prefix)
+            except Exception:
+                logger.warning("Could not sweep the uncommitted outputs under %s", prefix, exc_info=True)
+
+    transaction.on_commit(sweep)
 
 
 class _Undo(Exception):
@@ -54,20 +84,29 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
     """Running → succeeded, in one transaction: the outputs' rows, the capture of exactly the
     quoted price, the task's new state and its event.
 
-    The outputs' bytes are stored first (``file_create``: no lock is held meanwhile). When the
+    The outputs are checked and stored first, outside any transaction (``file_store``), under
+    the task's prefix; their rows are inserted in the finish transaction. When the
     run no longer owns the task (a sweeper or a cancel ended it, another run claimed it) or
     its cancel was asked, nothing of it commits and the bytes are removed; an asked cancel then
     ends the task canceled and released. A ``FileError`` (an output the files app refuses)
     propagates, with nothing committed.
     """
     stored: list[File] = []
+    prefix = f"{_outputs_prefix(task)}/{task.attempts}"
     try:
-        with transaction.atomic():
-            for out in outputs:
-                stored.append(
-                    file_create(account=task.account, content=out.data, filename=out.filename, purpose=OUTPUT_PURPOSE)
+        for out in outputs:
+            stored.append(
+                file_store(
+                    account=task.account,
+                    content=out.data,
+                    filename=out.filename,
+                    purpose=OUTPUT_PURPOSE,
+                    name_prefix=prefix,
                 )
-            locked = _lock_running(task.pk, task.hold_token)
+            )
+        with transaction.atomic():
+            File.objects.bulk_create(stored)
+            locked = _lock_running(task.pk, run_claim(task))
             if locked is None or locked.cancel_requested:
                 raise _Undo(canceled=locked is not None)
             return _succeed_locked(locked, stored)
@@ -83,7 +122,7 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
 
 def _any_committed(files: list[File]) -> bool:
     try:
-        return File.objects.filter(pk__in=[file.pk for file in files]).exists()
+        return File.objects.filter(public_id__in=[file.public_id for file in files]).exists()
     except Exception:
         return True  # cannot tell: leave the bytes (an orphan, not a lost output)
 
@@ -117,11 +156,15 @@ def _remove_bytes(files: list[File]) -> None:
 
 @transaction.atomic
 def generation_fail(
-    *, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING
+    *, task_pk: int, code: str, message: str, from_status: str = Status.RUNNING, claim: Claim | None = None
 ) -> GenerationTask | None:
-    """→ failed: release the hold in full and publish ``generation.failed``."""
+    """→ failed: release the hold in full and publish ``generation.failed``.
+
+    ``claim`` (a run failing its own task): do nothing unless the task is still under it,
+    so a run that lost its claim never ends the task the next run owns.
+    """
     task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-    if task.status != from_status:
+    if task.status != from_status or (claim is not None and run_claim(task) != claim):
         return None
     _release(task)
     task.error_code, task.error_message = code, message[:500]
@@ -167,6 +210,8 @@ def _finish(
         ]
     )
     _publish(task, f"generation.{status}", counted=True, outputs=outputs)
+    if status != Status.SUCCEEDED:
+        sweep_outputs_on_commit(task)
     run_seconds = (task.completed_at - task.started_at).total_seconds() if task.started_at else None
     model_name = task.model
     transaction.on_commit(
@@ -200,7 +245,11 @@ def _publish(
 
 
 def generation_abandon(
-    *, task_pk: int, code: str = "internal_error", message: str = "The generation failed on our side."
+    *,
+    task_pk: int,
+    code: str = "internal_error",
+    message: str = "The generation failed on our side.",
+    claim: Claim | None = None,
 ) -> GenerationTask | None:
     """Fail a task that its usual path cannot finish, so it never stays queued or running.
 
@@ -208,11 +257,12 @@ def generation_abandon(
     keeps raising on this task. Its hold is released if that works; if not, the
     hold's lease lapses and billing's sweeper releases it, as for a dead worker.
     Its ``generation.failed`` event is published if that works, and logged if not.
-    One transaction; returns None if the task is already terminal.
+    One transaction; returns None if the task is already terminal (or, given ``claim``, no
+    longer under it).
     """
     with transaction.atomic():
         task = GenerationTask.objects.select_for_update().get(pk=task_pk)
-        if task.is_terminal:
+        if task.is_terminal or (claim is not None and run_claim(task) != claim):
             return None
         try:
             with transaction.atomic():
@@ -222,6 +272,7 @@ def generation_abandon(
         task.error_code, task.error_message = code, message[:500]
         task.status, task.charged, task.refunded, task.completed_at = Status.FAILED, 0, task.price, _now()
         task.save(update_fields=["status", "charged", "refunded", "completed_at", "error_code", "error_message"])
+        sweep_outputs_on_commit(task)
         try:
             with transaction.atomic():
                 _publish(task, "generation.failed")

@@ -84,7 +84,12 @@ class _WorkerLoop:
 
     @classmethod
     def run(cls, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, cls._get()).result(SEND_TIMEOUT)
+        future = asyncio.run_coroutine_threadsafe(coroutine, cls._get())
+        try:
+            return future.result(SEND_TIMEOUT)
+        except TimeoutError:
+            future.cancel()  # or it keeps running on the loop, one more with each stalled send
+            raise
 
     @classmethod
     def _get(cls) -> asyncio.AbstractEventLoop:

@@ -48,6 +48,7 @@ from rivya_api.generations.finishing import (
     generation_fail,
     generation_finish_canceled,
     generation_succeed,
+    run_claim,
 )
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
@@ -299,7 +300,10 @@ class _Progress:
         try:
             with transaction.atomic():
                 updated = GenerationTask.objects.filter(
-                    pk=self.task.pk, status=Status.RUNNING, hold_token=self.task.hold_token
+                    pk=self.task.pk,
+                    status=Status.RUNNING,
+                    hold_token=self.task.hold_token,
+                    attempts=self.task.attempts,
                 ).update(progress=percent, heartbeat_at=_now())
                 if updated:
                     _renew_hold(self.task)
@@ -325,9 +329,9 @@ class _Heartbeat:
         try:
             while not self.stop.wait(interval):
                 with transaction.atomic():
-                    if GenerationTask.objects.filter(pk=self.task.pk, status=Status.RUNNING).update(
-                        heartbeat_at=_now()
-                    ):
+                    if GenerationTask.objects.filter(
+                        pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
+                    ).update(heartbeat_at=_now()):
                         _renew_hold(self.task)
         finally:
             connection.close()
@@ -387,12 +391,14 @@ def _provider_run(provider: Any, input: dict[str, Any], input_files: dict[str, A
 
 
 def _fail_safely(task: GenerationTask, *, code: str, message: str) -> GenerationTask | None:
-    """``generation_fail``, or, when even that raises (its release or event), ``generation_abandon``."""
+    """``generation_fail``, or, when even that raises (its release or event), ``generation_abandon``;
+    either only while the task is still under this run's claim."""
+    claim = run_claim(task)
     try:
-        return generation_fail(task_pk=task.pk, code=code, message=message)
+        return generation_fail(task_pk=task.pk, code=code, message=message, claim=claim)
     except Exception:
         logger.exception("Generation %s could not be failed the usual way; abandoning it", task.public_id)
-        return generation_abandon(task_pk=task.pk, code=code, message=message)
+        return generation_abandon(task_pk=task.pk, code=code, message=message, claim=claim)
 
 
 def _input_file(file: Any) -> InputFile:

@@ -29,7 +29,7 @@ from rivya_api import metrics
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider
 from rivya_api.conf import api_settings
 from rivya_api.generations import services
-from rivya_api.generations.finishing import generation_abandon, generation_fail
+from rivya_api.generations.finishing import generation_abandon, generation_fail, sweep_outputs_on_commit
 from rivya_api.generations.models import GenerationTask
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def generation_recover(*, task_pk: int, now: datetime | None = None) -> Generati
             task.deadline_at = now + api_settings.GENERATION_QUEUE_LEASE
             task.save(update_fields=["status", "progress", "queued_at", "deadline_at"])
             services.claim_hold(task, api_settings.GENERATION_QUEUE_LEASE)
+            sweep_outputs_on_commit(task)  # of the run presumed dead (it can no longer commit rows)
             services.enqueue_on_commit(task)
             return task
     return generation_fail(task_pk=task_pk, code="worker_lost", message="The worker running this task stopped.")

@@ -35,7 +35,14 @@ from rivya_api.files.selectors import (
     file_list_for_account,
     file_open,
 )
-from rivya_api.files.services import clean_filename, file_create, file_delete, file_expire_due
+from rivya_api.files.services import (
+    clean_filename,
+    file_create,
+    file_delete,
+    file_expire_due,
+    file_store,
+    file_store_sweep,
+)
 from tests import media
 from tests.rivya_api.files_fixtures import stored_files
 
@@ -407,3 +414,18 @@ def test_local_models_outputs_pass_the_same_checks_as_uploads(account, model_id,
         file = file_create(account=account, content=output.data, filename=output.filename, purpose="generation_output")
         assert file.content_type == output.content_type
         assert file.kind == model.kind
+
+
+def test_the_store_sweep_removes_only_bytes_no_row_names(account, media_root):
+    kept, orphan = (
+        file_store(account=account, content=media.png(), filename="a.png", purpose="generation_output", name_prefix=p)
+        for p in ("gen/task_1/1", "gen/task_1/1")
+    )
+    kept.save(force_insert=True)
+    other = file_create(account=account, content=media.png(), filename="b.png", purpose="reference")
+    assert len(stored_files(media_root)) == 3
+    assert file_store_sweep(name_prefix="gen/task_1") == 1
+    assert file_store_sweep(name_prefix="gen/missing") == 0
+    names = {str(path.relative_to(media_root)) for path in stored_files(media_root)}
+    assert names == {kept.storage_name, other.storage_name}
+    assert orphan.storage_name not in names

@@ -61,3 +61,19 @@ def test_outside_a_worker_process_nothing_changes(monkeypatch):
     monkeypatch.setattr(live._WorkerLoop, "run", classmethod(lambda cls, coroutine: sent.append(coroutine)))
     assert [message["task"]["id"] for message in _received(1)] == ["task_0"]
     assert sent == []
+
+
+def test_a_send_that_times_out_is_cancelled_on_the_loop(worker_process, monkeypatch):
+    monkeypatch.setattr(live, "SEND_TIMEOUT", 0.05)
+    cancelled = threading.Event()
+
+    async def stalled() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(TimeoutError):
+        live._WorkerLoop.run(stalled())
+    assert cancelled.wait(5)
