@@ -16,7 +16,7 @@ MARKERS = ("<!-- readme-bench -->", "<!-- /readme-bench -->")
 OTHER_TARGETS = {
     "(1) GET /api/v1/credits throughput": 6,
     "(2) no-op generations": 6,
-    "(2) database transactions": 6,
+    "(2) PostgreSQL transactions": 6,
     "(5) signed webhook deliveries/s": 7,
 }
 
