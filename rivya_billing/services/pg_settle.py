@@ -27,6 +27,7 @@ every column of the ledger.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from rivya_billing.services.ledger import (
 SQL_FILE = Path(__file__).with_name("pg_settle.sql")
 
 CALL = """
-    SELECT s.outcome, (s.hold_row).*
+    SELECT s.outcome, {columns}
       FROM rivya_billing_settle(%(account)s, %(reference)s, %(amount)s, %(actor)s, %(lease_token)s, %(now)s,
                                 %(commit_early)s, %(policy)s, %(entry_ids)s) AS s
 """
@@ -83,12 +84,12 @@ def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token
         "entry_ids": [new_entry_id() for _ in range(MAX_LINES)],
     }
     with connection.cursor() as cursor:
-        cursor.execute(CALL, params)
+        cursor.execute(_call(), params)
         outcome, *values = cursor.fetchone()
-        columns = [column.name for column in cursor.description[1:]]
     if outcome == "missing":
         raise _hold_not_found(reference)
-    hold = _hold(dict(zip(columns, values, strict=True)))
+    # Every field, in the model's order (``_call``): as the ORM would load it, with no query.
+    hold = Hold.from_db(connection.alias, [field.attname for field in Hold._meta.concrete_fields], values)
     if outcome == "refused":
         if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
             return hold
@@ -102,8 +103,7 @@ def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token
     return hold
 
 
-def _hold(row: dict[str, Any]) -> Hold:
-    """The hold the function returned, as the ORM would load it (no query)."""
-    # Every field by column: a field the function's row lacks fails loudly (KeyError).
-    fields = Hold._meta.concrete_fields
-    return Hold.from_db(connection.alias, [field.attname for field in fields], [row[field.column] for field in fields])
+@cache
+def _call() -> str:
+    """``CALL`` selecting every field of the hold by its column: one the function's row lacks fails loudly."""
+    return CALL.format(columns=", ".join(f'(s.hold_row)."{field.column}"' for field in Hold._meta.concrete_fields))
