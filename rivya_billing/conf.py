@@ -34,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     # On PostgreSQL, a reservation is one call of the PL/pgSQL function of services/pg_reserve.sql
     # (no round trips under the wallet's row lock). False: the portable row-lock path, as on SQLite.
     "PG_RESERVE": True,
+    # On PostgreSQL, settling a hold is one call of the PL/pgSQL function of services/pg_settle.sql
+    # (one round trip instead of seven to nine statements inside a savepoint or BEGIN/COMMIT; same
+    # rows, same errors).
+    # False: the portable row-lock path, as on SQLite.
+    "PG_SETTLE": True,
     # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)
     # rather than an ORM query compiled on every call. False: the ORM query.
     "AVAILABLE_SQL": True,

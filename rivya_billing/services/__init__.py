@@ -13,7 +13,8 @@ Layout: ``holds`` (reserve, settle, release, expire, renew, the sweeper),
 ``balances`` (grant, adjust, refund), ``grants`` (the expiry of expiring grants),
 ``alerts`` (the low-balance threshold and the publisher of its crossings), ``limits``
 (spend limits counted by reservations), ``ledger``
-(the posting primitives they share), ``pg_reserve`` and ``durability`` (PostgreSQL's fast paths).
+(the posting primitives they share), ``pg_reserve``, ``pg_settle`` and ``durability``
+(PostgreSQL's fast paths).
 
 Concurrency. Writes to a wallet are serialised by the wallet's row, never by a
 read-check-write in Python:
@@ -24,6 +25,8 @@ read-check-write in Python:
   planned once per connection), so the wallet row is locked for one INSERT and the
   commit only (``bench/ledger_reserve.py`` compares it with a row-locked transaction:
   several times faster on a hot wallet; ``PG_RESERVE`` switches it off);
+- settling a hold is on PostgreSQL one statement too (``pg_settle``: the plain path's locks
+  and writes in one PL/pgSQL call; ``PG_SETTLE`` switches it off);
 - every transaction that writes a wallet commits with early lock release
   (``durability``): the row lock is not held through the WAL flush, and the
   service returns only once a flush covers its commit;

@@ -20,7 +20,7 @@ from rivya_billing.exceptions import (
 )
 from rivya_billing.metrics import sweep_row_failed
 from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit
-from rivya_billing.services import pg_reserve
+from rivya_billing.services import pg_reserve, pg_settle
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
@@ -35,6 +35,8 @@ from rivya_billing.services.ledger import (
     _now,
     _post,
     _resolve_hold,
+    _settle_lines,
+    _settle_repeat,
 )
 from rivya_billing.services.limits import (
     limit_count_more,
@@ -169,7 +171,6 @@ def _reserve_locked(
         return existing
 
 
-@transaction.atomic
 def credits_settle(
     *,
     account: Any,
@@ -194,25 +195,29 @@ def credits_settle(
     superseded (a late settle from a stale worker), ``HoldNotPendingError`` when
     the hold was released. A repeat with the same amount returns the settled
     hold; with another amount, ``ReferenceConflictError``. Atomic; locks the hold,
-    then the wallet.
+    then the wallet. On PostgreSQL the settle is one statement (``pg_settle``: atomic
+    by itself, and in a caller's transaction it writes nothing unless it settles), elsewhere
+    one transaction.
     """
     _check_amount(amount, minimum=0)
     _check_reference(reference)
     now = _now(now)
+    settle = pg_settle.settle if pg_settle.enabled() else _settle_locked
+    return settle(account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now)
+
+
+@transaction.atomic
+def _settle_locked(
+    *, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime
+) -> Hold:
+    """The portable settle: hold, limit and wallet row locks, then the writes (SQLite; any database)."""
     hold = _lock_hold(account=account, reference=reference)
-    if hold.state == HoldState.SETTLED:
-        if hold.usage != amount:
-            raise _conflict("Settlement of", reference, "amount", hold.usage, amount)
+    if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
         return hold
-    if hold.state != HoldState.PENDING:
-        raise _not_pending(hold, "settle")
-    _check_lease(hold, lease_token=lease_token, now=now, action="settle")
     limit_lock(hold)  # hold, limit, wallet: the order a reservation (limit, wallet) agrees with
     wallet = _lock_wallet_by_id(hold.wallet_id)
     captured, remainder, overrun, waived = _settle_split(hold, amount=amount, available=wallet.available)
-    amounts = (captured, remainder, overrun, waived)
-    types = (EntryType.SETTLE, EntryType.RELEASE, EntryType.OVERRUN, EntryType.WAIVE)
-    lines = [_Line(kind, part, reference, hold.pk) for kind, part in zip(types, amounts, strict=True) if part]
+    lines = _settle_lines(hold, captured=captured, overrun=overrun, waived=waived)
     limit_give_back(hold, remainder)
     limit_count_more(hold, overrun)
     _post(wallet=wallet, lines=lines, actor=_actor(actor or hold.actor), now=now)

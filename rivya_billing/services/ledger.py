@@ -105,8 +105,12 @@ def _lock_hold(*, account: Any, reference: str, param: str = "reference") -> Hol
         .first()
     )
     if hold is None:
-        raise HoldNotFoundError(f"No hold with reference {reference!r} in this wallet.", param=param)
+        raise _hold_not_found(reference, param=param)
     return hold
+
+
+def _hold_not_found(reference: str, *, param: str = "reference") -> HoldNotFoundError:
+    return HoldNotFoundError(f"No hold with reference {reference!r} in this wallet.", param=param)
 
 
 # --- posting ---------------------------------------------------------------------------
@@ -234,6 +238,34 @@ def _check_lease(hold: Hold, *, lease_token: int | None, now: datetime, action: 
             f"Cannot {action} hold {hold.reference!r}: its lease lapsed at {hold.lease_expires_at.isoformat()}.",
             state=hold.state,
         )
+
+
+def _settle_repeat(hold: Hold, *, amount: int, lease_token: int | None, now: datetime) -> bool:
+    """Whether settling the locked ``hold`` at ``amount`` is a repeat (return the hold as it is).
+
+    False: the settle goes ahead. Raises when it is refused: ``ReferenceConflictError`` for a
+    repeat with another amount, ``HoldNotPendingError`` / ``StaleHoldError`` for a hold that
+    was released or expired, whose lease lapsed or whose ``lease_token`` was superseded.
+    """
+    if hold.state == HoldState.SETTLED:
+        if hold.usage != amount:
+            raise _conflict("Settlement of", hold.reference, "amount", hold.usage, amount)
+        return True
+    if hold.state != HoldState.PENDING:
+        raise _not_pending(hold, "settle")
+    _check_lease(hold, lease_token=lease_token, now=now, action="settle")
+    return False
+
+
+def _settle_lines(hold: Hold, *, captured: int, overrun: int, waived: int) -> list[_Line]:
+    """The lines that settle ``hold``: settle (captured), release (the rest), overrun, waive; none of 0."""
+    parts = (
+        (EntryType.SETTLE, captured),
+        (EntryType.RELEASE, hold.amount - captured),
+        (EntryType.OVERRUN, overrun),
+        (EntryType.WAIVE, waived),
+    )
+    return [_Line(kind, part, hold.reference, hold.pk) for kind, part in parts if part]
 
 
 def _account_pk(account: Any) -> Any:

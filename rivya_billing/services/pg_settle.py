@@ -1,0 +1,109 @@
+"""The PostgreSQL fast path of ``credits_settle``: one call of a PL/pgSQL function.
+
+The portable settle (``holds._settle_locked``) is a savepoint (or a transaction)
+around the hold's row lock, the early-commit setting, the wallet's row lock, the
+wallet UPDATE, the ledger INSERT, the probe of expiring grants and the hold
+UPDATE: eight or more round trips, each paid in Python and psycopg CPU, and the
+last four under the wallet's row lock. Here it is one statement: the function
+``rivya_billing_settle`` of ``pg_settle.sql`` (a function so that PostgreSQL
+plans its statements once per connection, as ``pg_reserve``), which takes the
+same locks in the same order and writes the same rows.
+
+No outcome of the function raises (a refusal writes nothing and returns the hold
+as locked), so inside a caller's transaction it needs no savepoint; the refusal
+itself (conflict, not pending, stale) is decided again in Python from that hold,
+by the plain path's own code (``ledger._settle_repeat``), so its errors and
+messages are the same. What the plain path does in Python after its writes is done
+here too: the WAL flush of early lock release first (``durability``), then the
+lines' metrics once committed.
+
+``RIVYA_BILLING["PG_SETTLE"] = False`` switches it off (every database then takes
+the portable path, as does an ``OVERRUN_POLICY`` the plain path refuses).
+``tests/rivya_billing/test_pg_settle.py`` compares the two paths row by row,
+checks that the installed function is this file's SQL, and that its INSERT names
+every column of the ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.db import connection, transaction
+
+from rivya_billing.checks import OVERRUN_POLICIES
+from rivya_billing.conf import billing_settings
+from rivya_billing.exceptions import LedgerConcurrencyError
+from rivya_billing.models import Hold, new_entry_id
+from rivya_billing.services.durability import early_release, flush_after_commit
+from rivya_billing.services.ledger import (
+    _account_pk,
+    _actor,
+    _hold_not_found,
+    _observe,
+    _settle_lines,
+    _settle_repeat,
+)
+
+# Installed by the migrations that load it (0010 first; see there for how a change is made).
+SQL_FILE = Path(__file__).with_name("pg_settle.sql")
+
+CALL = """
+    SELECT s.outcome, {columns}
+      FROM rivya_billing_settle(%(account)s, %(reference)s, %(amount)s, %(actor)s, %(lease_token)s, %(now)s,
+                                %(commit_early)s, %(policy)s, %(entry_ids)s) AS s
+"""
+
+# The most lines a settle posts (settle, release, overrun, waive): one public id each.
+MAX_LINES = 4
+
+
+def enabled() -> bool:
+    """Whether settles on this connection take the one-statement path."""
+    return (
+        connection.vendor == "postgresql"
+        and billing_settings.PG_SETTLE
+        # The plain path raises ImproperlyConfigured for another policy, when it needs one.
+        and billing_settings.OVERRUN_POLICY in OVERRUN_POLICIES
+    )
+
+
+def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime) -> Hold:
+    """``credits_settle`` in one statement (its arguments checked already); same results as the portable path."""
+    params = {
+        "account": _account_pk(account),
+        "reference": reference,
+        "amount": amount,
+        "actor": _actor(actor) if actor else None,  # None: the hold's actor (``actor or hold.actor``)
+        "lease_token": lease_token,
+        "now": now,
+        "commit_early": early_release(),
+        "policy": billing_settings.OVERRUN_POLICY,
+        "entry_ids": [new_entry_id() for _ in range(MAX_LINES)],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_call(), params)
+        outcome, *values = cursor.fetchone()
+    if outcome == "missing":
+        raise _hold_not_found(reference)
+    # Every field, in the model's order (``_call``): as the ORM would load it, with no query.
+    hold = Hold.from_db(connection.alias, [field.attname for field in Hold._meta.concrete_fields], values)
+    if outcome == "refused":
+        if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
+            return hold
+        raise LedgerConcurrencyError(f"Hold {hold.public_id} was refused a settle the plain path would make.")
+    if params["commit_early"]:
+        flush_after_commit()
+    hold.resolved_at = now  # the caller's datetime, as the plain path sets it
+    lines = _settle_lines(hold, captured=hold.captured, overrun=hold.overrun, waived=hold.waived)
+    # Outside a transaction the statement has committed and this runs at once.
+    transaction.on_commit(lambda: _observe(lines), robust=True)
+    return hold
+
+
+@cache
+def _call() -> str:
+    """``CALL`` selecting every field of the hold by its column: one the function's row lacks fails loudly."""
+    return CALL.format(columns=", ".join(f'(s.hold_row)."{field.column}"' for field in Hold._meta.concrete_fields))
