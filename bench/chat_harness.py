@@ -10,7 +10,10 @@ Two configurations of the gateway (one uvicorn process, the project's settings):
 CPU placement: on a machine with two or more CPUs the gateway is pinned to the first and
 everything else this harness starts (upstream, load generators, the follower) to the rest, so
 the gateway's CPU-seconds (``/proc/<pid>/stat``, every thread) are its own and the client's
-cannot crowd it. PostgreSQL and Redis are the machine's services and are not pinned.
+cannot crowd it. In production the machine's PostgreSQL and Redis processes are moved to the
+other CPUs too for the run (``BENCH_PIN_SERVICES=false`` leaves them), as a database on another
+host would be, and put back afterwards; the gateway's run-queue wait (``/proc/<pid>/task/*/schedstat``)
+shows whether it still waited for its CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ CONFIGS = ("embedded", "production")
 # What makes a server log "hold an error": a logged error, a traceback, a turn whose events missed Redis.
 LOG_ERROR = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|Could not mirror")
 CPUS = sorted(os.sched_getaffinity(0))  # before any harness narrows this process's own
+SERVICES = {"postgres", "redis-server"}  # process names moved off the gateway's CPU in production
 
 
 def cpu_sets() -> tuple[set[int] | None, set[int] | None]:
@@ -47,6 +51,52 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` alive now have spent runnable but not running."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+    return total / 1e9
+
+
+def service_pids() -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in SERVICES:
+                pids.append(int(comm.parent.name))
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+    return pids
+
+
+def pin_services(cpus: set[int]) -> dict[int, set[int]]:
+    """Move the machine's PostgreSQL and Redis processes to ``cpus``; returns what to put back."""
+    moved: dict[int, set[int]] = {}
+    for pid in service_pids():
+        try:
+            before = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, cpus)
+        except OSError:  # gone, or not ours to move
+            continue
+        moved[pid] = before
+    return moved
+
+
+def unpin_services(moved: dict[int, set[int]]) -> None:
+    """Put back what ``pin_services`` moved; backends started meanwhile inherited the pin: every CPU."""
+    if not moved:
+        return
+    for pid in service_pids():
+        try:
+            os.sched_setaffinity(pid, moved.get(pid, set(CPUS)))
+        except OSError:  # ended meanwhile (a backend whose connection closed)
+            continue
 
 
 def rss_mb(pid: int) -> float:
@@ -137,6 +187,7 @@ class Harness:
         self.procs: list[subprocess.Popen] = []
         self.key = ""
         self.log = self.workdir / "gateway.log"
+        self.services_moved: dict[int, set[int]] = {}
 
     def __enter__(self) -> Harness:
         try:
@@ -149,6 +200,8 @@ class Harness:
     def start(self) -> None:
         if self.other_cpus:  # this process and every child but the gateway
             os.sched_setaffinity(0, self.other_cpus)
+            if self.config == "production" and os.environ.get("BENCH_PIN_SERVICES", "true") != "false":
+                self.services_moved = pin_services(self.other_cpus)
         self.key = setup_database(self.env, self.config)
         self.upstream = self.spawn(
             [PYTHON, str(CHAT_STREAM), "upstream", "--port", str(self.upstream_port), "--interval",
@@ -167,6 +220,7 @@ class Harness:
 
     def __exit__(self, *exc: object) -> None:
         os.sched_setaffinity(0, CPUS)
+        unpin_services(self.services_moved)
         for proc in self.procs:
             proc.terminate()
         for proc in self.procs:
@@ -183,6 +237,10 @@ class Harness:
         pid = self.gateway.pid
         return time.perf_counter(), cpu_seconds(pid), rss_mb(pid), cpu_seconds(self.upstream.pid)
 
+    def runqueue_wait(self) -> float:
+        """Seconds the gateway's threads have waited for a CPU so far."""
+        return runqueue_seconds(self.gateway.pid)
+
     def log_errors(self, log: Path | None = None) -> dict:
         """Error lines in the gateway's log (or ``log``) so far; mirror failures counted apart."""
         text = (log or self.log).read_text(errors="replace")
@@ -196,7 +254,10 @@ class Harness:
     def placement(self) -> str:
         if not self.gateway_cpus:
             return "not pinned (one CPU)"
-        return f"gateway on CPU {sorted(self.gateway_cpus)}, upstream and clients on CPU {sorted(self.other_cpus)}"
+        where = f"gateway on CPU {sorted(self.gateway_cpus)}, upstream and clients on CPU {sorted(self.other_cpus)}"
+        if self.services_moved:
+            where += f" with PostgreSQL and Redis ({len(self.services_moved)} processes)"
+        return where
 
     def start_follower_gateway(self) -> tuple[int, Path]:
         """A second gateway process on the same database and Redis: it can only resume from Redis."""

@@ -409,13 +409,14 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
             loadgen = subprocess.Popen(command, cwd=ROOT, env=h.env, stdout=sink, text=True)
             # (perf_counter, gateway CPU-s, RSS MB, upstream CPU-s): the loadgen's arrival times use
             # the same system-wide clock.
-            samples = []
+            samples, waited = [], h.runqueue_wait()
             while loadgen.poll() is None:
                 samples.append(h.sample())
                 time.sleep(1)
         rss = [(at, mb) for at, _, mb, _ in samples]
         time.sleep(1)  # the last turn settles (its charge) after the client has [DONE]
         samples.append(h.sample())
+        waited = h.runqueue_wait() - waited
         results = json.loads(output.read_text())
         log = h.log_errors()
         placement = h.placement()
@@ -434,6 +435,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
         "config": args.config,
         "placement": placement,
         "chunks": chunks,
+        "runqueue_wait_ms_per_turn": 1000 * waited / turns,  # the gateway runnable but not running
     }
 
 

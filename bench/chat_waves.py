@@ -292,7 +292,9 @@ def run_wave(mode: str, config: str, params: dict) -> dict:
             f"{clients} client processes; {h.placement()}")  # fmt: skip
         load(h, direct=False, streams=min(5, streams), ramp=0.5, clients=1, keep=False)  # warm-up: imports, pools
         base = load(h, direct=True, streams=streams, ramp=ramp, clients=clients, keep=False)
+        waited = h.runqueue_wait()
         run = load(h, direct=False, streams=streams, ramp=ramp, clients=clients, keep=production)
+        waited = h.runqueue_wait() - waited
         figures = {
             "mode": mode,
             "config": config,
@@ -301,6 +303,7 @@ def run_wave(mode: str, config: str, params: dict) -> dict:
             "direct": wave_figures(base, streams=streams, chunks=chunks, interval=interval),
             "gateway": wave_figures(run, streams=streams, chunks=chunks, interval=interval),
         }
+        figures["gateway"]["runqueue_wait_s"] = waited  # runnable, not running: CPU contention, not cost
         if production:
             time.sleep(1.0)  # the mirror writes the last events after the client has them
             figures.update(mirror_check(h, run["turns"]))
