@@ -131,6 +131,11 @@ DEFAULTS: dict[str, Any] = {
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
+    # How many jobs one provider process serves before it is replaced (a process a job gave up
+    # on — timeout, cancel, lost claim, crash — is killed and replaced at once). Reusing it saves
+    # a fork, a join and a start per job (rivya_api.generations.provider_process). 1: a new
+    # process per job.
+    "GENERATION_PROVIDER_PROCESS_JOBS": 1000,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,
