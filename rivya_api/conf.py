@@ -128,6 +128,11 @@ DEFAULTS: dict[str, Any] = {
     # copied into the task's webhook events, whose size RIVYA_WEBHOOKS MAX_PAYLOAD_BYTES bounds.
     "GENERATION_USER_DATA_MAX_BYTES": 64 * 1024,
     "GENERATION_QUEUE_LEASE": timedelta(hours=1),
+    # Django's PostgreSQL pool with CONN_HEALTH_CHECKS checks a connection with a round trip (an
+    # empty query, counted as a transaction) on every checkout; rivya_api.common.pool_check does
+    # that round trip only when the connection's last one is older than this many seconds, and
+    # in between checks libpq's state and that the socket is quiet. 0: the round trip every time.
+    "DB_POOL_FULL_CHECK_EVERY": 30,
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
