@@ -1,6 +1,7 @@
 """App config of rivya_api: system checks, event types, metrics hooks and the background mode."""
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class RivyaApiConfig(AppConfig):
@@ -12,6 +13,7 @@ class RivyaApiConfig(AppConfig):
         from rivya_api import checks  # noqa: F401  (registers system checks)
         from rivya_api.background import configure_background, start_beat_on_first_request
         from rivya_api.catalog import checks as catalog_checks  # noqa: F401
+        from rivya_api.common.pool_check import install_on_created
         from rivya_api.conf import api_settings
         from rivya_api.credits.events import register_credits_event_types
         from rivya_api.generations.events import register_generation_event_types
@@ -21,6 +23,7 @@ class RivyaApiConfig(AppConfig):
         from rivya_api.metrics import connect_celery_signals
 
         connect_celery_signals()
+        connection_created.connect(install_on_created, dispatch_uid="rivya_pool_check")
         connect_account_signals()
         register_generation_event_types()
         register_credits_event_types()

@@ -128,9 +128,19 @@ DEFAULTS: dict[str, Any] = {
     # copied into the task's webhook events, whose size RIVYA_WEBHOOKS MAX_PAYLOAD_BYTES bounds.
     "GENERATION_USER_DATA_MAX_BYTES": 64 * 1024,
     "GENERATION_QUEUE_LEASE": timedelta(hours=1),
+    # Django's PostgreSQL pool with CONN_HEALTH_CHECKS checks a connection with a round trip (an
+    # empty query, counted as a transaction) on every checkout; rivya_api.common.pool_check does
+    # that round trip only when the connection's last one is older than this many seconds, and
+    # in between checks libpq's state and that the socket is quiet. 0: the round trip every time.
+    "DB_POOL_FULL_CHECK_EVERY": 30,
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
+    # How many jobs one provider process serves before it is replaced (a process a job gave up
+    # on — timeout, cancel, lost claim, crash — is killed and replaced at once). Reusing it saves
+    # a fork, a join and a start per job (rivya_api.generations.provider_process). 1: a new
+    # process per job.
+    "GENERATION_PROVIDER_PROCESS_JOBS": 1000,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,

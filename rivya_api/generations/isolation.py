@@ -15,6 +15,12 @@ imported the local providers once, so a job starts in tens of milliseconds and
 never inherits the worker's threads, locks or connections. Providers need no
 Django inside the child: they take their options and bytes and return bytes.
 
+A provider process is reused: it serves one job after another (``provider_process``), up to
+``RIVYA_API["GENERATION_PROVIDER_PROCESS_JOBS"]`` of them, so a job costs a pickle round trip,
+not a fork and a join. A process that a job gave up on (past the deadline, a cancel, a lost
+claim, a crash, or a death) is killed and the next job gets a new one, so the deadline keeps its
+teeth and no job ever sees what an abandoned one left behind. ``1`` forks per job (the plain path).
+
 ``RIVYA_API["GENERATION_PROVIDER_PROCESS"] = False`` runs providers in the
 worker itself (for a provider that cannot be pickled); the deadline is then
 only cooperative, and the generations sweeper fails what overruns afterwards.
@@ -74,6 +80,14 @@ def provider_run(
     past the deadline, ``ProviderProcessError`` if the child died or hit a bug,
     and whatever ``progress`` raises (after stopping the child).
     """
+    from rivya_api.conf import api_settings  # here: the provider's process needs no Django settings
+
+    if int(api_settings.GENERATION_PROVIDER_PROCESS_JOBS) > 1:
+        from rivya_api.generations import provider_process
+
+        return provider_process.run(
+            provider=provider, input=input, input_files=input_files, progress=progress, deadline=deadline
+        )
     context = _forkserver()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
@@ -95,6 +109,15 @@ def provider_run(
 
 
 def _follow(process: Any, receiver: Any, progress: Callable[[int], None], deadline: float) -> list[OutputFile]:
+    return answer(*final_message(process, receiver, progress, deadline))
+
+
+def final_message(process: Any, receiver: Any, progress: Callable[[int], None], deadline: float) -> tuple[str, Any]:
+    """Pass the child's progress to ``progress`` until its last message: ``(kind, value)``.
+
+    Raises ``ProviderTimeoutError`` at the deadline, ``ProviderProcessError`` when the child
+    dies first, and whatever ``progress`` raises (the child is then still running).
+    """
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -109,16 +132,29 @@ def _follow(process: Any, receiver: Any, progress: Callable[[int], None], deadli
             raise ProviderProcessError("The provider's process died without an answer.") from None
         if kind == "progress":
             progress(value)
-        elif kind == "done":
-            return value
-        elif kind == "error":
-            raise value
         else:
-            raise ProviderProcessError(f"The provider failed in its process:\n{value}")
+            return kind, value
+
+
+def answer(kind: str, value: Any) -> list[OutputFile]:
+    """The outputs of a ``"done"``; raises the provider's error, or ``ProviderProcessError`` for a crash."""
+    if kind == "done":
+        return value
+    if kind == "error":
+        raise value
+    raise ProviderProcessError(f"The provider failed in its process:\n{value}")
 
 
 def _child_main(sender: Any, provider: Any, input: dict, input_files: dict, deadline: float) -> None:
     """The child: run the provider, report progress, send the outputs or the error, exit."""
+    try:
+        run_and_report(sender, provider, input, input_files, deadline)
+    finally:
+        sender.close()
+
+
+def run_and_report(sender: Any, provider: Any, input: dict, input_files: dict, deadline: float) -> bool:
+    """Run the provider, sending its progress and then its outputs or error; False after a crash."""
 
     def send(message: tuple[str, Any]) -> None:
         try:
@@ -137,5 +173,5 @@ def _child_main(sender: Any, provider: Any, input: dict, input_files: dict, dead
         raise
     except BaseException:
         send(("crash", traceback.format_exc()[-4000:]))
-    finally:
-        sender.close()
+        return False
+    return True

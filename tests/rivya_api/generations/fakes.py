@@ -96,3 +96,30 @@ GENERATION_MODELS = [
     model("test-slow-retry", f"{FAKES}.SlowImageProvider", price=2, options={"safe_to_retry": True}),
     model("test-runaway", f"{FAKES}.RunawayProvider", price=3, limits={"timeout_seconds": 2}),
 ]
+
+
+class PidProvider(Provider):
+    """Answers with its process id (also written to ``options["pid_file"]``, if given); ``mode`` in the
+    input makes it fail, crash, exit or overrun instead."""
+
+    kind = "image"
+
+    @classmethod
+    def parameters_schema(cls, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {"type": "object", "properties": {"mode": {"type": "string"}}}
+
+    def generate(self, *, params: dict[str, Any], input_files: Any, progress: Any) -> list[OutputFile]:
+        mode = params.get("mode", "ok")
+        if self.options.get("pid_file"):
+            with open(self.options["pid_file"], "w") as handle:
+                handle.write(str(os.getpid()))
+        progress(10)
+        if mode == "fail":
+            raise ProviderUnavailableError()
+        if mode == "crash":
+            raise ZeroDivisionError("a provider bug")
+        if mode == "exit":
+            os._exit(3)
+        while mode == "overrun":
+            sum(range(10_000))
+        return [OutputFile(filename="pid.txt", content_type="text/plain", data=str(os.getpid()).encode())]

@@ -1,0 +1,92 @@
+"""The pooled connection's checkout check (rivya_api.common.pool_check) against psycopg_pool's own
+(``DB_POOL_FULL_CHECK_EVERY`` 0), on every database: the same connections work either way, the
+round trip is skipped only for a connection checked lately, and a connection whose server ended
+its session is never handed out. On SQLite there is no pool: nothing is installed."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+
+from rivya_api.common import pool_check
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BOTH_WAYS = pytest.mark.parametrize("every", [30, 0], ids=["quick", "round-trip"])
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """How many empty queries (the pool's round-trip check) the connections ran."""
+    calls = []
+    original = psycopg.Connection.execute
+
+    def execute(self, query, *args, **kwargs):
+        if query == "":
+            calls.append(self)
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    return calls
+
+
+def checkout_and_query() -> int:
+    """Hand the connection back (to the pool, with one), take one again and use it."""
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT 1")
+        return cursor.fetchone()[0]
+
+
+@BOTH_WAYS
+def test_checkouts_work_and_round_trip_only_when_due(rivya_settings, round_trips, every):
+    rivya_settings("RIVYA_API", DB_POOL_FULL_CHECK_EVERY=every)
+    for _ in range(10):
+        checkout_and_query()
+    pool = getattr(connection, "pool", None)
+    if connection.vendor != "postgresql":
+        assert pool is None
+        assert round_trips == []
+    elif every:
+        assert pool._check is pool_check.check
+        assert len(round_trips) <= 2  # at most the stock check before installing, and the first of ours
+    else:
+        assert len(round_trips) >= 9  # every checkout after the first
+
+
+@BOTH_WAYS
+def test_a_connection_whose_session_the_server_ended_is_replaced(rivya_settings, every):
+    rivya_settings("RIVYA_API", DB_POOL_FULL_CHECK_EVERY=every)
+    before = {checkout_and_query() for _ in range(3)}
+    if connection.vendor == "postgresql":
+        connection.close()  # back to the pool, idle
+        params = {**connection.get_connection_params(), "autocommit": True}
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        with psycopg.connect(**params) as other:
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        time.sleep(0.2)  # the sessions' goodbyes reach their sockets
+    after = {checkout_and_query() for _ in range(3)}
+    if connection.vendor == "postgresql":
+        assert not before & after  # every connection was replaced, none failed a query
+
+
+def test_a_quiet_idle_connection_passes_and_a_closed_one_does_not(rivya_settings):
+    if connection.vendor != "postgresql":
+        pool_check.install_on_created(None, connection)  # no pool on this database: nothing to install
+        assert getattr(connection, "pool", None) is None
+        return
+    params = {**connection.get_connection_params(), "autocommit": True}
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    conn = psycopg.connect(**params)
+    assert pool_check._quiet(conn)
+    conn.execute("LISTEN rivya_pool_check_test")
+    conn.execute("NOTIFY rivya_pool_check_test")  # delivered to its own session
+    conn.close()
+    assert not pool_check._quiet(conn)
