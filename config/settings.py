@@ -103,12 +103,17 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's psycopg 3 pool: connections are reused by the pool, not by
     # CONN_MAX_AGE (which must be 0 with a pool), and checked before use.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 0,
         "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
         "timeout": 10,
     }
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The pool checks each connection as it hands it out; config.db_pool's check makes the round
+    # trip only when the idle connection's socket has something to read (the server cut it).
+    # False: Django's check, an empty query before every checkout.
+    DATABASE_POOL_CHECK_WHEN_READABLE = env.bool("DATABASE_POOL_CHECK_WHEN_READABLE", default=True)
+    import config.db_pool  # noqa: E402, F401 (connects the receiver that installs the check)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
