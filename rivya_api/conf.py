@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # Read keys with the query compiled once per thread (rivya_api.keys.fastpath) rather than
     # compiling the ORM query on every lookup. False: the plain ORM query.
     "KEY_LOOKUP_COMPILED": True,
+    # Read the address's failed-lookup counter and the key's cache entry in one cache round trip
+    # (get_many; rivya_api.keys.authentication) when both live in one cache. False: two reads.
+    "AUTH_CACHE_READS_BATCHED": True,
     # Validate the chat request, and render GET /credits, with serializer fields copied once per
     # thread (rivya_api.common.reused_fields) rather than DRF's deep copy of them for every request.
     # False: DRF's copy per request.

@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)
     # rather than an ORM query compiled on every call. False: the ORM query.
     "AVAILABLE_SQL": True,
+    # wallet_get (GET /api/v1/credits) with the ORM query compiled once per thread (rivya_billing.fastpath)
+    # rather than on every call. False: the ORM query.
+    "WALLET_GET_COMPILED": True,
     # Most lapsed holds, and most due expiring grants, one sweep expires (each sweep runs again on its beat).
     "EXPIRE_BATCH_SIZE": 500,
     # Most low-balance notices one run of the credits.low publisher hands on (it runs again on its beat).

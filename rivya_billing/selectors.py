@@ -49,6 +49,11 @@ __all__ = [
 
 def wallet_get(*, account: Any) -> Wallet:
     """The account's wallet; an unsaved empty one (all zeros) if it has never had credits."""
+    if billing_settings.WALLET_GET_COMPILED:  # GET /api/v1/credits: see rivya_billing.fastpath
+        wallet = fastpath.wallet_load(account)
+        if wallet is not None:
+            return wallet
+        return Wallet(account=account) if hasattr(account, "_meta") else Wallet(account_id=account)
     # get(), not first(): one wallet per account, and first()'s ORDER BY doubles the query's compile time.
     try:
         return Wallet.objects.get(account=account)

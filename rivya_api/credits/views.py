@@ -9,6 +9,7 @@ All act on the request's account only.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -171,7 +172,11 @@ _LEDGER_ERRORS = error_responses(
 # Totals are cached under the wallet's last sequence number: any new entry changes the key, so
 # a cached value is never stale by an entry, only (by at most the TTL) at the window's far edge.
 # The expiring grants too: a grant's rest changes only with an entry (grant, a settle's draw, expire).
+# Each process also keeps the totals it read or computed until the shared entry's own end (the
+# value carries when it was computed), so a wallet read again within the TTL costs no cache round trip.
 ACTIVITY_CACHE_SECONDS = 60
+_LOCAL_TOTALS_MAX = 10_000
+_local_totals: dict[str, tuple[float, tuple[dict[str, Any], list]]] = {}  # key -> (computed at, totals)
 
 
 def _activity_and_expiring(account: Any, wallet: Any, *, since: Any, days: int) -> tuple[dict[str, Any], list]:
@@ -179,12 +184,19 @@ def _activity_and_expiring(account: Any, wallet: Any, *, since: Any, days: int) 
     if not wallet.pk:
         return wallet_activity(account=account, since=since), []
     # updated_at too: a key must not outlive its wallet (ids reused after a restore or in tests).
-    key = f"rivya:credits:totals:{wallet.pk}:{wallet.last_sequence}:{wallet.updated_at.timestamp()}:{days}"
-    totals = cache.get(key)
-    if totals is None:
-        totals = (wallet_activity(account=account, since=since), wallet_expiring(account=account))
-        cache.set(key, totals, ACTIVITY_CACHE_SECONDS)
-    return totals
+    key = f"rivya:credits:totals:v2:{wallet.pk}:{wallet.last_sequence}:{wallet.updated_at.timestamp()}:{days}"
+    now = time.time()
+    local = _local_totals.get(key)
+    if local is not None and 0 <= now - local[0] < ACTIVITY_CACHE_SECONDS:
+        return local[1]
+    cached = cache.get(key)
+    if cached is None or not 0 <= now - cached[0] < ACTIVITY_CACHE_SECONDS:
+        cached = (now, (wallet_activity(account=account, since=since), wallet_expiring(account=account)))
+        cache.set(key, cached, ACTIVITY_CACHE_SECONDS)
+    if len(_local_totals) >= _LOCAL_TOTALS_MAX:
+        _local_totals.clear()
+    _local_totals[key] = cached
+    return cached[1]
 
 
 class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):

@@ -43,18 +43,28 @@ def _counter_name(request: Any, window: int) -> str:
     return f"rivya_api:authfail:{address}:{window}:{int(time.time() // window)}"
 
 
-def failed_lookups_check(request: Any) -> None:
-    """Raise 429 when this client's address has used up its failed lookups for the window."""
+def counter_name(request: Any) -> str | None:
+    """The name of this address's counter for the current window, or None when the limit is off."""
+    window = _window()
+    return None if window is None else _counter_name(request, window[1])
+
+
+def failed_lookups_check(request: Any, count: Any = None, *, read: bool = True) -> None:
+    """Raise 429 when this client's address has used up its failed lookups for the window.
+
+    ``read=False``: ``count`` is the counter as the caller already read it (None when absent).
+    """
     window = _window()
     if window is None:
         return
     limit, seconds, left = window
-    try:
-        count = caches[api_settings.RATE_LIMIT_CACHE_ALIAS].get(_counter_name(request, seconds)) or 0
-    except Exception:
-        logger.warning("Rate-limit cache unavailable; not limiting failed key lookups", exc_info=True)
-        return
-    if int(count) >= limit:
+    if read:
+        try:
+            count = caches[api_settings.RATE_LIMIT_CACHE_ALIAS].get(_counter_name(request, seconds))
+        except Exception:
+            logger.warning("Rate-limit cache unavailable; not limiting failed key lookups", exc_info=True)
+            return
+    if int(count or 0) >= limit:
         wait = max(1, int(left + 0.999))
         raise ApiError(
             "Too many requests with an invalid API key from this address; retry after the Retry-After delay.",

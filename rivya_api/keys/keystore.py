@@ -64,17 +64,30 @@ def _load(key_hash: str) -> APIKey | None:
         return None
 
 
-def key_lookup(key_hash: str) -> APIKey | None:
-    """The key whose secret hashes to ``key_hash`` (with its account loaded), or None."""
+UNREAD: Any = object()  # ``key_lookup``'s ``cached``: not read yet
+
+
+def cache_entry_name(key_hash: str) -> str | None:
+    """The name of ``key_hash``'s entry in ``key_cache()``, or None when lookups are not cached."""
+    return _cache_key(key_hash) if key_cache() is not None else None
+
+
+def key_lookup(key_hash: str, cached: Any = UNREAD) -> APIKey | None:
+    """The key whose secret hashes to ``key_hash`` (with its account loaded), or None.
+
+    ``cached``: the entry as the caller already read it from ``key_cache()`` (None when absent),
+    so a caller that batches its cache reads (``rivya_api.keys.authentication``) saves one.
+    """
     cache = key_cache()
     if cache is None:
         return _load(key_hash)
     name = _cache_key(key_hash)
-    try:
-        cached: Any = cache.get(name)
-    except Exception:
-        logger.warning("API key cache unavailable; reading the database", exc_info=True)
-        return _load(key_hash)
+    if cached is UNREAD:
+        try:
+            cached = cache.get(name)
+        except Exception:
+            logger.warning("API key cache unavailable; reading the database", exc_info=True)
+            return _load(key_hash)
     if isinstance(cached, APIKey):
         return cached
     if cached == UNKNOWN:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.db import connection
@@ -188,3 +189,30 @@ def test_activity_is_cached_until_the_next_ledger_entry(api_client, history):
     assert not [q["sql"] for q in queries.captured_queries if "SUM(" in q["sql"].upper()], "the aggregate ran again"
     services.credits_grant(account=history, amount=5, reference="grant:more")
     assert totals(api_client.get(CREDITS))["granted"] == first["granted"] + 5
+
+
+def test_activity_kept_in_the_process_ends_with_the_shared_entry(api_client, history, monkeypatch):
+    from django.core.cache import cache
+
+    from rivya_api.credits import views
+
+    def totals(response) -> dict:
+        return {k: v for k, v in response.json()["activity"].items() if k != "since"}
+
+    def aggregates(queries) -> list[str]:
+        return [q["sql"] for q in queries.captured_queries if "SUM(" in q["sql"].upper()]
+
+    first = totals(api_client.get(CREDITS))
+    reads = []
+    monkeypatch.setattr(cache, "get", lambda key, *a, **k: reads.append(key) or None)  # the shared entry: gone
+    with CaptureQueriesContext(connection) as queries:
+        assert totals(api_client.get(CREDITS)) == first
+    assert not aggregates(queries), "the process's copy was not used"
+    assert not [key for key in reads if "credits:totals" in key]
+    # Past the shared entry's end the process's copy ends too: read again (here: computed again).
+    now = time.time()
+    monkeypatch.setattr(views.time, "time", lambda: now + views.ACTIVITY_CACHE_SECONDS + 1)
+    with CaptureQueriesContext(connection) as queries:
+        assert totals(api_client.get(CREDITS)) == first
+    assert aggregates(queries)
+    assert [key for key in reads if "credits:totals" in key]
