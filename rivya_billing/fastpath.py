@@ -80,4 +80,17 @@ def wallet_load(account: Any) -> Wallet | None:
     read = reads.get(alias)
     if read is None or read.compiler.connection is not connections[alias]:
         read = reads[alias] = _CompiledWalletRead.compile(alias)
+    if hasattr(account, "_meta") and (account.pk is None or not isinstance(account, _account_model())):
+        return _orm_wallet(account)  # the ORM's own checks decide (a wrong model or an unsaved one raises)
     return read.fetch(alias, getattr(account, "pk", account))
+
+
+def _account_model() -> type:
+    return Wallet._meta.get_field("account").related_model
+
+
+def _orm_wallet(account: Any) -> Wallet | None:
+    try:
+        return Wallet.objects.get(account=account)
+    except Wallet.DoesNotExist:
+        return None

@@ -65,6 +65,21 @@ def test_wallet_load_reads_what_the_orm_get_reads(make_account):
 
 
 @pytest.mark.parametrize("compiled", [True, False])
+def test_wallet_get_refuses_what_is_not_a_saved_account_as_the_orm_does(make_account, rivya_settings, compiled):
+    from django.contrib.auth.models import Group
+
+    rivya_settings("RIVYA_BILLING", WALLET_GET_COMPILED=compiled)
+    victim = make_account()
+    services.credits_grant(account=victim, amount=1234, reference="g")
+    # A host whose account model is not what its account-for-user hook returns: never another's wallet.
+    not_an_account = Group.objects.create(id=victim.pk, name="not an account")
+    with pytest.raises(ValueError, match="Must be"):
+        selectors.wallet_get(account=not_an_account)
+    with pytest.raises(ValueError, match="must be saved"):
+        selectors.wallet_get(account=type(victim)())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
 def test_wallet_get_setting_chooses_the_path_and_both_agree(make_account, rivya_settings, monkeypatch, compiled):
     rivya_settings("RIVYA_BILLING", WALLET_GET_COMPILED=compiled)
     calls = []
