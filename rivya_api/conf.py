@@ -78,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     # CHAT_STREAM_REDIS_POOL_WAIT_SECONDS) instead of failing, so no turn's events miss Redis.
     "CHAT_STREAM_REDIS_MAX_CONNECTIONS": 200,
     "CHAT_STREAM_REDIS_POOL_WAIT_SECONDS": 30,
+    # Chat streams: how long the Redis mirror gathers new events before it writes them, all turns'
+    # together in one pipeline (each write is a system call and a Redis round trip). Only a follower
+    # in another process waits for it; the live stream never does. 0: write on the next loop turn.
+    "CHAT_STREAM_MIRROR_GATHER_SECONDS": 0.01,
     # Chat upstream sockets on plain asyncio (rivya_api.chat.providers.asyncio_network) rather than
     # httpcore's anyio backend: fewer steps per read of a streamed reply. False: httpcore's own.
     "CHAT_UPSTREAM_ASYNCIO_NETWORK": True,

@@ -246,6 +246,58 @@ def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_e
         )
 
 
+def mirror_one_turn(settings, gather: float, events: int) -> tuple[int, list[tuple[str, str]], list]:
+    """Mirror a turn whose events come 1 ms apart; (pipelines the writer sent, Redis entries, the log's events)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import redis
+
+    from rivya_api.chat.turns import TurnEventLog
+
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_STREAM_MIRROR_GATHER_SECONDS": gather}
+    plan = SimpleNamespace(turn_id=f"turn_gather_{time.time_ns()}", session_id=f"chat_g{time.time_ns()}")
+    turn = SimpleNamespace(plan=plan, log=TurnEventLog())
+    sent: list[int] = []
+
+    async def run() -> None:
+        writer = streams.mirror_writer()
+        assert writer.gather == gather
+        send = writer._send
+
+        async def counted(batch):
+            sent.append(len(batch))
+            await send(batch)
+
+        writer._send = counted
+        mirror = asyncio.ensure_future(streams.mirror_to_redis(turn))
+        for index in range(events):
+            turn.log.append(json.dumps({"n": index}))
+            await asyncio.sleep(0.001)
+        turn.log.append("[DONE]")
+        turn.log.close()
+        await mirror
+        await streams.redis_client().aclose()
+
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        asyncio.run(run())
+        entries = [(entry_id, fields["d"]) for entry_id, fields in client.xrange(streams.turn_key(plan.turn_id))]
+    finally:
+        client.delete(streams.turn_key(plan.turn_id), streams.session_key(plan.session_id))
+    return len(sent), entries, turn.log.events
+
+
+@pytest.mark.redis
+def test_the_mirror_gathers_events_for_its_setting_and_writes_the_same_entries(settings):
+    """CHAT_STREAM_MIRROR_GATHER_SECONDS: fewer, larger writes than one per loop turn (0), the same stream."""
+    gathered, entries, events = mirror_one_turn(settings, 0.05, 100)
+    assert entries == [("0-1", ": started"), *[(f"{event.id}-1", event.data) for event in events]]
+    eager, entries, events = mirror_one_turn(settings, 0, 100)
+    assert entries == [("0-1", ": started"), *[(f"{event.id}-1", event.data) for event in events]]
+    assert gathered * 3 <= eager, (gathered, eager)
+
+
 @pytest.mark.redis
 def test_a_silent_redis_follow_outlasts_the_clients_default_read_timeout(settings):
     """redis-py reads time out after 5 s by default; a follow waits a whole keep-alive interval."""
