@@ -252,9 +252,9 @@ class MirrorWriter:
     in one pipeline: one round trip (and one socket write) for all of them, instead of one per
     turn and event, which was most of a relayed chunk's CPU in production. A flush starts
     ``CHAT_STREAM_MIRROR_GATHER_SECONDS`` after the first event that is ready (0: on the next turn of
-    the loop), and what becomes ready while it is in flight goes in the next one. One flush runs at a time, so a turn never has two writes
-    in flight and its stream's entries are added in order; one turn's failed write fails only
-    that turn.
+    the loop), and what becomes ready while it is in flight goes in the next one. One flush runs
+    at a time, so a turn never has two writes in flight and its stream's entries are added in
+    order; one turn's failed write fails only that turn.
     """
 
     def __init__(self, client: Any) -> None:
