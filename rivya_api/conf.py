@@ -85,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
     # Chat upstream sockets on plain asyncio (rivya_api.chat.providers.asyncio_network) rather than
     # httpcore's anyio backend: fewer steps per read of a streamed reply. False: httpcore's own.
     "CHAT_UPSTREAM_ASYNCIO_NETWORK": True,
+    # Chat upstream replies' chunked bodies read off the socket (rivya_api.chat.providers.chunked_body,
+    # on the asyncio sockets above) rather than through httpx, httpcore and h11 per chunk. False: httpx.
+    "CHAT_UPSTREAM_RAW_BODY": True,
     # A streamed chat response gives back the worker thread Django keeps for its request
     # (rivya_api.common.request_thread) instead of holding it, idle, while the stream is open.
     # False: the thread stays until the response ends, as Django does.
