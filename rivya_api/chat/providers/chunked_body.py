@@ -63,6 +63,7 @@ def raw_body(response: httpx.Response) -> AsyncIterator[bytes] | None:
         isinstance(state, h11.Connection)
         and isinstance(network, AsyncioStream)
         and state.their_state is h11.SEND_BODY
+        and not state.trailing_data[1]  # h11 has not seen the peer close (it then reads the rest itself)
         and type(reader).__name__ == "ChunkedReader"
         and getattr(reader, "_bytes_in_chunk", None) == 0
         and getattr(reader, "_bytes_to_discard", None) == b""
