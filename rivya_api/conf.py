@@ -82,6 +82,9 @@ DEFAULTS: dict[str, Any] = {
     # together in one pipeline (each write is a system call and a Redis round trip). Only a follower
     # in another process waits for it; the live stream never does. 0: write on the next loop turn.
     "CHAT_STREAM_MIRROR_GATHER_SECONDS": 0.01,
+    # Chat streams: the mirror's batch packed and sent by rivya_api.chat.redis_batch (one buffer, one
+    # timeout for its replies) rather than through redis-py's pipeline. False: the pipeline.
+    "CHAT_STREAM_MIRROR_PACKED": True,
     # Chat upstream sockets on plain asyncio (rivya_api.chat.providers.asyncio_network) rather than
     # httpcore's anyio backend: fewer steps per read of a streamed reply. False: httpcore's own.
     "CHAT_UPSTREAM_ASYNCIO_NETWORK": True,

@@ -32,6 +32,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from rivya_api.chat import redis_batch
 from rivya_api.conf import api_settings
 
 logger = logging.getLogger(__name__)
@@ -203,13 +204,14 @@ class MirrorFeed:
             self.writer.ready(self)
         self.wake_if_finished()
 
-    def take(self) -> tuple[list[tuple[str, tuple, dict]], int]:
-        """The commands for the events not written yet (events appended meanwhile go in the next)."""
+    def take(self) -> tuple[list[tuple], int]:
+        """The commands (argument tuples) for the events not written yet (events appended meanwhile go in the next)."""
         batch = self.log.events[self.written :]
-        commands = [("xadd", (self.key, {"d": event.data}), {"id": f"{event.id}-1"}) for event in batch]
+        key = self.key
+        commands: list[tuple] = [("XADD", key, f"{event.id}-1", "d", event.data) for event in batch]
         if commands and self.loop.time() - self.refreshed >= self.heartbeat:  # it lives three heartbeats
             self.refreshed = self.loop.time()
-            commands.append(("set", (self.alive, "1"), {"px": self.alive_for}))
+            commands.append(("SET", self.alive, "1", "PX", self.alive_for))
         return commands, len(batch)
 
     def finished(self) -> bool:
@@ -260,6 +262,8 @@ class MirrorWriter:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.gather = float(api_settings.CHAT_STREAM_MIRROR_GATHER_SECONDS)
+        self.packed = bool(api_settings.CHAT_STREAM_MIRROR_PACKED)  # rivya_api.chat.redis_batch
+        self.timeout = client.connection_pool.connection_kwargs.get("socket_timeout")  # for a whole batch
         self.ready_feeds: dict[MirrorFeed, None] = {}  # an ordered set
         self.flushing = False
         self.task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
@@ -290,13 +294,17 @@ class MirrorWriter:
             for feed in self.ready_feeds:  # only when this task was cancelled (the loop is closing)
                 feed.fail(asyncio.CancelledError())
 
-    async def _send(self, batch: list[tuple[MirrorFeed, list[tuple[str, tuple, dict]], int]]) -> None:
+    async def _send(self, batch: list[tuple[MirrorFeed, list[tuple], int]]) -> None:
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for _, commands, _ in batch:
-                    for name, args, kwargs in commands:
-                        getattr(pipe, name)(*args, **kwargs)
-                results = await pipe.execute(raise_on_error=False)
+            if self.packed:
+                commands = [args for _, feed_commands, _ in batch for args in feed_commands]
+                results = await redis_batch.execute(self.client, commands, self.timeout)
+            else:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for _, commands, _ in batch:
+                        for args in commands:
+                            pipe.execute_command(*args)
+                    results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the error of every turn in the batch; a cancellation cancels them
             for feed, _, _ in batch:
                 feed.fail(exc if isinstance(exc, Exception) else asyncio.CancelledError())

@@ -188,9 +188,12 @@ def test_the_redis_mirror_keeps_events_appended_while_a_batch_is_written(setting
 
 
 @pytest.mark.redis
-def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_errors(settings):
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "pipeline"])
+def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_errors(settings, packed):
     """The MirrorWriter batches every turn's writes: each stream still equals its own log, in order,
-    the writes took fewer pipelines than events, and one turn's failing write fails only that turn."""
+    the writes took fewer pipelines than events, and one turn's failing write fails only that turn;
+    the same packed by rivya_api.chat.redis_batch and through redis-py's pipeline."""
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_STREAM_MIRROR_PACKED": packed}
     import asyncio
     from types import SimpleNamespace
 
@@ -211,6 +214,7 @@ def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_e
 
     async def run() -> None:
         writer = streams.mirror_writer()
+        assert writer.packed is packed
         send = writer._send
 
         async def counted(batch):  # the plain path would send one pipeline per turn and event
@@ -399,3 +403,13 @@ def test_the_mirror_task_does_not_wake_per_event(settings, monkeypatch):
         assert len(waits) <= 2, waits
     finally:
         client.delete(streams.turn_key(plan.turn_id), streams.session_key(plan.session_id))
+
+
+def test_the_packed_batch_is_what_redis_py_would_send():
+    """rivya_api.chat.redis_batch packs each command as redis-py's own connection does."""
+    from redis.asyncio.connection import Connection
+
+    from rivya_api.chat import redis_batch
+
+    commands = [("XADD", "rivya:chat:turn:t", "7-1", "d", 'data: {"é": "✓ 😀"}'), ("SET", "alive", "1", "PX", 30000)]
+    assert redis_batch.pack(commands) == b"".join(Connection().pack_commands(commands))
