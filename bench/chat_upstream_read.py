@@ -1,11 +1,12 @@
-"""The chat upstream's read path alone, ``CHAT_UPSTREAM_ASYNCIO_NETWORK`` on vs off, in interleaved rounds.
+"""The chat upstream's read path alone, one of its switches on vs off, in interleaved rounds.
 
     .venv/bin/python bench/chat_upstream_read.py [--streams 20] [--chunks 200] [--interval 0.01] [--rounds 3]
+        [--setting CHAT_UPSTREAM_ASYNCIO_NETWORK | CHAT_UPSTREAM_RAW_BODY]
 
 Starts the stand-in upstream (``bench/chat_stream.py upstream``) and, in this process on uvloop,
 reads ``--streams`` concurrent replies through the upstream adapter
 (``OpenAICompatibleChatProvider.stream``: httpx, httpcore, the network backend, the SSE split and
-the JSON of each chunk), once with each backend per round; prints this process's CPU time per
+the JSON of each chunk), once with the ``--setting`` on and once off per round; prints this process's CPU time per
 event. The connections are opened in a warm-up turn, so the figure is the read path's.
 """
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
-async def cpu_per_event(base_url: str, streams: int, asyncio_network: bool) -> float:
+async def cpu_per_event(base_url: str, streams: int, setting: str, on: bool) -> float:
     from django.conf import settings
     from django.test import override_settings
 
@@ -34,7 +35,7 @@ async def cpu_per_event(base_url: str, streams: int, asyncio_network: bool) -> f
     from rivya_api.chat.providers.base import ChatRequest
 
     openai_compatible._clients.clear()
-    with override_settings(RIVYA_API={**settings.RIVYA_API, "CHAT_UPSTREAM_ASYNCIO_NETWORK": asyncio_network}):
+    with override_settings(RIVYA_API={**settings.RIVYA_API, setting: on}):
         provider = openai_compatible.OpenAICompatibleChatProvider(
             {"base_url": base_url, "upstream_model": "bench", "api_key": "bench"}
         )
@@ -60,6 +61,11 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--setting",
+        default="CHAT_UPSTREAM_ASYNCIO_NETWORK",
+        choices=["CHAT_UPSTREAM_ASYNCIO_NETWORK", "CHAT_UPSTREAM_RAW_BODY"],
+    )
     args = parser.parse_args()
     django.setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -73,11 +79,11 @@ def main() -> None:
     try:
         wait_listening(port)
         for round_ in range(args.rounds):
-            for asyncio_network in (False, True):
-                figure = uvloop.run(cpu_per_event(f"http://127.0.0.1:{port}/v1", args.streams, asyncio_network))
-                figures[asyncio_network].append(figure)
-                state = "on " if asyncio_network else "off"
-                print(f"round {round_ + 1}: asyncio network {state} {figure:.1f} µs CPU an event", flush=True)
+            for on in (False, True):
+                figure = uvloop.run(cpu_per_event(f"http://127.0.0.1:{port}/v1", args.streams, args.setting, on))
+                figures[on].append(figure)
+                state = "on " if on else "off"
+                print(f"round {round_ + 1}: {args.setting} {state} {figure:.1f} µs CPU an event", flush=True)
     finally:
         upstream.terminate()
         upstream.wait()

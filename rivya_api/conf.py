@@ -81,9 +81,19 @@ DEFAULTS: dict[str, Any] = {
     # CHAT_STREAM_REDIS_POOL_WAIT_SECONDS) instead of failing, so no turn's events miss Redis.
     "CHAT_STREAM_REDIS_MAX_CONNECTIONS": 200,
     "CHAT_STREAM_REDIS_POOL_WAIT_SECONDS": 30,
+    # Chat streams: how long the Redis mirror gathers new events before it writes them, all turns'
+    # together in one pipeline (each write is a system call and a Redis round trip). Only a follower
+    # in another process waits for it; the live stream never does. 0: write on the next loop turn.
+    "CHAT_STREAM_MIRROR_GATHER_SECONDS": 0.01,
+    # Chat streams: the mirror's batch packed and sent by rivya_api.chat.redis_batch (one buffer, one
+    # timeout for its replies) rather than through redis-py's pipeline. False: the pipeline.
+    "CHAT_STREAM_MIRROR_PACKED": True,
     # Chat upstream sockets on plain asyncio (rivya_api.chat.providers.asyncio_network) rather than
     # httpcore's anyio backend: fewer steps per read of a streamed reply. False: httpcore's own.
     "CHAT_UPSTREAM_ASYNCIO_NETWORK": True,
+    # Chat upstream replies' chunked bodies read off the socket (rivya_api.chat.providers.chunked_body,
+    # on the asyncio sockets above) rather than through httpx, httpcore and h11 per chunk. False: httpx.
+    "CHAT_UPSTREAM_RAW_BODY": True,
     # A streamed chat response gives back the worker thread Django keeps for its request
     # (rivya_api.common.request_thread) instead of holding it, idle, while the stream is open.
     # False: the thread stays until the response ends, as Django does.

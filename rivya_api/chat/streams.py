@@ -32,6 +32,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from rivya_api.chat import redis_batch
 from rivya_api.conf import api_settings
 
 logger = logging.getLogger(__name__)
@@ -203,13 +204,14 @@ class MirrorFeed:
             self.writer.ready(self)
         self.wake_if_finished()
 
-    def take(self) -> tuple[list[tuple[str, tuple, dict]], int]:
-        """The commands for the events not written yet (events appended meanwhile go in the next)."""
+    def take(self) -> tuple[list[tuple], int]:
+        """The commands (argument tuples) for the events not written yet (events appended meanwhile go in the next)."""
         batch = self.log.events[self.written :]
-        commands = [("xadd", (self.key, {"d": event.data}), {"id": f"{event.id}-1"}) for event in batch]
+        key = self.key
+        commands: list[tuple] = [("XADD", key, f"{event.id}-1", "d", event.data) for event in batch]
         if commands and self.loop.time() - self.refreshed >= self.heartbeat:  # it lives three heartbeats
             self.refreshed = self.loop.time()
-            commands.append(("set", (self.alive, "1"), {"px": self.alive_for}))
+            commands.append(("SET", self.alive, "1", "PX", self.alive_for))
         return commands, len(batch)
 
     def finished(self) -> bool:
@@ -250,15 +252,18 @@ class MirrorWriter:
     A turn's log tells its ``MirrorFeed`` of each append, and the feed tells the writer
     (no task per turn wakes per event); the new events of every turn that are ready together go
     in one pipeline: one round trip (and one socket write) for all of them, instead of one per
-    turn and event, which was most of a relayed chunk's CPU in production. Nothing is held back
-    to fill a batch: a flush starts on the next turn of the loop, and what becomes ready while it
-    is in flight goes in the next one. One flush runs at a time, so a turn never has two writes
-    in flight and its stream's entries are added in order; one turn's failed write fails only
-    that turn.
+    turn and event, which was most of a relayed chunk's CPU in production. A flush starts
+    ``CHAT_STREAM_MIRROR_GATHER_SECONDS`` after the first event that is ready (0: on the next turn of
+    the loop), and what becomes ready while it is in flight goes in the next one. One flush runs
+    at a time, so a turn never has two writes in flight and its stream's entries are added in
+    order; one turn's failed write fails only that turn.
     """
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.gather = float(api_settings.CHAT_STREAM_MIRROR_GATHER_SECONDS)
+        self.packed = bool(api_settings.CHAT_STREAM_MIRROR_PACKED)  # rivya_api.chat.redis_batch
+        self.timeout = client.connection_pool.connection_kwargs.get("socket_timeout")  # for a whole batch
         self.ready_feeds: dict[MirrorFeed, None] = {}  # an ordered set
         self.flushing = False
         self.task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
@@ -273,10 +278,11 @@ class MirrorWriter:
     async def _flush(self) -> None:
         try:
             while self.ready_feeds:
-                # One turn of the loop: the turns that append with this one join the batch. No timed
-                # wait (2 and 5 ms measured no better at 800 chunks/s); under load, what becomes
-                # ready while a pipeline is in flight fills the next one.
-                await asyncio.sleep(0)
+                # The turns that append meanwhile join the batch: CHAT_STREAM_MIRROR_GATHER_SECONDS (at
+                # 4,000 chunks/s a write per loop turn was a tenth of the process's CPU, most of it
+                # the socket write), or one turn of the loop. What becomes ready while a pipeline is
+                # in flight fills the next one.
+                await asyncio.sleep(self.gather)
                 raise_if_cancelled()
                 feeds, self.ready_feeds = list(self.ready_feeds), {}
                 batch = [(feed, *feed.take()) for feed in feeds if feed.error is None]
@@ -288,13 +294,17 @@ class MirrorWriter:
             for feed in self.ready_feeds:  # only when this task was cancelled (the loop is closing)
                 feed.fail(asyncio.CancelledError())
 
-    async def _send(self, batch: list[tuple[MirrorFeed, list[tuple[str, tuple, dict]], int]]) -> None:
+    async def _send(self, batch: list[tuple[MirrorFeed, list[tuple], int]]) -> None:
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for _, commands, _ in batch:
-                    for name, args, kwargs in commands:
-                        getattr(pipe, name)(*args, **kwargs)
-                results = await pipe.execute(raise_on_error=False)
+            if self.packed:
+                commands = [args for _, feed_commands, _ in batch for args in feed_commands]
+                results = await redis_batch.execute(self.client, commands, self.timeout)
+            else:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for _, commands, _ in batch:
+                        for args in commands:
+                            pipe.execute_command(*args)
+                    results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the error of every turn in the batch; a cancellation cancels them
             for feed, _, _ in batch:
                 feed.fail(exc if isinstance(exc, Exception) else asyncio.CancelledError())

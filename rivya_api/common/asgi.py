@@ -39,6 +39,11 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _refuse(scope, send, limit, api=api)
             return
+        if declared is not None and declared.isdigit() and _header(scope, b"transfer-encoding") is None:
+            # The server passes on no more than the declared length, so nothing needs counting; and the
+            # response's messages (a chat stream sends one per event) go straight to the server.
+            await self.app(scope, receive, send)
+            return
         state = {"received": 0, "over": False, "started": False}
 
         async def counted_receive() -> dict[str, Any]:

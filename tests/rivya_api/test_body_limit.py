@@ -67,3 +67,30 @@ def test_the_pages_take_small_forms_only(settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100_000
     status, _, taken = call("/settings/api-keys", total=50 * 1024 * 1024, declare=True)
     assert (status, taken) == (413, 0)
+
+
+def test_a_declared_length_within_the_limit_hands_the_servers_own_callables_to_the_app():
+    """Nothing to count: the response's messages (one per event of a chat stream) skip the wrapper."""
+    seen: list[tuple] = []
+
+    async def app(scope, receive, send):
+        seen.append((receive, send))
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        pass
+
+    def scope(headers):
+        return {"type": "http", "http_version": "1.1", "method": "POST", "path": "/api/v1/chat/completions",
+                "root_path": "", "headers": [(b"host", b"testserver"), *headers]}  # fmt: skip
+
+    middleware = BodyLimitMiddleware(app)
+    asyncio.run(middleware(scope([(b"content-length", b"2")]), receive, send))
+    asyncio.run(middleware(scope([(b"content-length", b"2"), (b"transfer-encoding", b"chunked")]), receive, send))
+    asyncio.run(middleware(scope([]), receive, send))
+    assert seen[0] == (receive, send)
+    for counted_receive, watched_send in seen[1:]:  # counted: no length to trust
+        assert counted_receive is not receive
+        assert watched_send is not send

@@ -47,6 +47,7 @@ from rivya_api.chat.providers.base import (
     mark_reply_started,
     mark_request_sent,
 )
+from rivya_api.chat.providers.chunked_body import raw_body
 from rivya_api.conf import api_settings
 
 logger = logging.getLogger(__name__)
@@ -100,13 +101,18 @@ async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     ``str.splitlines`` knows (U+2028 …), which may stand raw inside a chunk's JSON. Invalid
     UTF-8 is replaced, as httpx's text decoder does.
     """
-    rest = b""
+    rest, after_cr = b"", False
     async for chunk in chunks:
+        if after_cr and chunk[:1] == b"\n":  # the LF of a CRLF split between two pieces
+            chunk = chunk[1:]
         data = rest + chunk if rest else chunk
+        if not data:
+            continue
         lines = data.splitlines()  # bytes: CR, LF and CRLF only
-        # An unfinished last line waits for the rest; a CR at the end may be half a CRLF, whose LF
-        # then ends an empty line (a blank separator, as the CR already ended the line).
+        # An unfinished last line waits for the rest; a CR at the end ended its line, and may be
+        # half a CRLF whose LF comes next.
         rest = lines.pop() if lines and data[-1:] not in (b"\n", b"\r") else b""
+        after_cr = data[-1:] == b"\r"
         for line in lines:
             yield line.decode("utf-8", "replace")
     if rest:
@@ -214,7 +220,7 @@ class OpenAICompatibleChatProvider(ChatProvider):
     async def _events(self, response: httpx.Response, deadline: float) -> AsyncIterator[ChatEvent]:
         finish_reason: str | None = None
         usage: ChatUsage | None = None
-        lines = sse_lines(response.aiter_bytes())
+        lines = sse_lines(raw_body(response) or response.aiter_bytes())
         async for line in lines:
             if time.monotonic() > deadline:
                 raise ChatProviderError(

@@ -257,10 +257,12 @@ def test_sse_lines_splits_as_httpx_aiter_lines_does_whatever_the_chunking():
     def meaningful(lines: list[str]) -> list[str]:
         return [line for line in lines if line]  # a CRLF split across two reads may add a blank line
 
+    whole = asyncio.run(ours([body]))
     for cut in range(len(body) + 1):
         for width in (1, 3):
             parts = [body[:cut]] + [body[i : i + width] for i in range(cut, len(body), width)]
             parts = [part for part in parts if part]
             assert meaningful(asyncio.run(ours(parts))) == meaningful(asyncio.run(theirs(parts))), (cut, width)
+            assert asyncio.run(ours(parts)) == whole, (cut, width)  # ours: the same lines however it is cut
     # Unlike str.splitlines, a raw U+2028 inside the JSON does not end the line.
     assert asyncio.run(ours(['data: {"c":"x\u2028y"}\n'.encode()])) == ['data: {"c":"x\u2028y"}']

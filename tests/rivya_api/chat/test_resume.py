@@ -188,9 +188,12 @@ def test_the_redis_mirror_keeps_events_appended_while_a_batch_is_written(setting
 
 
 @pytest.mark.redis
-def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_errors(settings):
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "pipeline"])
+def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_errors(settings, packed):
     """The MirrorWriter batches every turn's writes: each stream still equals its own log, in order,
-    the writes took fewer pipelines than events, and one turn's failing write fails only that turn."""
+    the writes took fewer pipelines than events, and one turn's failing write fails only that turn;
+    the same packed by rivya_api.chat.redis_batch and through redis-py's pipeline."""
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_STREAM_MIRROR_PACKED": packed}
     import asyncio
     from types import SimpleNamespace
 
@@ -211,6 +214,7 @@ def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_e
 
     async def run() -> None:
         writer = streams.mirror_writer()
+        assert writer.packed is packed
         send = writer._send
 
         async def counted(batch):  # the plain path would send one pipeline per turn and event
@@ -244,6 +248,58 @@ def test_turns_mirrored_together_share_pipelines_and_keep_their_own_events_and_e
         client.delete(
             *[streams.turn_key(t.plan.turn_id) for t in turns], *[streams.session_key(t.plan.session_id) for t in turns]
         )
+
+
+def mirror_one_turn(settings, gather: float, events: int) -> tuple[int, list[tuple[str, str]], list]:
+    """Mirror a turn whose events come 1 ms apart; (pipelines the writer sent, Redis entries, the log's events)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import redis
+
+    from rivya_api.chat.turns import TurnEventLog
+
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_STREAM_MIRROR_GATHER_SECONDS": gather}
+    plan = SimpleNamespace(turn_id=f"turn_gather_{time.time_ns()}", session_id=f"chat_g{time.time_ns()}")
+    turn = SimpleNamespace(plan=plan, log=TurnEventLog())
+    sent: list[int] = []
+
+    async def run() -> None:
+        writer = streams.mirror_writer()
+        assert writer.gather == gather
+        send = writer._send
+
+        async def counted(batch):
+            sent.append(len(batch))
+            await send(batch)
+
+        writer._send = counted
+        mirror = asyncio.ensure_future(streams.mirror_to_redis(turn))
+        for index in range(events):
+            turn.log.append(json.dumps({"n": index}))
+            await asyncio.sleep(0.001)
+        turn.log.append("[DONE]")
+        turn.log.close()
+        await mirror
+        await streams.redis_client().aclose()
+
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        asyncio.run(run())
+        entries = [(entry_id, fields["d"]) for entry_id, fields in client.xrange(streams.turn_key(plan.turn_id))]
+    finally:
+        client.delete(streams.turn_key(plan.turn_id), streams.session_key(plan.session_id))
+    return len(sent), entries, turn.log.events
+
+
+@pytest.mark.redis
+def test_the_mirror_gathers_events_for_its_setting_and_writes_the_same_entries(settings):
+    """CHAT_STREAM_MIRROR_GATHER_SECONDS: fewer, larger writes than one per loop turn (0), the same stream."""
+    gathered, entries, events = mirror_one_turn(settings, 0.05, 100)
+    assert entries == [("0-1", ": started"), *[(f"{event.id}-1", event.data) for event in events]]
+    eager, entries, events = mirror_one_turn(settings, 0, 100)
+    assert entries == [("0-1", ": started"), *[(f"{event.id}-1", event.data) for event in events]]
+    assert gathered * 3 <= eager, (gathered, eager)
 
 
 @pytest.mark.redis
@@ -347,3 +403,13 @@ def test_the_mirror_task_does_not_wake_per_event(settings, monkeypatch):
         assert len(waits) <= 2, waits
     finally:
         client.delete(streams.turn_key(plan.turn_id), streams.session_key(plan.session_id))
+
+
+def test_the_packed_batch_is_what_redis_py_would_send():
+    """rivya_api.chat.redis_batch packs each command as redis-py's own connection does."""
+    from redis.asyncio.connection import Connection
+
+    from rivya_api.chat import redis_batch
+
+    commands = [("XADD", "rivya:chat:turn:t", "7-1", "d", 'data: {"é": "✓ 😀"}'), ("SET", "alive", "1", "PX", 30000)]
+    assert redis_batch.pack(commands) == b"".join(Connection().pack_commands(commands))
