@@ -25,7 +25,7 @@ import pytest
 from django.db import OperationalError, connection, transaction
 
 from rivya_billing import migrations, services
-from rivya_billing.exceptions import BillingError, StaleHoldError
+from rivya_billing.exceptions import BillingError, InvalidAmountError, StaleHoldError
 from rivya_billing.models import CreditGrant, Hold, LedgerEntry, LowBalanceNotice, SpendLimit, Wallet
 from rivya_billing.services import durability, holds, ledger, pg_settle
 from tests.rivya_billing.conftest import T0, assert_ledger_clean
@@ -286,3 +286,21 @@ def test_a_refused_settle_does_not_keep_the_hold_locked(make_account, rivya_sett
                 [account.pk],
             ).fetchall()
     assert len(locked) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_PATHS
+def test_usage_beyond_the_ledgers_integers_is_refused_alike(make_account, rivya_settings, fast):
+    """Usage above 2**63 - 1 (the columns' bigint) is an invalid amount on every path; at it, a settle."""
+    rivya_settings("RIVYA_BILLING", PG_SETTLE=fast, OVERRUN_POLICY="cap")
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="g")
+    services.credits_reserve(account=account, amount=10, reference="h")
+    for amount in (2**63, 2**64 + 5):
+        with pytest.raises(InvalidAmountError, match=r"amount must be at most 9223372036854775807") as error:
+            services.credits_settle(account=account, reference="h", amount=amount)
+        assert error.value.param == "amount"
+    assert Hold.objects.get(reference="h").state == "pending"
+    hold = services.credits_settle(account=account, reference="h", amount=2**63 - 1)
+    assert (hold.captured, hold.waived) == (10, 2**63 - 1 - 10)
+    assert_ledger_clean()
