@@ -35,8 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # (no round trips under the wallet's row lock). False: the portable row-lock path, as on SQLite.
     "PG_RESERVE": True,
     # On PostgreSQL, settling a hold is one call of the PL/pgSQL function of services/pg_settle.sql
-    # (one round trip instead of seven to nine statements inside a savepoint or BEGIN/COMMIT; same
-    # rows, same errors).
+    # (one statement instead of seven to nine; inside a caller's transaction it keeps the plain path's
+    # savepoint, so a database error does not abort the caller's work; same rows, same errors).
     # False: the portable row-lock path, as on SQLite.
     "PG_SETTLE": True,
     # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)

@@ -196,8 +196,8 @@ def credits_settle(
     the hold was released. A repeat with the same amount returns the settled
     hold; with another amount, ``ReferenceConflictError``. Atomic; locks the hold,
     then the wallet. On PostgreSQL the settle is one statement (``pg_settle``: atomic
-    by itself, and in a caller's transaction it writes nothing unless it settles), elsewhere
-    one transaction.
+    by itself, in a savepoint inside a caller's transaction, as the plain path), elsewhere one
+    transaction.
     """
     _check_amount(amount, minimum=0)
     _check_reference(reference)

@@ -36,6 +36,8 @@ from rivya_billing.models import (
 )
 from rivya_billing.services.durability import commit_early
 
+MAX_AMOUNT = 2**63 - 1  # the largest amount a ledger column (bigint) holds
+
 
 def _check_amount(amount: Any, *, minimum: int = 1, param: str = "amount") -> int:
     # bool is an int subclass; True credits is a bug, not one credit.
@@ -43,6 +45,8 @@ def _check_amount(amount: Any, *, minimum: int = 1, param: str = "amount") -> in
         raise InvalidAmountError(f"{param} must be an integer, not {type(amount).__name__}.", param=param)
     if amount < minimum:
         raise InvalidAmountError(f"{param} must be at least {minimum}, not {amount}.", param=param)
+    if amount > MAX_AMOUNT:  # the columns' bigint; the database would refuse it, each path in its own words
+        raise InvalidAmountError(f"{param} must be at most {MAX_AMOUNT}, not {amount}.", param=param)
     return amount
 
 

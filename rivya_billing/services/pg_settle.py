@@ -9,13 +9,16 @@ last four under the wallet's row lock. Here it is one statement: the function
 plans its statements once per connection, as ``pg_reserve``), which takes the
 same locks in the same order and writes the same rows.
 
-No outcome of the function raises (a refusal writes nothing and returns the hold
-as locked), so inside a caller's transaction it needs no savepoint; the refusal
-itself (conflict, not pending, stale) is decided again in Python from that hold,
-by the plain path's own code (``ledger._settle_repeat``), so its errors and
-messages are the same. What the plain path does in Python after its writes is done
-here too: the WAL flush of early lock release first (``durability``), then the
-lines' metrics once committed.
+A refusal writes nothing and returns the hold as locked; the refusal itself
+(conflict, not pending, stale) is decided again in Python from that hold, by the
+plain path's own code (``ledger._settle_repeat``), so its errors and messages are
+the same. Outside a transaction the statement is its own (autocommit). Inside a
+caller's transaction it runs in a savepoint, as the plain path's ``atomic`` does:
+the function can still fail in the database (a lock or statement timeout, a
+deadlock), which must not abort the caller's transaction, and a refusal raises
+inside the savepoint so that its rollback lets go of the hold's row lock. What the
+plain path does in Python after its writes is done here too: the WAL flush of early
+lock release first (``durability``), then the lines' metrics once committed.
 
 ``RIVYA_BILLING["PG_SETTLE"] = False`` switches it off (every database then takes
 the portable path, as does an ``OVERRUN_POLICY`` the plain path refuses).
@@ -26,6 +29,7 @@ every column of the ledger.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -83,17 +87,14 @@ def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token
         "policy": billing_settings.OVERRUN_POLICY,
         "entry_ids": [new_entry_id() for _ in range(MAX_LINES)],
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_call(), params)
-        outcome, *values = cursor.fetchone()
-    if outcome == "missing":
-        raise _hold_not_found(reference)
-    # Every field, in the model's order (``_call``): as the ORM would load it, with no query.
-    hold = Hold.from_db(connection.alias, [field.attname for field in Hold._meta.concrete_fields], values)
-    if outcome == "refused":
-        if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
-            return hold
-        raise LedgerConcurrencyError(f"Hold {hold.public_id} was refused a settle the plain path would make.")
+    # One round trip outside a transaction; inside one, a savepoint around it (see above).
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint:
+        outcome, hold = _call(params)
+        if outcome == "refused":  # raised in the savepoint: its rollback releases the hold
+            if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
+                return hold
+            raise LedgerConcurrencyError(f"Hold {hold.public_id} was refused a settle the plain path would make.")
     if params["commit_early"]:
         flush_after_commit()
     hold.resolved_at = now  # the caller's datetime, as the plain path sets it
@@ -103,7 +104,18 @@ def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token
     return hold
 
 
+def _call(params: dict[str, Any]) -> tuple[str, Hold]:
+    """The function's outcome and hold; ``HoldNotFoundError`` when there is no such hold."""
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(), params)
+        outcome, *values = cursor.fetchone()
+    if outcome == "missing":
+        raise _hold_not_found(params["reference"])
+    # Every field, in the model's order (``_statement``): as the ORM would load it, with no query.
+    return outcome, Hold.from_db(connection.alias, [field.attname for field in Hold._meta.concrete_fields], values)
+
+
 @cache
-def _call() -> str:
+def _statement() -> str:
     """``CALL`` selecting every field of the hold by its column: one the function's row lacks fails loudly."""
     return CALL.format(columns=", ".join(f'(s.hold_row)."{field.column}"' for field in Hold._meta.concrete_fields))

@@ -10,7 +10,9 @@
 -- Outcomes: 'missing' (no such hold for the account; hold_row NULL), 'refused' (nothing written:
 -- the hold is not pending, or its lease lapsed or was superseded; hold_row is the hold as locked,
 -- and Python raises the plain path's error from it, or returns it for a repeat), 'settled'
--- (hold_row is the hold after the settle). No outcome raises, so no savepoint is needed.
+-- (hold_row is the hold after the settle). No outcome raises, but the function can still fail
+-- (lock or statement timeout, deadlock): inside a caller's transaction Python calls it in a
+-- savepoint, and raises a refusal there so that the savepoint's rollback releases the hold's lock.
 
 CREATE OR REPLACE FUNCTION rivya_billing_settle(
     account bigint, hold_reference text, usage_amount bigint, line_actor text, token bigint,

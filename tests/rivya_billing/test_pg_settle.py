@@ -20,11 +20,12 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from rivya_billing import migrations, services
-from rivya_billing.exceptions import BillingError
+from rivya_billing.exceptions import BillingError, InvalidAmountError, StaleHoldError
 from rivya_billing.models import CreditGrant, Hold, LedgerEntry, LowBalanceNotice, SpendLimit, Wallet
 from rivya_billing.services import durability, holds, ledger, pg_settle
 from tests.rivya_billing.conftest import T0, assert_ledger_clean
@@ -224,3 +225,82 @@ def test_the_newest_migration_that_loads_the_file_names_its_hash():
     ]
     newest = [sha for sha in recorded if sha][-1]
     assert hashlib.sha256(pg_settle.SQL_FILE.read_bytes()).hexdigest() == newest
+
+
+BOTH_PATHS = pytest.mark.parametrize("fast", [True, False], ids=["pg_settle", "plain"])
+
+
+def other_session() -> psycopg.Connection:
+    """A second PostgreSQL session (autocommit), as another process would have."""
+    params = {**connection.get_connection_params(), "autocommit": True}
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@BOTH_PATHS
+def test_a_settle_that_fails_in_the_database_leaves_the_callers_transaction_usable(make_account, rivya_settings, fast):
+    """A lock timeout inside a caller's transaction: the caller catches it and goes on, on both paths."""
+    rivya_settings("RIVYA_BILLING", PG_SETTLE=fast)
+    assert pg_settle.enabled() is fast
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="g")
+    services.credits_reserve(account=account, amount=10, reference="h")
+    wallet_id = Wallet.objects.get(account=account).pk
+    with other_session() as other:
+        other.execute("BEGIN")
+        other.execute("SELECT 1 FROM rivya_billing_wallet WHERE id = %s FOR NO KEY UPDATE", [wallet_id])
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '300ms'")
+            with pytest.raises(OperationalError, match="lock timeout"):
+                services.credits_settle(account=account, reference="h", amount=5)
+            other.execute("ROLLBACK")
+            # The caller's transaction goes on: the same settle again, then another write.
+            services.credits_settle(account=account, reference="h", amount=5)
+            services.credits_grant(account=account, amount=1, reference="after", now=T0)
+    assert Hold.objects.get(reference="h", wallet_id=wallet_id).captured == 5
+    assert Wallet.objects.get(pk=wallet_id).balance == 100 + 1 - 5
+    assert_ledger_clean()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@BOTH_PATHS
+def test_a_refused_settle_does_not_keep_the_hold_locked(make_account, rivya_settings, fast):
+    """A stale settle caught inside a caller's transaction; meanwhile another process locks the hold."""
+    rivya_settings("RIVYA_BILLING", PG_SETTLE=fast)
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="g", now=T0)
+    services.credits_reserve(account=account, amount=10, reference="h", lease_seconds=1, now=T0)
+    with transaction.atomic(), other_session() as other:
+        with pytest.raises(StaleHoldError):
+            services.credits_settle(account=account, reference="h", amount=5, now=T1)  # its lease lapsed
+        other.execute("SET lock_timeout = '300ms'")
+        with other.transaction():  # what credits_release and the sweeper lock first
+            locked = other.execute(
+                "SELECT h.id FROM rivya_billing_hold AS h JOIN rivya_billing_wallet AS w ON w.id = h.wallet_id "
+                "WHERE w.account_id = %s AND h.reference = 'h' FOR NO KEY UPDATE OF h",
+                [account.pk],
+            ).fetchall()
+    assert len(locked) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_PATHS
+def test_usage_beyond_the_ledgers_integers_is_refused_alike(make_account, rivya_settings, fast):
+    """Usage above 2**63 - 1 (the columns' bigint) is an invalid amount on every path; at it, a settle."""
+    rivya_settings("RIVYA_BILLING", PG_SETTLE=fast, OVERRUN_POLICY="cap")
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="g")
+    services.credits_reserve(account=account, amount=10, reference="h")
+    for amount in (2**63, 2**64 + 5):
+        with pytest.raises(InvalidAmountError, match=r"amount must be at most 9223372036854775807") as error:
+            services.credits_settle(account=account, reference="h", amount=amount)
+        assert error.value.param == "amount"
+    assert Hold.objects.get(reference="h").state == "pending"
+    hold = services.credits_settle(account=account, reference="h", amount=2**63 - 1)
+    assert (hold.captured, hold.waived) == (10, 2**63 - 1 - 10)
+    assert_ledger_clean()

@@ -2,7 +2,8 @@
 
 Threads, each on its own connection, released together by a barrier
 (``tests/rivya_billing/concurrency.py``), settle one hold at once, and many holds
-of one wallet at once while others reserve from it. ``path="mixed"`` sends every
+of one wallet at once while others reserve from it, and with every other writer of the
+wallet (release, the lapsed-hold sweeper, grant expiry, refund, reserve in one limit). ``path="mixed"`` sends every
 other call through the portable path (``holds._settle_locked``), as during a
 deploy that switches ``PG_SETTLE``: both take the hold, limit and wallet locks in
 the same order, so they neither deadlock nor double-charge. After every run the
@@ -11,6 +12,7 @@ ledger reconciles (``rivya_ledger_check``) and sequences run without gaps.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -115,4 +117,63 @@ def test_threads_settling_many_holds_of_one_wallet_keep_it_exact(make_account, r
     assert buckets == {"soon": 200, "late": min(300, charged - 200)}
     limited = settled.filter(spend_limit=limit.pk).aggregate(total=Sum("captured") + Sum("overrun"))["total"]
     assert SpendLimit.objects.get(pk=limit.pk).used == limited
+    assert_ledger_clean()
+
+
+def test_settles_racing_every_other_writer_of_the_wallet_keep_it_exact(make_account, rivya_settings, path, repeat):
+    """Settles at once with releases, the lapsed-hold sweeper, grant expiry, refunds and reserves in one limit."""
+    rivya_settings("RIVYA_BILLING", PG_SETTLE=True, OVERRUN_POLICY="available")
+    account = make_account()
+    now = timezone.now()
+    services.credits_grant(account=account, amount=2_000, reference="plain")
+    for n in range(6):
+        expires_at = now + timedelta(seconds=1 + n)
+        services.credits_grant(account=account, amount=50, reference=f"expiring_{n}", expires_at=expires_at, now=now)
+    limit = services.spend_limit_set(owner_ref=f"settle-race-all:{account.pk}", credits=100_000, window="total")
+    for n in range(40):  # every fifth with a lease that lapses before the race: the sweeper's
+        spend_limit = limit.pk if n % 2 else None
+        lease = 1 if n % 5 == 0 else 600
+        services.credits_reserve(
+            account=account, amount=10, reference=f"task_{n}", spend_limit=spend_limit, lease_seconds=lease
+        )
+    for n in range(5):  # charges to refund
+        services.credits_reserve(account=account, amount=10, reference=f"charge_{n}")
+        services.credits_settle(account=account, reference=f"charge_{n}", amount=10)
+    time.sleep(1.2)
+    later = timezone.now() + timedelta(seconds=10)  # every expiring grant has expired
+
+    def op(i: int):
+        if i < 40 and i % 7 == 3:
+            return services.credits_release(account=account, reference=f"task_{i}")
+        if i < 40:
+            return settle(path, i, account=account, reference=f"task_{i}", amount=(4, 10, 17)[i % 3])
+        if i < 44:
+            return services.credits_expire_lapsed_holds()
+        if i < 48:
+            return services.credits_expire_grants(now=later)
+        if i < 53:
+            charge = f"charge_{i - 48}"
+            return services.credits_refund(account=account, reference=f"refund_{i}", charge_reference=charge, amount=3)
+        return services.credits_reserve(account=account, amount=7, reference=f"new_{i}", spend_limit=limit.pk)
+
+    run = run_concurrently(70, op)
+
+    # Lapsed holds: stale to a settle, or expired by the sweeper first (then not pending).
+    assert set(run.errors()) <= {"StaleHoldError", "HoldNotPendingError"}, [o.error for o in run if not o.ok]
+    # A lapsed hold is refused a settle and is expired by the sweeper (or skipped, while locked).
+    states = {"settled": set(), "released": set(), "lapsed": set()}
+    for n in range(40):
+        states["lapsed" if n % 5 == 0 else "released" if n % 7 == 3 else "settled"].add(f"task_{n}")
+    holds_now = {hold.reference: hold for hold in Hold.objects.filter(wallet__account=account)}
+    assert {ref for ref in states["settled"] if holds_now[ref].state == "settled"} == states["settled"]
+    assert {ref for ref in states["released"] if holds_now[ref].state == "released"} == states["released"]
+    assert {holds_now[ref].state for ref in states["lapsed"]} <= {"expired", "pending", "released"}
+    for ref in states["settled"]:  # ample credits: every overrun charged, once
+        hold = holds_now[ref]
+        assert (hold.captured + hold.overrun, hold.waived) == (hold.usage, 0)
+    pending = [hold.amount for hold in holds_now.values() if hold.state == "pending"]
+    assert len(pending) >= 17  # the new reservations, all made
+    wallet = Wallet.objects.get(account=account)
+    assert wallet.held == sum(pending)
+    assert_gap_free(wallet)
     assert_ledger_clean()
