@@ -42,12 +42,17 @@ def funded(account, monkeypatch):
 
 def test_a_job_from_claim_to_settled_success_takes_two_transactions_and_the_flush(funded):
     task = services.generation_create(account=funded, model_id="test-image", input={"prompt": "a red fox"})
+    started = time.monotonic()
     with count_transactions() as job:
         done = services.generation_run(task_pk=task.pk)
+    seconds = time.monotonic() - started
     assert done.status == "succeeded"
     assert (done.charged, done.outputs.count()) == (4, 1)
     assert [event.type for event in WebhookEvent.objects.filter(account=funded)] == ["generation.succeeded"]
-    assert len(job) == 2 + flushes() <= 3, job.describe()
+    # On a loaded machine the job can outlast a second and write its progress once a second: not the happy path's.
+    progress = [t for t in job.committed if t[0].startswith('UPDATE "rivya_api_generationtask" SET "progress"')]
+    assert len(progress) <= int(seconds), job.describe()
+    assert len(job) - len(progress) == 2 + flushes() <= 3, job.describe()
     assert not job.rolled_back, job.rolled_back
 
 
