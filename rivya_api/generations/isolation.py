@@ -131,7 +131,7 @@ def final_message(
             continue
         try:
             message = receiver.recv()
-        except EOFError:
+        except (EOFError, OSError):  # a child that exits with bytes unread resets the socket
             raise ProviderProcessError("The provider's process died without an answer.") from None
         if job is not None:
             number, *message = message

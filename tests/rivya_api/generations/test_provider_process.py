@@ -201,3 +201,9 @@ def test_messages_of_another_job_are_dropped():
     receiver = _Receiver([(1, "progress", 77), (2, "progress", 5), (1, "done", ["old"]), (2, "done", ["new"])])
     kind, value = isolation.final_message(_Alive(), receiver, seen.append, time.monotonic() + 5, 2)
     assert (kind, value, seen) == ("done", ["new"], [5])
+
+
+@pytest.mark.parametrize("error", [EOFError(), ConnectionResetError(104, "reset")])
+def test_a_reset_or_closed_pipe_is_a_process_error(error):
+    with pytest.raises(isolation.ProviderProcessError):
+        isolation.final_message(_Alive(), _Receiver([error]), lambda value: None, time.monotonic() + 5)
