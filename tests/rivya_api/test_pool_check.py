@@ -6,6 +6,7 @@ its session is never handed out. On SQLite there is no pool: nothing is installe
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ from django.db import connection
 from rivya_api.common import pool_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BOTH_WAYS = pytest.mark.parametrize("every", [30, 0], ids=["quick", "round-trip"])
+BOTH_WAYS = pytest.mark.parametrize("every", [2, 0], ids=["quick", "round-trip"])
 
 
 @pytest.fixture
@@ -54,6 +55,27 @@ def test_checkouts_work_and_round_trip_only_when_due(rivya_settings, round_trips
         assert len(round_trips) <= 2  # at most the stock check before installing, and the first of ours
     else:
         assert len(round_trips) >= 9  # every checkout after the first
+
+
+def test_the_round_trip_comes_back_once_the_last_full_check_is_older_than_the_setting(
+    rivya_settings, round_trips, monkeypatch
+):
+    rivya_settings("RIVYA_API", DB_POOL_FULL_CHECK_EVERY=2)
+    clock = [time.monotonic() + 100]  # past any full check an earlier test recorded
+    monkeypatch.setattr(pool_check, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    pids = {checkout_and_query() for _ in range(3)}
+    if connection.vendor != "postgresql":
+        assert round_trips == []
+        return
+    assert connection.pool._check is pool_check.check
+    assert len(pids) == 1
+    counts = []
+    for step in (1.0, 0.9, 0.2, 0.5, 2.5):  # seconds since the last full check: 1.0, 1.9, 2.1, 0.5, 3.0
+        clock[0] += step
+        before = len(round_trips)
+        checkout_and_query()
+        counts.append(len(round_trips) - before)
+    assert counts == [0, 0, 1, 0, 1]
 
 
 @BOTH_WAYS
