@@ -143,9 +143,11 @@ DEFAULTS: dict[str, Any] = {
     "GENERATION_QUEUE_LEASE": timedelta(hours=1),
     # Django's PostgreSQL pool with CONN_HEALTH_CHECKS checks a connection with a round trip (an
     # empty query, counted as a transaction) on every checkout; rivya_api.common.pool_check does
-    # that round trip only when the connection's last one is older than this many seconds, and
-    # in between checks libpq's state and that the socket is quiet. 0: the round trip every time.
-    "DB_POOL_FULL_CHECK_EVERY": 30,
+    # that round trip only when the connection's last full check is older than this many seconds,
+    # and in between checks libpq's state and that the socket is quiet. Keep it short: a server
+    # that vanished without a goodbye (a failover behind the same address) leaves a quiet socket,
+    # and a connection handed out in that window fails its first query. 0: the round trip every time.
+    "DB_POOL_FULL_CHECK_EVERY": 2,
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,

@@ -7,14 +7,17 @@ hands it back after each), so a no-op generation's three transactions became fou
 (issue 25).
 
 This check, installed on each pool the first time it hands out a connection, does that
-round trip only when the connection's last one is older than
-``RIVYA_API["DB_POOL_FULL_CHECK_EVERY"]`` seconds. In between it asks libpq and the socket:
+round trip only when the connection's last full check is older than
+``RIVYA_API["DB_POOL_FULL_CHECK_EVERY"]`` seconds (default 2; on a busy worker that still skips nearly
+every checkout). In between it asks libpq and the socket:
 the connection must be open, not broken, idle (no transaction), and have nothing waiting
 to be read. A server that ended the session (a restart, ``idle_session_timeout``, a
 proxy closing it) sends its goodbye and closes the socket, which makes it readable: that
-connection gets the full check, fails it and is replaced, as before. A connection whose
-network silently vanished is found by the full check at most that many seconds later
-(the empty query would have hung on it too). 0: psycopg_pool's check on every checkout.
+connection gets the full check, fails it and is replaced, as before. A server side that
+vanished without a goodbye (a failover to a standby behind the same address, a host reboot:
+the new host answers the next write with a RST) leaves a quiet socket, so a connection handed
+out within that many seconds of its last full check fails its first query, where the round
+trip would have replaced it: hence a short window. 0: psycopg_pool's check on every checkout.
 
 Reaches into ``ConnectionPool._check`` (psycopg_pool 3.2/3.3): if that attribute is not
 the stock check, nothing is changed. ``tests/test_pool_check.py`` runs both ways.

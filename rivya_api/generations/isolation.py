@@ -112,9 +112,12 @@ def _follow(process: Any, receiver: Any, progress: Callable[[int], None], deadli
     return answer(*final_message(process, receiver, progress, deadline))
 
 
-def final_message(process: Any, receiver: Any, progress: Callable[[int], None], deadline: float) -> tuple[str, Any]:
+def final_message(
+    process: Any, receiver: Any, progress: Callable[[int], None], deadline: float, job: int | None = None
+) -> tuple[str, Any]:
     """Pass the child's progress to ``progress`` until its last message: ``(kind, value)``.
 
+    With ``job``, messages come as ``(job, kind, value)`` and one of another job is dropped.
     Raises ``ProviderTimeoutError`` at the deadline, ``ProviderProcessError`` when the child
     dies first, and whatever ``progress`` raises (the child is then still running).
     """
@@ -127,9 +130,14 @@ def final_message(process: Any, receiver: Any, progress: Callable[[int], None], 
                 raise ProviderProcessError(f"The provider's process exited with code {process.exitcode}.")
             continue
         try:
-            kind, value = receiver.recv()
-        except EOFError:
+            message = receiver.recv()
+        except (EOFError, OSError):  # a child that exits with bytes unread resets the socket
             raise ProviderProcessError("The provider's process died without an answer.") from None
+        if job is not None:
+            number, *message = message
+            if number != job:
+                continue  # another job's: never this one's progress or outputs
+        kind, value = message
         if kind == "progress":
             progress(value)
         else:
@@ -153,12 +161,17 @@ def _child_main(sender: Any, provider: Any, input: dict, input_files: dict, dead
         sender.close()
 
 
-def run_and_report(sender: Any, provider: Any, input: dict, input_files: dict, deadline: float) -> bool:
-    """Run the provider, sending its progress and then its outputs or error; False after a crash."""
+def run_and_report(
+    sender: Any, provider: Any, input: dict, input_files: dict, deadline: float, job: int | None = None
+) -> bool:
+    """Run the provider, sending its progress and then its outputs or error; False after a crash.
+
+    With ``job``, each message is sent as ``(job, kind, value)``.
+    """
 
     def send(message: tuple[str, Any]) -> None:
         try:
-            sender.send(message)
+            sender.send(message if job is None else (job, *message))
         except OSError:  # the worker stopped listening (it gave up on this job): stop too
             raise SystemExit(0) from None
 

@@ -10,6 +10,9 @@ embedded executor) and sends it the next job over a pipe. What keeps a job isola
   kills the process (SIGKILL, then joined); the next job gets a new one;
 * a job that ended with its outputs or a ``ProviderError`` hands the process back, so one
   process never holds more than one job, and never one that was abandoned;
+* a process is taken again only after it said ``("ready", <job>)``, which it says only when the
+  job left no thread running (else it exits): nothing a job started can write during the next
+  one, whose messages carry its number so that a stray frame is never taken as its own;
 * after ``GENERATION_PROVIDER_PROCESS_JOBS`` jobs the process is retired (memory a provider
   leaks or caches is returned); one found dead between jobs is replaced.
 
@@ -32,6 +35,8 @@ from rivya_api.generations.providers import InputFile, OutputFile
 
 # Idle processes a worker process keeps at most (more only while that many jobs run at once).
 MAX_IDLE = 8
+# How long taking an idle process waits for its "ready" (sent right after its last job's answer).
+_READY_SECONDS = 2.0
 
 _lock = threading.Lock()
 _idle: list[ProviderProcess] = []
@@ -73,13 +78,13 @@ def run(
     worker = _take()
     try:
         try:
-            worker.connection.send((provider, dict(input), dict(input_files), deadline))
+            worker.connection.send((worker.jobs + 1, provider, dict(input), dict(input_files), deadline))
         except (BrokenPipeError, ConnectionResetError):  # it died between jobs: once more with a new one
             worker.kill()
             worker = ProviderProcess()
-            worker.connection.send((provider, dict(input), dict(input_files), deadline))
+            worker.connection.send((1, provider, dict(input), dict(input_files), deadline))
         worker.jobs += 1
-        kind, value = isolation.final_message(worker.process, worker.connection, progress, deadline)
+        kind, value = isolation.final_message(worker.process, worker.connection, progress, deadline, worker.jobs)
     except BaseException:
         worker.kill()  # past the deadline, a cancel, a lost claim, a death: it may still be running
         raise
@@ -91,17 +96,29 @@ def run(
 
 
 def _take() -> ProviderProcess:
-    with _lock:
-        found = None
-        while _idle and found is None:
-            candidate = _idle.pop()
-            if candidate.owner != os.getpid():
-                continue  # inherited through a fork: its parent's, not ours to use or kill
-            if candidate.process.is_alive():
-                found = candidate
-            else:
-                candidate.kill()
-    return found or ProviderProcess()
+    """An idle process that said it is ready for its next job, or a new one."""
+    while True:
+        with _lock:
+            candidate = None
+            while _idle and candidate is None:
+                candidate = _idle.pop()
+                if candidate.owner != os.getpid():
+                    candidate = None  # inherited through a fork: its parent's, not ours to use or kill
+        if candidate is None:
+            return ProviderProcess()
+        if _ready(candidate) and candidate.process.is_alive():
+            return candidate
+        candidate.kill()
+
+
+def _ready(worker: ProviderProcess) -> bool:
+    """Its next message is ``("ready", <its last job>)``: nothing that job left can still write to it."""
+    try:
+        if worker.connection.poll(_READY_SECONDS):
+            return worker.connection.recv() == ("ready", worker.jobs)
+    except Exception:  # gone, reset, or a stray frame that does not unpickle
+        pass
+    return False
 
 
 def _give_back(worker: ProviderProcess) -> None:
@@ -129,14 +146,22 @@ def close_all() -> None:
 
 
 def _serve(connection: Any) -> None:
-    """The provider process: run each job it is sent, until its pipe closes or a provider crashes."""
+    """The provider process: run each job it is sent, until its pipe closes or a provider crashes.
+
+    After each job it says ``("ready", job)``, or exits at once if the job left a thread running
+    (it could still report progress or write to the pipe during another account's job).
+    """
     try:
         while True:
             try:
-                provider, input, input_files, deadline = connection.recv()
+                job, provider, input, input_files, deadline = connection.recv()
             except (EOFError, OSError):
                 return  # the worker is gone
-            if not isolation.run_and_report(connection, provider, input, input_files, deadline):
+            if not isolation.run_and_report(connection, provider, input, input_files, deadline, job):
                 return
+            del provider, input, input_files  # another account's media is not kept while idle
+            if threading.active_count() > 1:
+                os._exit(0)
+            connection.send(("ready", job))
     finally:
         connection.close()

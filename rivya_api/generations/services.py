@@ -8,6 +8,7 @@ state change commits together with its ledger operation and its webhook event.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from rivya_api import metrics
@@ -328,11 +329,16 @@ class _Heartbeat:
         interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
         try:
             while not self.stop.wait(interval):
-                with transaction.atomic():
-                    if GenerationTask.objects.filter(
-                        pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
-                    ).update(heartbeat_at=_now()):
-                        _renew_hold(self.task)
+                try:
+                    with transaction.atomic():
+                        if GenerationTask.objects.filter(
+                            pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
+                        ).update(heartbeat_at=_now()):
+                            _renew_hold(self.task)
+                except DatabaseError:  # e.g. a connection lost in a failover: a new one at the next beat
+                    logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
+                    with contextlib.suppress(DatabaseError):
+                        connection.close()
         finally:
             connection.close()
 

@@ -6,6 +6,7 @@ its session is never handed out. On SQLite there is no pool: nothing is installe
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ from django.db import connection
 from rivya_api.common import pool_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BOTH_WAYS = pytest.mark.parametrize("every", [30, 0], ids=["quick", "round-trip"])
+BOTH_WAYS = pytest.mark.parametrize("every", [2, 0], ids=["quick", "round-trip"])
 
 
 @pytest.fixture
@@ -54,6 +55,35 @@ def test_checkouts_work_and_round_trip_only_when_due(rivya_settings, round_trips
         assert len(round_trips) <= 2  # at most the stock check before installing, and the first of ours
     else:
         assert len(round_trips) >= 9  # every checkout after the first
+
+
+def test_the_round_trip_comes_back_once_the_last_full_check_is_older_than_the_setting(
+    rivya_settings, round_trips, monkeypatch
+):
+    rivya_settings("RIVYA_API", DB_POOL_FULL_CHECK_EVERY=2)
+    checkout_and_query()  # the pool exists and has our check
+    clock = [time.monotonic() + 100]  # past any full check an earlier test recorded
+    monkeypatch.setattr(pool_check, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    last_full: dict[int, float] = {}  # backend pid: the clock at its last round trip
+    rechecked = skipped = 0
+    for step in (0, 0, 1.0, 0.9, 0.2, 0, 0.5, 2.5, 0, 0.3, 1.8):
+        clock[0] += step
+        before = len(round_trips)
+        pid = checkout_and_query()
+        if connection.vendor != "postgresql":
+            continue
+        due = pid not in last_full or clock[0] - last_full[pid] >= 2
+        assert (len(round_trips) > before) == due, (step, pid, last_full, clock[0])
+        rechecked += due and pid in last_full  # its window passed: the round trip came back
+        skipped += not due
+        if due:
+            last_full[pid] = clock[0]
+    if connection.vendor != "postgresql":
+        assert round_trips == []
+    else:
+        assert connection.pool._check is pool_check.check
+        assert rechecked  # a window passed and the round trip came back
+        assert skipped
 
 
 @BOTH_WAYS

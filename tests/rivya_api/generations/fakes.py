@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -100,7 +101,7 @@ GENERATION_MODELS = [
 
 class PidProvider(Provider):
     """Answers with its process id (also written to ``options["pid_file"]``, if given); ``mode`` in the
-    input makes it fail, crash, exit or overrun instead."""
+    input makes it fail, crash, exit, overrun, or leave a thread behind that reports progress later."""
 
     kind = "image"
 
@@ -120,6 +121,12 @@ class PidProvider(Provider):
             raise ZeroDivisionError("a provider bug")
         if mode == "exit":
             os._exit(3)
+        if mode.startswith("leave"):  # "leave-fail" / "leave-ok": the thread reports 77 after the job ended
+            threading.Thread(target=lambda: (time.sleep(0.3), progress(77)), daemon=True).start()
+            if mode == "leave-fail":
+                raise ProviderUnavailableError()
+        if mode == "slow":
+            time.sleep(1.0)
         while mode == "overrun":
             sum(range(10_000))
         return [OutputFile(filename="pid.txt", content_type="text/plain", data=str(os.getpid()).encode())]

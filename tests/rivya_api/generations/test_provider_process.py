@@ -148,3 +148,62 @@ def test_one_process_per_job_running_at_once(jobs_setting):
         pids = list(pool.map(lambda _: run(), range(9)))
     assert 1 <= len(set(pids)) <= 3
     assert set(provider_process.idle_pids()) == set(pids)
+
+
+@BOTH_WAYS
+@pytest.mark.parametrize("ending", ["leave-fail", "leave-ok"])
+def test_a_thread_a_job_left_running_never_reaches_the_next_job(jobs_setting, jobs, ending):
+    jobs_setting(jobs)
+    seen_a: list[int] = []
+    seen_b: list[int] = []
+    if ending == "leave-fail":
+        with pytest.raises(ProviderUnavailableError):
+            run(ending, progress=seen_a.append)
+        first = None
+    else:
+        first = run(ending, progress=seen_a.append)
+    second = run("slow", progress=seen_b.append)  # long enough for the leftover thread to report
+    assert 77 not in seen_a + seen_b
+    assert seen_b == [0, 10, 100]
+    assert second != first  # the process the thread was left in was not reused
+    assert provider_process.idle_pids() == ([second] if jobs > 1 else [])
+
+
+def test_a_process_whose_job_left_no_thread_says_ready_and_is_reused(jobs_setting):
+    jobs_setting(1000)
+    first = run()
+    assert run() == first
+
+
+class _Receiver:
+    def __init__(self, messages):
+        self.messages = list(messages)
+
+    def poll(self, timeout=0):
+        return True
+
+    def recv(self):
+        message = self.messages.pop(0)
+        if isinstance(message, BaseException):
+            raise message
+        return message
+
+
+class _Alive:
+    exitcode = None
+
+    def is_alive(self):
+        return True
+
+
+def test_messages_of_another_job_are_dropped():
+    seen: list[int] = []
+    receiver = _Receiver([(1, "progress", 77), (2, "progress", 5), (1, "done", ["old"]), (2, "done", ["new"])])
+    kind, value = isolation.final_message(_Alive(), receiver, seen.append, time.monotonic() + 5, 2)
+    assert (kind, value, seen) == ("done", ["new"], [5])
+
+
+@pytest.mark.parametrize("error", [EOFError(), ConnectionResetError(104, "reset")])
+def test_a_reset_or_closed_pipe_is_a_process_error(error):
+    with pytest.raises(isolation.ProviderProcessError):
+        isolation.final_message(_Alive(), _Receiver([error]), lambda value: None, time.monotonic() + 5)
