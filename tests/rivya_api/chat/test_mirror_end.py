@@ -68,3 +68,28 @@ def test_a_closed_logs_last_events_do_not_wait_for_the_gather(settings):
     entries, events, _, drained = run_a_turn_whose_loop_closes_at_its_end(settings, 3)
     assert entries == [("0-1", ": started"), *[(f"{event.id}-1", event.data) for event in events]]
     assert drained < 1, drained
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("gather", [0, 0.01])
+def test_a_non_streaming_turn_under_the_test_client_is_whole_in_redis(
+    settings, make_api_client, funded, upstream, gather
+):
+    """``async_to_sync`` runs the turn in a loop of its own, closed as the view returns."""
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_STREAM_MIRROR_GATHER_SECONDS": gather}
+    account, _ = funded()
+    body = {"model": "rivya-chat-priced", "messages": [{"role": "user", "content": "Say hello"}]}
+    response = make_api_client(account).post("/api/v1/chat/completions", body, format="json")
+    assert response.status_code == 200, response.content
+    turn_id = response.json()["id"]
+    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    try:
+        entries = [fields["d"] for _, fields in client.xrange(streams.turn_key(turn_id))]
+        alive = client.exists(streams.alive_key(turn_id))
+    finally:
+        client.delete(streams.turn_key(turn_id), streams.alive_key(turn_id))
+        client.close()
+    assert entries[0] == ": started", entries
+    assert entries[-1] == "[DONE]", entries
+    assert json.loads(entries[-2])["usage"]["total_tokens"] > 0
+    assert not alive
