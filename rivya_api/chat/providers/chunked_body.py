@@ -5,8 +5,8 @@ six generator layers and h11's state machine per SSE chunk, about a third of the
 work per relayed chunk. Once httpx has the reply's head (h11 parsed it, as before), ``raw_body``
 reads the body's chunked transfer coding itself, from the connection's ``AsyncioStream``
 (``asyncio_network``): each read's bytes, less the chunk framing, in one piece. At the last chunk
-it gives h11 the same end (``0\\r\\n\\r\\n``), so h11 and httpcore see a complete reply and the
-connection goes back to the pool as before. Failures keep httpx's types: a read timeout is
+it hands h11 the rest (the last chunk's line, the trailers and what follows), so h11 and httpcore
+see a complete reply and the connection goes back to the pool as before. Failures keep httpx's types: a read timeout is
 ``httpx.ReadTimeout``, a reset ``httpx.ReadError``, a body cut short or a bad chunk line
 ``httpx.RemoteProtocolError`` (what the adapter maps to its errors).
 
@@ -136,12 +136,21 @@ async def _chunks(state: h11.Connection, network: AsyncioStream, timeout: float 
 
 
 async def _finish(state: h11.Connection, network: AsyncioStream, buffer: bytearray, timeout: float | None) -> None:
-    """Read the last chunk's line and the trailers up to the blank line; then h11 sees the same end."""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:  # "0[;ext]\r\n", trailer lines, "\r\n"
-        if len(buffer) > LONGEST_LINE:
-            raise httpx.RemoteProtocolError("trailers too long")
-        buffer += await _read(network, timeout)
-    state.receive_data(b"0\r\n\r\n" + bytes(buffer[end + 4 :]))  # what follows is the next reply's
-    event = state.next_event()
-    if not isinstance(event, h11.EndOfMessage):  # cannot happen: h11 was waiting for a chunk line
-        raise httpx.RemoteProtocolError(f"unexpected end of the reply: {event!r}")
+    """Hand h11 the last chunk's line and the trailers: it reads them to the end as through httpx.
+
+    h11 was left waiting for a chunk-size line, so it parses (and checks) the rest exactly as it
+    would have: bare-LF line endings, trailer syntax, the size limit; what follows the end stays in
+    its buffer, the next reply's.
+    """
+    data = bytes(buffer)  # "0[;ext]\r\n", trailer lines, a blank line, maybe more
+    while True:
+        state.receive_data(data)
+        try:
+            event = state.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from None
+        if isinstance(event, h11.EndOfMessage):
+            return
+        if event is not h11.NEED_DATA:  # cannot happen: h11 was waiting for a chunk line
+            raise httpx.RemoteProtocolError(f"unexpected end of the reply: {event!r}")
+        data = await _read(network, timeout)
