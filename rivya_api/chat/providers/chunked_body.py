@@ -72,7 +72,7 @@ def raw_body(response: httpx.Response) -> AsyncIterator[bytes] | None:
         return None
     timeout = response.request.extensions.get("timeout", {}).get("read")
     response.is_stream_consumed = True  # as httpx's own iterators mark it
-    return _chunks(state, network, timeout)
+    return _chunks(state, network, timeout, response.request)
 
 
 async def _read(network: AsyncioStream, timeout: float | None) -> bytes:
@@ -89,50 +89,56 @@ async def _read(network: AsyncioStream, timeout: float | None) -> bytes:
     return data
 
 
-async def _chunks(state: h11.Connection, network: AsyncioStream, timeout: float | None) -> AsyncIterator[bytes]:
-    buffer = bytearray(state.trailing_data[0])  # what h11 read past the head
-    if buffer:
-        state._receive_buffer._extract(len(buffer))
-    need = 0  # bytes of the current chunk still to come; -1: its CRLF; 0: a size line
-    while True:
-        out = bytearray()
-        position = 0
+async def _chunks(
+    state: h11.Connection, network: AsyncioStream, timeout: float | None, request: httpx.Request
+) -> AsyncIterator[bytes]:
+    try:
+        buffer = bytearray(state.trailing_data[0])  # what h11 read past the head
+        if buffer:
+            state._receive_buffer._extract(len(buffer))
+        need = 0  # bytes of the current chunk still to come; -1: its CRLF; 0: a size line
         while True:
-            if need > 0:
-                take = buffer[position : position + need]
-                out += take
-                position += len(take)
-                need -= len(take)
-                if need:
+            out = bytearray()
+            position = 0
+            while True:
+                if need > 0:
+                    take = buffer[position : position + need]
+                    out += take
+                    position += len(take)
+                    need -= len(take)
+                    if need:
+                        break
+                    need = -1
+                if need == -1:
+                    if len(buffer) - position < 2:
+                        break
+                    if buffer[position : position + 2] != b"\r\n":
+                        raise httpx.RemoteProtocolError("malformed chunk footer")
+                    position += 2
+                    need = 0
+                end = buffer.find(b"\r\n", position)
+                if end < 0:
+                    if len(buffer) - position > LONGEST_LINE:
+                        raise httpx.RemoteProtocolError("chunk size line too long")
                     break
-                need = -1
-            if need == -1:
-                if len(buffer) - position < 2:
-                    break
-                if buffer[position : position + 2] != b"\r\n":
-                    raise httpx.RemoteProtocolError("malformed chunk footer")
-                position += 2
-                need = 0
-            end = buffer.find(b"\r\n", position)
-            if end < 0:
-                if len(buffer) - position > LONGEST_LINE:
-                    raise httpx.RemoteProtocolError("chunk size line too long")
-                break
-            match = CHUNK_SIZE.fullmatch(buffer, position, end)
-            if match is None:
-                raise httpx.RemoteProtocolError("illegal chunk header")
-            need = int(match[1], 16)
-            if need == 0:  # the last chunk: trailers (ignored, as httpx does), then a blank line
-                del buffer[:position]
-                if out:
-                    yield bytes(out)
-                await _finish(state, network, buffer, timeout)
-                return
-            position = end + 2
-        del buffer[:position]
-        if out:
-            yield bytes(out)
-        buffer += await _read(network, timeout)
+                match = CHUNK_SIZE.fullmatch(buffer, position, end)
+                if match is None:
+                    raise httpx.RemoteProtocolError("illegal chunk header")
+                need = int(match[1], 16)
+                if need == 0:  # the last chunk: trailers (ignored, as httpx does), then a blank line
+                    del buffer[:position]
+                    if out:
+                        yield bytes(out)
+                    await _finish(state, network, buffer, timeout)
+                    return
+                position = end + 2
+            del buffer[:position]
+            if out:
+                yield bytes(out)
+            buffer += await _read(network, timeout)
+    except httpx.TransportError as exc:  # the request, as httpx's own errors carry it
+        exc.request = request
+        raise
 
 
 async def _finish(state: h11.Connection, network: AsyncioStream, buffer: bytearray, timeout: float | None) -> None:

@@ -123,7 +123,8 @@ def read_twice(rivya_settings, script: bytes, seed: int | None, raw: bool, hang:
                 lines = [line async for line in sse_lines(body or response.aiter_bytes())]
                 return lines, body is not None
         except httpx.HTTPError as error:
-            return type(error).__name__, None
+            # Handlers read its request: set, as httpx sets it (else a RuntimeError, not the URL).
+            return f"{type(error).__name__} {error.request.url.path}", None
 
     async def run() -> list:
         server = await serve(script, seed, hang, connections)
