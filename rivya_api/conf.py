@@ -84,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
     # Chat streams: how long the Redis mirror gathers new events before it writes them, all turns'
     # together in one pipeline (each write is a system call and a Redis round trip). Only a follower
     # in another process waits for it; the live stream never does. 0: write on the next loop turn.
+    # A turn's last events do not wait for it, and a turn ends once they are in Redis.
     "CHAT_STREAM_MIRROR_GATHER_SECONDS": 0.01,
     # Chat streams: the mirror's batch packed and sent by rivya_api.chat.redis_batch (one buffer, one
     # timeout for its replies) rather than through redis-py's pipeline. False: the pipeline.

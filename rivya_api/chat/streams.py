@@ -266,11 +266,14 @@ class MirrorWriter:
         self.timeout = client.connection_pool.connection_kwargs.get("socket_timeout")  # for a whole batch
         self.ready_feeds: dict[MirrorFeed, None] = {}  # an ordered set
         self.flushing = False
+        self.gathering: asyncio.Future[bool] | None = None  # the flush, gathering events (_gather)
         self.task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
 
     def ready(self, feed: MirrorFeed) -> None:
         """``feed`` has events to write: in the next flush."""
         self.ready_feeds[feed] = None
+        if feed.log.closed and self.gathering is not None:
+            _settle(self.gathering, True)
         if not self.flushing:
             self.flushing = True
             self.task = asyncio.get_running_loop().create_task(self._flush(), name="chat-mirror-writer")
@@ -282,8 +285,11 @@ class MirrorWriter:
                 # 4,000 chunks/s a write per loop turn was a tenth of the process's CPU, most of it
                 # the socket write), or one turn of the loop. What becomes ready while a pipeline is
                 # in flight fills the next one.
-                await asyncio.sleep(self.gather)
-                raise_if_cancelled()
+                # A turn's last events (its log is closed) go out at once, ending the gather: nothing
+                # of that turn follows, and its end waits for them (ChatTurn._wait_for_mirror).
+                if not any(feed.log.closed for feed in self.ready_feeds):
+                    await self._gather()
+                    raise_if_cancelled()
                 feeds, self.ready_feeds = list(self.ready_feeds), {}
                 batch = [(feed, *feed.take()) for feed in feeds if feed.error is None]
                 batch = [item for item in batch if item[1]]
@@ -293,6 +299,20 @@ class MirrorWriter:
             self.flushing = False
             for feed in self.ready_feeds:  # only when this task was cancelled (the loop is closing)
                 feed.fail(asyncio.CancelledError())
+
+    async def _gather(self) -> None:
+        """``self.gather`` seconds, or until a turn's log closes (``ready``)."""
+        if self.gather <= 0:
+            await asyncio.sleep(0)  # one turn of the loop
+            return
+        loop = asyncio.get_running_loop()
+        self.gathering = loop.create_future()
+        timer = loop.call_later(self.gather, _settle, self.gathering, True)
+        try:
+            await self.gathering
+        finally:
+            timer.cancel()
+            self.gathering = None
 
     async def _send(self, batch: list[tuple[MirrorFeed, list[tuple], int]]) -> None:
         try:

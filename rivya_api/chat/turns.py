@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 DONE = "[DONE]"
 # A streamed turn's commit starts at the latest this long after the turn (see ChatTurn.start).
 COMMIT_GRACE_SECONDS = 0.05
+# How long a turn's end waits for its events to reach Redis (ChatTurn._wait_for_mirror).
+MIRROR_DRAIN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,18 @@ class ChatTurn:
             self.log.close()
             if self.refusal is None:
                 streams.local_turns.ended(self)
+            await self._wait_for_mirror()
+
+    async def _wait_for_mirror(self) -> None:
+        """Until the turn's events are in Redis (or ``MIRROR_DRAIN_SECONDS``): the turn has ended only then.
+
+        A loop that closes right after the turn (a non-streaming turn under ``async_to_sync``, a
+        worker's shutdown) would otherwise cancel the mirror before its last events are written,
+        and a follower in another process would end the turn as interrupted. ``asyncio.wait``
+        neither cancels the mirror on the timeout nor when this task is cancelled.
+        """
+        if self.mirror is not None and not self.mirror.done():
+            await asyncio.wait({self.mirror}, timeout=MIRROR_DRAIN_SECONDS)
 
     async def _store_outcome(self) -> None:
         """Store the turn's outcome under its Idempotency-Key, for retries to replay."""

@@ -5,6 +5,7 @@ Django application and a client that counts what was taken from it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -94,3 +95,50 @@ def test_a_declared_length_within_the_limit_hands_the_servers_own_callables_to_t
     for counted_receive, watched_send in seen[1:]:  # counted: no length to trust
         assert counted_receive is not receive
         assert watched_send is not send
+
+
+LYING = {  # name: request bytes (limit 100; 100 kB behind every head)
+    "a Content-Length smaller than the body": b"Content-Length: 10\r\n\r\n",
+    "a Content-Length with leading zeros": b"Content-Length: 000010\r\n\r\n",
+    "two Content-Lengths": b"Content-Length: 10\r\nContent-Length: 100000\r\n\r\n",
+    "a Content-Length list": b"Content-Length: 10, 100000\r\n\r\n",
+    "a Content-Length beside chunked": b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n186A0\r\n",
+}
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+@pytest.mark.parametrize("name", LYING.keys())
+def test_a_lying_content_length_never_gives_the_app_more_than_the_limit(monkeypatch, http, name):
+    """A declared length within the limit is not counted (see BodyLimitMiddleware): that relies on
+    uvicorn's parsers (httptools, its default, and h11) passing on no more than it, whatever follows."""
+    import socket
+
+    from rivya_api.common import asgi
+    from tests.rivya_api.chat.servers import ServerThread
+
+    monkeypatch.setattr(asgi, "_limit", lambda scope: (100, True))
+    seen: list[int] = []
+
+    async def app(scope, receive, send):
+        total = 0
+        while True:
+            message = await receive()
+            total += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        seen.append(total)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with ServerThread(BodyLimitMiddleware(app), http=http) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=2) as sock:
+            sock.sendall(b"POST /api/v1/files HTTP/1.1\r\nHost: x\r\n" + LYING[name] + b"x" * 100_000)
+            reply = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    reply += chunk
+    assert reply.startswith(b"HTTP/1.1 "), reply[:100]  # answered (200, 400 or 413), not hung
+    assert all(total <= 100 for total in seen), seen
+    if name == "a Content-Length smaller than the body":
+        assert seen[:1] == [10], seen

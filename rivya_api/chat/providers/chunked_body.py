@@ -5,8 +5,8 @@ six generator layers and h11's state machine per SSE chunk, about a third of the
 work per relayed chunk. Once httpx has the reply's head (h11 parsed it, as before), ``raw_body``
 reads the body's chunked transfer coding itself, from the connection's ``AsyncioStream``
 (``asyncio_network``): each read's bytes, less the chunk framing, in one piece. At the last chunk
-it gives h11 the same end (``0\\r\\n\\r\\n``), so h11 and httpcore see a complete reply and the
-connection goes back to the pool as before. Failures keep httpx's types: a read timeout is
+it hands h11 the rest (the last chunk's line, the trailers and what follows), so h11 and httpcore
+see a complete reply and the connection goes back to the pool as before. Failures keep httpx's types: a read timeout is
 ``httpx.ReadTimeout``, a reset ``httpx.ReadError``, a body cut short or a bad chunk line
 ``httpx.RemoteProtocolError`` (what the adapter maps to its errors).
 
@@ -72,7 +72,7 @@ def raw_body(response: httpx.Response) -> AsyncIterator[bytes] | None:
         return None
     timeout = response.request.extensions.get("timeout", {}).get("read")
     response.is_stream_consumed = True  # as httpx's own iterators mark it
-    return _chunks(state, network, timeout)
+    return _chunks(state, network, timeout, response.request)
 
 
 async def _read(network: AsyncioStream, timeout: float | None) -> bytes:
@@ -89,59 +89,74 @@ async def _read(network: AsyncioStream, timeout: float | None) -> bytes:
     return data
 
 
-async def _chunks(state: h11.Connection, network: AsyncioStream, timeout: float | None) -> AsyncIterator[bytes]:
-    buffer = bytearray(state.trailing_data[0])  # what h11 read past the head
-    if buffer:
-        state._receive_buffer._extract(len(buffer))
-    need = 0  # bytes of the current chunk still to come; -1: its CRLF; 0: a size line
-    while True:
-        out = bytearray()
-        position = 0
+async def _chunks(
+    state: h11.Connection, network: AsyncioStream, timeout: float | None, request: httpx.Request
+) -> AsyncIterator[bytes]:
+    try:
+        buffer = bytearray(state.trailing_data[0])  # what h11 read past the head
+        if buffer:
+            state._receive_buffer._extract(len(buffer))
+        need = 0  # bytes of the current chunk still to come; -1: its CRLF; 0: a size line
         while True:
-            if need > 0:
-                take = buffer[position : position + need]
-                out += take
-                position += len(take)
-                need -= len(take)
-                if need:
+            out = bytearray()
+            position = 0
+            while True:
+                if need > 0:
+                    take = buffer[position : position + need]
+                    out += take
+                    position += len(take)
+                    need -= len(take)
+                    if need:
+                        break
+                    need = -1
+                if need == -1:
+                    if len(buffer) - position < 2:
+                        break
+                    if buffer[position : position + 2] != b"\r\n":
+                        raise httpx.RemoteProtocolError("malformed chunk footer")
+                    position += 2
+                    need = 0
+                end = buffer.find(b"\r\n", position)
+                if end < 0:
+                    if len(buffer) - position > LONGEST_LINE:
+                        raise httpx.RemoteProtocolError("chunk size line too long")
                     break
-                need = -1
-            if need == -1:
-                if len(buffer) - position < 2:
-                    break
-                if buffer[position : position + 2] != b"\r\n":
-                    raise httpx.RemoteProtocolError("malformed chunk footer")
-                position += 2
-                need = 0
-            end = buffer.find(b"\r\n", position)
-            if end < 0:
-                if len(buffer) - position > LONGEST_LINE:
-                    raise httpx.RemoteProtocolError("chunk size line too long")
-                break
-            match = CHUNK_SIZE.fullmatch(buffer, position, end)
-            if match is None:
-                raise httpx.RemoteProtocolError("illegal chunk header")
-            need = int(match[1], 16)
-            if need == 0:  # the last chunk: trailers (ignored, as httpx does), then a blank line
-                del buffer[:position]
-                if out:
-                    yield bytes(out)
-                await _finish(state, network, buffer, timeout)
-                return
-            position = end + 2
-        del buffer[:position]
-        if out:
-            yield bytes(out)
-        buffer += await _read(network, timeout)
+                match = CHUNK_SIZE.fullmatch(buffer, position, end)
+                if match is None:
+                    raise httpx.RemoteProtocolError("illegal chunk header")
+                need = int(match[1], 16)
+                if need == 0:  # the last chunk: trailers (ignored, as httpx does), then a blank line
+                    del buffer[:position]
+                    if out:
+                        yield bytes(out)
+                    await _finish(state, network, buffer, timeout)
+                    return
+                position = end + 2
+            del buffer[:position]
+            if out:
+                yield bytes(out)
+            buffer += await _read(network, timeout)
+    except httpx.TransportError as exc:  # the request, as httpx's own errors carry it
+        exc.request = request
+        raise
 
 
 async def _finish(state: h11.Connection, network: AsyncioStream, buffer: bytearray, timeout: float | None) -> None:
-    """Read the last chunk's line and the trailers up to the blank line; then h11 sees the same end."""
-    while (end := buffer.find(b"\r\n\r\n")) < 0:  # "0[;ext]\r\n", trailer lines, "\r\n"
-        if len(buffer) > LONGEST_LINE:
-            raise httpx.RemoteProtocolError("trailers too long")
-        buffer += await _read(network, timeout)
-    state.receive_data(b"0\r\n\r\n" + bytes(buffer[end + 4 :]))  # what follows is the next reply's
-    event = state.next_event()
-    if not isinstance(event, h11.EndOfMessage):  # cannot happen: h11 was waiting for a chunk line
-        raise httpx.RemoteProtocolError(f"unexpected end of the reply: {event!r}")
+    """Hand h11 the last chunk's line and the trailers: it reads them to the end as through httpx.
+
+    h11 was left waiting for a chunk-size line, so it parses (and checks) the rest exactly as it
+    would have: bare-LF line endings, trailer syntax, the size limit; what follows the end stays in
+    its buffer, the next reply's.
+    """
+    data = bytes(buffer)  # "0[;ext]\r\n", trailer lines, a blank line, maybe more
+    while True:
+        state.receive_data(data)
+        try:
+            event = state.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from None
+        if isinstance(event, h11.EndOfMessage):
+            return
+        if event is not h11.NEED_DATA:  # cannot happen: h11 was waiting for a chunk line
+            raise httpx.RemoteProtocolError(f"unexpected end of the reply: {event!r}")
+        data = await _read(network, timeout)

@@ -105,6 +105,7 @@ async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     async for chunk in chunks:
         if after_cr and chunk[:1] == b"\n":  # the LF of a CRLF split between two pieces
             chunk = chunk[1:]
+            after_cr = False  # that CRLF is whole: a next LF ends a line of its own
         data = rest + chunk if rest else chunk
         if not data:
             continue

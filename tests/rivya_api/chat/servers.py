@@ -23,8 +23,10 @@ import uvicorn
 class ServerThread:
     """``with ServerThread(app) as server: server.url``."""
 
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", loop="asyncio")
+    def __init__(self, app: Any, **options: Any) -> None:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", loop="asyncio", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
 

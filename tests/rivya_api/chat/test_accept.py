@@ -22,6 +22,7 @@ from rivya_api.chat import services, turns
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_billing.models import Hold
 from rivya_billing.selectors import wallet_get
+from tests.rivya_api.chat.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,7 +103,7 @@ def test_a_session_that_moved_on_meanwhile_is_a_409(live_server_url, funded, ups
     account, secret = funded()
     first = post_stream(live_server_url, secret, {**UPSTREAM_BODY, "stream": False})
     session_id = first.json()["session_id"]
-    finished_first = upstream.finished_at
+    finished_first = wait_for(lambda: upstream.finished_at)  # set after its last send: the reply may come first
     upstream.script.first_delay = 0.3
     prepare = services.chat_turn_prepare
 

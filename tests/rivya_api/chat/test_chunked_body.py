@@ -27,9 +27,9 @@ EVENTS = [
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 
 
-def chunked(parts: list[bytes], *, extension: bytes = b"", trailers: bytes = b"") -> bytes:
+def chunked(parts: list[bytes], *, extension: bytes = b"", trailers: bytes = b"", end: bytes = b"\r\n") -> bytes:
     body = b"".join(b"%X%s\r\n%s\r\n" % (len(part), extension, part) for part in parts)
-    return HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n" + trailers + b"\r\n"
+    return HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n" + trailers + end
 
 
 def sse_bytes() -> bytes:
@@ -60,6 +60,12 @@ CASES = {  # name: (response bytes, how to cut them: a seed or None for byte by 
     "byte by byte": (FULL, None, True),
     "chunks split inside UTF-8 characters": (chunked(utf8_split_parts()), 3, True),
     "extensions and trailers": (chunked([sse_bytes()], extension=b";x=1", trailers=b"X-T: 1\r\nY: 2\r\n"), 5, True),
+    # h11 ends a reply on a bare LF too: the raw path must as well, not wait for more (a read timeout)
+    "a bare LF ending the last chunk": (chunked([sse_bytes()], end=b"\n"), 4, True),
+    "a bare LF ending the trailers": (chunked([sse_bytes()], trailers=b"X-T: 1\r\n", end=b"\n"), 5, True),
+    "a bare LF ending a trailer line": (chunked([sse_bytes()], trailers=b"X-T: 1\n"), 6, True),
+    "a bare LF byte by byte": (chunked([sse_bytes()], trailers=b"X-T: 1\n", end=b"\n"), None, True),
+    "a bad trailer line": (chunked([sse_bytes()], trailers=b"bad trailer\r\n"), 7, True),
     "a chunk larger than a read": (chunked([b"data: " + b"x" * 200_000 + b"\n\n", b"data: [DONE]\n\n"]), 2, True),
     "content-length body": (HEAD + b"Content-Length: %d\r\n\r\n" % len(sse_bytes()) + sse_bytes(), 4, False),
     "gzip": (
@@ -117,7 +123,8 @@ def read_twice(rivya_settings, script: bytes, seed: int | None, raw: bool, hang:
                 lines = [line async for line in sse_lines(body or response.aiter_bytes())]
                 return lines, body is not None
         except httpx.HTTPError as error:
-            return type(error).__name__, None
+            # Handlers read its request: set, as httpx sets it (else a RuntimeError, not the URL).
+            return f"{type(error).__name__} {error.request.url.path}", None
 
     async def run() -> list:
         server = await serve(script, seed, hang, connections)

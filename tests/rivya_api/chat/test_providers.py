@@ -233,7 +233,9 @@ def test_sse_lines_splits_as_httpx_aiter_lines_does_whatever_the_chunking():
 
     from rivya_api.chat.providers.openai_compatible import sse_lines
 
-    body = ('data: {"a":"é ü"}\r\n\r\n: comment\rdata: {"b":1}\n\nid: 7\r\ndata: [DONE]\n\ntail').encode()
+    body = (
+        'data: {"a":"é ü"}\r\n\r\n: comment\rdata: {"b":1}\n\nid: 7\r\ndata: [DONE]\n\nx: 1\r\n\ny: 2\r\ntail'
+    ).encode()
 
     async def ours(parts: list[bytes]) -> list[str]:
         async def chunks():
@@ -264,5 +266,7 @@ def test_sse_lines_splits_as_httpx_aiter_lines_does_whatever_the_chunking():
             parts = [part for part in parts if part]
             assert meaningful(asyncio.run(ours(parts))) == meaningful(asyncio.run(theirs(parts))), (cut, width)
             assert asyncio.run(ours(parts)) == whole, (cut, width)  # ours: the same lines however it is cut
+    # A piece that is only the LF of a CRLF, then a bare LF: a blank line, as in one piece.
+    assert asyncio.run(ours([b"a\r", b"\n", b"\nb\n"])) == asyncio.run(ours([b"a\r\n\nb\n"])) == ["a", "", "b"]
     # Unlike str.splitlines, a raw U+2028 inside the JSON does not end the line.
     assert asyncio.run(ours(['data: {"c":"x\u2028y"}\n'.encode()])) == ['data: {"c":"x\u2028y"}']
