@@ -29,9 +29,9 @@ DISTRIBUTION_OF = {
     "django": "django", "asgiref": "django", "rest_framework": "djangorestframework",
     "drf_spectacular": "drf-spectacular", "drf_spectacular_sidecar": "drf-spectacular-sidecar",
     "celery": "celery", "kombu": "celery", "standardwebhooks": "standardwebhooks", "cryptography": "cryptography",
-    "jsonschema": "jsonschema", "httpx": "httpx", "httpcore": "httpx", "PIL": "pillow", "av": "av",
+    "jsonschema": "jsonschema", "httpx": "httpx", "httpcore": "httpx", "h11": "httpx", "PIL": "pillow", "av": "av",
     "channels": "channels", "prometheus_client": "prometheus-client", "redis": "redis",
-    "csp": "django-csp", "billiard": "billiard",
+    "csp": "django-csp", "billiard": "billiard", "psycopg": "psycopg", "psycopg_pool": "psycopg",
 }  # fmt: skip
 # Modules that only an optional part loads (a host names them in its settings or asgi.py), so they
 # may import that extra's packages at module level.

@@ -95,11 +95,8 @@ def test_a_connection_whose_session_the_server_ended_is_replaced(rivya_settings,
         params = {**connection.get_connection_params(), "autocommit": True}
         params.pop("cursor_factory", None)
         params.pop("context", None)
-        with psycopg.connect(**params) as other:
-            other.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        with psycopg.connect(**params) as other:  # only this test's sessions: others' threads keep theirs
+            other.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [sorted(before)])
         time.sleep(0.2)  # the sessions' goodbyes reach their sockets
     after = {checkout_and_query() for _ in range(3)}
     if connection.vendor == "postgresql":
