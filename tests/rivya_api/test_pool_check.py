@@ -100,10 +100,8 @@ def test_a_connection_whose_session_the_server_ended_is_replaced(rivya_settings,
     before = {checkout_and_query() for _ in range(3)}
     if connection.vendor == "postgresql":
         connection.close()  # back to the pool, idle
-        params = {**connection.get_connection_params(), "autocommit": True}
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        with psycopg.connect(**params) as other:  # only this test's sessions: others' threads keep theirs
+        # Only this test's sessions: other tests' threads keep theirs.
+        with psycopg.connect(**own_connection_params()) as other:
             other.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [sorted(before)])
         time.sleep(0.2)  # the sessions' goodbyes reach their sockets
     after = {checkout_and_query() for _ in range(3)}
@@ -116,10 +114,7 @@ def test_a_quiet_idle_connection_passes_and_a_closed_one_does_not(rivya_settings
         pool_check.install_on_created(None, connection)  # no pool on this database: nothing to install
         assert getattr(connection, "pool", None) is None
         return
-    params = {**connection.get_connection_params(), "autocommit": True}
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    conn = psycopg.connect(**params)
+    conn = psycopg.connect(**own_connection_params())
     assert pool_check._quiet(conn)
     conn.execute("LISTEN rivya_pool_check_test")
     conn.execute("NOTIFY rivya_pool_check_test")  # delivered to its own session
