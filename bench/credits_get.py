@@ -9,8 +9,9 @@ and sends requests one after the other through it, as uvicorn would, alternating
 ``GET /bench/hello`` and ``GET /api/v1/credits`` (a real key, its account's wallet). CPU per
 request is this process's CPU time (every thread) over the round; the figure to watch is
 ``credits_vs_hello`` (hello's CPU per request over ``/credits``'): the throughput ratio one CPU
-would give. ``--switch`` adds interleaved rounds of ``/credits`` with a boolean setting on and
-off. ``--profile`` samples ``/credits`` rounds with py-spy (raw format).
+would give. ``--switch`` runs both with a boolean setting on and off instead, in interleaved
+rounds (on first in even rounds, off first in odd ones), and gives the median of each round's
+difference too. ``--profile`` samples ``/credits`` rounds with py-spy (raw format).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -105,27 +107,35 @@ def rounds(loop, app, key: str, requests: int, count: int, switch: str | None) -
     from django.conf import settings
     from django.test import override_settings
 
-    figures: dict[str, list[float]] = {"hello": [], "credits": []}
-    if switch:
-        figures.update({"credits_on": [], "credits_off": []})
-    for _ in range(count):
-        figures["hello"].append(loop.run_until_complete(cpu_ms_per_request(app, "/bench/hello", None, requests)))
-        figures["credits"].append(loop.run_until_complete(cpu_ms_per_request(app, "/api/v1/credits", key, requests)))
-        if switch:
-            namespace, _, name = switch.rpartition(".")
-            for value in (False, True):
-                override = {namespace: {**getattr(settings, namespace), name: value}} if namespace else {name: value}
-                with override_settings(**override):
-                    ms = loop.run_until_complete(cpu_ms_per_request(app, "/api/v1/credits", key, requests))
-                figures[f"credits_{'on' if value else 'off'}"].append(ms)
-    medians = {f"{name}_cpu_ms": round(statistics.median(values), 4) for name, values in figures.items()}
-    medians["credits_vs_hello"] = round(medians["hello_cpu_ms"] / medians["credits_cpu_ms"], 3)
-    if switch:
-        medians["switch"] = switch
-        # Each round's on and off ran one after the other: their difference shrugs off slower spells.
-        saved = [off - on for on, off in zip(figures["credits_on"], figures["credits_off"], strict=True)]
-        medians["credits_saved_cpu_ms_median_of_rounds"] = round(statistics.median(saved), 4)
-        medians["rounds"] = {name: [round(v, 4) for v in values] for name, values in figures.items()}
+    paths = (("hello", "/bench/hello", None), ("credits", "/api/v1/credits", key))
+    if not switch:
+        figures: dict[str, list[float]] = {"hello": [], "credits": []}
+        for _ in range(count):
+            for label, path, secret in paths:
+                figures[label].append(loop.run_until_complete(cpu_ms_per_request(app, path, secret, requests)))
+        medians: dict[str, Any] = {f"{name}_cpu_ms": round(statistics.median(v), 4) for name, v in figures.items()}
+        medians["credits_vs_hello"] = round(medians["hello_cpu_ms"] / medians["credits_cpu_ms"], 3)
+        return medians
+    namespace, _, name = switch.rpartition(".")
+    figures = {f"{label}_{state}": [] for label, _, _ in paths for state in ("on", "off")}
+    for index in range(count):
+        for value in (False, True) if index % 2 else (True, False):
+            override = {namespace: {**getattr(settings, namespace), name: value}} if namespace else {name: value}
+            with override_settings(**override):
+                for label, path, secret in paths:
+                    ms = loop.run_until_complete(cpu_ms_per_request(app, path, secret, requests))
+                    figures[f"{label}_{'on' if value else 'off'}"].append(ms)
+    medians = {"switch": switch}
+    medians.update({f"{name}_cpu_ms": round(statistics.median(v), 4) for name, v in figures.items()})
+    for state in ("on", "off"):
+        medians[f"credits_vs_hello_{state}"] = round(
+            medians[f"hello_{state}_cpu_ms"] / medians[f"credits_{state}_cpu_ms"], 3
+        )
+    # Each round's on and off ran one after the other: their difference shrugs off slower spells.
+    for label, _, _ in paths:
+        saved = [off - on for on, off in zip(figures[f"{label}_on"], figures[f"{label}_off"], strict=True)]
+        medians[f"{label}_saved_cpu_ms_median_of_rounds"] = round(statistics.median(saved), 4)
+    medians["rounds"] = {name: [round(v, 4) for v in values] for name, values in figures.items()}
     return medians
 
 
@@ -134,7 +144,7 @@ def main() -> None:
     parser.add_argument("--config", choices=["embedded", "production"], default="production")
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--switch", help="[NAMESPACE.]NAME of a boolean setting: /credits CPU on vs off")
+    parser.add_argument("--switch", help="[NAMESPACE.]NAME of a boolean setting: CPU on vs off")
     parser.add_argument("--profile", type=Path, help="write py-spy's raw samples of /credits rounds here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
