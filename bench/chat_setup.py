@@ -227,6 +227,19 @@ def print_profile(main_profiler, limit: int = 70) -> None:
     stats.sort_stats("tottime").print_stats(40)
 
 
+def switch_overrides(settings, switch: str, value: bool) -> dict:
+    """``override_settings`` arguments turning every one of ``switch``'s comma-separated
+    ``[NAMESPACE.]NAME`` boolean settings to ``value``."""
+    override: dict = {}
+    for one in switch.split(","):
+        namespace, _, name = one.strip().rpartition(".")
+        if namespace:
+            override[namespace] = {**override.get(namespace, getattr(settings, namespace)), name: value}
+        else:
+            override[name] = value
+    return override
+
+
 def switch_rounds(app, key: str, switch: str, turns: int, rounds: int = 6) -> dict:
     """CPU per turn with ``switch`` (``[NAMESPACE.]NAME``, a boolean setting) on and off, in interleaved rounds."""
     import statistics
@@ -234,13 +247,11 @@ def switch_rounds(app, key: str, switch: str, turns: int, rounds: int = 6) -> di
     from django.conf import settings
     from django.test import override_settings
 
-    namespace, _, name = switch.rpartition(".")
     per_turn: dict[bool, list[float]] = {True: [], False: []}
     loop = asyncio.get_event_loop()
     for index in range(2 * rounds):
         value = index % 2 == 0
-        override = {namespace: {**getattr(settings, namespace), name: value}} if namespace else {name: value}
-        with override_settings(**override):
+        with override_settings(**switch_overrides(settings, switch, value)):
             figures = loop.run_until_complete(drive(app, key, turns, warm_up=2))
         per_turn[value].append(figures["cpu_ms_per_turn"])
     on, off = statistics.median(per_turn[True]), statistics.median(per_turn[False])
@@ -267,7 +278,9 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true", help="print a CPU-time profile of every thread")
     parser.add_argument("--burst", type=int, default=0, help="then this many turns over --ramp seconds at once")
     parser.add_argument("--ramp", type=float, default=1.0)
-    parser.add_argument("--switch", help="[NAMESPACE.]NAME of a boolean setting: CPU per turn on vs off")
+    parser.add_argument(
+        "--switch", help="[NAMESPACE.]NAME of a boolean setting (or several, comma-separated): CPU per turn on vs off"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chat_harness import setup_database  # noqa: E402
-from bench.chat_setup import profile_self  # noqa: E402
+from bench.chat_setup import profile_self, switch_overrides  # noqa: E402
 
 
 def environment(config: str, workdir: Path) -> dict[str, str]:
@@ -116,12 +116,10 @@ def rounds(loop, app, key: str, requests: int, count: int, switch: str | None) -
         medians: dict[str, Any] = {f"{name}_cpu_ms": round(statistics.median(v), 4) for name, v in figures.items()}
         medians["credits_vs_hello"] = round(medians["hello_cpu_ms"] / medians["credits_cpu_ms"], 3)
         return medians
-    namespace, _, name = switch.rpartition(".")
     figures = {f"{label}_{state}": [] for label, _, _ in paths for state in ("on", "off")}
     for index in range(count):
         for value in (False, True) if index % 2 else (True, False):
-            override = {namespace: {**getattr(settings, namespace), name: value}} if namespace else {name: value}
-            with override_settings(**override):
+            with override_settings(**switch_overrides(settings, switch, value)):
                 for label, path, secret in paths:
                     ms = loop.run_until_complete(cpu_ms_per_request(app, path, secret, requests))
                     figures[f"{label}_{'on' if value else 'off'}"].append(ms)
@@ -144,7 +142,7 @@ def main() -> None:
     parser.add_argument("--config", choices=["embedded", "production"], default="production")
     parser.add_argument("--requests", type=int, default=2000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--switch", help="[NAMESPACE.]NAME of a boolean setting: CPU on vs off")
+    parser.add_argument("--switch", help="[NAMESPACE.]NAME of a boolean setting (or several, comma-separated)")
     parser.add_argument("--profile", type=Path, help="write py-spy's raw samples of /credits rounds here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ from django.core.handlers import asgi
 from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from config import request_started
 from config.request_threads import ReusedRequestThreadsMixin
 from rivya_api.common.csp import CSPMiddleware as _HtmlOnlyCSPMiddleware
 from rivya_api.common.resolve_once import ResolveOnceHandlerMixin
@@ -194,4 +195,9 @@ class EventLoopMiddlewareMixin:
 class ASGIHandler(ReusedRequestThreadsMixin, EventLoopMiddlewareMixin, ResolveOnceHandlerMixin, asgi.ASGIHandler):
     """Django's ASGI handler, with Django's middleware running its hooks on the event loop,
     each request's sync code in a reused thread (``config.request_threads``) and the URL
-    resolved once per request (``rivya_api.common.resolve_once``)."""
+    resolved once per request (``rivya_api.common.resolve_once``); ``request_started``'s database
+    receivers are queued to the request's thread rather than awaited (``config.request_started``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        request_started.install()
