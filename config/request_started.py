@@ -63,7 +63,9 @@ async def asend(sender: Any, **named: Any) -> list[tuple[Any, Any]]:
     if executor is not None and enabled():
         sync_receivers, async_receivers = signal._live_receivers(sender)
         if not async_receivers and all(receiver in DEFERRABLE for receiver in sync_receivers):
-            executor.submit(_run, sync_receivers, sender, named)
+            executor.submit(
+                contextvars.copy_context().run, _run, sync_receivers, sender, named
+            )  # log lines keep the request id
             return [(receiver, None) for receiver in sync_receivers]
     return await Signal.asend(signal, sender, **named)
 

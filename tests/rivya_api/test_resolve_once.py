@@ -112,6 +112,11 @@ def cases(secret: str) -> list[dict[str, Any]]:
         {"path": "/api/v1/openapi.json"},
         {"path": "/nowhere"},
         {"path": "/api/v1/credits", "secret": secret, "root": "/mounted"},
+        {"path": "/api/v1/models", "secret": secret, "method": "HEAD"},
+        {"path": "/docs"},  # APPEND_SLASH: a redirect to the slash form
+        {"path": "/studio"},
+        {"path": "/settings/"},  # a page (its login redirect)
+        {"path": "/api/v1/credits/", "secret": secret},
     ]
 
 
