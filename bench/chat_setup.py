@@ -227,30 +227,46 @@ def print_profile(main_profiler, limit: int = 70) -> None:
     stats.sort_stats("tottime").print_stats(40)
 
 
+def switch_overrides(settings, switch: str, value: bool) -> dict:
+    """``override_settings`` arguments turning every one of ``switch``'s comma-separated
+    ``[NAMESPACE.]NAME`` boolean settings to ``value``."""
+    override: dict = {}
+    for one in switch.split(","):
+        namespace, _, name = one.strip().rpartition(".")
+        if namespace:
+            override[namespace] = {**override.get(namespace, getattr(settings, namespace)), name: value}
+        else:
+            override[name] = value
+    return override
+
+
 def switch_rounds(app, key: str, switch: str, turns: int, rounds: int = 6) -> dict:
-    """CPU per turn with ``switch`` (``[NAMESPACE.]NAME``, a boolean setting) on and off, in interleaved rounds."""
+    """CPU per turn, and to the response's start, with ``switch`` (``[NAMESPACE.]NAME``, a boolean
+    setting, or several comma-separated) on and off, in interleaved rounds; also the median of
+    each pair of rounds' difference (off minus on), which a slower spell of the machine moves less."""
     import statistics
 
     from django.conf import settings
     from django.test import override_settings
 
-    namespace, _, name = switch.rpartition(".")
-    per_turn: dict[bool, list[float]] = {True: [], False: []}
+    names = ("cpu_ms_per_turn", "cpu_ms_to_response_start_p50")
+    per_round: dict[tuple[str, bool], list[float]] = {(name, v): [] for name in names for v in (True, False)}
     loop = asyncio.get_event_loop()
     for index in range(2 * rounds):
-        value = index % 2 == 0
-        override = {namespace: {**getattr(settings, namespace), name: value}} if namespace else {name: value}
-        with override_settings(**override):
+        value = (index % 2 == 0) != (index % 4 >= 2)  # on, off, off, on, …: neither always goes first
+        with override_settings(**switch_overrides(settings, switch, value)):
             figures = loop.run_until_complete(drive(app, key, turns, warm_up=2))
-        per_turn[value].append(figures["cpu_ms_per_turn"])
-    on, off = statistics.median(per_turn[True]), statistics.median(per_turn[False])
-    return {
-        "switch": switch,
-        "cpu_ms_per_turn_on": round(on, 2),
-        "cpu_ms_per_turn_off": round(off, 2),
-        "rounds_on": [round(v, 2) for v in per_turn[True]],
-        "rounds_off": [round(v, 2) for v in per_turn[False]],
-    }
+        for name in names:
+            per_round[name, value].append(figures[name])
+    result: dict = {"switch": switch}
+    for name in names:
+        on, off = per_round[name, True], per_round[name, False]
+        result[f"{name}_on"] = round(statistics.median(on), 3)
+        result[f"{name}_off"] = round(statistics.median(off), 3)
+        saved = [b - a for a, b in zip(on, off, strict=True)]
+        result[f"{name}_saved_median_of_pairs"] = round(statistics.median(saved), 3)
+        result[f"{name}_rounds_on_off"] = [[round(v, 2) for v in on], [round(v, 2) for v in off]]
+    return result
 
 
 def profile_self(seconds: float, out: Path) -> subprocess.Popen:
@@ -267,7 +283,9 @@ def main() -> None:
     parser.add_argument("--cprofile", action="store_true", help="print a CPU-time profile of every thread")
     parser.add_argument("--burst", type=int, default=0, help="then this many turns over --ramp seconds at once")
     parser.add_argument("--ramp", type=float, default=1.0)
-    parser.add_argument("--switch", help="[NAMESPACE.]NAME of a boolean setting: CPU per turn on vs off")
+    parser.add_argument(
+        "--switch", help="[NAMESPACE.]NAME of a boolean setting (or several, comma-separated): CPU per turn on vs off"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 

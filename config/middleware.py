@@ -27,8 +27,10 @@ from django.core.handlers import asgi
 from django.middleware import clickjacking, common, csrf, security
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from config import request_started
 from config.request_threads import ReusedRequestThreadsMixin
 from rivya_api.common.csp import CSPMiddleware as _HtmlOnlyCSPMiddleware
+from rivya_api.common.resolve_once import ResolveOnceHandlerMixin
 from rivya_api.common.streaming import serve_streaming
 
 
@@ -190,6 +192,12 @@ class EventLoopMiddlewareMixin:
             settings.MIDDLEWARE = named
 
 
-class ASGIHandler(ReusedRequestThreadsMixin, EventLoopMiddlewareMixin, asgi.ASGIHandler):
-    """Django's ASGI handler, with Django's middleware running its hooks on the event loop
-    and each request's sync code in a reused thread (``config.request_threads``)."""
+class ASGIHandler(ReusedRequestThreadsMixin, EventLoopMiddlewareMixin, ResolveOnceHandlerMixin, asgi.ASGIHandler):
+    """Django's ASGI handler, with Django's middleware running its hooks on the event loop,
+    each request's sync code in a reused thread (``config.request_threads``) and the URL
+    resolved once per request (``rivya_api.common.resolve_once``); ``request_started``'s database
+    receivers are queued to the request's thread rather than awaited (``config.request_started``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        request_started.install()

@@ -30,6 +30,8 @@ from typing import Any
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 
+from config import request_started
+
 MAX_IDLE = 64  # threads kept between requests; more concurrent requests start their own, as before
 SUPPORTED = "executor" in inspect.signature(ThreadSensitiveContext).parameters
 _idle: list[RequestThread] = []
@@ -101,8 +103,10 @@ class ReusedRequestThreadsMixin:
         if scope["type"] != "http" or not enabled():
             return await super().__call__(scope, receive, send)  # type: ignore[misc]
         lease = _take()
+        token = request_started.request_executor.set(lease.executor)  # config.request_started queues to it
         try:
             async with ThreadSensitiveContext(executor=lease.executor):
                 await self.handle(scope, receive, send)  # type: ignore[attr-defined]
         finally:
+            request_started.request_executor.reset(token)
             lease.end()

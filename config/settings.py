@@ -66,6 +66,9 @@ MIDDLEWARE_ON_EVENT_LOOP = env.bool("MIDDLEWARE_ON_EVENT_LOOP", default=True)
 # config.middleware.ASGIHandler runs each request's sync code in an idle thread it reuses
 # (config.request_threads) instead of a new thread per request. False: Django's thread per request.
 REQUEST_THREADS_REUSED = env.bool("REQUEST_THREADS_REUSED", default=True)
+# With reused request threads, Django's request_started database receivers are queued to the
+# request's thread rather than awaited on the event loop (config.request_started). False: awaited.
+REQUEST_STARTED_DEFERRED = env.bool("REQUEST_STARTED_DEFERRED", default=True)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     # thread (rivya_api.common.reused_fields) rather than DRF's deep copy of them for every request.
     # False: DRF's copy per request.
     "SERIALIZER_FIELDS_REUSED": True,
+    # Resolve a request's URL once (rivya_api.common.resolve_once): the body limit, the gate and
+    # Django's handler share the match rather than each walking the URL tree. False: each resolves.
+    "RESOLVE_ONCE": True,
     # rivya_api.common.redis_cache.RedisCache: one Redis connection pool and client per process
     # (Django's connects anew for each request under ASGI). False: Django's own client.
     "REDIS_CACHE_SHARED_POOL": True,

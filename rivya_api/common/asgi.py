@@ -71,8 +71,9 @@ PAGE_NAMESPACES = frozenset({"rivya_pages", "rivya_studio", "rivya_docs"})
 def _limit(scope: dict[str, Any]) -> tuple[int | None, bool]:
     """(the body limit of the route ``scope`` names, whether it is the API); None: no limit here."""
     from django.conf import settings
-    from django.urls import Resolver404, resolve
+    from django.urls import Resolver404
 
+    from rivya_api.common import resolve_once
     from rivya_api.common.gate import API_NAMESPACE
     from rivya_api.conf import api_settings
 
@@ -81,7 +82,7 @@ def _limit(scope: dict[str, Any]) -> tuple[int | None, bool]:
     if root and path.startswith(root):
         path = path[len(root) :]
     try:
-        namespaces = set(resolve(path).namespaces)
+        namespaces = set(resolve_once.resolve(path, scope).namespaces)  # kept for the gate and Django's handler
     except Resolver404:
         return None, False
     if API_NAMESPACE in namespaces:

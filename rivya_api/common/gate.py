@@ -28,10 +28,10 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404
 from django.views import defaults
 
-from rivya_api.common import hostile
+from rivya_api.common import hostile, resolve_once
 from rivya_api.common.errors import ApiError, error_response
 from rivya_api.conf import api_settings
 
@@ -66,17 +66,18 @@ class RequestGateMiddleware:
         return refusal or await self.get_response(request)
 
 
-def is_api_path(path: str) -> bool:
-    """Whether ``path`` is routed to the public API (whatever prefix the host mounted it under)."""
+def is_api_request_path(request: HttpRequest) -> bool:
+    """Whether the request's path is routed to the public API (whatever prefix the host mounted it
+    under); the match is kept for Django's handler (``resolve_once``)."""
     try:
-        return API_NAMESPACE in resolve(path).namespaces
+        return API_NAMESPACE in resolve_once.resolve_request_path(request).namespaces
     except Resolver404:
         return False
 
 
 def request_refusal(request: HttpRequest) -> HttpResponse | None:
     """The response refusing ``request``, or None to let it through."""
-    api = is_api_path(request.path_info)
+    api = is_api_request_path(request)
     try:
         _check_path(request)
         if api:
