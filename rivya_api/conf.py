@@ -157,6 +157,11 @@ DEFAULTS: dict[str, Any] = {
     # a fork, a join and a start per job (rivya_api.generations.provider_process). 1: a new
     # process per job.
     "GENERATION_PROVIDER_PROCESS_JOBS": 1000,
+    # On PostgreSQL a generation's claim is one UPDATE ... RETURNING of the task and its account
+    # (rivya_api.generations.pg_claim) instead of a locking SELECT and a save; its two guesses (the
+    # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.
+    # False: the plain path.
+    "GENERATION_CLAIM_SQL": True,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,

@@ -32,7 +32,7 @@ from rivya_api.catalog.selectors import (
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.generations import isolation
+from rivya_api.generations import isolation, pg_claim
 from rivya_api.generations.exceptions import (
     GenerationNotCancelableError,
     GenerationNotFoundError,
@@ -213,13 +213,47 @@ def generation_get(*, account: Any, task_id: str) -> GenerationTask:
 # --- Running --------------------------------------------------------------------
 
 
+class _Fallback(Exception):
+    """The fast claim's guesses were off: roll it back and claim the plain way."""
+
+
 def generation_start(*, task_pk: int) -> GenerationTask | None:
     """Claim a queued task for this worker (at most one worker wins), or None if it isn't queued.
 
     One transaction: the task's state, its hold's lease for this run and its sequence in one
-    save (the live update goes out on commit).
+    save (the live update goes out on commit). On PostgreSQL the task's part is one statement
+    (``pg_claim``), else (or when its guesses are off) a row lock and a save.
     """
     now = _now()
+    task = _start_fast(task_pk, now) if pg_claim.enabled() else _Fallback
+    if task is _Fallback:
+        task = _start_locked(task_pk, now)
+    if task is None:
+        return None
+    # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
+    metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
+    return task
+
+
+def _start_fast(task_pk: int, now: datetime) -> Any:
+    """``pg_claim``'s UPDATE and the hold's lease in one transaction; ``_Fallback`` (rolled back) if a guess was off."""
+    try:
+        with transaction.atomic():
+            task = pg_claim.claim(task_pk=task_pk, now=now)
+            if task is None:
+                return None
+            if task.deadline_at != run_deadline(task, now):
+                raise _Fallback()
+            if _take_hold(task, api_settings.GENERATION_RUN_LEASE) != task.hold_token:
+                raise _Fallback()
+            _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])
+            return task
+    except _Fallback:
+        return _Fallback
+
+
+def _start_locked(task_pk: int, now: datetime) -> GenerationTask | None:
+    """The plain claim: the task and its account under a row lock, then one save."""
     with transaction.atomic():
         locked = GenerationTask.objects.select_for_update(of=("self",)).select_related("account")
         task = locked.filter(pk=task_pk).first()
@@ -235,8 +269,6 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
         fields = ["status", "attempts", "started_at", "heartbeat_at", "deadline_at", "hold_token", "event_sequence"]
         task.save(update_fields=fields)
         _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])
-    # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
-    metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
     return task
 
 

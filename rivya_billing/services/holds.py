@@ -20,7 +20,7 @@ from rivya_billing.exceptions import (
 )
 from rivya_billing.metrics import sweep_row_failed
 from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit
-from rivya_billing.services import pg_reserve, pg_settle
+from rivya_billing.services import pg_renew, pg_reserve, pg_settle
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
@@ -311,7 +311,6 @@ def credits_hold_expire(
     return hold
 
 
-@transaction.atomic
 def credits_hold_renew(
     *,
     account: Any,
@@ -327,17 +326,29 @@ def credits_hold_renew(
     token goes stale. With ``lease_token`` the caller renews its own claim and
     gets ``StaleHoldError`` if it was superseded. A lapsed lease cannot be renewed
     (``StaleHoldError``): the work is presumed dead and the sweeper returns the
-    credits. Atomic; locks the hold only.
+    credits. Atomic; locks the hold only. On PostgreSQL one ``UPDATE … RETURNING`` (``pg_renew``;
+    no savepoint inside a caller's transaction), the plain path deciding whatever it refuses.
     """
     _check_reference(reference)
     now = _now(now)
     seconds = billing_settings.HOLD_RENEW_SECONDS if lease_seconds is None else lease_seconds
     _check_amount(seconds, param="lease_seconds")
+    expires = now + timedelta(seconds=seconds)
+    if pg_renew.enabled():
+        hold = pg_renew.renew(account=account, reference=reference, lease_token=lease_token, now=now, expires=expires)
+        if hold is not None:
+            return hold
+    return _renew_locked(account=account, reference=reference, lease_token=lease_token, now=now, expires=expires)
+
+
+@transaction.atomic
+def _renew_locked(*, account: Any, reference: str, lease_token: int | None, now: datetime, expires: datetime) -> Hold:
+    """The portable renew: the hold's row lock, the checks, one UPDATE (SQLite; any database)."""
     hold = _lock_hold(account=account, reference=reference)
     if hold.state != HoldState.PENDING:
         raise _not_pending(hold, "renew")
     _check_lease(hold, lease_token=lease_token, now=now, action="renew")
-    hold.lease_expires_at = now + timedelta(seconds=seconds)
+    hold.lease_expires_at = expires
     if lease_token is None:
         hold.lease_token += 1
     Hold.objects.filter(pk=hold.pk).update(lease_expires_at=hold.lease_expires_at, lease_token=hold.lease_token)
