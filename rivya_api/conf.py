@@ -170,6 +170,9 @@ DEFAULTS: dict[str, Any] = {
     "GENERATION_SWEEP_MAX_FAILURES": 5,
     "GENERATION_RUN_LEASE": timedelta(minutes=10),
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
+    # Running jobs' heartbeats beat on one long-lived thread per process (rivya_api.generations.heartbeat)
+    # rather than a thread started and joined per job. False: a thread per job.
+    "GENERATION_HEARTBEAT_SHARED": True,
     "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
     "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     # Lists: items per page without ?limit=, and the largest ?limit= accepted.

@@ -32,7 +32,7 @@ from rivya_api.catalog.selectors import (
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.generations import isolation, pg_claim
+from rivya_api.generations import heartbeat, isolation, pg_claim
 from rivya_api.generations.exceptions import (
     GenerationNotCancelableError,
     GenerationNotFoundError,
@@ -350,37 +350,59 @@ class _Progress:
 
 
 class _Heartbeat:
-    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports."""
+    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports.
+
+    Beats on the process's one heartbeat thread (``heartbeat``), or with
+    ``GENERATION_HEARTBEAT_SHARED`` False on a thread of its own, started and joined here.
+    """
 
     def __init__(self, task: GenerationTask) -> None:
         self.task = task
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{task.public_id}", daemon=True)
+        self.thread: threading.Thread | None = None
+        self.key: int | None = None
+
+    def beat(self) -> None:
+        """One beat; a database error is logged and the connection dropped (a new one at the next beat)."""
+        try:
+            with transaction.atomic():
+                if GenerationTask.objects.filter(
+                    pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
+                ).update(heartbeat_at=_now()):
+                    _renew_hold(self.task)
+        except DatabaseError:  # e.g. a connection lost in a failover
+            logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
+            _close_connection()
 
     def _beat(self) -> None:
         interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
         try:
             while not self.stop.wait(interval):
-                try:
-                    with transaction.atomic():
-                        if GenerationTask.objects.filter(
-                            pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
-                        ).update(heartbeat_at=_now()):
-                            _renew_hold(self.task)
-                except DatabaseError:  # e.g. a connection lost in a failover: a new one at the next beat
-                    logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
-                    with contextlib.suppress(DatabaseError):
-                        connection.close()
+                self.beat()
         finally:
             connection.close()
 
     def __enter__(self) -> _Heartbeat:
-        self.thread.start()
+        if api_settings.GENERATION_HEARTBEAT_SHARED:
+            interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
+            self.key = heartbeat.track(self.beat, interval=interval, after_round=_close_connection)
+        else:
+            self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.task.public_id}", daemon=True)
+            self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
+        if self.key is not None:
+            heartbeat.untrack(self.key)
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+
+
+def _close_connection() -> None:
+    """The heartbeat thread's connection, closed (a pooled one goes back to the pool)."""
+    with contextlib.suppress(DatabaseError):
+        connection.close()
 
 
 def generation_run(*, task_pk: int) -> GenerationTask | None:
