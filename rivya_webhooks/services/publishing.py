@@ -46,6 +46,10 @@ def webhook_event_publish(
     rows commit or roll back with it, and delivery is queued only on commit. A
     rollback leaves no event, no delivery and no message. ``type`` must be
     registered (``rivya_webhooks.registry``); ``data`` must be a JSON object.
+
+    Inside a caller's transaction the rows are written with no savepoint of their own (two round
+    trips fewer on every generation's finish): a database error here leaves the caller's
+    transaction to roll back as a whole, as the outbox wants. Outside one, it is its own.
     """
     if not event_type_is_registered(type):
         raise UnknownEventTypeError(type, param="type", valid=f"Registered types: {registered_names()}.")
@@ -62,7 +66,7 @@ def webhook_event_publish(
         raise PayloadTooLargeError(
             f"The event is larger than {limit} bytes; send links to large content instead.", param="data"
         )
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         event = WebhookEvent.objects.create(
             public_id=event_id,
             account=account,

@@ -290,3 +290,12 @@ def test_cleanup_keeps_thirty_days_and_unfinished_work(account, make_endpoint, c
     assert webhook_events_cleanup(clock=clock) == 1
     assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {stuck.pk, recent.pk}
     assert PUBLIC_IP  # the fixture resolver maps hooks.example.com to a public address
+
+
+def test_publishing_in_a_callers_transaction_adds_no_savepoint(account, make_endpoint, django_assert_num_queries):
+    """The event's rows join the caller's transaction: an INSERT, the endpoints' read and the deliveries'."""
+    make_endpoint(URL, ["*"])
+    with transaction.atomic(), django_assert_num_queries(3) as queries:
+        webhook_event_publish(account=account, type="thing.created", data={})
+    assert not [query for query in queries.captured_queries if "SAVEPOINT" in query["sql"]]
+    assert WebhookDelivery.objects.count() == 1
