@@ -24,7 +24,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
-from rivya_webhooks.services import webhook_event_publish
+from rivya_webhooks.services.publishing import _publish_joined
 
 logger = logging.getLogger("rivya_api.generations.services")
 
@@ -279,7 +279,9 @@ def _publish(
     payload = generation_payload(task, request=None, outputs=outputs)
     payload["sequence"] = task.event_sequence
     if not notify_only:
-        webhook_event_publish(account=task.account, type=event_type, data=payload)
+        # No savepoint: a database error here ends the finish's whole transaction (generation_abandon
+        # keeps its own savepoint around this call).
+        _publish_joined(account=task.account, type=event_type, data=payload)
     from rivya_api.generations.live import generation_notify_on_commit
 
     generation_notify_on_commit(task.account_id, payload)
