@@ -56,6 +56,7 @@ from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError
+from rivya_billing.services.holds import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
 
@@ -296,13 +297,14 @@ def _take_hold(task: GenerationTask, lease: timedelta) -> int | None:
     """The hold's new lease token (the caller stores it on the task); None for a free task."""
     if not task.price:
         return task.hold_token
-    hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
+    # No savepoint: a database error here ends the claim's whole transaction (as in _renew_hold).
+    hold = _hold_renew_joined(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
     return hold.lease_token
 
 
 def _renew_hold(task: GenerationTask) -> None:
     if task.price:
-        billing.credits_hold_renew(
+        _hold_renew_joined(
             account=task.account,
             reference=task.public_id,
             lease_seconds=_seconds(api_settings.GENERATION_RUN_LEASE),

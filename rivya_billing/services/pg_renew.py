@@ -9,10 +9,11 @@ comes back whole, so the caller gets the hold as the plain path returns it.
 
 An UPDATE that matches no row (no such hold, not pending, lease lapsed, token superseded)
 writes nothing; the plain path then runs and decides, with its own errors and messages (a
-refusal here is the rare path). Unlike the plain path there is no savepoint: inside a caller's
-transaction a database error in the statement (a lock timeout, a deadlock) aborts that
-transaction rather than leaving it usable. Every caller in this project lets such an error end
-its transaction (a generation's claim, its progress write and its heartbeat).
+refusal here is the rare path). Inside a caller's transaction the statement runs in a savepoint,
+as the plain path does, so a database error there (a lock timeout, a deadlock) does not abort the
+caller's transaction: ``credits_hold_renew`` is public. A generation's claim, progress write and
+heartbeat, which let such an error end their transaction, call the private
+``holds._hold_renew_joined``, which skips the savepoint (two round trips fewer).
 
 ``RIVYA_BILLING["PG_HOLD_RENEW"] = False`` switches it off; ``tests/rivya_billing/test_pg_renew.py``
 compares the two paths, refusals included, and races claims on PostgreSQL.
@@ -20,11 +21,12 @@ compares the two paths, refusals included, and races claims on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from rivya_billing.conf import billing_settings
 from rivya_billing.models import Hold, HoldState, Wallet
@@ -36,8 +38,13 @@ def enabled() -> bool:
     return connection.vendor == "postgresql" and billing_settings.PG_HOLD_RENEW
 
 
-def renew(*, account: Any, reference: str, lease_token: int | None, now: datetime, expires: datetime) -> Hold | None:
-    """The renewed hold, or None when the statement matched no row (the plain path decides then)."""
+def renew(
+    *, account: Any, reference: str, lease_token: int | None, now: datetime, expires: datetime, savepoint: bool = True
+) -> Hold | None:
+    """The renewed hold, or None when the statement matched no row (the plain path decides then).
+
+    Inside a caller's transaction the statement runs in a savepoint unless ``savepoint`` is False
+    (the private entry point of callers that let a database error end their transaction)."""
     params = {
         "account": _account_pk(account),
         "reference": reference,
@@ -46,7 +53,8 @@ def renew(*, account: Any, reference: str, lease_token: int | None, now: datetim
         "expires": expires,
         "pending": HoldState.PENDING,
     }
-    with connection.cursor() as cursor:
+    guard = transaction.atomic() if savepoint and connection.in_atomic_block else contextlib.nullcontext()
+    with guard, connection.cursor() as cursor:
         cursor.execute(_statement(), params)
         row = cursor.fetchone()
     if row is None:

@@ -12,15 +12,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
 from rivya_billing import services
 from rivya_billing.exceptions import BillingError
-from rivya_billing.models import Hold, Wallet
+from rivya_billing.models import Hold, LedgerEntry, Wallet
 from rivya_billing.services import pg_renew
+from rivya_billing.services.holds import _hold_renew_joined
 from tests.rivya_billing.concurrency import run_concurrently
 from tests.rivya_billing.conftest import T0, assert_ledger_clean
 from tests.rivya_billing.test_pg_reserve import row
+from tests.rivya_billing.test_pg_settle import other_session
 
 T1 = T0 + timedelta(minutes=5)
 
@@ -86,6 +88,38 @@ def test_the_fast_renew_is_one_statement(make_account, django_assert_num_queries
     services.credits_reserve(account=account, amount=5, reference="job")
     with django_assert_num_queries(1):
         services.credits_hold_renew(account=account, reference="job", lease_seconds=60)
+    with transaction.atomic(), django_assert_num_queries(1):  # a generation's claim and heartbeat
+        _hold_renew_joined(account=account, reference="job", lease_seconds=60)
+    with transaction.atomic(), django_assert_num_queries(3) as queries:  # public: its savepoint kept
+        services.credits_hold_renew(account=account, reference="job", lease_seconds=60)
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SAVEPOINT", "UPDATE", "RELEASE"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fast", [True, False], ids=["pg_renew", "plain"])
+def test_host_caller_that_tolerates_a_renew_lock_timeout_keeps_its_own_work(make_account, rivya_settings, fast):
+    """credits_hold_renew is public: a host that renews inside its own transaction and catches a
+    database error there (a lock timeout) keeps its transaction and its work, on both paths."""
+    rivya_settings("RIVYA_BILLING", PG_HOLD_RENEW=fast)
+    account = make_account()
+    services.credits_grant(account=account, amount=10, reference="grant")
+    services.credits_reserve(account=account, amount=5, reference="job")
+    with other_session() as other:
+        other.execute("BEGIN")
+        other.execute(f"SELECT 1 FROM {Hold._meta.db_table} WHERE reference = 'job' FOR UPDATE")  # a settle
+        with transaction.atomic():
+            services.credits_grant(account=account, amount=7, reference="host-work")
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(OperationalError, match="lock timeout"):  # caught: the renew is best effort
+                services.credits_hold_renew(account=account, reference="job")
+            other.execute("ROLLBACK")
+            # The caller's transaction goes on: the same renew again.
+            assert services.credits_hold_renew(account=account, reference="job").lease_token == 1
+    assert LedgerEntry.objects.filter(reference="host-work").exists()
+    assert Wallet.objects.get(account=account).balance == 17
+    assert_ledger_clean()
 
 
 @pytest.mark.postgres
