@@ -160,6 +160,11 @@ DEFAULTS: dict[str, Any] = {
     # a fork, a join and a start per job (rivya_api.generations.provider_process). 1: a new
     # process per job.
     "GENERATION_PROVIDER_PROCESS_JOBS": 1000,
+    # On PostgreSQL a generation's claim is one UPDATE ... RETURNING of the task and its account
+    # (rivya_api.generations.pg_claim) instead of a locking SELECT and a save; its two guesses (the
+    # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.
+    # False: the plain path.
+    "GENERATION_CLAIM_SQL": True,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,
@@ -168,6 +173,9 @@ DEFAULTS: dict[str, Any] = {
     "GENERATION_SWEEP_MAX_FAILURES": 5,
     "GENERATION_RUN_LEASE": timedelta(minutes=10),
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
+    # Running jobs' heartbeats beat on one long-lived thread per process (rivya_api.generations.heartbeat)
+    # rather than a thread started and joined per job. False: a thread per job.
+    "GENERATION_HEARTBEAT_SHARED": True,
     "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
     "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     # Lists: items per page without ?limit=, and the largest ?limit= accepted.

@@ -39,6 +39,12 @@ DEFAULTS: dict[str, Any] = {
     # savepoint, so a database error does not abort the caller's work; same rows, same errors).
     # False: the portable row-lock path, as on SQLite.
     "PG_SETTLE": True,
+    # On PostgreSQL, renewing or claiming a hold's lease (credits_hold_renew: a generation's claim and
+    # heartbeat) is one UPDATE ... RETURNING (services/pg_renew.py) instead of the hold's row lock and its
+    # UPDATE; what it refuses is decided by the plain path. Inside a caller's transaction it keeps the
+    # plain path's savepoint, so a database error does not abort the caller's work (a generation's own
+    # claim and heartbeat skip it). False: the portable row-lock path.
+    "PG_HOLD_RENEW": True,
     # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)
     # rather than an ORM query compiled on every call. False: the ORM query.
     "AVAILABLE_SQL": True,

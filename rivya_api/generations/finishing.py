@@ -24,7 +24,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
-from rivya_webhooks.services import webhook_event_publish
+from rivya_webhooks.services.publishing import _publish_joined
 
 logger = logging.getLogger("rivya_api.generations.services")
 
@@ -106,6 +106,9 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
             )
         with transaction.atomic():
             File.objects.bulk_create(stored)
+            completed_at = _now()
+            if _mark_succeeded(task, completed_at):
+                return _succeed_locked(task, stored, completed_at=completed_at)
             locked = _lock_running(task.pk, run_claim(task))
             if locked is None or locked.cancel_requested:
                 raise _Undo(canceled=locked is not None)
@@ -127,7 +130,36 @@ def _any_committed(files: list[File]) -> bool:
         return True  # cannot tell: leave the bytes (an orphan, not a lost output)
 
 
-def _succeed_locked(task: GenerationTask, files: list[File]) -> GenerationTask:
+def _mark_succeeded(task: GenerationTask, completed_at: Any) -> bool:
+    """Write the success onto the task's row if it is still running under this run's claim, its
+    cancel not asked and its sequence where the claim left it: one conditional UPDATE, which also
+    takes the row lock (before the hold's and the wallet's, as ``_lock_running``). False: nothing
+    written; the caller locks the row and decides (lost claim, cancel, or anything unexpected)."""
+    hold_token, attempts = run_claim(task)
+    return bool(
+        GenerationTask.objects.filter(
+            pk=task.pk,
+            status=Status.RUNNING,
+            hold_token=hold_token,
+            attempts=attempts,
+            cancel_requested=False,
+            event_sequence=task.event_sequence,
+        ).update(
+            status=Status.SUCCEEDED,
+            charged=task.price,
+            refunded=0,
+            completed_at=completed_at,
+            progress=100,
+            error_code=task.error_code,
+            error_message=task.error_message,
+            event_sequence=task.event_sequence + 1,
+        )
+    )
+
+
+def _succeed_locked(task: GenerationTask, files: list[File], *, completed_at: Any = None) -> GenerationTask:
+    """Settle and link the outputs of the row-locked ``task``; ``completed_at``: its success is
+    written already (``_mark_succeeded``), so only a refused settle writes the row again."""
     if task.price:
         try:
             billing.credits_settle(
@@ -142,7 +174,7 @@ def _succeed_locked(task: GenerationTask, files: list[File]) -> GenerationTask:
             return _finish(task, Status.FAILED, released=task.price)
     through = GenerationTask.outputs.through
     through.objects.bulk_create([through(generationtask_id=task.pk, file_id=file.pk) for file in files])
-    return _finish(task, Status.SUCCEEDED, charged=task.price, outputs=files)
+    return _finish(task, Status.SUCCEEDED, charged=task.price, outputs=files, written_at=completed_at)
 
 
 def _remove_bytes(files: list[File]) -> None:
@@ -195,20 +227,29 @@ def _release(task: GenerationTask) -> None:
 
 
 def _finish(
-    task: GenerationTask, status: str, *, charged: int = 0, released: int = 0, outputs: list[Any] | None = None
+    task: GenerationTask,
+    status: str,
+    *,
+    charged: int = 0,
+    released: int = 0,
+    outputs: list[Any] | None = None,
+    written_at: Any = None,
 ) -> GenerationTask:
+    """The task's terminal state, its event and its live update; ``written_at``: the row already
+    holds this state, completed then (``_mark_succeeded``), so it is not saved again."""
     task.status = status
     task.charged, task.refunded = charged, released  # the refunded column holds what was released
-    task.completed_at = _now()
+    task.completed_at = written_at or _now()
     if status == Status.SUCCEEDED:
         task.progress = 100
     task.event_sequence += 1
-    task.save(
-        update_fields=[
-            *("status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"),
-            "event_sequence",
-        ]
-    )
+    if written_at is None:
+        task.save(
+            update_fields=[
+                *("status", "charged", "refunded", "completed_at", "progress", "error_code", "error_message"),
+                "event_sequence",
+            ]
+        )
     _publish(task, f"generation.{status}", counted=True, outputs=outputs)
     if status != Status.SUCCEEDED:
         sweep_outputs_on_commit(task)
@@ -238,7 +279,9 @@ def _publish(
     payload = generation_payload(task, request=None, outputs=outputs)
     payload["sequence"] = task.event_sequence
     if not notify_only:
-        webhook_event_publish(account=task.account, type=event_type, data=payload)
+        # No savepoint: a database error here ends the finish's whole transaction (generation_abandon
+        # keeps its own savepoint around this call).
+        _publish_joined(account=task.account, type=event_type, data=payload)
     from rivya_api.generations.live import generation_notify_on_commit
 
     generation_notify_on_commit(task.account_id, payload)

@@ -32,7 +32,7 @@ from rivya_api.catalog.selectors import (
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.generations import isolation
+from rivya_api.generations import heartbeat, isolation, pg_claim
 from rivya_api.generations.exceptions import (
     GenerationNotCancelableError,
     GenerationNotFoundError,
@@ -56,6 +56,7 @@ from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError
+from rivya_billing.services.holds import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
 
@@ -213,13 +214,47 @@ def generation_get(*, account: Any, task_id: str) -> GenerationTask:
 # --- Running --------------------------------------------------------------------
 
 
+class _Fallback(Exception):
+    """The fast claim's guesses were off: roll it back and claim the plain way."""
+
+
 def generation_start(*, task_pk: int) -> GenerationTask | None:
     """Claim a queued task for this worker (at most one worker wins), or None if it isn't queued.
 
     One transaction: the task's state, its hold's lease for this run and its sequence in one
-    save (the live update goes out on commit).
+    save (the live update goes out on commit). On PostgreSQL the task's part is one statement
+    (``pg_claim``), else (or when its guesses are off) a row lock and a save.
     """
     now = _now()
+    task = _start_fast(task_pk, now) if pg_claim.enabled() else _Fallback
+    if task is _Fallback:
+        task = _start_locked(task_pk, now)
+    if task is None:
+        return None
+    # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
+    metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
+    return task
+
+
+def _start_fast(task_pk: int, now: datetime) -> Any:
+    """``pg_claim``'s UPDATE and the hold's lease in one transaction; ``_Fallback`` (rolled back) if a guess was off."""
+    try:
+        with transaction.atomic():
+            task = pg_claim.claim(task_pk=task_pk, now=now)
+            if task is None:
+                return None
+            if task.deadline_at != run_deadline(task, now):
+                raise _Fallback()
+            if _take_hold(task, api_settings.GENERATION_RUN_LEASE) != task.hold_token:
+                raise _Fallback()
+            _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])
+            return task
+    except _Fallback:
+        return _Fallback
+
+
+def _start_locked(task_pk: int, now: datetime) -> GenerationTask | None:
+    """The plain claim: the task and its account under a row lock, then one save."""
     with transaction.atomic():
         locked = GenerationTask.objects.select_for_update(of=("self",)).select_related("account")
         task = locked.filter(pk=task_pk).first()
@@ -235,8 +270,6 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
         fields = ["status", "attempts", "started_at", "heartbeat_at", "deadline_at", "hold_token", "event_sequence"]
         task.save(update_fields=fields)
         _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])
-    # Committed: the claim stands. Queue wait is from the last hand-over to the queue (a re-queue restarts it).
-    metrics.generation_started(model=task.model, queue_wait_seconds=(now - task.queued_at).total_seconds())
     return task
 
 
@@ -264,13 +297,14 @@ def _take_hold(task: GenerationTask, lease: timedelta) -> int | None:
     """The hold's new lease token (the caller stores it on the task); None for a free task."""
     if not task.price:
         return task.hold_token
-    hold = billing.credits_hold_renew(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
+    # No savepoint: a database error here ends the claim's whole transaction (as in _renew_hold).
+    hold = _hold_renew_joined(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
     return hold.lease_token
 
 
 def _renew_hold(task: GenerationTask) -> None:
     if task.price:
-        billing.credits_hold_renew(
+        _hold_renew_joined(
             account=task.account,
             reference=task.public_id,
             lease_seconds=_seconds(api_settings.GENERATION_RUN_LEASE),
@@ -318,37 +352,59 @@ class _Progress:
 
 
 class _Heartbeat:
-    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports."""
+    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports.
+
+    Beats on the process's one heartbeat thread (``heartbeat``), or with
+    ``GENERATION_HEARTBEAT_SHARED`` False on a thread of its own, started and joined here.
+    """
 
     def __init__(self, task: GenerationTask) -> None:
         self.task = task
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{task.public_id}", daemon=True)
+        self.thread: threading.Thread | None = None
+        self.key: int | None = None
+
+    def beat(self) -> None:
+        """One beat; a database error is logged and the connection dropped (a new one at the next beat)."""
+        try:
+            with transaction.atomic():
+                if GenerationTask.objects.filter(
+                    pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
+                ).update(heartbeat_at=_now()):
+                    _renew_hold(self.task)
+        except DatabaseError:  # e.g. a connection lost in a failover
+            logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
+            _close_connection()
 
     def _beat(self) -> None:
         interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
         try:
             while not self.stop.wait(interval):
-                try:
-                    with transaction.atomic():
-                        if GenerationTask.objects.filter(
-                            pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
-                        ).update(heartbeat_at=_now()):
-                            _renew_hold(self.task)
-                except DatabaseError:  # e.g. a connection lost in a failover: a new one at the next beat
-                    logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
-                    with contextlib.suppress(DatabaseError):
-                        connection.close()
+                self.beat()
         finally:
             connection.close()
 
     def __enter__(self) -> _Heartbeat:
-        self.thread.start()
+        if api_settings.GENERATION_HEARTBEAT_SHARED:
+            interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
+            self.key = heartbeat.track(self.beat, interval=interval, after_round=_close_connection)
+        else:
+            self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.task.public_id}", daemon=True)
+            self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
+        if self.key is not None:
+            heartbeat.untrack(self.key)
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+
+
+def _close_connection() -> None:
+    """The heartbeat thread's connection, closed (a pooled one goes back to the pool)."""
+    with contextlib.suppress(DatabaseError):
+        connection.close()
 
 
 def generation_run(*, task_pk: int) -> GenerationTask | None:

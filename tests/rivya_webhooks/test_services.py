@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from rivya_webhooks.exceptions import (
     BlockedDestinationError,
@@ -31,6 +31,7 @@ from rivya_webhooks.services import (
     webhook_event_redeliver,
     webhook_events_cleanup,
 )
+from rivya_webhooks.services.publishing import _publish_joined
 from tests.rivya_webhooks.support import PUBLIC_IP
 
 pytestmark = pytest.mark.django_db
@@ -290,3 +291,32 @@ def test_cleanup_keeps_thirty_days_and_unfinished_work(account, make_endpoint, c
     assert webhook_events_cleanup(clock=clock) == 1
     assert set(WebhookEvent.objects.values_list("pk", flat=True)) == {stuck.pk, recent.pk}
     assert PUBLIC_IP  # the fixture resolver maps hooks.example.com to a public address
+
+
+def test_rivyas_finish_path_publishes_in_the_callers_transaction_with_no_savepoint(
+    account, make_endpoint, django_assert_num_queries
+):
+    """The private entry point of the generation's finish: an INSERT, the endpoints' read and the
+    deliveries', no savepoint; the public function keeps its savepoint (SAVEPOINT and RELEASE)."""
+    make_endpoint(URL, ["*"])
+    with transaction.atomic(), django_assert_num_queries(3) as queries:
+        _publish_joined(account=account, type="thing.created", data={})
+    assert not [query for query in queries.captured_queries if "SAVEPOINT" in query["sql"]]
+    with transaction.atomic(), django_assert_num_queries(5) as queries:
+        webhook_event_publish(account=account, type="thing.created", data={})
+    assert len([query for query in queries.captured_queries if "SAVEPOINT" in query["sql"]]) == 2
+    assert WebhookDelivery.objects.count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_host_caller_that_tolerates_a_publish_error_keeps_its_own_work(account):
+    """webhook_event_publish is public: a host may publish inside its own transaction and treat the
+    event as best effort. Its failure rolls back its own savepoint only, never the host's work."""
+    with transaction.atomic():
+        endpoint, _ = webhook_endpoint_create(account=account, url=URL, event_types=["*"])
+        with pytest.raises(DatabaseError):  # caught, as a best-effort host would
+            # A NUL in a JSON string: PostgreSQL's jsonb refuses it (DataError) inside publish's block.
+            webhook_event_publish(account=account, type="thing.created", data={"note": "a\x00b"})
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert not WebhookEvent.objects.exists()

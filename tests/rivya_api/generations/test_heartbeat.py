@@ -13,7 +13,7 @@ from django.db import OperationalError
 from django.db import connection as django_connection
 from django.utils import timezone
 
-from rivya_api.generations import services
+from rivya_api.generations import heartbeat, services
 from rivya_api.generations.models import GenerationTask
 from rivya_billing.services import credits_grant
 from tests.rivya_api.generations.fakes import GENERATION_MODELS
@@ -24,8 +24,13 @@ pytestmark = [
 ]
 
 
-def test_a_failed_beat_is_logged_and_the_next_one_renews_the_heartbeat(account, rivya_settings, monkeypatch, caplog):
-    rivya_settings("RIVYA_API", GENERATION_HEARTBEAT_INTERVAL=timedelta(seconds=0.05))
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-thread", "thread-per-job"])
+def test_a_failed_beat_is_logged_and_the_next_one_renews_the_heartbeat(
+    account, rivya_settings, monkeypatch, caplog, shared
+):
+    rivya_settings(
+        "RIVYA_API", GENERATION_HEARTBEAT_INTERVAL=timedelta(seconds=0.05), GENERATION_HEARTBEAT_SHARED=shared
+    )
     credits_grant(account=account, amount=100, reference="grant")
     task = services.generation_create(account=account, model_id="test-slow", input={"prompt": "x"})
     services.generation_start(task_pk=task.pk)
@@ -56,4 +61,50 @@ def test_a_failed_beat_is_logged_and_the_next_one_renews_the_heartbeat(account, 
     assert GenerationTask.objects.get(pk=task.pk).heartbeat_at > old
     assert failures == []
     assert [record.levelno for record in caplog.records if "Heartbeat" in record.getMessage()] == [logging.WARNING]
-    assert len(closes) >= 2  # after the failed beat, and when the thread ends
+    assert len(closes) >= 2  # after the failed beat, and when the thread ends (shared: after each round)
+
+
+def _running(account):
+    task = services.generation_create(account=account, model_id="test-slow", input={"prompt": "x"})
+    return services.generation_start(task_pk=task.pk)
+
+
+def _beaten(task, since, seconds=10):
+    deadline = time.monotonic() + seconds
+    while GenerationTask.objects.get(pk=task.pk).heartbeat_at <= since and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return GenerationTask.objects.get(pk=task.pk).heartbeat_at > since
+
+
+def test_the_shared_thread_beats_every_job_and_outlives_a_beat_that_raises(account, rivya_settings, monkeypatch):
+    """Two jobs at once on one thread, which a beat's unexpected error does not end; a job that
+    ended is beaten no more."""
+    rivya_settings("RIVYA_API", GENERATION_HEARTBEAT_INTERVAL=timedelta(seconds=0.05), GENERATION_HEARTBEAT_SHARED=True)
+    credits_grant(account=account, amount=100, reference="grant")
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)  # run here, not by a worker
+    first, second = _running(account), _running(account)
+    old = timezone.now() - timedelta(minutes=10)
+    GenerationTask.objects.filter(pk__in=[first.pk, second.pk]).update(heartbeat_at=old)
+    raised = []
+
+    def renew(task):
+        if not raised:
+            raised.append(task.pk)
+            raise RuntimeError("not a database error")
+        return renew_hold(task)
+
+    renew_hold = services._renew_hold
+    monkeypatch.setattr(services, "_renew_hold", renew)
+    with services._Heartbeat(first), services._Heartbeat(second):
+        thread = heartbeat.thread()
+        assert _beaten(first, old)
+        assert _beaten(second, old)
+    assert raised  # and yet both were beaten
+    assert heartbeat.thread() is thread
+    assert thread.is_alive()
+    time.sleep(0.2)  # a beat under way when the job ended may still land
+    ended = GenerationTask.objects.get(pk=first.pk).heartbeat_at
+    with services._Heartbeat(second):
+        assert _beaten(second, timezone.now())
+    assert heartbeat.thread() is thread  # the same thread for the next job
+    assert GenerationTask.objects.get(pk=first.pk).heartbeat_at == ended

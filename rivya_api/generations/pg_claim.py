@@ -1,0 +1,104 @@
+"""The PostgreSQL fast path of a generation's claim: one ``UPDATE … RETURNING`` of the task row.
+
+The plain claim (``services._start_locked``) reads the task and its account under a row lock
+(``SELECT … FOR UPDATE``, an ORM query compiled on every job) and saves the new state with a
+second statement. Here one UPDATE, conditional on the task still being queued, makes the same
+change and returns the task and its account: ``status`` running, ``attempts`` + 1,
+``started_at`` (kept if set), ``heartbeat_at``, ``event_sequence`` + 1, ``deadline_at`` from the
+model's time limit (the listed models' limits are passed in; an unlisted model gets the plain
+path's fallback, the heartbeat's lease) and, for a priced task, ``hold_token`` as the next lease
+token of its hold (the hold's token only moves with claims, each of which stores it on the task).
+
+The caller (``services._start_fast``) then takes the hold's lease through billing's service in
+the same transaction and checks both guesses against what the plain path would have set (the
+deadline from ``run_deadline``, the token billing returned); when either differs it rolls the
+claim back and runs the plain path, so a wrong guess costs time, never a wrong row. Concurrent
+claims of one task: the UPDATE waits for the other's row lock and re-checks ``status`` on the
+committed row, so one wins and the others match no row (None), as with the plain row lock.
+
+``RIVYA_API["GENERATION_CLAIM_SQL"] = False`` switches it off (SQLite always takes the plain path);
+``tests/rivya_api/generations/test_pg_claim.py`` compares the two paths and races claims.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connection
+
+from rivya_api.catalog.selectors import catalog_models
+from rivya_api.conf import api_settings
+from rivya_api.generations.models import GenerationTask
+
+Status = GenerationTask.Status
+
+
+def enabled() -> bool:
+    return connection.vendor == "postgresql" and bool(api_settings.GENERATION_CLAIM_SQL)
+
+
+def claim(*, task_pk: int, now: datetime) -> GenerationTask | None:
+    """The task, claimed and with its account loaded, or None when it is not queued (or gone)."""
+    heartbeat = api_settings.GENERATION_HEARTBEAT_TIMEOUT.total_seconds()
+    limits = {model.id: model.timeout_seconds + heartbeat for model in catalog_models()}
+    params = {
+        "pk": task_pk,
+        "now": now,
+        "queued": Status.QUEUED,
+        "running": Status.RUNNING,
+        "limits": json.dumps(limits),
+        "fallback": heartbeat,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    account_model = GenerationTask._meta.get_field("account").related_model
+    split = len(GenerationTask._meta.concrete_fields)
+    task = _instance(GenerationTask, row[:split])
+    task.account = _instance(account_model, row[split:])
+    return task
+
+
+def _instance(model: Any, values: Any) -> Any:
+    """The model instance the ORM would load from these column values: each field's converters
+    (``from_db_value``: the JSON fields' decoding) applied, then ``from_db``."""
+    fields = model._meta.concrete_fields
+    loaded = []
+    for field, value in zip(fields, values, strict=True):
+        for converter in field.get_db_converters(connection):
+            value = converter(value, field.get_col(model._meta.db_table), connection)
+        loaded.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], loaded)
+
+
+@cache
+def _statement() -> str:
+    """The UPDATE, from the models' own table and column names (the account model is the host's)."""
+    meta, quote = GenerationTask._meta, connection.ops.quote_name
+    account = meta.get_field("account")
+    account_meta = account.related_model._meta
+
+    def t(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    returning = [f"t.{quote(field.column)}" for field in meta.concrete_fields]
+    returning += [f"a.{quote(field.column)}" for field in account_meta.concrete_fields]
+    return (
+        f"UPDATE {quote(meta.db_table)} AS t SET"
+        f" {t('status')} = %(running)s, {t('attempts')} = t.{t('attempts')} + 1,"
+        f" {t('started_at')} = COALESCE(t.{t('started_at')}, %(now)s), {t('heartbeat_at')} = %(now)s,"
+        f" {t('deadline_at')} = %(now)s + make_interval(secs => COALESCE("
+        f"(%(limits)s::jsonb ->> t.{t('model')})::double precision, %(fallback)s)),"
+        f" {t('hold_token')} = CASE WHEN t.{t('price')} > 0 THEN COALESCE(t.{t('hold_token')}, 0) + 1"
+        f" ELSE t.{t('hold_token')} END,"
+        f" {t('event_sequence')} = t.{t('event_sequence')} + 1"
+        f" FROM {quote(account_meta.db_table)} AS a"
+        f" WHERE t.{t('id')} = %(pk)s AND t.{t('status')} = %(queued)s"
+        f" AND a.{quote(account.target_field.column)} = t.{quote(account.column)}"
+        f" RETURNING {', '.join(returning)}"
+    )

@@ -1,0 +1,99 @@
+"""The PostgreSQL fast path of ``credits_hold_renew``: one ``UPDATE … RETURNING`` of the hold.
+
+The portable renew (``holds._renew_locked``) is a savepoint (or a transaction) around the
+hold's row lock and its UPDATE: four round trips on every claim of a generation and every
+heartbeat. The lease's rules fit one conditional UPDATE: the hold of the account's wallet
+named by ``reference``, still pending, its lease not lapsed at ``now`` and, when the caller
+renews its own claim, its token unchanged; a claim (no token) increments the token. The row
+comes back whole, so the caller gets the hold as the plain path returns it.
+
+An UPDATE that matches no row (no such hold, not pending, lease lapsed, token superseded)
+writes nothing; the plain path then runs and decides, with its own errors and messages (a
+refusal here is the rare path). Inside a caller's transaction the statement runs in a savepoint,
+as the plain path does, so a database error there (a lock timeout, a deadlock) does not abort the
+caller's transaction: ``credits_hold_renew`` is public. A generation's claim, progress write and
+heartbeat, which let such an error end their transaction, call the private
+``holds._hold_renew_joined``, which skips the savepoint (two round trips fewer).
+
+``RIVYA_BILLING["PG_HOLD_RENEW"] = False`` switches it off; ``tests/rivya_billing/test_pg_renew.py``
+compares the two paths, refusals included, and races claims on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connection, transaction
+
+from rivya_billing.conf import billing_settings
+from rivya_billing.models import Hold, HoldState, Wallet
+from rivya_billing.services.ledger import _account_pk
+
+
+def enabled() -> bool:
+    """Whether renews on this connection take the one-statement path."""
+    return connection.vendor == "postgresql" and billing_settings.PG_HOLD_RENEW
+
+
+def renew(
+    *, account: Any, reference: str, lease_token: int | None, now: datetime, expires: datetime, savepoint: bool = True
+) -> Hold | None:
+    """The renewed hold, or None when the statement matched no row (the plain path decides then).
+
+    Inside a caller's transaction the statement runs in a savepoint unless ``savepoint`` is False
+    (the private entry point of callers that let a database error end their transaction)."""
+    params = {
+        "account": _account_pk(account),
+        "reference": reference,
+        "token": lease_token,
+        "now": now,
+        "expires": expires,
+        "pending": HoldState.PENDING,
+    }
+    guard = transaction.atomic() if savepoint and connection.in_atomic_block else contextlib.nullcontext()
+    with guard, connection.cursor() as cursor:
+        cursor.execute(_statement(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return _hold(row)
+
+
+def _hold(values: Any) -> Hold:
+    """The Hold the ORM would load from these column values: each field's converters
+    (``from_db_value``) applied, then ``from_db``."""
+    fields = Hold._meta.concrete_fields
+    loaded = []
+    for field, value in zip(fields, values, strict=True):
+        for converter in field.get_db_converters(connection):
+            value = converter(value, field.get_col(Hold._meta.db_table), connection)
+        loaded.append(value)
+    return Hold.from_db(connection.alias, [field.attname for field in fields], loaded)
+
+
+@cache
+def _statement() -> str:
+    """The UPDATE, from the models' own table and column names; every field of the hold returned in order."""
+    hold, wallet, quote = Hold._meta, Wallet._meta, connection.ops.quote_name
+
+    def h(name: str) -> str:
+        return f"h.{quote(hold.get_field(name).column)}"
+
+    def w(name: str) -> str:
+        return f"w.{quote(wallet.get_field(name).column)}"
+
+    token = quote(hold.get_field("lease_token").column)
+    returning = ", ".join(f"h.{quote(field.column)}" for field in hold.concrete_fields)
+    return (
+        f"UPDATE {quote(hold.db_table)} AS h"
+        f" SET {quote(hold.get_field('lease_expires_at').column)} = %(expires)s,"
+        f" {token} = h.{token} + CASE WHEN %(token)s::bigint IS NULL THEN 1 ELSE 0 END"
+        f" FROM {quote(wallet.db_table)} AS w"
+        f" WHERE {w('id')} = {h('wallet')} AND {w('account')} = %(account)s AND {h('reference')} = %(reference)s"
+        f" AND {h('state')} = %(pending)s AND {h('lease_expires_at')} > %(now)s"
+        f" AND (%(token)s::bigint IS NULL OR h.{token} = %(token)s::bigint)"
+        f" RETURNING {returning}"
+    )

@@ -1,0 +1,85 @@
+"""A success is written by one conditional UPDATE of the task (``finishing._mark_succeeded``), the
+row lock and the decision of the locking read (``_lock_running``) being the path for everything
+else. Each way a finish can go ends the same whichever path takes it: a success, a run that lost
+its claim, a cancel asked meanwhile, and a hold whose lease lapsed (the sweeper expired it: the
+success written first is replaced by the failure, released, with one event). Every database."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from rivya_api.generations import finishing, services
+from rivya_api.generations.models import GenerationTask
+from rivya_api.generations.providers import OutputFile
+from rivya_billing import services as billing
+from rivya_billing.models import Hold
+from rivya_webhooks.models import WebhookEvent
+from tests.rivya_api.generations.fakes import GENERATION_MODELS
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": GENERATION_MODELS, "GENERATION_PROVIDER_PROCESS": False}}),
+]
+# A valid 1x1 PNG, so the output passes the files app's checks.
+PIXEL = OutputFile(
+    filename="a.png",
+    content_type="image/png",
+    data=base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    ),
+)
+UNCOMPARED = {"id", "public_id", "account_id", "created_at", "queued_at", "expires_at", "started_at"}
+UNCOMPARED |= {"heartbeat_at", "deadline_at", "completed_at"}
+
+
+def _lost_claim(task: GenerationTask) -> None:
+    GenerationTask.objects.filter(pk=task.pk).update(attempts=task.attempts + 1)
+
+
+def _cancel_asked(task: GenerationTask) -> None:
+    GenerationTask.objects.filter(pk=task.pk).update(cancel_requested=True)
+
+
+def _lease_lapsed(task: GenerationTask) -> None:
+    Hold.objects.filter(reference=task.public_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    billing.credits_expire_lapsed_holds()
+
+
+def finish(account: Any, meanwhile: Any) -> Any:
+    task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a red fox"})
+    task = services.generation_start(task_pk=task.pk)
+    if meanwhile:
+        meanwhile(task)
+    done = finishing.generation_succeed(task=task, outputs=[PIXEL])
+    stored = GenerationTask.objects.get(pk=task.pk)
+    row = {f.attname: getattr(stored, f.attname) for f in GenerationTask._meta.concrete_fields}
+    events = [(e.type, e.data["sequence"], e.data["status"]) for e in WebhookEvent.objects.filter(account=account)]
+    hold = Hold.objects.get(reference=task.public_id)
+    return (
+        done is not None and done.status,
+        {name: value for name, value in row.items() if name not in UNCOMPARED},
+        stored.outputs.count(),
+        events,
+        (hold.state, hold.captured),
+    )
+
+
+@pytest.mark.parametrize(
+    "meanwhile", [None, _lost_claim, _cancel_asked, _lease_lapsed], ids=["success", "lost", "canceled", "lapsed"]
+)
+def test_the_conditional_update_ends_a_finish_as_the_locking_read_does(make_account, monkeypatch, meanwhile):
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    plain_account, fast_account = make_account(), make_account()
+    for account in (plain_account, fast_account):
+        billing.credits_grant(account=account, amount=100, reference="grant")
+    fast = finish(fast_account, meanwhile)
+    monkeypatch.setattr(finishing, "_mark_succeeded", lambda task, completed_at: False)
+    plain = finish(plain_account, meanwhile)
+    assert fast == plain
+    expected = {None: "succeeded", _lost_claim: False, _cancel_asked: "canceled", _lease_lapsed: "failed"}[meanwhile]
+    assert fast[0] == expected

@@ -1,0 +1,129 @@
+"""The one-statement claim (``generations/pg_claim``) against the plain path, on every database.
+
+The same claims run with ``GENERATION_CLAIM_SQL`` on and off and must leave the same task and
+hold, return the same task (with its account loaded) and raise the same errors: a first claim,
+a free task, a claim after the sweeper re-queued the task, a hold whose token moved without the
+task (the fast path's guess is off: it rolls back and the plain path claims), a model gone from
+the catalog, a task not queued, a hold already released. On SQLite both settings take the plain
+path. On PostgreSQL: the claim is two statements in its transaction, and claims of one task
+raced from many connections let exactly one win, whose token is the hold's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from rivya_api.generations import pg_claim, services
+from rivya_api.generations.models import GenerationTask
+from rivya_billing import services as billing
+from rivya_billing.models import Hold
+from tests.rivya_api.generations.fakes import GENERATION_MODELS, LOCAL, model
+from tests.rivya_billing.concurrency import run_concurrently
+
+MODELS = [*GENERATION_MODELS, model("test-free", f"{LOCAL}.LocalImageProvider", price=0)]
+NOW = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+# Ids, names and times of acceptance differ between the two runs; everything else must not.
+UNCOMPARED = {"id", "public_id", "account_id", "created_at", "queued_at", "expires_at", "input"}
+
+pytestmark = pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": MODELS, "GENERATION_PROVIDER_PROCESS": False}})
+
+
+def task_row(task: GenerationTask) -> dict[str, Any]:
+    fields = GenerationTask._meta.concrete_fields
+    return {f.attname: getattr(task, f.attname) for f in fields if f.attname not in UNCOMPARED}
+
+
+def hold_row(task: GenerationTask) -> Any:
+    hold = Hold.objects.filter(reference=task.public_id).first()
+    return hold and (hold.state, hold.lease_token)
+
+
+def claim(task: GenerationTask) -> Any:
+    try:
+        claimed = services.generation_start(task_pk=task.pk)
+    except Exception as error:
+        return type(error).__name__, str(error).replace(task.public_id, "<task>")
+    if claimed is None:
+        return None
+    assert claimed.account == task.account
+    assert claimed.account.username == task.account.username
+    assert claimed.input == task.input
+    assert task_row(claimed) == task_row(GenerationTask.objects.get(pk=task.pk))
+    return task_row(claimed)
+
+
+def claims(account: Any, monkeypatch: Any) -> list[Any]:
+    """Every kind of claim, in one run; what each returned and the rows after."""
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    monkeypatch.setattr(services, "_now", lambda: NOW)
+
+    def create(model_id: str = "test-image") -> GenerationTask:
+        return services.generation_create(account=account, model_id=model_id, input={"prompt": "a red fox"})
+
+    first, free = create(), create("test-free")
+    requeued, moved, gone, released = create(), create(), create(), create()
+    results = [claim(first), claim(free), claim(first)]  # the last: not queued
+    claim(requeued)
+    GenerationTask.objects.filter(pk=requeued.pk).update(status="queued")
+    services.claim_hold(GenerationTask.objects.get(pk=requeued.pk), services.api_settings.GENERATION_RUN_LEASE)
+    results.append(claim(requeued))
+    billing.credits_hold_renew(account=account, reference=moved.public_id)  # the task does not know
+    results.append(claim(moved))
+    GenerationTask.objects.filter(pk=gone.pk).update(model="no-longer-listed")
+    results.append(claim(gone))
+    billing.credits_release(account=account, reference=released.public_id)
+    results.append(claim(released))
+    tasks = [first, free, requeued, moved, gone, released]
+    results.append([(task_row(GenerationTask.objects.get(pk=t.pk)), hold_row(t)) for t in tasks])
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_fast_claim_matches_the_plain_path(make_account, rivya_settings, monkeypatch):
+    plain_account, fast_account = make_account(), make_account()
+    for account in (plain_account, fast_account):
+        billing.credits_grant(account=account, amount=100, reference="grant")
+    rivya_settings("RIVYA_API", MODELS=MODELS, GENERATION_PROVIDER_PROCESS=False, GENERATION_CLAIM_SQL=False)
+    assert not pg_claim.enabled()
+    plain = claims(plain_account, monkeypatch)
+    rivya_settings("RIVYA_API", MODELS=MODELS, GENERATION_PROVIDER_PROCESS=False, GENERATION_CLAIM_SQL=True)
+    assert pg_claim.enabled() == (connection.vendor == "postgresql")
+    plain_claims: list[int] = []
+    start_locked = services._start_locked
+    monkeypatch.setattr(services, "_start_locked", lambda *a: plain_claims.append(a[0]) or start_locked(*a))
+    fast = claims(fast_account, monkeypatch)
+    assert fast == plain
+    if connection.vendor == "postgresql":  # only the claim whose guessed token was off took the plain path
+        assert len(plain_claims) == 1
+    assert plain[-2][0] == "HoldNotPendingError"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_fast_claim_is_two_statements_in_its_transaction(account, monkeypatch, django_assert_num_queries):
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    billing.credits_grant(account=account, amount=100, reference="grant")
+    task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a red fox"})
+    with django_assert_num_queries(4):  # BEGIN, the task's UPDATE, the hold's UPDATE, COMMIT
+        claimed = services.generation_start(task_pk=task.pk)
+    assert (claimed.status, claimed.attempts, claimed.hold_token) == ("running", 1, 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_raced_claims_of_one_task_let_exactly_one_win(make_account, monkeypatch):
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    account = make_account()
+    billing.credits_grant(account=account, amount=100, reference="grant")
+    task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a red fox"})
+    run = run_concurrently(16, lambda _: services.generation_start(task_pk=task.pk))
+    assert run.unexpected() == []
+    winners = [claimed for claimed in run.winners() if claimed is not None]
+    assert len(winners) == 1
+    stored = GenerationTask.objects.get(pk=task.pk)
+    assert (stored.status, stored.attempts, stored.hold_token) == ("running", 1, winners[0].hold_token)
+    assert hold_row(stored) == ("pending", stored.hold_token)
