@@ -177,8 +177,9 @@ DEFAULTS: dict[str, Any] = {
     # How often a running job's heartbeat writes its task's heartbeat_at and renews its hold's lease.
     # Keep it well under GENERATION_HEARTBEAT_TIMEOUT.
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
-    # Running jobs' heartbeats beat on one long-lived thread per process (rivya_api.generations.heartbeat)
-    # rather than a thread started and joined per job. False: a thread per job.
+    # Running jobs' heartbeats are scheduled by one long-lived thread per process
+    # (rivya_api.generations.heartbeat), each due beat on a short-lived thread (a job shorter than
+    # the interval needs none), rather than a thread started and joined per job. False: a thread per job.
     "GENERATION_HEARTBEAT_SHARED": True,
     # A running task whose heartbeat is older than this is taken for dead by the sweeper (retried
     # once on a provider safe to retry, else failed as worker_lost); also added to the model's time
