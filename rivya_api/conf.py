@@ -83,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     # Chat streams: Redis connections per event loop. A burst that needs more waits for one (up to
     # CHAT_STREAM_REDIS_POOL_WAIT_SECONDS) instead of failing, so no turn's events miss Redis.
     "CHAT_STREAM_REDIS_MAX_CONNECTIONS": 200,
+    # Seconds a chat stream's Redis command waits for a free connection of that pool before it fails.
     "CHAT_STREAM_REDIS_POOL_WAIT_SECONDS": 30,
     # Chat streams: how long the Redis mirror gathers new events before it writes them, all turns'
     # together in one pipeline (each write is a system call and a Redis round trip). Only a follower
@@ -138,12 +139,14 @@ DEFAULTS: dict[str, Any] = {
     # Bearer token that may read /metrics (from RIVYA_METRICS_TOKEN); empty: /metrics is a 404
     # and metrics are read from `manage.py rivya_metrics_server` on an internal address.
     "METRICS_TOKEN": "",
-    # Generations: how long a task and its outputs are kept, how long its hold
-    # may wait in the queue, and how a dead worker or a lost message is noticed.
+    # Generations (rivya_api.generations): how long a task is kept, counted from its submission
+    # (its expires_at).
     "GENERATION_RETENTION": timedelta(days=7),
     # A submission's input and metadata, as JSON, at most this many bytes (UTF-8): they are
     # copied into the task's webhook events, whose size RIVYA_WEBHOOKS MAX_PAYLOAD_BYTES bounds.
     "GENERATION_USER_DATA_MAX_BYTES": 64 * 1024,
+    # How long a queued task may wait for a worker: its deadline, and its hold's lease, while
+    # queued (set again when the sweeper re-queues it). Past it the sweeper fails and releases it.
     "GENERATION_QUEUE_LEASE": timedelta(hours=1),
     # Django's PostgreSQL pool with CONN_HEALTH_CHECKS checks a connection with a round trip (an
     # empty query, counted as a transaction) on every checkout; rivya_api.common.pool_check does
@@ -171,12 +174,22 @@ DEFAULTS: dict[str, Any] = {
     # A sweep that fails on one task retries it after a backoff (30 s, doubling); after this many
     # failures the task is failed and released without further ado (generation_abandon).
     "GENERATION_SWEEP_MAX_FAILURES": 5,
+    # The lease a running job takes on its task's hold at its claim, renewed by each heartbeat and
+    # progress report; once it lapses, billing's sweeper returns the hold and the run cannot charge.
     "GENERATION_RUN_LEASE": timedelta(minutes=10),
+    # How often a running job's heartbeat writes its task's heartbeat_at and renews its hold's lease.
+    # Keep it well under GENERATION_HEARTBEAT_TIMEOUT.
     "GENERATION_HEARTBEAT_INTERVAL": timedelta(seconds=10),
-    # Running jobs' heartbeats beat on one long-lived thread per process (rivya_api.generations.heartbeat)
-    # rather than a thread started and joined per job. False: a thread per job.
+    # Running jobs' heartbeats are scheduled by one long-lived thread per process
+    # (rivya_api.generations.heartbeat), each due beat on a short-lived thread (a job shorter than
+    # the interval needs none), rather than a thread started and joined per job. False: a thread per job.
     "GENERATION_HEARTBEAT_SHARED": True,
+    # A running task whose heartbeat is older than this is taken for dead by the sweeper (retried
+    # once on a provider safe to retry, else failed as worker_lost); also added to the model's time
+    # limit for a running task's deadline.
     "GENERATION_HEARTBEAT_TIMEOUT": timedelta(minutes=2),
+    # A queued task no worker claimed within this (its broker message was lost) is queued again by
+    # the sweeper.
     "GENERATION_REQUEUE_AFTER": timedelta(minutes=2),
     # Lists: items per page without ?limit=, and the largest ?limit= accepted.
     "PAGE_SIZE": 20,

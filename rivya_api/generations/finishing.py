@@ -80,6 +80,11 @@ class _Undo(Exception):
         self.canceled = canceled
 
 
+class _Lapsed(Exception):
+    """The settle after ``_mark_succeeded`` was refused (the lease lapsed): redo the finish by the
+    locking read, so the failed row and its event are those of that path."""
+
+
 def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -> GenerationTask | None:
     """Running → succeeded, in one transaction: the outputs' rows, the capture of exactly the
     quoted price, the task's new state and its event.
@@ -104,15 +109,14 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
                     name_prefix=prefix,
                 )
             )
-        with transaction.atomic():
-            File.objects.bulk_create(stored)
-            completed_at = _now()
-            if _mark_succeeded(task, completed_at):
-                return _succeed_locked(task, stored, completed_at=completed_at)
-            locked = _lock_running(task.pk, run_claim(task))
-            if locked is None or locked.cancel_requested:
-                raise _Undo(canceled=locked is not None)
-            return _succeed_locked(locked, stored)
+        try:
+            return _succeed_in_transaction(task, stored, fast=True)
+        except _Lapsed:
+            # The mark and the outputs' rows are rolled back: the locking read decides from the
+            # row as the run left it (its last reported progress), as it would have without the mark.
+            for file in stored:
+                file.pk, file._state.adding = None, True
+            return _succeed_in_transaction(task, stored, fast=False)
     except _Undo as undo:
         _remove_bytes(stored)
         return generation_finish_canceled(task_pk=task.pk) if undo.canceled else None
@@ -121,6 +125,19 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
         if stored and not _any_committed(stored):
             _remove_bytes(stored)
         raise
+
+
+def _succeed_in_transaction(task: GenerationTask, stored: list[File], *, fast: bool) -> GenerationTask:
+    """The finish transaction of a success; ``fast``: first try the conditional UPDATE."""
+    with transaction.atomic():
+        File.objects.bulk_create(stored)
+        completed_at = _now()
+        if fast and _mark_succeeded(task, completed_at):
+            return _succeed_locked(task, stored, completed_at=completed_at)
+        locked = _lock_running(task.pk, run_claim(task))
+        if locked is None or locked.cancel_requested:
+            raise _Undo(canceled=locked is not None)
+        return _succeed_locked(locked, stored)
 
 
 def _any_committed(files: list[File]) -> bool:
@@ -159,13 +176,15 @@ def _mark_succeeded(task: GenerationTask, completed_at: Any) -> bool:
 
 def _succeed_locked(task: GenerationTask, files: list[File], *, completed_at: Any = None) -> GenerationTask:
     """Settle and link the outputs of the row-locked ``task``; ``completed_at``: its success is
-    written already (``_mark_succeeded``), so only a refused settle writes the row again."""
+    written already (``_mark_succeeded``); a refused settle then raises ``_Lapsed``."""
     if task.price:
         try:
             billing.credits_settle(
                 account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
             )
         except HoldNotPendingError:
+            if completed_at is not None:
+                raise _Lapsed from None  # the row holds the mark's success, not what the run left
             # This run's claim on the credits lapsed (it was presumed dead): it cannot charge now.
             for file in files:
                 file_delete(file=file)

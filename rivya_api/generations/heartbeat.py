@@ -3,22 +3,28 @@
 A running job's heartbeat (its task's ``heartbeat_at`` and its hold's lease, renewed every
 ``GENERATION_HEARTBEAT_INTERVAL``; a lapsed one lets the sweeper take the task over) used to be a
 thread started and joined per job: for a quick job, the start and the join were most of what its
-heartbeat cost (no beat is due before it ends). Here a process keeps one daemon thread and hands
-it each job's beat: ``track`` when the job starts, ``untrack`` when it ends. Each job keeps its own
+heartbeat cost (no beat is due before it ends). Here a process keeps one daemon thread that keeps
+each job's schedule: ``track`` when the job starts, ``untrack`` when it ends. Each job keeps its own
 schedule (first beat one interval after ``track``, then every interval), as with its own thread.
+A quick job costs no thread at all; a due beat runs on a short-lived thread of its own.
 
 What keeps it safe:
 
-* the thread never dies of a beat: a beat's own errors are handled by the beat (a failed beat is
-  logged and its connection dropped, as before), anything else is logged and the thread goes on;
-  should it die anyway, the next ``track`` starts a new one;
-* after a fork (a prefork worker's child) the parent's thread is not there: the first ``track`` in
-  the child starts the child's own;
+* a slow or hung beat (a lock wait, a connection blackholed by a failover) holds up only its own
+  job, as with a thread per job: the schedule's thread never runs a beat, and a job whose beat is
+  still under way is not given another; the others are beaten on time;
+* the schedule's thread never dies of a beat: a beat's own errors are handled by the beat (a failed
+  beat is logged and its connection dropped, as before), anything else is logged; a beat that
+  raises ``Stop`` (its job's claim is lost) ends that job's beats; should the thread die anyway,
+  the next ``track`` starts a new one;
+* after a fork (a prefork worker's child) the parent's thread is not there: the child gets a new
+  registry (``os.register_at_fork``; its lock too, which the parent's thread may have held), and
+  its first ``track`` starts the child's own thread;
 * a beat already under way when its job ends may still write once: it is conditional on the task
   still running under that run's attempt (and the lease on that run's token), so it changes
   nothing once the job has ended, been taken over or been re-claimed;
-* after each round of beats ``after_round`` runs (the services close the thread's database
-  connection: a pooled one goes back to the pool between rounds, as a job's thread closed it).
+* after each beat ``after_round`` runs on the beat's thread (the services close its database
+  connection: a pooled one goes back to the pool, as a job's thread closed it).
 """
 
 from __future__ import annotations
@@ -30,8 +36,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import connection
 
 logger = logging.getLogger(__name__)
+
+
+class Stop(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised by a beat whose job should be beaten no more (its claim is lost)."""
 
 
 @dataclass
@@ -39,6 +52,7 @@ class _Job:
     beat: Callable[[], None]
     interval: float
     due: float
+    beating: bool = False  # a beat of this job is under way
 
 
 class _Beater:
@@ -80,30 +94,50 @@ class _Beater:
                 time.sleep(0.1)
 
     def _round(self) -> None:
+        """Start the due beats, each on a thread of its own, then sleep until the next is due."""
         with self.lock:
             now = time.monotonic()
-            due = [(key, job) for key, job in self.jobs.items() if job.due <= now]
-            later = [job.due for job in self.jobs.values() if job.due > now]
+            due = [(key, job) for key, job in self.jobs.items() if job.due <= now and not job.beating]
+            for _key, job in due:
+                job.due, job.beating = now + job.interval, True
+            later = [job.due for job in self.jobs.values() if not job.beating]
             wake = self.wake
         for key, job in due:
-            with self.lock:
-                if key not in self.jobs:
-                    continue  # ended meanwhile
-                job.due = time.monotonic() + job.interval
-            try:
-                job.beat()
-            except Exception:
-                logger.exception("A heartbeat raised; the next one is due as usual")
-        if due:
-            self.after_round()
-        if not later and not due:
-            wake.wait()  # no job: sleep until one is tracked
-        elif not due:
+            threading.Thread(target=self._beat, args=(key, job), name="rivya-heartbeat-beat", daemon=True).start()
+        if later:
             wake.wait(max(0.0, min(later) - time.monotonic()))
+        else:
+            wake.wait()  # no job to beat: sleep until one is tracked or a beat ends
         wake.clear()
+
+    def _beat(self, key: int, job: _Job) -> None:
+        try:
+            job.beat()
+        except Stop:
+            self.untrack(key)
+        except Exception:
+            logger.exception("A heartbeat raised; the next one is due as usual")
+        finally:
+            try:
+                self.after_round()
+            except Exception:
+                logger.exception("Cleaning up after a heartbeat failed")
+            with self.lock:
+                job.beating = False
+                wake = self.wake
+            wake.set()  # its next beat is scheduled again
 
 
 _beater = _Beater()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's registry: none of the parent's jobs or thread, and a lock no thread holds."""
+    global _beater
+    _beater = _Beater()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def track(beat: Callable[[], None], *, interval: float, after_round: Callable[[], None]) -> int:
@@ -114,6 +148,15 @@ def track(beat: Callable[[], None], *, interval: float, after_round: Callable[[]
 def untrack(key: int) -> None:
     """Stop beating the job of ``key`` (a beat under way finishes)."""
     _beater.untrack(key)
+
+
+def bound_statements(interval: timedelta) -> None:
+    """On PostgreSQL, end the current transaction's statements that run longer than a heartbeat
+    interval (1 s at least): a beat stuck on a lock is given up and tried again at the next one,
+    not left to run past the heartbeat timeout."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {max(1000, int(interval.total_seconds() * 1000))}")
 
 
 def thread() -> threading.Thread | None:

@@ -37,7 +37,21 @@ Status = GenerationTask.Status
 
 
 def enabled() -> bool:
-    return connection.vendor == "postgresql" and bool(api_settings.GENERATION_CLAIM_SQL)
+    return (
+        connection.vendor == "postgresql" and bool(api_settings.GENERATION_CLAIM_SQL) and in_one_table(_account_model())
+    )
+
+
+def in_one_table(model: Any) -> bool:
+    """Whether all of ``model``'s columns are in its own table: not so for a model that inherits
+    from a concrete one (multi-table inheritance; the parents' columns are in their tables), which
+    the UPDATE's ``FROM`` does not join, so such an account model takes the plain path."""
+    meta = model._meta.concrete_model._meta
+    return meta.concrete_fields == meta.local_concrete_fields
+
+
+def _account_model() -> Any:
+    return GenerationTask._meta.get_field("account").related_model
 
 
 def claim(*, task_pk: int, now: datetime) -> GenerationTask | None:
@@ -57,7 +71,7 @@ def claim(*, task_pk: int, now: datetime) -> GenerationTask | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    account_model = GenerationTask._meta.get_field("account").related_model
+    account_model = _account_model()
     split = len(GenerationTask._meta.concrete_fields)
     task = _instance(GenerationTask, row[:split])
     task.account = _instance(account_model, row[split:])

@@ -55,7 +55,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import services as billing
-from rivya_billing.exceptions import HoldNotPendingError
+from rivya_billing.exceptions import BillingError, HoldNotPendingError
 from rivya_billing.services.holds import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
@@ -365,9 +365,12 @@ class _Heartbeat:
         self.key: int | None = None
 
     def beat(self) -> None:
-        """One beat; a database error is logged and the connection dropped (a new one at the next beat)."""
+        """One beat; a database error is logged and the connection dropped (a new one at the next beat).
+        A hold that refuses the renew (the claim is lost: the lease lapsed, the hold was returned)
+        is logged once and ends the beats (``heartbeat.Stop``); nothing of the beat is written."""
         try:
             with transaction.atomic():
+                heartbeat.bound_statements(api_settings.GENERATION_HEARTBEAT_INTERVAL)
                 if GenerationTask.objects.filter(
                     pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
                 ).update(heartbeat_at=_now()):
@@ -375,12 +378,17 @@ class _Heartbeat:
         except DatabaseError:  # e.g. a connection lost in a failover
             logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
             _close_connection()
+        except BillingError as exc:
+            logger.warning("Heartbeat of generation %s stopped: claim lost (%r)", self.task.public_id, exc)
+            raise heartbeat.Stop from exc
 
     def _beat(self) -> None:
         interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
         try:
             while not self.stop.wait(interval):
                 self.beat()
+        except heartbeat.Stop:
+            pass
         finally:
             connection.close()
 

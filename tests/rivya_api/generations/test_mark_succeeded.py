@@ -2,7 +2,9 @@
 row lock and the decision of the locking read (``_lock_running``) being the path for everything
 else. Each way a finish can go ends the same whichever path takes it: a success, a run that lost
 its claim, a cancel asked meanwhile, and a hold whose lease lapsed (the sweeper expired it: the
-success written first is replaced by the failure, released, with one event). Every database."""
+success written first is rolled back and the locking read fails the task as the run left it, its
+last reported progress included, released, with one event). Only a lost claim, a cancel or a
+lapsed lease take the locking read. Every database."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ PIXEL = OutputFile(
 )
 UNCOMPARED = {"id", "public_id", "account_id", "created_at", "queued_at", "expires_at", "started_at"}
 UNCOMPARED |= {"heartbeat_at", "deadline_at", "completed_at"}
+UNCOMPARED_EVENT = {"id", "created_at", "started_at", "completed_at", "expires_at"}
 
 
 def _lost_claim(task: GenerationTask) -> None:
@@ -46,6 +49,7 @@ def _cancel_asked(task: GenerationTask) -> None:
 
 
 def _lease_lapsed(task: GenerationTask) -> None:
+    GenerationTask.objects.filter(pk=task.pk).update(progress=60)  # what the run reported last
     Hold.objects.filter(reference=task.public_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     billing.credits_expire_lapsed_holds()
 
@@ -55,10 +59,22 @@ def finish(account: Any, meanwhile: Any) -> Any:
     task = services.generation_start(task_pk=task.pk)
     if meanwhile:
         meanwhile(task)
-    done = finishing.generation_succeed(task=task, outputs=[PIXEL])
+    locking_reads = []
+    lock_running = finishing._lock_running
+
+    def counted(*args: Any) -> Any:
+        locking_reads.append(args)
+        return lock_running(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(finishing, "_lock_running", counted)
+        done = finishing.generation_succeed(task=task, outputs=[PIXEL])
     stored = GenerationTask.objects.get(pk=task.pk)
     row = {f.attname: getattr(stored, f.attname) for f in GenerationTask._meta.concrete_fields}
-    events = [(e.type, e.data["sequence"], e.data["status"]) for e in WebhookEvent.objects.filter(account=account)]
+    events = [
+        (e.type, {k: len(v) if k == "outputs" else v for k, v in e.data.items() if k not in UNCOMPARED_EVENT})
+        for e in WebhookEvent.objects.filter(account=account)
+    ]
     hold = Hold.objects.get(reference=task.public_id)
     return (
         done is not None and done.status,
@@ -66,7 +82,7 @@ def finish(account: Any, meanwhile: Any) -> Any:
         stored.outputs.count(),
         events,
         (hold.state, hold.captured),
-    )
+    ), len(locking_reads)
 
 
 @pytest.mark.parametrize(
@@ -77,9 +93,12 @@ def test_the_conditional_update_ends_a_finish_as_the_locking_read_does(make_acco
     plain_account, fast_account = make_account(), make_account()
     for account in (plain_account, fast_account):
         billing.credits_grant(account=account, amount=100, reference="grant")
-    fast = finish(fast_account, meanwhile)
+    fast, fast_locking_reads = finish(fast_account, meanwhile)
     monkeypatch.setattr(finishing, "_mark_succeeded", lambda task, completed_at: False)
-    plain = finish(plain_account, meanwhile)
+    plain, plain_locking_reads = finish(plain_account, meanwhile)
     assert fast == plain
     expected = {None: "succeeded", _lost_claim: False, _cancel_asked: "canceled", _lease_lapsed: "failed"}[meanwhile]
     assert fast[0] == expected
+    assert (fast_locking_reads, plain_locking_reads) == (0 if meanwhile is None else 1, 1)
+    if meanwhile is _lease_lapsed:
+        assert (fast[1]["progress"], fast[1]["error_code"]) == (60, "hold_expired")

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, models
+from django.test.utils import isolate_apps
 
 from rivya_api.generations import pg_claim, services
 from rivya_api.generations.models import GenerationTask
@@ -127,3 +128,32 @@ def test_raced_claims_of_one_task_let_exactly_one_win(make_account, monkeypatch)
     stored = GenerationTask.objects.get(pk=task.pk)
     assert (stored.status, stored.attempts, stored.hold_token) == ("running", 1, winners[0].hold_token)
     assert hold_row(stored) == ("pending", stored.hold_token)
+
+
+@isolate_apps("rivya_api")
+def test_an_account_model_with_a_parent_table_takes_the_plain_path(monkeypatch):
+    """Multi-table inheritance: the parent's columns are in the parent's table, which the UPDATE
+    does not join (it would name them on the child's table and every claim would fail)."""
+
+    class Tenant(models.Model):
+        name = models.CharField(max_length=20)
+
+        class Meta:
+            app_label = "rivya_api"
+
+    class Org(Tenant):
+        plan = models.CharField(max_length=20)
+
+        class Meta:
+            app_label = "rivya_api"
+
+    class OrgProxy(Org):
+        class Meta:
+            app_label, proxy = "rivya_api", True
+
+    assert pg_claim.in_one_table(Tenant)
+    assert not pg_claim.in_one_table(Org)
+    assert not pg_claim.in_one_table(OrgProxy)
+    assert pg_claim.in_one_table(pg_claim._account_model())  # the tests' account model (auth.User)
+    monkeypatch.setattr(pg_claim, "_account_model", lambda: Org)
+    assert not pg_claim.enabled()
