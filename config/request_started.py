@@ -65,7 +65,7 @@ async def asend(sender: Any, **named: Any) -> list[tuple[Any, Any]]:
         if not async_receivers and all(receiver in DEFERRABLE for receiver in sync_receivers):
             executor.submit(
                 contextvars.copy_context().run, _run, sync_receivers, sender, named
-            )  # log lines keep the request id
+            )  # in the request's context (its contextvars)
             return [(receiver, None) for receiver in sync_receivers]
     return await Signal.asend(signal, sender, **named)
 
