@@ -43,6 +43,11 @@ def hold_row(task: GenerationTask) -> Any:
     return hold and (hold.state, hold.lease_token)
 
 
+def account_row(account: Any) -> dict[str, Any]:
+    """Every column of the account as loaded (whatever model the host made its account)."""
+    return {field.attname: getattr(account, field.attname) for field in account._meta.concrete_fields}
+
+
 def claim(task: GenerationTask) -> Any:
     try:
         claimed = services.generation_start(task_pk=task.pk)
@@ -51,7 +56,7 @@ def claim(task: GenerationTask) -> Any:
     if claimed is None:
         return None
     assert claimed.account == task.account
-    assert claimed.account.username == task.account.username
+    assert account_row(claimed.account) == account_row(type(task.account).objects.get(pk=task.account.pk))
     assert claimed.input == task.input
     assert task_row(claimed) == task_row(GenerationTask.objects.get(pk=task.pk))
     return task_row(claimed)
