@@ -26,8 +26,10 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the view runs in a reque
 PER_REQUEST = re.compile(rb"req_[A-Za-z0-9]+|\d{4}-\d\d-\d\dT[0-9:.]+Z")  # request ids, "since" of /credits
 
 
-def call(path: str, *, secret: str = "", method: str = "GET", body: bytes = b"", root: str = "") -> tuple:
-    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+def call(
+    path: str, *, secret: str = "", method: str = "GET", body: bytes = b"", root: str = "", extra: tuple = ()
+) -> tuple:
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json"), *extra]
     headers.append((b"content-length", str(len(body)).encode()))
     if secret:
         headers.append((b"authorization", f"Bearer {secret}".encode()))

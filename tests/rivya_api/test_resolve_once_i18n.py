@@ -5,7 +5,6 @@ must not take the earlier match. This module is the test's URLconf."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -14,8 +13,7 @@ from django.urls import path
 from django.utils.functional import lazy
 from django.utils.translation import get_language
 
-from config.middleware import ASGIHandler
-from rivya_api.common.asgi import BodyLimitMiddleware
+from tests.rivya_api.test_resolve_once import call as asgi_call
 
 pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db(transaction=True)]
 
@@ -37,28 +35,9 @@ urlpatterns = [path(lazy(about_route, str)(), about), path("<slug:slug>", page)]
 
 
 def call(url: str, language: str) -> tuple[int, bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": url, "raw_path": url.encode(), "root_path": "", "query_string": b"",
-             "headers": [(b"host", b"testserver"), (b"accept-language", language.encode())],
-             "client": ("127.0.0.1", 1), "server": ("testserver", 80)}  # fmt: skip
-    sent: list[dict[str, Any]] = []
-    done = asyncio.Event()
-    messages = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body"):
-            done.set()
-
-    asyncio.run(BodyLimitMiddleware(ASGIHandler())(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    """The status and body of ``url`` asked in ``language``, through the project's ASGI stack."""
+    status, _, content = asgi_call(url, extra=((b"accept-language", language.encode()),))
+    return status, content
 
 
 @pytest.mark.parametrize("on", [False, True])
