@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from rivya_api import metrics
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
+from rivya_api.chat import pg_commit
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
     ChatCreditsError,
@@ -297,40 +298,7 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     pending = plan.pending
     if pending is None:
         raise RuntimeError(f"The chat turn {plan.turn_id} was committed already.")
-    session = pending.session
-    if plan.new_session:
-        session.save()
-    else:
-        locked = ChatSession.objects.select_for_update().filter(pk=session.pk).first()
-        if locked is None or locked.updated_at != pending.history_as_of:
-            raise _busy(session)
-        _check_not_busy(locked)
-    # The client's messages, then the assistant's in-progress one: one INSERT, rows in that order.
-    rows = [
-        ChatMessage(
-            public_id=public_id("msg"),
-            session=session,
-            role=message.role,
-            content=message.text,
-            attachments=[image["file_id"] for image in message.images],
-            status=ChatMessage.Status.IN_PROGRESS,
-            turn_id=plan.turn_id,
-        )
-        for message in pending.messages
-    ]
-    rows.append(
-        ChatMessage(
-            public_id=plan.turn_id,
-            session=session,
-            role=ChatMessage.Role.ASSISTANT,
-            status=ChatMessage.Status.IN_PROGRESS,
-            turn_id=plan.turn_id,
-            credits_reserved=plan.credits_reserved,
-            metadata=pending.metadata,
-            idempotency_key=pending.idempotency_key,
-        )
-    )
-    ChatMessage.objects.bulk_create(rows)
+    _turn_rows_write(plan, pending)
     try:
         hold = billing.credits_reserve(
             account=pending.account,
@@ -343,6 +311,48 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     except InsufficientCreditsError as exc:
         raise ChatCreditsError(requested=exc.requested, available=exc.available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
+
+
+def _turn_rows(plan: ChatTurnPlan, pending: PendingTurn) -> list[dict[str, Any]]:
+    """The turn's messages as column values: the client's, then the assistant's in-progress one, in that order."""
+    blank = dict.fromkeys(("prompt_tokens", "completion_tokens", "credits_charged", "completed_at"))
+    blank.update(status=ChatMessage.Status.IN_PROGRESS, turn_id=plan.turn_id, finish_reason="", error_code="")
+    rows = [
+        {**blank, "public_id": public_id("msg"), "role": message.role, "content": message.text}
+        | {"attachments": [image["file_id"] for image in message.images], "credits_reserved": None}
+        | {"metadata": {}, "idempotency_key": ""}
+        for message in pending.messages
+    ]
+    rows.append(
+        {**blank, "public_id": plan.turn_id, "role": ChatMessage.Role.ASSISTANT, "content": "", "attachments": []}
+        | {"credits_reserved": plan.credits_reserved, "metadata": pending.metadata}
+        | {"idempotency_key": pending.idempotency_key}
+    )
+    return rows
+
+
+def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
+    """Create (or lock and check) the session and insert the turn's messages; ``ChatSessionBusyError``."""
+    session, rows = pending.session, _turn_rows(plan, pending)
+    busy_since = timezone.now() - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    if pg_commit.enabled():  # the same rows in one or two statements (see there)
+        now = timezone.now()
+        if plan.new_session:
+            pg_commit.insert_new_session(session=session, rows=rows, now=now)
+            return
+        if pg_commit.lock_session(session.pk) != pending.history_as_of:
+            raise _busy(session)
+        if not pg_commit.insert_unless_busy(session_pk=session.pk, rows=rows, now=now, busy_since=busy_since):
+            raise _busy(session)
+        return
+    if plan.new_session:
+        session.save()
+    else:
+        locked = ChatSession.objects.select_for_update().filter(pk=session.pk).first()
+        if locked is None or locked.updated_at != pending.history_as_of:
+            raise _busy(session)
+        _check_not_busy(locked)
+    ChatMessage.objects.bulk_create([ChatMessage(session=session, **row) for row in rows])  # one INSERT
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
