@@ -1,0 +1,181 @@
+"""A chat turn's rows written by prepared SQL (``chat/pg_commit``) against the plain path, on every database.
+
+The same turns run with ``CHAT_TURN_COMMIT_SQL`` on and off and must leave the same sessions,
+messages, holds and ledger entries and raise the same refusals: a new session, a turn on a session
+that exists, a turn committed while another is in progress, one whose history another turn's end
+made stale, one whose hold is refused. On SQLite both settings take the plain path. On PostgreSQL:
+the statements per commit, and turns raced on one session (exactly one accepted, one hold).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from rivya_api.catalog.selectors import catalog_model_get
+from rivya_api.chat import pg_commit, services
+from rivya_api.chat.exceptions import ChatCreditsError, ChatSessionBusyError
+from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.chat.providers.base import ChatUsage
+from rivya_billing import services as billing
+from rivya_billing.models import Hold, LedgerEntry, Wallet
+from tests.rivya_api.chat.conftest import PRICED_LOCAL_MODEL
+from tests.rivya_billing.concurrency import run_concurrently
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MODEL = PRICED_LOCAL_MODEL["id"]
+# Ids and times differ between the two runs; everything else must not.
+UNCOMPARED = {"id", "public_id", "session_id", "account_id", "turn_id", "created_at", "updated_at", "completed_at"}
+
+
+@pytest.fixture(autouse=True)
+def _models(settings: Any) -> None:
+    settings.RIVYA_API = {**settings.RIVYA_API, "MODELS": [*settings.RIVYA_API["MODELS"], PRICED_LOCAL_MODEL]}
+
+
+def use_sql(settings: Any, on: bool) -> None:
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_TURN_COMMIT_SQL": on}
+
+
+def prepare(account: Any, text: str, session: str | None = None, **kwargs: Any) -> services.ChatTurnPlan:
+    messages = [services.NewMessage("system", "Be brief."), services.NewMessage("user", text)]
+    return services.chat_turn_prepare(
+        account=account, model=catalog_model_get(MODEL), messages=messages, session_id=session, **kwargs
+    )
+
+
+def commit(plan: services.ChatTurnPlan) -> str:
+    try:
+        services.chat_turn_commit(plan)
+    except (ChatSessionBusyError, ChatCreditsError) as error:
+        return type(error).__name__
+    return "accepted"
+
+
+def finish(plan: services.ChatTurnPlan) -> None:
+    services.chat_turn_finish(turn_id=plan.turn_id, content="Ok.", finish_reason="stop", usage=ChatUsage(20, 2))
+
+
+def row(instance: Any) -> dict[str, Any]:
+    return {
+        f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields if f.attname not in UNCOMPARED
+    }
+
+
+def written(account: Any) -> list[Any]:
+    """Every row the account's turns wrote, in order, with ids left out."""
+    sessions = list(ChatSession.objects.filter(account=account).order_by("pk"))
+    messages = ChatMessage.objects.filter(session__account=account).order_by("created_at", "pk")
+    holds = Hold.objects.filter(wallet__account=account).order_by("pk")
+    entries = LedgerEntry.objects.filter(wallet__account=account).order_by("pk")
+    wallet = Wallet.objects.get(account=account)
+    return [
+        [row(session) for session in sessions],
+        [(sessions.index(m.session), row(m), m.turn_id == m.public_id) for m in messages],
+        [(hold.amount, hold.state, hold.captured, hold.actor) for hold in holds],
+        [(entry.type, entry.amount) for entry in entries],
+        (wallet.balance, wallet.held),
+    ]
+
+
+def turns(account: Any) -> list[Any]:
+    """Every kind of commit, in one run: what each returned, then the rows written."""
+    first = prepare(account, "Hello", metadata={"topic": "greeting"}, idempotency_key="key-1", actor="key_x")
+    results = [commit(first)]
+    finish(first)
+    second, busy = prepare(account, "Again", first.session_id), prepare(account, "Too", first.session_id)
+    results += [commit(second), commit(busy)]  # the second's turn is in progress: busy
+    finish(second)
+    third, stale = prepare(account, "Third", first.session_id), prepare(account, "Stale", first.session_id)
+    results.append(commit(third))
+    finish(third)
+    results.append(commit(stale))  # the third ended since its history was read
+    poor, alone = prepare(account, "Expensive", first.session_id), prepare(account, "Alone")
+    wallet = Wallet.objects.get(account=account)
+    billing.credits_reserve(account=account, amount=wallet.balance - wallet.held - 1, reference="drain")
+    results += [commit(poor), commit(alone)]  # the holds are refused: nothing is left of either turn
+    return [results, written(account)]
+
+
+def test_the_prepared_sql_writes_what_the_plain_path_writes(make_account, settings):
+    plain_account, fast_account = make_account(), make_account()
+    for account in (plain_account, fast_account):
+        billing.credits_grant(account=account, amount=100_000, reference="grant")
+    use_sql(settings, False)
+    assert not pg_commit.enabled()
+    plain = turns(plain_account)
+    use_sql(settings, True)
+    assert pg_commit.enabled() == (connection.vendor == "postgresql")
+    fast = turns(fast_account)
+    assert fast == plain
+    assert plain[0] == ["accepted", "accepted", "ChatSessionBusyError", "accepted", "ChatSessionBusyError"] + [
+        "ChatCreditsError",
+        "ChatCreditsError",
+    ]
+    assert len(plain[1][1]) == 9  # three turns of two messages and a reply each, not one more
+
+
+def test_statements_that_cannot_be_built_leave_the_plain_path(monkeypatch, account):
+    """A field added to ChatMessage that this module does not fill: the plain path, not a failing turn."""
+    monkeypatch.setattr(pg_commit, "_message_fields", lambda: [])
+    pg_commit._built.cache_clear()
+    pg_commit.statements.cache_clear()
+    try:
+        assert not pg_commit.enabled()
+    finally:
+        monkeypatch.undo()
+        pg_commit._built.cache_clear()
+        pg_commit.statements.cache_clear()
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    assert commit(prepare(account, "Hi")) == "accepted"
+
+
+@pytest.mark.postgres
+def test_a_new_session_and_its_messages_are_one_statement(account, django_assert_num_queries):
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    plan = prepare(account, "Hello")
+    # BEGIN, the turn's one INSERT, the hold (savepoint, reservation, release), COMMIT, the WAL
+    # flush of early lock release: the plain path's session and messages are two INSERTs.
+    with django_assert_num_queries(7):
+        services.chat_turn_commit(plan)
+    session = ChatSession.objects.get(public_id=plan.session_id)
+    assert [m.role for m in session.messages.order_by("pk")] == ["system", "user", "assistant"]
+
+
+@pytest.mark.postgres
+def test_turns_raced_on_one_session_accept_exactly_one(make_account):
+    account = make_account()
+    billing.credits_grant(account=account, amount=10_000_000, reference="grant")
+    first = prepare(account, "Hello")
+    services.chat_turn_commit(first)
+    finish(first)
+    plans = [prepare(account, f"Turn {index}", first.session_id) for index in range(12)]
+    run = run_concurrently(len(plans), lambda index: commit(plans[index]))
+    assert run.unexpected() == []
+    outcomes = run.winners()
+    assert outcomes.count("accepted") == 1, outcomes
+    assert set(outcomes) == {"accepted", "ChatSessionBusyError"}
+    accepted = plans[outcomes.index("accepted")]
+    in_progress = ChatMessage.objects.filter(session__public_id=first.session_id, status="in_progress")
+    assert {m.turn_id for m in in_progress} == {accepted.turn_id}
+    assert in_progress.count() == 3
+    wallet = Wallet.objects.get(account=account)
+    assert wallet.held == accepted.credits_reserved
+    assert Hold.objects.filter(wallet=wallet, state="pending").count() == 1
+
+
+@pytest.mark.postgres
+def test_one_plan_committed_twice_at_once_holds_once(make_account):
+    account = make_account()
+    billing.credits_grant(account=account, amount=10_000_000, reference="grant")
+    plan = prepare(account, "Hello")
+    run = run_concurrently(2, lambda _: services.chat_turn_commit(plan))
+    assert len(run.winners()) == 1, run.errors()  # the other: committed already, or its rows' ids taken
+    assert ChatSession.objects.filter(public_id=plan.session_id).count() == 1
+    assert ChatMessage.objects.filter(turn_id=plan.turn_id).count() == 3
+    wallet = Wallet.objects.get(account=account)
+    assert wallet.held == plan.credits_reserved
+    assert Hold.objects.filter(wallet=wallet).count() == 1
