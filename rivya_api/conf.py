@@ -79,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
     # exists locked and its messages inserted unless a turn is in progress, none compiled by the
     # ORM per turn. False: the ORM's save, lock, check and bulk_create.
     "CHAT_TURN_COMMIT_SQL": True,
+    # On PostgreSQL a chat turn's end locks its reply with prepared SQL and saves the reply, the
+    # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
+    # False: the ORM's locking read and three UPDATEs.
+    "CHAT_TURN_FINISH_SQL": True,
     # Chat streams: seconds of silence from the model before a keep-alive comment line.
     "CHAT_KEEPALIVE_SECONDS": 10,
     # Chat streams: a turn's events stay available for resume this long after it ends.

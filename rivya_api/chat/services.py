@@ -41,7 +41,7 @@ from django.utils import timezone
 
 from rivya_api import metrics
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
-from rivya_api.chat import pg_commit
+from rivya_api.chat import pg_commit, pg_finish
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
     ChatCreditsError,
@@ -65,6 +65,8 @@ TITLE_LENGTH = 80
 HISTORY_STATUSES = (ChatMessage.Status.COMPLETED, ChatMessage.Status.INCOMPLETE)
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 DEFAULT_CONTEXT_WINDOW = 8192
+# What chat_turn_finish saves of the reply.
+REPLY_FIELDS = "content finish_reason status prompt_tokens completion_tokens credits_charged completed_at".split()
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,8 @@ def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
+    if pg_finish.enabled():  # the same query, prepared (see there)
+        return pg_finish.locked_turn(turn_id)
     # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
     # query, unlocked, rather than in a query of its own when the hold is settled or released.
     return (
@@ -395,17 +399,10 @@ def chat_turn_finish(
     message.completion_tokens = usage.completion_tokens
     message.credits_charged = charged
     message.completed_at = now
-    message.save(
-        update_fields=[
-            "content",
-            "finish_reason",
-            "status",
-            "prompt_tokens",
-            "completion_tokens",
-            "credits_charged",
-            "completed_at",
-        ]
-    )
+    if pg_finish.enabled():  # the three UPDATEs below in one statement (see there)
+        pg_finish.finish_rows(message=message, fields=REPLY_FIELDS, charged=charged, now=now)
+        return message
+    message.save(update_fields=REPLY_FIELDS)
     added = (
         ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.COMPLETED)
     )
