@@ -58,6 +58,7 @@ from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
+from rivya_billing.services.holds import _reserve_joined
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +288,6 @@ def _chat_request(
     )
 
 
-@transaction.atomic
 def chat_turn_commit(plan: ChatTurnPlan) -> None:
     """Accept a prepared turn: save its messages and hold its upper-bound price, in one transaction.
 
@@ -300,19 +300,29 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     pending = plan.pending
     if pending is None:
         raise RuntimeError(f"The chat turn {plan.turn_id} was committed already.")
-    _turn_rows_write(plan, pending)
     try:
-        hold = billing.credits_reserve(
-            account=pending.account,
-            amount=plan.credits_reserved,
-            reference=chat_turn_reference(plan.turn_id),
-            actor=pending.actor,
-            spend_limit=pending.spend_limit,
-        )
-        key_reservation_observe(hold)
+        _commit(plan, pending)
     except InsufficientCreditsError as exc:
-        raise ChatCreditsError(requested=exc.requested, available=exc.available) from None
+        available = exc.available
+        if available is None:  # refused in the transaction it aborted (pg_commit's hold): read the wallet now
+            available = billing_selectors.wallet_get(account=pending.account).available
+        raise ChatCreditsError(requested=exc.requested, available=available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
+
+
+@transaction.atomic
+def _commit(plan: ChatTurnPlan, pending: PendingTurn) -> None:
+    _turn_rows_write(plan, pending)
+    # The fast path's hold takes no savepoint: any refusal or error ends this whole transaction.
+    reserve = _reserve_joined if pg_commit.enabled() else billing.credits_reserve
+    hold = reserve(
+        account=pending.account,
+        amount=plan.credits_reserved,
+        reference=chat_turn_reference(plan.turn_id),
+        actor=pending.actor,
+        spend_limit=pending.spend_limit,
+    )
+    key_reservation_observe(hold)
 
 
 def _turn_rows(plan: ChatTurnPlan, pending: PendingTurn) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import pg_commit, services
@@ -47,11 +47,13 @@ def prepare(account: Any, text: str, session: str | None = None, **kwargs: Any) 
     )
 
 
-def commit(plan: services.ChatTurnPlan) -> str:
+def commit(plan: services.ChatTurnPlan) -> Any:
     try:
         services.chat_turn_commit(plan)
-    except (ChatSessionBusyError, ChatCreditsError) as error:
+    except ChatSessionBusyError as error:
         return type(error).__name__
+    except ChatCreditsError as error:
+        return type(error).__name__, error.requested, error.available
     return "accepted"
 
 
@@ -111,10 +113,12 @@ def test_the_prepared_sql_writes_what_the_plain_path_writes(make_account, settin
     assert pg_commit.enabled() == (connection.vendor == "postgresql")
     fast = turns(fast_account)
     assert fast == plain
-    assert plain[0] == ["accepted", "accepted", "ChatSessionBusyError", "accepted", "ChatSessionBusyError"] + [
+    outcomes = [result if isinstance(result, str) else result[0] for result in plain[0]]
+    assert outcomes == ["accepted", "accepted", "ChatSessionBusyError", "accepted", "ChatSessionBusyError"] + [
         "ChatCreditsError",
         "ChatCreditsError",
     ]
+    assert plain[0][-1][2] == 1  # the one credit the drain left
     assert len(plain[1][1]) == 9  # three turns of two messages and a reply each, not one more
 
 
@@ -137,12 +141,25 @@ def test_statements_that_cannot_be_built_leave_the_plain_path(monkeypatch, accou
 def test_a_new_session_and_its_messages_are_one_statement(account, django_assert_num_queries):
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     plan = prepare(account, "Hello")
-    # BEGIN, the turn's one INSERT, the hold (savepoint, reservation, release), COMMIT, the WAL
-    # flush of early lock release: the plain path's session and messages are two INSERTs.
-    with django_assert_num_queries(7):
+    # BEGIN, the turn's one INSERT, the hold's one statement, COMMIT, the WAL flush of early lock
+    # release: the plain path's session and messages are two INSERTs, and its hold takes a savepoint.
+    with django_assert_num_queries(5):
         services.chat_turn_commit(plan)
     session = ChatSession.objects.get(public_id=plan.session_id)
     assert [m.role for m in session.messages.order_by("pk")] == ["system", "user", "assistant"]
+
+
+def test_a_refused_commit_in_a_hosts_transaction_leaves_that_transaction_usable(account, settings):
+    """The fast path's hold takes no savepoint of its own: the commit's (a savepoint here) takes the refusal."""
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    plan = prepare(account, "Hello")
+    billing.credits_reserve(account=account, amount=100_000 - 1, reference="drain")
+    with transaction.atomic():
+        assert commit(plan) == ("ChatCreditsError", plan.credits_reserved, 1)
+        assert ChatSession.objects.filter(account=account).count() == 0
+        billing.credits_grant(account=account, amount=5, reference="more")  # the transaction goes on
+    assert Wallet.objects.get(account=account).balance == 100_005
+    assert not ChatMessage.objects.filter(turn_id=plan.turn_id).exists()
 
 
 @pytest.mark.postgres
