@@ -16,7 +16,9 @@ the host's), and every column of ``ChatMessage`` must have a value here: a field
 without one makes ``statements`` fail, and the plain path runs (``services._turn_rows_write``).
 The rows are those the plain path writes, but for their ``created_at``: the plain path takes
 ``now`` once per row, this one once per turn (history is read in ``(created_at, pk)`` order, which
-is the same). The hold is billing's, unchanged (``credits_reserve``, itself one statement here).
+is the same). The hold is billing's one statement, taken without a savepoint of its own
+(``holds._reserve_joined``): a refusal or an error ends the commit's transaction, which a refusal
+ends anyway (``services._commit``), so its SAVEPOINT and RELEASE are two round trips saved.
 
 ``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path);
 ``tests/rivya_api/chat/test_pg_commit.py`` compares the two paths row by row and races turns.
@@ -38,6 +40,14 @@ from rivya_api.conf import api_settings
 logger = logging.getLogger(__name__)
 
 IN_PROGRESS = ChatMessage.Status.IN_PROGRESS
+# The message columns a turn's rows give (``services._turn_rows``); the id, the session and
+# ``created_at`` are the statement's. A column of the model not named here: the plain path.
+MESSAGE_COLUMNS = (
+    *("public_id", "role", "content", "attachments", "status", "turn_id", "finish_reason", "prompt_tokens"),
+    *("completion_tokens", "credits_reserved", "credits_charged", "error_code", "metadata", "idempotency_key"),
+    "completed_at",
+)
+STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
 
 
 def enabled() -> bool:
@@ -97,9 +107,7 @@ def _message_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def _message_fields() -> list[Any]:
-    """The message columns taken from the rows: all but the id, the session and ``created_at`` (the statement's)."""
-    skip = {"id", "session", "created_at"}
-    return [field for field in ChatMessage._meta.concrete_fields if field.name not in skip]
+    return [ChatMessage._meta.get_field(name) for name in MESSAGE_COLUMNS]
 
 
 def _session_columns() -> list[str]:
@@ -112,9 +120,9 @@ def statements() -> dict[str, str]:
     quote = connection.ops.quote_name
     meta, session_meta = ChatMessage._meta, ChatSession._meta
     fields = _message_fields()
-    for field in meta.concrete_fields:  # a column this module does not know fails here, not in a turn
-        if field.name not in {"id", "session", "created_at"} and field not in fields:
-            raise LookupError(field.name)
+    unknown = {field.attname for field in meta.concrete_fields} - STATEMENT_COLUMNS - set(MESSAGE_COLUMNS)
+    if unknown:  # a column this module does not fill: it fails here, not in a turn
+        raise LookupError(f"ChatMessage columns without a value in pg_commit: {sorted(unknown)}")
     table, session_table = quote(meta.db_table), quote(session_meta.db_table)
     pk, session_pk = quote(meta.pk.column), quote(session_meta.pk.column)
     session_column = quote(meta.get_field("session").column)

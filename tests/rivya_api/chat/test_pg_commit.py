@@ -124,11 +124,12 @@ def test_the_prepared_sql_writes_what_the_plain_path_writes(make_account, settin
 
 def test_statements_that_cannot_be_built_leave_the_plain_path(monkeypatch, account):
     """A field added to ChatMessage that this module does not fill: the plain path, not a failing turn."""
-    monkeypatch.setattr(pg_commit, "_message_fields", lambda: [])
+    monkeypatch.setattr(pg_commit, "MESSAGE_COLUMNS", pg_commit.MESSAGE_COLUMNS[:-1])
     pg_commit._built.cache_clear()
     pg_commit.statements.cache_clear()
     try:
         assert not pg_commit.enabled()
+        assert pg_commit.STATEMENT_COLUMNS.isdisjoint(pg_commit.MESSAGE_COLUMNS)
     finally:
         monkeypatch.undo()
         pg_commit._built.cache_clear()
