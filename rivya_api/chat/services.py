@@ -58,7 +58,7 @@ from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
-from rivya_billing.services.holds import _reserve_joined
+from rivya_billing.services.holds import _reserve_joined, _settle_joined
 
 logger = logging.getLogger(__name__)
 
@@ -439,7 +439,8 @@ def _settle_turn(*, message: ChatMessage, usage: ChatUsage, complete: bool) -> i
         charged = 0
     try:
         if charged > 0:
-            billing.credits_settle(account=session.account, reference=reference, amount=charged)
+            settle = _settle_joined if pg_finish.enabled() else billing.credits_settle  # joined: no savepoint
+            settle(account=session.account, reference=reference, amount=charged)
         else:
             billing.credits_release(account=session.account, reference=reference)
     except HoldNotPendingError as exc:
