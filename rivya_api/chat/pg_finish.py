@@ -7,7 +7,8 @@ compiled too. Here the locking read is the same ``SELECT … FOR UPDATE OF`` mes
 built once from the models' table and column names, its rows loaded as the ORM would load them
 (each field's converters, then ``from_db``); and the three UPDATEs are one statement: two
 data-modifying CTEs (the reply, the other messages) and the session's UPDATE, which counts what the
-second changed. The settle between them is billing's, unchanged (itself one statement here).
+second changed. The settle between them is billing's one statement, without its savepoint
+(``holds._settle_joined``, called by ``services._settle_turn`` when this path is on).
 
 An account model that inherits from a concrete one (its columns in more than one table) takes the
 plain path, as in ``generations.pg_claim``. ``RIVYA_API["CHAT_TURN_FINISH_SQL"] = False`` switches it
