@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -162,7 +163,11 @@ def _value(name: str, field: Any) -> str:
 
 
 def _array_type(field: Any) -> str:
-    """The array type of ``field``'s column (JSON columns travel as text, cast by the column)."""
+    """The array type of ``field``'s column (JSON columns travel as text, cast by the column).
+
+    Without the column's length: an explicit cast to ``varchar(n)`` cuts a longer value short, the
+    INSERT's own cast refuses it (``DataError``), as the plain path's INSERT does.
+    """
     if field.get_internal_type() == "JSONField":
         return "text[]"
-    return f"{field.db_type(connection)}[]"
+    return re.sub(r"\([^)]*\)", "", field.db_type(connection)) + "[]"

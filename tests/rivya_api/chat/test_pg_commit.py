@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 
 from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import pg_commit, services
@@ -120,6 +120,25 @@ def test_the_prepared_sql_writes_what_the_plain_path_writes(make_account, settin
     ]
     assert plain[0][-1][2] == 1  # the one credit the drain left
     assert len(plain[1][1]) == 9  # three turns of two messages and a reply each, not one more
+
+
+@pytest.mark.postgres  # SQLite does not enforce a varchar's length
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "fast"])
+@pytest.mark.parametrize("too_long", ["idempotency_key", "role"])
+def test_an_over_long_value_is_refused_not_cut_short(on, too_long, account, settings):
+    """A host calling the services directly (the API validates both): the INSERT refuses, on both paths."""
+    use_sql(settings, on)
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    role, key = ("r" * 11, "") if too_long == "role" else ("user", "k" * 256)
+    messages = [services.NewMessage(role, "Hi")]
+    plan = services.chat_turn_prepare(
+        account=account, model=catalog_model_get(MODEL), messages=messages, idempotency_key=key
+    )
+    with pytest.raises(DataError, match="too long"):
+        services.chat_turn_commit(plan)
+    assert not ChatSession.objects.filter(account=account).exists()
+    assert not ChatMessage.objects.filter(turn_id=plan.turn_id).exists()
+    assert not Hold.objects.filter(wallet__account=account).exists()
 
 
 def test_statements_that_cannot_be_built_leave_the_plain_path(monkeypatch, account):
