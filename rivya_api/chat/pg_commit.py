@@ -12,8 +12,11 @@ inserts the messages: two or three statements, each compiled by the ORM on every
   the session is busy.
 
 The statements are built once from the models' own table and column names (the account model is
-the host's), and every column of ``ChatMessage`` must have a value here: a field added to the model
-without one makes ``statements`` fail, and the plain path runs (``services._turn_rows_write``).
+the host's), and every column of ``ChatMessage`` and ``ChatSession`` must be named here
+(``MESSAGE_COLUMNS``, ``SESSION_COLUMNS``): a field added to either model without one makes
+``statements`` fail, and the plain path runs (``services._turn_rows_write``). The new session's
+values go through each field's ``pre_save`` and ``get_db_prep_save``, as in the ORM's INSERT, but
+no ``pre_save``/``post_save`` signal is sent.
 The rows are those the plain path writes, but for their ``created_at``: the plain path takes
 ``now`` once per row, this one once per turn (history is read in ``(created_at, pk)`` order, which
 is the same). The hold is billing's one statement, taken without a savepoint of its own
@@ -49,6 +52,11 @@ MESSAGE_COLUMNS = (
     "completed_at",
 )
 STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
+# The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
+SESSION_COLUMNS = (
+    *("public_id", "account", "model", "title", "source", "message_count", "credits_spent", "created_at"),
+    "updated_at",
+)
 
 
 def enabled() -> bool:
@@ -68,9 +76,7 @@ def _built() -> bool:
 
 def insert_new_session(*, session: ChatSession, rows: list[dict[str, Any]], now: datetime) -> int:
     """Insert the unsaved ``session`` and the turn's message ``rows``; sets the session's pk. Rows inserted."""
-    session.created_at = session.updated_at = now
-    params = {**_message_arrays(rows), "now": now}
-    params.update({f"s_{name}": getattr(session, name) for name in _session_columns()})
+    params = {**_message_arrays(rows), **_session_values(session, now), "now": now}
     with connection.cursor() as cursor:
         cursor.execute(statements()["new"], params)
         ids = cursor.fetchall()
@@ -111,8 +117,34 @@ def _message_fields() -> list[Any]:
     return [ChatMessage._meta.get_field(name) for name in MESSAGE_COLUMNS]
 
 
-def _session_columns() -> list[str]:
-    return [field.attname for field in ChatSession._meta.concrete_fields if field.name != "id"]
+def _session_fields() -> list[Any]:
+    return [ChatSession._meta.get_field(name) for name in SESSION_COLUMNS]
+
+
+def _session_values(session: ChatSession, now: datetime) -> dict[str, Any]:
+    """The new session's values as the ORM's INSERT gives them (``pre_save``, ``get_db_prep_save``).
+
+    Its automatic times are the turn's ``now``, as its messages' ``created_at``.
+    """
+    values = {}
+    for field in _session_fields():
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            setattr(session, field.attname, now)
+            value = now
+        else:
+            value = field.pre_save(session, True)
+        values[f"s_{field.attname}"] = field.get_db_prep_save(value, connection)
+    return values
+
+
+def _check_filled() -> None:
+    """A column this module does not fill fails here (``_built``: the plain path runs), not in a turn."""
+    unknown = {f.attname for f in ChatMessage._meta.concrete_fields} - STATEMENT_COLUMNS - set(MESSAGE_COLUMNS)
+    if unknown:
+        raise LookupError(f"ChatMessage columns without a value in pg_commit: {sorted(unknown)}")
+    unknown = {f.name for f in ChatSession._meta.concrete_fields} - {"id", *SESSION_COLUMNS}
+    if unknown:
+        raise LookupError(f"ChatSession columns without a value in pg_commit: {sorted(unknown)}")
 
 
 @cache
@@ -120,10 +152,8 @@ def statements() -> dict[str, str]:
     """The three statements, from the models' table and column names."""
     quote = connection.ops.quote_name
     meta, session_meta = ChatMessage._meta, ChatSession._meta
-    fields = _message_fields()
-    unknown = {field.attname for field in meta.concrete_fields} - STATEMENT_COLUMNS - set(MESSAGE_COLUMNS)
-    if unknown:  # a column this module does not fill: it fails here, not in a turn
-        raise LookupError(f"ChatMessage columns without a value in pg_commit: {sorted(unknown)}")
+    _check_filled()
+    fields, session_fields = _message_fields(), _session_fields()
     table, session_table = quote(meta.db_table), quote(session_meta.db_table)
     pk, session_pk = quote(meta.pk.column), quote(session_meta.pk.column)
     session_column = quote(meta.get_field("session").column)
@@ -133,7 +163,6 @@ def statements() -> dict[str, str]:
     arrays = ", ".join(f"%(m_{field.attname})s::{_array_type(field)}" for field in fields)
     unnest = f"unnest({arrays}) WITH ORDINALITY AS m({', '.join(names)}, ord)"
     values = ", ".join(_value(name, field) for name, field in zip(names, fields, strict=True))
-    session_fields = [field for field in session_meta.concrete_fields if field.name != "id"]
     new = (
         f"WITH s AS (INSERT INTO {session_table} ({', '.join(quote(f.column) for f in session_fields)})"
         f" VALUES ({', '.join(f'%(s_{f.attname})s' for f in session_fields)}) RETURNING {session_pk})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import DataError, connection, transaction
+from django.db import DataError, connection, models, transaction
 
 from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import pg_commit, services
@@ -155,6 +155,42 @@ def test_statements_that_cannot_be_built_leave_the_plain_path(monkeypatch, accou
         pg_commit.statements.cache_clear()
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     assert commit(prepare(account, "Hi")) == "accepted"
+
+
+@pytest.fixture
+def session_json_field() -> Any:
+    """A JSON field added to ChatSession, with its column, as a later migration would add it."""
+    field = models.JSONField(default=dict, blank=True)
+    ChatSession.add_to_class("extra", field)
+    table = connection.ops.quote_name(ChatSession._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} ADD COLUMN extra jsonb NOT NULL DEFAULT '{{}}'")
+    pg_commit._built.cache_clear()
+    pg_commit.statements.cache_clear()
+    yield field
+    ChatSession._meta.local_fields.remove(field)
+    ChatSession._meta._expire_cache()
+    delattr(ChatSession, "extra")
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} DROP COLUMN extra")
+    pg_commit._built.cache_clear()
+    pg_commit.statements.cache_clear()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("named", [False, True], ids=["unknown", "named"])
+def test_a_field_added_to_the_session(named, session_json_field, account, monkeypatch):
+    """Unknown to this module: the plain path. Named in SESSION_COLUMNS: written as the ORM writes it."""
+    if named:
+        monkeypatch.setattr(pg_commit, "SESSION_COLUMNS", (*pg_commit.SESSION_COLUMNS, "extra"))
+    assert pg_commit.enabled() == named
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    plan = prepare(account, "Hi")
+    plan.pending.session.extra = {"tags": ["a", "b"]}
+    assert commit(plan) == "accepted"
+    session = ChatSession.objects.get(public_id=plan.session_id)
+    assert session.extra == {"tags": ["a", "b"]}
+    assert session.messages.count() == 3
 
 
 @pytest.mark.postgres
