@@ -1,4 +1,4 @@
-"""The PostgreSQL fast path of ``chat_turn_finish``'s reads and writes: prepared SQL, two statements for four.
+"""The PostgreSQL fast path of ``chat_turn_finish``'s reads and writes: SQL built once, two statements for four.
 
 The plain path locks the turn's assistant message and its session with an ORM query (``select_for_update``
 with ``select_related`` of the session and its account, compiled on every turn), and after the
@@ -8,7 +8,9 @@ built once from the models' table and column names, its rows loaded as the ORM w
 (each field's converters, then ``from_db``); and the three UPDATEs are one statement: two
 data-modifying CTEs (the reply, the other messages) and the session's UPDATE, which counts what the
 second changed. The settle between them is billing's one statement, without its savepoint
-(``holds._settle_joined``, called by ``services._settle_turn`` when this path is on).
+(``holds._settle_joined``, called by ``services._settle_turn`` when this path is on). The reply's
+UPDATE sends no ``pre_save``/``post_save`` signal (the plain path's ``save(update_fields=…)`` sends
+both); the turn's other messages and the session are UPDATEs on both paths.
 
 An account model that inherits from a concrete one (its columns in more than one table) takes the
 plain path, as in ``generations.pg_claim``. ``RIVYA_API["CHAT_TURN_FINISH_SQL"] = False`` switches it

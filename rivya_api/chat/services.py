@@ -368,7 +368,7 @@ def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
-    if pg_finish.enabled():  # the same query, prepared (see there)
+    if pg_finish.enabled():  # the same query, built once (see there)
         return pg_finish.locked_turn(turn_id)
     # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
     # query, unlocked, rather than in a query of its own when the hold is settled or released.

@@ -1,4 +1,4 @@
-"""A chat turn's rows written by prepared SQL (``chat/pg_commit``) against the plain path, on every database.
+"""A chat turn's rows written by SQL built once (``chat/pg_commit``) against the plain path, on every database.
 
 The same turns run with ``CHAT_TURN_COMMIT_SQL`` on and off and must leave the same sessions,
 messages, holds and ledger entries and raise the same refusals: a new session, a turn on a session
@@ -102,7 +102,7 @@ def turns(account: Any) -> list[Any]:
     return [results, written(account)]
 
 
-def test_the_prepared_sql_writes_what_the_plain_path_writes(make_account, settings):
+def test_the_fast_path_writes_what_the_plain_path_writes(make_account, settings):
     plain_account, fast_account = make_account(), make_account()
     for account in (plain_account, fast_account):
         billing.credits_grant(account=account, amount=100_000, reference="grant")

@@ -1,4 +1,4 @@
-"""A chat turn's end by prepared SQL (``chat/pg_finish``) against the plain path, on every database.
+"""A chat turn's end by SQL built once (``chat/pg_finish``) against the plain path, on every database.
 
 The same turns end with ``CHAT_TURN_FINISH_SQL`` on and off and must leave the same sessions,
 messages, holds and ledger entries, return the same message (its session and account loaded) and
@@ -80,7 +80,7 @@ def endings(account: Any) -> list[Any]:
     return [results, written(account)]
 
 
-def test_the_prepared_sql_ends_turns_as_the_plain_path(make_account, settings):
+def test_the_fast_path_ends_turns_as_the_plain_path(make_account, settings):
     plain_account, fast_account = make_account(), make_account()
     for account in (plain_account, fast_account):
         billing.credits_grant(account=account, amount=100_000, reference="grant")
