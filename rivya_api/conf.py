@@ -74,6 +74,15 @@ DEFAULTS: dict[str, Any] = {
     # Chat: a turn still in progress after this long is stale: it no longer blocks its
     # session, and the sweeper fails it and releases its hold.
     "CHAT_TURN_TIMEOUT_SECONDS": 900,
+    # On PostgreSQL a chat turn's commit writes its session and messages with SQL built once
+    # (rivya_api.chat.pg_commit): a new session and its messages in one INSERT, a session that
+    # exists locked and its messages inserted unless a turn is in progress, none compiled by the
+    # ORM per turn. False: the ORM's save, lock, check and bulk_create.
+    "CHAT_TURN_COMMIT_SQL": True,
+    # On PostgreSQL a chat turn's end locks its reply with SQL built once and saves the reply, the
+    # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
+    # False: the ORM's locking read and three UPDATEs.
+    "CHAT_TURN_FINISH_SQL": True,
     # Chat streams: seconds of silence from the model before a keep-alive comment line.
     "CHAT_KEEPALIVE_SECONDS": 10,
     # Chat streams: a turn's events stay available for resume this long after it ends.

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from rivya_api import metrics
 from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
+from rivya_api.chat import pg_commit, pg_finish
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
     ChatCreditsError,
@@ -57,6 +58,7 @@ from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
+from rivya_billing.services.holds import _reserve_joined, _settle_joined
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ TITLE_LENGTH = 80
 HISTORY_STATUSES = (ChatMessage.Status.COMPLETED, ChatMessage.Status.INCOMPLETE)
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 DEFAULT_CONTEXT_WINDOW = 8192
+# What chat_turn_finish saves of the reply.
+REPLY_FIELDS = "content finish_reason status prompt_tokens completion_tokens credits_charged completed_at".split()
 
 
 @dataclass(frozen=True)
@@ -284,7 +288,6 @@ def _chat_request(
     )
 
 
-@transaction.atomic
 def chat_turn_commit(plan: ChatTurnPlan) -> None:
     """Accept a prepared turn: save its messages and hold its upper-bound price, in one transaction.
 
@@ -297,7 +300,63 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     pending = plan.pending
     if pending is None:
         raise RuntimeError(f"The chat turn {plan.turn_id} was committed already.")
-    session = pending.session
+    try:
+        _commit(plan, pending)
+    except InsufficientCreditsError as exc:
+        available = exc.available
+        if available is None:  # refused in the transaction it aborted (pg_commit's hold): read the wallet now
+            available = billing_selectors.wallet_get(account=pending.account).available
+        raise ChatCreditsError(requested=exc.requested, available=available) from None
+    plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
+
+
+@transaction.atomic
+def _commit(plan: ChatTurnPlan, pending: PendingTurn) -> None:
+    _turn_rows_write(plan, pending)
+    # The fast path's hold takes no savepoint: any refusal or error ends this whole transaction.
+    reserve = _reserve_joined if pg_commit.enabled() else billing.credits_reserve
+    hold = reserve(
+        account=pending.account,
+        amount=plan.credits_reserved,
+        reference=chat_turn_reference(plan.turn_id),
+        actor=pending.actor,
+        spend_limit=pending.spend_limit,
+    )
+    key_reservation_observe(hold)
+
+
+def _turn_rows(plan: ChatTurnPlan, pending: PendingTurn) -> list[dict[str, Any]]:
+    """The turn's messages as column values: the client's, then the assistant's in-progress one, in that order."""
+    blank = dict.fromkeys(("prompt_tokens", "completion_tokens", "credits_charged", "completed_at"))
+    blank.update(status=ChatMessage.Status.IN_PROGRESS, turn_id=plan.turn_id, finish_reason="", error_code="")
+    rows = [
+        {**blank, "public_id": public_id("msg"), "role": message.role, "content": message.text}
+        | {"attachments": [image["file_id"] for image in message.images], "credits_reserved": None}
+        | {"metadata": {}, "idempotency_key": ""}
+        for message in pending.messages
+    ]
+    rows.append(
+        {**blank, "public_id": plan.turn_id, "role": ChatMessage.Role.ASSISTANT, "content": "", "attachments": []}
+        | {"credits_reserved": plan.credits_reserved, "metadata": pending.metadata}
+        | {"idempotency_key": pending.idempotency_key}
+    )
+    return rows
+
+
+def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
+    """Create (or lock and check) the session and insert the turn's messages; ``ChatSessionBusyError``."""
+    session, rows = pending.session, _turn_rows(plan, pending)
+    busy_since = timezone.now() - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    if pg_commit.enabled():  # the same rows in one or two statements (see there)
+        now = timezone.now()
+        if plan.new_session:
+            pg_commit.insert_new_session(session=session, rows=rows, now=now)
+            return
+        if pg_commit.lock_session(session.pk) != pending.history_as_of:
+            raise _busy(session)
+        if not pg_commit.insert_unless_busy(session_pk=session.pk, rows=rows, now=now, busy_since=busy_since):
+            raise _busy(session)
+        return
     if plan.new_session:
         session.save()
     else:
@@ -305,47 +364,12 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
         if locked is None or locked.updated_at != pending.history_as_of:
             raise _busy(session)
         _check_not_busy(locked)
-    # The client's messages, then the assistant's in-progress one: one INSERT, rows in that order.
-    rows = [
-        ChatMessage(
-            public_id=public_id("msg"),
-            session=session,
-            role=message.role,
-            content=message.text,
-            attachments=[image["file_id"] for image in message.images],
-            status=ChatMessage.Status.IN_PROGRESS,
-            turn_id=plan.turn_id,
-        )
-        for message in pending.messages
-    ]
-    rows.append(
-        ChatMessage(
-            public_id=plan.turn_id,
-            session=session,
-            role=ChatMessage.Role.ASSISTANT,
-            status=ChatMessage.Status.IN_PROGRESS,
-            turn_id=plan.turn_id,
-            credits_reserved=plan.credits_reserved,
-            metadata=pending.metadata,
-            idempotency_key=pending.idempotency_key,
-        )
-    )
-    ChatMessage.objects.bulk_create(rows)
-    try:
-        hold = billing.credits_reserve(
-            account=pending.account,
-            amount=plan.credits_reserved,
-            reference=chat_turn_reference(plan.turn_id),
-            actor=pending.actor,
-            spend_limit=pending.spend_limit,
-        )
-        key_reservation_observe(hold)
-    except InsufficientCreditsError as exc:
-        raise ChatCreditsError(requested=exc.requested, available=exc.available) from None
-    plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
+    ChatMessage.objects.bulk_create([ChatMessage(session=session, **row) for row in rows])  # one INSERT
 
 
 def _locked_turn(turn_id: str) -> ChatMessage:
+    if pg_finish.enabled():  # the same query, built once (see there)
+        return pg_finish.locked_turn(turn_id)
     # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
     # query, unlocked, rather than in a query of its own when the hold is settled or released.
     return (
@@ -385,17 +409,10 @@ def chat_turn_finish(
     message.completion_tokens = usage.completion_tokens
     message.credits_charged = charged
     message.completed_at = now
-    message.save(
-        update_fields=[
-            "content",
-            "finish_reason",
-            "status",
-            "prompt_tokens",
-            "completion_tokens",
-            "credits_charged",
-            "completed_at",
-        ]
-    )
+    if pg_finish.enabled():  # the three UPDATEs below in one statement (see there)
+        pg_finish.finish_rows(message=message, fields=REPLY_FIELDS, charged=charged, now=now)
+        return message
+    message.save(update_fields=REPLY_FIELDS)
     added = (
         ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.COMPLETED)
     )
@@ -422,7 +439,8 @@ def _settle_turn(*, message: ChatMessage, usage: ChatUsage, complete: bool) -> i
         charged = 0
     try:
         if charged > 0:
-            billing.credits_settle(account=session.account, reference=reference, amount=charged)
+            settle = _settle_joined if pg_finish.enabled() else billing.credits_settle  # joined: no savepoint
+            settle(account=session.account, reference=reference, amount=charged)
         else:
             billing.credits_release(account=session.account, reference=reference)
     except HoldNotPendingError as exc:

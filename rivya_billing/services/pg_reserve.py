@@ -51,9 +51,22 @@ def enabled() -> bool:
 
 
 def reserve(
-    *, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: int | None
+    *,
+    account: Any,
+    amount: int,
+    reference: str,
+    actor: str,
+    now: datetime,
+    expires: datetime,
+    spend_limit: int | None,
+    savepoint: bool = True,
 ) -> Hold:
-    """``credits_reserve`` in one statement (its arguments checked already); same results as the portable path."""
+    """``credits_reserve`` in one statement (its arguments checked already); same results as the portable path.
+
+    ``savepoint=False`` (``holds._reserve_joined``): no savepoint in a caller's transaction; a
+    database error, the refusal for want of credits included, then aborts that transaction, so
+    nothing more is read in it: that refusal's ``available`` is None, a repeated reference raises.
+    """
     params = {
         "amount": amount,
         "now": now,
@@ -67,8 +80,13 @@ def reserve(
         "spend_limit": spend_limit,
     }
     try:
-        row = _call(params)
+        row = _call(params, savepoint)
     except IntegrityError as error:
+        if not savepoint and connection.in_atomic_block:  # the caller's transaction is aborted
+            if _sqlstate(error) != NOT_NULL_VIOLATION:
+                raise
+            message = f"Cannot reserve {amount} credits."
+            raise InsufficientCreditsError(message, requested=amount, available=None) from None  # type: ignore[arg-type]
         if _sqlstate(error) == UNIQUE_VIOLATION and (existing := _existing(account, reference)) is not None:
             return existing
         if _sqlstate(error) != NOT_NULL_VIOLATION:
@@ -87,12 +105,12 @@ def reserve(
     )
 
 
-def _call(params: dict[str, Any]) -> tuple[Any, ...] | None:
+def _call(params: dict[str, Any], savepoint: bool = True) -> tuple[Any, ...] | None:
     # Outside a transaction the statement is its own transaction (autocommit): no BEGIN/COMMIT
     # round trips while the wallet row is locked. Inside one, a savepoint keeps a refused
-    # reservation from aborting the caller's work.
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, connection.cursor() as cursor:
+    # reservation from aborting the caller's work (unless the caller said it needs none).
+    inside = savepoint and connection.in_atomic_block
+    with transaction.atomic() if inside else contextlib.nullcontext(), connection.cursor() as cursor:
         cursor.execute(CALL, params)
         return cursor.fetchone()
 

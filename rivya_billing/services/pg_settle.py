@@ -74,8 +74,21 @@ def enabled() -> bool:
     )
 
 
-def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime) -> Hold:
-    """``credits_settle`` in one statement (its arguments checked already); same results as the portable path."""
+def settle(
+    *,
+    account: Any,
+    reference: str,
+    amount: int,
+    actor: str,
+    lease_token: int | None,
+    now: datetime,
+    savepoint: bool = True,
+) -> Hold:
+    """``credits_settle`` in one statement (its arguments checked already); same results as the portable path.
+
+    ``savepoint=False`` (``holds._settle_joined``): no savepoint in a caller's transaction; a database
+    error then aborts that transaction, and a refusal keeps the hold's row lock until it ends.
+    """
     params = {
         "account": _account_pk(account),
         "reference": reference,
@@ -88,8 +101,8 @@ def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token
         "entry_ids": [new_entry_id() for _ in range(MAX_LINES)],
     }
     # One round trip outside a transaction; inside one, a savepoint around it (see above).
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint:
+    inside = savepoint and connection.in_atomic_block
+    with transaction.atomic() if inside else contextlib.nullcontext():
         outcome, hold = _call(params)
         if outcome == "refused":  # raised in the savepoint: its rollback releases the hold
             if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):

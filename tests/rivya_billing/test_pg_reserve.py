@@ -151,3 +151,27 @@ def test_the_newest_migration_that_loads_the_file_names_its_hash():
     ]
     newest = [sha for sha in recorded if sha][-1]
     assert hashlib.sha256(pg_reserve.SQL_FILE.read_bytes()).hexdigest() == newest
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_reservation_takes_no_savepoint_and_leaves_its_refusal_to_the_caller(
+    account, django_assert_num_queries
+):
+    """``holds._reserve_joined`` (a chat turn's commit): the hold as ``credits_reserve``'s, with no savepoint
+    in the caller's transaction on PostgreSQL; a refusal for want of credits ends that transaction, so
+    its ``available`` is left to the caller (None) there. Elsewhere it is ``credits_reserve``."""
+    from django.test.utils import CaptureQueriesContext
+
+    from rivya_billing.services.holds import _reserve_joined
+
+    services.credits_grant(account=account, amount=100, reference="grant")
+    postgres = pg_reserve.enabled()
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        hold = _reserve_joined(account=account, amount=60, reference="job-1", actor="key_1")
+    if postgres:
+        assert len(queries) == 1, [query["sql"] for query in queries]  # the call: no SAVEPOINT, no RELEASE
+    assert row(hold) == row(Hold.objects.get(pk=hold.pk))
+    with pytest.raises(InsufficientCreditsError) as refused, transaction.atomic():
+        _reserve_joined(account=account, amount=41, reference="job-2")
+    assert refused.value.available == (None if postgres else 40)
+    assert (Wallet.objects.get(account=account).held, Hold.objects.count()) == (60, 1)

@@ -304,3 +304,30 @@ def test_usage_beyond_the_ledgers_integers_is_refused_alike(make_account, rivya_
     hold = services.credits_settle(account=account, reference="h", amount=2**63 - 1)
     assert (hold.captured, hold.waived) == (10, 2**63 - 1 - 10)
     assert_ledger_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_settle_takes_no_savepoint_and_settles_as_credits_settle(account):
+    """``holds._settle_joined`` (a chat turn's end): the settle ``credits_settle`` makes, with no savepoint
+    in the caller's transaction on PostgreSQL; a refusal raises as ever and the transaction goes on."""
+    from django.test.utils import CaptureQueriesContext
+
+    from rivya_billing.exceptions import HoldNotPendingError
+
+    services.credits_grant(account=account, amount=100, reference="grant")
+    services.credits_reserve(account=account, amount=60, reference="job-1")
+    services.credits_reserve(account=account, amount=10, reference="job-2")
+    services.credits_release(account=account, reference="job-2")
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            hold = holds._settle_joined(account=account, reference="job-1", amount=25)
+            with pytest.raises(HoldNotPendingError):
+                holds._settle_joined(account=account, reference="job-2", amount=5)
+        services.credits_grant(account=account, amount=1, reference="more")  # the transaction goes on
+    if pg_settle.enabled():
+        assert len(queries) == 2, [query["sql"] for query in queries]  # the two calls: no SAVEPOINT, no RELEASE
+    assert (hold.state, hold.captured) == ("settled", 25)
+    assert row(hold) == row(Hold.objects.get(pk=hold.pk))
+    wallet = Wallet.objects.get(account=account)
+    assert (wallet.balance, wallet.held) == (76, 0)
+    assert_ledger_clean()

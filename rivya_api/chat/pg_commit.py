@@ -1,0 +1,202 @@
+"""The PostgreSQL fast path of a chat turn's rows in ``chat_turn_commit``: fewer statements, none compiled per turn.
+
+The plain path saves a new session (an ORM INSERT) and then the turn's messages (``bulk_create``),
+or, for a session that exists, locks it, checks that no turn is in progress (an ``EXISTS``) and
+inserts the messages: two or three statements, each compiled by the ORM on every turn. Here:
+
+* a new session and its messages are one statement: ``WITH s AS (INSERT … session RETURNING id)
+  INSERT … messages SELECT … FROM s, unnest(…)``;
+* a session that exists is locked as before (``SELECT … FOR UPDATE``, its own statement, so that the
+  check below takes its snapshot after the lock: a turn that committed while this one waited is
+  seen), then one ``INSERT … SELECT … WHERE NOT EXISTS (a turn in progress)``: no row inserted means
+  the session is busy.
+
+The statements are built once from the models' own table and column names (the account model is
+the host's), and every column of ``ChatMessage`` and ``ChatSession`` must be named here
+(``MESSAGE_COLUMNS``, ``SESSION_COLUMNS``): a field added to either model without one makes
+``statements`` fail, and the plain path runs (``services._turn_rows_write``). The new session's
+values go through each field's ``pre_save`` and ``get_db_prep_save``, as in the ORM's INSERT, but
+no ``pre_save``/``post_save`` signal is sent.
+The rows are those the plain path writes, but for their ``created_at``: the plain path takes
+``now`` once per row, this one once per turn (history is read in ``(created_at, pk)`` order, which
+is the same). The hold is billing's one statement, taken without a savepoint of its own
+(``holds._reserve_joined``): a refusal or an error ends the commit's transaction, which a refusal
+ends anyway (``services._commit``), so its SAVEPOINT and RELEASE are two round trips saved.
+
+``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path);
+``tests/rivya_api/chat/test_pg_commit.py`` compares the two paths row by row and races turns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connection
+
+from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.conf import api_settings
+
+logger = logging.getLogger(__name__)
+
+IN_PROGRESS = ChatMessage.Status.IN_PROGRESS
+# The message columns a turn's rows give (``services._turn_rows``); the id, the session and
+# ``created_at`` are the statement's. A column of the model not named here: the plain path.
+MESSAGE_COLUMNS = (
+    *("public_id", "role", "content", "attachments", "status", "turn_id", "finish_reason", "prompt_tokens"),
+    *("completion_tokens", "credits_reserved", "credits_charged", "error_code", "metadata", "idempotency_key"),
+    "completed_at",
+)
+STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
+# The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
+SESSION_COLUMNS = (
+    *("public_id", "account", "model", "title", "source", "message_count", "credits_spent", "created_at"),
+    "updated_at",
+)
+
+
+def enabled() -> bool:
+    return connection.vendor == "postgresql" and bool(api_settings.CHAT_TURN_COMMIT_SQL) and _built()
+
+
+@cache
+def _built() -> bool:
+    """Whether the statements can be built for these models (else the plain path, said once)."""
+    try:
+        statements()
+    except Exception:
+        logger.exception("The chat turn's commit statements cannot be built; the plain path is used")
+        return False
+    return True
+
+
+def insert_new_session(*, session: ChatSession, rows: list[dict[str, Any]], now: datetime) -> int:
+    """Insert the unsaved ``session`` and the turn's message ``rows``; sets the session's pk. Rows inserted."""
+    params = {**_message_arrays(rows), **_session_values(session, now), "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute(statements()["new"], params)
+        ids = cursor.fetchall()
+    session.pk = ids[0][1]
+    session._state.adding = False
+    return len(ids)
+
+
+def lock_session(session_pk: int) -> Any:
+    """The session's ``updated_at``, under its row lock; None when it is gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(statements()["lock"], {"session": session_pk})
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def insert_unless_busy(*, session_pk: int, rows: list[dict[str, Any]], now: datetime, busy_since: datetime) -> int:
+    """Insert the turn's message ``rows`` unless a turn since ``busy_since`` is in progress; rows inserted (0: busy)."""
+    params = {**_message_arrays(rows), "now": now, "session": session_pk, "busy_since": busy_since}
+    params["in_progress"] = IN_PROGRESS
+    with connection.cursor() as cursor:
+        cursor.execute(statements()["existing"], params)
+        return len(cursor.fetchall())
+
+
+def _message_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One array per message column, in the rows' order (JSON columns as their text)."""
+    arrays: dict[str, list[Any]] = {}
+    for field in _message_fields():
+        values = [row[field.attname] for row in rows]  # KeyError: a column this path does not fill
+        if field.get_internal_type() == "JSONField":
+            values = [json.dumps(value) for value in values]
+        arrays[f"m_{field.attname}"] = values
+    return arrays
+
+
+def _message_fields() -> list[Any]:
+    return [ChatMessage._meta.get_field(name) for name in MESSAGE_COLUMNS]
+
+
+def _session_fields() -> list[Any]:
+    return [ChatSession._meta.get_field(name) for name in SESSION_COLUMNS]
+
+
+def _session_values(session: ChatSession, now: datetime) -> dict[str, Any]:
+    """The new session's values as the ORM's INSERT gives them (``pre_save``, ``get_db_prep_save``).
+
+    Its automatic times are the turn's ``now``, as its messages' ``created_at``.
+    """
+    values = {}
+    for field in _session_fields():
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            setattr(session, field.attname, now)
+            value = now
+        else:
+            value = field.pre_save(session, True)
+        values[f"s_{field.attname}"] = field.get_db_prep_save(value, connection)
+    return values
+
+
+def _check_filled() -> None:
+    """A column this module does not fill fails here (``_built``: the plain path runs), not in a turn."""
+    unknown = {f.attname for f in ChatMessage._meta.concrete_fields} - STATEMENT_COLUMNS - set(MESSAGE_COLUMNS)
+    if unknown:
+        raise LookupError(f"ChatMessage columns without a value in pg_commit: {sorted(unknown)}")
+    unknown = {f.name for f in ChatSession._meta.concrete_fields} - {"id", *SESSION_COLUMNS}
+    if unknown:
+        raise LookupError(f"ChatSession columns without a value in pg_commit: {sorted(unknown)}")
+
+
+@cache
+def statements() -> dict[str, str]:
+    """The three statements, from the models' table and column names."""
+    quote = connection.ops.quote_name
+    meta, session_meta = ChatMessage._meta, ChatSession._meta
+    _check_filled()
+    fields, session_fields = _message_fields(), _session_fields()
+    table, session_table = quote(meta.db_table), quote(session_meta.db_table)
+    pk, session_pk = quote(meta.pk.column), quote(session_meta.pk.column)
+    session_column = quote(meta.get_field("session").column)
+    created = quote(meta.get_field("created_at").column)
+    columns = ", ".join(quote(field.column) for field in fields) + f", {session_column}, {created}"
+    names = [f"c{index}" for index in range(len(fields))]
+    arrays = ", ".join(f"%(m_{field.attname})s::{_array_type(field)}" for field in fields)
+    unnest = f"unnest({arrays}) WITH ORDINALITY AS m({', '.join(names)}, ord)"
+    values = ", ".join(_value(name, field) for name, field in zip(names, fields, strict=True))
+    new = (
+        f"WITH s AS (INSERT INTO {session_table} ({', '.join(quote(f.column) for f in session_fields)})"
+        f" VALUES ({', '.join(f'%(s_{f.attname})s' for f in session_fields)}) RETURNING {session_pk})"
+        f" INSERT INTO {table} ({columns})"
+        f" SELECT {values}, s.{session_pk}, %(now)s FROM s, {unnest} ORDER BY m.ord"
+        f" RETURNING {pk}, {session_column}"
+    )
+    busy = (
+        f"SELECT 1 FROM {table} AS b WHERE b.{session_column} = %(session)s"
+        f" AND b.{quote(meta.get_field('status').column)} = %(in_progress)s AND b.{created} >= %(busy_since)s"
+    )
+    existing = (
+        f"INSERT INTO {table} ({columns})"
+        f" SELECT {values}, %(session)s, %(now)s FROM {unnest} WHERE NOT EXISTS ({busy}) ORDER BY m.ord"
+        f" RETURNING {pk}"
+    )
+    lock = (
+        f"SELECT {quote(session_meta.get_field('updated_at').column)} FROM {session_table}"
+        f" WHERE {session_pk} = %(session)s FOR UPDATE"
+    )
+    return {"new": new, "existing": existing, "lock": lock}
+
+
+def _value(name: str, field: Any) -> str:
+    # JSON travels as text (an array of jsonb would be adapted per element): cast back here.
+    return f"{name}::jsonb" if field.get_internal_type() == "JSONField" else name
+
+
+def _array_type(field: Any) -> str:
+    """The array type of ``field``'s column (JSON columns travel as text, cast by the column).
+
+    Without the column's length: an explicit cast to ``varchar(n)`` cuts a longer value short, the
+    INSERT's own cast refuses it (``DataError``), as the plain path's INSERT does.
+    """
+    if field.get_internal_type() == "JSONField":
+        return "text[]"
+    return re.sub(r"\([^)]*\)", "", field.db_type(connection)) + "[]"
