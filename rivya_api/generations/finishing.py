@@ -179,8 +179,13 @@ def _succeed_locked(task: GenerationTask, files: list[File], *, completed_at: An
     written already (``_mark_succeeded``); a refused settle then raises ``_Lapsed``."""
     if task.price:
         try:
+            # Joined: a database error here ends the finish's whole transaction (no savepoint, as _publish_joined).
             billing.credits_settle(
-                account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
+                account=task.account,
+                reference=task.public_id,
+                amount=task.price,
+                lease_token=task.hold_token,
+                _joined=True,
             )
         except HoldNotPendingError:
             if completed_at is not None:

@@ -179,6 +179,7 @@ def credits_settle(
     actor: str = "",
     lease_token: int | None = None,
     now: datetime | None = None,
+    _joined: bool = False,
 ) -> Hold:
     """Charge ``amount`` (the actual usage) against the pending hold ``reference`` and release the rest.
 
@@ -198,12 +199,28 @@ def credits_settle(
     then the wallet. On PostgreSQL the settle is one statement (``pg_settle``: atomic
     by itself, in a savepoint inside a caller's transaction, as the plain path), elsewhere one
     transaction.
+
+    ``_joined`` (not for hosts): no savepoint around that statement inside the caller's transaction
+    (two round trips fewer on a generation's finish), for a caller whose whole transaction a
+    database error ends, and which keeps the hold's row lock to its commit after a refusal (nothing
+    is written then); a caller that caught the error would be left with an aborted transaction.
     """
     _check_amount(amount, minimum=0)
     _check_reference(reference)
     now = _now(now)
-    settle = pg_settle.settle if pg_settle.enabled() else _settle_locked
-    return settle(account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now)
+    if pg_settle.enabled():
+        return pg_settle.settle(
+            account=account,
+            reference=reference,
+            amount=amount,
+            actor=actor,
+            lease_token=lease_token,
+            now=now,
+            savepoint=not _joined,
+        )
+    return _settle_locked(
+        account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now
+    )
 
 
 @transaction.atomic

@@ -16,12 +16,15 @@ the same. Outside a transaction the statement is its own (autocommit). Inside a
 caller's transaction it runs in a savepoint, as the plain path's ``atomic`` does:
 the function can still fail in the database (a lock or statement timeout, a
 deadlock), which must not abort the caller's transaction, and a refusal raises
-inside the savepoint so that its rollback lets go of the hold's row lock. What the
+inside the savepoint so that its rollback lets go of the hold's row lock. A
+generation's finish, which lets such an error end its whole transaction, calls the
+settle ``_joined`` instead: no savepoint (two round trips fewer); after
+a refusal its transaction keeps the hold's row lock until it ends. What the
 plain path does in Python after its writes is done here too: the WAL flush of early
 lock release first (``durability``), then the lines' metrics once committed.
 
-``RIVYA_BILLING["PG_SETTLE"] = False`` switches it off (every database then takes
-the portable path, as does an ``OVERRUN_POLICY`` the plain path refuses).
+``RIVYA_BILLING["PG_SETTLE"] = False`` switches it off, joined settles too (every
+database then takes the portable path, as does an ``OVERRUN_POLICY`` the plain path refuses).
 ``tests/rivya_billing/test_pg_settle.py`` compares the two paths row by row,
 checks that the installed function is this file's SQL, and that its INSERT names
 every column of the ledger.
@@ -74,8 +77,20 @@ def enabled() -> bool:
     )
 
 
-def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime) -> Hold:
-    """``credits_settle`` in one statement (its arguments checked already); same results as the portable path."""
+def settle(
+    *,
+    account: Any,
+    reference: str,
+    amount: int,
+    actor: str,
+    lease_token: int | None,
+    now: datetime,
+    savepoint: bool = True,
+) -> Hold:
+    """``credits_settle`` in one statement (its arguments checked already); same results as the portable path.
+
+    Inside a caller's transaction the statement runs in a savepoint unless ``savepoint`` is False
+    (``credits_settle(_joined=True)``, for callers that let a database error end their transaction)."""
     params = {
         "account": _account_pk(account),
         "reference": reference,
@@ -88,8 +103,8 @@ def settle(*, account: Any, reference: str, amount: int, actor: str, lease_token
         "entry_ids": [new_entry_id() for _ in range(MAX_LINES)],
     }
     # One round trip outside a transaction; inside one, a savepoint around it (see above).
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint:
+    guard = transaction.atomic() if savepoint and connection.in_atomic_block else contextlib.nullcontext()
+    with guard:
         outcome, hold = _call(params)
         if outcome == "refused":  # raised in the savepoint: its rollback releases the hold
             if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
