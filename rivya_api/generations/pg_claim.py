@@ -34,6 +34,7 @@ from django.db import connection
 from rivya_api.catalog.registry import LoadedCatalog, loaded_catalog
 from rivya_api.conf import api_settings
 from rivya_api.generations.models import GenerationTask
+from rivya_core.rows import instance_from_row
 
 Status = GenerationTask.Status
 
@@ -74,8 +75,8 @@ def claim(*, task_pk: int, now: datetime) -> GenerationTask | None:
         return None
     account_model = _account_model()
     split = len(GenerationTask._meta.concrete_fields)
-    task = _instance(GenerationTask, row[:split])
-    task.account = _instance(account_model, row[split:])
+    task = instance_from_row(GenerationTask, row[:split])
+    task.account = instance_from_row(account_model, row[split:])
     return task
 
 
@@ -92,18 +93,6 @@ def limits_json(catalog: LoadedCatalog, heartbeat: float) -> str:
         limits = {model.id: model.timeout_seconds + heartbeat for model in catalog.models.values()}
         cached = _limits = (catalog, heartbeat, json.dumps(limits))
     return cached[2]
-
-
-def _instance(model: Any, values: Any) -> Any:
-    """The model instance the ORM would load from these column values: each field's converters
-    (``from_db_value``: the JSON fields' decoding) applied, then ``from_db``."""
-    fields = model._meta.concrete_fields
-    loaded = []
-    for field, value in zip(fields, values, strict=True):
-        for converter in field.get_db_converters(connection):
-            value = converter(value, field.get_col(model._meta.db_table), connection)
-        loaded.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], loaded)
 
 
 @cache
