@@ -24,6 +24,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
 from rivya_billing.exceptions import HoldNotPendingError, StaleHoldError
+from rivya_billing.services.holds import _settle_joined
 from rivya_webhooks.services.publishing import _publish_joined
 
 logger = logging.getLogger("rivya_api.generations.services")
@@ -179,7 +180,8 @@ def _succeed_locked(task: GenerationTask, files: list[File], *, completed_at: An
     written already (``_mark_succeeded``); a refused settle then raises ``_Lapsed``."""
     if task.price:
         try:
-            billing.credits_settle(
+            # Joined: a database error here ends the finish's whole transaction (no savepoint, as _publish_joined).
+            _settle_joined(
                 account=task.account, reference=task.public_id, amount=task.price, lease_token=task.hold_token
             )
         except HoldNotPendingError:

@@ -5,14 +5,16 @@ The plain claim (``services._start_locked``) reads the task and its account unde
 second statement. Here one UPDATE, conditional on the task still being queued, makes the same
 change and returns the task and its account: ``status`` running, ``attempts`` + 1,
 ``started_at`` (kept if set), ``heartbeat_at``, ``event_sequence`` + 1, ``deadline_at`` from the
-model's time limit (the listed models' limits are passed in; an unlisted model gets the plain
-path's fallback, the heartbeat's lease) and, for a priced task, ``hold_token`` as the next lease
-token of its hold (the hold's token only moves with claims, each of which stores it on the task).
+model's time limit (the loaded catalog's limits are passed in, built once per catalog load; a
+model not in it gets the plain path's fallback, the heartbeat's lease) and, for a priced task,
+``hold_token`` as the next lease token of its hold (the hold's token only moves with claims,
+each of which stores it on the task).
 
 The caller (``services._start_fast``) then takes the hold's lease through billing's service in
 the same transaction and checks both guesses against what the plain path would have set (the
 deadline from ``run_deadline``, the token billing returned); when either differs it rolls the
-claim back and runs the plain path, so a wrong guess costs time, never a wrong row. Concurrent
+claim back and runs the plain path, so a wrong guess costs time, never a wrong row (a model
+loaded but not listed now is such a guess: the plain path gives it the fallback). Concurrent
 claims of one task: the UPDATE waits for the other's row lock and re-checks ``status`` on the
 committed row, so one wins and the others match no row (None), as with the plain row lock.
 
@@ -29,9 +31,10 @@ from typing import Any
 
 from django.db import connection
 
-from rivya_api.catalog.selectors import catalog_models
+from rivya_api.catalog.registry import LoadedCatalog, loaded_catalog
 from rivya_api.conf import api_settings
 from rivya_api.generations.models import GenerationTask
+from rivya_core.rows import instance_from_row
 
 Status = GenerationTask.Status
 
@@ -57,13 +60,12 @@ def _account_model() -> Any:
 def claim(*, task_pk: int, now: datetime) -> GenerationTask | None:
     """The task, claimed and with its account loaded, or None when it is not queued (or gone)."""
     heartbeat = api_settings.GENERATION_HEARTBEAT_TIMEOUT.total_seconds()
-    limits = {model.id: model.timeout_seconds + heartbeat for model in catalog_models()}
     params = {
         "pk": task_pk,
         "now": now,
         "queued": Status.QUEUED,
         "running": Status.RUNNING,
-        "limits": json.dumps(limits),
+        "limits": limits_json(loaded_catalog(), heartbeat),
         "fallback": heartbeat,
     }
     with connection.cursor() as cursor:
@@ -73,21 +75,24 @@ def claim(*, task_pk: int, now: datetime) -> GenerationTask | None:
         return None
     account_model = _account_model()
     split = len(GenerationTask._meta.concrete_fields)
-    task = _instance(GenerationTask, row[:split])
-    task.account = _instance(account_model, row[split:])
+    task = instance_from_row(GenerationTask, row[:split])
+    task.account = instance_from_row(account_model, row[split:])
     return task
 
 
-def _instance(model: Any, values: Any) -> Any:
-    """The model instance the ORM would load from these column values: each field's converters
-    (``from_db_value``: the JSON fields' decoding) applied, then ``from_db``."""
-    fields = model._meta.concrete_fields
-    loaded = []
-    for field, value in zip(fields, values, strict=True):
-        for converter in field.get_db_converters(connection):
-            value = converter(value, field.get_col(model._meta.db_table), connection)
-        loaded.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], loaded)
+_limits: tuple[LoadedCatalog, float, str] | None = None
+
+
+def limits_json(catalog: LoadedCatalog, heartbeat: float) -> str:
+    """Each loaded model's time limit plus the heartbeat's lease, as the statement's JSON: built once
+    per catalog load (a reload makes a new ``LoadedCatalog``), not by listing the catalog on every
+    claim (which asked each provider's ``is_configured``, logging a failing one every time)."""
+    global _limits
+    cached = _limits
+    if cached is None or cached[0] is not catalog or cached[1] != heartbeat:
+        limits = {model.id: model.timeout_seconds + heartbeat for model in catalog.models.values()}
+        cached = _limits = (catalog, heartbeat, json.dumps(limits))
+    return cached[2]
 
 
 @cache

@@ -228,24 +228,46 @@ def credits_settle(
     then the wallet. On PostgreSQL the settle is one statement (``pg_settle``: atomic
     by itself, in a savepoint inside a caller's transaction, as the plain path), elsewhere one
     transaction.
+
     """
-    _check_amount(amount, minimum=0)
-    _check_reference(reference)
-    now = _now(now)
-    settle = pg_settle.settle if pg_settle.enabled() else _settle_locked
-    return settle(account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now)
+    return _settle(account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now)
 
 
-def _settle_joined(*, account: Any, reference: str, amount: int) -> Hold:
+def _settle_joined(
+    *,
+    account: Any,
+    reference: str,
+    amount: int,
+    actor: str = "",
+    lease_token: int | None = None,
+    now: datetime | None = None,
+) -> Hold:
     """``credits_settle`` whose PostgreSQL statement takes no savepoint inside the caller's transaction
-    (two round trips fewer on a chat turn's end). Not public: only for a caller whose whole transaction
-    a database error ends; a refusal keeps the hold's row lock until that transaction ends."""
+    (two round trips fewer on a chat turn's end and a generation's finish). Not public: only for a
+    caller whose whole transaction a database error ends; a refusal keeps the hold's row lock until
+    that transaction ends (nothing is written then)."""
+    return _settle(
+        account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now, joined=True
+    )
+
+
+def _settle(
+    *,
+    account: Any,
+    reference: str,
+    amount: int,
+    actor: str,
+    lease_token: int | None,
+    now: datetime | None,
+    joined: bool = False,
+) -> Hold:
     _check_amount(amount, minimum=0)
     _check_reference(reference)
-    arguments = {"account": account, "reference": reference, "amount": amount, "actor": "", "lease_token": None}
+    arguments = {"account": account, "reference": reference, "amount": amount, "actor": actor}
+    arguments.update(lease_token=lease_token, now=_now(now))
     if pg_settle.enabled():
-        return pg_settle.settle(**arguments, now=_now(None), savepoint=False)
-    return _settle_locked(**arguments, now=_now(None))
+        return pg_settle.settle(**arguments, savepoint=not joined)
+    return _settle_locked(**arguments)
 
 
 @transaction.atomic

@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from rivya_billing.conf import billing_settings
 from rivya_billing.models import Hold, HoldState, Wallet
 from rivya_billing.services.ledger import _account_pk
+from rivya_core.rows import instance_from_row
 
 
 def enabled() -> bool:
@@ -59,19 +60,7 @@ def renew(
         row = cursor.fetchone()
     if row is None:
         return None
-    return _hold(row)
-
-
-def _hold(values: Any) -> Hold:
-    """The Hold the ORM would load from these column values: each field's converters
-    (``from_db_value``) applied, then ``from_db``."""
-    fields = Hold._meta.concrete_fields
-    loaded = []
-    for field, value in zip(fields, values, strict=True):
-        for converter in field.get_db_converters(connection):
-            value = converter(value, field.get_col(Hold._meta.db_table), connection)
-        loaded.append(value)
-    return Hold.from_db(connection.alias, [field.attname for field in fields], loaded)
+    return instance_from_row(Hold, row)
 
 
 @cache

@@ -16,12 +16,15 @@ the same. Outside a transaction the statement is its own (autocommit). Inside a
 caller's transaction it runs in a savepoint, as the plain path's ``atomic`` does:
 the function can still fail in the database (a lock or statement timeout, a
 deadlock), which must not abort the caller's transaction, and a refusal raises
-inside the savepoint so that its rollback lets go of the hold's row lock. What the
+inside the savepoint so that its rollback lets go of the hold's row lock. A chat
+turn's end and a generation's finish, which let such an error end their whole
+transaction, call ``holds._settle_joined`` instead: no savepoint (two round trips
+fewer); after a refusal their transaction keeps the hold's row lock until it ends. What the
 plain path does in Python after its writes is done here too: the WAL flush of early
 lock release first (``durability``), then the lines' metrics once committed.
 
-``RIVYA_BILLING["PG_SETTLE"] = False`` switches it off (every database then takes
-the portable path, as does an ``OVERRUN_POLICY`` the plain path refuses).
+``RIVYA_BILLING["PG_SETTLE"] = False`` switches it off, joined settles too (every
+database then takes the portable path, as does an ``OVERRUN_POLICY`` the plain path refuses).
 ``tests/rivya_billing/test_pg_settle.py`` compares the two paths row by row,
 checks that the installed function is this file's SQL, and that its INSERT names
 every column of the ledger.

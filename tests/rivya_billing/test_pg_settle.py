@@ -192,6 +192,34 @@ def run_recorded(make_account: Any, monkeypatch: Any, tag: str, *, unused: tuple
         return settles(make_account, tag, recorded)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_settle_settles_exactly_what_the_public_one_does(make_account, rivya_settings, monkeypatch):
+    """``holds._settle_joined`` (a chat turn's end, a generation's finish) takes no savepoint in a caller's
+    transaction: the same rows, results, errors and after-commit work as the public settle."""
+    rivya_settings("RIVYA_BILLING", PG_SETTLE=True)
+    plain = (holds, "_settle_locked") if connection.vendor == "postgresql" else (pg_settle, "settle")
+    public = run_recorded(make_account, monkeypatch, "public", unused=plain)
+    monkeypatch.setattr(services, "credits_settle", holds._settle_joined)
+    joined = run_recorded(make_account, monkeypatch, "joined", unused=plain)
+    for number, (got, expected) in enumerate(zip(joined, public, strict=True)):
+        assert got == expected, number
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_settle_is_one_statement_in_the_callers_transaction(make_account, django_assert_num_queries):
+    account = make_account()
+    services.credits_grant(account=account, amount=10, reference="grant")
+    for reference in ("public", "joined"):
+        services.credits_reserve(account=account, amount=5, reference=reference)
+    with transaction.atomic(), django_assert_num_queries(3) as queries:  # public: its savepoint kept
+        services.credits_settle(account=account, reference="public", amount=5)
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SAVEPOINT", "SELECT", "RELEASE"]
+    with transaction.atomic(), django_assert_num_queries(1):
+        holds._settle_joined(account=account, reference="joined", amount=5)
+    assert Hold.objects.get(reference="joined").captured == 5
+
+
 def sql_function_bodies() -> dict[str, str]:
     text = pg_settle.SQL_FILE.read_text()
     return dict(re.findall(r"CREATE OR REPLACE FUNCTION (\w+)\(.*?\$\$(.*?)\$\$ LANGUAGE", text, re.DOTALL))

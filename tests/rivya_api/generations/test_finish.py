@@ -48,7 +48,7 @@ def test_a_cancel_asked_during_the_run_is_honoured_at_the_finish(funded, media_r
 
 def test_a_finish_that_fails_commits_no_output_and_fails_the_task_released(funded, media_root):
     task = services.generation_start(task_pk=funded.pk)
-    with mock.patch("rivya_billing.services.credits_settle", side_effect=RuntimeError("ledger down")):
+    with mock.patch("rivya_api.generations.finishing._settle_joined", side_effect=RuntimeError("ledger down")):
         done = services._generate(task)
     assert (done.status, done.error_code, done.released) == ("failed", "internal_error", 4)
     assert not File.objects.exists()

@@ -11,15 +11,18 @@ raced from many connections let exactly one win, whose token is the hold's.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
+from rivya_api.catalog.registry import loaded_catalog
 from rivya_api.generations import pg_claim, services
 from rivya_api.generations.models import GenerationTask
+from rivya_api.generations.providers.local import LocalImageProvider
 from rivya_billing import services as billing
 from rivya_billing.models import Hold
 from tests.rivya_api.generations.fakes import GENERATION_MODELS, LOCAL, model
@@ -162,3 +165,46 @@ def test_an_account_model_with_a_parent_table_takes_the_plain_path(monkeypatch):
     assert pg_claim.in_one_table(pg_claim._account_model())  # the tests' account model (auth.User)
     monkeypatch.setattr(pg_claim, "_account_model", lambda: Org)
     assert not pg_claim.enabled()
+
+
+class UnconfigurableProvider(LocalImageProvider):
+    """A provider whose ``is_configured`` raises: its model is not listed, with a log on every ask."""
+
+    asked = 0
+
+    @classmethod
+    def is_configured(cls, options: Any) -> bool:
+        cls.asked += 1
+        raise RuntimeError("no configuration here")
+
+
+UNCONFIGURABLE = model("test-unconfigurable", f"{__name__}.UnconfigurableProvider")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claims_limits_are_built_once_per_catalog_load(account, rivya_settings, monkeypatch):
+    """Claims pass the catalog's limits without listing it (no provider's ``is_configured`` is
+    asked, so a failing one is not logged on every claim); a reload builds them anew."""
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    rivya_settings("RIVYA_API", MODELS=[*MODELS, UNCONFIGURABLE], GENERATION_PROVIDER_PROCESS=False)
+    billing.credits_grant(account=account, amount=100, reference="grant")
+    tasks = [
+        services.generation_create(account=account, model_id="test-image", input={"prompt": "a fox"}) for _ in "ab"
+    ]
+    UnconfigurableProvider.asked = 0
+    assert all(services.generation_start(task_pk=task.pk) for task in tasks)
+    assert UnconfigurableProvider.asked == 0
+    heartbeat = services.api_settings.GENERATION_HEARTBEAT_TIMEOUT.total_seconds()
+    built = pg_claim.limits_json(loaded_catalog(), heartbeat)
+    assert pg_claim.limits_json(loaded_catalog(), heartbeat) is built
+    limits = {entry["id"]: entry["limits"]["timeout_seconds"] + heartbeat for entry in [*MODELS, UNCONFIGURABLE]}
+    assert json.loads(built) == limits
+
+    longer = [
+        {**entry, "limits": {"timeout_seconds": 90}} if entry["id"] == "test-image" else entry for entry in MODELS
+    ]
+    rivya_settings("RIVYA_API", MODELS=longer, GENERATION_PROVIDER_PROCESS=False)  # reloads the catalog
+    assert json.loads(pg_claim.limits_json(loaded_catalog(), heartbeat))["test-image"] == 90 + heartbeat
+    task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a fox"})
+    claimed = services.generation_start(task_pk=task.pk)
+    assert claimed.deadline_at - claimed.heartbeat_at == timedelta(seconds=90 + heartbeat)

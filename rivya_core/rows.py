@@ -1,0 +1,29 @@
+"""Model instances from the column values of a hand-written statement (``UPDATE … RETURNING``).
+
+The fast paths that replace an ORM read and write by one statement (``rivya_api``'s
+``generations/pg_claim``, ``rivya_billing``'s ``services/pg_renew``) get the row back as plain
+column values; ``instance_from_row`` makes of them what the ORM's own read would have loaded.
+Here because both apps need it and ``rivya_billing`` must not import ``rivya_api``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection
+
+
+def instance_from_row(model: Any, values: Sequence[Any]) -> Any:
+    """The ``model`` instance the ORM would load from these values of its concrete fields, in their
+    order: the backend's converters, then the field's (``from_db_value``: a JSON field's decoding),
+    as the ORM's compiler applies them (PostgreSQL has none of the backend's), then ``from_db`` on
+    the default connection (the one the statement ran on)."""
+    fields = model._meta.concrete_fields
+    loaded = []
+    for field, value in zip(fields, values, strict=True):
+        column = field.get_col(model._meta.db_table)
+        for converter in [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]:
+            value = converter(value, column, connection)
+        loaded.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], loaded)

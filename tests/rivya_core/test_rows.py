@@ -1,0 +1,52 @@
+"""``rivya_core.rows.instance_from_row``: what the ORM would load, from a hand-written statement's row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from rivya_api.generations.models import GenerationTask
+from rivya_core.rows import instance_from_row
+
+
+def raw_row(model: Any, pk: Any) -> tuple[Any, ...]:
+    """The model's concrete columns in field order, read without the ORM (as a RETURNING gives them)."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in model._meta.concrete_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {quote(model._meta.db_table)} WHERE {quote(model._meta.pk.column)} = %s", [pk]
+        )
+        return cursor.fetchone()
+
+
+@pytest.mark.django_db
+def test_the_instance_is_what_the_orm_loads(make_account):
+    account = make_account()
+    task = GenerationTask.objects.create(
+        account=account,
+        model="m",
+        kind="image",
+        input={"prompt": "a fox", "n": [1, 2.5, None]},
+        metadata={"k": "v"},
+        price=3,
+        queued_at=datetime(2026, 12, 7, 6, 0, tzinfo=UTC),
+        expires_at=datetime(2026, 12, 8, 6, 0, tzinfo=UTC),
+    )
+    for model, pk in ((GenerationTask, task.pk), (type(account), account.pk)):
+        built, loaded = instance_from_row(model, raw_row(model, pk)), model.objects.get(pk=pk)
+        fields = model._meta.concrete_fields
+        assert {f.attname: getattr(built, f.attname) for f in fields} == {
+            f.attname: getattr(loaded, f.attname) for f in fields
+        }
+        assert type(built) is model
+        assert (built._state.adding, built._state.db) == (False, loaded._state.db)
+    assert instance_from_row(GenerationTask, raw_row(GenerationTask, task.pk)).input == task.input  # decoded JSON
+
+
+def test_a_row_of_another_length_is_refused():
+    with pytest.raises(ValueError, match="zip"):
+        instance_from_row(GenerationTask, (1, 2))
