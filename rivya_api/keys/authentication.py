@@ -33,7 +33,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from rivya_api.common.auth import ApiPrincipal
 from rivya_api.conf import api_settings
-from rivya_api.keys import guessing, keystore, redis_direct
+from rivya_api.keys import guessing, keystore
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import api_key_touch
 from rivya_api.keys.tokens import secret_hash, secret_is_well_formed
@@ -55,8 +55,7 @@ def _cache_reads(request: Any, key_hash: str) -> tuple[Any, Any]:
 
     Both live in one cache by default (``RATE_LIMIT_CACHE_ALIAS`` = ``KEY_CACHE_ALIAS``): one
     ``get_many`` (a single MGET on Redis) instead of two GETs before every authenticated request.
-    ``RIVYA_API["AUTH_CACHE_READS_BATCHED"] = False``: two reads. On the shared-pool Redis cache
-    the MGET goes through ``rivya_api.keys.redis_direct`` (``AUTH_REDIS_DIRECT``).
+    ``RIVYA_API["AUTH_CACHE_READS_BATCHED"] = False``: two reads.
     """
     unread = keystore.UNREAD
     if not api_settings.AUTH_CACHE_READS_BATCHED or api_settings.RATE_LIMIT_CACHE_ALIAS != api_settings.KEY_CACHE_ALIAS:
@@ -64,11 +63,8 @@ def _cache_reads(request: Any, key_hash: str) -> tuple[Any, Any]:
     entry, counter = keystore.cache_entry_name(key_hash), guessing.counter_name(request)
     if entry is None or counter is None:
         return unread, unread
-    cache = caches[api_settings.KEY_CACHE_ALIAS]
     try:
-        found = redis_direct.get_many(cache, [counter, entry])
-        if found is None:
-            found = cache.get_many([counter, entry])
+        found = caches[api_settings.KEY_CACHE_ALIAS].get_many([counter, entry])
     except Exception:
         return unread, unread  # each read again on its own, and says the cache is down
     return found.get(counter), found.get(entry)

@@ -18,11 +18,8 @@ from rivya_api.keys.tokens import secret_generate
 
 pytestmark = [
     pytest.mark.django_db,
-    # The key cache in use whatever the cache (LocMemCache on SQLite runs), so both reads exist; the reads
-    # counted here are the cache's (on Redis, redis_direct's MGET skips it: tests/rivya_api/keys/test_redis_direct.py).
-    pytest.mark.rivya_settings(
-        {"RIVYA_API": {"AUTH_FAILURE_LIMIT": "3/min", "KEY_CACHE_SHARED_ONLY": False, "AUTH_REDIS_DIRECT": False}}
-    ),
+    # The key cache in use whatever the cache (LocMemCache on SQLite runs), so both reads exist.
+    pytest.mark.rivya_settings({"RIVYA_API": {"AUTH_FAILURE_LIMIT": "3/min", "KEY_CACHE_SHARED_ONLY": False}}),
 ]
 
 
