@@ -59,10 +59,6 @@ DEFAULTS: dict[str, Any] = {
     # Read the address's failed-lookup counter and the key's cache entry in one cache round trip
     # (get_many; rivya_api.keys.authentication) when both live in one cache. False: two reads.
     "AUTH_CACHE_READS_BATCHED": True,
-    # On the shared-pool Redis cache, send the rate limit's MULTI/INCR/EXPIRE/EXEC on a pooled
-    # connection directly (rivya_api.keys.redis_direct), not through redis-py's pipeline.
-    # False: through the pipeline.
-    "RATE_LIMIT_REDIS_DIRECT": True,
     # Validate the chat request, and render GET /credits, with serializer fields copied once per
     # thread (rivya_api.common.reused_fields) rather than DRF's deep copy of them for every request.
     # False: DRF's copy per request.

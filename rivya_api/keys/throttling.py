@@ -25,7 +25,6 @@ from rest_framework.throttling import BaseThrottle
 
 from rivya_api.common.ratelimit import RateLimitState, rate_limit_state_set
 from rivya_api.conf import api_settings
-from rivya_api.keys import redis_direct
 from rivya_api.keys.models import APIKey
 
 logger = logging.getLogger(__name__)
@@ -59,9 +58,6 @@ def parse_rate(rate: str | None) -> tuple[int, int] | None:
 def increment(name: str, ttl: int) -> int:
     """Add one to the counter ``name`` (created with ``ttl`` seconds to live); returns the new count."""
     cache = caches[api_settings.RATE_LIMIT_CACHE_ALIAS]
-    count = redis_direct.incr_expire(cache, name, ttl)  # the same transaction, sent directly
-    if count is not None:
-        return count
     if isinstance(cache, RedisCache) and hasattr(cache, "_cache"):
         # One round trip; Django stores ints raw in Redis, so INCR works on its keys.
         key = cache.make_and_validate_key(name)
