@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     # thread (rivya_api.common.reused_fields) rather than DRF's deep copy of them for every request.
     # False: DRF's copy per request.
     "SERIALIZER_FIELDS_REUSED": True,
+    # Build GET /credits' body with a plain function (rivya_api.credits.serializers.credits_output)
+    # that gives what its serializer gives. False: CreditsOutputSerializer renders it.
+    "CREDITS_BODY_PLAIN": True,
     # Resolve a request's URL once (rivya_api.common.resolve_once): the body limit, the gate and
     # Django's handler share the match rather than each walking the URL tree. False: each resolves.
     "RESOLVE_ONCE": True,

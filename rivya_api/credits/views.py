@@ -31,6 +31,7 @@ from rivya_api.common.schema import (
     list_of,
 )
 from rivya_api.common.views import AccountScopedMixin
+from rivya_api.conf import api_settings
 from rivya_api.credits.references import ledger_references
 from rivya_api.credits.serializers import (
     ENTRY_TYPES,
@@ -39,6 +40,7 @@ from rivya_api.credits.serializers import (
     CreditsOutputSerializer,
     LedgerEntryOutputSerializer,
     LedgerFilterSerializer,
+    credits_output,
 )
 from rivya_billing.conf import billing_settings
 from rivya_billing.selectors import wallet_activity, wallet_entries, wallet_expiring, wallet_get
@@ -243,6 +245,8 @@ class CreditsViewSet(AccountScopedMixin, viewsets.ViewSet):
             "activity": {**activity, "days": days},
             "expiring": expiring,
         }
+        if api_settings.CREDITS_BODY_PLAIN:
+            return Response(credits_output(body))
         return Response(CreditsOutputSerializer(body).data)
 
     @extend_schema(
