@@ -16,14 +16,14 @@ from django.db import connection
 
 def instance_from_row(model: Any, values: Sequence[Any]) -> Any:
     """The ``model`` instance the ORM would load from these values of its concrete fields, in their
-    order: the backend's converters, then the field's (``from_db_value``: a JSON field's decoding),
-    as the ORM's compiler applies them (PostgreSQL has none of the backend's), then ``from_db`` on
-    the default connection (the one the statement ran on)."""
+    order: the backend's converters, then the column's (``from_db_value``: a JSON field's decoding;
+    a foreign key's target field's too), as the ORM's compiler applies them (PostgreSQL has none of
+    the backend's), then ``from_db`` on the default connection (the one the statement ran on)."""
     fields = model._meta.concrete_fields
     loaded = []
     for field, value in zip(fields, values, strict=True):
         column = field.get_col(model._meta.db_table)
-        for converter in [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]:
+        for converter in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
             value = converter(value, column, connection)
         loaded.append(value)
     return model.from_db(connection.alias, [field.attname for field in fields], loaded)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, models
+from django.test.utils import isolate_apps
 
 from rivya_api.generations.models import GenerationTask
 from rivya_core.rows import instance_from_row
@@ -50,3 +51,29 @@ def test_the_instance_is_what_the_orm_loads(make_account):
 def test_a_row_of_another_length_is_refused():
     with pytest.raises(ValueError, match="zip"):
         instance_from_row(GenerationTask, (1, 2))
+
+
+class Prefixed(models.CharField):
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return None if value is None else f"id-{value}"
+
+
+@isolate_apps("tests")
+def test_a_foreign_key_gets_its_target_fields_conversion_as_the_orm_gives_it():
+    class Owner(models.Model):
+        key = Prefixed(primary_key=True, max_length=20)
+
+        class Meta:
+            app_label = "tests"
+
+    class Thing(models.Model):
+        owner = models.ForeignKey(Owner, on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "tests"
+
+    raw = (1, "abc")
+    compiler = Thing.objects.none().query.get_compiler(connection.alias)
+    columns = [field.get_col(Thing._meta.db_table) for field in Thing._meta.concrete_fields]
+    loaded = next(iter(compiler.apply_converters([raw], compiler.get_converters(columns))))
+    assert instance_from_row(Thing, raw).owner_id == loaded[1] == "id-abc"
