@@ -59,9 +59,9 @@ DEFAULTS: dict[str, Any] = {
     # Read the address's failed-lookup counter and the key's cache entry in one cache round trip
     # (get_many; rivya_api.keys.authentication) when both live in one cache. False: two reads.
     "AUTH_CACHE_READS_BATCHED": True,
-    # Validate the chat request, and render GET /credits, with serializer fields copied once per
-    # thread (rivya_api.common.reused_fields) rather than DRF's deep copy of them for every request.
-    # False: DRF's copy per request.
+    # Validate the chat request (and render GET /credits when CREDITS_BODY_PLAIN is off) with
+    # serializer fields copied once per thread (rivya_api.common.reused_fields) rather than DRF's
+    # deep copy of them for every request. False: DRF's copy per request.
     "SERIALIZER_FIELDS_REUSED": True,
     # Build GET /credits' body with a plain function (rivya_api.credits.serializers.credits_output)
     # that gives what its serializer gives. False: CreditsOutputSerializer renders it.
