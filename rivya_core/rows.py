@@ -3,7 +3,8 @@
 The fast paths that replace an ORM read and write by one statement (``rivya_api``'s
 ``generations/pg_claim``, ``rivya_billing``'s ``services/pg_renew``) get the row back as plain
 column values; ``instance_from_row`` makes of them what the ORM's own read would have loaded.
-Here because both apps need it and ``rivya_billing`` must not import ``rivya_api``.
+Here because both apps need it and ``rivya_billing`` must not import ``rivya_api``. ``in_one_table``
+says whether a model's row is one table's (the fast paths that join an account model need it).
 """
 
 from __future__ import annotations
@@ -27,3 +28,11 @@ def instance_from_row(model: Any, values: Sequence[Any]) -> Any:
             value = converter(value, column, connection)
         loaded.append(value)
     return model.from_db(connection.alias, [field.attname for field in fields], loaded)
+
+
+def in_one_table(model: Any) -> bool:
+    """Whether all of ``model``'s columns are in its own table: not so for a model that inherits
+    from a concrete one (multi-table inheritance; the parents' columns are in their tables), which
+    a fast path's hand-written join does not reach, so such an account model takes the plain path."""
+    meta = model._meta.concrete_model._meta
+    return meta.concrete_fields == meta.local_concrete_fields

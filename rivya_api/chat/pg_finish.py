@@ -5,7 +5,7 @@ with ``select_related`` of the session and its account, compiled on every turn),
 settle sends three UPDATEs (the reply, the turn's other messages, the session's counters), each
 compiled too. Here the locking read is the same ``SELECT … FOR UPDATE OF`` message and session,
 built once from the models' table and column names, its rows loaded as the ORM would load them
-(each field's converters, then ``from_db``); and the three UPDATEs are one statement: two
+(``rivya_core.rows.instance_from_row``); and the three UPDATEs are one statement: two
 data-modifying CTEs (the reply, the other messages) and the session's UPDATE, which counts what the
 second changed. The settle between them is billing's one statement, without its savepoint
 (``holds._settle_joined``, called by ``services._settle_turn`` when this path is on). The reply's
@@ -28,7 +28,7 @@ from django.db import connection
 
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.conf import api_settings
-from rivya_api.generations.pg_claim import in_one_table
+from rivya_core.rows import in_one_table, instance_from_row
 
 
 def enabled() -> bool:
@@ -55,7 +55,7 @@ def locked_turn(turn_id: str) -> ChatMessage:
     instances, start = [], 0
     for model in models:
         count = len(model._meta.concrete_fields)
-        instances.append(_instance(model, row[start : start + count]))
+        instances.append(instance_from_row(model, row[start : start + count]))
         start += count
     message, session, account = instances
     session.account = account
@@ -70,17 +70,6 @@ def finish_rows(*, message: ChatMessage, fields: list[str], charged: int, now: d
     params.update(pk=message.pk, turn=message.turn_id, session=message.session_id, charged=charged, now=now)
     with connection.cursor() as cursor:
         cursor.execute(_update(tuple(fields)), params)
-
-
-def _instance(model: Any, values: Any) -> Any:
-    """The instance the ORM would load from these column values (its converters applied, then ``from_db``)."""
-    fields = model._meta.concrete_fields
-    loaded = []
-    for field, value in zip(fields, values, strict=True):
-        for converter in field.get_db_converters(connection):
-            value = converter(value, field.get_col(model._meta.db_table), connection)
-        loaded.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], loaded)
 
 
 @cache

@@ -34,7 +34,7 @@ from django.db import connection
 from rivya_api.catalog.registry import LoadedCatalog, loaded_catalog
 from rivya_api.conf import api_settings
 from rivya_api.generations.models import GenerationTask
-from rivya_core.rows import instance_from_row
+from rivya_core.rows import in_one_table, instance_from_row
 
 Status = GenerationTask.Status
 
@@ -43,14 +43,6 @@ def enabled() -> bool:
     return (
         connection.vendor == "postgresql" and bool(api_settings.GENERATION_CLAIM_SQL) and in_one_table(_account_model())
     )
-
-
-def in_one_table(model: Any) -> bool:
-    """Whether all of ``model``'s columns are in its own table: not so for a model that inherits
-    from a concrete one (multi-table inheritance; the parents' columns are in their tables), which
-    the UPDATE's ``FROM`` does not join, so such an account model takes the plain path."""
-    meta = model._meta.concrete_model._meta
-    return meta.concrete_fields == meta.local_concrete_fields
 
 
 def _account_model() -> Any:
