@@ -36,9 +36,12 @@ if celery_app.conf.get("rivya_in_process") and settings.RIVYA_IN_PROCESS_BEAT:
 
 # The collector's pauses are what long-lived streams feel. With 500 streams open on one process,
 # CPython's default thresholds (700, 10, 10) stopped the event loop up to 30 ms for a young
-# collection, 16 ms (median) for a middle one and ~200 ms for a full one, and the added gap P99
-# while holding them was +32 ms. With the import-time objects frozen out of every collection
-# and rarer young collections: +8 ms (bench/chat_stream.py capacity). Full collections still
-# run when long-lived objects pile up (CPython's 25 % rule), just not every few seconds.
+# collection, 16 ms (median) for a middle one and ~200 ms for a full one. So the import-time
+# objects are frozen out of every collection and young ones collected less often (10,000).
+# The middle generation is kept small (2): it holds every object that survived a young collection
+# since its last run, so at 50 it grew to the open streams' whole state (~360 objects each:
+# 365,000 with 1,000 streams open, one 150 ms pause). Survivors now reach the old generation
+# within three young collections. A full collection waits for 100 middle ones and CPython's 25 %
+# growth rule: rare, but it still walks every open stream (~200 ms with 1,000) when it comes.
 gc.freeze()
-gc.set_threshold(10_000, 50, 1000)
+gc.set_threshold(10_000, 2, 100)
