@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import wait
 from typing import Any
 
 import pytest
@@ -18,6 +19,44 @@ pytest_plugins: list[str] = [
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     require_services(item)
+
+
+# Longer than any test's background job takes; shorter than SQLite's busy timeout (30 s), which
+# would end a job waiting on a non-transactional test's write lock as if it had finished.
+BACKGROUND_WAIT_SECONDS = 20
+
+
+@pytest.fixture(autouse=True)
+def _background_work_ends_with_its_test():
+    """Jobs a test hands to the in-process executor (no broker: the SQLite default) end within it.
+
+    One left running ran on in later tests, on their rows (SQLite reuses a pk after a rollback)
+    and under their monkeypatches, and failed them now and then. A job still running after the
+    wait fails the test that started it: in a non-transactional test it waits for the test's own
+    transaction (SQLite's one write lock), so it can only run after the test, in another one.
+    """
+    from rivya_api import background
+
+    started: list[tuple[str, Any]] = []
+    submit = background.submit
+
+    def tracked(task: Any, *args: Any, **kwargs: Any) -> Any:
+        future = submit(task, *args, **kwargs)
+        started.append((task.name, future))
+        return future
+
+    with pytest.MonkeyPatch.context() as patch:  # its own: a test's monkeypatch.undo() leaves it
+        patch.setattr(background, "submit", tracked)
+        yield
+    _, pending = wait([future for _, future in started], timeout=BACKGROUND_WAIT_SECONDS)
+    if pending:
+        names = sorted({name for name, future in started if future in pending})
+        pytest.fail(
+            f"{len(pending)} in-process background job(s) this test started still run after "
+            f"{BACKGROUND_WAIT_SECONDS} s: {', '.join(names)} (a job waiting for this test's own "
+            "transaction? patch services.enqueue_on_commit, or commit first: transaction=True)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

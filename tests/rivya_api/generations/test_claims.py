@@ -127,6 +127,9 @@ def test_bytes_of_a_run_killed_before_its_commit_are_removed_when_it_is_recovere
     _killed_before_commit(services.generation_start(task_pk=created.pk), monkeypatch)
     assert len(stored_files(media_root)) == 1
     assert not File.objects.exists()
+    # The requeue's job is not handed to the in-process executor (no broker here): it would wait
+    # for this test's transaction (SQLite's one write lock), then run in a later test, on its rows.
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
     with django_capture_on_commit_callbacks(execute=True):
         sweeps.generation_recover(task_pk=created.pk)
     assert stored_files(media_root) == []

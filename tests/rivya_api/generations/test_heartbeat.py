@@ -35,8 +35,12 @@ def test_a_failed_beat_is_logged_and_the_next_one_renews_the_heartbeat(
         "RIVYA_API", GENERATION_HEARTBEAT_INTERVAL=timedelta(seconds=0.05), GENERATION_HEARTBEAT_SHARED=shared
     )
     credits_grant(account=account, amount=100, reference="grant")
+    # Run here, not by a worker: without a broker the create's commit hands the job to the
+    # in-process executor, which could claim it first and finish it before the first beat (then
+    # no beat matches a running task), and would run on into the next test.
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
     task = services.generation_create(account=account, model_id="test-slow", input={"prompt": "x"})
-    services.generation_start(task_pk=task.pk)
+    assert services.generation_start(task_pk=task.pk) is not None  # this run's claim, beaten below
     old = timezone.now() - timedelta(minutes=10)
     GenerationTask.objects.filter(pk=task.pk).update(heartbeat_at=old)
     task = GenerationTask.objects.get(pk=task.pk)
