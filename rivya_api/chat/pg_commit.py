@@ -23,8 +23,21 @@ is the same). The hold is billing's one statement, taken without a savepoint of 
 (``holds._reserve_joined``): a refusal or an error ends the commit's transaction, which a refusal
 ends anyway (``services._commit``), so its SAVEPOINT and RELEASE are two round trips saved.
 
-``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path);
-``tests/rivya_api/chat/test_pg_commit.py`` compares the two paths row by row and races turns.
+Batched (``commit_batched``, outside a transaction): those statements are sent in two round trips
+instead of five or six (BEGIN, the lock, the rows, the hold, COMMIT, the WAL flush of early lock
+release). The first batch is ``BEGIN; [lock;] rows and hold``, one simple-protocol query (Django's
+client-side binding, which quotes every parameter in Python: the rows travel as one JSON parameter,
+``json_to_recordset``, not one array per column), each statement with a snapshot of its own as
+above; the rows check that the session's ``updated_at`` is still the history's, and the hold is
+taken only once they are in (the hold's statement, ``pg_reserve.joined_call``, under a one-time
+filter). Python reads the hold's row: a hold, and the second batch is ``COMMIT; <flush>``; anything
+else (busy, stale, the hold or the key's limit refused, no wallet, an error) is rolled back, nothing
+kept, and the commit above runs and decides (its refusals, their ``available``, stay that path's
+alone). The wallet's row lock is held across one client round trip, as before (the hold, then COMMIT).
+
+``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path),
+``CHAT_TURN_COMMIT_BATCHED = False`` the batches only; ``tests/rivya_api/chat/test_pg_commit.py``
+compares the three paths row by row and races turns.
 """
 
 from __future__ import annotations
@@ -36,10 +49,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.conf import api_settings
+from rivya_billing.services import durability, pg_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +66,7 @@ MESSAGE_COLUMNS = (
     "completed_at",
 )
 STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
+RESERVE = "r_"  # the hold's parameters in the batched statements (pg_reserve.joined_params)
 # The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
 SESSION_COLUMNS = (
     *("public_id", "account", "model", "title", "source", "message_count", "credits_spent", "created_at"),
@@ -72,6 +87,69 @@ def _built() -> bool:
         logger.exception("The chat turn's commit statements cannot be built; the plain path is used")
         return False
     return True
+
+
+def batched() -> bool:
+    """Whether this commit can be sent in two batches (``commit_batched``): the fast path is on, and
+    so are ``CHAT_TURN_COMMIT_BATCHED`` and billing's one-statement hold, outside a transaction, with
+    Django's client-side binding."""
+    return (
+        enabled()
+        and bool(api_settings.CHAT_TURN_COMMIT_BATCHED)
+        and pg_reserve.enabled()
+        and not connection.in_atomic_block
+        and connection.settings_dict["OPTIONS"].get("server_side_binding") is not True
+        and connection.get_autocommit()
+    )
+
+
+def commit_batched(
+    *,
+    session: ChatSession,
+    new_session: bool,
+    rows: list[dict[str, Any]],
+    now: datetime,
+    busy_since: datetime,
+    history_as_of: Any,
+    reserve: dict[str, Any],
+) -> tuple[Any, ...] | None:
+    """The turn's rows and its hold in one transaction of two round trips; the hold's row, or None.
+
+    ``reserve``: the hold's parameters (``pg_reserve.joined_params``, prefix ``RESERVE``). The first
+    batch opens the transaction, locks a session that exists, inserts the rows (unless busy) and
+    reserves; the second commits it (and flushes the WAL, early lock release). Anything but a hold
+    (busy, a refusal, an error) is rolled back and None returned, nothing written: the caller's
+    plain commit then decides and says it. A new session's pk is set once committed.
+    """
+    names = [field.attname for field in _message_fields()]
+    # KeyError: a column this path does not fill.
+    params = {"m_rows": json.dumps([{name: row[name] for name in names} for row in rows]), **reserve, "now": now}
+    if new_session:
+        params.update(_session_values(session, now))
+    else:
+        params.update(session=session.pk, busy_since=busy_since, history_as_of=history_as_of, in_progress=IN_PROGRESS)
+    committed = False
+    try:
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(statements()["batched_new" if new_session else "batched_existing"], params)
+            except DatabaseError:
+                return None  # rolled back below
+            while cursor.nextset():  # BEGIN's result, the lock's: the last is the hold's
+                pass
+            row = cursor.fetchone()
+            if row is None or row[0] is None:
+                return None
+            flush = reserve[RESERVE + "commit_early"]
+            cursor.execute(f"COMMIT; {durability.FLUSH}" if flush else "COMMIT")
+            committed = True
+    finally:
+        if not committed:
+            connection.connection.rollback()  # psycopg sends ROLLBACK unless no transaction is open
+    if new_session:
+        session.pk = row[-1]
+        session._state.adding = False
+    return row
 
 
 def insert_new_session(*, session: ChatSession, rows: list[dict[str, Any]], now: datetime) -> int:
@@ -149,7 +227,7 @@ def _check_filled() -> None:
 
 @cache
 def statements() -> dict[str, str]:
-    """The three statements, from the models' table and column names."""
+    """The statements, from the models' table and column names (``batched_*``: ``commit_batched``'s)."""
     quote = connection.ops.quote_name
     meta, session_meta = ChatMessage._meta, ChatSession._meta
     _check_filled()
@@ -163,10 +241,12 @@ def statements() -> dict[str, str]:
     arrays = ", ".join(f"%(m_{field.attname})s::{_array_type(field)}" for field in fields)
     unnest = f"unnest({arrays}) WITH ORDINALITY AS m({', '.join(names)}, ord)"
     values = ", ".join(_value(name, field) for name, field in zip(names, fields, strict=True))
+    session_insert = (
+        f"INSERT INTO {session_table} ({', '.join(quote(f.column) for f in session_fields)})"
+        f" VALUES ({', '.join(f'%(s_{f.attname})s' for f in session_fields)}) RETURNING {session_pk}"
+    )
     new = (
-        f"WITH s AS (INSERT INTO {session_table} ({', '.join(quote(f.column) for f in session_fields)})"
-        f" VALUES ({', '.join(f'%(s_{f.attname})s' for f in session_fields)}) RETURNING {session_pk})"
-        f" INSERT INTO {table} ({columns})"
+        f"INSERT INTO {table} ({columns})"
         f" SELECT {values}, s.{session_pk}, %(now)s FROM s, {unnest} ORDER BY m.ord"
         f" RETURNING {pk}, {session_column}"
     )
@@ -175,15 +255,29 @@ def statements() -> dict[str, str]:
         f" AND b.{quote(meta.get_field('status').column)} = %(in_progress)s AND b.{created} >= %(busy_since)s"
     )
     existing = (
-        f"INSERT INTO {table} ({columns})"
-        f" SELECT {values}, %(session)s, %(now)s FROM {unnest} WHERE NOT EXISTS ({busy}) ORDER BY m.ord"
-        f" RETURNING {pk}"
+        f"INSERT INTO {table} ({columns}) SELECT {values}, %(session)s, %(now)s FROM {unnest} WHERE NOT EXISTS ({busy})"
     )
-    lock = (
-        f"SELECT {quote(session_meta.get_field('updated_at').column)} FROM {session_table}"
-        f" WHERE {session_pk} = %(session)s FOR UPDATE"
+    order = f" ORDER BY m.ord RETURNING {pk}"
+    updated_at = quote(session_meta.get_field("updated_at").column)
+    session_row = f"SELECT {updated_at} FROM {session_table} WHERE {session_pk} = %(session)s"
+    # The hold is taken only once the rows are in (a one-time filter): a busy session's batch reserves nothing.
+    hold = f" SELECT r.*, SESSION FROM ({pg_reserve.joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted)"
+    statements_new, statements_existing = f"WITH s AS ({session_insert}) {new}", existing + order
+    unchanged = f" AND EXISTS ({session_row} AND {updated_at} = %(history_as_of)s)"  # no turn ended since
+    # The batches take the rows as one JSON parameter: quoted at once, not array by array (client-side binding).
+    types = ", ".join(f"{quote(field.attname)} {_array_type(field)[:-2]}" for field in fields)
+    recordset = (
+        f"ROWS FROM (json_to_recordset(%(m_rows)s::json) AS ({types})) WITH ORDINALITY AS m({', '.join(names)}, ord)"
     )
-    return {"new": new, "existing": existing, "lock": lock}
+    new, existing = new.replace(unnest, recordset), existing.replace(unnest, recordset)
+    batched = {
+        # commit_batched's first batches: BEGIN, a session's lock (its own statement, as above), rows, hold.
+        "batched_new": f"BEGIN; WITH s AS ({session_insert}), inserted AS ({new})"
+        + hold.replace("SESSION", f"(SELECT {session_pk} FROM s)"),
+        "batched_existing": f"BEGIN; {session_row} FOR UPDATE; WITH inserted AS ({existing}{unchanged}{order})"
+        + hold.replace("SESSION", "%(session)s"),
+    }
+    return {"new": statements_new, "existing": statements_existing, "lock": f"{session_row} FOR UPDATE", **batched}
 
 
 def _value(name: str, field: Any) -> str:

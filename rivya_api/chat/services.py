@@ -52,6 +52,7 @@ from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
 from rivya_billing.exceptions import InsufficientCreditsError
+from rivya_billing.services import pg_reserve
 from rivya_billing.services.holds import _reserve_joined
 
 __all__ = [
@@ -297,13 +298,43 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     if pending is None:
         raise RuntimeError(f"The chat turn {plan.turn_id} was committed already.")
     try:
-        _commit(plan, pending)
+        if not _commit_batched(plan, pending):
+            _commit(plan, pending)
     except InsufficientCreditsError as exc:
         available = exc.available
         if available is None:  # refused in the transaction it aborted (pg_commit's hold): read the wallet now
             available = billing_selectors.wallet_get(account=pending.account).available
         raise ChatCreditsError(requested=exc.requested, available=available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
+
+
+def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
+    """The fast path's commit in two round trips (``pg_commit.commit_batched``): whether it was
+    accepted. False: not taken, or refused with nothing written; ``_commit`` then decides and says why."""
+    if not pg_commit.batched():
+        return False
+    reserve = pg_reserve.joined_params(
+        account=pending.account,
+        amount=plan.credits_reserved,
+        reference=chat_turn_reference(plan.turn_id),
+        actor=pending.actor,
+        spend_limit=pending.spend_limit,
+        prefix=pg_commit.RESERVE,
+    )
+    now = timezone.now()
+    row = pg_commit.commit_batched(
+        session=pending.session,
+        new_session=plan.new_session,
+        rows=_turn_rows(plan, pending),
+        now=now,
+        busy_since=now - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS),
+        history_as_of=pending.history_as_of,
+        reserve=reserve,
+    )
+    if row is None:
+        return False
+    key_reservation_observe(pg_reserve.committed_hold(reserve, row, pg_commit.RESERVE))
+    return True
 
 
 @transaction.atomic
