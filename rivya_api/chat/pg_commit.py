@@ -23,17 +23,19 @@ is the same). The hold is billing's one statement, taken without a savepoint of 
 (``holds._reserve_joined``): a refusal or an error ends the commit's transaction, which a refusal
 ends anyway (``services._commit``), so its SAVEPOINT and RELEASE are two round trips saved.
 
-Batched (``commit_batched``, outside a transaction): those statements are sent in two round trips
+Batched (``commit_batched``, outside a transaction): those statements are sent in one round trip
 instead of five or six (BEGIN, the lock, the rows, the hold, COMMIT, the WAL flush of early lock
-release). The first batch is ``BEGIN; [lock;] rows and hold``, one simple-protocol query (Django's
+release): ``BEGIN; [lock;] rows and hold; COMMIT; <flush>``, one simple-protocol query (Django's
 client-side binding, which quotes every parameter in Python: the rows travel as one JSON parameter,
 ``json_to_recordset``, not one array per column), each statement with a snapshot of its own as
-above; the rows check that the session's ``updated_at`` is still the history's, and the hold is
-taken only once they are in (the hold's statement, ``pg_reserve.joined_call``, under a one-time
-filter). Python reads the hold's row: a hold, and the second batch is ``COMMIT; <flush>``; anything
-else (busy, stale, the hold or the key's limit refused, no wallet, an error) is rolled back, nothing
-kept, and the commit above runs and decides (its refusals, their ``available``, stay that path's
-alone). The wallet's row lock is held across one client round trip, as before (the hold, then COMMIT).
+above. The rows check that the session's ``updated_at`` is still the history's; the hold
+(``pg_reserve.joined_call``) is taken only once they are in (a one-time filter); a hold refused for
+want of credits fails its statement, and a row without a hold (no wallet, the key's limit refused)
+fails it too (a cast of a text that is no number): either ends the batch before its COMMIT, and it
+is rolled back. So a committed batch is an accepted turn; anything else (busy or stale: nothing
+inserted, nothing held; a refusal or an error: rolled back) is decided and said by the commit above,
+which runs then (its refusals and their ``available`` stay that path's alone). The wallet's row
+lock is no longer held across a client round trip (the hold and its COMMIT travel together).
 
 ``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path),
 ``CHAT_TURN_COMMIT_BATCHED = False`` the batches only; ``tests/rivya_api/chat/test_pg_commit.py``
@@ -90,7 +92,7 @@ def _built() -> bool:
 
 
 def batched() -> bool:
-    """Whether this commit can be sent in two batches (``commit_batched``): the fast path is on, and
+    """Whether this commit can be sent as one batch (``commit_batched``): the fast path is on, and
     so are ``CHAT_TURN_COMMIT_BATCHED`` and billing's one-statement hold, outside a transaction, with
     Django's client-side binding."""
     return (
@@ -113,13 +115,13 @@ def commit_batched(
     history_as_of: Any,
     reserve: dict[str, Any],
 ) -> tuple[Any, ...] | None:
-    """The turn's rows and its hold in one transaction of two round trips; the hold's row, or None.
+    """The turn's rows and its hold in one transaction sent as one query; the hold's row, or None.
 
-    ``reserve``: the hold's parameters (``pg_reserve.joined_params``, prefix ``RESERVE``). The first
-    batch opens the transaction, locks a session that exists, inserts the rows (unless busy) and
-    reserves; the second commits it (and flushes the WAL, early lock release). Anything but a hold
-    (busy, a refusal, an error) is rolled back and None returned, nothing written: the caller's
-    plain commit then decides and says it. A new session's pk is set once committed.
+    ``reserve``: the hold's parameters (``pg_reserve.joined_params``, prefix ``RESERVE``). The batch
+    opens the transaction, locks a session that exists, inserts the rows (unless busy), reserves,
+    commits and flushes the WAL (early lock release). Anything but a hold (busy, a refusal, an
+    error) leaves nothing written and returns None: the caller's plain commit then decides and says
+    it. A new session's pk is set once committed.
     """
     names = [field.attname for field in _message_fields()]
     # KeyError: a column this path does not fill.
@@ -128,26 +130,27 @@ def commit_batched(
         params.update(_session_values(session, now))
     else:
         params.update(session=session.pk, busy_since=busy_since, history_as_of=history_as_of, in_progress=IN_PROGRESS)
+    flush = f"; {durability.FLUSH}" if reserve[RESERVE + "commit_early"] else ""
     committed = False
     try:
         with connection.cursor() as cursor:
             try:
-                cursor.execute(statements()["batched_new" if new_session else "batched_existing"], params)
+                cursor.execute(statements()["batched_new" if new_session else "batched_existing"] + flush, params)
             except DatabaseError:
-                return None  # rolled back below
-            while cursor.nextset():  # BEGIN's result, the lock's: the last is the hold's
-                pass
-            row = cursor.fetchone()
-            if row is None or row[0] is None:
-                return None
-            flush = reserve[RESERVE + "commit_early"]
-            cursor.execute(f"COMMIT; {durability.FLUSH}" if flush else "COMMIT")
+                return None  # rolled back below: no hold (the check's cast), a refusal or an error
             committed = True
+            for _ in range(1 if new_session else 2):  # BEGIN's result, the lock's: then the hold's
+                cursor.nextset()
+            row = cursor.fetchone()
     finally:
         if not committed:
             connection.connection.rollback()  # psycopg sends ROLLBACK unless no transaction is open
+    if row is None:
+        return None  # busy or stale: nothing was inserted or held, and the commit wrote nothing
+    if row[0] is None:  # the check above lets no such row through
+        raise RuntimeError(f"The chat turn's batch committed without a hold: {row!r}")
     if new_session:
-        session.pk = row[-1]
+        session.pk = row[-2]
         session._state.adding = False
     return row
 
@@ -261,7 +264,12 @@ def statements() -> dict[str, str]:
     updated_at = quote(session_meta.get_field("updated_at").column)
     session_row = f"SELECT {updated_at} FROM {session_table} WHERE {session_pk} = %(session)s"
     # The hold is taken only once the rows are in (a one-time filter): a busy session's batch reserves nothing.
-    hold = f" SELECT r.*, SESSION FROM ({pg_reserve.joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted)"
+    # No hold (no wallet, the key's limit refused) ends the batch before its COMMIT: the cast of a text
+    # that is no number fails, and only then (a constant would fail when the statement is planned).
+    hold = (
+        f" SELECT r.*, SESSION, (CASE WHEN r.reserved_hold_id IS NULL THEN concat('no hold', r.limit_refused) END)::int"
+        f" FROM ({pg_reserve.joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted); COMMIT"
+    )
     statements_new, statements_existing = f"WITH s AS ({session_insert}) {new}", existing + order
     unchanged = f" AND EXISTS ({session_row} AND {updated_at} = %(history_as_of)s)"  # no turn ended since
     # The batches take the rows as one JSON parameter: quoted at once, not array by array (client-side binding).
@@ -271,7 +279,7 @@ def statements() -> dict[str, str]:
     )
     new, existing = new.replace(unnest, recordset), existing.replace(unnest, recordset)
     batched = {
-        # commit_batched's first batches: BEGIN, a session's lock (its own statement, as above), rows, hold.
+        # commit_batched's batches: BEGIN, a session's lock (its own statement, as above), rows, hold, COMMIT.
         "batched_new": f"BEGIN; WITH s AS ({session_insert}), inserted AS ({new})"
         + hold.replace("SESSION", f"(SELECT {session_pk} FROM s)"),
         "batched_existing": f"BEGIN; {session_row} FOR UPDATE; WITH inserted AS ({existing}{unchanged}{order})"

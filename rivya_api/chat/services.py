@@ -309,7 +309,7 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
 
 
 def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
-    """The fast path's commit in two round trips (``pg_commit.commit_batched``): whether it was
+    """The fast path's commit in one query (``pg_commit.commit_batched``): whether it was
     accepted. False: not taken, or refused with nothing written; ``_commit`` then decides and says why."""
     if not pg_commit.batched():
         return False

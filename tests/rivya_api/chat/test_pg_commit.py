@@ -1,7 +1,7 @@
 """A chat turn's rows written by SQL built once (``chat/pg_commit``) against the plain path, on every database.
 
 The same turns run with ``CHAT_TURN_COMMIT_SQL`` off, on, and on with ``CHAT_TURN_COMMIT_BATCHED``
-(the commit in two round trips, ``pg_commit.commit_batched``) and must leave the same sessions,
+(the commit in one query, ``pg_commit.commit_batched``) and must leave the same sessions,
 messages, holds and ledger entries and raise the same refusals: a new session, a turn on a session
 that exists, a turn committed while another is in progress, one whose history another turn's end
 made stale, one its key's spend limit refuses, one whose hold is refused, one of an account without
@@ -44,7 +44,7 @@ def use_sql(settings: Any, on: bool, batched: bool = False) -> None:
     settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_TURN_COMMIT_SQL": on, "CHAT_TURN_COMMIT_BATCHED": batched}
 
 
-# (CHAT_TURN_COMMIT_SQL, CHAT_TURN_COMMIT_BATCHED): the plain path, the SQL's statements one by one, in two batches.
+# (CHAT_TURN_COMMIT_SQL, CHAT_TURN_COMMIT_BATCHED): the plain path, the SQL's statements one by one, as one batch.
 PATHS = {"plain": (False, False), "sql": (True, False), "batched": (True, True)}
 
 
@@ -227,8 +227,8 @@ def test_a_new_session_and_its_messages_are_one_statement(batched, account, sett
     plan = prepare(account, "Hello")
     # BEGIN, the turn's one INSERT, the hold's one statement, COMMIT, the WAL flush of early lock
     # release: the plain path's session and messages are two INSERTs, and its hold takes a savepoint.
-    # Batched: BEGIN, the INSERT and the hold, then COMMIT and the flush.
-    with django_assert_num_queries(2 if batched else 5) as queries:
+    # Batched: BEGIN, the INSERT and the hold, COMMIT and the flush, in one query.
+    with django_assert_num_queries(1 if batched else 5) as queries:
         services.chat_turn_commit(plan)
     # The turn is accepted only once its WAL is flushed (early lock release), as every hold.
     assert queries.captured_queries[-1]["sql"].endswith(durability.FLUSH)
@@ -236,8 +236,8 @@ def test_a_new_session_and_its_messages_are_one_statement(batched, account, sett
     assert [m.role for m in session.messages.order_by("pk")] == ["system", "user", "assistant"]
     finish(plan)
     plan = prepare(account, "Again", plan.session_id)
-    # BEGIN, the session's lock, the INSERT, the hold, COMMIT, the flush; batched: two batches.
-    with django_assert_num_queries(2 if batched else 6) as queries:
+    # BEGIN, the session's lock, the INSERT, the hold, COMMIT, the flush; batched: one query.
+    with django_assert_num_queries(1 if batched else 6) as queries:
         services.chat_turn_commit(plan)
     assert not batched or queries.captured_queries[0]["sql"].startswith("BEGIN; SELECT")
     assert session.messages.count() == 6
