@@ -93,7 +93,9 @@ def written(account: Any) -> list[Any]:
 
 def turns(account: Any) -> list[Any]:
     """Every kind of commit, in one run: what each returned, then the rows written."""
-    first = prepare(account, "Hello", metadata={"topic": "greeting"}, idempotency_key="key-1", actor="key_x")
+    # Quotes, a backslash, accents and an emoji: the batch's rows travel as JSON, the others' as arrays.
+    text = 'Hello "wörld" \\ 👋'
+    first = prepare(account, text, metadata={"topic": 'grüße \\ "x"'}, idempotency_key="key-1", actor="key_x")
     results = [commit(first)]
     finish(first)
     second, busy = prepare(account, "Again", first.session_id), prepare(account, "Too", first.session_id)
