@@ -29,7 +29,7 @@ release): ``BEGIN; [lock;] rows and hold; COMMIT; <flush>``, one simple-protocol
 client-side binding, which quotes every parameter in Python: the rows travel as one JSON parameter,
 ``json_to_recordset``, not one array per column), each statement with a snapshot of its own as
 above. The rows check that the session's ``updated_at`` is still the history's; the hold
-(``pg_reserve.joined_call``) is taken only once they are in (a one-time filter); a hold refused for
+(``pg_reserve._joined_call``) is taken only once they are in (a one-time filter); a hold refused for
 want of credits fails its statement, and a row without a hold (no wallet, the key's limit refused)
 fails it too (a cast of a text that is no number): either ends the batch before its COMMIT, and it
 is rolled back. So a committed batch is an accepted turn; anything else (busy or stale: nothing
@@ -68,7 +68,7 @@ MESSAGE_COLUMNS = (
     "completed_at",
 )
 STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
-RESERVE = "r_"  # the hold's parameters in the batched statements (pg_reserve.joined_params)
+RESERVE = "r_"  # the hold's parameters in the batched statements (pg_reserve._joined_params)
 # The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
 SESSION_COLUMNS = (
     *("public_id", "account", "model", "title", "source", "message_count", "credits_spent", "created_at"),
@@ -117,7 +117,7 @@ def commit_batched(
 ) -> tuple[Any, ...] | None:
     """The turn's rows and its hold in one transaction sent as one query; the hold's row, or None.
 
-    ``reserve``: the hold's parameters (``pg_reserve.joined_params``, prefix ``RESERVE``). The batch
+    ``reserve``: the hold's parameters (``pg_reserve._joined_params``, prefix ``RESERVE``). The batch
     opens the transaction, locks a session that exists, inserts the rows (unless busy), reserves,
     commits and flushes the WAL (early lock release). Anything but a hold (busy, a refusal, an
     error) leaves nothing written and returns None: the caller's plain commit then decides and says
@@ -268,7 +268,7 @@ def statements() -> dict[str, str]:
     # that is no number fails, and only then (a constant would fail when the statement is planned).
     hold = (
         f" SELECT r.*, SESSION, (CASE WHEN r.reserved_hold_id IS NULL THEN concat('no hold', r.limit_refused) END)::int"
-        f" FROM ({pg_reserve.joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted); COMMIT"
+        f" FROM ({pg_reserve._joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted); COMMIT"
     )
     statements_new, statements_existing = f"WITH s AS ({session_insert}) {new}", existing + order
     unchanged = f" AND EXISTS ({session_row} AND {updated_at} = %(history_as_of)s)"  # no turn ended since

@@ -313,7 +313,7 @@ def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
     accepted. False: not taken, or refused with nothing written; ``_commit`` then decides and says why."""
     if not pg_commit.batched():
         return False
-    reserve = pg_reserve.joined_params(
+    reserve = pg_reserve._joined_params(
         account=pending.account,
         amount=plan.credits_reserved,
         reference=chat_turn_reference(plan.turn_id),
@@ -333,7 +333,7 @@ def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
     )
     if row is None:
         return False
-    key_reservation_observe(pg_reserve.committed_hold(reserve, row, pg_commit.RESERVE))
+    key_reservation_observe(pg_reserve._committed_hold(reserve, row, pg_commit.RESERVE))
     return True
 
 

@@ -8,7 +8,7 @@ plans it once per connection; migrations 0004 and 0007 explain the order of its
 parts: spend limit guard, hold INSERT, guarded wallet UPDATE, ledger INSERT).
 
 A caller that ends the transaction itself (a chat turn's commit, ``rivya_api.chat.pg_commit``)
-sends the same statement among its own (``joined_call``, ``joined_params``, ``committed_hold``).
+sends the same statement among its own (``_joined_call``, ``_joined_params``, ``_committed_hold``, not public).
 
 ``RIVYA_BILLING["PG_RESERVE"] = False`` switches it off (every database then
 takes the portable path). ``tests/rivya_billing/test_pg_reserve.py`` compares the
@@ -19,7 +19,7 @@ that its column lists name every column of the models.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from rivya_billing.exceptions import InsufficientCreditsError, SpendLimitError
 from rivya_billing.metrics import ledger_operation_observe
 from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_id, new_hold_id
 from rivya_billing.services.durability import early_release, flush_after_commit
-from rivya_billing.services.ledger import _account_pk, _actor, _check_amount, _check_reference, _now
+from rivya_billing.services.ledger import _account_pk, _reserve_arguments
 from rivya_billing.services.limits import spend_limit_exceeded_error, spend_limit_get
 
 # Installed by the migrations that load it (0009 first; see there for how a change is made).
@@ -124,12 +124,12 @@ def _params(
     }
 
 
-def joined_call(prefix: str) -> str:
-    """``credits_reserve``'s statement, its parameters named ``prefix`` + name (``joined_params``), for a
+def _joined_call(prefix: str) -> str:
+    """``credits_reserve``'s statement, its parameters named ``prefix`` + name (``_joined_params``), for a
     caller that sends it among its own statements and ends their transaction itself (a chat turn's
     commit). Not public, as ``holds._reserve_joined``.
 
-    The statement returns one row; ``committed_hold`` makes it the hold once the caller has committed
+    The statement returns one row; ``_committed_hold`` makes it the hold once the caller has committed
     (and, when the parameter ``commit_early`` is true, flushed the WAL: ``durability.FLUSH``). A row
     without a hold id, or an error, is a refusal that the caller rolls back and leaves to
     ``credits_reserve`` to decide and say (the reference is new: nothing of it is kept).
@@ -137,20 +137,16 @@ def joined_call(prefix: str) -> str:
     return CALL.replace("%(", f"%({prefix}")
 
 
-def joined_params(
+def _joined_params(
     *, account: Any, amount: int, reference: str, actor: str, spend_limit: int | None, prefix: str
 ) -> dict[str, Any]:
-    """The parameters of ``joined_call``'s statement, checked as ``credits_reserve`` checks its arguments."""
-    _check_amount(amount)
-    _check_reference(reference)
-    now = _now(None)
-    expires = now + timedelta(seconds=_check_amount(billing_settings.HOLD_LEASE_SECONDS, param="lease_seconds"))
-    params = _params(account, amount, reference, _actor(actor), now, expires, spend_limit)
+    """The parameters of ``_joined_call``'s statement, checked as ``credits_reserve`` checks its arguments."""
+    params = _params(**_reserve_arguments(account, amount, reference, actor, None, spend_limit, None))
     return {prefix + name: value for name, value in params.items()}
 
 
-def committed_hold(params: dict[str, Any], row: tuple[Any, ...], prefix: str) -> Hold:
-    """The hold of ``joined_call``'s ``row``, its transaction committed (and flushed) by the caller."""
+def _committed_hold(params: dict[str, Any], row: tuple[Any, ...], prefix: str) -> Hold:
+    """The hold of ``_joined_call``'s ``row``, its transaction committed (and flushed) by the caller."""
     params = {name.removeprefix(prefix): value for name, value in params.items() if name.startswith(prefix)}
     ledger_operation_observe(operation=EntryType.RESERVE, credits=params["amount"])
     return _hold_from_row(params, row)
