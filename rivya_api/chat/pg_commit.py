@@ -25,17 +25,28 @@ ends anyway (``services._commit``), so its SAVEPOINT and RELEASE are two round t
 
 Batched (``commit_batched``, outside a transaction): those statements are sent in one round trip
 instead of five or six (BEGIN, the lock, the rows, the hold, COMMIT, the WAL flush of early lock
-release): ``BEGIN; [lock;] rows and hold; COMMIT; <flush>``, one simple-protocol query (Django's
-client-side binding, which quotes every parameter in Python: the rows travel as one JSON parameter,
-``json_to_recordset``, not one array per column), each statement with a snapshot of its own as
-above. The rows check that the session's ``updated_at`` is still the history's; the hold
-(``pg_reserve._joined_call``) is taken only once they are in (a one-time filter); a hold refused for
-want of credits fails its statement, and a row without a hold (no wallet, the key's limit refused)
-fails it too (a cast of a text that is no number): either ends the batch before its COMMIT, and it
-is rolled back. So a committed batch is an accepted turn; anything else (busy or stale: nothing
-inserted, nothing held; a refusal or an error: rolled back) is decided and said by the commit above,
-which runs then (its refusals and their ``available`` stay that path's alone). The wallet's row
-lock is no longer held across a client round trip (the hold and its COMMIT travel together).
+release): ``BEGIN; [lock;] rows and hold; COMMIT; <flush>``, one simple-protocol query (psycopg 3
+and Django's client-side binding, which quotes every parameter in Python: the rows travel as one
+JSON parameter, ``json_to_recordset``, not one array per column), each statement with a snapshot of
+its own as above. Its ``BEGIN`` runs at the server's default isolation, READ COMMITTED, which the
+lock-then-check needs, whatever a host's ``OPTIONS["isolation_level"]`` says. The rows check that
+the session's ``updated_at`` is still the history's; the hold (``pg_reserve._joined_call``) is
+taken only once they are in (a one-time filter); a hold refused for want of credits fails its
+statement, and a row without a hold (no wallet) fails it too (a cast of a text that is no number):
+either ends the batch before its COMMIT, and it is rolled back. So a committed batch is an accepted
+turn; busy or stale commits an empty transaction (nothing inserted, nothing held), and anything
+refused inside the transaction is rolled back: the commit above then runs, decides and says it (its
+refusals and their ``available`` stay that path's alone). An error at or after the COMMIT is
+raised (the turn may be written), as the plain commit's flush failing after its COMMIT is. The
+wallet's row lock is no longer held across a client round trip (the hold and its COMMIT travel
+together).
+
+A refused batch's statement, with the turn's messages in its JSON, reaches the PostgreSQL server
+log under ``log_min_error_statement`` (default ``error``); the plain path's failing statements hold
+ids and amounts only. So a turn with a key's spend limit (whose refusal is common: a client
+retrying past its limit) takes the plain path; the batch's refusals are the rare ones, an account
+without a wallet or credits spent between the wallet read of ``chat_turn_prepare`` and the commit.
+A failure that is no refusal is logged (its SQLSTATE only) before the plain commit runs.
 
 ``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path),
 ``CHAT_TURN_COMMIT_BATCHED = False`` the batches only; ``tests/rivya_api/chat/test_pg_commit.py``
@@ -91,18 +102,25 @@ def _built() -> bool:
     return True
 
 
-def batched() -> bool:
+def batched(*, spend_limit: int | None) -> bool:
     """Whether this commit can be sent as one batch (``commit_batched``): the fast path is on, and
     so are ``CHAT_TURN_COMMIT_BATCHED`` and billing's one-statement hold, outside a transaction, with
-    Django's client-side binding."""
-    return (
-        enabled()
-        and bool(api_settings.CHAT_TURN_COMMIT_BATCHED)
-        and pg_reserve.enabled()
-        and not connection.in_atomic_block
-        and connection.settings_dict["OPTIONS"].get("server_side_binding") is not True
-        and connection.get_autocommit()
-    )
+    psycopg 3 and a cursor that binds on the client (psycopg2 keeps only a query's last result; a
+    server-binding cursor refuses several statements), for a turn without a key's spend limit (its
+    refusal, common for a client retrying past its limit, would fail the batch's statement, whose
+    text holds the turn's messages, into the server log: the plain path's holds none)."""
+    if spend_limit is not None or not enabled() or not api_settings.CHAT_TURN_COMMIT_BATCHED:
+        return False
+    if not pg_reserve.enabled() or connection.in_atomic_block or not connection.get_autocommit():
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3  # PostgreSQL only: psycopg is installed
+
+    if not is_psycopg3:
+        return False
+    import psycopg
+
+    connection.ensure_connection()
+    return issubclass(connection.connection.cursor_factory, psycopg.ClientCursor)
 
 
 def commit_batched(
@@ -119,9 +137,11 @@ def commit_batched(
 
     ``reserve``: the hold's parameters (``pg_reserve._joined_params``, prefix ``RESERVE``). The batch
     opens the transaction, locks a session that exists, inserts the rows (unless busy), reserves,
-    commits and flushes the WAL (early lock release). Anything but a hold (busy, a refusal, an
-    error) leaves nothing written and returns None: the caller's plain commit then decides and says
-    it. A new session's pk is set once committed.
+    commits and flushes the WAL (early lock release). None: nothing of the turn was written (busy
+    or stale: an empty transaction committed; a refusal or an error inside the transaction: rolled
+    back), and the caller's plain commit then decides and says it. An error at or after the COMMIT
+    (the COMMIT itself, the flush, a lost connection) is raised, as the plain commit raises when
+    its flush fails after its COMMIT: the turn may be written. A new session's pk is set once committed.
     """
     names = [field.attname for field in _message_fields()]
     # KeyError: a column this path does not fill.
@@ -131,28 +151,63 @@ def commit_batched(
     else:
         params.update(session=session.pk, busy_since=busy_since, history_as_of=history_as_of, in_progress=IN_PROGRESS)
     flush = f"; {durability.FLUSH}" if reserve[RESERVE + "commit_early"] else ""
-    committed = False
+    sent = False
     try:
         with connection.cursor() as cursor:
             try:
                 cursor.execute(statements()["batched_new" if new_session else "batched_existing"] + flush, params)
-            except DatabaseError:
-                return None  # rolled back below: no hold (the check's cast), a refusal or an error
-            committed = True
+            except DatabaseError as error:
+                if _failed_before_commit(error):
+                    return None  # rolled back below: no hold (the check's cast), a refusal or an error
+                raise  # at or after the COMMIT (or the connection lost): the turn may be written
+            sent = True
             for _ in range(1 if new_session else 2):  # BEGIN's result, the lock's: then the hold's
                 cursor.nextset()
             row = cursor.fetchone()
     finally:
-        if not committed:
-            connection.connection.rollback()  # psycopg sends ROLLBACK unless no transaction is open
+        if not sent:
+            _rollback()
     if row is None:
-        return None  # busy or stale: nothing was inserted or held, and the commit wrote nothing
+        return None  # busy or stale: nothing was inserted or held (an empty transaction committed)
     if row[0] is None:  # the check above lets no such row through
         raise RuntimeError(f"The chat turn's batch committed without a hold: {row!r}")
     if new_session:
         session.pk = row[-2]
         session._state.adding = False
     return row
+
+
+# A batch's refusals: for want of credits (NOT NULL), no hold (the check's cast), a repeated reference.
+EXPECTED_REFUSALS = {pg_reserve.NOT_NULL_VIOLATION, "22P02", pg_reserve.UNIQUE_VIOLATION}
+
+
+def _failed_before_commit(error: DatabaseError) -> bool:
+    """Whether the batch failed inside its transaction (psycopg's INERROR): nothing of it is written.
+
+    Any other state (idle: the COMMIT or the flush after it failed; a connection lost) may have
+    written the turn. Another error than a refusal is logged (its SQLSTATE, never the statement,
+    which holds the turn's messages): a batch that always fails would be paid for on every turn.
+    """
+    from psycopg.pq import TransactionStatus
+
+    raw = connection.connection
+    if raw is None or raw.info.transaction_status != TransactionStatus.INERROR:
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    if sqlstate not in EXPECTED_REFUSALS:
+        logger.warning("The chat turn's batch failed (SQLSTATE %s); the plain commit runs", sqlstate)
+    return True
+
+
+def _rollback() -> None:
+    """End the batch's transaction if it is open, as Django would (its errors wrapped: a lost
+    connection is Django's ``OperationalError``); nothing to do on a connection lost or idle."""
+    from psycopg.pq import TransactionStatus
+
+    raw = connection.connection
+    if raw is not None and raw.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with connection.wrap_database_errors:
+            raw.rollback()
 
 
 def insert_new_session(*, session: ChatSession, rows: list[dict[str, Any]], now: datetime) -> int:
@@ -264,10 +319,12 @@ def statements() -> dict[str, str]:
     updated_at = quote(session_meta.get_field("updated_at").column)
     session_row = f"SELECT {updated_at} FROM {session_table} WHERE {session_pk} = %(session)s"
     # The hold is taken only once the rows are in (a one-time filter): a busy session's batch reserves nothing.
-    # No hold (no wallet, the key's limit refused) ends the batch before its COMMIT: the cast of a text
-    # that is no number fails, and only then (a constant would fail when the statement is planned).
+    # No hold (no wallet; a key limit's refusal, were such a turn batched) ends the batch before its
+    # COMMIT: the cast of a text that is no number fails, and only then (a constant would fail when
+    # the statement is planned).
+    refused = "concat('rivya chat turn refused: no hold; limit refused=', coalesce(r.limit_refused::text, 'n/a'))"
     hold = (
-        f" SELECT r.*, SESSION, (CASE WHEN r.reserved_hold_id IS NULL THEN concat('no hold', r.limit_refused) END)::int"
+        f" SELECT r.*, SESSION, (CASE WHEN r.reserved_hold_id IS NULL THEN {refused} END)::int"
         f" FROM ({pg_reserve._joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted); COMMIT"
     )
     statements_new, statements_existing = f"WITH s AS ({session_insert}) {new}", existing + order

@@ -23,6 +23,7 @@ A turn's life, and where the money moves:
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,6 +55,8 @@ from rivya_billing import services as billing
 from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.services import pg_reserve
 from rivya_billing.services.holds import _reserve_joined
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ChatTurnPlan",
@@ -311,7 +314,7 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
 def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
     """The fast path's commit in one query (``pg_commit.commit_batched``): whether it was
     accepted. False: not taken, or refused with nothing written; ``_commit`` then decides and says why."""
-    if not pg_commit.batched():
+    if not pg_commit.batched(spend_limit=pending.spend_limit):
         return False
     reserve = pg_reserve._joined_params(
         account=pending.account,
@@ -333,8 +336,24 @@ def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
     )
     if row is None:
         return False
-    key_reservation_observe(pg_reserve._committed_hold(reserve, row, pg_commit.RESERVE))
+    _batch_accepted(plan, reserve, row)
     return True
+
+
+def _batch_accepted(plan: ChatTurnPlan, reserve: dict[str, Any], row: tuple[Any, ...]) -> None:
+    """What follows a committed batch: the turn is accepted, so a failure here is logged, not raised.
+
+    The key's limit is observed in its own transaction, as ``key_limit_refused`` does: its reached
+    mark and its webhook event commit or roll back together, and a failed announcement is made by a
+    later reservation (the mark is not set).
+    """
+    try:
+        hold = pg_reserve._committed_hold(reserve, row, pg_commit.RESERVE)
+        if hold.spend_limit_id is not None:  # else nothing to observe (and no transaction's two statements)
+            with transaction.atomic():
+                key_reservation_observe(hold)
+    except Exception:
+        logger.exception("After the chat turn %s was accepted, its hold could not be observed", plan.turn_id)
 
 
 @transaction.atomic

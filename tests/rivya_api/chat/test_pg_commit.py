@@ -122,7 +122,7 @@ def test_the_fast_paths_write_what_the_plain_path_writes(make_account, settings)
         billing.credits_grant(account=account, amount=100_000, reference="grant")
         use_sql(settings, sql, batched)
         assert pg_commit.enabled() == (sql and connection.vendor == "postgresql")
-        assert pg_commit.batched() == (batched and connection.vendor == "postgresql")
+        assert pg_commit.batched(spend_limit=None) == (batched and connection.vendor == "postgresql")
         runs[name] = turns(account)
     plain = runs["plain"]
     assert runs["sql"] == plain
@@ -249,14 +249,14 @@ def test_a_new_session_and_its_messages_are_one_statement(batched, account, sett
 @pytest.mark.postgres
 def test_the_batches_are_not_taken_without_billings_one_statement_hold(account, settings):
     use_sql(settings, True, True)
-    assert pg_commit.batched()
+    assert pg_commit.batched(spend_limit=None)
     settings.RIVYA_BILLING = {**settings.RIVYA_BILLING, "PG_RESERVE": False}
-    assert not pg_commit.batched()
+    assert not pg_commit.batched(spend_limit=None)
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     assert commit(prepare(account, "Hello")) == "accepted"
     with transaction.atomic():  # nor inside a transaction
         settings.RIVYA_BILLING = {**settings.RIVYA_BILLING, "PG_RESERVE": True}
-        assert not pg_commit.batched()
+        assert not pg_commit.batched(spend_limit=None)
 
 
 @pytest.mark.postgres
