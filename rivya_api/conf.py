@@ -82,6 +82,13 @@ DEFAULTS: dict[str, Any] = {
     # exists locked and its messages inserted unless a turn is in progress, none compiled by the
     # ORM per turn. False: the ORM's save, lock, check and bulk_create.
     "CHAT_TURN_COMMIT_SQL": True,
+    # With CHAT_TURN_COMMIT_SQL, outside a transaction, on psycopg 3 with client-side binding, for a
+    # turn without a key's spend limit: the commit's BEGIN, session lock, rows, hold, COMMIT and WAL
+    # flush are sent as one query (rivya_api.chat.pg_commit, commit_batched). A refusal in it is
+    # rolled back, a busy or stale turn commits an empty transaction; the commit above then decides.
+    # A refused batch's statement, with the turn's messages, can reach the server log
+    # (log_min_error_statement). False: BEGIN, each statement and COMMIT one round trip each.
+    "CHAT_TURN_COMMIT_BATCHED": True,
     # On PostgreSQL a chat turn's end locks its reply with SQL built once and saves the reply, the
     # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
     # False: the ORM's locking read and three UPDATEs.

@@ -23,8 +23,34 @@ is the same). The hold is billing's one statement, taken without a savepoint of 
 (``holds._reserve_joined``): a refusal or an error ends the commit's transaction, which a refusal
 ends anyway (``services._commit``), so its SAVEPOINT and RELEASE are two round trips saved.
 
-``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path);
-``tests/rivya_api/chat/test_pg_commit.py`` compares the two paths row by row and races turns.
+Batched (``commit_batched``, outside a transaction): those statements are sent in one round trip
+instead of five or six (BEGIN, the lock, the rows, the hold, COMMIT, the WAL flush of early lock
+release): ``BEGIN; [lock;] rows and hold; COMMIT; <flush>``, one simple-protocol query (psycopg 3
+and Django's client-side binding, which quotes every parameter in Python: the rows travel as one
+JSON parameter, ``json_to_recordset``, not one array per column), each statement with a snapshot of
+its own as above. Its ``BEGIN`` runs at the server's default isolation, READ COMMITTED, which the
+lock-then-check needs, whatever a host's ``OPTIONS["isolation_level"]`` says. The rows check that
+the session's ``updated_at`` is still the history's; the hold (``pg_reserve._joined_call``) is
+taken only once they are in (a one-time filter); a hold refused for want of credits fails its
+statement, and a row without a hold (no wallet) fails it too (a cast of a text that is no number):
+either ends the batch before its COMMIT, and it is rolled back. So a committed batch is an accepted
+turn; busy or stale commits an empty transaction (nothing inserted, nothing held), and anything
+refused inside the transaction is rolled back: the commit above then runs, decides and says it (its
+refusals and their ``available`` stay that path's alone). An error at or after the COMMIT is
+raised (the turn may be written), as the plain commit's flush failing after its COMMIT is. The
+wallet's row lock is no longer held across a client round trip (the hold and its COMMIT travel
+together).
+
+A refused batch's statement, with the turn's messages in its JSON, reaches the PostgreSQL server
+log under ``log_min_error_statement`` (default ``error``); the plain path's failing statements hold
+ids and amounts only. So a turn with a key's spend limit (whose refusal is common: a client
+retrying past its limit) takes the plain path; the batch's refusals are the rare ones, an account
+without a wallet or credits spent between the wallet read of ``chat_turn_prepare`` and the commit.
+A failure that is no refusal is logged (its SQLSTATE only) before the plain commit runs.
+
+``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path),
+``CHAT_TURN_COMMIT_BATCHED = False`` the batches only; ``tests/rivya_api/chat/test_pg_commit.py``
+compares the three paths row by row and races turns.
 """
 
 from __future__ import annotations
@@ -36,10 +62,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.conf import api_settings
+from rivya_billing.services import durability, pg_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +79,7 @@ MESSAGE_COLUMNS = (
     "completed_at",
 )
 STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
+RESERVE = "r_"  # the hold's parameters in the batched statements (pg_reserve._joined_params)
 # The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
 SESSION_COLUMNS = (
     *("public_id", "account", "model", "title", "source", "message_count", "credits_spent", "created_at"),
@@ -72,6 +100,114 @@ def _built() -> bool:
         logger.exception("The chat turn's commit statements cannot be built; the plain path is used")
         return False
     return True
+
+
+def batched(*, spend_limit: int | None) -> bool:
+    """Whether this commit can be sent as one batch (``commit_batched``): the fast path is on, and
+    so are ``CHAT_TURN_COMMIT_BATCHED`` and billing's one-statement hold, outside a transaction, with
+    psycopg 3 and a cursor that binds on the client (psycopg2 keeps only a query's last result; a
+    server-binding cursor refuses several statements), for a turn without a key's spend limit (its
+    refusal, common for a client retrying past its limit, would fail the batch's statement, whose
+    text holds the turn's messages, into the server log: the plain path's holds none)."""
+    if spend_limit is not None or not enabled() or not api_settings.CHAT_TURN_COMMIT_BATCHED:
+        return False
+    if not pg_reserve.enabled() or connection.in_atomic_block or not connection.get_autocommit():
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3  # PostgreSQL only: psycopg is installed
+
+    if not is_psycopg3:
+        return False
+    import psycopg
+
+    connection.ensure_connection()
+    return issubclass(connection.connection.cursor_factory, psycopg.ClientCursor)
+
+
+def commit_batched(
+    *,
+    session: ChatSession,
+    new_session: bool,
+    rows: list[dict[str, Any]],
+    now: datetime,
+    busy_since: datetime,
+    history_as_of: Any,
+    reserve: dict[str, Any],
+) -> tuple[Any, ...] | None:
+    """The turn's rows and its hold in one transaction sent as one query; the hold's row, or None.
+
+    ``reserve``: the hold's parameters (``pg_reserve._joined_params``, prefix ``RESERVE``). The batch
+    opens the transaction, locks a session that exists, inserts the rows (unless busy), reserves,
+    commits and flushes the WAL (early lock release). None: nothing of the turn was written (busy
+    or stale: an empty transaction committed; a refusal or an error inside the transaction: rolled
+    back), and the caller's plain commit then decides and says it. An error at or after the COMMIT
+    (the COMMIT itself, the flush, a lost connection) is raised, as the plain commit raises when
+    its flush fails after its COMMIT: the turn may be written. A new session's pk is set once committed.
+    """
+    names = [field.attname for field in _message_fields()]
+    # KeyError: a column this path does not fill.
+    params = {"m_rows": json.dumps([{name: row[name] for name in names} for row in rows]), **reserve, "now": now}
+    if new_session:
+        params.update(_session_values(session, now))
+    else:
+        params.update(session=session.pk, busy_since=busy_since, history_as_of=history_as_of, in_progress=IN_PROGRESS)
+    flush = f"; {durability.FLUSH}" if reserve[RESERVE + "commit_early"] else ""
+    sent = False
+    try:
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(statements()["batched_new" if new_session else "batched_existing"] + flush, params)
+            except DatabaseError as error:
+                if _failed_before_commit(error):
+                    return None  # rolled back below: no hold (the check's cast), a refusal or an error
+                raise  # at or after the COMMIT (or the connection lost): the turn may be written
+            sent = True
+            for _ in range(1 if new_session else 2):  # BEGIN's result, the lock's: then the hold's
+                cursor.nextset()
+            row = cursor.fetchone()
+    finally:
+        if not sent:
+            _rollback()
+    if row is None:
+        return None  # busy or stale: nothing was inserted or held (an empty transaction committed)
+    if row[0] is None:  # the check above lets no such row through
+        raise RuntimeError(f"The chat turn's batch committed without a hold: {row!r}")
+    if new_session:
+        session.pk = row[-2]
+        session._state.adding = False
+    return row
+
+
+# A batch's refusals: for want of credits (NOT NULL), no hold (the check's cast), a repeated reference.
+EXPECTED_REFUSALS = {pg_reserve.NOT_NULL_VIOLATION, "22P02", pg_reserve.UNIQUE_VIOLATION}
+
+
+def _failed_before_commit(error: DatabaseError) -> bool:
+    """Whether the batch failed inside its transaction (psycopg's INERROR): nothing of it is written.
+
+    Any other state (idle: the COMMIT or the flush after it failed; a connection lost) may have
+    written the turn. Another error than a refusal is logged (its SQLSTATE, never the statement,
+    which holds the turn's messages): a batch that always fails would be paid for on every turn.
+    """
+    from psycopg.pq import TransactionStatus
+
+    raw = connection.connection
+    if raw is None or raw.info.transaction_status != TransactionStatus.INERROR:
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    if sqlstate not in EXPECTED_REFUSALS:
+        logger.warning("The chat turn's batch failed (SQLSTATE %s); the plain commit runs", sqlstate)
+    return True
+
+
+def _rollback() -> None:
+    """End the batch's transaction if it is open, as Django would (its errors wrapped: a lost
+    connection is Django's ``OperationalError``); nothing to do on a connection lost or idle."""
+    from psycopg.pq import TransactionStatus
+
+    raw = connection.connection
+    if raw is not None and raw.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with connection.wrap_database_errors:
+            raw.rollback()
 
 
 def insert_new_session(*, session: ChatSession, rows: list[dict[str, Any]], now: datetime) -> int:
@@ -149,7 +285,7 @@ def _check_filled() -> None:
 
 @cache
 def statements() -> dict[str, str]:
-    """The three statements, from the models' table and column names."""
+    """The statements, from the models' table and column names (``batched_*``: ``commit_batched``'s)."""
     quote = connection.ops.quote_name
     meta, session_meta = ChatMessage._meta, ChatSession._meta
     _check_filled()
@@ -163,10 +299,12 @@ def statements() -> dict[str, str]:
     arrays = ", ".join(f"%(m_{field.attname})s::{_array_type(field)}" for field in fields)
     unnest = f"unnest({arrays}) WITH ORDINALITY AS m({', '.join(names)}, ord)"
     values = ", ".join(_value(name, field) for name, field in zip(names, fields, strict=True))
+    session_insert = (
+        f"INSERT INTO {session_table} ({', '.join(quote(f.column) for f in session_fields)})"
+        f" VALUES ({', '.join(f'%(s_{f.attname})s' for f in session_fields)}) RETURNING {session_pk}"
+    )
     new = (
-        f"WITH s AS (INSERT INTO {session_table} ({', '.join(quote(f.column) for f in session_fields)})"
-        f" VALUES ({', '.join(f'%(s_{f.attname})s' for f in session_fields)}) RETURNING {session_pk})"
-        f" INSERT INTO {table} ({columns})"
+        f"INSERT INTO {table} ({columns})"
         f" SELECT {values}, s.{session_pk}, %(now)s FROM s, {unnest} ORDER BY m.ord"
         f" RETURNING {pk}, {session_column}"
     )
@@ -175,15 +313,36 @@ def statements() -> dict[str, str]:
         f" AND b.{quote(meta.get_field('status').column)} = %(in_progress)s AND b.{created} >= %(busy_since)s"
     )
     existing = (
-        f"INSERT INTO {table} ({columns})"
-        f" SELECT {values}, %(session)s, %(now)s FROM {unnest} WHERE NOT EXISTS ({busy}) ORDER BY m.ord"
-        f" RETURNING {pk}"
+        f"INSERT INTO {table} ({columns}) SELECT {values}, %(session)s, %(now)s FROM {unnest} WHERE NOT EXISTS ({busy})"
     )
-    lock = (
-        f"SELECT {quote(session_meta.get_field('updated_at').column)} FROM {session_table}"
-        f" WHERE {session_pk} = %(session)s FOR UPDATE"
+    order = f" ORDER BY m.ord RETURNING {pk}"
+    updated_at = quote(session_meta.get_field("updated_at").column)
+    session_row = f"SELECT {updated_at} FROM {session_table} WHERE {session_pk} = %(session)s"
+    # The hold is taken only once the rows are in (a one-time filter): a busy session's batch reserves nothing.
+    # No hold (no wallet; a key limit's refusal, were such a turn batched) ends the batch before its
+    # COMMIT: the cast of a text that is no number fails, and only then (a constant would fail when
+    # the statement is planned).
+    refused = "concat('rivya chat turn refused: no hold; limit refused=', coalesce(r.limit_refused::text, 'n/a'))"
+    hold = (
+        f" SELECT r.*, SESSION, (CASE WHEN r.reserved_hold_id IS NULL THEN {refused} END)::int"
+        f" FROM ({pg_reserve._joined_call(RESERVE)}) AS r WHERE EXISTS (SELECT 1 FROM inserted); COMMIT"
     )
-    return {"new": new, "existing": existing, "lock": lock}
+    statements_new, statements_existing = f"WITH s AS ({session_insert}) {new}", existing + order
+    unchanged = f" AND EXISTS ({session_row} AND {updated_at} = %(history_as_of)s)"  # no turn ended since
+    # The batches take the rows as one JSON parameter: quoted at once, not array by array (client-side binding).
+    types = ", ".join(f"{quote(field.attname)} {_array_type(field)[:-2]}" for field in fields)
+    recordset = (
+        f"ROWS FROM (json_to_recordset(%(m_rows)s::json) AS ({types})) WITH ORDINALITY AS m({', '.join(names)}, ord)"
+    )
+    new, existing = new.replace(unnest, recordset), existing.replace(unnest, recordset)
+    batched = {
+        # commit_batched's batches: BEGIN, a session's lock (its own statement, as above), rows, hold, COMMIT.
+        "batched_new": f"BEGIN; WITH s AS ({session_insert}), inserted AS ({new})"
+        + hold.replace("SESSION", f"(SELECT {session_pk} FROM s)"),
+        "batched_existing": f"BEGIN; {session_row} FOR UPDATE; WITH inserted AS ({existing}{unchanged}{order})"
+        + hold.replace("SESSION", "%(session)s"),
+    }
+    return {"new": statements_new, "existing": statements_existing, "lock": f"{session_row} FOR UPDATE", **batched}
 
 
 def _value(name: str, field: Any) -> str:

@@ -8,7 +8,7 @@ built once from the models' table and column names, its rows loaded as the ORM w
 (``rivya_core.rows.instance_from_row``); and the three UPDATEs are one statement: two
 data-modifying CTEs (the reply, the other messages) and the session's UPDATE, which counts what the
 second changed. The settle between them is billing's one statement, without its savepoint
-(``holds._settle_joined``, called by ``services._settle_turn`` when this path is on). The reply's
+(``holds._settle_joined``, called by ``turn_end._settle_turn`` when this path is on). The reply's
 UPDATE sends no ``pre_save``/``post_save`` signal (the plain path's ``save(update_fields=…)`` sends
 both); the turn's other messages and the session are UPDATEs on both paths.
 

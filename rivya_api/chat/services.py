@@ -16,14 +16,8 @@ A turn's life, and where the money moves:
    sends the model its request while the commit runs (``rivya_api.chat.turns``),
    and writes, shows and charges nothing of it unless the commit succeeds.
 2. The model runs outside any transaction (``rivya_api.chat.turns``).
-3. ``chat_turn_finish`` — one transaction: save the assistant message
-   (complete, or partial when the turn stopped early) and settle the hold from
-   the real usage, rounded up to a whole credit; the rest of the hold returns.
-   ``chat_turn_fail`` — one transaction: release the whole hold and take the
-   turn's messages out of the session's history.
-
-Finish and fail are idempotent: the second call for a turn that already
-ended returns the saved message without touching the ledger.
+3. ``chat_turn_finish`` (settle) or ``chat_turn_fail`` (release), each one transaction
+   (``rivya_api.chat.turn_end``, re-exported here).
 """
 
 from __future__ import annotations
@@ -36,12 +30,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from rivya_api import metrics
-from rivya_api.catalog.selectors import catalog_model_get, catalog_provider, catalog_token_price
-from rivya_api.chat import pg_commit, pg_finish
+from rivya_api.catalog.selectors import catalog_provider, catalog_token_price
+from rivya_api.chat import pg_commit
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
     ChatCreditsError,
@@ -50,24 +42,37 @@ from rivya_api.chat.exceptions import (
     ChatSessionNotFoundError,
 )
 from rivya_api.chat.models import ChatMessage, ChatSession
-from rivya_api.chat.providers.base import ChatProvider, ChatRequest, ChatUsage
+from rivya_api.chat.providers.base import ChatProvider, ChatRequest
+
+# The turn's end, re-exported: callers and hosts reach every step of a turn here.
+from rivya_api.chat.turn_end import chat_turn_fail, chat_turn_finish, chat_turn_reference, chat_turns_fail_stale
 from rivya_api.conf import api_settings
 from rivya_api.files.selectors import file_get_usable, file_open
 from rivya_api.ids import public_id
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
-from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
-from rivya_billing.services.holds import _reserve_joined, _settle_joined
+from rivya_billing.exceptions import InsufficientCreditsError
+from rivya_billing.services import pg_reserve
+from rivya_billing.services.holds import _reserve_joined
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ChatTurnPlan",
+    "NewMessage",
+    "chat_turn_commit",
+    "chat_turn_fail",
+    "chat_turn_finish",
+    "chat_turn_prepare",
+    "chat_turn_reference",
+    "chat_turns_fail_stale",
+]
 
 TITLE_LENGTH = 80
 HISTORY_STATUSES = (ChatMessage.Status.COMPLETED, ChatMessage.Status.INCOMPLETE)
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 DEFAULT_CONTEXT_WINDOW = 8192
-# What chat_turn_finish saves of the reply.
-REPLY_FIELDS = "content finish_reason status prompt_tokens completion_tokens credits_charged completed_at".split()
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,6 @@ class PendingTurn:
     idempotency_key: str
     actor: str = ""  # who the ledger names for the turn's credits, e.g. the API key's public id
     spend_limit: int | None = None  # the API key's credit limit, counted with the reservation
-
-
-def chat_turn_reference(turn_id: str) -> str:
-    """The ledger reference of a turn's hold."""
-    return f"chat_turn:{turn_id}"
 
 
 def _image_data_url(*, account: Any, file_id: str, param: str) -> str:
@@ -301,13 +301,59 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
     if pending is None:
         raise RuntimeError(f"The chat turn {plan.turn_id} was committed already.")
     try:
-        _commit(plan, pending)
+        if not _commit_batched(plan, pending):
+            _commit(plan, pending)
     except InsufficientCreditsError as exc:
         available = exc.available
         if available is None:  # refused in the transaction it aborted (pg_commit's hold): read the wallet now
             available = billing_selectors.wallet_get(account=pending.account).available
         raise ChatCreditsError(requested=exc.requested, available=available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
+
+
+def _commit_batched(plan: ChatTurnPlan, pending: PendingTurn) -> bool:
+    """The fast path's commit in one query (``pg_commit.commit_batched``): whether it was
+    accepted. False: not taken, or refused with nothing written; ``_commit`` then decides and says why."""
+    if not pg_commit.batched(spend_limit=pending.spend_limit):
+        return False
+    reserve = pg_reserve._joined_params(
+        account=pending.account,
+        amount=plan.credits_reserved,
+        reference=chat_turn_reference(plan.turn_id),
+        actor=pending.actor,
+        spend_limit=pending.spend_limit,
+        prefix=pg_commit.RESERVE,
+    )
+    now = timezone.now()
+    row = pg_commit.commit_batched(
+        session=pending.session,
+        new_session=plan.new_session,
+        rows=_turn_rows(plan, pending),
+        now=now,
+        busy_since=now - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS),
+        history_as_of=pending.history_as_of,
+        reserve=reserve,
+    )
+    if row is None:
+        return False
+    _batch_accepted(plan, reserve, row)
+    return True
+
+
+def _batch_accepted(plan: ChatTurnPlan, reserve: dict[str, Any], row: tuple[Any, ...]) -> None:
+    """What follows a committed batch: the turn is accepted, so a failure here is logged, not raised.
+
+    The key's limit is observed in its own transaction, as ``key_limit_refused`` does: its reached
+    mark and its webhook event commit or roll back together, and a failed announcement is made by a
+    later reservation (the mark is not set).
+    """
+    try:
+        hold = pg_reserve._committed_hold(reserve, row, pg_commit.RESERVE)
+        if hold.spend_limit_id is not None:  # else nothing to observe (and no transaction's two statements)
+            with transaction.atomic():
+                key_reservation_observe(hold)
+    except Exception:
+        logger.exception("After the chat turn %s was accepted, its hold could not be observed", plan.turn_id)
 
 
 @transaction.atomic
@@ -365,136 +411,3 @@ def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
             raise _busy(session)
         _check_not_busy(locked)
     ChatMessage.objects.bulk_create([ChatMessage(session=session, **row) for row in rows])  # one INSERT
-
-
-def _locked_turn(turn_id: str) -> ChatMessage:
-    if pg_finish.enabled():  # the same query, built once (see there)
-        return pg_finish.locked_turn(turn_id)
-    # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
-    # query, unlocked, rather than in a query of its own when the hold is settled or released.
-    return (
-        ChatMessage.objects.select_for_update(of=("self", "session"))
-        .select_related("session__account")
-        .get(public_id=turn_id, role=ChatMessage.Role.ASSISTANT)
-    )
-
-
-@transaction.atomic
-def chat_turn_finish(
-    *,
-    turn_id: str,
-    content: str,
-    finish_reason: str,
-    usage: ChatUsage,
-    complete: bool = True,
-) -> ChatMessage:
-    """Save the assistant message and settle the turn's hold from ``usage``, together.
-
-    ``complete=False`` saves a partial reply (the turn stopped before the model
-    finished) as ``incomplete``; it is charged for what was produced, and a turn
-    that produced nothing is released in full. The charge is the catalog's
-    token price of ``usage`` (rounded up, at least 1 credit), capped at the hold.
-    Idempotent: a turn that already ended is returned unchanged.
-    """
-    message = _locked_turn(turn_id)
-    if message.status != ChatMessage.Status.IN_PROGRESS:
-        return message
-    session = message.session
-    charged = _settle_turn(message=message, usage=usage, complete=complete)
-    now = timezone.now()
-    message.content = content
-    message.finish_reason = finish_reason if complete else ""
-    message.status = ChatMessage.Status.COMPLETED if complete else ChatMessage.Status.INCOMPLETE
-    message.prompt_tokens = usage.prompt_tokens
-    message.completion_tokens = usage.completion_tokens
-    message.credits_charged = charged
-    message.completed_at = now
-    if pg_finish.enabled():  # the three UPDATEs below in one statement (see there)
-        pg_finish.finish_rows(message=message, fields=REPLY_FIELDS, charged=charged, now=now)
-        return message
-    message.save(update_fields=REPLY_FIELDS)
-    added = (
-        ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.COMPLETED)
-    )
-    ChatSession.objects.filter(pk=session.pk).update(
-        message_count=F("message_count") + added + 1,
-        credits_spent=F("credits_spent") + charged,
-        updated_at=now,
-    )
-    return message
-
-
-def _settle_turn(*, message: ChatMessage, usage: ChatUsage, complete: bool) -> int:
-    """Settle the turn's hold at the token price of ``usage`` (capped at the hold), or release it; the charge."""
-    session = message.session
-    reference = chat_turn_reference(message.public_id)
-    if complete or usage.completion_tokens > 0:
-        price = catalog_token_price(
-            catalog_model_get(session.model),
-            input_tokens=usage.prompt_tokens,
-            output_tokens=usage.completion_tokens,
-        )
-        charged = min(price, message.credits_reserved or 0)
-    else:
-        charged = 0
-    try:
-        if charged > 0:
-            settle = _settle_joined if pg_finish.enabled() else billing.credits_settle  # joined: no savepoint
-            settle(account=session.account, reference=reference, amount=charged)
-        else:
-            billing.credits_release(account=session.account, reference=reference)
-    except HoldNotPendingError as exc:
-        # The hold's lease lapsed and the sweeper returned the credits before the
-        # turn ended: the reply is saved, and it is free.
-        logger.warning("Chat turn %s ended after its hold was %s; not charged", message.public_id, exc.state)
-        charged = 0
-    return charged
-
-
-@transaction.atomic
-def chat_turn_fail(*, turn_id: str, content: str = "", error_code: str = "model_error") -> ChatMessage:
-    """Release the turn's whole hold and mark its messages failed (out of the session's history).
-
-    Idempotent: a turn that already ended is returned unchanged.
-    """
-    message = _locked_turn(turn_id)
-    if message.status != ChatMessage.Status.IN_PROGRESS:
-        return message
-    try:
-        billing.credits_release(account=message.session.account, reference=chat_turn_reference(turn_id))
-    except HoldNotPendingError as exc:  # already expired by the sweeper: nothing left to release
-        logger.warning("Chat turn %s failed after its hold was %s", turn_id, exc.state)
-    message.content = content
-    message.status = ChatMessage.Status.FAILED
-    message.finish_reason = ""
-    message.credits_charged = 0
-    message.completed_at = timezone.now()
-    message.error_code = error_code
-    message.save(update_fields=["content", "status", "finish_reason", "credits_charged", "completed_at", "error_code"])
-    ChatMessage.objects.filter(turn_id=turn_id).exclude(pk=message.pk).update(status=ChatMessage.Status.FAILED)
-    ChatSession.objects.filter(pk=message.session_id).update(updated_at=message.completed_at)
-    return message
-
-
-def chat_turns_fail_stale(*, now: Any = None) -> int:
-    """Fail (and release) turns still ``in_progress`` after ``CHAT_TURN_TIMEOUT_SECONDS``.
-
-    A turn whose process died never finishes by itself; this returns its
-    credits and frees its session. Each turn is failed in its own transaction
-    (``chat_turn_fail``, idempotent), so a turn that ends meanwhile is left as it ended.
-    """
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=api_settings.CHAT_TURN_TIMEOUT_SECONDS)
-    stale = ChatMessage.objects.filter(
-        role=ChatMessage.Role.ASSISTANT, status=ChatMessage.Status.IN_PROGRESS, created_at__lt=cutoff
-    ).values_list("public_id", flat=True)
-    failed = 0
-    for turn_id in list(stale.order_by("created_at")[:500]):
-        try:
-            if chat_turn_fail(turn_id=turn_id, error_code="turn_timeout").status == ChatMessage.Status.FAILED:
-                failed += 1
-        except Exception:
-            # One turn the sweep cannot fail must not keep it from the others (it is tried again next run).
-            logger.exception("Could not fail stale chat turn %s; moving on to the next", turn_id)
-            metrics.background_row_failed(job="chat_turns_fail_stale")
-    return failed

@@ -34,6 +34,7 @@ from rivya_billing.services.ledger import (
     _not_pending,
     _now,
     _post,
+    _reserve_arguments,
     _resolve_hold,
     _settle_lines,
     _settle_repeat,
@@ -121,14 +122,7 @@ def _reserve(
     now: datetime | None = None,
     joined: bool = False,
 ) -> Hold:
-    _check_amount(amount)
-    _check_reference(reference)
-    now = _now(now)
-    lease = billing_settings.HOLD_LEASE_SECONDS if lease_seconds is None else lease_seconds
-    _check_amount(lease, param="lease_seconds")
-    expires = now + timedelta(seconds=lease)
-    arguments = {"account": account, "amount": amount, "reference": reference, "actor": _actor(actor)}
-    arguments.update(now=now, expires=expires, spend_limit=spend_limit)
+    arguments = _reserve_arguments(account, amount, reference, actor, lease_seconds, spend_limit, now)
     if pg_reserve.enabled():
         hold = pg_reserve.reserve(**arguments, savepoint=not joined)
     else:

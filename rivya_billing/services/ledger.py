@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import (
     HoldNotFoundError,
     HoldNotPendingError,
@@ -58,6 +59,19 @@ def _check_reference(reference: Any, *, param: str = "reference") -> str:
 
 def _actor(actor: Any) -> str:
     return str(actor or "")[:200]
+
+
+def _reserve_arguments(
+    account: Any, amount: int, reference: str, actor: str, lease_seconds: int | None, spend_limit: Any, now: Any
+) -> dict[str, Any]:
+    """A reservation's arguments, checked, with its lease's end (``holds._reserve``, ``pg_reserve._joined_params``)."""
+    _check_amount(amount)
+    _check_reference(reference)
+    now = _now(now)
+    lease = billing_settings.HOLD_LEASE_SECONDS if lease_seconds is None else lease_seconds
+    expires = now + timedelta(seconds=_check_amount(lease, param="lease_seconds"))
+    arguments = {"account": account, "amount": amount, "reference": reference, "actor": _actor(actor)}
+    return arguments | {"now": now, "expires": expires, "spend_limit": spend_limit}
 
 
 def _now(now: datetime | None) -> datetime:

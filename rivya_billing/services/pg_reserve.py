@@ -7,6 +7,9 @@ under that lock. Here the whole reservation is one statement: the function
 plans it once per connection; migrations 0004 and 0007 explain the order of its
 parts: spend limit guard, hold INSERT, guarded wallet UPDATE, ledger INSERT).
 
+A caller that ends the transaction itself (a chat turn's commit, ``rivya_api.chat.pg_commit``)
+sends the same statement among its own (``_joined_call``, ``_joined_params``, ``_committed_hold``, not public).
+
 ``RIVYA_BILLING["PG_RESERVE"] = False`` switches it off (every database then
 takes the portable path). ``tests/rivya_billing/test_pg_reserve.py`` compares the
 two paths row by row, checks that the installed function is this file's SQL, and
@@ -28,7 +31,7 @@ from rivya_billing.exceptions import InsufficientCreditsError, SpendLimitError
 from rivya_billing.metrics import ledger_operation_observe
 from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_id, new_hold_id
 from rivya_billing.services.durability import early_release, flush_after_commit
-from rivya_billing.services.ledger import _account_pk
+from rivya_billing.services.ledger import _account_pk, _reserve_arguments
 from rivya_billing.services.limits import spend_limit_exceeded_error, spend_limit_get
 
 # Installed by the migrations that load it (0009 first; see there for how a change is made).
@@ -67,18 +70,7 @@ def reserve(
     database error, the refusal for want of credits included, then aborts that transaction, so
     nothing more is read in it: that refusal's ``available`` is None, a repeated reference raises.
     """
-    params = {
-        "amount": amount,
-        "now": now,
-        "account": _account_pk(account),
-        "hold_id": new_hold_id(),
-        "entry_id": new_entry_id(),
-        "reference": reference,
-        "expires": expires,
-        "actor": actor,
-        "commit_early": early_release(),
-        "spend_limit": spend_limit,
-    }
+    params = _params(account, amount, reference, actor, now, expires, spend_limit)
     try:
         row = _call(params, savepoint)
     except IntegrityError as error:
@@ -115,13 +107,63 @@ def _call(params: dict[str, Any], savepoint: bool = True) -> tuple[Any, ...] | N
         return cursor.fetchone()
 
 
+def _params(
+    account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime, spend_limit: Any
+) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "now": now,
+        "account": _account_pk(account),
+        "hold_id": new_hold_id(),
+        "entry_id": new_entry_id(),
+        "reference": reference,
+        "expires": expires,
+        "actor": actor,
+        "commit_early": early_release(),
+        "spend_limit": spend_limit,
+    }
+
+
+def _joined_call(prefix: str) -> str:
+    """``credits_reserve``'s statement, its parameters named ``prefix`` + name (``_joined_params``), for a
+    caller that sends it among its own statements and ends their transaction itself (a chat turn's
+    commit). Not public, as ``holds._reserve_joined``.
+
+    The statement returns one row; ``_committed_hold`` makes it the hold once the caller has committed
+    (and, when the parameter ``commit_early`` is true, flushed the WAL: ``durability.FLUSH``). A row
+    without a hold id, or an error, is a refusal that the caller rolls back and leaves to
+    ``credits_reserve`` to decide and say (the reference is new: nothing of it is kept).
+    """
+    return CALL.replace("%(", f"%({prefix}")
+
+
+def _joined_params(
+    *, account: Any, amount: int, reference: str, actor: str, spend_limit: int | None, prefix: str
+) -> dict[str, Any]:
+    """The parameters of ``_joined_call``'s statement, checked as ``credits_reserve`` checks its arguments."""
+    params = _params(**_reserve_arguments(account, amount, reference, actor, None, spend_limit, None))
+    return {prefix + name: value for name, value in params.items()}
+
+
+def _committed_hold(params: dict[str, Any], row: tuple[Any, ...], prefix: str) -> Hold:
+    """The hold of ``_joined_call``'s ``row``, its transaction committed (and flushed) by the caller."""
+    params = {name.removeprefix(prefix): value for name, value in params.items() if name.startswith(prefix)}
+    ledger_operation_observe(operation=EntryType.RESERVE, credits=params["amount"])
+    return _hold_from_row(params, row)
+
+
 def _reserved(params: dict[str, Any], row: tuple[Any, ...]) -> Hold:
     """The hold the statement inserted, as the ORM would load it (no query)."""
     if params["commit_early"]:
         flush_after_commit()
-    amount, spend_limit = params["amount"], params["spend_limit"]
+    amount = params["amount"]
     # Outside a transaction the statement has committed and this runs at once.
     transaction.on_commit(lambda: ledger_operation_observe(operation=EntryType.RESERVE, credits=amount), robust=True)
+    return _hold_from_row(params, row)
+
+
+def _hold_from_row(params: dict[str, Any], row: tuple[Any, ...]) -> Hold:
+    amount, spend_limit = params["amount"], params["spend_limit"]
     values = {
         "id": row[0],
         "public_id": params["hold_id"],

@@ -1,10 +1,12 @@
 """A chat turn's rows written by SQL built once (``chat/pg_commit``) against the plain path, on every database.
 
-The same turns run with ``CHAT_TURN_COMMIT_SQL`` on and off and must leave the same sessions,
+The same turns run with ``CHAT_TURN_COMMIT_SQL`` off, on, and on with ``CHAT_TURN_COMMIT_BATCHED``
+(the commit in one query, ``pg_commit.commit_batched``) and must leave the same sessions,
 messages, holds and ledger entries and raise the same refusals: a new session, a turn on a session
 that exists, a turn committed while another is in progress, one whose history another turn's end
-made stale, one whose hold is refused. On SQLite both settings take the plain path. On PostgreSQL:
-the statements per commit, and turns raced on one session (exactly one accepted, one hold).
+made stale, one its key's spend limit refuses, one whose hold is refused, one of an account without
+a wallet. On SQLite every setting takes the plain path. On PostgreSQL: the statements per commit,
+and turns raced on one session (exactly one accepted, one hold).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from rivya_api.chat.exceptions import ChatCreditsError, ChatSessionBusyError
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
-from rivya_billing.models import Hold, LedgerEntry, Wallet
+from rivya_billing.exceptions import SpendLimitExceededError
+from rivya_billing.models import Hold, LedgerEntry, SpendLimit, Wallet
+from rivya_billing.services import durability
 from tests.rivya_api.chat.conftest import PRICED_LOCAL_MODEL
 from tests.rivya_billing.concurrency import run_concurrently
 
@@ -36,8 +40,12 @@ def _models(settings: Any) -> None:
     settings.RIVYA_API = {**settings.RIVYA_API, "MODELS": [*settings.RIVYA_API["MODELS"], PRICED_LOCAL_MODEL]}
 
 
-def use_sql(settings: Any, on: bool) -> None:
-    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_TURN_COMMIT_SQL": on}
+def use_sql(settings: Any, on: bool, batched: bool = False) -> None:
+    settings.RIVYA_API = {**settings.RIVYA_API, "CHAT_TURN_COMMIT_SQL": on, "CHAT_TURN_COMMIT_BATCHED": batched}
+
+
+# (CHAT_TURN_COMMIT_SQL, CHAT_TURN_COMMIT_BATCHED): the plain path, the SQL's statements one by one, as one batch.
+PATHS = {"plain": (False, False), "sql": (True, False), "batched": (True, True)}
 
 
 def prepare(account: Any, text: str, session: str | None = None, **kwargs: Any) -> services.ChatTurnPlan:
@@ -50,7 +58,7 @@ def prepare(account: Any, text: str, session: str | None = None, **kwargs: Any) 
 def commit(plan: services.ChatTurnPlan) -> Any:
     try:
         services.chat_turn_commit(plan)
-    except ChatSessionBusyError as error:
+    except (ChatSessionBusyError, SpendLimitExceededError) as error:
         return type(error).__name__
     except ChatCreditsError as error:
         return type(error).__name__, error.requested, error.available
@@ -85,7 +93,9 @@ def written(account: Any) -> list[Any]:
 
 def turns(account: Any) -> list[Any]:
     """Every kind of commit, in one run: what each returned, then the rows written."""
-    first = prepare(account, "Hello", metadata={"topic": "greeting"}, idempotency_key="key-1", actor="key_x")
+    # Quotes, a backslash, accents and an emoji: the batch's rows travel as JSON, the others' as arrays.
+    text = 'Hello "wörld" \\ 👋'
+    first = prepare(account, text, metadata={"topic": 'grüße \\ "x"'}, idempotency_key="key-1", actor="key_x")
     results = [commit(first)]
     finish(first)
     second, busy = prepare(account, "Again", first.session_id), prepare(account, "Too", first.session_id)
@@ -95,39 +105,45 @@ def turns(account: Any) -> list[Any]:
     results.append(commit(third))
     finish(third)
     results.append(commit(stale))  # the third ended since its history was read
+    limit = billing.spend_limit_set(owner_ref=f"key:{account.pk}", credits=third.credits_reserved - 1, window="day")
+    results.append(commit(prepare(account, "Limited", first.session_id, spend_limit=limit.pk)))
     poor, alone = prepare(account, "Expensive", first.session_id), prepare(account, "Alone")
     wallet = Wallet.objects.get(account=account)
     billing.credits_reserve(account=account, amount=wallet.balance - wallet.held - 1, reference="drain")
     results += [commit(poor), commit(alone)]  # the holds are refused: nothing is left of either turn
-    return [results, written(account)]
+    limits = SpendLimit.objects.filter(pk=limit.pk).values_list("used", flat=True)
+    return [results, written(account), list(limits)]
 
 
-def test_the_fast_path_writes_what_the_plain_path_writes(make_account, settings):
-    plain_account, fast_account = make_account(), make_account()
-    for account in (plain_account, fast_account):
+def test_the_fast_paths_write_what_the_plain_path_writes(make_account, settings):
+    runs = {}
+    for name, (sql, batched) in PATHS.items():
+        account = make_account()
         billing.credits_grant(account=account, amount=100_000, reference="grant")
-    use_sql(settings, False)
-    assert not pg_commit.enabled()
-    plain = turns(plain_account)
-    use_sql(settings, True)
-    assert pg_commit.enabled() == (connection.vendor == "postgresql")
-    fast = turns(fast_account)
-    assert fast == plain
+        use_sql(settings, sql, batched)
+        assert pg_commit.enabled() == (sql and connection.vendor == "postgresql")
+        assert pg_commit.batched(spend_limit=None) == (batched and connection.vendor == "postgresql")
+        runs[name] = turns(account)
+    plain = runs["plain"]
+    assert runs["sql"] == plain
+    assert runs["batched"] == plain
     outcomes = [result if isinstance(result, str) else result[0] for result in plain[0]]
     assert outcomes == ["accepted", "accepted", "ChatSessionBusyError", "accepted", "ChatSessionBusyError"] + [
+        "SpendLimitExceededError",
         "ChatCreditsError",
         "ChatCreditsError",
     ]
+    assert plain[2] == [0]  # the refused turn counted nothing against the limit
     assert plain[0][-1][2] == 1  # the one credit the drain left
     assert len(plain[1][1]) == 9  # three turns of two messages and a reply each, not one more
 
 
 @pytest.mark.postgres  # SQLite does not enforce a varchar's length
-@pytest.mark.parametrize("on", [False, True], ids=["plain", "fast"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("too_long", ["idempotency_key", "role"])
-def test_an_over_long_value_is_refused_not_cut_short(on, too_long, account, settings):
-    """A host calling the services directly (the API validates both): the INSERT refuses, on both paths."""
-    use_sql(settings, on)
+def test_an_over_long_value_is_refused_not_cut_short(path, too_long, account, settings):
+    """A host calling the services directly (the API validates both): the INSERT refuses, on every path."""
+    use_sql(settings, *PATHS[path])
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     role, key = ("r" * 11, "") if too_long == "role" else ("user", "k" * 256)
     messages = [services.NewMessage(role, "Hi")]
@@ -193,16 +209,69 @@ def test_a_field_added_to_the_session(named, session_json_field, account, monkey
     assert session.messages.count() == 3
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_an_account_without_a_wallet_is_refused_on_every_path(path, account, settings, monkeypatch):
+    """Refused by the hold (not by the plan's wallet read, skipped here): nothing is left on any path."""
+    use_sql(settings, *PATHS[path])
+    monkeypatch.setattr(services.billing_selectors, "credits_available", lambda account: 10**9)
+    plan = prepare(account, "Hello")
+    assert commit(plan) == ("ChatCreditsError", plan.credits_reserved, 0)
+    assert not ChatSession.objects.filter(account=account).exists()
+    assert not ChatMessage.objects.filter(turn_id=plan.turn_id).exists()
+    assert not Hold.objects.filter(wallet__account=account).exists()
+
+
 @pytest.mark.postgres
-def test_a_new_session_and_its_messages_are_one_statement(account, django_assert_num_queries):
+@pytest.mark.parametrize("batched", [False, True], ids=["sql", "batched"])
+def test_a_new_session_and_its_messages_are_one_statement(batched, account, settings, django_assert_num_queries):
+    use_sql(settings, True, batched)
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     plan = prepare(account, "Hello")
     # BEGIN, the turn's one INSERT, the hold's one statement, COMMIT, the WAL flush of early lock
     # release: the plain path's session and messages are two INSERTs, and its hold takes a savepoint.
-    with django_assert_num_queries(5):
+    # Batched: BEGIN, the INSERT and the hold, COMMIT and the flush, in one query.
+    with django_assert_num_queries(1 if batched else 5) as queries:
         services.chat_turn_commit(plan)
+    # The turn is accepted only once its WAL is flushed (early lock release), as every hold.
+    assert queries.captured_queries[-1]["sql"].endswith(durability.FLUSH)
     session = ChatSession.objects.get(public_id=plan.session_id)
     assert [m.role for m in session.messages.order_by("pk")] == ["system", "user", "assistant"]
+    finish(plan)
+    plan = prepare(account, "Again", plan.session_id)
+    # BEGIN, the session's lock, the INSERT, the hold, COMMIT, the flush; batched: one query.
+    with django_assert_num_queries(1 if batched else 6) as queries:
+        services.chat_turn_commit(plan)
+    assert not batched or queries.captured_queries[0]["sql"].startswith("BEGIN; SELECT")
+    assert session.messages.count() == 6
+    assert Hold.objects.get(reference=services.chat_turn_reference(plan.turn_id)).state == "pending"
+
+
+@pytest.mark.postgres
+def test_the_batches_are_not_taken_without_billings_one_statement_hold(account, settings):
+    use_sql(settings, True, True)
+    assert pg_commit.batched(spend_limit=None)
+    settings.RIVYA_BILLING = {**settings.RIVYA_BILLING, "PG_RESERVE": False}
+    assert not pg_commit.batched(spend_limit=None)
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    assert commit(prepare(account, "Hello")) == "accepted"
+    with transaction.atomic():  # nor inside a transaction
+        settings.RIVYA_BILLING = {**settings.RIVYA_BILLING, "PG_RESERVE": True}
+        assert not pg_commit.batched(spend_limit=None)
+
+
+@pytest.mark.postgres
+def test_a_refused_batch_is_rolled_back_and_the_plain_commit_says_why(account, settings, django_assert_num_queries):
+    use_sql(settings, True, True)
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    plan = prepare(account, "Hello")
+    billing.credits_reserve(account=account, amount=100_000 - 1, reference="drain")
+    # The batch (its hold refused: rolled back), then the commit of CHAT_TURN_COMMIT_SQL: BEGIN, the
+    # INSERT, the hold (refused), ROLLBACK, and the wallet's read for the 402.
+    with django_assert_num_queries(1 + 5):
+        assert commit(plan) == ("ChatCreditsError", plan.credits_reserved, 1)
+    assert connection.connection.info.transaction_status == 0  # idle: nothing left open
+    assert not ChatSession.objects.filter(account=account).exists()
+    assert Hold.objects.filter(wallet__account=account).count() == 1  # the drain's
 
 
 def test_a_refused_commit_in_a_hosts_transaction_leaves_that_transaction_usable(account, settings):
@@ -219,7 +288,9 @@ def test_a_refused_commit_in_a_hosts_transaction_leaves_that_transaction_usable(
 
 
 @pytest.mark.postgres
-def test_turns_raced_on_one_session_accept_exactly_one(make_account):
+@pytest.mark.parametrize("batched", [False, True], ids=["sql", "batched"])
+def test_turns_raced_on_one_session_accept_exactly_one(batched, make_account, settings):
+    use_sql(settings, True, batched)
     account = make_account()
     billing.credits_grant(account=account, amount=10_000_000, reference="grant")
     first = prepare(account, "Hello")
@@ -241,7 +312,9 @@ def test_turns_raced_on_one_session_accept_exactly_one(make_account):
 
 
 @pytest.mark.postgres
-def test_one_plan_committed_twice_at_once_holds_once(make_account):
+@pytest.mark.parametrize("batched", [False, True], ids=["sql", "batched"])
+def test_one_plan_committed_twice_at_once_holds_once(batched, make_account, settings):
+    use_sql(settings, True, batched)
     account = make_account()
     billing.credits_grant(account=account, amount=10_000_000, reference="grant")
     plan = prepare(account, "Hello")
