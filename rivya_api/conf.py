@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     # Build GET /credits' body with a plain function (rivya_api.credits.serializers.credits_output)
     # that gives what its serializer gives. False: CreditsOutputSerializer renders it.
     "CREDITS_BODY_PLAIN": True,
+    # Build the file object embedded in a generation's responses and webhook events with a plain
+    # function (rivya_api.files.serializers.file_body) that gives what FileOutputSerializer gives.
+    # False: the serializer renders it.
+    "FILE_BODY_PLAIN": True,
     # Resolve a request's URL once (rivya_api.common.resolve_once): the body limit, the gate and
     # Django's handler share the match rather than each walking the URL tree. False: each resolves.
     "RESOLVE_ONCE": True,
