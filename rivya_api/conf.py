@@ -184,6 +184,10 @@ DEFAULTS: dict[str, Any] = {
     # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.
     # False: the plain path.
     "GENERATION_CLAIM_SQL": True,
+    # On PostgreSQL a generation's success writes its outputs' rows, the task's conditional success
+    # UPDATE and the outputs' links in one statement built once (rivya_api.generations.pg_succeed)
+    # instead of three ORM statements compiled per job. False: the plain path.
+    "GENERATION_SUCCEED_SQL": True,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,
