@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from django.db import connection, connections
 
 # Per connection (each thread has its own), per model: the attnames, and each column with its
 # converters. Worked out once: doing it for every row was about 70 µs a row (three rows a generation).
-_loading: WeakKeyDictionary[Any, dict[Any, tuple[list[str], list[tuple[Any, list[Any]]]]]] = WeakKeyDictionary()
+# Kept on the connection's wrapper itself: the converters are bound to its ``ops``, which refers
+# back to the wrapper, so a table keyed on the wrapper outside it would keep every wrapper alive.
+_CACHE_ATTRIBUTE = "_rivya_rows_loading"
 
 
 def instance_from_row(model: Any, values: Sequence[Any]) -> Any:
@@ -37,7 +38,7 @@ def instance_from_row(model: Any, values: Sequence[Any]) -> Any:
 def _columns(model: Any) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
     """``model``'s attnames and its columns with their converters, on this thread's connection."""
     wrapper = connections[connection.alias]
-    by_model = _loading.setdefault(wrapper, {})
+    by_model = wrapper.__dict__.setdefault(_CACHE_ATTRIBUTE, {})
     found = by_model.get(model)
     if found is None:
         fields = model._meta.concrete_fields

@@ -82,7 +82,9 @@ def test_a_foreign_key_gets_its_target_fields_conversion_as_the_orm_gives_it():
 @pytest.mark.django_db(transaction=True)
 def test_the_converters_are_worked_out_once_per_connection(make_account):
     """Each thread's connection gets its own (the backend's converters are bound to it), once."""
+    import gc
     import threading
+    import weakref
 
     from django.db import connections
 
@@ -99,13 +101,21 @@ def test_the_converters_are_worked_out_once_per_connection(make_account):
         finally:
             connections.close_all()
 
+    def cached(wrapper: Any) -> Any:
+        return wrapper.__dict__[rows._CACHE_ATTRIBUTE][type(account)]
+
     instance_from_row(type(account), row)
-    first = rows._loading[connections["default"]][type(account)]
+    first = cached(connections["default"])
     instance_from_row(type(account), row)
-    assert rows._loading[connections["default"]][type(account)] is first  # not worked out again
+    assert cached(connections["default"]) is first  # not worked out again
     thread = threading.Thread(target=load)
     thread.start()
     thread.join()
     assert built[0].pk == account.pk
     assert built[1] is not connections["default"]
-    assert rows._loading[built[1]][type(account)] is not first
+    assert cached(built[1]) is not first
+    # The cache goes with its connection: the ended thread's wrapper is collected (its converters
+    # are bound to the wrapper's ops, so a table keyed on the wrapper elsewhere kept it alive).
+    ended = weakref.ref(built.pop())
+    gc.collect()
+    assert ended() is None

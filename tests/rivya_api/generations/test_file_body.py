@@ -79,8 +79,10 @@ def test_the_switch_chooses(rivya_settings):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": GENERATION_MODELS, "GENERATION_PROVIDER_PROCESS": False}})
-def test_a_generation_and_its_event_are_the_same_either_way(account, rivya_settings):
+def test_a_generation_and_its_event_are_the_same_either_way(account, rivya_settings, monkeypatch):
     from rivya_api.generations import finishing
+
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
 
     billing.credits_grant(account=account, amount=100, reference="grant")
     bodies = {}
