@@ -86,7 +86,7 @@ def file_body(file: File, request: Any = None) -> dict[str, Any]:
     """``FileOutputSerializer(file).data`` built by hand: the same keys in the same order, the same
     values (each through what the serializer's field does with it), without DRF's walk over bound
     fields for every file of every generation's finish. ``RIVYA_API["FILE_BODY_PLAIN"] = False``
-    renders with the serializer; ``tests/rivya_api/files/test_file_body.py`` compares the two."""
+    renders with the serializer; ``tests/rivya_api/generations/test_file_body.py`` compares the two."""
     when = _DATETIME.to_representation
     return {
         "id": _opt(str, file.public_id),

@@ -133,7 +133,7 @@ def _succeed_in_transaction(task: GenerationTask, stored: list[File], *, fast: b
     """The finish transaction of a success; ``fast``: first try the conditional UPDATE."""
     with transaction.atomic():
         completed_at = _now()
-        if fast and pg_succeed.enabled():
+        if fast and pg_succeed.enabled(len(stored)):
             # One statement: the outputs' rows, the conditional UPDATE and, if it matched, the links.
             if pg_succeed.insert_and_mark(task, stored, completed_at):
                 return _succeed_locked(task, stored, completed_at=completed_at, linked=True)

@@ -6,8 +6,9 @@ compiled on every job: ``File.objects.bulk_create`` of the outputs, the conditio
 ``_mark_succeeded`` (the task still running under this run's claim, its cancel not asked, its
 sequence where the claim left it) and the ``bulk_create`` of the task's links to its outputs
 (``_succeed_locked``). Here one statement, built once per number of outputs, makes the same
-changes in the same transaction: the files' ``INSERT`` (always, as the plain path inserts them
-before the UPDATE), the same conditional ``UPDATE`` and, only when it matched, the links. When it
+changes in the same transaction (up to ``MAX_OUTPUTS`` outputs; more take the plain path): the
+files' ``INSERT`` (always, as the plain path inserts them before the UPDATE), the same
+conditional ``UPDATE`` and, only when it matched, the links. When it
 matched no row the caller goes on as the plain path does after a refused mark: the locking read
 decides, and links the outputs itself if the run still owns the task. The files' values go
 through each field's ``pre_save`` and ``get_db_prep_save``, as in ``bulk_create``; the
@@ -32,8 +33,14 @@ from rivya_api.generations.models import GenerationTask
 Status = GenerationTask.Status
 
 
-def enabled() -> bool:
-    return connection.vendor == "postgresql" and bool(api_settings.GENERATION_SUCCEED_SQL)
+# Above this many outputs the plain path: one statement is built and kept per output count, and
+# a provider decides the count (a job makes one to a few).
+MAX_OUTPUTS = 16
+
+
+def enabled(outputs: int) -> bool:
+    """Whether a success with this many outputs takes the fast path."""
+    return connection.vendor == "postgresql" and bool(api_settings.GENERATION_SUCCEED_SQL) and outputs <= MAX_OUTPUTS
 
 
 def insert_and_mark(task: GenerationTask, files: list[File], completed_at: datetime) -> bool:

@@ -10,7 +10,8 @@ plain path does, so a delivery is never skipped: an account with endpoints gets 
 deliveries, one without gets none, as before.
 
 The row's values go through each field's ``pre_save`` and ``get_db_prep_save``, as in the ORM's
-INSERT; no ``pre_save``/``post_save`` signal is sent for the event (nothing in Rivya listens).
+INSERT. It sends no ``pre_save``/``post_save`` signal, so while a receiver (a host's, say) is
+connected for ``WebhookEvent`` publishing takes the plain path, which sends them.
 ``RIVYA_WEBHOOKS["EVENT_INSERT_SQL"] = False`` switches it off (SQLite always takes the plain
 path); ``tests/rivya_webhooks/test_pg_event.py`` compares the two paths.
 """
@@ -21,13 +22,16 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
+from django.db.models.signals import post_save, pre_save
 
 from rivya_webhooks.conf import webhooks_settings
 from rivya_webhooks.models import WebhookEndpoint, WebhookEvent
 
 
 def enabled() -> bool:
-    return connection.vendor == "postgresql" and bool(webhooks_settings.EVENT_INSERT_SQL)
+    if connection.vendor != "postgresql" or not webhooks_settings.EVENT_INSERT_SQL:
+        return False
+    return not (pre_save.has_listeners(WebhookEvent) or post_save.has_listeners(WebhookEvent))
 
 
 def insert(event: WebhookEvent) -> bool:

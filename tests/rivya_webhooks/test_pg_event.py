@@ -118,3 +118,27 @@ def test_an_account_without_endpoints_costs_one_statement(make_account, make_end
     assert len(statements[1]) == 2  # the INSERT, the endpoints' SELECT
     assert len(statements[0]) == (1 if connection.vendor == "postgresql" else 2)
     assert WebhookDelivery.objects.filter(event__account=account).count() == 0
+
+
+def test_a_connected_receiver_gets_its_signals(make_account, clock):
+    """A receiver for WebhookEvent (a host's, say) makes publishing take the plain path, which sends
+    pre_save and post_save: the one statement sends neither."""
+    from django.db.models.signals import post_save, pre_save
+
+    account = make_account()
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append((kwargs["signal"], instance.public_id))
+
+    for signal in (pre_save, post_save):
+        signal.connect(receiver, sender=WebhookEvent, weak=False)
+    try:
+        assert pg_event.enabled() is False
+        with override(True):
+            event = webhook_event_publish(account=account, type=TYPE, data={}, clock=clock)
+    finally:
+        for signal in (pre_save, post_save):
+            signal.disconnect(receiver, sender=WebhookEvent)
+    assert seen == [(pre_save, event.public_id), (post_save, event.public_id)]
+    assert pg_event.enabled() is True

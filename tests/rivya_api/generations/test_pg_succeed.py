@@ -98,3 +98,20 @@ def test_the_files_get_their_rows_primary_keys(make_account, monkeypatch):
         assert File.objects.get(public_id=file.public_id).pk == file.pk
         assert (file._state.adding, file._state.db) == (False, "default")
     assert list(GenerationTask.objects.get(pk=task.pk).outputs.order_by("pk")) == files
+
+
+def test_more_outputs_than_its_limit_take_the_plain_path(make_account, monkeypatch, rivya_settings):
+    """One statement is built and kept per output count: a count above MAX_OUTPUTS (the provider
+    decides it) takes the plain path, whose result is the same."""
+    from rivya_api.generations import pg_succeed
+
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    monkeypatch.setattr(pg_succeed, "MAX_OUTPUTS", 1)
+    assert pg_succeed.enabled(1)
+    assert not pg_succeed.enabled(2)
+    rivya_settings("RIVYA_API", GENERATION_SUCCEED_SQL=False)
+    plain, plain_queries = succeed(make_account(), OUTPUTS["two"])
+    rivya_settings("RIVYA_API", GENERATION_SUCCEED_SQL=True)
+    over, over_queries = succeed(make_account(), OUTPUTS["two"])
+    assert over == plain
+    assert len(over_queries) == len(plain_queries)
