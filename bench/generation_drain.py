@@ -1,7 +1,7 @@
 """Benchmark: what one no-op generation costs a worker, against a raw Celery no-op task.
 
     DATABASE_URL=postgres://…/rivya_gens REDIS_URL=redis://…/3 .venv/bin/python bench/generation_drain.py \\
-        [--jobs 300] [--concurrency 2] [--json]
+        [--jobs 300] [--concurrency 2] [--json] [--switch NAME[,NAME…] [--rounds 3]] [--profile FILE]
 
 Both phases queue their work first, then start the Procfile's worker command (prefork) and
 time the drain. Per phase: jobs per second (first to last completion), the worker's CPU
@@ -10,6 +10,13 @@ short-lived forks) and the PostgreSQL transactions per job
 (``pg_stat_database`` of this database, commits and rollbacks, from the consumer's resume to
 the worker's exit; the bench's own reads subtracted). Jobs are accepted through the service, not
 over HTTP: the drain is what is measured (``bench/run.py`` row (2) times the HTTP path).
+
+``--switch``: the generations phase in ``--rounds`` pairs of rounds with those boolean settings
+(``[NAMESPACE.]NAME``, ``RIVYA_API`` by default) on and off in the worker (off through
+``RIVYA_BENCH_SWITCHES_OFF``, read by ``bench/settings.py``), alternating which goes first; each
+figure's median per side and the median of the pairs' differences (off minus on), which a slower
+spell of the shared machine moves less. ``--profile FILE``: py-spy's raw samples of the worker's
+processes (children, main process, provider processes) during the generations phase's drain.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +60,7 @@ def _drain(env: dict[str, str], name: str, concurrency: int, count: int, queue, 
         queue()
         before = settled_transactions(dsn)
         cpu_before = group_cpu_seconds(worker.pid)
+        spy = _py_spy(worker.pid, env.get("RIVYA_BENCH_PROFILE"))
         app.control.add_consumer("celery", destination=[hostname], reply=True)
         reads, deadline = 1, time.monotonic() + 600
         while (finished := done()) < count:
@@ -58,11 +69,25 @@ def _drain(env: dict[str, str], name: str, concurrency: int, count: int, queue, 
                 return {"error": f"only {finished}/{count} finished"}
             time.sleep(0.2)
         cpu = group_cpu_seconds(worker.pid) - cpu_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted
+            spy.wait(60)
     getattr(done, "close", lambda: None)()
     time.sleep(1)  # the worker's backends report as they exit
     after = database_transactions(dsn)
     own = 1 + (reads if db_polls else 0)
     return {"cpu_s": cpu, "transactions": after - before - own}
+
+
+def _py_spy(pid: int, out: str | None) -> subprocess.Popen | None:  # type: ignore[type-arg]
+    """py-spy recording the worker's process tree into ``out`` (raw folded stacks), or None."""
+    if not out:
+        return None
+    command = [str(ROOT / ".venv/bin/py-spy"), "record", "--subprocesses", "--nonblocking", "-r", "250"]
+    command += ["-f", "raw", "-o", out, "-p", str(pid)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the drain starts
+    return spy
 
 
 def _wait_ready(app, worker) -> str:  # type: ignore[no-untyped-def]
@@ -157,11 +182,37 @@ def _figures(result: dict, count: int, seconds: float) -> dict:
     }
 
 
+def switch_rounds(env: dict[str, str], args: argparse.Namespace) -> dict:
+    """The generations phase with ``args.switch`` on and off, ``args.rounds`` pairs, alternating which goes first."""
+    names = ("per_s", "worker_cpu_ms_per_job", "transactions_per_job")
+    per_round: dict[tuple[str, bool], list[float]] = {(name, on): [] for name in names for on in (True, False)}
+    for index in range(2 * args.rounds):
+        on = (index % 2 == 0) != (index % 4 >= 2)  # on, off, off, on, …
+        round_env = {**env, "RIVYA_BENCH_SWITCHES_OFF": "" if on else args.switch}
+        figures = noop_generations(round_env, args.jobs, args.concurrency)
+        if "error" in figures or figures["succeeded"] != args.jobs:
+            return {"error": figures}
+        for name in names:
+            per_round[name, on].append(figures[name])
+    result: dict = {"switch": args.switch}
+    for name in names:
+        on_values, off_values = per_round[name, True], per_round[name, False]
+        result[f"{name}_on"] = round(statistics.median(on_values), 2)
+        result[f"{name}_off"] = round(statistics.median(off_values), 2)
+        pairs = [b - a for a, b in zip(on_values, off_values, strict=True)]
+        result[f"{name}_off_minus_on_median_of_pairs"] = round(statistics.median(pairs), 2)
+        result[f"{name}_rounds_on_off"] = [on_values, off_values]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--switch", help="[NAMESPACE.]NAME of boolean settings, comma-separated: on vs off")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of rounds for --switch")
+    parser.add_argument("--profile", help="py-spy raw samples of the generations phase's worker, to this file")
     args = parser.parse_args()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "DEBUG": "false", "LOG_LEVEL": "WARNING"}
     env.setdefault("SECRET_KEY", "bench-" + os.urandom(16).hex())
@@ -172,10 +223,12 @@ def main() -> None:
     django.setup()
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
     purge_queue(env)
-    result = {
-        "raw_celery_noops": raw_noops(env, args.jobs, args.concurrency),
-        "noop_generations": noop_generations(env, args.jobs, args.concurrency),
-    }
+    result = {"raw_celery_noops": raw_noops(env, args.jobs, args.concurrency)}
+    if args.switch:
+        result["noop_generations_switch"] = switch_rounds(env, args)
+    else:
+        gen_env = {**env, "RIVYA_BENCH_PROFILE": args.profile} if args.profile else env
+        result["noop_generations"] = noop_generations(gen_env, args.jobs, args.concurrency)
     purge_queue(env)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 

@@ -36,3 +36,9 @@ CELERY_IMPORTS = ["bench.tasks"]
 if env.str("RIVYA_BENCH_DB_POOL", default="on") == "off" and "pool" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["OPTIONS"].pop("pool")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# bench/generation_drain.py --switch: the worker it starts runs with these boolean settings off
+# ("[NAMESPACE.]NAME", comma-separated; RIVYA_API when no namespace is named).
+for _switch in filter(None, env.str("RIVYA_BENCH_SWITCHES_OFF", default="").split(",")):
+    _namespace, _, _name = _switch.strip().rpartition(".")
+    globals()[_namespace or "RIVYA_API"] = {**globals().get(_namespace or "RIVYA_API", {}), _name: False}

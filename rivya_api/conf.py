@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     # Build GET /credits' body with a plain function (rivya_api.credits.serializers.credits_output)
     # that gives what its serializer gives. False: CreditsOutputSerializer renders it.
     "CREDITS_BODY_PLAIN": True,
+    # Build the file object embedded in a generation's responses and webhook events with a plain
+    # function (rivya_api.files.serializers.file_body) that gives what FileOutputSerializer gives.
+    # False: the serializer renders it.
+    "FILE_BODY_PLAIN": True,
     # Resolve a request's URL once (rivya_api.common.resolve_once): the body limit, the gate and
     # Django's handler share the match rather than each walking the URL tree. False: each resolves.
     "RESOLVE_ONCE": True,
@@ -187,6 +191,10 @@ DEFAULTS: dict[str, Any] = {
     # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.
     # False: the plain path.
     "GENERATION_CLAIM_SQL": True,
+    # On PostgreSQL a generation's success writes its outputs' rows, the task's conditional success
+    # UPDATE and the outputs' links in one statement built once (rivya_api.generations.pg_succeed)
+    # instead of three ORM statements compiled per job. False: the plain path.
+    "GENERATION_SUCCEED_SQL": True,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,

@@ -59,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
     # one transaction) are claimed in one statement and their successes recorded in one
     # (services/delivery_batch.py). False claims and records them one at a time.
     "BATCH_STATEMENTS": True,
+    # On PostgreSQL, publish an event's row and ask whether its account has any enabled endpoint
+    # in one statement built once (services/pg_event.py); the endpoints are listed only when it
+    # has. False runs the plain ORM INSERT and endpoint query on every event.
+    "EVENT_INSERT_SQL": True,
     # User-Agent header of every delivery request.
     "USER_AGENT": "Rivya-Webhooks/1.0 (+https://www.standardwebhooks.com/)",
 }

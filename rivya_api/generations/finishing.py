@@ -20,6 +20,7 @@ from rivya_api import metrics
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_storage
 from rivya_api.files.services import file_delete, file_store, file_store_sweep
+from rivya_api.generations import pg_succeed
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
@@ -131,10 +132,15 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
 def _succeed_in_transaction(task: GenerationTask, stored: list[File], *, fast: bool) -> GenerationTask:
     """The finish transaction of a success; ``fast``: first try the conditional UPDATE."""
     with transaction.atomic():
-        File.objects.bulk_create(stored)
         completed_at = _now()
-        if fast and _mark_succeeded(task, completed_at):
-            return _succeed_locked(task, stored, completed_at=completed_at)
+        if fast and pg_succeed.enabled(len(stored)):
+            # One statement: the outputs' rows, the conditional UPDATE and, if it matched, the links.
+            if pg_succeed.insert_and_mark(task, stored, completed_at):
+                return _succeed_locked(task, stored, completed_at=completed_at, linked=True)
+        else:
+            File.objects.bulk_create(stored)
+            if fast and _mark_succeeded(task, completed_at):
+                return _succeed_locked(task, stored, completed_at=completed_at)
         locked = _lock_running(task.pk, run_claim(task))
         if locked is None or locked.cancel_requested:
             raise _Undo(canceled=locked is not None)
@@ -175,9 +181,12 @@ def _mark_succeeded(task: GenerationTask, completed_at: Any) -> bool:
     )
 
 
-def _succeed_locked(task: GenerationTask, files: list[File], *, completed_at: Any = None) -> GenerationTask:
+def _succeed_locked(
+    task: GenerationTask, files: list[File], *, completed_at: Any = None, linked: bool = False
+) -> GenerationTask:
     """Settle and link the outputs of the row-locked ``task``; ``completed_at``: its success is
-    written already (``_mark_succeeded``); a refused settle then raises ``_Lapsed``."""
+    written already (``_mark_succeeded``); a refused settle then raises ``_Lapsed``. ``linked``:
+    the outputs' links are written too (``pg_succeed``)."""
     if task.price:
         try:
             # Joined: a database error here ends the finish's whole transaction (no savepoint, as _publish_joined).
@@ -193,8 +202,9 @@ def _succeed_locked(task: GenerationTask, files: list[File], *, completed_at: An
             _release(task)
             task.error_code, task.error_message = "hold_expired", "The task ran past its lease and was stopped."
             return _finish(task, Status.FAILED, released=task.price)
-    through = GenerationTask.outputs.through
-    through.objects.bulk_create([through(generationtask_id=task.pk, file_id=file.pk) for file in files])
+    if not linked:
+        through = GenerationTask.outputs.through
+        through.objects.bulk_create([through(generationtask_id=task.pk, file_id=file.pk) for file in files])
     return _finish(task, Status.SUCCEEDED, charged=task.price, outputs=files, written_at=completed_at)
 
 

@@ -21,6 +21,7 @@ from rivya_webhooks.exceptions import (
 )
 from rivya_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from rivya_webhooks.registry import event_type_is_registered
+from rivya_webhooks.services import pg_event
 from rivya_webhooks.services._common import PENDING, Clock, iso, now_from, registered_names
 
 
@@ -92,7 +93,7 @@ def _publish(
             f"The event is larger than {limit} bytes; send links to large content instead.", param="data"
         )
     with transaction.atomic(savepoint=savepoint):
-        event = WebhookEvent.objects.create(
+        event = WebhookEvent(
             public_id=event_id,
             account=account,
             type=type,
@@ -100,7 +101,12 @@ def _publish(
             payload=payload,
             created_at=now,
         )
-        targets = _targets(event=event, endpoints=endpoints)
+        if endpoints is None and pg_event.enabled():
+            # One statement: the row, and whether the account has an enabled endpoint at all.
+            targets = _targets(event=event, endpoints=None) if pg_event.insert(event) else []
+        else:
+            event.save(force_insert=True)
+            targets = _targets(event=event, endpoints=endpoints)
         deliveries = WebhookDelivery.objects.bulk_create(
             [
                 WebhookDelivery(

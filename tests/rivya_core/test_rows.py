@@ -77,3 +77,45 @@ def test_a_foreign_key_gets_its_target_fields_conversion_as_the_orm_gives_it():
     columns = [field.get_col(Thing._meta.db_table) for field in Thing._meta.concrete_fields]
     loaded = next(iter(compiler.apply_converters([raw], compiler.get_converters(columns))))
     assert instance_from_row(Thing, raw).owner_id == loaded[1] == "id-abc"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_converters_are_worked_out_once_per_connection(make_account):
+    """Each thread's connection gets its own (the backend's converters are bound to it), once."""
+    import gc
+    import threading
+    import weakref
+
+    from django.db import connections
+
+    from rivya_core import rows
+
+    account = make_account()
+    row = raw_row(type(account), account.pk)
+    built: list[Any] = []
+
+    def load() -> None:
+        try:
+            built.append(instance_from_row(type(account), row))
+            built.append(connections["default"])
+        finally:
+            connections.close_all()
+
+    def cached(wrapper: Any) -> Any:
+        return wrapper.__dict__[rows._CACHE_ATTRIBUTE][type(account)]
+
+    instance_from_row(type(account), row)
+    first = cached(connections["default"])
+    instance_from_row(type(account), row)
+    assert cached(connections["default"]) is first  # not worked out again
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    assert built[0].pk == account.pk
+    assert built[1] is not connections["default"]
+    assert cached(built[1]) is not first
+    # The cache goes with its connection: the ended thread's wrapper is collected (its converters
+    # are bound to the wrapper's ops, so a table keyed on the wrapper elsewhere kept it alive).
+    ended = weakref.ref(built.pop())
+    gc.collect()
+    assert ended() is None

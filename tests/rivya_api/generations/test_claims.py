@@ -112,6 +112,7 @@ def _killed_before_commit(task: GenerationTask, monkeypatch) -> None:
         raise KeyboardInterrupt  # stands for SIGKILL: nothing after it runs
 
     monkeypatch.setattr(finishing, "_mark_succeeded", killed)
+    monkeypatch.setattr(finishing.pg_succeed, "insert_and_mark", killed)  # the mark on PostgreSQL
     monkeypatch.setattr(finishing, "_lock_running", killed)
     monkeypatch.setattr(finishing, "_remove_bytes", lambda files: None)
     with pytest.raises(KeyboardInterrupt):

@@ -88,12 +88,19 @@ def finish(account: Any, meanwhile: Any) -> Any:
 @pytest.mark.parametrize(
     "meanwhile", [None, _lost_claim, _cancel_asked, _lease_lapsed], ids=["success", "lost", "canceled", "lapsed"]
 )
-def test_the_conditional_update_ends_a_finish_as_the_locking_read_does(make_account, monkeypatch, meanwhile):
+@pytest.mark.parametrize("succeed_sql", [True, False], ids=["pg_succeed", "orm-mark"])
+def test_the_conditional_update_ends_a_finish_as_the_locking_read_does(
+    make_account, monkeypatch, rivya_settings, meanwhile, succeed_sql
+):
+    """``succeed_sql``: the mark is ``pg_succeed``'s statement (PostgreSQL; elsewhere the ORM's
+    mark either way), else ``_mark_succeeded``'s UPDATE."""
     monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
     plain_account, fast_account = make_account(), make_account()
     for account in (plain_account, fast_account):
         billing.credits_grant(account=account, amount=100, reference="grant")
+    rivya_settings("RIVYA_API", GENERATION_SUCCEED_SQL=succeed_sql)
     fast, fast_locking_reads = finish(fast_account, meanwhile)
+    rivya_settings("RIVYA_API", GENERATION_SUCCEED_SQL=False)
     monkeypatch.setattr(finishing, "_mark_succeeded", lambda task, completed_at: False)
     plain, plain_locking_reads = finish(plain_account, meanwhile)
     assert fast == plain
