@@ -48,6 +48,18 @@ def _columns(model: Any) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
     return found
 
 
+def insert_fields(model: Any) -> list[Any]:
+    """The fields an ORM INSERT of ``model`` writes: every concrete field but the auto primary key."""
+    meta = model._meta
+    return [field for field in meta.concrete_fields if field is not meta.auto_field]
+
+
+def mark_inserted(instance: Any, pk: Any) -> None:
+    """``instance`` as after the ORM's INSERT on the default connection: its primary key, saved."""
+    instance.pk = pk
+    instance._state.adding, instance._state.db = False, connection.alias
+
+
 def in_one_table(model: Any) -> bool:
     """Whether all of ``model``'s columns are in its own table: not so for a model that inherits
     from a concrete one (multi-table inheritance; the parents' columns are in their tables), which

@@ -29,6 +29,7 @@ from django.db import connection
 from rivya_api.conf import api_settings
 from rivya_api.files.models import File
 from rivya_api.generations.models import GenerationTask
+from rivya_core.rows import insert_fields, mark_inserted
 
 Status = GenerationTask.Status
 
@@ -46,7 +47,7 @@ def enabled(outputs: int) -> bool:
 def insert_and_mark(task: GenerationTask, files: list[File], completed_at: datetime) -> bool:
     """Insert ``files``' rows and, if ``task`` is still running under its run's claim (as
     ``_mark_succeeded``), write its success and link the files; True when the task was marked."""
-    fields = _file_fields()
+    fields = insert_fields(File)
     params: list[Any] = []
     for file in files:
         params += [field.get_db_prep_save(field.pre_save(file, True), connection) for field in fields]
@@ -58,15 +59,8 @@ def insert_and_mark(task: GenerationTask, files: list[File], completed_at: datet
         marked, public_ids, pks = cursor.fetchone()
     by_public_id = dict(zip(public_ids or [], pks or [], strict=True))
     for file in files:
-        file.pk = by_public_id[file.public_id]
-        file._state.adding, file._state.db = False, connection.alias
+        mark_inserted(file, by_public_id[file.public_id])
     return bool(marked)
-
-
-def _file_fields() -> list[Any]:
-    """The columns ``bulk_create`` writes: every concrete field but the auto primary key."""
-    meta = File._meta
-    return [field for field in meta.concrete_fields if field is not meta.auto_field]
 
 
 @cache
@@ -79,10 +73,10 @@ def _statement(count: int) -> str:
     def t(name: str) -> str:
         return quote(meta.get_field(name).column)
 
-    row = "(" + ", ".join("%s" for _ in _file_fields()) + ")"
+    row = "(" + ", ".join("%s" for _ in insert_fields(File)) + ")"
     file_pk, public_id = quote(file_meta.pk.column), quote(file_meta.get_field("public_id").column)
     files = (
-        f"f AS (INSERT INTO {quote(file_meta.db_table)} ({', '.join(quote(f.column) for f in _file_fields())})"
+        f"f AS (INSERT INTO {quote(file_meta.db_table)} ({', '.join(quote(f.column) for f in insert_fields(File))})"
         f" VALUES {', '.join([row] * count)} RETURNING {file_pk}, {public_id}), "
         if count
         else f"f AS (SELECT NULL::bigint AS {file_pk}, NULL::text AS {public_id} WHERE false), "

@@ -19,11 +19,11 @@ path); ``tests/rivya_webhooks/test_pg_event.py`` compares the two paths.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from django.db import connection
 from django.db.models.signals import post_save, pre_save
 
+from rivya_core.rows import insert_fields, mark_inserted
 from rivya_webhooks.conf import webhooks_settings
 from rivya_webhooks.models import WebhookEndpoint, WebhookEvent
 
@@ -36,28 +36,21 @@ def enabled() -> bool:
 
 def insert(event: WebhookEvent) -> bool:
     """Insert ``event``'s row (its pk set, as after ``save``); True when its account has an enabled endpoint."""
-    fields = _fields()
+    fields = insert_fields(WebhookEvent)
     values = [field.get_db_prep_save(field.pre_save(event, True), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(_statement(), [*values, event.account_id])
         pk, any_endpoint = cursor.fetchone()
-    event.pk = pk
-    event._state.adding, event._state.db = False, connection.alias
+    mark_inserted(event, pk)
     return bool(any_endpoint)
-
-
-def _fields() -> list[Any]:
-    """The columns the ORM's INSERT writes: every concrete field but the auto primary key."""
-    meta = WebhookEvent._meta
-    return [field for field in meta.concrete_fields if field is not meta.auto_field]
 
 
 @cache
 def _statement() -> str:
     quote = connection.ops.quote_name
     meta, endpoint_meta = WebhookEvent._meta, WebhookEndpoint._meta
-    columns = ", ".join(quote(field.column) for field in _fields())
-    placeholders = ", ".join("%s" for _ in _fields())
+    columns = ", ".join(quote(field.column) for field in insert_fields(WebhookEvent))
+    placeholders = ", ".join("%s" for _ in insert_fields(WebhookEvent))
     endpoint_account = quote(endpoint_meta.get_field("account").column)
     endpoint_enabled = quote(endpoint_meta.get_field("enabled").column)
     return (
