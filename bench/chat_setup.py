@@ -244,8 +244,6 @@ def switch_rounds(app, key: str, switch: str, turns: int, rounds: int = 6) -> di
     """CPU per turn, and to the response's start, with ``switch`` (``[NAMESPACE.]NAME``, a boolean
     setting, or several comma-separated) on and off, in interleaved rounds; also the median of
     each pair of rounds' difference (off minus on), which a slower spell of the machine moves less."""
-    import statistics
-
     from django.conf import settings
     from django.test import override_settings
 
@@ -258,6 +256,14 @@ def switch_rounds(app, key: str, switch: str, turns: int, rounds: int = 6) -> di
             figures = loop.run_until_complete(drive(app, key, turns, warm_up=2))
         for name in names:
             per_round[name, value].append(figures[name])
+    return paired_summary(switch, names, per_round)
+
+
+def paired_summary(switch: str, names: tuple[str, ...], per_round: dict[tuple[str, bool], list[float]]) -> dict:
+    """Each figure's median with the switch on and off, the median of each pair of rounds'
+    difference (off minus on: what the switch saves), and every round."""
+    import statistics
+
     result: dict = {"switch": switch}
     for name in names:
         on, off = per_round[name, True], per_round[name, False]

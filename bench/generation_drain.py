@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.chat_setup import paired_summary  # noqa: E402
 from bench.run import (  # noqa: E402
     celery_worker,
     database_transactions,
@@ -194,15 +194,7 @@ def switch_rounds(env: dict[str, str], args: argparse.Namespace) -> dict:
             return {"error": figures}
         for name in names:
             per_round[name, on].append(figures[name])
-    result: dict = {"switch": args.switch}
-    for name in names:
-        on_values, off_values = per_round[name, True], per_round[name, False]
-        result[f"{name}_on"] = round(statistics.median(on_values), 2)
-        result[f"{name}_off"] = round(statistics.median(off_values), 2)
-        pairs = [b - a for a, b in zip(on_values, off_values, strict=True)]
-        result[f"{name}_off_minus_on_median_of_pairs"] = round(statistics.median(pairs), 2)
-        result[f"{name}_rounds_on_off"] = [on_values, off_values]
-    return result
+    return paired_summary(args.switch, names, per_round)
 
 
 def main() -> None:
