@@ -85,5 +85,11 @@ BEGIN
     SELECT (SELECT e.hold_id FROM e), (SELECT e.wallet_id FROM e), (SELECT l.used FROM l),
            (SELECT l.credits FROM l), (SELECT l.window_start FROM l), NOT EXISTS (SELECT 1 FROM l)
       INTO reserved_hold_id, reserved_wallet_id, limit_used, limit_credits, limit_window_start, limit_refused;
+    IF reserved_hold_id IS NULL AND NOT limit_refused THEN
+        -- The limit counted the amount, but no hold was made (the account has no wallet). Fail as a
+        -- want of credits does (not_null_violation), so the statement writes nothing: outside a
+        -- transaction the count would otherwise commit without its hold.
+        RAISE EXCEPTION 'rivya_billing_reserve: account % has no wallet', account USING ERRCODE = 'not_null_violation';
+    END IF;
 END;
 $$ LANGUAGE plpgsql;

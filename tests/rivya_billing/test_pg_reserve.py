@@ -87,6 +87,8 @@ def reservations(make_account: Any, tag: str) -> list[Any]:
         reserve(40, "e", spend_limit=limit.pk),  # a repeat through the limit
         reserve(11, "f", spend_limit=limit.pk),  # the limit refuses
         reserve(10, "g", spend_limit=limit.pk, now=T0 + timedelta(days=1)),  # a new window
+        # No wallet, through a limit: refused, and the limit's count keeps nothing of it.
+        reserve(1, "i", who=empty, spend_limit=limit.pk, now=T0 + timedelta(days=1)),
     ]
     results.append(rolled_back(lambda: reserve(5, "h")))  # in a caller's transaction, which rolls back
     results.append(reserve(5, "h"))
