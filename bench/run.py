@@ -584,15 +584,17 @@ def main() -> None:
         authenticated = "/api/v1/credits" if has_credits else "/api/v1/files?limit=1"
         say(f"server {base} ({workers} workers); calibrating and warming up")
         # Warm-up (imports, pools, caches); wrk's own CPU is measured in every round below.
-        for path in ("/bench/hello", authenticated):
+        for path in ("/bench/hello", authenticated, "/bench/floor"):
             wrk(base + path, seconds=2, connections=c, server=server, secret=secret)
-        pairs: dict[str, list[dict[str, Any]]] = {"hello": [], "auth": []}
+        pairs: dict[str, list[dict[str, Any]]] = {"hello": [], "auth": [], "floor": []}
         for r in range(args.rounds):
             say(f"HTTP round {r + 1}/{args.rounds}")
             pairs["hello"].append(wrk(base + "/bench/hello", seconds=s, connections=c, server=server))
             pairs["auth"].append(wrk(base + authenticated, seconds=s, connections=c, server=server, secret=secret))
+            pairs["floor"].append(wrk(base + "/bench/floor", seconds=s, connections=c, server=server))
         http["hello"] = median_run(pairs["hello"])
         http["authenticated_get"] = {"path": authenticated, **median_run(pairs["auth"])}
+        http["floor"] = median_run(pairs["floor"])
         if has_generations:
             say("POST /api/v1/generations")
             purge_queue(env)
@@ -701,6 +703,18 @@ def main() -> None:
             ratio(auth["p99_ms"], hello["p99_ms"]),
             "≤ 2",
             (ratio(auth["p99_ms"], hello["p99_ms"]) or 9) <= 2,
+        )
+    )
+    floor = http["floor"]
+    rows.append(
+        row(
+            "(1) floor: the bare DRF hello plus the GET's three round trips (cache MGET, rate-limit INCR, "
+            "one indexed SELECT) and nothing else, vs the hello",
+            f"{fmt(**floor)}; the GET reaches {ratio(auth['rps'], floor['rps'])}× of it",
+            fmt(**hello),
+            ratio(floor["rps"], hello["rps"]),
+            "report (bounds the row above)",
+            None,
         )
     )
     off = http["authenticated_get_pool_off"]

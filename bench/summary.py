@@ -15,6 +15,7 @@ MARKERS = ("<!-- readme-bench -->", "<!-- /readme-bench -->")
 # Rows outside the "(25.N)" series that judge a target of issue 25, by the start of their figure.
 OTHER_TARGETS = {
     "(1) GET /api/v1/credits throughput": 6,
+    "(1) floor": 6,
     "(2) no-op generations": 6,
     "(2) PostgreSQL transactions": 6,
     "(5) signed webhook deliveries/s": 7,

@@ -1,10 +1,16 @@
-"""The reference project's URLs plus ``GET /bench/hello``: a bare DRF endpoint, the throughput baseline."""
+"""The reference project's URLs plus two bare DRF endpoints: ``GET /bench/hello``, the throughput
+baseline, and ``GET /bench/floor``, the hello plus the round trips ``GET /api/v1/credits`` cannot do
+without."""
 
+from django.core.cache import caches
+from django.db import connection
 from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.urls import urlpatterns as project_urlpatterns
+from rivya_api.conf import api_settings
+from rivya_api.keys.throttling import increment
 
 
 class HelloView(APIView):
@@ -18,4 +24,26 @@ class HelloView(APIView):
         return Response({"hello": "world"})
 
 
-urlpatterns = [path("bench/hello", HelloView.as_view(), name="bench-hello"), *project_urlpatterns]
+class FloorView(HelloView):
+    """The hello plus the I/O of an authenticated, rate-limited read of the balance, and none of its work.
+
+    One cache MGET (the key's entry and the address's failed-lookup counter), the rate limit's
+    one-round-trip increment, one SELECT of a wallet by its index: the least ``/api/v1/credits`` can
+    do while keys are checked through the shared cache, the limit is shared between processes and
+    the balance is read from the database. Its throughput over the hello's bounds the credits row.
+    """
+
+    def get(self, request):
+        caches[api_settings.KEY_CACHE_ALIAS].get_many(["bench:floor:counter", "bench:floor:entry"])
+        increment("bench:floor:ratelimit", 61)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT balance - held FROM rivya_billing_wallet ORDER BY id LIMIT 1")
+            row = cursor.fetchone()
+        return Response({"available": row[0] if row else 0})
+
+
+urlpatterns = [
+    path("bench/hello", HelloView.as_view(), name="bench-hello"),
+    path("bench/floor", FloorView.as_view(), name="bench-floor"),
+    *project_urlpatterns,
+]
