@@ -178,6 +178,9 @@ DEFAULTS: dict[str, Any] = {
     # that vanished without a goodbye (a failover behind the same address) leaves a quiet socket,
     # and a connection handed out in that window fails its first query. 0: the round trip every time.
     "DB_POOL_FULL_CHECK_EVERY": 2,
+    # That check's round trip is a Sync message alone (libpq pipelines), which PostgreSQL answers as
+    # it answers an empty query but counts as no transaction. False: psycopg_pool's empty query.
+    "DB_POOL_CHECK_SYNC": True,
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
