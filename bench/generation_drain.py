@@ -9,8 +9,9 @@ seconds per job (robust on a shared machine; live processes only, so not the pro
 short-lived forks) and the PostgreSQL transactions per job
 (``pg_stat_database`` of this database, commits and rollbacks, from the consumer's resume to
 the worker's exit; the bench's own reads and every session's login subtracted: PostgreSQL counts a
-new connection's login as a transaction, the bench's own connections' included). Jobs are accepted through the service, not
-over HTTP: the drain is what is measured (``bench/run.py`` row (2) times the HTTP path).
+new connection's login as a transaction, the bench's own connections' included). Jobs are
+accepted through the service, not over HTTP: the drain is what is measured (``bench/run.py``
+row (2) times the HTTP path).
 
 ``--switch``: the generations phase in ``--rounds`` pairs of rounds with those boolean settings
 (``[NAMESPACE.]NAME``, ``RIVYA_API`` by default) on and off in the worker (off through
