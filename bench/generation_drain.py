@@ -117,7 +117,8 @@ class _Poller:
         import psycopg
 
         if self.conn is None:
-            self.conn = psycopg.connect(self.dsn, autocommit=True)
+            # Not prepared: psycopg's PREPARE (a Parse and its own Sync) is a transaction of its own.
+            self.conn = psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
         return int(self.conn.execute(self.sql, self.params).fetchone()[0])
 
     def close(self) -> None:
