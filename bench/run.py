@@ -418,7 +418,8 @@ def noop_generations(env: dict[str, str], base: str, secret: str, count: int, lo
     ids = asyncio.run(submit())
     # Transactions from the worker's start to its exit (pg_stat_database), less this bench's polls.
     before, polls = settled_transactions(env["DATABASE_URL"]), 0
-    with psycopg.connect(env["DATABASE_URL"]) as conn, celery_worker(env, log, concurrency):
+    # Not prepared: psycopg's PREPARE (after five executions) would be a transaction of its own.
+    with psycopg.connect(env["DATABASE_URL"], prepare_threshold=None) as conn, celery_worker(env, log, concurrency):
         deadline = time.monotonic() + 600
         while True:
             polls += 1
