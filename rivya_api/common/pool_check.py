@@ -41,16 +41,6 @@ from rivya_api.conf import api_settings
 _full_checks: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
-def install_before_use(**_: Any) -> None:
-    """Give the default database's pool the quick check before its first checkout (a Celery
-    worker process's ``worker_process_init``): ``install_on_created`` comes after that checkout,
-    whose check was then psycopg_pool's empty query, one transaction per process. The pool is
-    made as its first connection would make it (Django's ``pool`` property; not opened)."""
-    from django.db import connection
-
-    install_on_created(None, connection)
-
-
 def install_on_created(sender: Any, connection: Any, **_: Any) -> None:
     """``connection_created`` receiver: give this connection's pool the quick check (once)."""
     if connection.vendor != "postgresql" or float(api_settings.DB_POOL_FULL_CHECK_EVERY) <= 0:

@@ -167,21 +167,3 @@ def test_the_full_check_is_a_sync_and_fails_on_a_dead_session(rivya_settings, ro
             pool_check.check(conn)
     finally:
         conn.close()
-
-
-def test_a_worker_process_installs_the_check_before_its_first_checkout():
-    """``install_before_use`` (a worker process's ``worker_process_init``) on a pool that still has
-    psycopg_pool's own check: the quick one from then on, so the first checkout is not an empty query."""
-    if connection.vendor != "postgresql":
-        pool_check.install_before_use()
-        assert getattr(connection, "pool", None) is None
-        return
-    from psycopg_pool import ConnectionPool
-
-    pool = connection.pool
-    pool._check = ConnectionPool.check_connection
-    try:
-        pool_check.install_before_use()
-        assert pool._check is pool_check.check
-    finally:
-        pool._check = pool_check.check
