@@ -338,11 +338,14 @@ def profile(server: Server, url: str, secret: str | None, seconds: int, out: Pat
 # --- background work -------------------------------------------------------------------
 
 
-XACTS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+# Less one a session: PostgreSQL counts each new session's login (its authentication's catalog
+# reads) as a transaction; that is the connection's, not any work sent on it (PostgreSQL 14+).
+XACTS = "SELECT xact_commit + xact_rollback - sessions FROM pg_stat_database WHERE datname = current_database()"
 
 
 def database_transactions(dsn: str) -> int:
-    """This database's committed and rolled-back transactions so far, this read's own included.
+    """This database's committed and rolled-back transactions so far, this read's own included,
+    less one for each session's login (the bench's own connections' and the worker's alike).
 
     A new connection each time: a backend's counts reach the view when it exits (or after
     it has been idle for a while), so closing this one makes its read visible to the next.
@@ -415,7 +418,8 @@ def noop_generations(env: dict[str, str], base: str, secret: str, count: int, lo
     ids = asyncio.run(submit())
     # Transactions from the worker's start to its exit (pg_stat_database), less this bench's polls.
     before, polls = settled_transactions(env["DATABASE_URL"]), 0
-    with psycopg.connect(env["DATABASE_URL"]) as conn, celery_worker(env, log, concurrency):
+    # Not prepared: psycopg's PREPARE (after five executions) would be a transaction of its own.
+    with psycopg.connect(env["DATABASE_URL"], prepare_threshold=None) as conn, celery_worker(env, log, concurrency):
         deadline = time.monotonic() + 600
         while True:
             polls += 1

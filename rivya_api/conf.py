@@ -178,6 +178,9 @@ DEFAULTS: dict[str, Any] = {
     # that vanished without a goodbye (a failover behind the same address) leaves a quiet socket,
     # and a connection handed out in that window fails its first query. 0: the round trip every time.
     "DB_POOL_FULL_CHECK_EVERY": 2,
+    # That check's round trip is a Sync message alone (libpq pipelines), which PostgreSQL answers as
+    # it answers an empty query but counts as no transaction. False: psycopg_pool's empty query.
+    "DB_POOL_CHECK_SYNC": True,
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
@@ -191,6 +194,11 @@ DEFAULTS: dict[str, Any] = {
     # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.
     # False: the plain path.
     "GENERATION_CLAIM_SQL": True,
+    # With GENERATION_CLAIM_SQL and RIVYA_BILLING["PG_HOLD_RENEW"], the claim's UPDATE and its hold's
+    # lease are one statement (rivya_api.generations.pg_claim_hold: the hold's UPDATE joined to the
+    # claimed row), one round trip fewer per job; what it does not write, the plain path decides.
+    # False: the claim's UPDATE, then billing's renew.
+    "GENERATION_CLAIM_HOLD_SQL": True,
     # On PostgreSQL a generation's success writes its outputs' rows, the task's conditional success
     # UPDATE and the outputs' links in one statement built once (rivya_api.generations.pg_succeed)
     # instead of three ORM statements compiled per job. False: the plain path.
@@ -198,6 +206,10 @@ DEFAULTS: dict[str, Any] = {
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,
+    # With LIVE_WORKER_LOOP, a job does not wait for its live updates: they are queued and sent in
+    # order on that loop (rivya_api.generations.live_queue; drained at the process's exit, the job
+    # waiting only when more than a thousand are pending). False: each job waits for Redis.
+    "LIVE_UPDATES_QUEUED": True,
     # A sweep that fails on one task retries it after a backoff (30 s, doubling); after this many
     # failures the task is failed and released without further ado (generation_abandon).
     "GENERATION_SWEEP_MAX_FAILURES": 5,
