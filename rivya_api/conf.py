@@ -102,7 +102,9 @@ DEFAULTS: dict[str, Any] = {
     # streaming runner does): BEGIN, the locking read, the settle, the UPDATEs, COMMIT and the WAL
     # flush are sent as one query (rivya_api.chat.pg_finish, finish_batched). Only a settle that
     # wrote moves the turn's rows; a refused settle (the hold lapsed) or a model not the session's
-    # commits an empty transaction and the plain finish decides. False: one round trip each.
+    # commits an empty transaction and the plain finish decides. Its statement holds the reply: one
+    # that fails (a timeout, a deadlock) can reach the server log (log_min_error_statement).
+    # False: BEGIN, each statement and COMMIT one round trip each.
     "CHAT_TURN_FINISH_BATCHED": True,
     # Chat streams: seconds of silence from the model before a keep-alive comment line.
     "CHAT_KEEPALIVE_SECONDS": 10,

@@ -1,4 +1,4 @@
-"""The PostgreSQL fast path of ``chat_turn_finish``'s reads and writes: SQL built once, two statements for four.
+"""The PostgreSQL fast path of ``chat_turn_finish``: SQL built once, two statements for four, or one query.
 
 The plain path locks the turn's assistant message and its session with an ORM query (``select_for_update``
 with ``select_related`` of the session and its account, compiled on every turn), and after the
@@ -11,6 +11,29 @@ second changed. The settle between them is billing's one statement, without its 
 (``holds._settle_joined``, called by ``turn_end._settle_turn`` when this path is on). The reply's
 UPDATE sends no ``pre_save``/``post_save`` signal (the plain path's ``save(update_fields=…)`` sends
 both); the turn's other messages and the session are UPDATEs on both paths.
+
+Batched (``finish_batched``, outside a transaction): a finish that settles, whose caller names the
+turn's model (``chat_turn_finish(model_id=…)``, as the streaming runner does), is sent as one query
+instead of six round trips (BEGIN, the locking read, the settle, the UPDATE, COMMIT, the WAL flush
+of early lock release): ``BEGIN; <the locking read>; <settle and UPDATEs>; COMMIT; <flush>``
+(simple protocol, psycopg 3 with client-side binding, as ``pg_commit.commit_batched``; its BEGIN at
+the server's default READ COMMITTED). The second statement takes its snapshot under the first's
+locks: it settles (``pg_settle._joined_call``: the account and the capped charge read from the
+locked rows, the price computed in Python for the named model and checked against the session's)
+and saves the reply, the other messages and the session's counters only when the settle wrote, so
+no refusal is an error: a hold that lapsed or was released, or a model that is not the session's,
+commits an empty transaction and the plain finish then decides (the reply saved free, say);
+a turn that ended already is returned as the locking read found it. A check that the settle, the
+reply and the session were written together fails the statement otherwise (a cast of a text that is
+no number), so it can never commit a settled hold beside an unsaved reply. A failure inside the
+transaction is rolled back and logged (its SQLSTATE only) before the plain finish runs; an error at
+or after the COMMIT is raised (the reply may be saved); a lost connection is Django's
+``OperationalError``. A release (a stop before any output), a host's transaction, psycopg2 or a
+server-binding cursor, ``PG_SETTLE`` off, no ``model_id``: the plain finish. The statement holds the
+reply: one that fails (a lock or statement timeout, a deadlock) can reach the server log under
+``log_min_error_statement`` whole, where the plain path's failing locking read or settle held ids
+only. ``CHAT_TURN_FINISH_BATCHED = False`` switches the batch off;
+``tests/rivya_api/chat/test_pg_finish_batch.py`` compares it with both paths row by row.
 
 An account model that inherits from a concrete one (its columns in more than one table) takes the
 plain path, as in ``generations.pg_claim``. ``RIVYA_API["CHAT_TURN_FINISH_SQL"] = False`` switches it

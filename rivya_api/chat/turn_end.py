@@ -7,6 +7,9 @@ turn stopped early) and settle the hold from the real usage, rounded up to a who
 rest of the hold returns. ``chat_turn_fail`` — one transaction: release the whole hold and take
 the turn's messages out of the session's history.
 
+On PostgreSQL a finish that settles, whose caller names the turn's model, is one query
+(``pg_finish.finish_batched``); anything it cannot decide is left to the transaction above.
+
 Finish and fail are idempotent: the second call for a turn that already ended returns the saved
 message without touching the ledger.
 """

@@ -26,7 +26,7 @@ from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
 from rivya_billing.models import Hold, LedgerEntry, Wallet
 from rivya_billing.services import durability
-from tests.rivya_api.chat.test_pg_commit import MODEL, _models, written
+from tests.rivya_api.chat.test_pg_commit import MODEL, _models, commit, prepare, written
 from tests.rivya_api.chat.test_pg_finish import ended, started
 from tests.rivya_billing.concurrency import run_concurrently
 
@@ -84,6 +84,10 @@ def endings(account: Any) -> list[Any]:
     results = [finish(one, HOSTILE[0], ChatUsage(20, 3)), finish(one, "again", ChatUsage(20, 9))]  # unchanged
     for text in HOSTILE[1:]:
         results.append(finish(started(account, "Hostile", one.session_id), text, ChatUsage(20, 4)))
+    ahead, stale = prepare(account, "Ahead", one.session_id), prepare(account, "Stale", one.session_id)
+    services.chat_turn_commit(ahead)
+    results.append(finish(ahead, "ended since the stale turn's history was read", ChatUsage(20, 3)))
+    results.append(commit(stale))  # refused: the session's updated_at moved with the finish
     results.append(finish(started(account, "Partial", one.session_id), "Par", ChatUsage(20, 2), complete=False))
     results.append(finish(started(account, "Silent", one.session_id), "", ChatUsage(20, 0), complete=False))
     released = started(account, "Released", one.session_id)
@@ -117,16 +121,17 @@ def test_the_batched_finish_ends_turns_as_the_plain_path(make_account, settings,
     assert runs["sql"] == plain
     assert runs["batched"] == plain
     statuses = [result["status"] if isinstance(result, dict) else result for result in plain[0]]
-    assert statuses[:9] == ["completed"] * 4 + ["incomplete"] * 2 + ["completed"] * 3
-    assert statuses[9:11] == ["failed", "failed"]
+    assert statuses[:11] == ["completed"] * 5 + ["ChatSessionBusyError"] + ["incomplete"] * 2 + ["completed"] * 3
+    assert statuses[11:13] == ["failed", "failed"]
     assert plain[0][-1][0] == "DoesNotExist"
     assert [plain[0][index]["content"] for index in (0, 2, 3)] == HOSTILE
-    assert [plain[0][index]["credits_charged"] for index in (6, 7)] == [0, 0]  # released, lapsed: free
+    assert [plain[0][index]["credits_charged"] for index in (8, 9)] == [0, 0]  # released, lapsed: free
     if connection.vendor == "postgresql":
-        # One query: the three hostile replies, the second finish (returned as it is), the partial
-        # reply, the finish after the fail (as it is). Left to the plain path, nothing written: the
-        # released and the lapsed hold, the model not the session's. Not tried: the release.
-        assert calls == ["completed"] * 4 + ["incomplete", None, None, None, "failed"], calls
+        # One query: the three hostile replies, the second finish (returned as it is), the turn
+        # ahead of the stale one, the partial reply, the finish after the fail (as it is). Left to
+        # the plain path, nothing written: the released and the lapsed hold, the model not the
+        # session's. Not tried: the release (a stop before any output).
+        assert calls == ["completed"] * 5 + ["incomplete", None, None, None, "failed"], calls
 
 
 def observed(monkeypatch: Any) -> list[tuple[str, int]]:
