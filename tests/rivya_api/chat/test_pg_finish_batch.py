@@ -88,6 +88,10 @@ def endings(account: Any) -> list[Any]:
     services.chat_turn_commit(ahead)
     results.append(finish(ahead, "ended since the stale turn's history was read", ChatUsage(20, 3)))
     results.append(commit(stale))  # refused: the session's updated_at moved with the finish
+    unsendable = started(account, "Unsendable", one.session_id)
+    for text in ("NUL \x00 inside", "a lone surrogate \ud800"):  # PostgreSQL: refused before anything is sent
+        results.append(finish(unsendable, text, ChatUsage(20, 3)))
+    results.append(finish(unsendable, "sendable", ChatUsage(20, 3)))
     results.append(finish(started(account, "Partial", one.session_id), "Par", ChatUsage(20, 2), complete=False))
     results.append(finish(started(account, "Silent", one.session_id), "", ChatUsage(20, 0), complete=False))
     released = started(account, "Released", one.session_id)
@@ -121,17 +125,22 @@ def test_the_batched_finish_ends_turns_as_the_plain_path(make_account, settings,
     assert runs["sql"] == plain
     assert runs["batched"] == plain
     statuses = [result["status"] if isinstance(result, dict) else result for result in plain[0]]
-    assert statuses[:11] == ["completed"] * 5 + ["ChatSessionBusyError"] + ["incomplete"] * 2 + ["completed"] * 3
-    assert statuses[11:13] == ["failed", "failed"]
+    assert statuses[:6] == ["completed"] * 5 + ["ChatSessionBusyError"]
+    if connection.vendor == "postgresql":  # SQLite keeps both
+        assert [status[0] for status in statuses[6:8]] == ["DataError", "UnicodeEncodeError"]
+    assert statuses[8:14] == ["completed"] + ["incomplete"] * 2 + ["completed"] * 3
+    assert statuses[14:16] == ["failed", "failed"]
     assert plain[0][-1][0] == "DoesNotExist"
     assert [plain[0][index]["content"] for index in (0, 2, 3)] == HOSTILE
-    assert [plain[0][index]["credits_charged"] for index in (8, 9)] == [0, 0]  # released, lapsed: free
+    assert [plain[0][index]["credits_charged"] for index in (11, 12)] == [0, 0]  # released, lapsed: free
     if connection.vendor == "postgresql":
         # One query: the three hostile replies, the second finish (returned as it is), the turn
-        # ahead of the stale one, the partial reply, the finish after the fail (as it is). Left to
-        # the plain path, nothing written: the released and the lapsed hold, the model not the
-        # session's. Not tried: the release (a stop before any output).
-        assert calls == ["completed"] * 5 + ["incomplete", None, None, None, "failed"], calls
+        # ahead of the stale one, the unsendable turn's sendable reply, the partial reply, the
+        # finish after the fail (as it is). Left to the plain path, nothing written: the released
+        # and the lapsed hold, the model not the session's. Not tried: the release (a stop before
+        # any output). Raised (not recorded): the unsendable replies, which psycopg refuses before
+        # anything is sent, as on the plain path.
+        assert calls == ["completed"] * 6 + ["incomplete", None, None, None, "failed"], calls
 
 
 def observed(monkeypatch: Any) -> list[tuple[str, int]]:
