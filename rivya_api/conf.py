@@ -97,6 +97,15 @@ DEFAULTS: dict[str, Any] = {
     # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
     # False: the ORM's locking read and three UPDATEs.
     "CHAT_TURN_FINISH_SQL": True,
+    # With CHAT_TURN_FINISH_SQL and billing's PG_SETTLE, outside a transaction, on psycopg 3 with
+    # client-side binding, for a finish that settles and whose caller names the turn's model (the
+    # streaming runner does): BEGIN, the locking read, the settle, the UPDATEs, COMMIT and the WAL
+    # flush are sent as one query (rivya_api.chat.pg_finish, finish_batched). Only a settle that
+    # wrote moves the turn's rows; a refused settle (the hold lapsed) or a model not the session's
+    # commits an empty transaction and the plain finish decides. Its statement holds the reply: one
+    # that fails (a timeout, a deadlock) can reach the server log (log_min_error_statement).
+    # False: BEGIN, each statement and COMMIT one round trip each.
+    "CHAT_TURN_FINISH_BATCHED": True,
     # Chat streams: seconds of silence from the model before a keep-alive comment line.
     "CHAT_KEEPALIVE_SECONDS": 10,
     # Chat streams: a turn's events stay available for resume this long after it ends.
