@@ -219,10 +219,6 @@ DEFAULTS: dict[str, Any] = {
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,
-    # With LIVE_WORKER_LOOP, a job does not wait for its live updates: they are queued and sent in
-    # order on that loop (rivya_api.generations.live_queue; drained at the process's exit, the job
-    # waiting only when more than a thousand are pending). False: each job waits for Redis.
-    "LIVE_UPDATES_QUEUED": True,
     # A sweep that fails on one task retries it after a backoff (30 s, doubling); after this many
     # failures the task is failed and released without further ado (generation_abandon).
     "GENERATION_SWEEP_MAX_FAILURES": 5,

@@ -10,8 +10,7 @@ In a Celery worker process (``worker_loop_enable``, from ``worker_process_init``
 sends go through one event loop that lives as long as the process: ``async_to_sync``
 would start a new loop for every send, and the Redis channel layer a new connection
 with it (about half of a no-op job's CPU went there). ``RIVYA_API["LIVE_WORKER_LOOP"]``
-False keeps ``async_to_sync``. There, ``live_queue`` sends them in order while the jobs go on
-(``RIVYA_API["LIVE_UPDATES_QUEUED"]``).
+False keeps ``async_to_sync``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from asgiref.sync import async_to_sync
 from django.db import transaction
 
 from rivya_api.conf import api_settings
-from rivya_api.generations import live_queue
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +58,7 @@ def _send(account_id: Any, payload: dict[str, Any]) -> None:
     message = {"type": "generation.update", "task": payload}
     try:
         if _worker_loop_pid == os.getpid() and api_settings.LIVE_WORKER_LOOP:
-            if api_settings.LIVE_UPDATES_QUEUED:  # sent in order on the loop while the job goes on
-                live_queue.put(_WorkerLoop._get(), layer, account_group(account_id), message, timeout=SEND_TIMEOUT)
-            else:
-                _WorkerLoop.run(layer.group_send(account_group(account_id), message))
+            _WorkerLoop.run(layer.group_send(account_group(account_id), message))
         else:
             async_to_sync(layer.group_send)(account_group(account_id), message)
     except Exception:  # live updates are best effort; the task state is already committed

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_process_init
 
-from rivya_api.generations import live, live_queue, services, sweeps
+from rivya_api.generations import live, services, sweeps
 
 __all__ = ["generation_run_task", "generations_sweep_task"]
 
@@ -23,5 +23,3 @@ def generations_sweep_task() -> dict[str, int]:
 
 # Each prefork child sends its live updates through a loop of its own (see live).
 worker_process_init.connect(live.worker_loop_enable, weak=False, dispatch_uid="rivya_live_worker_loop")
-# Its queued live updates are sent before it exits (live_queue).
-worker_process_shutdown.connect(live_queue.drain, weak=False, dispatch_uid="rivya_live_queue_drain")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from rivya_api.generations import live, live_queue
+from rivya_api.generations import live
 
 
 @pytest.fixture
@@ -38,13 +37,11 @@ def _received(updates: int) -> list[dict]:
         async_to_sync(layer.group_discard)(group, channel)
 
 
-@pytest.mark.parametrize(
-    ("loop_on", "queued"), [(True, True), (True, False), (False, False)], ids=["queued", "worker loop", "async_to_sync"]
-)
-def test_updates_arrive_the_same_either_way(worker_process, rivya_settings, loop_on, queued):
-    rivya_settings("RIVYA_API", LIVE_WORKER_LOOP=loop_on, LIVE_UPDATES_QUEUED=queued)
-    got = _received(20)
-    assert [message["task"]["id"] for message in got] == [f"task_{number}" for number in range(20)]
+@pytest.mark.parametrize("loop_on", [True, False], ids=["worker loop", "async_to_sync"])
+def test_updates_arrive_the_same_either_way(worker_process, rivya_settings, loop_on):
+    rivya_settings("RIVYA_API", LIVE_WORKER_LOOP=loop_on)
+    got = _received(3)
+    assert [message["task"]["id"] for message in got] == ["task_0", "task_1", "task_2"]
     assert {message["type"] for message in got} == {"generation.update"}
     loops = [thread for thread in threading.enumerate() if thread.name == "rivya-live-updates"]
     assert bool(loops) or not loop_on
@@ -80,50 +77,3 @@ def test_a_send_that_times_out_is_cancelled_on_the_loop(worker_process, monkeypa
     with pytest.raises(TimeoutError):
         live._WorkerLoop.run(stalled())
     assert cancelled.wait(5)
-
-
-class SlowLayer:
-    """A channel layer whose group sends take a while (Redis far away) and are recorded in order."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.sent = seconds, []
-
-    async def group_send(self, group: str, message: dict) -> None:
-        await asyncio.sleep(self.seconds)
-        self.sent.append(message["task"]["id"])
-
-
-def test_queued_updates_do_not_hold_the_job_and_are_all_sent_in_order(worker_process, rivya_settings, monkeypatch):
-    rivya_settings("RIVYA_API", LIVE_WORKER_LOOP=True, LIVE_UPDATES_QUEUED=True)
-    layer = SlowLayer(0.05)
-    monkeypatch.setattr("channels.layers.get_channel_layer", lambda: layer)
-    started = time.monotonic()
-    for number in range(10):
-        live._send(1, {"id": f"task_{number}"})
-    assert time.monotonic() - started < 0.25  # ten sends of 50 ms each did not wait
-    assert live_queue.drain()
-    assert layer.sent == [f"task_{number}" for number in range(10)]
-
-
-def test_unqueued_updates_wait_for_each_send(worker_process, rivya_settings, monkeypatch):
-    rivya_settings("RIVYA_API", LIVE_WORKER_LOOP=True, LIVE_UPDATES_QUEUED=False)
-    layer = SlowLayer(0.05)
-    monkeypatch.setattr("channels.layers.get_channel_layer", lambda: layer)
-    started = time.monotonic()
-    for number in range(4):
-        live._send(1, {"id": f"task_{number}"})
-    assert time.monotonic() - started >= 0.2
-    assert layer.sent == [f"task_{number}" for number in range(4)]
-
-
-def test_a_backlog_makes_the_sender_wait(worker_process, rivya_settings, monkeypatch):
-    rivya_settings("RIVYA_API", LIVE_WORKER_LOOP=True, LIVE_UPDATES_QUEUED=True)
-    monkeypatch.setattr(live_queue, "MAX_PENDING", 2)
-    layer = SlowLayer(0.05)
-    monkeypatch.setattr("channels.layers.get_channel_layer", lambda: layer)
-    started = time.monotonic()
-    for number in range(4):
-        live._send(1, {"id": f"task_{number}"})
-    assert time.monotonic() - started >= 0.1  # past two pending, each send waited for the queue
-    assert live_queue.drain()
-    assert layer.sent == [f"task_{number}" for number in range(4)]
