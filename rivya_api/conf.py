@@ -135,10 +135,6 @@ DEFAULTS: dict[str, Any] = {
     # (rivya_api.common.request_thread) instead of holding it, idle, while the stream is open.
     # False: the thread stays until the response ends, as Django does.
     "CHAT_STREAM_RELEASE_REQUEST_THREAD": True,
-    # db_call (a chat turn's checks, commit and end, an async view's checks) hands its work to a
-    # worker thread through rivya_api.common.plain_hop: the loop's executor and the caller's context,
-    # without building asgiref's SyncToAsync for every call. False: asgiref's sync_to_async.
-    "DB_CALL_PLAIN_HOP": True,
     # The model catalog: a list of model dicts (shape in rivya_api.catalog.spec), or the dotted
     # path of one. Empty by default (a system check warns); one line opts into the built-in
     # offline models: "rivya_api.catalog.local_models.LOCAL_MODELS".

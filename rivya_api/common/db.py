@@ -12,9 +12,6 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from rivya_api.common import plain_hop
-from rivya_api.conf import api_settings
-
 T = TypeVar("T")
 
 
@@ -44,8 +41,5 @@ async def db_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
     Not thread-sensitive: a turn outlives its request, and the worker threads
     (and their connections, where they are kept) are shared by all turns.
-    The hand-off is ``rivya_api.common.plain_hop``'s (``DB_CALL_PLAIN_HOP``) or asgiref's.
     """
-    if api_settings.DB_CALL_PLAIN_HOP and plain_hop.usable():
-        return await plain_hop.call(_call_and_release, fn, args, kwargs)
     return await sync_to_async(_call_and_release, thread_sensitive=False)(fn, args, kwargs)
