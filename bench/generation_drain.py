@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.chat_setup import paired_summary  # noqa: E402
 from bench.run import (  # noqa: E402
+    LOGIN,
     celery_worker,
     database_transactions,
     group_cpu_seconds,
@@ -77,7 +78,7 @@ def _drain(env: dict[str, str], name: str, concurrency: int, count: int, queue, 
     getattr(done, "close", lambda: None)()
     time.sleep(1)  # the worker's backends report as they exit
     after = database_transactions(dsn)
-    own = 1 + (reads if db_polls else 0)
+    own = LOGIN + 1 + (LOGIN + reads if db_polls else 0)  # the last read's connection; the poller's
     return {"cpu_s": cpu, "transactions": after - before - own}
 
 

@@ -338,14 +338,16 @@ def profile(server: Server, url: str, secret: str | None, seconds: int, out: Pat
 # --- background work -------------------------------------------------------------------
 
 
-# Less one a session: PostgreSQL counts each new session's login (its authentication's catalog
-# reads) as a transaction; that is the connection's, not any work sent on it (PostgreSQL 14+).
-XACTS = "SELECT xact_commit + xact_rollback - sessions FROM pg_stat_database WHERE datname = current_database()"
+XACTS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+# What one connection of the bench's own adds: PostgreSQL counts a new session's login (its
+# authentication's catalog reads) as a transaction, and then each read. The worker's logins are
+# counted as its work: a connection per job would show as one more transaction a job.
+LOGIN = 1
 
 
 def database_transactions(dsn: str) -> int:
-    """This database's committed and rolled-back transactions so far, this read's own included,
-    less one for each session's login (the bench's own connections' and the worker's alike).
+    """This database's committed and rolled-back transactions so far, this connection's login and
+    read included.
 
     A new connection each time: a backend's counts reach the view when it exits (or after
     it has been idle for a while), so closing this one makes its read visible to the next.
@@ -353,7 +355,7 @@ def database_transactions(dsn: str) -> int:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return int(conn.execute(XACTS).fetchone()[0]) + 1
+        return int(conn.execute(XACTS).fetchone()[0]) + LOGIN + 1
 
 
 def settled_transactions(dsn: str, seconds: float = 12.0) -> int:
@@ -385,7 +387,7 @@ def raw_celery_noops(env: dict[str, str], count: int, log: Path, concurrency: in
                 return {"error": f"only {client.llen(DONE_KEY)}/{count} no-ops ran"}
             time.sleep(0.2)
     time.sleep(1)  # the worker's backends report as they exit
-    transactions = database_transactions(env["DATABASE_URL"]) - before - 1
+    transactions = database_transactions(env["DATABASE_URL"]) - before - LOGIN - 1
     stamps = sorted(float(x) for x in client.lrange(DONE_KEY, 0, -1))
     client.delete(DONE_KEY)
     return {
@@ -435,7 +437,8 @@ def noop_generations(env: dict[str, str], base: str, secret: str, count: int, lo
                 return {"error": f"only {done[0]}/{count} generations finished"}
             time.sleep(0.5)
     time.sleep(1)  # the worker's backends report as they exit
-    transactions = database_transactions(env["DATABASE_URL"]) - before - 1 - polls
+    # Less the last read's own connection and the poller's (its login and its reads).
+    transactions = database_transactions(env["DATABASE_URL"]) - before - LOGIN - 1 - LOGIN - polls
     first, last, succeeded = done[1], done[2], done[3]
     per_s = round((count - 1) / (last - first).total_seconds(), 1)
     return {
