@@ -292,6 +292,7 @@ def main() -> None:
     parser.add_argument(
         "--switch", help="[NAMESPACE.]NAME of a boolean setting (or several, comma-separated): CPU per turn on vs off"
     )
+    parser.add_argument("--rounds", type=int, default=6, help="--switch: pairs of rounds (on and off)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -333,7 +334,7 @@ def main() -> None:
             main_profiler.disable()
             print_profile(main_profiler)
         if args.switch:
-            figures.update(switch_rounds(application, key, args.switch, args.turns))
+            figures.update(switch_rounds(application, key, args.switch, args.turns, args.rounds))
         if args.burst:
             figures.update(burst(application, key, args.burst, args.ramp))
         if spy is not None:

@@ -8,8 +8,10 @@ time the drain. Per phase: jobs per second (first to last completion), the worke
 seconds per job (robust on a shared machine; live processes only, so not the provider's
 short-lived forks) and the PostgreSQL transactions per job
 (``pg_stat_database`` of this database, commits and rollbacks, from the consumer's resume to
-the worker's exit; the bench's own reads subtracted). Jobs are accepted through the service, not
-over HTTP: the drain is what is measured (``bench/run.py`` row (2) times the HTTP path).
+the worker's exit; the bench's own reads and every session's login subtracted: PostgreSQL counts a
+new connection's login as a transaction, the bench's own connections' included). Jobs are
+accepted through the service, not over HTTP: the drain is what is measured (``bench/run.py``
+row (2) times the HTTP path).
 
 ``--switch``: the generations phase in ``--rounds`` pairs of rounds with those boolean settings
 (``[NAMESPACE.]NAME``, ``RIVYA_API`` by default) on and off in the worker (off through
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.chat_setup import paired_summary  # noqa: E402
 from bench.run import (  # noqa: E402
+    LOGIN,
     celery_worker,
     database_transactions,
     group_cpu_seconds,
@@ -75,7 +78,7 @@ def _drain(env: dict[str, str], name: str, concurrency: int, count: int, queue, 
     getattr(done, "close", lambda: None)()
     time.sleep(1)  # the worker's backends report as they exit
     after = database_transactions(dsn)
-    own = 1 + (reads if db_polls else 0)
+    own = LOGIN + 1 + (LOGIN + reads if db_polls else 0)  # the last read's connection; the poller's
     return {"cpu_s": cpu, "transactions": after - before - own}
 
 
@@ -115,7 +118,8 @@ class _Poller:
         import psycopg
 
         if self.conn is None:
-            self.conn = psycopg.connect(self.dsn, autocommit=True)
+            # Not prepared: psycopg's PREPARE (a Parse and its own Sync) is a transaction of its own.
+            self.conn = psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
         return int(self.conn.execute(self.sql, self.params).fetchone()[0])
 
     def close(self) -> None:

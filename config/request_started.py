@@ -28,6 +28,7 @@ setting, environment variable of that name): Django's ``asend`` for every reques
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from concurrent.futures import Executor
 from typing import Any
@@ -63,9 +64,14 @@ async def asend(sender: Any, **named: Any) -> list[tuple[Any, Any]]:
     if executor is not None and enabled():
         sync_receivers, async_receivers = signal._live_receivers(sender)
         if not async_receivers and all(receiver in DEFERRABLE for receiver in sync_receivers):
-            executor.submit(
-                contextvars.copy_context().run, _run, sync_receivers, sender, named
-            )  # in the request's context (its contextvars)
+            # In the request's context (its contextvars); with the request thread's first call if
+            # it can wait for one (config.request_threads, REQUEST_STARTED_ON_FIRST_CALL).
+            call = functools.partial(contextvars.copy_context().run, _run, sync_receivers, sender, named)
+            run_first = getattr(executor, "run_first", None)
+            if run_first is not None and getattr(settings, "REQUEST_STARTED_ON_FIRST_CALL", True):
+                run_first(call)
+            else:
+                executor.submit(call)
             return [(receiver, None) for receiver in sync_receivers]
     return await Signal.asend(signal, sender, **named)
 

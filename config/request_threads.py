@@ -19,11 +19,22 @@ clear anyway: ``request_started`` closes a leftover database connection.
 Off: ``REQUEST_THREADS_REUSED = False`` (project setting, environment variable
 of that name): Django's thread per request. ``tests/test_request_threads.py``
 runs requests both ways.
+
+A request that never runs sync code in its thread (an async view whose database work goes
+through ``db_call``'s shared threads: a chat stream) still woke it three times: for
+``request_started``'s receivers (``config.request_started``), to close its connections as the
+stream started, and for the no-op before it is parked again. ``RequestThread.run_first`` keeps
+those receivers until the lease's first call and hands them over with it, in one work item, so a
+request that has no call never wakes its thread, has no connection there to close
+(``ran_nothing``) and is parked at once. Off: ``REQUEST_STARTED_ON_FIRST_CALL = False`` (project
+setting, environment variable of that name): the receivers are submitted at the request's start;
+``tests/test_request_started.py`` runs requests both ways.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -41,6 +52,10 @@ def enabled() -> bool:
     return SUPPORTED and getattr(settings, "REQUEST_THREADS_REUSED", True)
 
 
+def on_first_call() -> bool:
+    return getattr(settings, "REQUEST_STARTED_ON_FIRST_CALL", True)
+
+
 class RequestThread(ThreadPoolExecutor):
     """A one-thread executor lent to one request at a time (``Lease``).
 
@@ -52,10 +67,32 @@ class RequestThread(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="rivya-request")
         self.lease: Lease | None = None
+        self.first: Callable[[], Any] | None = None  # the lease's request_started receivers, not run yet
+        self.called = False  # the lease has submitted something
+
+    def run_first(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` before the lease's first call, in the same work item; never if it makes none."""
+        self.first = fn
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        self.called = True
+        first, self.first = self.first, None
+        if first is None:
+            return super().submit(fn, *args, **kwargs)
+        return super().submit(_first_then, first, fn, args, kwargs)
+
+    def ran_nothing(self) -> bool:
+        """The lease submitted nothing (``REQUEST_STARTED_ON_FIRST_CALL``): its thread holds none of its work."""
+        return on_first_call() and not self.called
 
     def release_early(self) -> None:
         if self.lease is not None:
             self.lease.end()
+
+
+def _first_then(first: Callable[[], Any], fn: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+    first()
+    return fn(*args, **kwargs)
 
 
 class Lease:
@@ -67,15 +104,20 @@ class Lease:
 
     def __init__(self, executor: RequestThread) -> None:
         self.executor, self.ended = executor, False
-        executor.lease = self
+        executor.lease, executor.first, executor.called = self, None, False
 
     def end(self) -> None:
         if self.ended:
             return
         self.ended = True
-        if self.executor.lease is self:
-            self.executor.lease = None
-        _park_when_idle(self.executor)
+        executor = self.executor
+        if executor.lease is self:
+            executor.lease = None
+            if executor.ran_nothing():  # idle since it was lent: no call to wait for
+                executor.first = None
+                _park(executor)
+                return
+        _park_when_idle(executor)
 
 
 def _take() -> Lease:
@@ -86,14 +128,16 @@ def _take() -> Lease:
     return Lease(executor)
 
 
-def _park_when_idle(executor: RequestThread) -> None:
-    def park(_: Future) -> None:  # runs in the executor's thread, once everything before it has run
-        if len(_idle) < MAX_IDLE:
-            _idle.append(executor)
-        else:
-            executor.shutdown(wait=False)
+def _park(executor: RequestThread) -> None:
+    if len(_idle) < MAX_IDLE:
+        _idle.append(executor)
+    else:
+        executor.shutdown(wait=False)
 
-    executor.submit(int).add_done_callback(park)
+
+def _park_when_idle(executor: RequestThread) -> None:
+    # The callback runs in the executor's thread, once everything before the no-op has run.
+    executor.submit(int).add_done_callback(lambda _: _park(executor))
 
 
 class ReusedRequestThreadsMixin:

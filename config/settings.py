@@ -69,6 +69,9 @@ REQUEST_THREADS_REUSED = env.bool("REQUEST_THREADS_REUSED", default=True)
 # With reused request threads, Django's request_started database receivers are queued to the
 # request's thread rather than awaited on the event loop (config.request_started). False: awaited.
 REQUEST_STARTED_DEFERRED = env.bool("REQUEST_STARTED_DEFERRED", default=True)
+# Those receivers wait for the request thread's first call and ride its hand-off, so a request that
+# never uses its thread (a chat stream) never wakes it (config.request_threads). False: submitted at once.
+REQUEST_STARTED_ON_FIRST_CALL = env.bool("REQUEST_STARTED_ON_FIRST_CALL", default=True)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -97,6 +97,15 @@ DEFAULTS: dict[str, Any] = {
     # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
     # False: the ORM's locking read and three UPDATEs.
     "CHAT_TURN_FINISH_SQL": True,
+    # With CHAT_TURN_FINISH_SQL and billing's PG_SETTLE, outside a transaction, on psycopg 3 with
+    # client-side binding, for a finish that settles and whose caller names the turn's model (the
+    # streaming runner does): BEGIN, the locking read, the settle, the UPDATEs, COMMIT and the WAL
+    # flush are sent as one query (rivya_api.chat.pg_finish, finish_batched). Only a settle that
+    # wrote moves the turn's rows; a refused settle (the hold lapsed) or a model not the session's
+    # commits an empty transaction and the plain finish decides. Its statement holds the reply: one
+    # that fails (a timeout, a deadlock) can reach the server log (log_min_error_statement).
+    # False: BEGIN, each statement and COMMIT one round trip each.
+    "CHAT_TURN_FINISH_BATCHED": True,
     # Chat streams: seconds of silence from the model before a keep-alive comment line.
     "CHAT_KEEPALIVE_SECONDS": 10,
     # Chat streams: a turn's events stay available for resume this long after it ends.
@@ -178,6 +187,9 @@ DEFAULTS: dict[str, Any] = {
     # that vanished without a goodbye (a failover behind the same address) leaves a quiet socket,
     # and a connection handed out in that window fails its first query. 0: the round trip every time.
     "DB_POOL_FULL_CHECK_EVERY": 2,
+    # That check's round trip is a Sync message alone (libpq pipelines), which PostgreSQL answers as
+    # it answers an empty query but counts as no transaction. False: psycopg_pool's empty query.
+    "DB_POOL_CHECK_SYNC": True,
     # Run each provider in a child process that is killed at its model's time limit
     # (rivya_api.generations.isolation). False: in the worker, where the limit is only cooperative.
     "GENERATION_PROVIDER_PROCESS": True,
@@ -191,6 +203,11 @@ DEFAULTS: dict[str, Any] = {
     # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.
     # False: the plain path.
     "GENERATION_CLAIM_SQL": True,
+    # With GENERATION_CLAIM_SQL and RIVYA_BILLING["PG_HOLD_RENEW"], the claim's UPDATE and its hold's
+    # lease are one statement (rivya_api.generations.pg_claim_hold: the hold's UPDATE joined to the
+    # claimed row), one round trip fewer per job; what it does not write, the plain path decides.
+    # False: the claim's UPDATE, then billing's renew.
+    "GENERATION_CLAIM_HOLD_SQL": True,
     # On PostgreSQL a generation's success writes its outputs' rows, the task's conditional success
     # UPDATE and the outputs' links in one statement built once (rivya_api.generations.pg_succeed)
     # instead of three ORM statements compiled per job. False: the plain path.

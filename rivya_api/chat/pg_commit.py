@@ -111,7 +111,13 @@ def batched(*, spend_limit: int | None) -> bool:
     text holds the turn's messages, into the server log: the plain path's holds none)."""
     if spend_limit is not None or not enabled() or not api_settings.CHAT_TURN_COMMIT_BATCHED:
         return False
-    if not pg_reserve.enabled() or connection.in_atomic_block or not connection.get_autocommit():
+    return pg_reserve.enabled() and one_query_possible()
+
+
+def one_query_possible() -> bool:
+    """Whether a transaction can be sent here as one query of several statements: outside a
+    transaction, on psycopg 3 with a cursor that binds on the client (``pg_finish`` asks too)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3  # PostgreSQL only: psycopg is installed
 
@@ -188,15 +194,21 @@ def _failed_before_commit(error: DatabaseError) -> bool:
     written the turn. Another error than a refusal is logged (its SQLSTATE, never the statement,
     which holds the turn's messages): a batch that always fails would be paid for on every turn.
     """
-    from psycopg.pq import TransactionStatus
-
-    raw = connection.connection
-    if raw is None or raw.info.transaction_status != TransactionStatus.INERROR:
+    if not failed_inside(error):
         return False
     sqlstate = getattr(error.__cause__, "sqlstate", None)
     if sqlstate not in EXPECTED_REFUSALS:
         logger.warning("The chat turn's batch failed (SQLSTATE %s); the plain commit runs", sqlstate)
     return True
+
+
+def failed_inside(error: DatabaseError) -> bool:
+    """Whether a batch sent as one query failed inside its transaction (psycopg's INERROR), so that
+    nothing of it is written; any other state (idle after its COMMIT, a connection lost) may have."""
+    from psycopg.pq import TransactionStatus
+
+    raw = connection.connection
+    return raw is not None and raw.info.transaction_status == TransactionStatus.INERROR
 
 
 def _rollback() -> None:

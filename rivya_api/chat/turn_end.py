@@ -7,6 +7,9 @@ turn stopped early) and settle the hold from the real usage, rounded up to a who
 rest of the hold returns. ``chat_turn_fail`` — one transaction: release the whole hold and take
 the turn's messages out of the session's history.
 
+On PostgreSQL a finish that settles, whose caller names the turn's model, is one query
+(``pg_finish.finish_batched``); anything it cannot decide is left to the transaction above.
+
 Finish and fail are idempotent: the second call for a turn that already ended returns the saved
 message without touching the ledger.
 """
@@ -22,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from rivya_api import metrics
+from rivya_api.catalog.exceptions import ModelNotFoundError
 from rivya_api.catalog.selectors import catalog_model_get, catalog_token_price
 from rivya_api.chat import pg_finish
 from rivya_api.chat.models import ChatMessage, ChatSession
@@ -54,7 +58,6 @@ def _locked_turn(turn_id: str) -> ChatMessage:
     )
 
 
-@transaction.atomic
 def chat_turn_finish(
     *,
     turn_id: str,
@@ -62,6 +65,7 @@ def chat_turn_finish(
     finish_reason: str,
     usage: ChatUsage,
     complete: bool = True,
+    model_id: str | None = None,
 ) -> ChatMessage:
     """Save the assistant message and settle the turn's hold from ``usage``, together.
 
@@ -70,20 +74,66 @@ def chat_turn_finish(
     that produced nothing is released in full. The charge is the catalog's
     token price of ``usage`` (rounded up, at least 1 credit), capped at the hold.
     Idempotent: a turn that already ended is returned unchanged.
+
+    ``model_id``: the model the caller planned the turn with (``ChatTurnPlan.model_id``). With it,
+    on PostgreSQL, a finish that settles may be sent as one query (``pg_finish.finish_batched``),
+    which checks it against the turn's session; anything else takes the transaction below.
     """
+    reply = {"turn_id": turn_id, "content": content, "finish_reason": finish_reason, "usage": usage}
+    if model_id is not None and pg_finish.batched():
+        message = _finish_batched(**reply, complete=complete, model_id=model_id)
+        if message is not None:
+            return message
+    return _finish(**reply, complete=complete)
+
+
+def _reply(*, content: str, finish_reason: str, usage: ChatUsage, complete: bool, now: Any) -> dict[str, Any]:
+    """The reply's fields but ``credits_charged`` (``REPLY_FIELDS``), as both paths save them."""
+    return {
+        "content": content,
+        "finish_reason": finish_reason if complete else "",
+        "status": ChatMessage.Status.COMPLETED if complete else ChatMessage.Status.INCOMPLETE,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "completed_at": now,
+    }
+
+
+def _finish_batched(
+    *, turn_id: str, content: str, finish_reason: str, usage: ChatUsage, complete: bool, model_id: str
+) -> ChatMessage | None:
+    """The finish as one query when it settles (a release, or a model the catalog no longer lists, is
+    the plain path's); None when it was not taken or wrote nothing (``pg_finish.finish_batched``)."""
+    if not complete and usage.completion_tokens <= 0:
+        return None  # a release
+    try:
+        model = catalog_model_get(model_id)
+    except ModelNotFoundError:
+        return None  # the plain path prices the session's model, and raises what it raises
+    price = catalog_token_price(model, input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    if price <= 0:
+        return None  # a release
+    now = timezone.now()
+    reply = _reply(content=content, finish_reason=finish_reason, usage=usage, complete=complete, now=now)
+    reference = chat_turn_reference(turn_id)
+    return pg_finish.finish_batched(
+        turn_id=turn_id, reference=reference, model_id=model_id, price=price, reply=reply, now=now
+    )
+
+
+@transaction.atomic
+def _finish(*, turn_id: str, content: str, finish_reason: str, usage: ChatUsage, complete: bool) -> ChatMessage:
     message = _locked_turn(turn_id)
     if message.status != ChatMessage.Status.IN_PROGRESS:
         return message
     session = message.session
     charged = _settle_turn(message=message, usage=usage, complete=complete)
     now = timezone.now()
-    message.content = content
-    message.finish_reason = finish_reason if complete else ""
-    message.status = ChatMessage.Status.COMPLETED if complete else ChatMessage.Status.INCOMPLETE
-    message.prompt_tokens = usage.prompt_tokens
-    message.completion_tokens = usage.completion_tokens
+    for name, value in _reply(
+        content=content, finish_reason=finish_reason, usage=usage, complete=complete, now=now
+    ).items():
+        setattr(message, name, value)
     message.credits_charged = charged
-    message.completed_at = now
     if pg_finish.enabled():  # the three UPDATEs below in one statement (see there)
         pg_finish.finish_rows(message=message, fields=REPLY_FIELDS, charged=charged, now=now)
         return message

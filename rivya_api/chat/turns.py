@@ -343,6 +343,7 @@ class ChatTurn:
             self.message = await db_call(
                 services.chat_turn_finish,
                 turn_id=plan.turn_id,
+                model_id=plan.model_id,
                 content=self.text,
                 finish_reason=finished.finish_reason,
                 usage=self.usage,
@@ -423,6 +424,7 @@ class ChatTurn:
             self.message = await db_call(
                 services.chat_turn_finish,
                 turn_id=plan.turn_id,
+                model_id=plan.model_id,
                 content=self.text,
                 finish_reason="",
                 usage=self.usage,

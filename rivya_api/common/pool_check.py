@@ -19,6 +19,12 @@ the new host answers the next write with a RST) leaves a quiet socket, so a conn
 out within that many seconds of its last full check fails its first query, where the round
 trip would have replaced it: hence a short window. 0: psycopg_pool's check on every checkout.
 
+The full check itself, with ``RIVYA_API["DB_POOL_CHECK_SYNC"]`` (the default) and a libpq with
+pipelines, is a pipeline's Sync message alone instead of psycopg_pool's empty query: the server
+answers it (ReadyForQuery) after the same round trip, a dead connection fails it the same way,
+but it starts no transaction, so PostgreSQL counts none (an empty query is one: a busy worker's
+pooled connection added one every ``DB_POOL_FULL_CHECK_EVERY`` seconds to its jobs' count).
+
 Reaches into ``ConnectionPool._check`` (psycopg_pool 3.2/3.3): if that attribute is not
 the stock check, nothing is changed. ``tests/test_pool_check.py`` runs both ways.
 """
@@ -56,8 +62,19 @@ def check(conn: Any) -> None:
     last = _full_checks.get(conn)
     if last is not None and now - last < float(api_settings.DB_POOL_FULL_CHECK_EVERY) and _quiet(conn):
         return
-    ConnectionPool.check_connection(conn)  # raises if the connection is unusable: the pool replaces it
+    if api_settings.DB_POOL_CHECK_SYNC and _idle(conn):
+        with conn.pipeline():  # a Sync message alone: raises if the connection is unusable
+            pass
+    else:
+        ConnectionPool.check_connection(conn)  # raises if the connection is unusable: the pool replaces it
     _full_checks[conn] = now
+
+
+def _idle(conn: Any) -> bool:
+    """Whether a Sync can stand for the empty query: libpq has pipelines, and no transaction is open."""
+    from psycopg import Pipeline, pq
+
+    return Pipeline.is_supported() and conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
 
 def _quiet(conn: Any) -> bool:

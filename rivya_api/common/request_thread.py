@@ -14,7 +14,8 @@ a small pool this module keeps for that, rather than on a new thread started for
 A host's ASGI handler may give each request an executor of its own
 (``ThreadSensitiveContext(executor=…)``, as the reference project's ``config.request_threads``
 does to reuse threads): such an executor is handed back early through its ``release_early()``
-method, if it has one, and is otherwise kept until the request ends.
+method, if it has one, and is otherwise kept until the request ends; one whose ``ran_nothing()``
+says the request has not used its thread is not woken to close connections it cannot hold.
 
 This reaches into asgiref (``SyncToAsync.context_to_thread_executor``), so it has its own
 switch: ``RIVYA_API["CHAT_STREAM_RELEASE_REQUEST_THREAD"] = False`` keeps the thread.
@@ -70,7 +71,9 @@ def release_request_thread() -> bool:
     if owned and not callable(getattr(executor, "release_early", None)):
         return False  # its owner cannot take it back before the request ends
     SyncToAsync.context_to_thread_executor[context] = _SharedThread()
-    executor.submit(_close_connections)
+    ran_nothing = getattr(executor, "ran_nothing", None)
+    if not (owned and ran_nothing is not None and ran_nothing()):  # else no connection of it is there
+        executor.submit(_close_connections)
     if owned:
         executor.release_early()  # queued behind the close: its owner lends it on after that
     else:

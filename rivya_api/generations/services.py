@@ -32,7 +32,7 @@ from rivya_api.catalog.selectors import (
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.generations import heartbeat, isolation, pg_claim
+from rivya_api.generations import heartbeat, isolation, pg_claim, pg_claim_hold
 from rivya_api.generations.exceptions import (
     GenerationNotCancelableError,
     GenerationNotFoundError,
@@ -237,15 +237,20 @@ def generation_start(*, task_pk: int) -> GenerationTask | None:
 
 
 def _start_fast(task_pk: int, now: datetime) -> Any:
-    """``pg_claim``'s UPDATE and the hold's lease in one transaction; ``_Fallback`` (rolled back) if a guess was off."""
+    """``pg_claim``'s UPDATE and the hold's lease in one transaction (``pg_claim_hold``: one statement);
+    ``_Fallback`` (rolled back) if a guess was off."""
+    lease = api_settings.GENERATION_RUN_LEASE
     try:
         with transaction.atomic():
-            task = pg_claim.claim(task_pk=task_pk, now=now)
+            merged = pg_claim_hold.enabled()  # the hold's lease taken in the claim's statement
+            claimed = pg_claim_hold.claim(task_pk=task_pk, now=now, lease=lease) if merged else None
+            task, token = claimed or (None if merged else pg_claim.claim(task_pk=task_pk, now=now), None)
             if task is None:
                 return None
             if task.deadline_at != run_deadline(task, now):
                 raise _Fallback()
-            if _take_hold(task, api_settings.GENERATION_RUN_LEASE) != task.hold_token:
+            token = token if merged else _take_hold(task, lease)
+            if task.price and token != task.hold_token:  # merged: None when its hold's part matched no row
                 raise _Fallback()
             _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])
             return task

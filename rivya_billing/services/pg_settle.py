@@ -48,6 +48,7 @@ from rivya_billing.services.durability import early_release, flush_after_commit
 from rivya_billing.services.ledger import (
     _account_pk,
     _actor,
+    _check_reference,
     _hold_not_found,
     _observe,
     _settle_lines,
@@ -117,6 +118,49 @@ def settle(
     lines = _settle_lines(hold, captured=hold.captured, overrun=hold.overrun, waived=hold.waived)
     # Outside a transaction the statement has committed and this runs at once.
     transaction.on_commit(lambda: _observe(lines), robust=True)
+    return hold
+
+
+def _joined_call(prefix: str, *, account: str, amount: str) -> str:
+    """The settle function's call for a caller that sends it among its own statements and ends their
+    transaction itself (a chat turn's finish sent as one query, ``rivya_api.chat.pg_finish``); not
+    public, as ``holds._settle_joined``. ``account`` and ``amount`` are the caller's SQL expressions
+    (read from rows it has locked); the other arguments are parameters named ``prefix`` + name
+    (``_joined_params``). It returns ``outcome`` and ``hold_row``; only ``settled`` wrote anything
+    (a refusal wrote nothing: the caller leaves it to ``credits_settle`` to decide and say)."""
+    names = "reference", "actor", "lease_token", "now", "commit_early", "policy", "entry_ids"
+    arguments = ", ".join(f"%({prefix}{name})s" for name in names)
+    first, rest = arguments.split(", ", 1)
+    return f"rivya_billing_settle({account}, {first}, {amount}, {rest})"
+
+
+def _joined_columns(alias: str) -> str:
+    """Every field of the hold in ``alias.hold_row``, in the model's order (``_joined_hold``)."""
+    return ", ".join(f'({alias}.hold_row)."{field.column}"' for field in Hold._meta.concrete_fields)
+
+
+def _joined_params(*, reference: str, actor: str, now: datetime, prefix: str) -> dict[str, Any]:
+    """``_joined_call``'s parameters, checked as ``credits_settle`` checks its arguments (no lease token)."""
+    _check_reference(reference)
+    params = {
+        "reference": reference,
+        "actor": _actor(actor) if actor else None,
+        "lease_token": None,
+        "now": now,
+        "commit_early": early_release(),
+        "policy": billing_settings.OVERRUN_POLICY,
+        "entry_ids": [new_entry_id() for _ in range(MAX_LINES)],
+    }
+    return {prefix + name: value for name, value in params.items()}
+
+
+def _joined_hold(params: dict[str, Any], values: Any, prefix: str) -> Hold:
+    """The hold ``_joined_call`` settled (``values``: ``_joined_columns``), its caller's transaction
+    committed and flushed (``durability.FLUSH`` when ``commit_early``); its lines' metrics observed."""
+    hold = Hold.from_db(connection.alias, [field.attname for field in Hold._meta.concrete_fields], values)
+    hold.resolved_at = params[prefix + "now"]  # the caller's datetime, as the plain path sets it
+    lines = _settle_lines(hold, captured=hold.captured, overrun=hold.overrun, waived=hold.waived)
+    transaction.on_commit(lambda: _observe(lines), robust=True)  # outside a transaction: at once
     return hold
 
 

@@ -21,18 +21,35 @@ BOTH_WAYS = pytest.mark.parametrize("every", [2, 0], ids=["quick", "round-trip"]
 
 @pytest.fixture
 def round_trips(monkeypatch):
-    """How many empty queries (the pool's round-trip check) the connections ran."""
-    calls = []
-    original = psycopg.Connection.execute
+    """How many round-trip checks the connections ran: empty queries (psycopg_pool's check) and
+    pipelines (``DB_POOL_CHECK_SYNC``'s Sync), each kind also listed in ``calls.kinds``."""
+    calls = RoundTrips()
     this_thread = threading.get_ident()  # the pool checks in the thread taking the connection
+    execute, pipeline = psycopg.Connection.execute, psycopg.Connection.pipeline
 
-    def execute(self, query, *args, **kwargs):
+    def counted_execute(self, query, *args, **kwargs):
         if query == "" and threading.get_ident() == this_thread:  # not other tests' leftover threads
             calls.append(self)
-        return original(self, query, *args, **kwargs)
+            calls.kinds.append("empty query")
+        return execute(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    def counted_pipeline(self, *args, **kwargs):
+        if threading.get_ident() == this_thread:
+            calls.append(self)
+            calls.kinds.append("sync")
+        return pipeline(self, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counted_execute)
+    monkeypatch.setattr(psycopg.Connection, "pipeline", counted_pipeline)
     return calls
+
+
+class RoundTrips(list):
+    kinds: list[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds = []
 
 
 def checkout_and_query() -> int:
@@ -130,3 +147,23 @@ def test_a_quiet_idle_connection_passes_and_a_closed_one_does_not(rivya_settings
     conn.execute("NOTIFY rivya_pool_check_test")  # delivered to its own session
     conn.close()
     assert not pool_check._quiet(conn)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "empty-query"])
+def test_the_full_check_is_a_sync_and_fails_on_a_dead_session(rivya_settings, round_trips, sync):
+    """``DB_POOL_CHECK_SYNC``: the round trip is a pipeline's Sync (PostgreSQL counts no transaction
+    for it), which a session the server ended fails as the empty query does."""
+    rivya_settings("RIVYA_API", DB_POOL_FULL_CHECK_EVERY=2, DB_POOL_CHECK_SYNC=sync)
+    conn = psycopg.connect(**own_connection_params())
+    try:
+        pool_check.check(conn)
+        assert round_trips.kinds == ["sync" if sync else "empty query"]
+        with psycopg.connect(**own_connection_params()) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        pool_check._full_checks.pop(conn)  # due again
+        time.sleep(0.2)  # the goodbye reaches the socket; a full check must fail on it either way
+        with pytest.raises(psycopg.OperationalError):
+            pool_check.check(conn)
+    finally:
+        conn.close()

@@ -20,7 +20,7 @@ from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from rivya_api.catalog.registry import loaded_catalog
-from rivya_api.generations import pg_claim, services
+from rivya_api.generations import pg_claim, pg_claim_hold, services
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers.local import LocalImageProvider
 from rivya_billing import services as billing
@@ -91,35 +91,56 @@ def claims(account: Any, monkeypatch: Any) -> list[Any]:
     return results
 
 
+@pytest.mark.parametrize("hold_sql", [False, True], ids=["claim_sql", "claim_hold_sql"])
 @pytest.mark.django_db(transaction=True)
-def test_the_fast_claim_matches_the_plain_path(make_account, rivya_settings, monkeypatch):
+def test_the_fast_claim_matches_the_plain_path(make_account, rivya_settings, monkeypatch, hold_sql):
+    """``hold_sql``: the hold's lease in the claim's statement (``pg_claim_hold``), whose hold part
+    matching no row (the released hold) also rolls back for the plain path, which refuses."""
     plain_account, fast_account = make_account(), make_account()
     for account in (plain_account, fast_account):
         billing.credits_grant(account=account, amount=100, reference="grant")
     rivya_settings("RIVYA_API", MODELS=MODELS, GENERATION_PROVIDER_PROCESS=False, GENERATION_CLAIM_SQL=False)
     assert not pg_claim.enabled()
+    assert not pg_claim_hold.enabled()
     plain = claims(plain_account, monkeypatch)
-    rivya_settings("RIVYA_API", MODELS=MODELS, GENERATION_PROVIDER_PROCESS=False, GENERATION_CLAIM_SQL=True)
+    rivya_settings(
+        "RIVYA_API",
+        MODELS=MODELS,
+        GENERATION_PROVIDER_PROCESS=False,
+        GENERATION_CLAIM_SQL=True,
+        GENERATION_CLAIM_HOLD_SQL=hold_sql,
+    )
     assert pg_claim.enabled() == (connection.vendor == "postgresql")
+    assert pg_claim_hold.enabled() == (hold_sql and connection.vendor == "postgresql")
     plain_claims: list[int] = []
     start_locked = services._start_locked
     monkeypatch.setattr(services, "_start_locked", lambda *a: plain_claims.append(a[0]) or start_locked(*a))
     fast = claims(fast_account, monkeypatch)
     assert fast == plain
-    if connection.vendor == "postgresql":  # only the claim whose guessed token was off took the plain path
-        assert len(plain_claims) == 1
+    if connection.vendor == "postgresql":  # the claim whose token guess was off took the plain path (and released)
+        assert len(plain_claims) == (2 if hold_sql else 1)
     assert plain[-2][0] == "HoldNotPendingError"
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(("hold_sql", "queries"), [(False, 4), (True, 3)], ids=["claim_sql", "claim_hold_sql"])
 @pytest.mark.django_db(transaction=True)
-def test_the_fast_claim_is_two_statements_in_its_transaction(account, monkeypatch, django_assert_num_queries):
+def test_the_fast_claim_is_two_statements_in_its_transaction(
+    account, monkeypatch, rivya_settings, django_assert_num_queries, hold_sql, queries
+):
+    """BEGIN, the task's UPDATE, the hold's UPDATE (in the task's with ``pg_claim_hold``), COMMIT."""
+    rivya_settings("RIVYA_API", MODELS=MODELS, GENERATION_PROVIDER_PROCESS=False, GENERATION_CLAIM_HOLD_SQL=hold_sql)
     monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
     billing.credits_grant(account=account, amount=100, reference="grant")
     task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a red fox"})
-    with django_assert_num_queries(4):  # BEGIN, the task's UPDATE, the hold's UPDATE, COMMIT
+    hold = Hold.objects.get(reference=task.public_id)
+    with django_assert_num_queries(queries):
         claimed = services.generation_start(task_pk=task.pk)
     assert (claimed.status, claimed.attempts, claimed.hold_token) == ("running", 1, 1)
+    renewed = Hold.objects.get(pk=hold.pk)
+    assert (renewed.state, renewed.lease_token) == ("pending", 1)
+    lease = services.api_settings.GENERATION_RUN_LEASE
+    assert timedelta(0) <= renewed.lease_expires_at - claimed.heartbeat_at - lease < timedelta(seconds=5)
 
 
 @pytest.mark.postgres
