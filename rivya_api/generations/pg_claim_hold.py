@@ -10,6 +10,14 @@ claimed row for its account and reference, so it runs only for a task this claim
 has a price. The task's row is locked first (the hold's UPDATE reads the claim's output), as in
 the plain order.
 
+One difference from the plain path, kept: billing's "now" (the lapse check and the new lease) is
+taken in Python before the statement is sent, so before it waits for a task row another claim
+holds; the plain path takes it after that wait. A claim that waited thus ends its lease earlier by
+the wait (and a hold lapsing during the wait is still renewed). The waiting claim then finds the
+task running and matches no row, so this only matters for a claim that waited for a transaction
+that rolled back. ``clock_timestamp()`` in the statement would not be the same either: the
+database's clock, where both billing paths take the application's.
+
 What is not written by it is decided as before: the caller (``services._start_fast``) checks the
 deadline and the token against the plain path's values and rolls the claim back for the plain
 path (``services._start_locked``) when either is off, and so also when the hold's part matched
