@@ -10,9 +10,10 @@ model not in it gets the plain path's fallback, the heartbeat's lease) and, for 
 ``hold_token`` as the next lease token of its hold (the hold's token only moves with claims,
 each of which stores it on the task).
 
-The caller (``services._start_fast``) then takes the hold's lease through billing's service in
-the same transaction and checks both guesses against what the plain path would have set (the
-deadline from ``run_deadline``, the token billing returned); when either differs it rolls the
+The caller (``services._start_fast``) then takes the hold's lease in the same transaction
+(billing's service, or in this UPDATE's statement with ``pg_claim_hold``) and checks both guesses
+against what the plain path would have set (the deadline from ``run_deadline``, the token billing
+returned); when either differs it rolls the
 claim back and runs the plain path, so a wrong guess costs time, never a wrong row (a model
 loaded but not listed now is such a guess: the plain path gives it the fallback). Concurrent
 claims of one task: the UPDATE waits for the other's row lock and re-checks ``status`` on the

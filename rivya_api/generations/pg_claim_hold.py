@@ -3,12 +3,20 @@
 ``pg_claim``'s UPDATE of the task and billing's renew of the task's hold (``pg_renew``, taken
 through ``holds._hold_renew_joined``) are two statements, two round trips, in the claim's
 transaction. Here they are one: ``WITH c AS (<pg_claim's UPDATE>), h AS (UPDATE <hold> …
-FROM <wallet>, c …) SELECT c.*, h.lease_token FROM c LEFT JOIN h``. The hold's part is
-``pg_renew``'s UPDATE for a claim (no token: the token goes up by one, the lease runs
-``GENERATION_RUN_LEASE`` from the moment it is sent, as billing's renew takes it), joined to the
+FROM <wallet>, c …) SELECT c.*, h.lease_token FROM c LEFT JOIN h``. The hold's part is billing's
+(``pg_renew._claim_cte``: its renew for a claim, the token up by one, the lease
+``GENERATION_RUN_LEASE`` from billing's "now"; the lease's rules stay in billing), joined to the
 claimed row for its account and reference, so it runs only for a task this claim won and that
 has a price. The task's row is locked first (the hold's UPDATE reads the claim's output), as in
 the plain order.
+
+One difference from the plain path, kept: billing's "now" (the lapse check and the new lease) is
+taken in Python before the statement is sent, so before it waits for a task row another claim
+holds; the plain path takes it after that wait. A claim that waited thus ends its lease earlier by
+the wait (and a hold lapsing during the wait is still renewed). The waiting claim then finds the
+task running and matches no row, so this only matters for a claim that waited for a transaction
+that rolled back. ``clock_timestamp()`` in the statement would not be the same either: the
+database's clock, where both billing paths take the application's.
 
 What is not written by it is decided as before: the caller (``services._start_fast``) checks the
 deadline and the token against the plain path's values and rolls the claim back for the plain
@@ -28,13 +36,12 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.db import connection
-from django.utils import timezone
 
 from rivya_api.catalog.registry import loaded_catalog
 from rivya_api.conf import api_settings
 from rivya_api.generations import pg_claim
 from rivya_api.generations.models import GenerationTask
-from rivya_billing.models import Hold, HoldState, Wallet
+from rivya_billing.models import Hold
 from rivya_billing.services import pg_renew
 from rivya_core.rows import instance_from_row
 
@@ -47,7 +54,14 @@ def claim(*, task_pk: int, now: datetime, lease: timedelta) -> tuple[GenerationT
     """The claimed task (its account loaded) and its hold's new lease token (None: a free task, or
     the hold's part matched no row), or None when the task is not queued (or gone)."""
     heartbeat = api_settings.GENERATION_HEARTBEAT_TIMEOUT.total_seconds()
-    hold_now = timezone.now()  # billing's renew takes its own "now" when it runs
+    renew, renew_params = pg_renew._claim_cte(
+        source="c",
+        account=_c("account"),
+        reference=_c("public_id"),
+        condition=f"{_c('price')} > 0",
+        lease_seconds=int(lease.total_seconds()),
+        prefix="hold_",
+    )
     params = {
         "pk": task_pk,
         "now": now,
@@ -55,12 +69,10 @@ def claim(*, task_pk: int, now: datetime, lease: timedelta) -> tuple[GenerationT
         "running": GenerationTask.Status.RUNNING,
         "limits": pg_claim.limits_json(loaded_catalog(), heartbeat),
         "fallback": heartbeat,
-        "hold_now": hold_now,
-        "hold_expires": hold_now + timedelta(seconds=int(lease.total_seconds())),
-        "pending": HoldState.PENDING,
+        **renew_params,
     }
     with connection.cursor() as cursor:
-        cursor.execute(_statement(), params)
+        cursor.execute(_statement(renew), params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -71,31 +83,25 @@ def claim(*, task_pk: int, now: datetime, lease: timedelta) -> tuple[GenerationT
 
 
 @cache
-def _statement() -> str:
-    """The claim's UPDATE as a CTE (its columns renamed: the task's and the account's may share
-    names), the hold's UPDATE joined to it, and the claimed row with the hold's new token."""
-    meta, quote = GenerationTask._meta, connection.ops.quote_name
-    hold, wallet = Hold._meta, Wallet._meta
-    task_fields = meta.concrete_fields
+def _names() -> list[str]:
+    """The claim CTE's column names: the task's and the account's may share names."""
+    meta = GenerationTask._meta
     account_fields = meta.get_field("account").related_model._meta.concrete_fields
-    names = [f"c{index}" for index in range(len(task_fields) + len(account_fields))]
+    return [f"c{index}" for index in range(len(meta.concrete_fields) + len(account_fields))]
 
-    def c(name: str) -> str:
-        return "c." + names[task_fields.index(meta.get_field(name))]
 
-    def h(name: str) -> str:
-        return f"h.{quote(hold.get_field(name).column)}"
+def _c(name: str) -> str:
+    """The claim CTE's column of the task's field ``name``."""
+    meta = GenerationTask._meta
+    return "c." + _names()[meta.concrete_fields.index(meta.get_field(name))]
 
-    token = quote(hold.get_field("lease_token").column)
+
+@cache
+def _statement(renew: str) -> str:
+    """The claim's UPDATE as a CTE, billing's renew of the hold (``renew``) joined to it, and the
+    claimed row with the hold's new token."""
+    token = connection.ops.quote_name(Hold._meta.get_field("lease_token").column)
     return (
-        f"WITH c ({', '.join(names)}) AS ({pg_claim._statement()}),"
-        f" h AS (UPDATE {quote(hold.db_table)} AS h"
-        f" SET {quote(hold.get_field('lease_expires_at').column)} = %(hold_expires)s, {token} = h.{token} + 1"
-        f" FROM {quote(wallet.db_table)} AS w, c"
-        f" WHERE w.{quote(wallet.get_field('id').column)} = {h('wallet')}"
-        f" AND w.{quote(wallet.get_field('account').column)} = {c('account')}"
-        f" AND {h('reference')} = {c('public_id')} AND {c('price')} > 0"
-        f" AND {h('state')} = %(pending)s AND {h('lease_expires_at')} > %(hold_now)s"
-        f" RETURNING h.{token})"
+        f"WITH c ({', '.join(_names())}) AS ({pg_claim._statement()}), h AS ({renew})"
         f" SELECT c.*, h.{token} FROM c LEFT JOIN h ON true"
     )

@@ -243,13 +243,16 @@ def _start_fast(task_pk: int, now: datetime) -> Any:
     try:
         with transaction.atomic():
             merged = pg_claim_hold.enabled()  # the hold's lease taken in the claim's statement
-            claimed = pg_claim_hold.claim(task_pk=task_pk, now=now, lease=lease) if merged else None
-            task, token = claimed or (None if merged else pg_claim.claim(task_pk=task_pk, now=now), None)
+            if merged:
+                task, token = pg_claim_hold.claim(task_pk=task_pk, now=now, lease=lease) or (None, None)
+            else:
+                task, token = pg_claim.claim(task_pk=task_pk, now=now), None
             if task is None:
                 return None
             if task.deadline_at != run_deadline(task, now):
                 raise _Fallback()
-            token = token if merged else _take_hold(task, lease)
+            if not merged:
+                token = _take_hold(task, lease)
             if task.price and token != task.hold_token:  # merged: None when its hold's part matched no row
                 raise _Fallback()
             _publish(task, "generation.running", notify_only=True, counted=True, outputs=[])

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.db import OperationalError, connection, transaction
+from django.utils import timezone
 
 from rivya_billing import services
 from rivya_billing.exceptions import BillingError
@@ -142,3 +143,48 @@ def test_raced_claims_each_get_their_own_token_and_only_the_last_can_settle(make
     assert (settled.state, settled.captured) == ("settled", 5)
     assert Wallet.objects.get(account=account).balance == 5
     assert_ledger_clean()
+
+
+@pytest.mark.parametrize("seconds", [0, -1, True, 60.0, "60", 2**63])
+def test_the_claim_fragment_checks_its_lease_as_the_renew_does(make_account, seconds):
+    """``_claim_cte`` (a generation's claim sends it in its own statement) refuses a lease as
+    ``credits_hold_renew`` does, before any SQL."""
+    with pytest.raises(BillingError) as plain:
+        services.credits_hold_renew(account=1, reference="job", lease_seconds=seconds)
+    with pytest.raises(BillingError) as joined:
+        pg_renew._claim_cte(
+            source="s", account="1", reference="'job'", condition="true", lease_seconds=seconds, prefix=""
+        )
+    assert (type(joined.value), str(joined.value)) == (type(plain.value), str(plain.value))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_fragment_renews_as_a_claim_inside_a_callers_statement(make_account):
+    """A pending hold, its lease not lapsed: token + 1 and the new lease; a lapsed one: no row."""
+    account = make_account()
+    services.credits_grant(account=account, amount=10, reference="grant")
+    for reference in ("job", "lapsed"):
+        services.credits_reserve(account=account, amount=5, reference=reference, lease_seconds=60)
+    lapsed_at = timezone.now() - timedelta(seconds=1)
+    Hold.objects.filter(reference="lapsed").update(lease_expires_at=lapsed_at)
+
+    def claim(reference: str) -> Any:
+        update, params = pg_renew._claim_cte(
+            source="(VALUES (%(a)s, %(r)s)) AS s (a, r)",
+            account="s.a",
+            reference="s.r",
+            condition="s.a IS NOT NULL",
+            lease_seconds=600,
+            prefix="hold_",
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH h AS ({update}) SELECT * FROM h", {"a": account.pk, "r": reference, **params})
+            return cursor.fetchall(), params["hold_now"]
+
+    (tokens, now), lapsed = claim("job"), claim("lapsed")
+    assert tokens == [(1,)]
+    assert Hold.objects.get(reference="job").lease_expires_at == now + timedelta(seconds=600)
+    assert lapsed[0] == []
+    stored = Hold.objects.get(reference="lapsed")
+    assert (stored.state, stored.lease_token, stored.lease_expires_at) == ("pending", 0, lapsed_at)

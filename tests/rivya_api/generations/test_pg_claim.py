@@ -5,8 +5,8 @@ hold, return the same task (with its account loaded) and raise the same errors: 
 a free task, a claim after the sweeper re-queued the task, a hold whose token moved without the
 task (the fast path's guess is off: it rolls back and the plain path claims), a model gone from
 the catalog, a task not queued, a hold already released. On SQLite both settings take the plain
-path. On PostgreSQL: the claim is two statements in its transaction, and claims of one task
-raced from many connections let exactly one win, whose token is the hold's.
+path. On PostgreSQL: the claim is two statements in its transaction (one with ``pg_claim_hold``),
+and claims of one task raced from many connections let exactly one win, whose token is the hold's.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from django.db import connection, models
 from django.test.utils import isolate_apps
+from django.utils import timezone
 
 from rivya_api.catalog.registry import loaded_catalog
 from rivya_api.generations import pg_claim, pg_claim_hold, services
@@ -42,8 +43,11 @@ def task_row(task: GenerationTask) -> dict[str, Any]:
 
 
 def hold_row(task: GenerationTask) -> Any:
+    """State, token and the lease left now, to 10 s: billing's renew takes the wall clock, not the
+    tests' NOW, so two runs seconds apart agree at that grain and a lease taken otherwise does not."""
     hold = Hold.objects.filter(reference=task.public_id).first()
-    return hold and (hold.state, hold.lease_token)
+    left = hold and round((hold.lease_expires_at - timezone.now()).total_seconds() / 10) * 10
+    return hold and (hold.state, hold.lease_token, left)
 
 
 def account_row(account: Any) -> dict[str, Any]:
@@ -55,7 +59,9 @@ def claim(task: GenerationTask) -> Any:
     try:
         claimed = services.generation_start(task_pk=task.pk)
     except Exception as error:
-        return type(error).__name__, str(error).replace(task.public_id, "<task>")
+        hold = Hold.objects.filter(reference=task.public_id).first()
+        lease = hold.lease_expires_at.isoformat() if hold else "<none>"  # a lapsed lease is named, at each run's time
+        return type(error).__name__, str(error).replace(task.public_id, "<task>").replace(lease, "<lease>")
     if claimed is None:
         return None
     assert claimed.account == task.account
@@ -74,7 +80,7 @@ def claims(account: Any, monkeypatch: Any) -> list[Any]:
         return services.generation_create(account=account, model_id=model_id, input={"prompt": "a red fox"})
 
     first, free = create(), create("test-free")
-    requeued, moved, gone, released = create(), create(), create(), create()
+    requeued, moved, gone, released, lapsed = create(), create(), create(), create(), create()
     results = [claim(first), claim(free), claim(first)]  # the last: not queued
     claim(requeued)
     GenerationTask.objects.filter(pk=requeued.pk).update(status="queued")
@@ -86,7 +92,9 @@ def claims(account: Any, monkeypatch: Any) -> list[Any]:
     results.append(claim(gone))
     billing.credits_release(account=account, reference=released.public_id)
     results.append(claim(released))
-    tasks = [first, free, requeued, moved, gone, released]
+    Hold.objects.filter(reference=lapsed.public_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    results.append(claim(lapsed))
+    tasks = [first, free, requeued, moved, gone, released, lapsed]
     results.append([(task_row(GenerationTask.objects.get(pk=t.pk)), hold_row(t)) for t in tasks])
     return results
 
@@ -117,15 +125,18 @@ def test_the_fast_claim_matches_the_plain_path(make_account, rivya_settings, mon
     monkeypatch.setattr(services, "_start_locked", lambda *a: plain_claims.append(a[0]) or start_locked(*a))
     fast = claims(fast_account, monkeypatch)
     assert fast == plain
-    if connection.vendor == "postgresql":  # the claim whose token guess was off took the plain path (and released)
-        assert len(plain_claims) == (2 if hold_sql else 1)
-    assert plain[-2][0] == "HoldNotPendingError"
+    if connection.vendor == "postgresql":  # the token guess was off; merged: also the released and lapsed holds
+        assert len(plain_claims) == (3 if hold_sql else 1)
+    assert plain[-3][0] == "HoldNotPendingError"
+    assert plain[-2][0] == "StaleHoldError"
+    lapsed_task, lapsed_hold = plain[-1][-1]
+    assert (lapsed_task["status"], lapsed_hold[:2]) == ("queued", ("pending", 0))
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(("hold_sql", "queries"), [(False, 4), (True, 3)], ids=["claim_sql", "claim_hold_sql"])
 @pytest.mark.django_db(transaction=True)
-def test_the_fast_claim_is_two_statements_in_its_transaction(
+def test_the_fast_claim_is_one_or_two_statements_in_its_transaction(
     account, monkeypatch, rivya_settings, django_assert_num_queries, hold_sql, queries
 ):
     """BEGIN, the task's UPDATE, the hold's UPDATE (in the task's with ``pg_claim_hold``), COMMIT."""
@@ -143,6 +154,31 @@ def test_the_fast_claim_is_two_statements_in_its_transaction(
     assert timedelta(0) <= renewed.lease_expires_at - claimed.heartbeat_at - lease < timedelta(seconds=5)
 
 
+PATHS = {"plain": (False, False), "claim_sql": (True, False), "claim_hold_sql": (True, True)}
+
+
+@pytest.mark.parametrize(("claim_sql", "hold_sql"), PATHS.values(), ids=PATHS.keys())
+@pytest.mark.django_db(transaction=True)
+def test_the_claims_lease_runs_the_run_lease_from_the_claim(account, monkeypatch, rivya_settings, claim_sql, hold_sql):
+    """Every path leases the hold for ``GENERATION_RUN_LEASE`` from the moment of the claim."""
+    rivya_settings(
+        "RIVYA_API",
+        MODELS=MODELS,
+        GENERATION_PROVIDER_PROCESS=False,
+        GENERATION_CLAIM_SQL=claim_sql,
+        GENERATION_CLAIM_HOLD_SQL=hold_sql,
+    )
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    monkeypatch.setattr(services, "_now", lambda: NOW)  # the task's clock is not the lease's
+    billing.credits_grant(account=account, amount=100, reference="grant")
+    task = services.generation_create(account=account, model_id="test-image", input={"prompt": "a red fox"})
+    lease = services.api_settings.GENERATION_RUN_LEASE
+    before = timezone.now()
+    assert services.generation_start(task_pk=task.pk).hold_token == 1
+    after = timezone.now()
+    assert before + lease <= Hold.objects.get(reference=task.public_id).lease_expires_at <= after + lease
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_raced_claims_of_one_task_let_exactly_one_win(make_account, monkeypatch):
@@ -156,7 +192,7 @@ def test_raced_claims_of_one_task_let_exactly_one_win(make_account, monkeypatch)
     assert len(winners) == 1
     stored = GenerationTask.objects.get(pk=task.pk)
     assert (stored.status, stored.attempts, stored.hold_token) == ("running", 1, winners[0].hold_token)
-    assert hold_row(stored) == ("pending", stored.hold_token)
+    assert hold_row(stored)[:2] == ("pending", stored.hold_token)
 
 
 @isolate_apps("rivya_api")
