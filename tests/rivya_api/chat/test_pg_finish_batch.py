@@ -20,7 +20,7 @@ import pytest
 from django.db import DataError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from rivya_api.chat import pg_finish, services
+from rivya_api.chat import pg_commit, pg_finish, services
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
@@ -269,7 +269,7 @@ def test_a_batch_failing_inside_its_transaction_is_logged_and_the_plain_finish_r
     use(settings, True, True)
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     plan = started(account, "Hello")
-    broken(monkeypatch, "BEGIN;", "BEGIN; SELECT 1/0;")
+    broken(monkeypatch, pg_commit.BEGIN, f"{pg_commit.BEGIN} SELECT 1/0;")
     calls = spy(monkeypatch)
     with caplog.at_level(logging.WARNING, logger=pg_finish.logger.name):
         assert finish_now(plan).status == "completed"
@@ -335,7 +335,7 @@ def test_a_lost_connection_is_djangos_error(after_commit, account, settings, mon
     if after_commit:
         monkeypatch.setattr(durability, "FLUSH", "SELECT pg_terminate_backend(pg_backend_pid())")
     else:
-        broken(monkeypatch, "BEGIN;", "BEGIN; SELECT pg_terminate_backend(pg_backend_pid());")
+        broken(monkeypatch, pg_commit.BEGIN, f"{pg_commit.BEGIN} SELECT pg_terminate_backend(pg_backend_pid());")
     try:
         with pytest.raises(OperationalError):
             finish_now(plan)
