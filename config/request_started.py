@@ -49,6 +49,11 @@ def enabled() -> bool:
     return getattr(settings, "REQUEST_STARTED_DEFERRED", True)
 
 
+def on_first_call() -> bool:
+    """``REQUEST_STARTED_ON_FIRST_CALL``, read here only (``config.request_threads`` asks this too)."""
+    return getattr(settings, "REQUEST_STARTED_ON_FIRST_CALL", True)
+
+
 def _run(receivers: list[Any], sender: Any, named: dict[str, Any]) -> None:
     for receiver in receivers:
         try:
@@ -68,7 +73,7 @@ async def asend(sender: Any, **named: Any) -> list[tuple[Any, Any]]:
             # it can wait for one (config.request_threads, REQUEST_STARTED_ON_FIRST_CALL).
             call = functools.partial(contextvars.copy_context().run, _run, sync_receivers, sender, named)
             run_first = getattr(executor, "run_first", None)
-            if run_first is not None and getattr(settings, "REQUEST_STARTED_ON_FIRST_CALL", True):
+            if run_first is not None and on_first_call():
                 run_first(call)
             else:
                 executor.submit(call)

@@ -52,10 +52,6 @@ def enabled() -> bool:
     return SUPPORTED and getattr(settings, "REQUEST_THREADS_REUSED", True)
 
 
-def on_first_call() -> bool:
-    return getattr(settings, "REQUEST_STARTED_ON_FIRST_CALL", True)
-
-
 class RequestThread(ThreadPoolExecutor):
     """A one-thread executor lent to one request at a time (``Lease``).
 
@@ -83,7 +79,7 @@ class RequestThread(ThreadPoolExecutor):
 
     def ran_nothing(self) -> bool:
         """The lease submitted nothing (``REQUEST_STARTED_ON_FIRST_CALL``): its thread holds none of its work."""
-        return on_first_call() and not self.called
+        return request_started.on_first_call() and not self.called
 
     def release_early(self) -> None:
         if self.lease is not None:

@@ -28,8 +28,8 @@ instead of five or six (BEGIN, the lock, the rows, the hold, COMMIT, the WAL flu
 release): ``BEGIN; [lock;] rows and hold; COMMIT; <flush>``, one simple-protocol query (psycopg 3
 and Django's client-side binding, which quotes every parameter in Python: the rows travel as one
 JSON parameter, ``json_to_recordset``, not one array per column), each statement with a snapshot of
-its own as above. Its ``BEGIN`` runs at the server's default isolation, READ COMMITTED, which the
-lock-then-check needs, whatever a host's ``OPTIONS["isolation_level"]`` says. The rows check that
+its own as above. Its ``BEGIN`` names READ COMMITTED (``BEGIN``), which the lock-then-check needs,
+whatever a host's ``OPTIONS["isolation_level"]`` or ``default_transaction_isolation`` says. The rows check that
 the session's ``updated_at`` is still the history's; the hold (``pg_reserve._joined_call``) is
 taken only once they are in (a one-time filter); a hold refused for want of credits fails its
 statement, and a row without a hold (no wallet) fails it too (a cast of a text that is no number):
@@ -79,6 +79,9 @@ MESSAGE_COLUMNS = (
     "completed_at",
 )
 STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
+# The batches' BEGIN: READ COMMITTED whatever default_transaction_isolation (ALTER DATABASE/ROLE SET) says,
+# so a statement after the lock takes its snapshot after the wait (REPEATABLE READ would fail it: 40001).
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED;"
 RESERVE = "r_"  # the hold's parameters in the batched statements (pg_reserve._joined_params)
 # The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
 SESSION_COLUMNS = (
@@ -349,9 +352,9 @@ def statements() -> dict[str, str]:
     new, existing = new.replace(unnest, recordset), existing.replace(unnest, recordset)
     batched = {
         # commit_batched's batches: BEGIN, a session's lock (its own statement, as above), rows, hold, COMMIT.
-        "batched_new": f"BEGIN; WITH s AS ({session_insert}), inserted AS ({new})"
+        "batched_new": f"{BEGIN} WITH s AS ({session_insert}), inserted AS ({new})"
         + hold.replace("SESSION", f"(SELECT {session_pk} FROM s)"),
-        "batched_existing": f"BEGIN; {session_row} FOR UPDATE; WITH inserted AS ({existing}{unchanged}{order})"
+        "batched_existing": f"{BEGIN} {session_row} FOR UPDATE; WITH inserted AS ({existing}{unchanged}{order})"
         + hold.replace("SESSION", "%(session)s"),
     }
     return {"new": statements_new, "existing": statements_existing, "lock": f"{session_row} FOR UPDATE", **batched}

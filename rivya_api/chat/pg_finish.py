@@ -16,8 +16,8 @@ Batched (``finish_batched``, outside a transaction): a finish that settles, whos
 turn's model (``chat_turn_finish(model_id=…)``, as the streaming runner does), is sent as one query
 instead of six round trips (BEGIN, the locking read, the settle, the UPDATE, COMMIT, the WAL flush
 of early lock release): ``BEGIN; <the locking read>; <settle and UPDATEs>; COMMIT; <flush>``
-(simple protocol, psycopg 3 with client-side binding, as ``pg_commit.commit_batched``; its BEGIN at
-the server's default READ COMMITTED). The second statement takes its snapshot under the first's
+(simple protocol, psycopg 3 with client-side binding, as ``pg_commit.commit_batched``; its BEGIN
+names READ COMMITTED, ``pg_commit.BEGIN``). The second statement takes its snapshot under the first's
 locks: it settles (``pg_settle._joined_call``: the account and the capped charge read from the
 locked rows, the price computed in Python for the named model and checked against the session's)
 and saves the reply, the other messages and the session's counters only when the settle wrote, so
@@ -233,13 +233,13 @@ def _batch(fields: tuple[str, ...]) -> str:
     reserved = column("credits_reserved")
     turn = (
         f"SELECT m.{pk} AS pk, m.{column('turn_id')} AS turn, s.{session_pk} AS session,"
-        f" a.{quote(account_meta.pk.column)} AS account, LEAST(%(price)s, m.{reserved}) AS charged"
+        f" a.{quote(account_meta.pk.column)} AS account, LEAST(%(price)s, COALESCE(m.{reserved}, 0)) AS charged"
         f" FROM {table} AS m JOIN {session_table} AS s ON s.{session_pk} = m.{column('session')}"
         f" JOIN {quote(account_meta.db_table)} AS a"
         f" ON a.{quote(account_field.target_field.column)} = s.{quote(account_field.column)}"
         f" WHERE m.{column('public_id')} = %(turn)s AND m.{column('role')} = %(assistant)s"
         f" AND m.{column('status')} = %(in_progress)s AND s.{column('model', session_meta)} = %(model)s"
-        f" AND m.{reserved} > 0"
+        f" AND m.{reserved} > 0"  # no hold (NULL, 0): the plain path releases it
     )
     call = pg_settle._joined_call(SETTLE, account="t.account", amount="t.charged")
     # Only a settle that wrote moves the turn's rows (no refusal is an error: none reaches the server log).
@@ -262,7 +262,7 @@ def _batch(fields: tuple[str, ...]) -> str:
         " THEN concat('rivya chat turn finish refused: rows not written, turn ', settled.turn) END)::int"
     )
     return (
-        f"BEGIN; {_select()}; WITH t AS ({turn}),"
+        f"{pg_commit.BEGIN} {_select()}; WITH t AS ({turn}),"
         f" settled AS (SELECT t.*, x.outcome, x.hold_row FROM t, LATERAL {call} AS x),"
         f" ok AS (SELECT * FROM settled WHERE settled.outcome = 'settled'),"
         f" reply AS ({reply} RETURNING 1), others AS ({others} RETURNING 1), session_row AS ({session} RETURNING 1)"

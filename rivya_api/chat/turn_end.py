@@ -41,6 +41,26 @@ logger = logging.getLogger(__name__)
 REPLY_FIELDS = "content finish_reason status prompt_tokens completion_tokens credits_charged completed_at".split()
 
 
+def storable(text: str) -> str:
+    """``text`` as a PostgreSQL text column takes it: a NUL and a lone surrogate become U+FFFD.
+
+    Else the finish (or the fail) raises on every path and the turn stays in progress: the client
+    keeps the reply and pays nothing.
+    """
+    return without_lone_surrogates(text).replace("\x00", "\ufffd")
+
+
+def without_lone_surrogates(text: str) -> str:
+    """``text`` as UTF-8 takes it: a lone surrogate becomes U+FFFD, a pair held as two code points its character."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # UTF-16 pairs what it can and replaces the rest
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def chat_turn_reference(turn_id: str) -> str:
     """The ledger reference of a turn's hold."""
     return f"chat_turn:{turn_id}"
@@ -73,13 +93,14 @@ def chat_turn_finish(
     finished) as ``incomplete``; it is charged for what was produced, and a turn
     that produced nothing is released in full. The charge is the catalog's
     token price of ``usage`` (rounded up, at least 1 credit), capped at the hold.
-    Idempotent: a turn that already ended is returned unchanged.
+    Idempotent: a turn that already ended is returned unchanged. A NUL or a lone surrogate in
+    ``content`` is saved as U+FFFD (``storable``).
 
     ``model_id``: the model the caller planned the turn with (``ChatTurnPlan.model_id``). With it,
     on PostgreSQL, a finish that settles may be sent as one query (``pg_finish.finish_batched``),
     which checks it against the turn's session; anything else takes the transaction below.
     """
-    reply = {"turn_id": turn_id, "content": content, "finish_reason": finish_reason, "usage": usage}
+    reply = {"turn_id": turn_id, "content": storable(content), "finish_reason": finish_reason, "usage": usage}
     if model_id is not None and pg_finish.batched():
         message = _finish_batched(**reply, complete=complete, model_id=model_id)
         if message is not None:
@@ -180,11 +201,12 @@ def _settle_turn(*, message: ChatMessage, usage: ChatUsage, complete: bool) -> i
 def chat_turn_fail(*, turn_id: str, content: str = "", error_code: str = "model_error") -> ChatMessage:
     """Release the turn's whole hold and mark its messages failed (out of the session's history).
 
-    Idempotent: a turn that already ended is returned unchanged.
+    Idempotent: a turn that already ended is returned unchanged. ``content`` as ``storable`` makes it.
     """
     message = _locked_turn(turn_id)
     if message.status != ChatMessage.Status.IN_PROGRESS:
         return message
+    content = storable(content)
     try:
         billing.credits_release(account=message.session.account, reference=chat_turn_reference(turn_id))
     except HoldNotPendingError as exc:  # already expired by the sweeper: nothing left to release

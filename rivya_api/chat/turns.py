@@ -41,6 +41,7 @@ from rivya_api.chat.providers.base import (
     reply_started_hook,
     request_sent_hook,
 )
+from rivya_api.chat.turn_end import without_lone_surrogates
 from rivya_api.common.db import db_call
 from rivya_api.common.errors import error_body
 
@@ -262,6 +263,8 @@ class ChatTurn:
         )
 
     def _emit_delta(self, text: str) -> None:
+        # A lone surrogate would end the stream (UTF-8 refuses it) and the turn's mirror: U+FFFD here.
+        text = without_lone_surrogates(text)
         if not self.parts:
             self.parts.append(text)
             delta = {"role": "assistant", "content": text}

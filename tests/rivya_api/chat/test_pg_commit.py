@@ -241,7 +241,7 @@ def test_a_new_session_and_its_messages_are_one_statement(batched, account, sett
     # BEGIN, the session's lock, the INSERT, the hold, COMMIT, the flush; batched: one query.
     with django_assert_num_queries(1 if batched else 6) as queries:
         services.chat_turn_commit(plan)
-    assert not batched or queries.captured_queries[0]["sql"].startswith("BEGIN; SELECT")
+    assert not batched or queries.captured_queries[0]["sql"].startswith(f"{pg_commit.BEGIN} SELECT")
     assert session.messages.count() == 6
     assert Hold.objects.get(reference=services.chat_turn_reference(plan.turn_id)).state == "pending"
 

@@ -99,7 +99,7 @@ def test_a_turn_with_a_key_spend_limit_takes_the_plain_path(account, django_asse
     # BEGIN, the INSERT, the hold, COMMIT, the flush: statements one by one, no batch.
     with django_assert_num_queries(5) as queries:
         assert commit(plan) == "accepted"
-    assert not any(query["sql"].startswith("BEGIN;") for query in queries.captured_queries)
+    assert not any(query["sql"].startswith(pg_commit.BEGIN) for query in queries.captured_queries)
     assert written(plan) == (3, ["pending"])
 
 
@@ -158,8 +158,8 @@ def terminate(monkeypatch: Any, *, after_commit: bool) -> None:
         monkeypatch.setattr(durability, "FLUSH", "SELECT pg_terminate_backend(pg_backend_pid())")
         return
     real = pg_commit.statements()
-    killed = "BEGIN; SELECT pg_terminate_backend(pg_backend_pid());"
-    fake = {name: sql.replace("BEGIN;", killed, 1) for name, sql in real.items()}
+    killed = f"{pg_commit.BEGIN} SELECT pg_terminate_backend(pg_backend_pid());"
+    fake = {name: sql.replace(pg_commit.BEGIN, killed, 1) for name, sql in real.items()}
     monkeypatch.setattr(pg_commit, "statements", lambda: fake)
 
 
@@ -182,7 +182,7 @@ def test_a_batch_failing_otherwise_than_by_a_refusal_is_logged(account, monkeypa
     """Its SQLSTATE, never its statement (the turn's messages); then the plain commit accepts the turn."""
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     real = pg_commit.statements()
-    fake = {name: sql.replace("BEGIN;", "BEGIN; SELECT 1/0;", 1) for name, sql in real.items()}
+    fake = {name: sql.replace(pg_commit.BEGIN, f"{pg_commit.BEGIN} SELECT 1/0;", 1) for name, sql in real.items()}
     monkeypatch.setattr(pg_commit, "statements", lambda: fake)
     calls = batches(monkeypatch)
     plan = prepare(account, "secret prompt")

@@ -20,7 +20,7 @@ import pytest
 from django.db import DataError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from rivya_api.chat import pg_finish, services
+from rivya_api.chat import pg_commit, pg_finish, services
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
@@ -50,6 +50,8 @@ HOSTILE = [
     "$$ $1 %s %(turn)s {0} \\ \\\\ \\' E'\\x41' ;; BEGIN; ROLLBACK;",
     "Grüße 👋 \u202e\u200b 日本語 \r\n\t \"quoted\" 'single'",
 ]
+# A NUL and a lone surrogate (and a pair held as two code points): PostgreSQL's text takes neither as it is.
+UNSTORABLE = ["NUL \x00 inside", "lone \ud800, pair \ud83d\udc4b"]
 
 
 def use(settings: Any, sql: bool, batched: bool) -> None:
@@ -88,10 +90,10 @@ def endings(account: Any) -> list[Any]:
     services.chat_turn_commit(ahead)
     results.append(finish(ahead, "ended since the stale turn's history was read", ChatUsage(20, 3)))
     results.append(commit(stale))  # refused: the session's updated_at moved with the finish
-    unsendable = started(account, "Unsendable", one.session_id)
-    for text in ("NUL \x00 inside", "a lone surrogate \ud800"):  # PostgreSQL: refused before anything is sent
-        results.append(finish(unsendable, text, ChatUsage(20, 3)))
-    results.append(finish(unsendable, "sendable", ChatUsage(20, 3)))
+    for text in UNSTORABLE:  # saved with U+FFFD, charged (PostgreSQL's text takes neither as it is)
+        unstorable = started(account, "Unstorable", one.session_id)
+        results.append(finish(unstorable, text, ChatUsage(20, 3)))
+    results.append(finish(unstorable, "again", ChatUsage(20, 3)))  # ended: returned as it is
     results.append(finish(started(account, "Partial", one.session_id), "Par", ChatUsage(20, 2), complete=False))
     results.append(finish(started(account, "Silent", one.session_id), "", ChatUsage(20, 0), complete=False))
     released = started(account, "Released", one.session_id)
@@ -126,21 +128,21 @@ def test_the_batched_finish_ends_turns_as_the_plain_path(make_account, settings,
     assert runs["batched"] == plain
     statuses = [result["status"] if isinstance(result, dict) else result for result in plain[0]]
     assert statuses[:6] == ["completed"] * 5 + ["ChatSessionBusyError"]
-    if connection.vendor == "postgresql":  # SQLite keeps both
-        assert [status[0] for status in statuses[6:8]] == ["DataError", "UnicodeEncodeError"]
-    assert statuses[8:14] == ["completed"] + ["incomplete"] * 2 + ["completed"] * 3
+    assert statuses[6:14] == ["completed"] * 3 + ["incomplete"] * 2 + ["completed"] * 3
+    stored = ["NUL \ufffd inside", "lone \ufffd, pair 👋", "lone \ufffd, pair 👋"]  # the last: as it is
+    assert [plain[0][index]["content"] for index in (6, 7, 8)] == stored
+    assert all(plain[0][index]["credits_charged"] > 0 for index in (6, 7))
     assert statuses[14:16] == ["failed", "failed"]
     assert plain[0][-1][0] == "DoesNotExist"
     assert [plain[0][index]["content"] for index in (0, 2, 3)] == HOSTILE
     assert [plain[0][index]["credits_charged"] for index in (11, 12)] == [0, 0]  # released, lapsed: free
     if connection.vendor == "postgresql":
         # One query: the three hostile replies, the second finish (returned as it is), the turn
-        # ahead of the stale one, the unsendable turn's sendable reply, the partial reply, the
-        # finish after the fail (as it is). Left to the plain path, nothing written: the released
-        # and the lapsed hold, the model not the session's. Not tried: the release (a stop before
-        # any output). Raised (not recorded): the unsendable replies, which psycopg refuses before
-        # anything is sent, as on the plain path.
-        assert calls == ["completed"] * 6 + ["incomplete", None, None, None, "failed"], calls
+        # ahead of the stale one, the two unstorable replies (stored with U+FFFD) and the finish
+        # after them (as it is), the partial reply, the finish after the fail (as it is). Left to
+        # the plain path, nothing written: the released and the lapsed hold, the model not the
+        # session's. Not tried: the release (a stop before any output).
+        assert calls == ["completed"] * 8 + ["incomplete", None, None, None, "failed"], calls
 
 
 def observed(monkeypatch: Any) -> list[tuple[str, int]]:
@@ -269,7 +271,7 @@ def test_a_batch_failing_inside_its_transaction_is_logged_and_the_plain_finish_r
     use(settings, True, True)
     billing.credits_grant(account=account, amount=100_000, reference="grant")
     plan = started(account, "Hello")
-    broken(monkeypatch, "BEGIN;", "BEGIN; SELECT 1/0;")
+    broken(monkeypatch, pg_commit.BEGIN, f"{pg_commit.BEGIN} SELECT 1/0;")
     calls = spy(monkeypatch)
     with caplog.at_level(logging.WARNING, logger=pg_finish.logger.name):
         assert finish_now(plan).status == "completed"
@@ -335,7 +337,7 @@ def test_a_lost_connection_is_djangos_error(after_commit, account, settings, mon
     if after_commit:
         monkeypatch.setattr(durability, "FLUSH", "SELECT pg_terminate_backend(pg_backend_pid())")
     else:
-        broken(monkeypatch, "BEGIN;", "BEGIN; SELECT pg_terminate_backend(pg_backend_pid());")
+        broken(monkeypatch, pg_commit.BEGIN, f"{pg_commit.BEGIN} SELECT pg_terminate_backend(pg_backend_pid());")
     try:
         with pytest.raises(OperationalError):
             finish_now(plan)
