@@ -27,6 +27,7 @@ from rivya_billing import services as billing
 from rivya_billing.models import Hold, LedgerEntry, Wallet
 from rivya_billing.services import durability
 from tests.rivya_api.chat.test_pg_commit import MODEL, _models, commit, prepare, written
+from tests.rivya_api.chat.test_pg_commit_batch import fail_the_first_flush
 from tests.rivya_api.chat.test_pg_finish import ended, started
 from tests.rivya_billing.concurrency import run_concurrently
 
@@ -298,18 +299,6 @@ def test_a_settle_without_its_reply_is_refused_never_committed(account, settings
     assert (message.status, message.content) == ("completed", "Hi.")
     assert state(plan) == ("completed", ["release", "reserve", "settle"])
     assert Wallet.objects.get(account=account).held == 0
-
-
-def fail_the_first_flush(monkeypatch: Any) -> None:
-    """The statement after the COMMIT fails once (a stand-in for any error there: a cancel, a timeout)."""
-    with connection.cursor() as cursor:
-        cursor.execute("DROP SEQUENCE IF EXISTS test_flush_seq; CREATE SEQUENCE test_flush_seq")
-    monkeypatch.setattr(
-        durability,
-        "FLUSH",
-        "SELECT CASE WHEN nextval('test_flush_seq') = 1 THEN (1/0)::text"
-        " ELSE pg_logical_emit_message(true, 'rivya_billing', '')::text END",
-    )
 
 
 @pytest.mark.postgres
