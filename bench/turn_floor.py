@@ -16,16 +16,21 @@ pricing, no hold, no session, no event log, no idempotency, no keep-alive, no re
    its hold could be one statement (a CTE), so one autocommitted statement is the least; ours sends
    a ``BEGIN … COMMIT`` batch in one pipeline, also one round trip but more statements. It goes out
    beside the upstream request, as ours does (the model's time to first token hides it).
-4. **The upstream request** through httpx (the gateway's library), one ``AsyncClient`` per event
-   loop with the gateway's limits (``max_connections=None, max_keepalive_connections=100``); plain
-   httpx, without the gateway's own read path (``providers/asyncio_network.py``,
-   ``chunked_body.py``): what a bare app would use.
+4. **The upstream request** through the gateway's own httpx client (``openai_compatible._client()``:
+   one ``AsyncClient`` per loop, ``max_connections=None, max_keepalive_connections=100``, and the
+   network backend the gateway gives it, ``providers/asyncio_network.py``). Plain httpx was tried
+   first: with 200 turns open, httpcore's pool checks every connection for each request, and each
+   check is a ``select`` on its socket under anyio; that was 40 % of the floor's CPU, more than the
+   whole of our turn, so a floor with it bounds nothing (``RIVYA_BENCH_FLOOR_PLAIN_HTTPX=1`` brings
+   it back, to see it). The body is read raw (``aiter_raw``) and split on blank lines, as cheap as
+   a reader of SSE gets in Python; not the gateway's own body reader (``chunked_body.py``).
 5. **Each upstream chunk relayed** as ``id: n`` + ``data: {chat.completion.chunk}`` re-serialised
    (parsed, our model id put in, dumped compactly), as ours relays it; ``data: [DONE]`` at the end.
 6. **In production, each event mirrored to a Redis stream** (XADD, entry id ``n-1``) with
    ``redis.asyncio`` on a ``BlockingConnectionPool`` (the kind ``rivya_api/chat/streams.py`` uses),
-   one XADD an event sent after the event has gone to the client (the live stream never waits for
-   Redis), the last with the stream's EXPIRE in the same round trip.
+   sent after the events have gone to the client (the live stream never waits for Redis): the
+   events of one upstream read in one round trip (one XADD, or a pipeline of them), as ours batches
+   what is pending; the last round trip also sets the stream's EXPIRE.
 7. **One database round trip at the end, the settle**: one ``UPDATE`` in autocommit.
 
 Database access is the cheapest on each configuration: on PostgreSQL psycopg 3's async connection
@@ -57,6 +62,7 @@ from django.db import connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from rivya_api.chat.providers.openai_compatible import _client as gateway_http_client
 from rivya_api.conf import api_settings
 from rivya_api.keys.throttling import increment, parse_rate
 
@@ -88,7 +94,9 @@ async def _state() -> dict[str, Any]:
     state = _loops.get(loop)
     if state is not None:
         return state
-    state = {"http": httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100))}
+    plain = os.environ.get("RIVYA_BENCH_FLOOR_PLAIN_HTTPX") == "1"
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    state = {"http": httpx.AsyncClient(limits=limits) if plain else gateway_http_client()}
     if _redis_url():
         import redis.asyncio as aioredis
 
@@ -162,10 +170,12 @@ async def _check_key(state: dict, request: Any) -> None:
         increment("bench:turn-floor:limit", 61)
 
 
-def _relayed(data: str) -> str | None:
-    """An upstream chunk re-serialised as ours (our model's id); None for a line that is not one."""
+def _relayed(block: bytes) -> str | None:
+    """An upstream SSE event's chunk re-serialised as ours (our model's id); None for anything else."""
+    if not block.startswith(b"data: ") or block == b"data: [DONE]":
+        return None
     try:
-        chunk = json.loads(data)
+        chunk = json.loads(block[6:])
     except ValueError:
         return None
     chunk["model"] = MODEL
@@ -177,27 +187,37 @@ async def _events(state: dict, turn_id: str, row: asyncio.Task, body: bytes):
     url = f"{os.environ['RIVYA_UPSTREAM_CHAT_BASE_URL']}/chat/completions"  # what the harness points ours at
     headers = {"Authorization": f"Bearer {os.environ.get('RIVYA_UPSTREAM_CHAT_API_KEY', '')}"}
     upstream = {**json.loads(body), "model": os.environ.get("RIVYA_UPSTREAM_CHAT_MODEL", "bench"), "stream": True}
-    stream_key, number, tokens = f"rivya:bench:turn-floor:{turn_id}", 0, 0
+    stream_key, number, buffer = f"rivya:bench:turn-floor:{turn_id}", 0, b""
     mirror = state.get("redis")
     async with state["http"].stream("POST", url, json=upstream, headers=headers, timeout=60) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+        async for raw in response.aiter_raw():
+            *blocks, buffer = (buffer + raw).split(b"\n\n")
+            relayed = [data for block in blocks if (data := _relayed(block)) is not None]
+            if not relayed:
                 continue
-            data = _relayed(line[6:])
-            if data is None:
-                continue
-            number += 1
-            tokens += 1
-            yield f"id: {number}\ndata: {data}\n\n".encode()
+            events = [(number + i + 1, data) for i, data in enumerate(relayed)]
+            number += len(events)
+            yield b"".join(f"id: {n}\ndata: {data}\n\n".encode() for n, data in events)
             if mirror is not None:
-                await mirror.xadd(stream_key, {"d": data}, id=f"{number}-1")
-    await _db(state, SETTLE, (tokens, time.time(), await row))
+                await _mirror(mirror, stream_key, events)
+    await _db(state, SETTLE, (number, time.time(), await row))
     number += 1
     yield f"id: {number}\ndata: [DONE]\n\n".encode()
     if mirror is not None:
-        async with mirror.pipeline(transaction=False) as pipe:
-            pipe.xadd(stream_key, {"d": "[DONE]"}, id=f"{number}-1").expire(stream_key, RETENTION_SECONDS)
-            await pipe.execute()
+        await _mirror(mirror, stream_key, [(number, "[DONE]")], expire=True)
+
+
+async def _mirror(client: Any, key: str, events: list[tuple[int, str]], *, expire: bool = False) -> None:
+    """One round trip: one XADD, or a pipeline of them (and the stream's EXPIRE at the end)."""
+    if len(events) == 1 and not expire:
+        await client.xadd(key, {"d": events[0][1]}, id=f"{events[0][0]}-1")
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for number, data in events:
+            pipe.xadd(key, {"d": data}, id=f"{number}-1")
+        if expire:
+            pipe.expire(key, RETENTION_SECONDS)
+        await pipe.execute()
 
 
 @csrf_exempt
