@@ -16,9 +16,11 @@ pricing, no hold, no session, no event log, no idempotency, no keep-alive, no re
    its hold could be one statement (a CTE), so one autocommitted statement is the least; ours sends
    a ``BEGIN … COMMIT`` batch in one pipeline, also one round trip but more statements. It goes out
    beside the upstream request, as ours does (the model's time to first token hides it).
-4. **The upstream request** through the gateway's own httpx client (``openai_compatible._client()``:
-   one ``AsyncClient`` per loop, ``max_connections=None, max_keepalive_connections=100``, and the
-   network backend the gateway gives it, ``providers/asyncio_network.py``). Plain httpx was tried
+4. **The upstream request** through an httpx client made as the gateway makes its own
+   (``openai_compatible._client()``: one ``AsyncClient`` per loop, ``max_connections=None,
+   max_keepalive_connections=100``, and the network backend the gateway gives it,
+   ``providers/asyncio_network.py``), but its own: a burst on the floor right after the turn's then
+   opens its connections as the turn's did, rather than reusing the turn's. Plain httpx was tried
    first: with 200 turns open, httpcore's pool checks every connection for each request, and each
    check is a ``select`` on its socket under anyio; that was 40 % of the floor's CPU, more than the
    whole of our turn, so a floor with it bounds nothing (``RIVYA_BENCH_FLOOR_PLAIN_HTTPX=1`` brings
@@ -62,7 +64,7 @@ from django.db import connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from rivya_api.chat.providers.openai_compatible import _client as gateway_http_client
+from rivya_api.chat.providers.asyncio_network import use_asyncio_network
 from rivya_api.conf import api_settings
 from rivya_api.keys.throttling import increment, parse_rate
 
@@ -96,7 +98,8 @@ async def _state() -> dict[str, Any]:
         return state
     plain = os.environ.get("RIVYA_BENCH_FLOOR_PLAIN_HTTPX") == "1"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-    state = {"http": httpx.AsyncClient(limits=limits) if plain else gateway_http_client()}
+    client = httpx.AsyncClient(limits=limits)
+    state = {"http": client if plain else use_asyncio_network(client)}
     if _redis_url():
         import redis.asyncio as aioredis
 
