@@ -26,6 +26,10 @@ pricing, no hold, no session, no event log, no idempotency, no keep-alive, no re
    whole of our turn, so a floor with it bounds nothing (``RIVYA_BENCH_FLOOR_PLAIN_HTTPX=1`` brings
    it back, to see it). The body is read raw (``aiter_raw``) and split on blank lines, as cheap as
    a reader of SSE gets in Python; not the gateway's own body reader (``chunked_body.py``).
+   ``RIVYA_BENCH_FLOOR_UPSTREAM_CLIENTS=N`` spreads the turns over N such clients (N pools of about
+   1/N the connections): how much of the floor is httpcore's pool bookkeeping, which walks every
+   pooled connection (and, for its keep-alive count, every one again for each idle one) on each
+   request and each response's end (encode/httpcore#1035, still open).
 5. **Each upstream chunk relayed** as ``id: n`` + ``data: {chat.completion.chunk}`` re-serialised
    (parsed, our model id put in, dumped compactly), as ours relays it; ``data: [DONE]`` at the end.
 6. **In production, each event mirrored to a Redis stream** (XADD, entry id ``n-1``) with
@@ -49,6 +53,7 @@ The table is the floor's own, ``bench_turn_floor`` (created on first use): no mo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -77,6 +82,7 @@ CREATE = (
 INSERT = f"INSERT INTO {TABLE} (turn_id, model, status, started) VALUES (%s, %s, 'running', %s) RETURNING id"
 SETTLE = f"UPDATE {TABLE} SET status = 'completed', tokens = %s, ended = %s WHERE id = %s"
 MODEL = "rivya-chat-plus"
+CLIENTS_ENV = "RIVYA_BENCH_FLOOR_UPSTREAM_CLIENTS"
 RETENTION_SECONDS = 300
 
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
@@ -98,8 +104,8 @@ async def _state() -> dict[str, Any]:
         return state
     plain = os.environ.get("RIVYA_BENCH_FLOOR_PLAIN_HTTPX") == "1"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-    client = httpx.AsyncClient(limits=limits)
-    state = {"http": client if plain else use_asyncio_network(client)}
+    clients = [httpx.AsyncClient(limits=limits) for _ in range(int(os.environ.get(CLIENTS_ENV, "1")))]
+    state = {"http": itertools.cycle(client if plain else use_asyncio_network(client) for client in clients)}
     if _redis_url():
         import redis.asyncio as aioredis
 
@@ -192,7 +198,7 @@ async def _events(state: dict, turn_id: str, row: asyncio.Task, body: bytes):
     upstream = {**json.loads(body), "model": os.environ.get("RIVYA_UPSTREAM_CHAT_MODEL", "bench"), "stream": True}
     stream_key, number, buffer = f"rivya:bench:turn-floor:{turn_id}", 0, b""
     mirror = state.get("redis")
-    async with state["http"].stream("POST", url, json=upstream, headers=headers, timeout=60) as response:
+    async with next(state["http"]).stream("POST", url, json=upstream, headers=headers, timeout=60) as response:
         async for raw in response.aiter_raw():
             *blocks, buffer = (buffer + raw).split(b"\n\n")
             relayed = [data for block in blocks if (data := _relayed(block)) is not None]
