@@ -85,7 +85,7 @@ MODEL = "rivya-chat-plus"
 CLIENTS_ENV = "RIVYA_BENCH_FLOOR_UPSTREAM_CLIENTS"
 RETENTION_SECONDS = 300
 
-_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
 
 
 def _postgres() -> bool:
@@ -97,11 +97,16 @@ def _redis_url() -> str | None:
 
 
 async def _state() -> dict[str, Any]:
-    """This loop's clients (made on first use): upstream, Redis, PostgreSQL pool."""
+    """This loop's clients, made once by the first turn (the turns arriving meanwhile wait for them)."""
     loop = asyncio.get_running_loop()
-    state = _loops.get(loop)
-    if state is not None:
-        return state
+    made = _loops.get(loop)
+    if made is None:
+        made = _loops[loop] = loop.create_task(_make_state())
+    return await asyncio.shield(made)
+
+
+async def _make_state() -> dict[str, Any]:
+    """Upstream client(s), Redis client, PostgreSQL pool."""
     plain = os.environ.get("RIVYA_BENCH_FLOOR_PLAIN_HTTPX") == "1"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     clients = [httpx.AsyncClient(limits=limits) for _ in range(int(os.environ.get(CLIENTS_ENV, "1")))]
@@ -117,7 +122,6 @@ async def _state() -> dict[str, Any]:
         state["pg"] = await _pg_pool()
     else:
         await sync_to_async(_sqlite_create)()
-    _loops[loop] = state
     return state
 
 
