@@ -126,7 +126,7 @@ async def stream_turn(host: str, port: int, path: str, headers: dict, *, keep_ev
 
 async def wave(args: argparse.Namespace) -> list[dict]:
     host, port = args.target.rsplit(":", 1)
-    path = "/api/v1/chat/completions" if args.key else "/v1/chat/completions"
+    path = args.path or ("/api/v1/chat/completions" if args.key else "/v1/chat/completions")
     headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
     sample_every = max(1, args.streams // max(1, args.sample)) if args.sample else 0
 
@@ -152,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="one load-generator process of a chat wave")
     parser.add_argument("--target", required=True, help="host:port (the gateway, or the upstream with no --key)")
     parser.add_argument("--key", default="")
+    parser.add_argument("--path", default="", help="through the gateway: another path (/bench/turn-floor)")
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--ramp", type=float, required=True)
     parser.add_argument("--t0", type=float, required=True)

@@ -176,7 +176,9 @@ def gateway_command(port: int) -> list[str]:
 class Harness:
     """Upstream and gateway of one run; ``with Harness(...) as h:`` starts both and stops them."""
 
-    def __init__(self, config: str, *, interval: float, chunks: int, first_delay: float = 0.2) -> None:
+    def __init__(
+        self, config: str, *, interval: float, chunks: int, first_delay: float = 0.2, floor: bool = False
+    ) -> None:
         assert config in CONFIGS
         self.config = config
         self.interval, self.chunks, self.first_delay = interval, chunks, first_delay
@@ -184,6 +186,8 @@ class Harness:
         self.gateway_cpus, self.other_cpus = cpu_sets()
         self.upstream_port, self.gateway_port = free_port(), free_port()
         self.env = gateway_env(config, self.workdir, self.upstream_port)
+        if floor:  # bench.urls adds POST /bench/turn-floor (bench/turn_floor.py) beside the project's URLs
+            self.env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
         self.procs: list[subprocess.Popen] = []
         self.key = ""
         self.log = self.workdir / "gateway.log"

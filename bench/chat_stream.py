@@ -1,6 +1,6 @@
 """What the gateway adds to a streamed chat turn, and how many open streams one web process holds.
 
-    .venv/bin/python bench/chat_stream.py overhead [--turns 200] [--config embedded|production]
+    .venv/bin/python bench/chat_stream.py overhead [--turns 200] [--config embedded|production] [--floor]
     .venv/bin/python bench/chat_stream.py capacity [--streams 500] [--ramp 25] [--chunks 45] [--config …]
 
 ``--config production`` runs the gateway on PostgreSQL + Redis (``DATABASE_URL``,
@@ -26,7 +26,11 @@ Three processes besides this one, all on 127.0.0.1:
 stand-in and one through ``POST /api/v1/chat/completions``, alternating which
 goes first. Added time-to-first-token is gateway minus direct per round
 (first *content* chunk); added gap compares inter-chunk gaps; every content
-event must carry exactly one upstream chunk, in order.
+event must carry exactly one upstream chunk, in order. ``--floor`` adds a third
+request to each round, ``POST /bench/turn-floor`` on the same gateway process
+(``bench/turn_floor.py``: a turn's round trips and none of our work), the order
+rotating; its added TTFT bounds the turn's from below (the gateway's CPU a turn is
+then the two kinds' average).
 
 ``capacity``: ``--streams`` turns opened through the gateway over ``--ramp``
 seconds, chunks 1 s apart; the gateway's resident memory is sampled every
@@ -161,15 +165,19 @@ async def loadgen_overhead(args: argparse.Namespace) -> dict:
     gateway_url = f"{args.gateway}/api/v1/chat/completions"
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Count for me."}], "stream": True}
     headers = {"Authorization": f"Bearer {args.key}"}
-    results: dict[str, list[dict]] = {"direct": [], "gateway": []}
+    kinds = {"direct": (direct_url, {}), "gateway": (gateway_url, headers)}
+    if args.floor:
+        kinds["floor"] = (f"{args.gateway}/bench/turn-floor", headers)
+    names = list(kinds)
+    results: dict[str, list[dict]] = {kind: [] for kind in kinds}
     async with httpx.AsyncClient(timeout=60) as client:
         for _warm in range(WARM_UP_TURNS):  # connections, imports, caches
-            await one_turn(client, direct_url, {}, body)
-            await one_turn(client, gateway_url, headers, body)
+            for url, hdrs in kinds.values():
+                await one_turn(client, url, hdrs, body)
         for index in range(args.turns):
-            order = ("direct", "gateway") if index % 2 == 0 else ("gateway", "direct")
-            for kind in order:
-                url, hdrs = (direct_url, {}) if kind == "direct" else (gateway_url, headers)
+            shift = index % len(names)  # which goes first rotates
+            for kind in names[shift:] + names[:shift]:
+                url, hdrs = kinds[kind]
                 results[kind].append(await one_turn(client, url, hdrs, body))
     return results
 
@@ -262,6 +270,7 @@ def report_overhead(results: dict, chunks: int) -> dict:
     print(f"| usage chunk with credits in every turn | - | {usage_ok} | |")
     print(f"load generator CPU: {results['loadgen_cpu_share'] * 100:.0f}% of one core")
     return {
+        **floor_overhead(direct, results.get("floor")),
         "turns": len(gateway),
         "errors": len(errors),
         "direct_ttft_p50_ms": percentile([p[0] * 1000 for p in pairs], 50),
@@ -275,6 +284,22 @@ def report_overhead(results: dict, chunks: int) -> dict:
         "dropped": dropped,
         "usage_ok": usage_ok,
         "loadgen_cpu_share": results["loadgen_cpu_share"],
+    }
+
+
+def floor_overhead(direct: list[dict], floor: list[dict] | None) -> dict:
+    """The floor's added TTFT, paired with the same rounds' direct requests (``--floor``)."""
+    if floor is None:
+        return {}
+    pairs = [(d.get("ttft"), f.get("ttft")) for d, f in zip(direct, floor, strict=True)]
+    added = [(f - d) * 1000 for d, f in pairs if d is not None and f is not None]
+    errors = sum("error" in f for f in floor)
+    print(f"floor: added TTFT P50 / P99 {percentile(added, 50):+.1f} / {percentile(added, 99):+.1f} ms (paired); "
+          f"errors {errors}")  # fmt: skip
+    return {
+        "floor_added_ttft_p50_ms": percentile(added, 50),
+        "floor_added_ttft_p99_ms": percentile(added, 99),
+        "floor_errors": errors,
     }
 
 
@@ -353,6 +378,7 @@ def main() -> None:
     overhead = sub.add_parser("overhead")
     overhead.add_argument("--turns", type=int, default=200)
     overhead.add_argument("--chunks", type=int, default=64, help="fewer for a quick look at TTFT")
+    overhead.add_argument("--floor", action="store_true", help="each round also through POST /bench/turn-floor")
     capacity = sub.add_parser("capacity")
     capacity.add_argument("--streams", type=int, default=500)
     capacity.add_argument("--chunks", type=int, default=45)
@@ -378,6 +404,7 @@ def main() -> None:
     loadgen.add_argument("--turns", type=int, default=200)
     loadgen.add_argument("--streams", type=int, default=500)
     loadgen.add_argument("--ramp", type=float, default=25.0)
+    loadgen.add_argument("--floor", action="store_true")
     args = parser.parse_args()
 
     if args.command == "upstream":
@@ -397,11 +424,12 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     """Start upstream and gateway, run the load generator in ``mode``, report; returns the figures."""
     chunks = args.chunks if mode == "capacity" or args.command == "overhead" else 64
     interval = 0.02 if mode == "overhead" else 1.0
-    with Harness(args.config, interval=interval, chunks=chunks) as h:
+    floor = bool(getattr(args, "floor", False)) and mode == "overhead"
+    with Harness(args.config, interval=interval, chunks=chunks, floor=floor) as h:
         command = [PYTHON, __file__, "loadgen", "--mode", mode, "--upstream", f"http://127.0.0.1:{h.upstream_port}",
                    "--gateway", f"http://127.0.0.1:{h.gateway_port}", "--key", h.key]  # fmt: skip
         if mode == "overhead":
-            command += ["--turns", str(args.turns)]
+            command += ["--turns", str(args.turns), *(["--floor"] if floor else [])]
         else:
             command += ["--streams", str(args.streams), "--ramp", str(args.ramp)]
         output = h.workdir / "loadgen.json"
@@ -425,7 +453,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict:
     print(f"configuration: {args.config}; {placement}")
     if mode == "overhead":
         figures = report_overhead(results, chunks)
-        turns = args.turns + WARM_UP_TURNS  # through the gateway, warm-up included
+        turns = (args.turns + WARM_UP_TURNS) * (2 if floor else 1)  # through the gateway, warm-up included
     else:
         figures = report_capacity(results, rss, args.streams, chunks)
         turns = args.streams

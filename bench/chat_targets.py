@@ -4,6 +4,10 @@
 - ``bench/chat_waves.py suite``: fast streams (targets 1, 2), many streams (3), a burst (4), each in
   the embedded and the production configuration; in production each wave also checks target 8.
 
+Both also run the turn's floor (``--floor``: ``POST /bench/turn-floor``, ``bench/turn_floor.py``, a
+turn's round trips and none of our work) on the same gateway process: its rows ("(25.4) floor",
+"(25.5) floor") report what a bare Django/uvicorn/httpx turn costs, bounding targets 4 and 5.
+
 A row whose script failed says why instead of a figure.
 """
 
@@ -23,8 +27,10 @@ def row(name: str, measured: Any, baseline: Any, target: str, met: bool | None) 
 def run_chat_targets(sub_benchmark: Callable[..., Any], env: dict[str, str], *, quick: bool) -> dict[str, Any]:
     """Run the scripts (``quick``: smoke sizes, a few minutes); their JSON by name."""
     turns = ["--turns", "10", "--chunks", "8"] if quick else ["--turns", "200", "--chunks", "16"]
-    overhead = sub_benchmark("chat_stream.py", ["overhead", "--config", "production", "--json", *turns], env, 900)
-    waves = sub_benchmark("chat_waves.py", ["suite", "--json", *(["--quick"] if quick else [])], env, 1500)
+    overhead = sub_benchmark(
+        "chat_stream.py", ["overhead", "--config", "production", "--floor", "--json", *turns], env, 1200
+    )
+    waves = sub_benchmark("chat_waves.py", ["suite", "--floor", "--json", *(["--quick"] if quick else [])], env, 1500)
     return {"chat_overhead_production": overhead, "chat_waves": waves}
 
 
@@ -40,9 +46,11 @@ def chat_target_rows(subs: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append(many_row(waves.get(f"many/{config}"), config))
         for config in CONFIGS:
             rows.append(burst_row(waves.get(f"burst/{config}"), config))
+            rows.append(floor_burst_row(waves.get(f"burst/{config}"), config))
     else:
         rows.append(row("(25.1–4) chat waves (bench/chat_waves.py)", waves, "–", "issue 25", None))
     rows.append(ttft_row(over))
+    rows.append(floor_ttft_row(over))
     rows.append(silent_row(waves if isinstance(waves, dict) else {}, over))
     return rows
 
@@ -140,6 +148,44 @@ def burst_row(f: dict | None, config: str) -> dict[str, Any]:
     return row(name, measured, baseline, "TTFT P99 ≤ 1 s, ≤ 3 ms CPU a turn", met)
 
 
+FLOOR_GOAL = "report (bounds the row above)"
+
+
+def floor_burst_row(f: dict | None, config: str) -> dict[str, Any]:
+    """The same burst on the turn's floor, in the same gateway process right after the turn's."""
+    name = f"(25.4) floor: the same burst on POST /bench/turn-floor (a turn's round trips, none of our work), {config}"
+    if not f or "floor" not in f:
+        return row(name, "not available", "–", FLOOR_GOAL, None)
+    fl, g = f["floor"], f["gateway"]
+    measured = (
+        f"TTFT P50 / P99 {fl['ttft_p50_ms']:.0f} / {fl['ttft_p99_ms']:.0f} ms; gateway CPU {fl['cpu_ms_per_turn']:.1f} "
+        f"ms a turn; {fl['completed']}/{fl['streams']} completed{runqueue(fl.get('runqueue_wait_s'), 's in all')}; "
+        f"the turn costs {times(g['cpu_ms_per_turn'], fl['cpu_ms_per_turn'])} the floor's CPU, "
+        f"its TTFT P99 is {times(g['ttft_p99_ms'], fl['ttft_p99_ms'])} the floor's"
+    )
+    baseline = f"the turn: TTFT P99 {g['ttft_p99_ms']:.0f} ms, CPU {g['cpu_ms_per_turn']:.1f} ms a turn"
+    return row(name, measured, baseline, FLOOR_GOAL, None)
+
+
+def times(turn: float, floor: float) -> str:
+    return f"{turn / floor:.1f}×" if floor else "–"
+
+
+def floor_ttft_row(over: Any) -> dict[str, Any]:
+    """The floor's added TTFT, paired with the same rounds as the turn's (``overhead --floor``)."""
+    name = "(25.5) floor: added TTFT P50 / P99 of POST /bench/turn-floor, production (same rounds, rotating order)"
+    if not isinstance(over, dict) or "floor_added_ttft_p50_ms" not in over:
+        return row(name, "not available", "–", FLOOR_GOAL, None)
+    above_p50 = over["added_ttft_p50_ms"] - over["floor_added_ttft_p50_ms"]
+    above_p99 = over["added_ttft_p99_ms"] - over["floor_added_ttft_p99_ms"]
+    measured = (
+        f"+{over['floor_added_ttft_p50_ms']:.1f} / +{over['floor_added_ttft_p99_ms']:.1f} ms "
+        f"({over['floor_errors']} errors); the turn adds {above_p50:+.1f} / {above_p99:+.1f} ms over it"
+    )
+    baseline = f"the turn: +{over['added_ttft_p50_ms']:.1f} / +{over['added_ttft_p99_ms']:.1f} ms"
+    return row(name, measured, baseline, FLOOR_GOAL, None)
+
+
 def ttft_row(over: Any) -> dict[str, Any]:
     name = "(25.5) added TTFT P50 / P99, production configuration (paired, concurrency 1)"
     if not isinstance(over, dict):
@@ -147,7 +193,8 @@ def ttft_row(over: Any) -> dict[str, Any]:
     measured = (
         f"+{over['added_ttft_p50_ms']:.1f} / +{over['added_ttft_p99_ms']:.1f} ms ({over['turns']} turns); gateway "
         f"CPU {over['cpu_ms_per_turn']:.1f} ms a turn of {over.get('chunks', '?')} chunks (5 warm-up turns and "
-        f"the idle time between turns included){runqueue(over.get('runqueue_wait_ms_per_turn'), 'ms a turn')}"
+        f"the idle time between turns included{'; the turn and its floor averaged' if 'floor_errors' in over else ''})"
+        f"{runqueue(over.get('runqueue_wait_ms_per_turn'), 'ms a turn')}"
     )
     baseline = f"direct TTFT {over['direct_ttft_p50_ms']:.1f} ms"
     clean = over["errors"] == 0 and over["merged"] == 0 and over["dropped"] == 0 and over["log"]["error_lines"] == 0

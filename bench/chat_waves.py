@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/chat_waves.py fast  [--config embedded|production|both] [--streams 200] [--chunks 200]
     .venv/bin/python bench/chat_waves.py many  [--config …] [--streams 1000] [--ramp 10] [--chunks 30]
-    .venv/bin/python bench/chat_waves.py burst [--config …] [--streams 200]
+    .venv/bin/python bench/chat_waves.py burst [--config …] [--streams 200] [--floor]
     .venv/bin/python bench/chat_waves.py suite --json   # all three in both configurations, for bench/run.py
 
 The targets of issue 25 they measure:
@@ -16,7 +16,9 @@ The targets of issue 25 they measure:
   after the warm-up, divided by the streams);
 - ``burst`` (target 4): ``--streams`` turns arriving within one second (200 ms to the first token,
   2 chunks): TTFT P99 ≤ 1 s, and the gateway's CPU per turn (everything a turn costs with 2 chunks:
-  an upper bound of its setup; target ≤ 3 ms).
+  an upper bound of its setup; target ≤ 3 ms). With ``--floor`` the same gateway process then takes
+  the same burst on ``POST /bench/turn-floor`` (``bench/turn_floor.py``: a turn's round trips and
+  none of our work), whose figures bound the turn's from below.
 
 Every wave first runs the same load against the stand-in upstream directly (the baseline: what
 the clients and upstream alone show; large gaps there mean the client was measured, not the
@@ -59,6 +61,7 @@ QUICK = {  # a smoke run: every figure, none of them meaningful
     "burst": {"streams": 20},
 }
 FOLLOW_SAMPLE = 20  # turns resumed through the second gateway process
+FLOOR_PATH = "/bench/turn-floor"  # bench/turn_floor.py
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,7 +74,7 @@ def percentile(values: list[float], q: float) -> float:
 # --- load --------------------------------------------------------------------------------
 
 
-def load(h: Harness, *, direct: bool, streams: int, ramp: float, clients: int, keep: bool) -> dict:
+def load(h: Harness, *, direct: bool, streams: int, ramp: float, clients: int, keep: bool, path: str = "") -> dict:
     """One wave from ``clients`` processes; returns the turns, the clients' CPU and the samples taken."""
     t0 = time.perf_counter() + 1.5  # every client process is up by then
     target = f"127.0.0.1:{h.upstream_port if direct else h.gateway_port}"
@@ -82,7 +85,7 @@ def load(h: Harness, *, direct: bool, streams: int, ramp: float, clients: int, k
                    "--ramp", str(ramp), "--t0", repr(t0), "--index", str(index), "--clients", str(clients),
                    "--out", str(out), "--sample", str(streams if keep else 0)]  # fmt: skip
         if not direct:
-            command += ["--key", h.key]
+            command += ["--key", h.key, *(["--path", path] if path else [])]
         procs.append(subprocess.Popen(command, cwd=ROOT, env=h.env))
         outs.append(out)
 
@@ -286,8 +289,8 @@ def follow_check(h: Harness, turns: list[dict], sample: int = FOLLOW_SAMPLE) -> 
 def run_wave(mode: str, config: str, params: dict) -> dict:
     streams, ramp, clients, chunks = params["streams"], params["ramp"], params["clients"], params["chunks"]
     interval = params["interval"]
-    production = config == "production"
-    with Harness(config, interval=interval, chunks=chunks) as h:
+    production, floor = config == "production", bool(params.get("floor"))
+    with Harness(config, interval=interval, chunks=chunks, floor=floor) as h:
         say(f"{mode} / {config}: {streams} streams over {ramp:g} s, {chunks} chunks {interval * 1000:g} ms apart, "
             f"{clients} client processes; {h.placement()}")  # fmt: skip
         load(h, direct=False, streams=min(5, streams), ramp=0.5, clients=1, keep=False)  # warm-up: imports, pools
@@ -295,6 +298,8 @@ def run_wave(mode: str, config: str, params: dict) -> dict:
         waited = h.runqueue_wait()
         run = load(h, direct=False, streams=streams, ramp=ramp, clients=clients, keep=production)
         waited = h.runqueue_wait() - waited
+        floor_run, floor_waited = (floor_wave(h, streams=streams, ramp=ramp, clients=clients) if floor
+                                   else (None, None))  # fmt: skip
         figures = {
             "mode": mode,
             "config": config,
@@ -304,6 +309,9 @@ def run_wave(mode: str, config: str, params: dict) -> dict:
             "gateway": wave_figures(run, streams=streams, chunks=chunks, interval=interval),
         }
         figures["gateway"]["runqueue_wait_s"] = waited  # runnable, not running: CPU contention, not cost
+        if floor_run is not None:
+            figures["floor"] = wave_figures(floor_run, streams=streams, chunks=chunks, interval=interval)
+            figures["floor"]["runqueue_wait_s"] = floor_waited
         if production:
             time.sleep(1.0)  # the mirror writes the last events after the client has them
             figures.update(mirror_check(h, run["turns"]))
@@ -319,6 +327,14 @@ def run_wave(mode: str, config: str, params: dict) -> dict:
     figures["clean"] = clean(figures)
     print_wave(figures)
     return figures
+
+
+def floor_wave(h: Harness, *, streams: int, ramp: float, clients: int) -> tuple[dict, float]:
+    """The same wave on the turn's floor (after the turn's: its log errors count too); its run-queue wait."""
+    load(h, direct=False, streams=min(5, streams), ramp=0.5, clients=1, keep=False, path=FLOOR_PATH)  # warm-up
+    waited = h.runqueue_wait()
+    run = load(h, direct=False, streams=streams, ramp=ramp, clients=clients, keep=False, path=FLOOR_PATH)
+    return run, h.runqueue_wait() - waited
 
 
 def clean(figures: dict) -> bool:
@@ -371,6 +387,14 @@ def print_wave(f: dict) -> None:
             f"Redis: {f['turns_exact_in_redis']}/{f['turns_checked']} turns exact; resumed by another process: "
             f"{f['followed_exact']}/{f['followed']} exact {f['follow_problems']}"
         )
+    if "floor" in f:
+        fl = f["floor"]
+        lines.append(
+            f"floor (POST {FLOOR_PATH}, same process): {fl['completed']}/{fl['streams']} completed; TTFT P50 / P99 "
+            f"{fmt(fl['ttft_p50_ms'])} / {fmt(fl['ttft_p99_ms'])} ms; gateway CPU "
+            f"{fl['cpu_ms_per_turn']:.1f} ms a turn (the turn's {g['cpu_ms_per_turn']:.1f}); "
+            f"waited for its CPU {fl['runqueue_wait_s']:.2f} s"
+        )
     print("\n".join(lines) + "\n", flush=True)
 
 
@@ -383,6 +407,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int)
     parser.add_argument("--clients", type=int, help="load-generator processes")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--floor", action="store_true", help="burst: the same wave on the turn's floor too")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     args = parser.parse_args()
     modes = list(MODES) if args.mode == "suite" else [args.mode]
@@ -391,6 +416,8 @@ def main() -> None:
     for mode in modes:
         params = {**MODES[mode], **(QUICK[mode] if args.quick else {})}
         params.update({k: getattr(args, k) for k in ("streams", "ramp", "chunks", "clients") if getattr(args, k)})
+        if args.floor and mode == "burst":
+            params["floor"] = True
         for config in configs:
             figures[f"{mode}/{config}"] = run_wave(mode, config, params)
     if args.json:

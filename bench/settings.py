@@ -14,8 +14,10 @@ from config.settings import DATABASES, RIVYA_API, RIVYA_MODELS, env
 ROOT_URLCONF = "bench.urls"
 
 # Load generators send one key far past any production limit; the limiter still runs
-# (its Redis counter is part of every authenticated request's cost), it just never says no.
-RIVYA_API = {**RIVYA_API, "RATE_LIMIT": "100000000/min"}
+# (its Redis counter is part of every authenticated request's cost), it just never says no; unless the
+# run turned it off (the chat harness does, RIVYA_API_RATE_LIMIT=off, for the chat turn and its floor alike).
+if env.str("RIVYA_API_RATE_LIMIT", default="").lower() != "off":
+    RIVYA_API = {**RIVYA_API, "RATE_LIMIT": "100000000/min"}
 
 RIVYA_API["MODELS"] = [
     *RIVYA_MODELS,

@@ -1,6 +1,7 @@
 """The reference project's URLs plus two bare DRF endpoints: ``GET /bench/hello``, the throughput
 baseline, and ``GET /bench/floor``, the hello plus the round trips ``GET /api/v1/credits`` cannot do
-without."""
+without; and ``POST /bench/turn-floor``, the least a streamed chat turn does
+(``bench/turn_floor.py``)."""
 
 from django.core.cache import caches
 from django.db import connection
@@ -8,6 +9,7 @@ from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bench.turn_floor import turn_floor
 from config.urls import urlpatterns as project_urlpatterns
 from rivya_api.conf import api_settings
 from rivya_api.keys.throttling import increment
@@ -45,5 +47,6 @@ class FloorView(HelloView):
 urlpatterns = [
     path("bench/hello", HelloView.as_view(), name="bench-hello"),
     path("bench/floor", FloorView.as_view(), name="bench-floor"),
+    path("bench/turn-floor", turn_floor, name="bench-turn-floor"),  # bench/turn_floor.py
     *project_urlpatterns,
 ]
