@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import math
+import ssl
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -61,8 +62,8 @@ FINISH_REASONS = {"stop", "length", "content_filter"}
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamClients] = weakref.WeakKeyDictionary()
 
 
-def _new_client(limits: httpx.Limits) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(limits=limits)  # timeouts are set per request
+def _new_client(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(limits=limits, verify=ssl_context)  # timeouts are set per request
     if api_settings.CHAT_UPSTREAM_ASYNCIO_NETWORK:
         try:
             use_asyncio_network(client)

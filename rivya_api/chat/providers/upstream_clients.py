@@ -18,6 +18,7 @@ client did.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -35,8 +36,10 @@ def limits(shards: int) -> httpx.Limits:
 class UpstreamClients:
     """One event loop's upstream clients, lent out one a turn (see the module docstring)."""
 
-    def __init__(self, make_client: Callable[[httpx.Limits], httpx.AsyncClient], shards: int) -> None:
-        self.clients = [make_client(limits(shards)) for _ in range(shards)]
+    def __init__(self, make_client: Callable[[httpx.Limits, ssl.SSLContext], httpx.AsyncClient], shards: int) -> None:
+        # One TLS context for all: each client loading the CA bundle itself took ~0.1 s (1.5 s for 16).
+        ssl_context = httpx.create_ssl_context()
+        self.clients = [make_client(limits(shards), ssl_context) for _ in range(shards)]
         self._busy = [0] * shards  # turns streaming through each client
 
     @property

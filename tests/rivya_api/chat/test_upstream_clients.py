@@ -89,7 +89,7 @@ def test_a_burst_spreads_over_the_clients_and_keeps_its_connections(upstream, ri
 
 
 def test_the_least_busy_client_is_lent_the_first_on_a_tie():
-    clients = UpstreamClients(lambda limits: object(), shards=3)
+    clients = UpstreamClients(lambda limits, ssl_context: object(), shards=3)
     first, second, third = clients.clients
     with clients.lease() as a:
         with clients.lease() as b, clients.lease() as c:
