@@ -1,7 +1,7 @@
 """The chat upstream's read path alone, one of its switches on vs off, in interleaved rounds.
 
     .venv/bin/python bench/chat_upstream_read.py [--streams 20] [--chunks 200] [--interval 0.01] [--rounds 3]
-        [--setting CHAT_UPSTREAM_ASYNCIO_NETWORK | CHAT_UPSTREAM_RAW_BODY]
+        [--setting CHAT_UPSTREAM_ASYNCIO_NETWORK | CHAT_UPSTREAM_RAW_BODY | CHAT_UPSTREAM_SHARDED_POOL]
 
 Starts the stand-in upstream (``bench/chat_stream.py upstream``) and, in this process on uvloop,
 reads ``--streams`` concurrent replies through the upstream adapter
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument(
         "--setting",
         default="CHAT_UPSTREAM_ASYNCIO_NETWORK",
-        choices=["CHAT_UPSTREAM_ASYNCIO_NETWORK", "CHAT_UPSTREAM_RAW_BODY"],
+        choices=["CHAT_UPSTREAM_ASYNCIO_NETWORK", "CHAT_UPSTREAM_RAW_BODY", "CHAT_UPSTREAM_SHARDED_POOL"],
     )
     args = parser.parse_args()
     django.setup()

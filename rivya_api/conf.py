@@ -131,6 +131,10 @@ DEFAULTS: dict[str, Any] = {
     # Chat upstream replies' chunked bodies read off the socket (rivya_api.chat.providers.chunked_body,
     # on the asyncio sockets above) rather than through httpx, httpcore and h11 per chunk. False: httpx.
     "CHAT_UPSTREAM_RAW_BODY": True,
+    # Chat upstream connections spread over several httpx clients per event loop, each turn on the
+    # least busy (rivya_api.chat.providers.upstream_clients): httpcore's pool bookkeeping is quadratic
+    # in one pool's connections. Sequential turns stay on the first client. False: one client.
+    "CHAT_UPSTREAM_SHARDED_POOL": True,
     # A streamed chat response gives back the worker thread Django keeps for its request
     # (rivya_api.common.request_thread) instead of holding it, idle, while the stream is open.
     # False: the thread stays until the response ends, as Django does.

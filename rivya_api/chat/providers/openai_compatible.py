@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import math
+import ssl
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
@@ -48,30 +49,41 @@ from rivya_api.chat.providers.base import (
     mark_request_sent,
 )
 from rivya_api.chat.providers.chunked_body import raw_body
+from rivya_api.chat.providers.upstream_clients import SHARDS, UpstreamClients
 from rivya_api.conf import api_settings
 
 logger = logging.getLogger(__name__)
 
 FINISH_REASONS = {"stop", "length", "content_filter"}
 
-# One pooled client per event loop: connections to the upstream are reused
-# across turns, and a client is never used from a loop it was not made on.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# The pooled upstream clients of each event loop (several when the pool is sharded, see
+# upstream_clients): connections to the upstream are reused across turns, and a client is never
+# used from a loop it was not made on.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamClients] = weakref.WeakKeyDictionary()
+
+
+def _new_client(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(limits=limits, verify=ssl_context)  # timeouts are set per request
+    if api_settings.CHAT_UPSTREAM_ASYNCIO_NETWORK:
+        try:
+            use_asyncio_network(client)
+        except (AttributeError, RuntimeError):  # an httpx/httpcore release moved what it sets
+            logger.warning("chat upstream: httpcore's own network backend in use", exc_info=True)
+    return client
+
+
+def _upstream_clients() -> UpstreamClients:
+    loop = asyncio.get_running_loop()
+    clients = _clients.get(loop)
+    if clients is None or clients.is_closed:
+        shards = SHARDS if api_settings.CHAT_UPSTREAM_SHARDED_POOL else 1
+        clients = _clients[loop] = UpstreamClients(_new_client, shards)
+    return clients
 
 
 def _client() -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None or client.is_closed:
-        # Timeouts are set per request; limits allow many concurrent streams.
-        client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100))
-        if api_settings.CHAT_UPSTREAM_ASYNCIO_NETWORK:
-            try:
-                use_asyncio_network(client)
-            except (AttributeError, RuntimeError):  # an httpx/httpcore release moved what it sets
-                logger.warning("chat upstream: httpcore's own network backend in use", exc_info=True)
-        _clients[loop] = client
-    return client
+    """This loop's first upstream client: the one every turn uses while no other is streaming."""
+    return _upstream_clients().clients[0]
 
 
 # How long to wait, after [DONE], for the end of the response body (see _read_to_the_end).
@@ -194,19 +206,20 @@ class OpenAICompatibleChatProvider(ChatProvider):
         url, headers = self._endpoint()
         deadline = time.monotonic() + float(self.options.get("total_timeout", 600))
         try:
-            async with _client().stream(
-                "POST",
-                url,
-                json=self._body(request),
-                headers=headers,
-                timeout=self._timeout(),
-                extensions={"trace": _trace},
-            ) as response:
-                if response.status_code >= 400:
-                    raise await self._status_error(response)
-                mark_reply_started()
-                async for event in self._events(response, deadline):
-                    yield event
+            with _upstream_clients().lease() as client:
+                async with client.stream(
+                    "POST",
+                    url,
+                    json=self._body(request),
+                    headers=headers,
+                    timeout=self._timeout(),
+                    extensions={"trace": _trace},
+                ) as response:
+                    if response.status_code >= 400:
+                        raise await self._status_error(response)
+                    mark_reply_started()
+                    async for event in self._events(response, deadline):
+                        yield event
         except ChatProviderError:
             raise
         except httpx.TimeoutException as exc:
