@@ -16,9 +16,10 @@ pricing, no hold, no session, no event log, no idempotency, no keep-alive, no re
    its hold could be one statement (a CTE), so one autocommitted statement is the least; ours sends
    a ``BEGIN … COMMIT`` batch in one pipeline, also one round trip but more statements. It goes out
    beside the upstream request, as ours does (the model's time to first token hides it).
-4. **The upstream request** through an httpx client made as the gateway makes its own
-   (``openai_compatible._client()``: one ``AsyncClient`` per loop, ``max_connections=None,
-   max_keepalive_connections=100``, and the network backend the gateway gives it,
+4. **The upstream request** through httpx clients made as the gateway makes its own
+   (``openai_compatible._upstream_clients()``: with ``CHAT_UPSTREAM_SHARDED_POOL`` a set of
+   ``upstream_clients.SHARDS`` clients sharing the keep-alive connections, each turn on the least busy
+   one; else one client; and the network backend the gateway gives them,
    ``providers/asyncio_network.py``), but its own: a burst on the floor right after the turn's then
    opens its connections as the turn's did, rather than reusing the turn's. Plain httpx was tried
    first: with 200 turns open, httpcore's pool checks every connection for each request, and each
@@ -26,10 +27,10 @@ pricing, no hold, no session, no event log, no idempotency, no keep-alive, no re
    whole of our turn, so a floor with it bounds nothing (``RIVYA_BENCH_FLOOR_PLAIN_HTTPX=1`` brings
    it back, to see it). The body is read raw (``aiter_raw``) and split on blank lines, as cheap as
    a reader of SSE gets in Python; not the gateway's own body reader (``chunked_body.py``).
-   ``RIVYA_BENCH_FLOOR_UPSTREAM_CLIENTS=N`` spreads the turns over N such clients (N pools of about
-   1/N the connections): how much of the floor is httpcore's pool bookkeeping, which walks every
-   pooled connection (and, for its keep-alive count, every one again for each idle one) on each
-   request and each response's end (encode/httpcore#1035, still open).
+   ``RIVYA_BENCH_FLOOR_UPSTREAM_CLIENTS=N`` sets the number of clients (N pools of about 1/N the
+   connections): how much of the floor is httpcore's pool bookkeeping, which walks every pooled
+   connection (and, for its keep-alive count, every one again for each idle one) on each request and
+   each response's end (encode/httpcore#1035, still open).
 5. **Each upstream chunk relayed** as ``id: n`` + ``data: {chat.completion.chunk}`` re-serialised
    (parsed, our model id put in, dumped compactly), as ours relays it; ``data: [DONE]`` at the end.
 6. **In production, each event mirrored to a Redis stream** (XADD, entry id ``n-1``) with
@@ -53,7 +54,6 @@ The table is the floor's own, ``bench_turn_floor`` (created on first use): no mo
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import time
@@ -70,6 +70,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from rivya_api.chat.providers.asyncio_network import use_asyncio_network
+from rivya_api.chat.providers.upstream_clients import SHARDS, UpstreamClients
 from rivya_api.conf import api_settings
 from rivya_api.keys.throttling import increment, parse_rate
 
@@ -105,12 +106,21 @@ async def _state() -> dict[str, Any]:
     return await asyncio.shield(made)
 
 
+def _shards() -> int:
+    """As many clients as the gateway's own set (``CHAT_UPSTREAM_SHARDED_POOL``), or ``CLIENTS_ENV``'s."""
+    default = SHARDS if api_settings.CHAT_UPSTREAM_SHARDED_POOL else 1
+    return int(os.environ.get(CLIENTS_ENV, default))
+
+
 async def _make_state() -> dict[str, Any]:
     """Upstream client(s), Redis client, PostgreSQL pool."""
     plain = os.environ.get("RIVYA_BENCH_FLOOR_PLAIN_HTTPX") == "1"
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-    clients = [httpx.AsyncClient(limits=limits) for _ in range(int(os.environ.get(CLIENTS_ENV, "1")))]
-    state = {"http": itertools.cycle(client if plain else use_asyncio_network(client) for client in clients)}
+
+    def make(limits: httpx.Limits, ssl_context: Any) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(limits=limits, verify=ssl_context)
+        return client if plain else use_asyncio_network(client)
+
+    state = {"http": UpstreamClients(make, _shards())}
     if _redis_url():
         import redis.asyncio as aioredis
 
@@ -202,17 +212,18 @@ async def _events(state: dict, turn_id: str, row: asyncio.Task, body: bytes):
     upstream = {**json.loads(body), "model": os.environ.get("RIVYA_UPSTREAM_CHAT_MODEL", "bench"), "stream": True}
     stream_key, number, buffer = f"rivya:bench:turn-floor:{turn_id}", 0, b""
     mirror = state.get("redis")
-    async with next(state["http"]).stream("POST", url, json=upstream, headers=headers, timeout=60) as response:
-        async for raw in response.aiter_raw():
-            *blocks, buffer = (buffer + raw).split(b"\n\n")
-            relayed = [data for block in blocks if (data := _relayed(block)) is not None]
-            if not relayed:
-                continue
-            events = [(number + i + 1, data) for i, data in enumerate(relayed)]
-            number += len(events)
-            yield b"".join(f"id: {n}\ndata: {data}\n\n".encode() for n, data in events)
-            if mirror is not None:
-                await _mirror(mirror, stream_key, events)
+    with state["http"].lease() as client:  # the least busy of the floor's clients, as the gateway leases its own
+        async with client.stream("POST", url, json=upstream, headers=headers, timeout=60) as response:
+            async for raw in response.aiter_raw():
+                *blocks, buffer = (buffer + raw).split(b"\n\n")
+                relayed = [data for block in blocks if (data := _relayed(block)) is not None]
+                if not relayed:
+                    continue
+                events = [(number + i + 1, data) for i, data in enumerate(relayed)]
+                number += len(events)
+                yield b"".join(f"id: {n}\ndata: {data}\n\n".encode() for n, data in events)
+                if mirror is not None:
+                    await _mirror(mirror, stream_key, events)
     await _db(state, SETTLE, (number, time.time(), await row))
     number += 1
     yield f"id: {number}\ndata: [DONE]\n\n".encode()
