@@ -111,7 +111,7 @@ def _take() -> ProviderProcess:
     """An idle process that said it is ready for its next job, or a new one."""
     warming = _warming
     if warming is not None:
-        warming.join()  # its process is ours to take (not yet started in a forked child: no wait)
+        warming.join()  # then take its process (one inherited through a fork is not running: no wait)
     while True:
         with _lock:
             candidate = None
