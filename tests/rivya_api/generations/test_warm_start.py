@@ -124,7 +124,8 @@ def test_a_job_during_the_warm_up_waits_for_it_and_takes_its_process(spawned, jo
     job = threading.Thread(target=lambda: answers.append(run()))
     job.start()
     job.join(0.5)
-    assert job.is_alive() and spawned == []  # waiting for the warm-up, starting nothing of its own
+    assert job.is_alive()  # waiting for the warm-up,
+    assert spawned == []  # starting nothing of its own
     release.set()
     job.join(60)
     assert len(answers) == 1
