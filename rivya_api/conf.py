@@ -202,6 +202,10 @@ DEFAULTS: dict[str, Any] = {
     # a fork, a join and a start per job (rivya_api.generations.provider_process). 1: a new
     # process per job.
     "GENERATION_PROVIDER_PROCESS_JOBS": 1000,
+    # A Celery worker process starts its provider forkserver (and, with GENERATION_PROVIDER_PROCESS_JOBS
+    # above 1, an idle provider process) in a thread as it starts, rather than in its first job
+    # (rivya_api.generations.provider_process.warm_start). False: the first job starts them.
+    "GENERATION_PROVIDER_WARM_START": True,
     # On PostgreSQL a generation's claim is one UPDATE ... RETURNING of the task and its account
     # (rivya_api.generations.pg_claim) instead of a locking SELECT and a save; its two guesses (the
     # deadline, the hold's next lease token) are checked, the plain path taking over when either is off.

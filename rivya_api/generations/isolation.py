@@ -21,6 +21,10 @@ not a fork and a join. A process that a job gave up on (past the deadline, a can
 claim, a crash, or a death) is killed and the next job gets a new one, so the deadline keeps its
 teeth and no job ever sees what an abandoned one left behind. ``1`` forks per job (the plain path).
 
+A Celery worker process starts its forkserver, and with reused processes an idle provider
+process, as it starts (``provider_process.warm_start``, ``RIVYA_API["GENERATION_PROVIDER_WARM_START"]``),
+so its first job does not pay for them.
+
 ``RIVYA_API["GENERATION_PROVIDER_PROCESS"] = False`` runs providers in the
 worker itself (for a provider that cannot be pickled); the deadline is then
 only cooperative, and the generations sweeper fails what overruns afterwards.
@@ -64,6 +68,19 @@ def _forkserver() -> Any:
             context.set_forkserver_preload(PRELOAD)
             _context = context
         return _context
+
+
+def forkserver_start() -> None:
+    """Start this process's forkserver now rather than at its first job's fork.
+
+    It returns once the forkserver's process is spawned (fork and exec, safe from any thread); the
+    forkserver imports ``PRELOAD`` on its own meanwhile. billiard's lock makes a job that forks at
+    the same time wait for this one: there is never a second forkserver.
+    """
+    from billiard import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
 
 
 def provider_run(

@@ -18,11 +18,18 @@ embedded executor) and sends it the next job over a pipe. What keeps a job isola
 
 The process comes from the same forkserver, so it never inherits the worker's threads, locks
 or connections; it exits by itself when the worker goes (its pipe closes).
+
+A Celery worker process warms up as it starts (``warm_start``, on ``worker_process_init``;
+``RIVYA_API["GENERATION_PROVIDER_WARM_START"]``): a thread starts the forkserver and, here, one
+provider process, which says ``("ready", 0)`` once it is up and waits idle. The worker takes
+its first task meanwhile; a job that comes before the warm-up ended waits for it and takes
+that process (starting its own would only queue behind the same forkserver).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -37,18 +44,23 @@ from rivya_api.generations.providers import InputFile, OutputFile
 MAX_IDLE = 8
 # How long taking an idle process waits for its "ready" (sent right after its last job's answer).
 _READY_SECONDS = 2.0
+# How long the warm-up waits for its new process to say it is up (imports on a busy machine).
+_WARM_SECONDS = 60.0
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _idle: list[ProviderProcess] = []
+_warming: threading.Thread | None = None
 
 
 class ProviderProcess:
     """One child of the forkserver running ``_serve``: jobs in over a duplex pipe, messages out."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, announce: bool = False) -> None:
         context = isolation._forkserver()
         self.connection, child_end = context.Pipe(duplex=True)
-        self.process = context.Process(target=_serve, args=(child_end,), name="rivya-provider", daemon=True)
+        self.process = context.Process(target=_serve, args=(child_end, announce), name="rivya-provider", daemon=True)
         self.process.start()
         child_end.close()
         self.owner = os.getpid()
@@ -97,6 +109,9 @@ def run(
 
 def _take() -> ProviderProcess:
     """An idle process that said it is ready for its next job, or a new one."""
+    warming = _warming
+    if warming is not None:
+        warming.join()  # then take its process (one inherited through a fork is not running: no wait)
     while True:
         with _lock:
             candidate = None
@@ -130,6 +145,35 @@ def _give_back(worker: ProviderProcess) -> None:
     worker.kill()
 
 
+def warm_start(**_: Any) -> None:
+    """Start this process's forkserver and, with reused processes, an idle provider process.
+
+    In a thread, so that a Celery worker process takes its first task at once; connected to
+    ``worker_process_init`` (``tasks``). Nothing without ``GENERATION_PROVIDER_PROCESS`` or with
+    ``GENERATION_PROVIDER_WARM_START`` off: the first job then starts them.
+    """
+    global _warming
+    if not (api_settings.GENERATION_PROVIDER_PROCESS and api_settings.GENERATION_PROVIDER_WARM_START):
+        return
+    thread = threading.Thread(target=_warm, name="rivya-provider-warm", daemon=True)
+    _warming = thread
+    thread.start()
+
+
+def _warm() -> None:
+    try:
+        if int(api_settings.GENERATION_PROVIDER_PROCESS_JOBS) <= 1:
+            isolation.forkserver_start()  # per-job forks: the forkserver is all there is to start
+            return
+        worker = ProviderProcess(announce=True)
+        if worker.connection.poll(_WARM_SECONDS):  # its ("ready", 0): read by the job that takes it
+            _give_back(worker)
+        else:
+            worker.kill()
+    except Exception:  # the first job starts them instead
+        logger.warning("The provider process warm-up failed.", exc_info=True)
+
+
 def idle_pids() -> list[int]:
     """The idle provider processes of this process (for tests and diagnostics)."""
     with _lock:
@@ -145,13 +189,16 @@ def close_all() -> None:
         worker.kill()
 
 
-def _serve(connection: Any) -> None:
+def _serve(connection: Any, announce: bool = False) -> None:
     """The provider process: run each job it is sent, until its pipe closes or a provider crashes.
 
     After each job it says ``("ready", job)``, or exits at once if the job left a thread running
-    (it could still report progress or write to the pipe during another account's job).
+    (it could still report progress or write to the pipe during another account's job). With
+    ``announce`` (a warm-up's idle process) it says ``("ready", 0)`` first.
     """
     try:
+        if announce:
+            connection.send(("ready", 0))
         while True:
             try:
                 job, provider, input, input_files, deadline = connection.recv()
