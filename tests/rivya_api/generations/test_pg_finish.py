@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -28,6 +28,7 @@ from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
 from rivya_billing.models import Hold, LedgerEntry, Wallet
 from rivya_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from tests.rivya_api.chat.test_pg_commit_batch import fail_the_first_flush
 from tests.rivya_api.generations.fakes import GENERATION_MODELS, LOCAL, model
 from tests.rivya_api.generations.test_mark_succeeded import PIXEL, UNCOMPARED, UNCOMPARED_EVENT
 from tests.rivya_billing.concurrency import committed_meanwhile, run_concurrently
@@ -195,6 +196,30 @@ def test_the_batch_runs_at_read_committed_whatever_the_default(account, monkeypa
         finished = finishing.generation_succeed(task=task, outputs=[])
         assert done.wait(10)
     assert (calls, finished.status) == ([True], "succeeded")
+
+
+@pytest.mark.postgres
+def test_an_error_after_the_commit_is_raised_and_the_success_kept(account, monkeypatch):
+    """Not taken for a refusal: the success is committed, its outputs kept, the error raised (the
+    runner then finds the task no longer running and leaves it succeeded)."""
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    calls = spy(monkeypatch)
+    billing.credits_grant(account=account, amount=100, reference="grant")
+    task = started(account)
+    fail_the_first_flush(monkeypatch)
+    with pytest.raises(DataError, match="division by zero"):
+        finishing.generation_succeed(task=task, outputs=[PIXEL])
+    assert calls == []  # raised out of succeed_batched
+    assert connection.connection.info.transaction_status == 0  # idle
+    stored = GenerationTask.objects.get(pk=task.pk)
+    assert (stored.status, stored.charged, stored.outputs.count()) == ("succeeded", 4, 1)
+    assert [e.type for e in LedgerEntry.objects.filter(reference=task.public_id)] == ["reserve", "settle"]
+    assert (
+        finishing.generation_fail(
+            task_pk=task.pk, code="internal_error", message="x", claim=(task.hold_token, task.attempts)
+        )
+        is None
+    )
 
 
 def _cancel(task: GenerationTask) -> Any:
