@@ -53,6 +53,18 @@ def _cancel_asked(task: GenerationTask) -> None:
     GenerationTask.objects.filter(pk=task.pk).update(cancel_requested=True)
 
 
+def _other_token(task: GenerationTask) -> None:
+    GenerationTask.objects.filter(pk=task.pk).update(hold_token=(task.hold_token or 0) + 1)
+
+
+def _ended(task: GenerationTask) -> None:
+    GenerationTask.objects.filter(pk=task.pk).update(status=GenerationTask.Status.FAILED)
+
+
+def _bumped(task: GenerationTask) -> None:
+    GenerationTask.objects.filter(pk=task.pk).update(event_sequence=F("event_sequence") + 1)
+
+
 def _lease_lapsed(task: GenerationTask) -> None:
     Hold.objects.filter(reference=task.public_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -78,8 +90,15 @@ CASES = {
     "lost": ("test-image", [PIXEL], _lost_claim, False),
     "canceled": ("test-image", [PIXEL], _cancel_asked, False),
     "lapsed": ("test-image", [PIXEL], _lease_lapsed, False),
+    "token": ("test-image", [PIXEL], _other_token, False),  # the settle's lease token is the run's: it would settle
+    "token-free": ("test-free", [PIXEL], _other_token, False),
+    "bumped": ("test-image", [PIXEL], _bumped, False),  # the plain path succeeds after the sequence it finds
+    "ended": ("test-image", [PIXEL], _ended, False),  # its sequence unchanged: only the status says
     "endpoint": ("test-image", [PIXEL], _endpoint, False),
 }
+
+
+REFUSED = {"lost", "token", "token-free", "ended"}  # no longer this run's: nothing written either way
 
 
 def spy(monkeypatch: Any) -> list[bool]:
@@ -150,7 +169,7 @@ def test_the_batch_leaves_what_the_plain_path_leaves(make_account, monkeypatch, 
     plain = finish_case(make_account(), name)
     assert len(calls) == (1 if on_postgresql else 0)  # the switch off: no batch
     assert batched == plain
-    expected = {"lost": False, "canceled": "canceled", "lapsed": "failed"}.get(name, "succeeded")
+    expected = {"canceled": "canceled", "lapsed": "failed"}.get(name, False if name in REFUSED else "succeeded")
     assert (batched[0] or (False,))[0] == expected
 
 
