@@ -20,14 +20,16 @@ names READ COMMITTED whatever the connection's default):
 
 Nothing refused is an error: a task no longer under this run's claim (a cancel asked, a sweep's
 fail, another run), an account with an enabled endpoint (its deliveries are the plain path's), a
-hold whose lease lapsed or that is gone: an empty transaction commits and the caller's plain
-finish decides, with its own locks and errors. A failure inside the transaction (a timeout, a
-deadlock) is rolled back and logged (SQLSTATE only) and the plain finish runs; an error at or after
-the COMMIT is raised (the success may be written; a lost connection as Django's
-``OperationalError``). The event's ``pre_save``/``post_save`` are not sent (as ``pg_event``: with
-a receiver connected, the plain path). Above ``pg_succeed.MAX_OUTPUTS`` outputs, inside a
-transaction, on psycopg2 or a server-binding cursor, with billing's ``PG_SETTLE`` or the webhooks'
-``EVENT_INSERT_SQL`` off: the plain finish.
+hold whose lease lapsed or that is gone: an empty transaction commits and the caller's plain finish
+decides, with its own locks and errors. An account refused while it had an enabled endpoint (the
+locking read says whether it has one) is remembered for a minute (``endpoint_seen``), so its next
+finishes go straight to the plain path instead of paying the refused batch each time. A failure
+inside the transaction (a timeout, a deadlock) is rolled back and logged (SQLSTATE only) and the
+plain finish runs; an error at or after the COMMIT is raised (the success may be written; a lost
+connection as Django's ``OperationalError``). The event's ``pre_save``/``post_save`` are not sent
+(as ``pg_event``: with a receiver connected, the plain path). Above ``pg_succeed.MAX_OUTPUTS``
+outputs, inside a transaction, on psycopg2 or a server-binding cursor, with billing's ``PG_SETTLE``
+or the webhooks' ``EVENT_INSERT_SQL`` off: the plain finish.
 
 ``RIVYA_API["GENERATION_FINISH_BATCHED"] = False`` switches it off (SQLite always takes the plain
 path); ``tests/rivya_api/generations/test_pg_finish.py`` compares it with the plain path row by row
@@ -38,6 +40,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
+import time
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -70,6 +74,7 @@ def batched(task: GenerationTask, outputs: int) -> bool:
         and outputs <= pg_succeed.MAX_OUTPUTS
         and (not task.price or pg_settle.enabled())
         and pg_event.enabled()
+        and not endpoint_seen.has(task.account_id)
         and pg_batch.one_query_possible()
     )
 
@@ -94,6 +99,8 @@ def succeed_batched(
     flush = f"; {durability.FLUSH}" if priced and params[SETTLE + "commit_early"] else ""
     rows = pg_batch.send(_batch(len(files), priced) + flush, params, inside=_INSIDE)
     row = rows and rows[2]  # past BEGIN's result and the locking read's
+    if rows and row is None and rows[1] == (False,):  # refused, the account having an enabled endpoint
+        endpoint_seen.remember(task.account_id)  # its next finishes skip the batch
     if row is None or row[0] != "settled":
         return None  # not under this run's claim, an endpoint, or the settle refused: nothing written
     _outcome, event_pk, file_pks, *hold = row
@@ -103,6 +110,43 @@ def succeed_batched(
     if priced:
         pg_settle._joined_hold(params, hold[:-1], SETTLE)
     return done, payload
+
+
+class _EndpointSeen:
+    """Accounts a batch was refused for while they had an enabled webhook endpoint (the locking
+    read says so), so that their next finishes in this process go straight to the plain path
+    instead of paying the refused batch's round trip and empty commit first. Only ever speed: the
+    batch still checks in SQL (an endpoint added since is refused there; one removed is tried again
+    once the entry expires, after ``TTL`` seconds). At most ``SIZE`` accounts, the oldest dropped."""
+
+    TTL, SIZE = 60.0, 1024
+
+    def __init__(self) -> None:
+        self._until: dict[int, float] = {}  # account pk: when to try the batch again (monotonic)
+        self._lock = threading.Lock()
+
+    def remember(self, account_id: int) -> None:
+        with self._lock:
+            self._until.pop(account_id, None)  # re-inserted last: the dict's order is the age
+            while len(self._until) >= self.SIZE:
+                del self._until[next(iter(self._until))]
+            self._until[account_id] = time.monotonic() + self.TTL
+
+    def has(self, account_id: int) -> bool:
+        until = self._until.get(account_id)
+        if until is None or until > time.monotonic():
+            return until is not None
+        with self._lock:
+            if self._until.get(account_id) == until:
+                del self._until[account_id]
+        return False
+
+    def clear(self) -> None:
+        with self._lock:
+            self._until.clear()
+
+
+endpoint_seen = _EndpointSeen()
 
 
 def _params(task: GenerationTask, files: list[File], completed_at: datetime, event: Any) -> dict[str, Any]:
@@ -142,6 +186,8 @@ def _batch(outputs: int, priced: bool) -> str:
         f" {t('error_message')} = %(error_message)s, {t('event_sequence')} = %(sequence)s + 1"
         f" FROM ok WHERE g.{pk} = ok.pk RETURNING 1"
     )
+    # The locking read also says whether the account has no enabled endpoint (for ``endpoint_seen``).
+    endpoint_free = pg_event._no_endpoint(f"g.{t('account')}")
     # Settled, the task's row and the event are one row each (the task's row is locked): else fail, never commit.
     check = (
         "(CASE WHEN settled.outcome = 'settled' AND ((SELECT count(*) FROM u) <> 1"
@@ -149,7 +195,7 @@ def _batch(outputs: int, priced: bool) -> str:
         " THEN concat('rivya generation finish refused: rows not written, task ', settled.pk) END)::int"
     )
     return (
-        f"{pg_batch.BEGIN} SELECT 1 FROM {table} WHERE {pk} = %(pk)s FOR UPDATE;"
+        f"{pg_batch.BEGIN} SELECT {endpoint_free} FROM {table} AS g WHERE g.{pk} = %(pk)s FOR UPDATE OF g;"
         f" WITH c AS ({_claimed()}), settled AS ({settled}),"
         f" ok AS (SELECT * FROM settled WHERE settled.outcome = 'settled'),{inserts}"
         f" u AS ({success}),{linked} e AS ({pg_event._joined_insert(EVENT, source='ok')})"

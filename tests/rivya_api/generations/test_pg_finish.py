@@ -183,7 +183,8 @@ def test_a_success_is_one_query_in_one_transaction(account, monkeypatch):
     assert done.status == "succeeded"
     sent = [query["sql"] for query in queries.captured_queries]
     assert len(sent) == 1, sent
-    assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT 1 FROM")
+    assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT NOT EXISTS")
+    assert " FOR UPDATE OF g; WITH c AS" in sent[0]
     assert "; COMMIT" in sent[0]
     assert [file.pk is not None for file in done.outputs.all()] == [True]
     assert WebhookEvent.objects.get(account=account).data["sequence"] == done.event_sequence
@@ -194,7 +195,7 @@ def test_a_failure_inside_the_batch_falls_back_to_the_plain_path(account, monkey
     monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
     calls = spy(monkeypatch)
     real = pg_finish._batch
-    monkeypatch.setattr(pg_finish, "_batch", lambda *a: real(*a).replace("SELECT 1 FROM", "SELECT 1/0 FROM", 1))
+    monkeypatch.setattr(pg_finish, "_batch", lambda *a: real(*a).replace(" FOR UPDATE", " AND 1/0 = 0 FOR UPDATE", 1))
     billing.credits_grant(account=account, amount=100, reference="grant")
     task = started(account)
     done = finishing.generation_succeed(task=task, outputs=[PIXEL])
