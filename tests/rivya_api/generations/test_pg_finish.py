@@ -291,3 +291,28 @@ def test_a_finish_raced_leaves_one_outcome_and_one_ledger_operation(
         hold = Hold.objects.get(reference=task.public_id)
         assert (hold.state, hold.captured) == (("settled", 2) if stored.status == "succeeded" else ("released", 0))
     assert outcomes <= {"succeeded", "canceled", "failed", "requeued"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("unwritten", ["task", "event"])
+def test_a_settle_without_the_success_or_the_event_fails_the_batch(account, monkeypatch, caplog, unwritten):
+    """The batch's check: were the task's UPDATE or the event's INSERT to write nothing after the
+    settle wrote, the statement fails (nothing commits) and the plain path settles once."""
+    monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
+    calls = spy(monkeypatch)
+    real = pg_finish._batch
+
+    def batch(*args: Any) -> str:
+        head, tail = real(*args).split(" e AS (")  # the event's INSERT is in the tail, the task's UPDATE before
+        if unwritten == "task":
+            return head.replace(" FROM ok WHERE g.", " FROM ok WHERE false AND g.") + " e AS (" + tail
+        return head + " e AS (" + tail.replace(" FROM ok RETURNING", " FROM ok WHERE false RETURNING", 1)
+
+    monkeypatch.setattr(pg_finish, "_batch", batch)
+    billing.credits_grant(account=account, amount=100, reference="grant")
+    task = started(account)
+    done = finishing.generation_succeed(task=task, outputs=[PIXEL])
+    assert (calls, done.status, done.charged) == ([False], "succeeded", 4)
+    assert "finish batch failed (SQLSTATE 22P02)" in caplog.text
+    assert [e.type for e in LedgerEntry.objects.filter(reference=task.public_id)] == ["reserve", "settle"]
+    assert WebhookEvent.objects.filter(account=account, type="generation.succeeded").count() == 1
