@@ -134,9 +134,11 @@ class _EndpointSeen:
 
     def has(self, account_id: int) -> bool:
         until = self._until.get(account_id)
-        if until is None or until > time.monotonic():
-            return until is not None
-        with self._lock:
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        with self._lock:  # expired: forget it (unless remembered again meanwhile)
             if self._until.get(account_id) == until:
                 del self._until[account_id]
         return False
