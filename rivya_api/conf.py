@@ -220,6 +220,12 @@ DEFAULTS: dict[str, Any] = {
     # UPDATE and the outputs' links in one statement built once (rivya_api.generations.pg_succeed)
     # instead of three ORM statements compiled per job. False: the plain path.
     "GENERATION_SUCCEED_SQL": True,
+    # On PostgreSQL (psycopg 3, outside a transaction) a generation's success is sent as one query,
+    # BEGIN; <lock the task>; <settle, outputs, success, webhook event>; COMMIT; <WAL flush>
+    # (rivya_api.generations.pg_finish), one round trip instead of six; what it does not write (a
+    # cancel, a lost claim, a lapsed hold, an account with webhook endpoints) the plain path decides.
+    # False: BEGIN, each statement and COMMIT one round trip each.
+    "GENERATION_FINISH_BATCHED": True,
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,

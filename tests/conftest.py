@@ -153,3 +153,13 @@ def in_process_executor():
     app.conf.rivya_in_process = True
     yield
     app.conf.rivya_in_process = previous
+
+
+@pytest.fixture(autouse=True)
+def _generation_finish_hints_end_with_their_test():
+    """``pg_finish.endpoint_seen`` is per process: an account pk a later test reuses starts unknown."""
+    from rivya_api.generations import pg_finish
+
+    pg_finish.endpoint_seen.clear()
+    yield
+    pg_finish.endpoint_seen.clear()

@@ -2,7 +2,8 @@
 
 A transaction here is what the server commits: an outermost ``atomic`` block (or any
 other commit) that ran at least one statement, or one statement run outside a
-transaction (autocommit). Savepoints are not transactions. ``TransactionLog`` keeps
+transaction (autocommit), or a transaction sent as one query (``BEGIN; …; COMMIT``, with what
+follows its COMMIT counted as one more). Savepoints are not transactions. ``TransactionLog`` keeps
 each transaction's statements, so a failing count says which ones were added.
 """
 
@@ -38,8 +39,14 @@ def count_transactions(connection: Any = default_connection) -> Iterator[Transac
     log = TransactionLog()
 
     def execute(run: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        batch, _, after = sql.partition("; COMMIT")
+        if after and sql.upper().startswith("BEGIN") and connection.get_autocommit():
+            # A transaction sent as one query (rivya_api.common.pg_batch): it, and what runs after its COMMIT.
+            log.committed.append([batch])
+            if after.strip(" ;"):
+                log.committed.append([after.strip(" ;")])
         # SQLite's BEGIN goes through a cursor too: it opens the transaction, it is not one.
-        if connection.in_atomic_block or not connection.get_autocommit() or sql.upper().startswith("BEGIN"):
+        elif connection.in_atomic_block or not connection.get_autocommit() or sql.upper().startswith("BEGIN"):
             log._open.append(sql)
         else:
             log.committed.append([sql])
@@ -65,3 +72,19 @@ def count_transactions(connection: Any = default_connection) -> Iterator[Transac
         stack.callback(delattr, connection, "_rollback")
         stack.callback(delattr, connection, "_commit")
         yield log
+
+
+@contextmanager
+def default_isolation(level: str = "repeatable read") -> Iterator[None]:
+    """This connection's default isolation is ``level`` in the block (PostgreSQL; as ALTER DATABASE or
+    ROLE SET would make it); at the block's end it still is (a batch names its own per transaction)."""
+    with default_connection.cursor() as cursor:
+        cursor.execute(f"SET default_transaction_isolation = '{level}'")
+    try:
+        yield
+        with default_connection.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            assert cursor.fetchone() == (level,)  # the default the batches overrode
+    finally:
+        with default_connection.cursor() as cursor:
+            cursor.execute("RESET default_transaction_isolation")

@@ -65,6 +65,7 @@ from typing import Any
 from django.db import DatabaseError, connection
 
 from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.common.pg_batch import BEGIN, failed_inside, one_query_possible, send
 from rivya_api.conf import api_settings
 from rivya_billing.services import durability, pg_reserve
 
@@ -81,7 +82,6 @@ MESSAGE_COLUMNS = (
 STATEMENT_COLUMNS = {"id", "session_id", "created_at"}
 # The batches' BEGIN: READ COMMITTED whatever default_transaction_isolation (ALTER DATABASE/ROLE SET) says,
 # so a statement after the lock takes its snapshot after the wait (REPEATABLE READ would fail it: 40001).
-BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED;"
 RESERVE = "r_"  # the hold's parameters in the batched statements (pg_reserve._joined_params)
 # The session fields a new session gives (``services._session_for_turn``, the fields' defaults), but the id.
 SESSION_COLUMNS = (
@@ -117,21 +117,6 @@ def batched(*, spend_limit: int | None) -> bool:
     return pg_reserve.enabled() and one_query_possible()
 
 
-def one_query_possible() -> bool:
-    """Whether a transaction can be sent here as one query of several statements: outside a
-    transaction, on psycopg 3 with a cursor that binds on the client (``pg_finish`` asks too)."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
-        return False
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3  # PostgreSQL only: psycopg is installed
-
-    if not is_psycopg3:
-        return False
-    import psycopg
-
-    connection.ensure_connection()
-    return issubclass(connection.connection.cursor_factory, psycopg.ClientCursor)
-
-
 def commit_batched(
     *,
     session: ChatSession,
@@ -160,22 +145,11 @@ def commit_batched(
     else:
         params.update(session=session.pk, busy_since=busy_since, history_as_of=history_as_of, in_progress=IN_PROGRESS)
     flush = f"; {durability.FLUSH}" if reserve[RESERVE + "commit_early"] else ""
-    sent = False
-    try:
-        with connection.cursor() as cursor:
-            try:
-                cursor.execute(statements()["batched_new" if new_session else "batched_existing"] + flush, params)
-            except DatabaseError as error:
-                if _failed_before_commit(error):
-                    return None  # rolled back below: no hold (the check's cast), a refusal or an error
-                raise  # at or after the COMMIT (or the connection lost): the turn may be written
-            sent = True
-            for _ in range(1 if new_session else 2):  # BEGIN's result, the lock's: then the hold's
-                cursor.nextset()
-            row = cursor.fetchone()
-    finally:
-        if not sent:
-            _rollback()
+    statement = statements()["batched_new" if new_session else "batched_existing"] + flush
+    rows = send(statement, params, inside=_failed_before_commit)
+    if rows is None:
+        return None  # rolled back: no hold (the check's cast), a refusal or an error
+    row = rows[1 if new_session else 2]  # past BEGIN's result and the lock's: the hold's
     if row is None:
         return None  # busy or stale: nothing was inserted or held (an empty transaction committed)
     if row[0] is None:  # the check above lets no such row through
@@ -203,26 +177,6 @@ def _failed_before_commit(error: DatabaseError) -> bool:
     if sqlstate not in EXPECTED_REFUSALS:
         logger.warning("The chat turn's batch failed (SQLSTATE %s); the plain commit runs", sqlstate)
     return True
-
-
-def failed_inside(error: DatabaseError) -> bool:
-    """Whether a batch sent as one query failed inside its transaction (psycopg's INERROR), so that
-    nothing of it is written; any other state (idle after its COMMIT, a connection lost) may have."""
-    from psycopg.pq import TransactionStatus
-
-    raw = connection.connection
-    return raw is not None and raw.info.transaction_status == TransactionStatus.INERROR
-
-
-def _rollback() -> None:
-    """End the batch's transaction if it is open, as Django would (its errors wrapped: a lost
-    connection is Django's ``OperationalError``); nothing to do on a connection lost or idle."""
-    from psycopg.pq import TransactionStatus
-
-    raw = connection.connection
-    if raw is not None and raw.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-        with connection.wrap_database_errors:
-            raw.rollback()
 
 
 def insert_new_session(*, session: ChatSession, rows: list[dict[str, Any]], now: datetime) -> int:

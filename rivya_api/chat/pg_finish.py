@@ -48,15 +48,18 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import connection
 
 from rivya_api.chat import pg_commit
 from rivya_api.chat.models import ChatMessage, ChatSession
+from rivya_api.common import pg_batch
 from rivya_api.conf import api_settings
 from rivya_billing.services import durability, pg_settle
 from rivya_core.rows import in_one_table, instance_from_row
 
 logger = logging.getLogger(__name__)
+# A failure inside the batch: logged, then the plain finish runs.
+_INSIDE = pg_batch.logged(logger, "The chat turn's finish batch")
 
 IN_PROGRESS = ChatMessage.Status.IN_PROGRESS
 SETTLE = "f_"  # the settle's parameters in the batch (pg_settle._joined_params)
@@ -134,27 +137,10 @@ def finish_batched(
     params.update({f"r_{name}": value for name, value in reply.items()}, price=price, now=now)
     params["completed"] = ChatMessage.Status.COMPLETED
     flush = f"; {durability.FLUSH}" if params[SETTLE + "commit_early"] else ""
-    sent = False
-    try:
-        with connection.cursor() as cursor:
-            try:
-                cursor.execute(_batch(tuple(reply)) + flush, params)
-            except DatabaseError as error:
-                if pg_commit.failed_inside(error):
-                    logger.warning(
-                        "The chat turn's finish batch failed (SQLSTATE %s); the plain finish runs",
-                        getattr(error.__cause__, "sqlstate", None),
-                    )
-                    return None  # rolled back below
-                raise  # at or after the COMMIT (or the connection lost): the reply may be saved
-            sent = True
-            cursor.nextset()  # past BEGIN's result
-            locked = cursor.fetchone()
-            cursor.nextset()
-            settled = cursor.fetchone()
-    finally:
-        if not sent:
-            pg_commit._rollback()
+    rows = pg_batch.send(_batch(tuple(reply)) + flush, params, inside=_INSIDE)
+    if rows is None:
+        return None  # failed inside its transaction: nothing written
+    locked, settled = rows[1], rows[2]  # past BEGIN's result: the locking read's, the finish's
     message = _loaded(locked)
     if message.status != IN_PROGRESS:
         return message  # ended already: as the plain path, returned as it is

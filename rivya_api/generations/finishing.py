@@ -20,7 +20,7 @@ from rivya_api import metrics
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_storage
 from rivya_api.files.services import file_delete, file_store, file_store_sweep
-from rivya_api.generations import pg_succeed
+from rivya_api.generations import pg_finish, pg_succeed
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import OutputFile
 from rivya_billing import services as billing
@@ -96,7 +96,8 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
     run no longer owns the task (a sweeper or a cancel ended it, another run claimed it) or
     its cancel was asked, nothing of it commits and the bytes are removed; an asked cancel then
     ends the task canceled and released. A ``FileError`` (an output the files app refuses)
-    propagates, with nothing committed.
+    propagates, with nothing committed. On PostgreSQL the transaction is first sent as one query
+    (``pg_finish``); what it does not write, the transaction below decides.
     """
     stored: list[File] = []
     prefix = f"{_outputs_prefix(task)}/{task.attempts}"
@@ -112,6 +113,10 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
                 )
             )
         try:
+            if pg_finish.batched(task, len(stored)):
+                done = _succeed_batched(task, stored)
+                if done is not None:
+                    return done
             return _succeed_in_transaction(task, stored, fast=True)
         except _Lapsed:
             # The mark and the outputs' rows are rolled back: the locking read decides from the
@@ -127,6 +132,20 @@ def generation_succeed(*, task: GenerationTask, outputs: Sequence[OutputFile]) -
         if stored and not _any_committed(stored):
             _remove_bytes(stored)
         raise
+
+
+def _succeed_batched(task: GenerationTask, stored: list[File]) -> GenerationTask | None:
+    """The success as one query (``pg_finish``), then its live update and metrics; None: nothing
+    was written (refused, or failed inside its transaction) and the plain finish decides."""
+    written = pg_finish.succeed_batched(task, stored, _now())
+    if written is None:
+        return None
+    done, payload = written
+    from rivya_api.generations.live import generation_notify_on_commit
+
+    generation_notify_on_commit(done.account_id, payload)  # committed: sent now
+    _finished_metrics(done, Status.SUCCEEDED)
+    return done
 
 
 def _succeed_in_transaction(task: GenerationTask, stored: list[File], *, fast: bool) -> GenerationTask:
@@ -284,12 +303,17 @@ def _finish(
     _publish(task, f"generation.{status}", counted=True, outputs=outputs)
     if status != Status.SUCCEEDED:
         sweep_outputs_on_commit(task)
+    _finished_metrics(task, status)
+    return task
+
+
+def _finished_metrics(task: GenerationTask, status: str) -> None:
+    """The finish's metrics, once committed (outside a transaction: now)."""
     run_seconds = (task.completed_at - task.started_at).total_seconds() if task.started_at else None
     model_name = task.model
     transaction.on_commit(
         lambda: metrics.generation_finished(model=model_name, status=status, run_seconds=run_seconds), robust=True
     )
-    return task
 
 
 def _publish(

@@ -29,6 +29,7 @@ What keeps it safe:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -36,11 +37,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from rivya_api.conf import api_settings
+from rivya_api.generations.models import GenerationTask
+from rivya_billing.exceptions import BillingError, HoldNotPendingError
+from rivya_billing.services.holds import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
+
+Status = GenerationTask.Status
 
 
 class Stop(Exception):  # noqa: N818 (a signal, not an error)
@@ -162,3 +171,135 @@ def bound_statements(interval: timedelta) -> None:
 def thread() -> threading.Thread | None:
     """This process's heartbeat thread, if started (for tests and diagnostics)."""
     return _beater.thread if _beater.pid == os.getpid() else None
+
+
+# --- A running job's progress and heartbeat (moved from services) ---------------
+
+
+class GenerationCanceled(Exception):
+    """Raised inside a running job when its cancel was requested."""
+
+
+class GenerationSuperseded(Exception):
+    """Raised inside a running job that lost its claim: a sweeper failed or re-queued it meanwhile."""
+
+
+def _renew_hold(task: GenerationTask) -> None:
+    if task.price:
+        _hold_renew_joined(
+            account=task.account,
+            reference=task.public_id,
+            lease_seconds=_seconds(api_settings.GENERATION_RUN_LEASE),
+            lease_token=task.hold_token,
+        )
+
+
+class _Progress:
+    """Progress callback handed to the provider: records progress, renews leases, notices cancels.
+
+    Writes at most once per ``min_interval``, counted from the claim (which has just set the
+    heartbeat and the lease), so a job shorter than that writes no progress at all: its
+    finish checks the claim and the cancel in its own transaction.
+    """
+
+    def __init__(self, task: GenerationTask, min_interval: float = 1.0) -> None:
+        self.task = task
+        self.min_interval = min_interval
+        self.last_write = time.monotonic()
+
+    def __call__(self, percent: int) -> None:
+        percent = max(0, min(99, int(percent)))
+        now = time.monotonic()
+        if now - self.last_write < self.min_interval:
+            return
+        self.last_write = now
+        canceled = False
+        try:
+            with transaction.atomic():
+                updated = GenerationTask.objects.filter(
+                    pk=self.task.pk,
+                    status=Status.RUNNING,
+                    hold_token=self.task.hold_token,
+                    attempts=self.task.attempts,
+                ).update(progress=percent, heartbeat_at=_now())
+                if updated:
+                    _renew_hold(self.task)
+                    canceled = GenerationTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists()
+        except HoldNotPendingError:
+            updated = 0
+        if not updated:
+            raise GenerationSuperseded()
+        if canceled:
+            raise GenerationCanceled()
+
+
+class _Heartbeat:
+    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports.
+
+    Beats on the process's one heartbeat thread (``heartbeat``), or with
+    ``GENERATION_HEARTBEAT_SHARED`` False on a thread of its own, started and joined here.
+    """
+
+    def __init__(self, task: GenerationTask) -> None:
+        self.task = task
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.key: int | None = None
+
+    def beat(self) -> None:
+        """One beat; a database error is logged and the connection dropped (a new one at the next beat).
+        A hold that refuses the renew (the claim is lost: the lease lapsed, the hold was returned)
+        is logged once and ends the beats (``Stop``); nothing of the beat is written."""
+        try:
+            with transaction.atomic():
+                bound_statements(api_settings.GENERATION_HEARTBEAT_INTERVAL)
+                if GenerationTask.objects.filter(
+                    pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
+                ).update(heartbeat_at=_now()):
+                    _renew_hold(self.task)
+        except DatabaseError:  # e.g. a connection lost in a failover
+            logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
+            _close_connection()
+        except BillingError as exc:
+            logger.warning("Heartbeat of generation %s stopped: claim lost (%r)", self.task.public_id, exc)
+            raise Stop from exc
+
+    def _beat(self) -> None:
+        interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
+        try:
+            while not self.stop.wait(interval):
+                self.beat()
+        except Stop:
+            pass
+        finally:
+            connection.close()
+
+    def __enter__(self) -> _Heartbeat:
+        if api_settings.GENERATION_HEARTBEAT_SHARED:
+            interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
+            self.key = track(self.beat, interval=interval, after_round=_close_connection)
+        else:
+            self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.task.public_id}", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.key is not None:
+            untrack(self.key)
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+
+
+def _close_connection() -> None:
+    """The heartbeat thread's connection, closed (a pooled one goes back to the pool)."""
+    with contextlib.suppress(DatabaseError):
+        connection.close()
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+def _seconds(value: timedelta) -> int:
+    return int(value.total_seconds())

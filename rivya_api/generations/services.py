@@ -8,17 +8,15 @@ state change commits together with its ledger operation and its webhook event.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from rivya_api import metrics
@@ -32,7 +30,7 @@ from rivya_api.catalog.selectors import (
 from rivya_api.conf import api_settings
 from rivya_api.files.exceptions import FileError, NoSuchFileError
 from rivya_api.files.selectors import file_get_usable, file_open
-from rivya_api.generations import heartbeat, isolation, pg_claim, pg_claim_hold
+from rivya_api.generations import isolation, pg_claim, pg_claim_hold
 from rivya_api.generations.exceptions import (
     GenerationNotCancelableError,
     GenerationNotFoundError,
@@ -51,11 +49,11 @@ from rivya_api.generations.finishing import (
     generation_succeed,
     run_claim,
 )
+from rivya_api.generations.heartbeat import GenerationCanceled, GenerationSuperseded, _Heartbeat, _Progress
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import services as billing
-from rivya_billing.exceptions import BillingError, HoldNotPendingError
 from rivya_billing.services.holds import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
@@ -69,14 +67,6 @@ class Quote:
     input: dict[str, Any]
     price: int
     input_files: dict[str, Any]
-
-
-class GenerationCanceled(Exception):
-    """Raised inside a running job when its cancel was requested."""
-
-
-class GenerationSuperseded(Exception):
-    """Raised inside a running job that lost its claim: a sweeper failed or re-queued it meanwhile."""
 
 
 def generation_quote(*, account: Any, model_id: str, input: dict[str, Any]) -> Quote:
@@ -308,119 +298,6 @@ def _take_hold(task: GenerationTask, lease: timedelta) -> int | None:
     # No savepoint: a database error here ends the claim's whole transaction (as in _renew_hold).
     hold = _hold_renew_joined(account=task.account, reference=task.public_id, lease_seconds=_seconds(lease))
     return hold.lease_token
-
-
-def _renew_hold(task: GenerationTask) -> None:
-    if task.price:
-        _hold_renew_joined(
-            account=task.account,
-            reference=task.public_id,
-            lease_seconds=_seconds(api_settings.GENERATION_RUN_LEASE),
-            lease_token=task.hold_token,
-        )
-
-
-class _Progress:
-    """Progress callback handed to the provider: records progress, renews leases, notices cancels.
-
-    Writes at most once per ``min_interval``, counted from the claim (which has just set the
-    heartbeat and the lease), so a job shorter than that writes no progress at all: its
-    finish checks the claim and the cancel in its own transaction.
-    """
-
-    def __init__(self, task: GenerationTask, min_interval: float = 1.0) -> None:
-        self.task = task
-        self.min_interval = min_interval
-        self.last_write = time.monotonic()
-
-    def __call__(self, percent: int) -> None:
-        percent = max(0, min(99, int(percent)))
-        now = time.monotonic()
-        if now - self.last_write < self.min_interval:
-            return
-        self.last_write = now
-        canceled = False
-        try:
-            with transaction.atomic():
-                updated = GenerationTask.objects.filter(
-                    pk=self.task.pk,
-                    status=Status.RUNNING,
-                    hold_token=self.task.hold_token,
-                    attempts=self.task.attempts,
-                ).update(progress=percent, heartbeat_at=_now())
-                if updated:
-                    _renew_hold(self.task)
-                    canceled = GenerationTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists()
-        except HoldNotPendingError:
-            updated = 0
-        if not updated:
-            raise GenerationSuperseded()
-        if canceled:
-            raise GenerationCanceled()
-
-
-class _Heartbeat:
-    """Renews the task's heartbeat and hold lease while a provider works, whatever it reports.
-
-    Beats on the process's one heartbeat thread (``heartbeat``), or with
-    ``GENERATION_HEARTBEAT_SHARED`` False on a thread of its own, started and joined here.
-    """
-
-    def __init__(self, task: GenerationTask) -> None:
-        self.task = task
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.key: int | None = None
-
-    def beat(self) -> None:
-        """One beat; a database error is logged and the connection dropped (a new one at the next beat).
-        A hold that refuses the renew (the claim is lost: the lease lapsed, the hold was returned)
-        is logged once and ends the beats (``heartbeat.Stop``); nothing of the beat is written."""
-        try:
-            with transaction.atomic():
-                heartbeat.bound_statements(api_settings.GENERATION_HEARTBEAT_INTERVAL)
-                if GenerationTask.objects.filter(
-                    pk=self.task.pk, status=Status.RUNNING, attempts=self.task.attempts
-                ).update(heartbeat_at=_now()):
-                    _renew_hold(self.task)
-        except DatabaseError:  # e.g. a connection lost in a failover
-            logger.warning("Heartbeat of generation %s failed", self.task.public_id, exc_info=True)
-            _close_connection()
-        except BillingError as exc:
-            logger.warning("Heartbeat of generation %s stopped: claim lost (%r)", self.task.public_id, exc)
-            raise heartbeat.Stop from exc
-
-    def _beat(self) -> None:
-        interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
-        try:
-            while not self.stop.wait(interval):
-                self.beat()
-        except heartbeat.Stop:
-            pass
-        finally:
-            connection.close()
-
-    def __enter__(self) -> _Heartbeat:
-        if api_settings.GENERATION_HEARTBEAT_SHARED:
-            interval = api_settings.GENERATION_HEARTBEAT_INTERVAL.total_seconds()
-            self.key = heartbeat.track(self.beat, interval=interval, after_round=_close_connection)
-        else:
-            self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.task.public_id}", daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.key is not None:
-            heartbeat.untrack(self.key)
-        if self.thread is not None:
-            self.stop.set()
-            self.thread.join()
-
-
-def _close_connection() -> None:
-    """The heartbeat thread's connection, closed (a pooled one goes back to the pool)."""
-    with contextlib.suppress(DatabaseError):
-        connection.close()
 
 
 def generation_run(*, task_pk: int) -> GenerationTask | None:

@@ -123,9 +123,10 @@ def settle(
 
 def _joined_call(prefix: str, *, account: str, amount: str) -> str:
     """The settle function's call for a caller that sends it among its own statements and ends their
-    transaction itself (a chat turn's finish sent as one query, ``rivya_api.chat.pg_finish``); not
-    public, as ``holds._settle_joined``. ``account`` and ``amount`` are the caller's SQL expressions
-    (read from rows it has locked); the other arguments are parameters named ``prefix`` + name
+    transaction itself (a chat turn's finish and a generation's success sent as one query,
+    ``rivya_api.chat.pg_finish``, ``rivya_api.generations.pg_finish``); not public, as
+    ``holds._settle_joined``. ``account`` and ``amount`` are the caller's SQL expressions (read from
+    rows it has locked); the other arguments are parameters named ``prefix`` + name
     (``_joined_params``). It returns ``outcome`` and ``hold_row``; only ``settled`` wrote anything
     (a refusal wrote nothing: the caller leaves it to ``credits_settle`` to decide and say)."""
     names = "reference", "actor", "lease_token", "now", "commit_early", "policy", "entry_ids"

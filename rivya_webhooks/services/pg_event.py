@@ -59,3 +59,34 @@ def _statement() -> str:
         f" SELECT e.{quote(meta.pk.column)}, EXISTS (SELECT 1 FROM {quote(endpoint_meta.db_table)}"
         f" WHERE {endpoint_account} = %s AND {endpoint_enabled}) FROM e"
     )
+
+
+def _joined_insert(prefix: str, *, source: str) -> str:
+    """The event's INSERT for a caller that sends it among its own statements (a generation's finish
+    sent as one query, ``rivya_api.generations.pg_finish``); not public. One row per row of ``source``
+    (the caller's SQL: a CTE of one row or none), its values the parameters ``_joined_params`` names;
+    it returns the row's pk. The caller lists no endpoint: it sends only for an account with no enabled
+    endpoint (``_no_endpoint``), so there is no delivery to create."""
+    quote, meta = connection.ops.quote_name, WebhookEvent._meta
+    columns = ", ".join(quote(field.column) for field in insert_fields(WebhookEvent))
+    values = ", ".join(f"%({prefix}{field.attname})s" for field in insert_fields(WebhookEvent))
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM {source} RETURNING {pk}"
+
+
+def _joined_params(event: WebhookEvent, prefix: str) -> dict[str, object]:
+    """``_joined_insert``'s parameters: the values of ``event`` (unsaved), as ``insert`` sends them."""
+    return {
+        prefix + field.attname: field.get_db_prep_save(field.pre_save(event, True), connection)
+        for field in insert_fields(WebhookEvent)
+    }
+
+
+def _no_endpoint(account: str) -> str:
+    """SQL true when the account ``account`` (the caller's SQL expression) has no enabled endpoint."""
+    quote = connection.ops.quote_name
+    meta = WebhookEndpoint._meta
+    return (
+        f"NOT EXISTS (SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('account').column)} = {account}"
+        f" AND {quote(meta.get_field('enabled').column)})"
+    )

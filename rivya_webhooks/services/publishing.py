@@ -77,30 +77,9 @@ def _publish(
     clock: Clock | None,
     savepoint: bool,
 ) -> WebhookEvent:
-    if not event_type_is_registered(type):
-        raise UnknownEventTypeError(type, param="type", valid=f"Registered types: {registered_names()}.")
-    if not isinstance(data, dict):
-        raise InvalidParameterError("data must be a JSON object.", param="data")
-    now = now_from(clock)
-    event_id = ids.event_id()
-    try:
-        payload = _envelope(event_id=event_id, type=type, created_at=now, data=data)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"data is not JSON-serialisable ({exc}).", param="data") from exc
-    limit = int(webhooks_settings.MAX_PAYLOAD_BYTES)
-    if len(payload.encode("utf-8")) > limit:
-        raise PayloadTooLargeError(
-            f"The event is larger than {limit} bytes; send links to large content instead.", param="data"
-        )
+    event = _event(account=account, type=type, data=data, clock=clock)
+    now = event.created_at
     with transaction.atomic(savepoint=savepoint):
-        event = WebhookEvent(
-            public_id=event_id,
-            account=account,
-            type=type,
-            data=json.loads(payload)["data"],
-            payload=payload,
-            created_at=now,
-        )
         if endpoints is None and pg_event.enabled():
             # One statement: the row, and whether the account has an enabled endpoint at all.
             targets = _targets(event=event, endpoints=None) if pg_event.insert(event) else []
@@ -122,6 +101,28 @@ def _publish(
         )
         _batches_on_commit().add(deliveries)
     return event
+
+
+def _event(*, account: Any, type: str, data: dict[str, Any], clock: Clock | None) -> WebhookEvent:
+    """The event to publish, unsaved, its type, data and size checked (``InvalidParameterError`` and
+    the like); also for a caller that inserts it in a statement of its own (``pg_event._joined_insert``)."""
+    if not event_type_is_registered(type):
+        raise UnknownEventTypeError(type, param="type", valid=f"Registered types: {registered_names()}.")
+    if not isinstance(data, dict):
+        raise InvalidParameterError("data must be a JSON object.", param="data")
+    now = now_from(clock)
+    event_id = ids.event_id()
+    try:
+        payload = _envelope(event_id=event_id, type=type, created_at=now, data=data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"data is not JSON-serialisable ({exc}).", param="data") from exc
+    limit = int(webhooks_settings.MAX_PAYLOAD_BYTES)
+    if len(payload.encode("utf-8")) > limit:
+        raise PayloadTooLargeError(
+            f"The event is larger than {limit} bytes; send links to large content instead.", param="data"
+        )
+    data = json.loads(payload)["data"]
+    return WebhookEvent(public_id=event_id, account=account, type=type, data=data, payload=payload, created_at=now)
 
 
 def _targets(*, event: WebhookEvent, endpoints: Iterable[WebhookEndpoint] | None) -> list[WebhookEndpoint]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 
 # Connections left free for the test's own connection, other sessions and other users of the server.
 CONNECTION_HEADROOM = 15
@@ -104,3 +105,25 @@ def run_concurrently(operations: int, op: Callable[[int], Any], *, threads: int 
     run = Run(result if result is not None else Outcome(error=RuntimeError("not run")) for result in results)
     run.threads = threads
     return run
+
+
+def committed_meanwhile(update: Callable[[], Any], *, seconds: float = 0.5) -> threading.Event:
+    """Another transaction, on a thread and connection of its own, runs ``update()`` and keeps its
+    row locks ``seconds`` before it commits: returns once it holds them, with an event set when it
+    has ended. What a batch that waits for one of those locks must see (at READ COMMITTED, the
+    committed row; at REPEATABLE READ its locking read would fail, 40001)."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                update()
+                held.set()
+                time.sleep(seconds)
+        finally:
+            connections.close_all()
+            done.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert held.wait(10)
+    return done

@@ -8,12 +8,10 @@ and runs at READ COMMITTED whatever the connection's default isolation.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection
 from django.db.models import F
 
 from rivya_api.chat import pg_commit, pg_finish, services
@@ -24,6 +22,8 @@ from rivya_billing.models import LedgerEntry
 from tests.rivya_api.chat.test_pg_commit import MODEL, _models, prepare, written
 from tests.rivya_api.chat.test_pg_finish import ended, started
 from tests.rivya_api.chat.test_pg_finish_batch import PATHS, spy, use
+from tests.rivya_billing.concurrency import committed_meanwhile
+from tests.transactions import default_isolation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 __all__ = ["_models"]  # the catalog's priced model, for every test here
@@ -98,24 +98,8 @@ def test_the_batch_locks_the_turn_in_its_first_statement():
     assert second.startswith("WITH t AS")
 
 
-def touched_meanwhile(session_pk: Any) -> Any:
-    """Another transaction updates the session's row and commits while the batch waits for its lock:
-    at REPEATABLE READ the batch's lock would fail (40001) and the plain path would run."""
-    held, done = threading.Event(), threading.Event()
-
-    def touch() -> None:
-        try:
-            with transaction.atomic():
-                ChatSession.objects.filter(public_id=session_pk).update(message_count=F("message_count"))
-                held.set()
-                time.sleep(0.5)
-        finally:
-            connections.close_all()
-            done.set()
-
-    threading.Thread(target=touch, daemon=True).start()
-    assert held.wait(10)
-    return done
+def touched(session_pk: Any) -> None:
+    ChatSession.objects.filter(public_id=session_pk).update(message_count=F("message_count"))
 
 
 @pytest.mark.postgres
@@ -134,23 +118,15 @@ def test_the_batches_run_at_read_committed_whatever_the_default(account, setting
         pg_commit, "commit_batched", lambda *a, **k: commits.append(real_commit(*a, **k)) or commits[-1]
     )
     finishes = spy(monkeypatch)
-    with connection.cursor() as cursor:
-        cursor.execute("SET default_transaction_isolation = 'repeatable read'")
-    try:
+    with default_isolation("repeatable read"):
         plan = prepare(account, "Again", first.session_id)
-        done = touched_meanwhile(first.session_id)
+        done = committed_meanwhile(lambda: touched(first.session_id))
         services.chat_turn_commit(plan)
         assert done.wait(10)
-        done = touched_meanwhile(first.session_id)
+        done = committed_meanwhile(lambda: touched(first.session_id))
         message = services.chat_turn_finish(
             turn_id=plan.turn_id, content="Hi.", finish_reason="stop", usage=ChatUsage(20, 3), model_id=MODEL
         )
         assert done.wait(10)
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW transaction_isolation")
-            assert cursor.fetchone() == ("repeatable read",)  # the default the batches overrode
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET default_transaction_isolation")
     assert [row is not None for row in commits] == [True]  # the commit's batch took the turn
     assert (message.status, finishes) == ("completed", ["completed"])  # and the finish's settled it

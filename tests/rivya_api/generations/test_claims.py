@@ -10,7 +10,7 @@ from django.db import connection
 
 from rivya_api.files.models import File
 from rivya_api.files.selectors import file_storage
-from rivya_api.generations import finishing, services, sweeps
+from rivya_api.generations import finishing, heartbeat, services, sweeps
 from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers.local import LocalImageProvider
 from rivya_billing.selectors import wallet_get
@@ -76,8 +76,8 @@ def test_a_free_tasks_superseded_run_neither_settles_nor_writes_progress(create,
     run_a = services.generation_start(task_pk=created.pk)
     run_b = _claimed_again(created.pk)
     assert (run_a.hold_token, run_b.hold_token, run_b.attempts) == (None, None, 2)
-    progress = services._Progress(run_a, min_interval=0)
-    with pytest.raises(services.GenerationSuperseded):
+    progress = heartbeat._Progress(run_a, min_interval=0)
+    with pytest.raises(heartbeat.GenerationSuperseded):
         progress(50)
     assert services._generate(run_a) is None
     assert GenerationTask.objects.get(pk=created.pk).status == "running"

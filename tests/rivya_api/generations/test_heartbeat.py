@@ -58,9 +58,12 @@ def test_a_failed_beat_is_logged_and_the_next_one_renews_the_heartbeat(
             closes.append(1)
             django_connection.close()
 
-    monkeypatch.setattr(services, "_now", now)
-    monkeypatch.setattr(services, "connection", Connection())
-    with caplog.at_level(logging.WARNING, logger=services.__name__), services._Heartbeat(task):
+        def __getattr__(self, name):  # the heartbeat module's other uses (its statement timeout)
+            return getattr(django_connection, name)
+
+    monkeypatch.setattr(heartbeat, "_now", now)
+    monkeypatch.setattr(heartbeat, "connection", Connection())
+    with caplog.at_level(logging.WARNING, logger=heartbeat.__name__), heartbeat._Heartbeat(task):
         deadline = time.monotonic() + 10
         while GenerationTask.objects.get(pk=task.pk).heartbeat_at == old and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -103,9 +106,9 @@ def test_the_shared_thread_beats_every_job_and_outlives_a_beat_that_raises(accou
             raise RuntimeError("not a database error")
         return renew_hold(task)
 
-    renew_hold = services._renew_hold
-    monkeypatch.setattr(services, "_renew_hold", renew)
-    with services._Heartbeat(first), services._Heartbeat(second):
+    renew_hold = heartbeat._renew_hold
+    monkeypatch.setattr(heartbeat, "_renew_hold", renew)
+    with heartbeat._Heartbeat(first), heartbeat._Heartbeat(second):
         thread = heartbeat.thread()
         assert _beaten(first, old)
         assert _beaten(second, old)
@@ -114,7 +117,7 @@ def test_the_shared_thread_beats_every_job_and_outlives_a_beat_that_raises(accou
     assert thread.is_alive()
     time.sleep(0.2)  # a beat under way when the job ended may still land
     ended = GenerationTask.objects.get(pk=first.pk).heartbeat_at
-    with services._Heartbeat(second):
+    with heartbeat._Heartbeat(second):
         assert _beaten(second, timezone.now())
     assert heartbeat.thread() is thread  # the same thread for the next job
     assert GenerationTask.objects.get(pk=first.pk).heartbeat_at == ended
@@ -131,7 +134,7 @@ def test_a_stuck_beat_of_one_job_does_not_starve_another_jobs_heartbeat(account,
     monkeypatch.setattr(services, "enqueue_on_commit", lambda task: None)
     stuck, live = _running(account), _running(account)
     release, hung = threading.Event(), threading.Event()
-    renew_hold = services._renew_hold
+    renew_hold = heartbeat._renew_hold
 
     def renew(task):
         if task.pk == stuck.pk:
@@ -139,9 +142,9 @@ def test_a_stuck_beat_of_one_job_does_not_starve_another_jobs_heartbeat(account,
             release.wait(5)
         return renew_hold(task)
 
-    monkeypatch.setattr(services, "_renew_hold", renew)
+    monkeypatch.setattr(heartbeat, "_renew_hold", renew)
     try:
-        with services._Heartbeat(stuck), services._Heartbeat(live):
+        with heartbeat._Heartbeat(stuck), heartbeat._Heartbeat(live):
             assert hung.wait(5)  # the stuck job's first beat is under way
             since = timezone.now()
             beaten = _beaten(live, since, seconds=2)
@@ -164,9 +167,9 @@ def test_a_job_whose_claim_is_lost_is_logged_once_and_beaten_no_more(
     Hold.objects.filter(reference=task.public_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     old = GenerationTask.objects.get(pk=task.pk).heartbeat_at
     renews = []
-    renew_hold = services._renew_hold
-    monkeypatch.setattr(services, "_renew_hold", lambda task: renews.append(1) or renew_hold(task))
-    with caplog.at_level(logging.WARNING), services._Heartbeat(task):
+    renew_hold = heartbeat._renew_hold
+    monkeypatch.setattr(heartbeat, "_renew_hold", lambda task: renews.append(1) or renew_hold(task))
+    with caplog.at_level(logging.WARNING), heartbeat._Heartbeat(task):
         time.sleep(0.6)
     assert GenerationTask.objects.get(pk=task.pk).heartbeat_at == old
     assert renews == [1]

@@ -25,7 +25,16 @@ from tests.rivya_api.generations.fakes import GENERATION_MODELS
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": GENERATION_MODELS, "GENERATION_PROVIDER_PROCESS": False}}),
+    # The statements one by one: the batch (pg_finish, its own tests) would send the finish as one query.
+    pytest.mark.rivya_settings(
+        {
+            "RIVYA_API": {
+                "MODELS": GENERATION_MODELS,
+                "GENERATION_PROVIDER_PROCESS": False,
+                "GENERATION_FINISH_BATCHED": False,
+            }
+        }
+    ),
 ]
 # A valid 1x1 PNG, so the output passes the files app's checks.
 PIXEL = OutputFile(

@@ -27,7 +27,16 @@ from tests.rivya_api.generations.test_mark_succeeded import PIXEL, UNCOMPARED, U
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.rivya_settings({"RIVYA_API": {"MODELS": GENERATION_MODELS, "GENERATION_PROVIDER_PROCESS": False}}),
+    # The statements one by one: the batch (pg_finish, its own tests) would send the finish as one query.
+    pytest.mark.rivya_settings(
+        {
+            "RIVYA_API": {
+                "MODELS": GENERATION_MODELS,
+                "GENERATION_PROVIDER_PROCESS": False,
+                "GENERATION_FINISH_BATCHED": False,
+            }
+        }
+    ),
 ]
 FILE_UNCOMPARED = {"id", "public_id", "account_id", "storage_name", "created_at", "expires_at"}
 OUTPUTS = {
