@@ -102,10 +102,11 @@ def credits_reserve(
 def _reserve_joined(
     *, account: Any, amount: int, reference: str, actor: str = "", spend_limit: int | None = None
 ) -> Hold:
-    """``credits_reserve`` whose PostgreSQL statement takes no savepoint inside the caller's transaction
-    (two round trips fewer on a chat turn's commit). Not public: only for a caller whose whole
-    transaction a database error ends. Its refusal for want of credits aborts that transaction, so
-    its ``InsufficientCreditsError`` has ``available`` None: the caller reads it after its rollback."""
+    """``credits_reserve`` that takes no savepoint inside the caller's transaction (two round trips
+    fewer on a chat turn's commit, on every path; see ``_joins``). Not public: only for a caller
+    whose whole transaction any error of this call ends. On PostgreSQL its refusal for want of credits
+    aborts that transaction, so its ``InsufficientCreditsError`` has ``available`` None: the caller
+    reads it after its rollback."""
     return _reserve(
         account=account, amount=amount, reference=reference, actor=actor, spend_limit=spend_limit, joined=True
     )
@@ -126,7 +127,7 @@ def _reserve(
     if pg_reserve.enabled():
         hold = pg_reserve.reserve(**arguments, savepoint=not joined)
     else:
-        hold = _reserve_locked(**arguments)
+        hold = _reserve_locked(**arguments, joined=joined)
     if hold.amount != amount:
         raise _conflict("Reservation", reference, "amount", hold.amount, amount)
     return hold
@@ -147,7 +148,30 @@ def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tup
     return used + amount, limit.credits, start
 
 
-def _reserve_locked(
+def _joins(joined: bool) -> bool:
+    """Whether a joined call (``_reserve_joined``, ``_settle_joined``) on the portable path runs in its
+    caller's transaction with no savepoint: a refusal is raised before it writes anything, and that
+    transaction, which any other error it raises ends, is its atomicity. Outside one it is its own."""
+    return joined and transaction.get_connection().in_atomic_block
+
+
+def _reserve_locked(*, joined: bool = False, **arguments: Any) -> Hold:
+    """The portable reservation (SQLite; any database): a transaction (a savepoint in a caller's), or
+    with ``joined`` the caller's transaction (``_joins``)."""
+    if _joins(joined):
+        return _reserve_rows(**arguments)
+    try:
+        with transaction.atomic():
+            return _reserve_rows(**arguments)
+    except IntegrityError:
+        # Only reachable on a database whose lock did not serialise the duplicate.
+        existing = Hold.objects.filter(wallet__account=arguments["account"], reference=arguments["reference"]).first()
+        if existing is None:
+            raise
+        return existing
+
+
+def _reserve_rows(
     *,
     account: Any,
     amount: int,
@@ -157,42 +181,35 @@ def _reserve_locked(
     expires: datetime,
     spend_limit: int | None = None,
 ) -> Hold:
-    """The portable reservation: limit row lock, wallet row lock, then hold and entry (SQLite; any database)."""
-    try:
-        with transaction.atomic():
-            if spend_limit is not None:
-                existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-                if existing is not None:
-                    return existing
-            state = _count_locked(spend_limit, amount=amount, now=now)
-            wallet = _lock_wallet(account=account, create=False)
-            existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
-            if existing is not None:
-                return existing
-            available = wallet.available if wallet else 0
-            if wallet is None or available < amount:
-                raise InsufficientCreditsError(
-                    f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
-                )
-            hold = Hold.objects.create(
-                wallet=wallet,
-                reference=reference,
-                amount=amount,
-                lease_expires_at=expires,
-                actor=actor,
-                created_at=now,
-                spend_limit_id=spend_limit,
-                spend_window_start=state[2] if state else None,
-            )
-            _post(wallet=wallet, lines=[_Line(EntryType.RESERVE, amount, reference, hold.pk)], actor=actor, now=now)
-            hold.spend_limit_state = state
-            return hold
-    except IntegrityError:
-        # Only reachable on a database whose lock did not serialise the duplicate.
+    """Limit row lock, wallet row lock, then hold and entry; a refusal for want of credits may follow the
+    limit's count, so the transaction it runs in must end on it (any refusal does: it rolls back)."""
+    if spend_limit is not None:
         existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-        if existing is None:
-            raise
+        if existing is not None:
+            return existing
+    state = _count_locked(spend_limit, amount=amount, now=now)
+    wallet = _lock_wallet(account=account, create=False)
+    existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
+    if existing is not None:
         return existing
+    available = wallet.available if wallet else 0
+    if wallet is None or available < amount:
+        raise InsufficientCreditsError(
+            f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
+        )
+    hold = Hold.objects.create(
+        wallet=wallet,
+        reference=reference,
+        amount=amount,
+        lease_expires_at=expires,
+        actor=actor,
+        created_at=now,
+        spend_limit_id=spend_limit,
+        spend_window_start=state[2] if state else None,
+    )
+    _post(wallet=wallet, lines=[_Line(EntryType.RESERVE, amount, reference, hold.pk)], actor=actor, now=now)
+    hold.spend_limit_state = state
+    return hold
 
 
 def credits_settle(
@@ -236,10 +253,10 @@ def _settle_joined(
     lease_token: int | None = None,
     now: datetime | None = None,
 ) -> Hold:
-    """``credits_settle`` whose PostgreSQL statement takes no savepoint inside the caller's transaction
-    (two round trips fewer on a chat turn's end and a generation's finish). Not public: only for a
-    caller whose whole transaction a database error ends; a refusal keeps the hold's row lock until
-    that transaction ends (nothing is written then)."""
+    """``credits_settle`` that takes no savepoint inside the caller's transaction (two round trips fewer
+    on a chat turn's end and a generation's finish, on every path; see ``_joins``). Not public: only
+    for a caller whose whole transaction any error of this call but a refusal ends; a refusal writes
+    nothing and keeps the hold's row lock until that transaction ends."""
     return _settle(
         account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now, joined=True
     )
@@ -261,14 +278,21 @@ def _settle(
     arguments.update(lease_token=lease_token, now=_now(now))
     if pg_settle.enabled():
         return pg_settle.settle(**arguments, savepoint=not joined)
+    if _joins(joined):
+        return _settle_rows(**arguments)
     return _settle_locked(**arguments)
 
 
 @transaction.atomic
-def _settle_locked(
+def _settle_locked(**arguments: Any) -> Hold:
+    """The portable settle (SQLite; any database) in a transaction, or a savepoint in a caller's."""
+    return _settle_rows(**arguments)
+
+
+def _settle_rows(
     *, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime
 ) -> Hold:
-    """The portable settle: hold, limit and wallet row locks, then the writes (SQLite; any database)."""
+    """Hold, limit and wallet row locks, then the writes; a refusal is raised before any of them."""
     hold = _lock_hold(account=account, reference=reference)
     if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
         return hold
