@@ -1,9 +1,9 @@
-"""Services of holds: reserve, settle, release, expire, renew, and the sweeper of lapsed leases."""
+"""Services of holds: reserve, settle, release, expire, and the sweeper of lapsed leases (renew: ``leases``)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,11 +20,10 @@ from rivya_billing.exceptions import (
 )
 from rivya_billing.metrics import sweep_row_failed
 from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit
-from rivya_billing.services import pg_renew, pg_reserve, pg_settle
+from rivya_billing.services import pg_reserve, pg_settle
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
-    _check_lease,
     _check_reference,
     _conflict,
     _Line,
@@ -38,6 +37,7 @@ from rivya_billing.services.ledger import (
     _resolve_hold,
     _settle_lines,
     _settle_repeat,
+    row_locks,
 )
 from rivya_billing.services.limits import (
     limit_count_more,
@@ -53,7 +53,6 @@ logger = logging.getLogger("rivya_billing.services")
 __all__ = [
     "credits_expire_lapsed_holds",
     "credits_hold_expire",
-    "credits_hold_renew",
     "credits_release",
     "credits_reserve",
     "credits_settle",
@@ -293,11 +292,12 @@ def _settle_rows(
     *, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime
 ) -> Hold:
     """Hold, limit and wallet row locks, then the writes; a refusal is raised before any of them."""
-    hold = _lock_hold(account=account, reference=reference)
+    shared = not row_locks()  # SQLite: the wallet comes in the hold's query, under the transaction's lock
+    hold = _lock_hold(account=account, reference=reference, wallet=shared)
     if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
         return hold
     limit_lock(hold)  # hold, limit, wallet: the order a reservation (limit, wallet) agrees with
-    wallet = _lock_wallet_by_id(hold.wallet_id)
+    wallet = hold.wallet if shared else _lock_wallet_by_id(hold.wallet_id)
     captured, remainder, overrun, waived = _settle_split(hold, amount=amount, available=wallet.available)
     lines = _settle_lines(hold, captured=captured, overrun=overrun, waived=waived)
     limit_give_back(hold, remainder)
@@ -343,7 +343,8 @@ def credits_release(
     """
     _check_reference(reference)
     now = _now(now)
-    hold = _lock_hold(account=account, reference=reference)
+    shared = not row_locks()  # SQLite: the wallet comes in the hold's query (as a settle's)
+    hold = _lock_hold(account=account, reference=reference, wallet=shared)
     if hold.state == HoldState.RELEASED:
         return hold
     if hold.state != HoldState.PENDING:
@@ -354,7 +355,7 @@ def credits_release(
             state=hold.state,
         )
     limit_give_back(hold, hold.amount)
-    wallet = _lock_wallet_by_id(hold.wallet_id)
+    wallet = hold.wallet if shared else _lock_wallet_by_id(hold.wallet_id)
     line = _Line(EntryType.RELEASE, hold.amount, reference, hold.pk)
     _post(wallet=wallet, lines=[line], actor=_actor(actor or hold.actor), now=now)
     _resolve_hold(hold, state=HoldState.RELEASED, resolved_at=now)
@@ -390,92 +391,6 @@ def credits_hold_expire(
             f"Cannot expire hold {reference!r}: its lease runs until {hold.lease_expires_at.isoformat()}."
         )
     _expire_locked(hold, now=now, actor=_actor(actor))
-    return hold
-
-
-def credits_hold_renew(
-    *,
-    account: Any,
-    reference: str,
-    lease_seconds: int | None = None,
-    lease_token: int | None = None,
-    now: datetime | None = None,
-) -> Hold:
-    """Extend the lease of the pending hold ``reference`` to ``now + lease_seconds``.
-
-    Without ``lease_token`` the caller claims the hold: the token is incremented
-    and returned on the hold (``hold.lease_token``), and any earlier claimant's
-    token goes stale. With ``lease_token`` the caller renews its own claim and
-    gets ``StaleHoldError`` if it was superseded. A lapsed lease cannot be renewed
-    (``StaleHoldError``): the work is presumed dead and the sweeper returns the
-    credits. Atomic; locks the hold only. On PostgreSQL one ``UPDATE … RETURNING`` (``pg_renew``;
-    in a savepoint inside a caller's transaction, as the plain path), the plain path deciding
-    whatever it refuses.
-    """
-    return _renew(account=account, reference=reference, lease_seconds=lease_seconds, lease_token=lease_token, now=now)
-
-
-def _hold_renew_joined(
-    *,
-    account: Any,
-    reference: str,
-    lease_seconds: int | None = None,
-    lease_token: int | None = None,
-    now: datetime | None = None,
-) -> Hold:
-    """``credits_hold_renew`` whose PostgreSQL statement takes no savepoint inside the caller's
-    transaction (two round trips fewer on a generation's claim and heartbeat). Not public: only
-    for a caller whose whole transaction a database error (lock timeout, deadlock) ends; a
-    caller that caught it would be left with an aborted transaction and lose its work."""
-    return _renew(
-        account=account,
-        reference=reference,
-        lease_seconds=lease_seconds,
-        lease_token=lease_token,
-        now=now,
-        savepoint=False,
-    )
-
-
-def _renew(
-    *,
-    account: Any,
-    reference: str,
-    lease_seconds: int | None,
-    lease_token: int | None,
-    now: datetime | None,
-    savepoint: bool = True,
-) -> Hold:
-    _check_reference(reference)
-    now = _now(now)
-    seconds = billing_settings.HOLD_RENEW_SECONDS if lease_seconds is None else lease_seconds
-    _check_amount(seconds, param="lease_seconds")
-    expires = now + timedelta(seconds=seconds)
-    if pg_renew.enabled():
-        hold = pg_renew.renew(
-            account=account,
-            reference=reference,
-            lease_token=lease_token,
-            now=now,
-            expires=expires,
-            savepoint=savepoint,
-        )
-        if hold is not None:
-            return hold
-    return _renew_locked(account=account, reference=reference, lease_token=lease_token, now=now, expires=expires)
-
-
-@transaction.atomic
-def _renew_locked(*, account: Any, reference: str, lease_token: int | None, now: datetime, expires: datetime) -> Hold:
-    """The portable renew: the hold's row lock, the checks, one UPDATE (SQLite; any database)."""
-    hold = _lock_hold(account=account, reference=reference)
-    if hold.state != HoldState.PENDING:
-        raise _not_pending(hold, "renew")
-    _check_lease(hold, lease_token=lease_token, now=now, action="renew")
-    hold.lease_expires_at = expires
-    if lease_token is None:
-        hold.lease_token += 1
-    Hold.objects.filter(pk=hold.pk).update(lease_expires_at=hold.lease_expires_at, lease_token=hold.lease_token)
     return hold
 
 

@@ -1,0 +1,96 @@
+"""The joined reservation and settle (a chat turn's commit and end) on the plain path, every database.
+
+``holds._reserve_joined`` and ``holds._settle_joined`` with the PostgreSQL statements off (SQLite,
+the embedded default, always) run in the caller's transaction with no savepoint: what they write
+is the caller's transaction's, a refusal is raised before they write anything (the caller may go
+on), and outside a transaction each is its own. On SQLite a settle and a release read the wallet
+with the hold (one query: the ``IMMEDIATE`` transaction's lock covers both).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from rivya_billing import services
+from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
+from rivya_billing.models import Hold, LedgerEntry, Wallet
+from rivya_billing.services import holds
+from tests.rivya_billing.conftest import assert_ledger_clean
+
+
+@pytest.fixture
+def plain(rivya_settings: Any) -> None:
+    rivya_settings("RIVYA_BILLING", PG_RESERVE=False, PG_SETTLE=False)
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    return [query["sql"].split()[0].upper() for query in queries.captured_queries]
+
+
+def wallet_reads(queries: CaptureQueriesContext) -> int:
+    return sum(query["sql"].startswith('SELECT "rivya_billing_wallet"') for query in queries.captured_queries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_reservation_and_settle_take_no_savepoint_and_write_what_the_public_ones_do(account, plain):
+    services.credits_grant(account=account, amount=100, reference="grant")
+    with transaction.atomic(), CaptureQueriesContext(connection) as joined:
+        holds._reserve_joined(account=account, amount=30, reference="joined", actor="key_1")
+        holds._settle_joined(account=account, reference="joined", amount=12)
+    services.credits_reserve(account=account, amount=30, reference="public", actor="key_1")
+    services.credits_settle(account=account, reference="public", amount=12)
+    assert "SAVEPOINT" not in statements(joined)
+    assert "RELEASE" not in statements(joined)
+    # The reservation's wallet lock; on PostgreSQL the settle's too (SQLite: in the hold's query).
+    assert wallet_reads(joined) == (2 if connection.vendor == "postgresql" else 1)
+    fields = ("amount", "state", "usage", "captured", "overrun", "waived", "actor")
+    assert Hold.objects.filter(reference="joined").values(*fields).get() == (
+        Hold.objects.filter(reference="public").values(*fields).get()
+    )
+    kinds = {reference: list(LedgerEntry.objects.filter(reference=reference).order_by("sequence").values_list(
+        "type", "amount", "balance_delta", "held_delta", "actor")) for reference in ("joined", "public")}  # fmt: skip
+    assert (
+        kinds["joined"]
+        == kinds["public"]
+        == [
+            ("reserve", 30, 0, 30, "key_1"),
+            ("settle", 12, -12, -12, "key_1"),
+            ("release", 18, 0, -18, "key_1"),
+        ]
+    )
+    wallet = Wallet.objects.get(account=account)
+    assert (wallet.balance, wallet.held) == (76, 0)
+    assert_ledger_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_refusal_writes_nothing_and_the_callers_transaction_goes_on(account, plain):
+    services.credits_grant(account=account, amount=100, reference="grant")
+    services.credits_reserve(account=account, amount=10, reference="released")
+    services.credits_release(account=account, reference="released")
+    with transaction.atomic():
+        with pytest.raises(HoldNotPendingError):
+            holds._settle_joined(account=account, reference="released", amount=5)
+        holds._reserve_joined(account=account, amount=20, reference="after")  # the transaction is usable
+    with pytest.raises(InsufficientCreditsError) as refused, transaction.atomic():
+        holds._reserve_joined(account=account, amount=81, reference="too-much")
+    assert refused.value.available == 80  # read under the lock, on the plain path
+    assert list(Hold.objects.order_by("pk").values_list("reference", "state")) == [
+        ("released", "released"),
+        ("after", "pending"),
+    ]
+    assert Wallet.objects.get(account=account).held == 20
+    assert_ledger_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_joined_call_is_its_own(account, plain):
+    services.credits_grant(account=account, amount=50, reference="grant")
+    hold = holds._reserve_joined(account=account, amount=20, reference="own")
+    assert holds._settle_joined(account=account, reference="own", amount=5).captured == 5
+    assert (hold.amount, Wallet.objects.get(account=account).balance) == (20, 45)
+    assert_ledger_clean()
