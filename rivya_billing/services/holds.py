@@ -132,19 +132,31 @@ def _reserve(
     return hold
 
 
-def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:
-    """The portable limit guard: lock the limit (before the wallet), check and count ``amount`` in its window."""
+def _limit_locked(spend_limit: int | None) -> SpendLimit | None:
+    """The portable limit guard's lock: the limit row, locked before the wallet (``SpendLimitError`` if none)."""
     if spend_limit is None:
         return None
     limit = SpendLimit.objects.select_for_update().filter(pk=spend_limit).first()
     if limit is None:
         raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
+    return limit
+
+
+def _limit_window(limit: SpendLimit | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:
+    """``(used, credits, window_start)`` of the locked ``limit`` once ``amount`` is counted; refuses
+    (``SpendLimitExceededError``) if its window cannot take it. Writes nothing (``_limit_count`` does)."""
+    if limit is None:
+        return None
     used, start, _ = spend_limit_usage(limit, now=now)
     start = max(start, limit.window_start)
     if used + amount > limit.credits:
         raise spend_limit_exceeded_error(limit, requested=amount, now=now)
-    SpendLimit.objects.filter(pk=limit.pk).update(used=used + amount, window_start=start, updated_at=now)
     return used + amount, limit.credits, start
+
+
+def _limit_count(limit: SpendLimit | None, state: tuple[int, int, datetime] | None, *, now: datetime) -> None:
+    if limit is not None and state is not None:
+        SpendLimit.objects.filter(pk=limit.pk).update(used=state[0], window_start=state[2], updated_at=now)
 
 
 def _joins(joined: bool) -> bool:
@@ -180,22 +192,27 @@ def _reserve_rows(
     expires: datetime,
     spend_limit: int | None = None,
 ) -> Hold:
-    """Limit row lock, wallet row lock, then hold and entry; a refusal for want of credits may follow the
-    limit's count, so the transaction it runs in must end on it (any refusal does: it rolls back)."""
+    """Limit row lock, wallet row lock, then every refusal, then the writes (limit count, hold, entry).
+
+    Nothing is written before the last refusal, so a caller of a joined reservation (no savepoint)
+    that catches one can go on in its transaction; and a repeat found under the locks (a concurrent
+    reservation of the same reference that committed while this one waited) counts nothing."""
     if spend_limit is not None:
         existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
         if existing is not None:
             return existing
-    state = _count_locked(spend_limit, amount=amount, now=now)
+    limit = _limit_locked(spend_limit)
     wallet = _lock_wallet(account=account, create=False)
     existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
     if existing is not None:
         return existing
+    state = _limit_window(limit, amount=amount, now=now)
     available = wallet.available if wallet else 0
     if wallet is None or available < amount:
         raise InsufficientCreditsError(
             f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
         )
+    _limit_count(limit, state, now=now)
     hold = Hold.objects.create(
         wallet=wallet,
         reference=reference,

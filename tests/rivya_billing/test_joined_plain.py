@@ -9,15 +9,17 @@ with the hold (one query: the ``IMMEDIATE`` transaction's lock covers both).
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from rivya_billing import services
-from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError
-from rivya_billing.models import Hold, LedgerEntry, Wallet
+from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError, SpendLimitExceededError
+from rivya_billing.models import Hold, LedgerEntry, SpendLimit, Wallet
 from rivya_billing.services import holds
 from tests.rivya_billing.conftest import assert_ledger_clean
 
@@ -94,3 +96,67 @@ def test_outside_a_transaction_a_joined_call_is_its_own(account, plain):
     assert holds._settle_joined(account=account, reference="own", amount=5).captured == 5
     assert (hold.amount, Wallet.objects.get(account=account).balance) == (20, 45)
     assert_ledger_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_refusal_through_a_limit_counts_nothing_and_the_callers_transaction_goes_on(make_account, plain):
+    """Every refusal of a limited reservation comes before the limit's count (mutation caught: the
+    count written before the want-of-credits refusal, as the branch first had it: ``used`` 50/50)."""
+    account = make_account()
+    services.credits_grant(account=account, amount=10, reference="grant")
+    limit = services.spend_limit_set(owner_ref="api_key:key_1", credits=60, window="total")
+    walletless = make_account()
+    with transaction.atomic():
+        with pytest.raises(InsufficientCreditsError):
+            holds._reserve_joined(account=account, amount=50, reference="too-much", spend_limit=limit.pk)
+        with pytest.raises(InsufficientCreditsError):
+            holds._reserve_joined(account=walletless, amount=50, reference="no-wallet", spend_limit=limit.pk)
+        with pytest.raises(SpendLimitExceededError):
+            holds._reserve_joined(account=account, amount=61, reference="over", spend_limit=limit.pk)
+        assert SpendLimit.objects.get(pk=limit.pk).used == 0  # in the caller's transaction, which goes on
+        holds._reserve_joined(account=account, amount=5, reference="after", spend_limit=limit.pk)
+    assert SpendLimit.objects.get(pk=limit.pk).used == 5
+    assert list(Hold.objects.values_list("reference", "amount")) == [("after", 5)]
+    assert_ledger_clean()
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("thread_connections")
+def test_a_repeat_found_under_the_limits_lock_counts_nothing(make_account, plain):
+    """Two reservations of one reference through a limit: the second passes the first repeat check,
+    waits on the limit's lock, then finds the first's hold (mutation caught: the limit counted before
+    the repeat check under the locks, ``used`` 20 for one hold of 10)."""
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="grant")
+    limit = services.spend_limit_set(owner_ref="api_key:key_1", credits=50, window="total")
+    second: list[Any] = []
+
+    def reserve_again() -> None:
+        try:
+            second.append(services.credits_reserve(account=account, amount=10, reference="r", spend_limit=limit.pk))
+        except BaseException as error:  # reported by the assertion below
+            second.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=reserve_again)
+    with transaction.atomic():
+        first = holds._reserve_joined(account=account, amount=10, reference="r", spend_limit=limit.pk)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not waiting_on_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting_on_a_lock(), ("the second reservation never waited on the limit's lock", second)
+    thread.join(30)
+    assert [getattr(outcome, "pk", outcome) for outcome in second] == [first.pk]
+    assert SpendLimit.objects.get(pk=limit.pk).used == 10
+    assert_ledger_clean()
+
+
+def waiting_on_a_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
