@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,14 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from rivya_billing import services
-from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError, SpendLimitExceededError
+from rivya_billing.conf import billing_settings
+from rivya_billing.exceptions import (
+    HoldNotPendingError,
+    InsufficientCreditsError,
+    ReferenceConflictError,
+    SpendLimitExceededError,
+    StaleHoldError,
+)
 from rivya_billing.models import Hold, LedgerEntry, SpendLimit, Wallet
 from rivya_billing.services import holds
 from tests.rivya_billing.conftest import assert_ledger_clean
@@ -118,6 +126,47 @@ def test_a_joined_refusal_through_a_limit_counts_nothing_and_the_callers_transac
     assert SpendLimit.objects.get(pk=limit.pk).used == 5
     assert list(Hold.objects.values_list("reference", "amount")) == [("after", 5)]
     assert_ledger_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_joined_settle_refused_through_a_limit_writes_nothing_and_the_callers_transaction_goes_on(
+    make_account, plain, now
+):
+    """Every refusal of a settle (released, lapsed, superseded token, repeat with another amount) comes
+    before its writes: the limit's give-back, the wallet, the entries, the hold (mutation caught: the
+    limit given back before a refusal is raised, which only a joined caller that goes on keeps)."""
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="grant")
+    limit = services.spend_limit_set(owner_ref="api_key:key_1", credits=100, window="total", now=now)
+    for reference in ("released", "lapsed", "claimed", "settled"):
+        services.credits_reserve(account=account, amount=10, reference=reference, spend_limit=limit.pk, now=now)
+    services.credits_release(account=account, reference="released", now=now)
+    services.credits_settle(account=account, reference="settled", amount=4, now=now)
+    claimed = services.credits_hold_renew(account=account, reference="claimed", lease_seconds=3600, now=now)
+    late = now + timedelta(seconds=billing_settings.HOLD_LEASE_SECONDS + 1)
+    before = ledger_state(limit)
+    with transaction.atomic():
+        with pytest.raises(HoldNotPendingError):
+            holds._settle_joined(account=account, reference="released", amount=5, now=now)
+        with pytest.raises(StaleHoldError):
+            holds._settle_joined(account=account, reference="lapsed", amount=5, now=late)
+        with pytest.raises(StaleHoldError):
+            holds._settle_joined(
+                account=account, reference="claimed", amount=5, lease_token=claimed.lease_token - 1, now=now
+            )
+        with pytest.raises(ReferenceConflictError):
+            holds._settle_joined(account=account, reference="settled", amount=5, now=now)
+        assert ledger_state(limit) == before  # in the caller's transaction, which goes on
+        holds._settle_joined(account=account, reference="claimed", amount=5, now=now)
+    assert SpendLimit.objects.get(pk=limit.pk).used == before[0] - 5 == 19  # lapsed 10 + claimed 5 + settled 4
+    assert_ledger_clean()
+
+
+def ledger_state(limit: SpendLimit) -> tuple[Any, ...]:
+    wallet = Wallet.objects.get()
+    holds_now = list(Hold.objects.order_by("pk").values_list("state", "captured", "usage"))
+    used = SpendLimit.objects.get(pk=limit.pk).used
+    return used, wallet.balance, wallet.held, wallet.last_sequence, LedgerEntry.objects.count(), holds_now
 
 
 @pytest.mark.postgres
