@@ -51,7 +51,6 @@ from rivya_api.files.selectors import file_get_usable, file_open
 from rivya_api.ids import public_id
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import selectors as billing_selectors
-from rivya_billing import services as billing
 from rivya_billing.exceptions import InsufficientCreditsError
 from rivya_billing.services import pg_reserve
 from rivya_billing.services.holds import _reserve_joined
@@ -359,9 +358,8 @@ def _batch_accepted(plan: ChatTurnPlan, reserve: dict[str, Any], row: tuple[Any,
 @transaction.atomic
 def _commit(plan: ChatTurnPlan, pending: PendingTurn) -> None:
     _turn_rows_write(plan, pending)
-    # The fast path's hold takes no savepoint: any refusal or error ends this whole transaction.
-    reserve = _reserve_joined if pg_commit.enabled() else billing.credits_reserve
-    hold = reserve(
+    # The hold takes no savepoint (on any path): any refusal or error ends this whole transaction.
+    hold = _reserve_joined(
         account=pending.account,
         amount=plan.credits_reserved,
         reference=chat_turn_reference(plan.turn_id),

@@ -184,9 +184,8 @@ def _settle_turn(*, message: ChatMessage, usage: ChatUsage, complete: bool) -> i
     else:
         charged = 0
     try:
-        if charged > 0:
-            settle = _settle_joined if pg_finish.enabled() else billing.credits_settle  # joined: no savepoint
-            settle(account=session.account, reference=reference, amount=charged)
+        if charged > 0:  # joined: no savepoint (a refusal writes nothing; any other error ends the finish)
+            _settle_joined(account=session.account, reference=reference, amount=charged)
         else:
             billing.credits_release(account=session.account, reference=reference)
     except HoldNotPendingError as exc:

@@ -45,7 +45,7 @@ from django.utils import timezone
 from rivya_api.conf import api_settings
 from rivya_api.generations.models import GenerationTask
 from rivya_billing.exceptions import BillingError, HoldNotPendingError
-from rivya_billing.services.holds import _hold_renew_joined
+from rivya_billing.services.leases import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A generation's claim and its hold's lease in one statement (PostgreSQL).
 
 ``pg_claim``'s UPDATE of the task and billing's renew of the task's hold (``pg_renew``, taken
-through ``holds._hold_renew_joined``) are two statements, two round trips, in the claim's
+through ``leases._hold_renew_joined``) are two statements, two round trips, in the claim's
 transaction. Here they are one: ``WITH c AS (<pg_claim's UPDATE>), h AS (UPDATE <hold> …
 FROM <wallet>, c …) SELECT c.*, h.lease_token FROM c LEFT JOIN h``. The hold's part is billing's
 (``pg_renew._claim_cte``: its renew for a claim, the token up by one, the lease

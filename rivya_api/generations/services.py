@@ -54,7 +54,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers import InputFile, ProviderError
 from rivya_api.keys.limits import key_reservation_observe
 from rivya_billing import services as billing
-from rivya_billing.services.holds import _hold_renew_joined
+from rivya_billing.services.leases import _hold_renew_joined
 
 logger = logging.getLogger(__name__)
 

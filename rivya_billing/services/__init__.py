@@ -9,7 +9,7 @@ has the effect of doing it once and returns the first result; repeating a
 reference with different arguments raises ``ReferenceConflictError`` naming the
 argument. Errors are typed (``rivya_billing.exceptions``).
 
-Layout: ``holds`` (reserve, settle, release, expire, renew, the sweeper),
+Layout: ``holds`` (reserve, settle, release, expire, the sweeper), ``leases`` (renew),
 ``balances`` (grant, adjust, refund), ``grants`` (the expiry of expiring grants),
 ``alerts`` (the low-balance threshold and the publisher of its crossings), ``limits``
 (spend limits counted by reservations), ``ledger``
@@ -51,11 +51,11 @@ from rivya_billing.services.grants import credits_expire_grants, credits_grant_e
 from rivya_billing.services.holds import (
     credits_expire_lapsed_holds,
     credits_hold_expire,
-    credits_hold_renew,
     credits_release,
     credits_reserve,
     credits_settle,
 )
+from rivya_billing.services.leases import credits_hold_renew
 from rivya_billing.services.limits import (
     spend_limit_get,
     spend_limit_mark_reached,

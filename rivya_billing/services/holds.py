@@ -1,9 +1,9 @@
-"""Services of holds: reserve, settle, release, expire, renew, and the sweeper of lapsed leases."""
+"""Services of holds: reserve, settle, release, expire, and the sweeper of lapsed leases (renew: ``leases``)."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,11 +20,10 @@ from rivya_billing.exceptions import (
 )
 from rivya_billing.metrics import sweep_row_failed
 from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit
-from rivya_billing.services import pg_renew, pg_reserve, pg_settle
+from rivya_billing.services import pg_reserve, pg_settle
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
-    _check_lease,
     _check_reference,
     _conflict,
     _Line,
@@ -38,6 +37,7 @@ from rivya_billing.services.ledger import (
     _resolve_hold,
     _settle_lines,
     _settle_repeat,
+    row_locks,
 )
 from rivya_billing.services.limits import (
     limit_count_more,
@@ -53,7 +53,6 @@ logger = logging.getLogger("rivya_billing.services")
 __all__ = [
     "credits_expire_lapsed_holds",
     "credits_hold_expire",
-    "credits_hold_renew",
     "credits_release",
     "credits_reserve",
     "credits_settle",
@@ -102,10 +101,11 @@ def credits_reserve(
 def _reserve_joined(
     *, account: Any, amount: int, reference: str, actor: str = "", spend_limit: int | None = None
 ) -> Hold:
-    """``credits_reserve`` whose PostgreSQL statement takes no savepoint inside the caller's transaction
-    (two round trips fewer on a chat turn's commit). Not public: only for a caller whose whole
-    transaction a database error ends. Its refusal for want of credits aborts that transaction, so
-    its ``InsufficientCreditsError`` has ``available`` None: the caller reads it after its rollback."""
+    """``credits_reserve`` that takes no savepoint inside the caller's transaction (two round trips
+    fewer on a chat turn's commit, on every path; see ``_joins``). Not public: only for a caller
+    whose whole transaction any error of this call ends. On PostgreSQL its refusal for want of credits
+    aborts that transaction, so its ``InsufficientCreditsError`` has ``available`` None: the caller
+    reads it after its rollback."""
     return _reserve(
         account=account, amount=amount, reference=reference, actor=actor, spend_limit=spend_limit, joined=True
     )
@@ -126,28 +126,63 @@ def _reserve(
     if pg_reserve.enabled():
         hold = pg_reserve.reserve(**arguments, savepoint=not joined)
     else:
-        hold = _reserve_locked(**arguments)
+        hold = _reserve_locked(**arguments, joined=joined)
     if hold.amount != amount:
         raise _conflict("Reservation", reference, "amount", hold.amount, amount)
     return hold
 
 
-def _count_locked(spend_limit: int | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:
-    """The portable limit guard: lock the limit (before the wallet), check and count ``amount`` in its window."""
+def _limit_locked(spend_limit: int | None) -> SpendLimit | None:
+    """The portable limit guard's lock: the limit row, locked before the wallet (``SpendLimitError`` if none)."""
     if spend_limit is None:
         return None
     limit = SpendLimit.objects.select_for_update().filter(pk=spend_limit).first()
     if limit is None:
         raise SpendLimitError(f"No spend limit {spend_limit}.", param="spend_limit")
+    return limit
+
+
+def _limit_window(limit: SpendLimit | None, *, amount: int, now: datetime) -> tuple[int, int, datetime] | None:
+    """``(used, credits, window_start)`` of the locked ``limit`` once ``amount`` is counted; refuses
+    (``SpendLimitExceededError``) if its window cannot take it. Writes nothing (``_limit_count`` does)."""
+    if limit is None:
+        return None
     used, start, _ = spend_limit_usage(limit, now=now)
     start = max(start, limit.window_start)
     if used + amount > limit.credits:
         raise spend_limit_exceeded_error(limit, requested=amount, now=now)
-    SpendLimit.objects.filter(pk=limit.pk).update(used=used + amount, window_start=start, updated_at=now)
     return used + amount, limit.credits, start
 
 
-def _reserve_locked(
+def _limit_count(limit: SpendLimit | None, state: tuple[int, int, datetime] | None, *, now: datetime) -> None:
+    if limit is not None and state is not None:
+        SpendLimit.objects.filter(pk=limit.pk).update(used=state[0], window_start=state[2], updated_at=now)
+
+
+def _joins(joined: bool) -> bool:
+    """Whether a joined call (``_reserve_joined``, ``_settle_joined``) on the portable path runs in its
+    caller's transaction with no savepoint: a refusal is raised before it writes anything, and that
+    transaction, which any other error it raises ends, is its atomicity. Outside one it is its own."""
+    return joined and transaction.get_connection().in_atomic_block
+
+
+def _reserve_locked(*, joined: bool = False, **arguments: Any) -> Hold:
+    """The portable reservation (SQLite; any database): a transaction (a savepoint in a caller's), or
+    with ``joined`` the caller's transaction (``_joins``)."""
+    if _joins(joined):
+        return _reserve_rows(**arguments)
+    try:
+        with transaction.atomic():
+            return _reserve_rows(**arguments)
+    except IntegrityError:
+        # Only reachable on a database whose lock did not serialise the duplicate.
+        existing = Hold.objects.filter(wallet__account=arguments["account"], reference=arguments["reference"]).first()
+        if existing is None:
+            raise
+        return existing
+
+
+def _reserve_rows(
     *,
     account: Any,
     amount: int,
@@ -157,42 +192,40 @@ def _reserve_locked(
     expires: datetime,
     spend_limit: int | None = None,
 ) -> Hold:
-    """The portable reservation: limit row lock, wallet row lock, then hold and entry (SQLite; any database)."""
-    try:
-        with transaction.atomic():
-            if spend_limit is not None:
-                existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-                if existing is not None:
-                    return existing
-            state = _count_locked(spend_limit, amount=amount, now=now)
-            wallet = _lock_wallet(account=account, create=False)
-            existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
-            if existing is not None:
-                return existing
-            available = wallet.available if wallet else 0
-            if wallet is None or available < amount:
-                raise InsufficientCreditsError(
-                    f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
-                )
-            hold = Hold.objects.create(
-                wallet=wallet,
-                reference=reference,
-                amount=amount,
-                lease_expires_at=expires,
-                actor=actor,
-                created_at=now,
-                spend_limit_id=spend_limit,
-                spend_window_start=state[2] if state else None,
-            )
-            _post(wallet=wallet, lines=[_Line(EntryType.RESERVE, amount, reference, hold.pk)], actor=actor, now=now)
-            hold.spend_limit_state = state
-            return hold
-    except IntegrityError:
-        # Only reachable on a database whose lock did not serialise the duplicate.
+    """Limit row lock, wallet row lock, then every refusal, then the writes (limit count, hold, entry).
+
+    Nothing is written before the last refusal, so a caller of a joined reservation (no savepoint)
+    that catches one can go on in its transaction; and a repeat found under the locks (a concurrent
+    reservation of the same reference that committed while this one waited) counts nothing."""
+    if spend_limit is not None:
         existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
-        if existing is None:
-            raise
+        if existing is not None:
+            return existing
+    limit = _limit_locked(spend_limit)
+    wallet = _lock_wallet(account=account, create=False)
+    existing = Hold.objects.filter(wallet=wallet, reference=reference).first() if wallet else None
+    if existing is not None:
         return existing
+    state = _limit_window(limit, amount=amount, now=now)
+    available = wallet.available if wallet else 0
+    if wallet is None or available < amount:
+        raise InsufficientCreditsError(
+            f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
+        )
+    _limit_count(limit, state, now=now)
+    hold = Hold.objects.create(
+        wallet=wallet,
+        reference=reference,
+        amount=amount,
+        lease_expires_at=expires,
+        actor=actor,
+        created_at=now,
+        spend_limit_id=spend_limit,
+        spend_window_start=state[2] if state else None,
+    )
+    _post(wallet=wallet, lines=[_Line(EntryType.RESERVE, amount, reference, hold.pk)], actor=actor, now=now)
+    hold.spend_limit_state = state
+    return hold
 
 
 def credits_settle(
@@ -236,10 +269,10 @@ def _settle_joined(
     lease_token: int | None = None,
     now: datetime | None = None,
 ) -> Hold:
-    """``credits_settle`` whose PostgreSQL statement takes no savepoint inside the caller's transaction
-    (two round trips fewer on a chat turn's end and a generation's finish). Not public: only for a
-    caller whose whole transaction a database error ends; a refusal keeps the hold's row lock until
-    that transaction ends (nothing is written then)."""
+    """``credits_settle`` that takes no savepoint inside the caller's transaction (two round trips fewer
+    on a chat turn's end and a generation's finish, on every path; see ``_joins``). Not public: only
+    for a caller whose whole transaction any error of this call but a refusal ends; a refusal writes
+    nothing and keeps the hold's row lock until that transaction ends."""
     return _settle(
         account=account, reference=reference, amount=amount, actor=actor, lease_token=lease_token, now=now, joined=True
     )
@@ -261,19 +294,27 @@ def _settle(
     arguments.update(lease_token=lease_token, now=_now(now))
     if pg_settle.enabled():
         return pg_settle.settle(**arguments, savepoint=not joined)
+    if _joins(joined):
+        return _settle_rows(**arguments)
     return _settle_locked(**arguments)
 
 
 @transaction.atomic
-def _settle_locked(
+def _settle_locked(**arguments: Any) -> Hold:
+    """The portable settle (SQLite; any database) in a transaction, or a savepoint in a caller's."""
+    return _settle_rows(**arguments)
+
+
+def _settle_rows(
     *, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime
 ) -> Hold:
-    """The portable settle: hold, limit and wallet row locks, then the writes (SQLite; any database)."""
-    hold = _lock_hold(account=account, reference=reference)
+    """Hold, limit and wallet row locks, then the writes; a refusal is raised before any of them."""
+    shared = not row_locks()  # SQLite: the wallet comes in the hold's query, under the transaction's lock
+    hold = _lock_hold(account=account, reference=reference, wallet=shared)
     if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):
         return hold
     limit_lock(hold)  # hold, limit, wallet: the order a reservation (limit, wallet) agrees with
-    wallet = _lock_wallet_by_id(hold.wallet_id)
+    wallet = hold.wallet if shared else _lock_wallet_by_id(hold.wallet_id)
     captured, remainder, overrun, waived = _settle_split(hold, amount=amount, available=wallet.available)
     lines = _settle_lines(hold, captured=captured, overrun=overrun, waived=waived)
     limit_give_back(hold, remainder)
@@ -319,7 +360,8 @@ def credits_release(
     """
     _check_reference(reference)
     now = _now(now)
-    hold = _lock_hold(account=account, reference=reference)
+    shared = not row_locks()  # SQLite: the wallet comes in the hold's query (as a settle's)
+    hold = _lock_hold(account=account, reference=reference, wallet=shared)
     if hold.state == HoldState.RELEASED:
         return hold
     if hold.state != HoldState.PENDING:
@@ -330,7 +372,7 @@ def credits_release(
             state=hold.state,
         )
     limit_give_back(hold, hold.amount)
-    wallet = _lock_wallet_by_id(hold.wallet_id)
+    wallet = hold.wallet if shared else _lock_wallet_by_id(hold.wallet_id)
     line = _Line(EntryType.RELEASE, hold.amount, reference, hold.pk)
     _post(wallet=wallet, lines=[line], actor=_actor(actor or hold.actor), now=now)
     _resolve_hold(hold, state=HoldState.RELEASED, resolved_at=now)
@@ -366,92 +408,6 @@ def credits_hold_expire(
             f"Cannot expire hold {reference!r}: its lease runs until {hold.lease_expires_at.isoformat()}."
         )
     _expire_locked(hold, now=now, actor=_actor(actor))
-    return hold
-
-
-def credits_hold_renew(
-    *,
-    account: Any,
-    reference: str,
-    lease_seconds: int | None = None,
-    lease_token: int | None = None,
-    now: datetime | None = None,
-) -> Hold:
-    """Extend the lease of the pending hold ``reference`` to ``now + lease_seconds``.
-
-    Without ``lease_token`` the caller claims the hold: the token is incremented
-    and returned on the hold (``hold.lease_token``), and any earlier claimant's
-    token goes stale. With ``lease_token`` the caller renews its own claim and
-    gets ``StaleHoldError`` if it was superseded. A lapsed lease cannot be renewed
-    (``StaleHoldError``): the work is presumed dead and the sweeper returns the
-    credits. Atomic; locks the hold only. On PostgreSQL one ``UPDATE … RETURNING`` (``pg_renew``;
-    in a savepoint inside a caller's transaction, as the plain path), the plain path deciding
-    whatever it refuses.
-    """
-    return _renew(account=account, reference=reference, lease_seconds=lease_seconds, lease_token=lease_token, now=now)
-
-
-def _hold_renew_joined(
-    *,
-    account: Any,
-    reference: str,
-    lease_seconds: int | None = None,
-    lease_token: int | None = None,
-    now: datetime | None = None,
-) -> Hold:
-    """``credits_hold_renew`` whose PostgreSQL statement takes no savepoint inside the caller's
-    transaction (two round trips fewer on a generation's claim and heartbeat). Not public: only
-    for a caller whose whole transaction a database error (lock timeout, deadlock) ends; a
-    caller that caught it would be left with an aborted transaction and lose its work."""
-    return _renew(
-        account=account,
-        reference=reference,
-        lease_seconds=lease_seconds,
-        lease_token=lease_token,
-        now=now,
-        savepoint=False,
-    )
-
-
-def _renew(
-    *,
-    account: Any,
-    reference: str,
-    lease_seconds: int | None,
-    lease_token: int | None,
-    now: datetime | None,
-    savepoint: bool = True,
-) -> Hold:
-    _check_reference(reference)
-    now = _now(now)
-    seconds = billing_settings.HOLD_RENEW_SECONDS if lease_seconds is None else lease_seconds
-    _check_amount(seconds, param="lease_seconds")
-    expires = now + timedelta(seconds=seconds)
-    if pg_renew.enabled():
-        hold = pg_renew.renew(
-            account=account,
-            reference=reference,
-            lease_token=lease_token,
-            now=now,
-            expires=expires,
-            savepoint=savepoint,
-        )
-        if hold is not None:
-            return hold
-    return _renew_locked(account=account, reference=reference, lease_token=lease_token, now=now, expires=expires)
-
-
-@transaction.atomic
-def _renew_locked(*, account: Any, reference: str, lease_token: int | None, now: datetime, expires: datetime) -> Hold:
-    """The portable renew: the hold's row lock, the checks, one UPDATE (SQLite; any database)."""
-    hold = _lock_hold(account=account, reference=reference)
-    if hold.state != HoldState.PENDING:
-        raise _not_pending(hold, "renew")
-    _check_lease(hold, lease_token=lease_token, now=now, action="renew")
-    hold.lease_expires_at = expires
-    if lease_token is None:
-        hold.lease_token += 1
-    Hold.objects.filter(pk=hold.pk).update(lease_expires_at=hold.lease_expires_at, lease_token=hold.lease_token)
     return hold
 
 

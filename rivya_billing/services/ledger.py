@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -110,18 +110,27 @@ def _lock_wallet(*, account: Any, create: bool) -> Wallet | None:
     return wallet
 
 
+def row_locks() -> bool:
+    """Whether the database locks rows (``SELECT … FOR UPDATE``); SQLite does not: its ``IMMEDIATE``
+    transaction holds the database's write lock from BEGIN, so whatever it reads is read under that lock."""
+    return connection.features.has_select_for_update
+
+
 def _lock_wallet_by_id(wallet_id: int) -> Wallet:
     commit_early()
     return Wallet.objects.select_for_update(no_key=True).get(pk=wallet_id)
 
 
-def _lock_hold(*, account: Any, reference: str, param: str = "reference") -> Hold:
-    """The hold, row-locked (before its wallet: the one lock order every service uses)."""
-    hold = (
-        Hold.objects.select_for_update(no_key=True, of=("self",))
-        .filter(wallet__account=account, reference=reference)
-        .first()
-    )
+def _lock_hold(*, account: Any, reference: str, param: str = "reference", wallet: bool = False) -> Hold:
+    """The hold, row-locked (before its wallet: the one lock order every service uses).
+
+    ``wallet``: its wallet comes in the same query (``hold.wallet``), for a caller on a database
+    without row locks (``row_locks``), where the transaction's lock covers the wallet too.
+    """
+    locked = Hold.objects.select_for_update(no_key=True, of=("self",))
+    if wallet:
+        locked = locked.select_related("wallet")
+    hold = locked.filter(wallet__account=account, reference=reference).first()
     if hold is None:
         raise _hold_not_found(reference, param=param)
     return hold

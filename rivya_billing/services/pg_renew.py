@@ -1,6 +1,6 @@
 """The PostgreSQL fast path of ``credits_hold_renew``: one ``UPDATE … RETURNING`` of the hold.
 
-The portable renew (``holds._renew_locked``) is a savepoint (or a transaction) around the
+The portable renew (``leases._renew_locked``) is a savepoint (or a transaction) around the
 hold's row lock and its UPDATE: four round trips on every claim of a generation and every
 heartbeat. The lease's rules fit one conditional UPDATE: the hold of the account's wallet
 named by ``reference``, still pending, its lease not lapsed at ``now`` and, when the caller
@@ -13,7 +13,7 @@ refusal here is the rare path). Inside a caller's transaction the statement runs
 as the plain path does, so a database error there (a lock timeout, a deadlock) does not abort the
 caller's transaction: ``credits_hold_renew`` is public. A generation's claim, progress write and
 heartbeat, which let such an error end their transaction, call the private
-``holds._hold_renew_joined``, which skips the savepoint (two round trips fewer).
+``leases._hold_renew_joined``, which skips the savepoint (two round trips fewer).
 
 A caller that claims the hold inside its own statement (a generation's claim,
 ``rivya_api.generations.pg_claim_hold``) sends this UPDATE for a claim as a data-modifying CTE of
@@ -98,7 +98,7 @@ def _claim_cte(
     """``renew``'s UPDATE for a claim (no token: the token goes up by one; the lease runs
     ``lease_seconds`` from now) and its parameters (named ``prefix`` + name), for a caller that
     sends it inside its own statement (a data-modifying CTE) and lets a database error end its
-    transaction, as ``holds._hold_renew_joined``. Not public.
+    transaction, as ``leases._hold_renew_joined``. Not public.
 
     ``source`` is a FROM item of the caller's statement (not named ``h`` or ``w``); ``account``,
     ``reference`` and ``condition`` are SQL expressions over it: the hold's account, its

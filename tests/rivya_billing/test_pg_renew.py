@@ -19,7 +19,7 @@ from rivya_billing import services
 from rivya_billing.exceptions import BillingError
 from rivya_billing.models import Hold, LedgerEntry, Wallet
 from rivya_billing.services import pg_renew
-from rivya_billing.services.holds import _hold_renew_joined
+from rivya_billing.services.leases import _hold_renew_joined
 from tests.rivya_billing.concurrency import run_concurrently
 from tests.rivya_billing.conftest import T0, assert_ledger_clean
 from tests.rivya_billing.test_pg_reserve import row

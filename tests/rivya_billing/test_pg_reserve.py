@@ -161,7 +161,8 @@ def test_a_joined_reservation_takes_no_savepoint_and_leaves_its_refusal_to_the_c
 ):
     """``holds._reserve_joined`` (a chat turn's commit): the hold as ``credits_reserve``'s, with no savepoint
     in the caller's transaction on PostgreSQL; a refusal for want of credits ends that transaction, so
-    its ``available`` is left to the caller (None) there. Elsewhere it is ``credits_reserve``."""
+    its ``available`` is left to the caller (None) there. Elsewhere it joins the caller's transaction
+    too (``test_joined_plain``), its refusal read under the wallet's lock."""
     from django.test.utils import CaptureQueriesContext
 
     from rivya_billing.services.holds import _reserve_joined
