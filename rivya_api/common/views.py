@@ -25,6 +25,7 @@ from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_er
 from rivya_api.common.schema import RivyaAutoSchema
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.mixins import IdempotencyMixin
+from rivya_api.keys import onetrip
 from rivya_api.keys.limits import key_limit_refused
 from rivya_api.keys.scopes import HasScope
 from rivya_billing.exceptions import SpendLimitExceededError
@@ -102,4 +103,5 @@ class AccountScopedMixin(ApiViewDefaults, IdempotencyMixin):
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        onetrip.release_unused(request)  # refused before the throttle took authentication's count
         return apply_rate_limit_headers(request, response)
