@@ -12,7 +12,10 @@ not count (the cache failed) still counts against the same counter.
 
 A request counted here whose throttle never took the count (refused before it: the address's
 failed-lookup limit, a revoked, expired or disabled key, a scope it lacks) is taken back (DECR)
-when its response is finalized (``release_unused``), so the counts are today's. Not when its key is
+by ``AccountScopedMixin`` (``release_unused``): in ``handle_exception`` (every refusal, and an
+uncaught error, which never reaches ``finalize_response``) and after ``check_throttles`` (a throttle
+that counted itself, the rate having changed in between); both run in the async dispatch's worker
+thread, never on the event loop. So the counts are today's. Not when its key is
 known not to exist (no such hash, or the cache says ``UNKNOWN``): that counter is nobody's and
 expires with its window (TTL window + 1 s), at most one small Redis key per such request per
 window, as the key cache's ``UNKNOWN`` entries already are. Headers, 429s and a cache that is down
@@ -123,7 +126,7 @@ def _django_request(request: Any) -> Any:
 
 
 def _counted(request: Any) -> Counted | None:
-    return _django_request(request).__dict__.get(ATTRIBUTE)
+    return None if request is None else _django_request(request).__dict__.get(ATTRIBUTE)
 
 
 def mark_nobodys(request: Any) -> None:

@@ -19,7 +19,8 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.test import APIClient
 
-from rivya_api.keys import onetrip, throttling
+from rivya_api.common.views import AccountScopedMixin
+from rivya_api.keys import authentication, onetrip, throttling
 from rivya_api.keys.services import api_key_revoke
 from rivya_api.keys.tokens import secret_generate, secret_hash
 from tests.rivya_api.keys import clock as clock_module
@@ -223,3 +224,46 @@ def test_session_authenticated_pages_are_untouched(member, monkeypatch):
     monkeypatch.setattr(redis.client.Pipeline, "execute", lambda self, *a, **k: pipelines.append(1) or execute(self))
     assert member.client.get("/studio/").status_code == 200
     assert pipelines == []
+
+
+@on_redis
+@pytest.mark.parametrize("on", [True, False])
+def test_an_uncaught_error_after_counting_leaves_no_count(api_key, rivya_settings, monkeypatch, on):
+    """A 500 in authentication after its round trip (the key's touch fails): its throttle never ran, so
+    it counts nothing, as on the plain path. Catches giving the count back only in finalize_response,
+    which DRF skips for an uncaught error (the count stayed: a database outage ate every key's limit)."""
+    rivya_settings("RIVYA_API", RATE_LIMIT="3/min", RATE_LIMIT_IN_AUTH_TRIP=on)
+
+    def touch_fails(**kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(authentication, "api_key_touch", touch_fails)
+    key, secret = api_key
+    before = time.time()
+    assert client_for(secret, fresh_address()).get("/api/v1/credits").status_code == 500
+    assert count_between(key, 60, before, time.time()) == 0
+
+
+@on_redis
+def test_nothing_is_given_back_in_finalize_response(make_api_key, account, rivya_settings, monkeypatch):
+    """``AsyncDispatch`` calls ``finalize_response`` on the event loop: by then every unused count must
+    already be given back (a sync Redis call there would block the loop). A 403 for scope and a rate
+    changed to another window in between. Catches giving back in finalize_response."""
+    rivya_settings("RIVYA_API", RATE_LIMIT="3/min")
+    left = []
+    finalize = AccountScopedMixin.finalize_response
+
+    def finalize_checked(self, request, response, *args, **kwargs):
+        counted = onetrip._counted(request)
+        left.append(counted is not None and not counted.taken)
+        return finalize(self, request, response, *args, **kwargs)
+
+    monkeypatch.setattr(AccountScopedMixin, "finalize_response", finalize_checked)
+    key, secret = make_api_key(account, scopes=[])
+    before = time.time()
+    assert client_for(secret, fresh_address()).get("/api/v1/credits").status_code == 403
+    assert count_between(key, 60, before, time.time()) == 0
+    monkeypatch.setattr(throttling, "parse_rate", lambda rate: (5, 10))  # onetrip still reads 3/min
+    assert client_for(secret, fresh_address()).get("/api/v1/_test/whoami").status_code in (200, 201)
+    assert count_between(key, 60, before, time.time()) == 0
+    assert left == [False, False]
