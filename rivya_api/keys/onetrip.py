@@ -15,12 +15,13 @@ failed-lookup limit, a revoked, expired or disabled key, a scope it lacks) is ta
 by ``AccountScopedMixin`` (``release_unused``): in ``handle_exception`` (every refusal, and an
 uncaught error, which never reaches ``finalize_response``) and after ``check_throttles`` (a throttle
 that counted itself, the rate having changed in between); both run in the async dispatch's worker
-thread, never on the event loop. So the counts are today's. Not when its key is
-known not to exist (no such hash, or the cache says ``UNKNOWN``): that counter is nobody's and
-expires with its window (TTL window + 1 s), at most one small Redis key per such request per
-window, as the key cache's ``UNKNOWN`` entries already are. Headers, 429s and a cache that is down
-(authentication reads on its own, the throttle lets the request through; both log) are the
-throttle's as before. Switching the path on or off, or a mix of processes during a deploy, starts
+thread, never on the event loop. So the counts are today's. A counter given back to zero is
+deleted (``_GIVE_BACK``). Not given back when its key is known not to exist (no such hash, or the
+cache says ``UNKNOWN``) and the window is at most a minute: that counter is nobody's and expires
+with its window (TTL window + 1 s), at most one small Redis key per such request per window, as the
+key cache's ``UNKNOWN`` entries already are; with a longer window it is deleted. Headers, 429s and
+a cache that is down (authentication reads on its own, the throttle lets the request through; both
+log) are the throttle's as before. Switching the path on or off, or a mix of processes during a deploy, starts
 new counters for the current window (public id vs hash): up to twice the limit for that window.
 
 What it reaches into: Django's ``RedisCache`` client (``_cache.get_client``, ``_serializer``), so
@@ -44,6 +45,21 @@ from rivya_api.keys.rates import parse_rate
 logger = logging.getLogger(__name__)
 
 ATTRIBUTE = "rivya_rate_limit_counted"
+
+# A count for a hash no key has is left to expire when its window is this short (its counter lives
+# no longer than the window + 1 s, about as long as the key cache's ``UNKNOWN`` entry); with a
+# longer window (``"10000/day"``) every random secret would leave a key for up to a day, so it is
+# given back (deleted) like any other.
+NOBODYS_WINDOW_KEPT = 60
+
+# Give one count back; a counter that falls to zero or below is deleted rather than left (with its
+# TTL, up to a day for a day's window) or recreated without one (DECR of a counter that expired
+# meanwhile makes -1 with no TTL). Atomic, so a request counting meanwhile keeps its count.
+_GIVE_BACK = """
+local left = redis.call('DECR', KEYS[1])
+if left <= 0 then redis.call('DEL', KEYS[1]) end
+return left
+"""
 
 
 @dataclass
@@ -151,14 +167,11 @@ def release_unused(request: Any) -> None:
     if counted is None or counted.taken:
         return
     counted.taken = True
-    if counted.nobody:
+    if counted.nobody and counted.window <= NOBODYS_WINDOW_KEPT:
         return
     redis = caches[api_settings.KEY_CACHE_ALIAS]
     try:
         key = redis.make_and_validate_key(counted.name)
-        pipe = redis._cache.get_client(key, write=True).pipeline()
-        pipe.decr(key)
-        pipe.expire(key, counted.window + 1)  # had it expired meanwhile, DECR made one without a TTL
-        pipe.execute()
+        redis._cache.get_client(key, write=True).eval(_GIVE_BACK, 1, key)
     except Exception:
         logger.warning("Rate-limit cache unavailable; could not give back an unused count", exc_info=True)

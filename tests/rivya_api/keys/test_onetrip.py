@@ -159,7 +159,7 @@ def test_one_round_trip_before_the_view_on_two_off(api_key, rivya_settings, monk
 def test_an_unknown_key_counts_for_nobody_and_the_count_expires(rivya_settings, monkeypatch):
     rivya_settings("RIVYA_API", RATE_LIMIT="3/min")
     decrs = []
-    monkeypatch.setattr(redis.client.Pipeline, "decr", lambda self, *a, **k: decrs.append(a) or self, raising=True)
+    monkeypatch.setattr(redis.client.Redis, "eval", lambda self, *a, **k: decrs.append(a), raising=True)
     secret = secret_generate()
     before = time.time()
     response = client_for(secret, fresh_address()).get("/api/v1/credits")
@@ -267,3 +267,47 @@ def test_nothing_is_given_back_in_finalize_response(make_api_key, account, rivya
     assert client_for(secret, fresh_address()).get("/api/v1/_test/whoami").status_code in (200, 201)
     assert count_between(key, 60, before, time.time()) == 0
     assert left == [False, False]
+
+
+def exists(name: str) -> bool:
+    cache = caches["default"]
+    key = cache.make_and_validate_key(name)
+    return bool(cache._cache.get_client(key, write=True).exists(key))
+
+
+@on_redis
+def test_an_unknown_key_leaves_no_counter_for_a_long_window(rivya_settings):
+    """With a day's window a random secret's counter would live a day: deleted, not left. Catches
+    leaving nobody's counters to expire whatever the window (one Redis key per junk request per day)."""
+    rivya_settings("RIVYA_API", RATE_LIMIT="3/day")
+    secret = secret_generate()
+    start = int(time.time() // 86400) * 86400
+    response = client_for(secret, fresh_address()).get("/api/v1/credits")
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert not exists(f"rivya_api:ratelimit:h:{secret_hash(secret)}:86400:{start}")
+
+
+@on_redis
+def test_a_count_given_back_to_zero_leaves_no_counter(make_api_key, account, rivya_settings):
+    """A 403 for scope gives its count back: the counter is deleted, not left at 0 with a day's TTL.
+    Catches DECR + EXPIRE (a key per refused request kept for the window)."""
+    rivya_settings("RIVYA_API", RATE_LIMIT="3/day")
+    key, secret = make_api_key(account, scopes=[])
+    start = int(time.time() // 86400) * 86400
+    assert client_for(secret, fresh_address()).get("/api/v1/credits").status_code == 403
+    assert not exists(f"rivya_api:ratelimit:h:{key.key_hash}:86400:{start}")
+
+
+@on_redis
+def test_giving_back_to_a_counter_that_expired_leaves_nothing():
+    """The window rolled over and the counter expired before the give-back: DECR would recreate it at
+    -1. Catches a plain DECR (+ EXPIRE): a negative counter left behind."""
+
+    class Request:
+        pass
+
+    request = Request()
+    name = f"rivya_api:ratelimit:h:{secrets.token_hex(32)}:60:0"
+    request.__dict__[onetrip.ATTRIBUTE] = onetrip.Counted("h", name, 60, 0.0, 1)
+    onetrip.release_unused(request)
+    assert not exists(name)
