@@ -7,6 +7,10 @@ Two configurations of the gateway (one uvicorn process, the project's settings):
   cache and rate limiter on Redis, and every turn's events mirrored to a Redis stream for resume
   (``CHAT_STREAM_REDIS_URL`` follows ``REDIS_URL``).
 
+In both the per-key rate limiter runs, as in production, with a limit no load here reaches
+(``RIVYA_API_RATE_LIMIT=100000000/min``, as ``bench/settings.py`` does for the other rows): every
+turn pays the limiter's counter (a Redis round trip in production) and none is refused.
+
 CPU placement: on a machine with two or more CPUs the gateway is pinned to the first and
 everything else this harness starts (upstream, load generators, the follower) to the rest, so
 the gateway's CPU-seconds (``/proc/<pid>/stat``, every thread) are its own and the client's
@@ -128,7 +132,8 @@ def gateway_env(config: str, workdir: Path, upstream_port: int) -> dict[str, str
         "DEBUG": "false",
         "SECRET_KEY": "bench-only",
         "LOG_LEVEL": "WARNING",
-        "RIVYA_API_RATE_LIMIT": "off",
+        # The limiter runs (its counter is part of every turn's cost) and never says no.
+        "RIVYA_API_RATE_LIMIT": "100000000/min",
         "RIVYA_IN_PROCESS_BEAT": "false",
         "RIVYA_UPSTREAM_CHAT_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
         "RIVYA_UPSTREAM_CHAT_API_KEY": "bench",

@@ -59,6 +59,11 @@ DEFAULTS: dict[str, Any] = {
     # Read the address's failed-lookup counter and the key's cache entry in one cache round trip
     # (get_many; rivya_api.keys.authentication) when both live in one cache. False: two reads.
     "AUTH_CACHE_READS_BATCHED": True,
+    # With AUTH_CACHE_READS_BATCHED, both caches one Redis and a RATE_LIMIT: count the request
+    # against its key's limit in that same round trip (rivya_api.keys.onetrip; the counter named by
+    # the secret's hash), so a rate-limited request makes one cache round trip before its view, not
+    # two. False: the throttle counts in a round trip of its own (the counter named by the key's id).
+    "RATE_LIMIT_IN_AUTH_TRIP": True,
     # Validate the chat request (and render GET /credits when CREDITS_BODY_PLAIN is off) with
     # serializer fields copied once per thread (rivya_api.common.reused_fields) rather than DRF's
     # deep copy of them for every request. False: DRF's copy per request.

@@ -25,6 +25,7 @@ from rivya_api.common.ratelimit import apply_rate_limit_headers, rate_limited_er
 from rivya_api.common.schema import RivyaAutoSchema
 from rivya_api.conf import api_settings
 from rivya_api.idempotency.mixins import IdempotencyMixin
+from rivya_api.keys import onetrip
 from rivya_api.keys.limits import key_limit_refused
 from rivya_api.keys.scopes import HasScope
 from rivya_billing.exceptions import SpendLimitExceededError
@@ -92,7 +93,15 @@ class AccountScopedMixin(ApiViewDefaults, IdempotencyMixin):
     def account(self) -> Any:
         return request_account(self.request)
 
+    def check_throttles(self, request: Any) -> None:
+        super().check_throttles(request)  # type: ignore[misc]
+        onetrip.release_unused(request)  # a count authentication took that no throttle took (rate changed)
+
     def handle_exception(self, exc: Exception) -> Any:
+        # Refused (or failed, even with an uncaught error) before the throttle took authentication's
+        # count: give it back here, where the async dispatch runs in a worker thread, not in
+        # finalize_response, which it calls on the event loop and which an uncaught error skips.
+        onetrip.release_unused(getattr(self, "request", None))
         if isinstance(exc, SpendLimitExceededError):
             key_limit_refused(exc)  # the refused work has rolled back: announce the limit once per window
         return super().handle_exception(exc)  # type: ignore[misc]

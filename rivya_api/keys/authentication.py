@@ -33,7 +33,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from rivya_api.common.auth import ApiPrincipal
 from rivya_api.conf import api_settings
-from rivya_api.keys import guessing, keystore
+from rivya_api.keys import guessing, keystore, onetrip
 from rivya_api.keys.models import APIKey
 from rivya_api.keys.services import api_key_touch
 from rivya_api.keys.tokens import secret_hash, secret_is_well_formed
@@ -55,12 +55,17 @@ def _cache_reads(request: Any, key_hash: str) -> tuple[Any, Any]:
 
     Both live in one cache by default (``RATE_LIMIT_CACHE_ALIAS`` = ``KEY_CACHE_ALIAS``): one
     ``get_many`` (a single MGET on Redis) instead of two GETs before every authenticated request.
-    ``RIVYA_API["AUTH_CACHE_READS_BATCHED"] = False``: two reads.
+    ``RIVYA_API["AUTH_CACHE_READS_BATCHED"] = False``: two reads. On Redis the same round trip
+    also counts the request against the key's rate limit (``onetrip``).
     """
     unread = keystore.UNREAD
     if not api_settings.AUTH_CACHE_READS_BATCHED or api_settings.RATE_LIMIT_CACHE_ALIAS != api_settings.KEY_CACHE_ALIAS:
         return unread, unread
     entry, counter = keystore.cache_entry_name(key_hash), guessing.counter_name(request)
+    counted = onetrip.reads_and_count(request, key_hash, [counter, entry])
+    if counted is not None:
+        failures, cached = counted
+        return unread if counter is None else failures, unread if entry is None else cached
     if entry is None or counter is None:
         return unread, unread
     try:
@@ -91,12 +96,15 @@ class APIKeyAuthentication(BaseAuthentication):
             raise
         key_hash = secret_hash(secret)
         failures, cached = _cache_reads(request, key_hash)
+        if isinstance(cached, str) and cached == keystore.UNKNOWN:
+            onetrip.mark_nobodys(request)  # no key has this hash: its rate-limit count is nobody's
         if failures is keystore.UNREAD:
             guessing.failed_lookups_check(request)
         else:
             guessing.failed_lookups_check(request, failures, read=False)
         key = keystore.key_lookup(key_hash, cached)
         if key is None or not hmac.compare_digest(key.key_hash, key_hash):
+            onetrip.mark_nobodys(request)
             guessing.failed_lookup_record(request)
             raise APIKeyAuthenticationFailed("The API key is not valid.", code="invalid_api_key")
         now = self.now()

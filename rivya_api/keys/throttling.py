@@ -3,7 +3,9 @@
 ``RIVYA_API["RATE_LIMIT"]`` (env ``RIVYA_API_RATE_LIMIT``, default
 ``1200/min``) is read per request. Each request costs one atomic increment:
 on Redis a single pipelined ``INCR`` + ``EXPIRE`` round trip, elsewhere
-``add`` + ``incr``. The counter key names the key (its public id) and the window start,
+``add`` + ``incr``; where the key's cache entry lives in the same Redis, that round trip is
+authentication's own (``onetrip``). The counter key names the key (its public id, or on that
+path its secret's hash) and the window start,
 so windows never need resetting and expire on their own. A fixed window lets
 a client burst up to twice the limit across a boundary; that is the price of
 one round trip and exact, simple headers.
@@ -15,7 +17,6 @@ a rate limit is protection, not a reason to take the API down.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -25,34 +26,11 @@ from rest_framework.throttling import BaseThrottle
 
 from rivya_api.common.ratelimit import RateLimitState, rate_limit_state_set
 from rivya_api.conf import api_settings
+from rivya_api.keys import onetrip
 from rivya_api.keys.models import APIKey
+from rivya_api.keys.rates import parse_rate
 
 logger = logging.getLogger(__name__)
-
-_UNITS = {
-    "s": 1,
-    "sec": 1,
-    "second": 1,
-    "m": 60,
-    "min": 60,
-    "minute": 60,
-    "h": 3600,
-    "hour": 3600,
-    "d": 86400,
-    "day": 86400,
-}
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+?)s?\s*")
-
-
-def parse_rate(rate: str | None) -> tuple[int, int] | None:
-    """``"1200/min"`` -> ``(1200, 60)``; ``"50/10s"`` -> ``(50, 10)``; ``"off"`` or empty -> None."""
-    if rate is None or rate.strip().lower() in ("", "off", "none"):
-        return None
-    match = _RATE.fullmatch(rate.lower())
-    if not match or match.group(3) not in _UNITS or int(match.group(1)) < 1:
-        raise ValueError(f"Invalid RIVYA_API RATE_LIMIT {rate!r}: expected e.g. '1200/min' or '50/10s'.")
-    window = int(match.group(2) or 1) * _UNITS[match.group(3)]
-    return int(match.group(1)), window
 
 
 def increment(name: str, ttl: int) -> int:
@@ -76,7 +54,13 @@ def increment(name: str, ttl: int) -> int:
 
 
 class APIKeyRateThrottle(BaseThrottle):
-    """Counts requests per API key per window; records the state for the response headers."""
+    """Counts requests per API key per window; records the state for the response headers.
+
+    Where authentication already counted the request in its cache round trip (``onetrip``), takes
+    that count (and the time it was taken) instead of counting again.
+    """
+
+    takes_counted = True  # onetrip counts the request for this throttle
 
     def timer(self) -> float:
         return time.time()
@@ -89,14 +73,17 @@ class APIKeyRateThrottle(BaseThrottle):
         if rate is None:
             return True
         limit, window = rate
-        now = self.timer()
-        window_start = int(now // window) * window
-        reset = window_start + window - now
-        try:
-            count = increment(f"rivya_api:ratelimit:{key.public_id}:{window}:{window_start}", window + 1)
-        except Exception:
-            logger.warning("Rate-limit cache unavailable; letting the request through", exc_info=True)
-            return True
+        counted = onetrip.take(request, key, window)
+        if counted is not None:
+            now, count = counted.now, counted.count
+        else:
+            now = self.timer()
+            try:
+                count = increment(onetrip.counter_name(key, window, int(now // window) * window), window + 1)
+            except Exception:
+                logger.warning("Rate-limit cache unavailable; letting the request through", exc_info=True)
+                return True
+        reset = int(now // window) * window + window - now
         rate_limit_state_set(request, RateLimitState(limit=limit, remaining=max(0, limit - count), reset_seconds=reset))
         self._wait = reset
         return count <= limit

@@ -19,7 +19,14 @@ class WhoAmIView(AccountScopedMixin, APIView):
         return Response({"object": "whoami", "account": str(self.account.pk)}, status=201)
 
 
-test_patterns = [path("_test/whoami", WhoAmIView.as_view())]
+class UnthrottledView(WhoAmIView):
+    """API-key authentication and no throttle: its requests count against no limit."""
+
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        return []
+
+
+test_patterns = [path("_test/whoami", WhoAmIView.as_view()), path("_test/unthrottled", UnthrottledView.as_view())]
 
 urlpatterns = [
     path("api/v1/", include((test_patterns + api_urls.urlpatterns, "rivya_api"))),
