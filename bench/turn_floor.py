@@ -8,10 +8,10 @@ pricing, no hold, no session, no event log, no idempotency, no keep-alive, no re
 
 1. **The key, through the shared cache: one MGET** of two keys (the key's entry and the address's
    failed-lookup counter, as the key check reads them).
-2. **The rate limit's increment** (INCR + EXPIRE in one round trip), only while the gateway's own
-   limiter is on (``RIVYA_API["RATE_LIMIT"]``): the chat harness turns it off
-   (``RIVYA_API_RATE_LIMIT=off``), so the real turn it is compared with does not count either, and a
-   floor must not do more than what it bounds.
+2. **The rate limit's increment** (INCR + EXPIRE), only while the gateway's own limiter is on
+   (``RIVYA_API["RATE_LIMIT"]``; the chat harness runs it with a limit no load reaches), in the
+   MGET's round trip where the gateway folds the two (``RATE_LIMIT_IN_AUTH_TRIP``, on by default),
+   else a round trip of its own: a floor must not do more than what it bounds.
 3. **One database round trip that writes the turn**: one ``INSERT`` in autocommit. A turn's rows and
    its hold could be one statement (a CTE), so one autocommitted statement is the least; ours sends
    a ``BEGIN … COMMIT`` batch in one pipeline, also one round trip but more statements. It goes out
@@ -72,6 +72,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rivya_api.chat.providers.asyncio_network import use_asyncio_network
 from rivya_api.chat.providers.upstream_clients import SHARDS, UpstreamClients
 from rivya_api.conf import api_settings
+from rivya_api.keys import onetrip
 from rivya_api.keys.throttling import increment, parse_rate
 
 TABLE = "bench_turn_floor"
@@ -182,6 +183,11 @@ async def _check_key(state: dict, request: Any) -> None:
     names = [f"bench:turn-floor:entry:{key}", f"bench:turn-floor:failed:{request.META.get('REMOTE_ADDR')}"]
     limited = parse_rate(api_settings.RATE_LIMIT) is not None
     if "redis" in state:
+        if limited and onetrip.cache() is not None:  # the gateway folds the two (RATE_LIMIT_IN_AUTH_TRIP)
+            async with state["redis"].pipeline(transaction=False) as pipe:
+                pipe.mget(names).incr("bench:turn-floor:limit").expire("bench:turn-floor:limit", 61)
+                await pipe.execute()
+            return
         await state["redis"].mget(names)
         if limited:
             async with state["redis"].pipeline(transaction=False) as pipe:
