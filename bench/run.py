@@ -755,8 +755,8 @@ def main() -> None:
     floor = http["floor"]
     rows.append(
         row(
-            "(1) floor: the bare DRF hello plus the GET's three round trips (cache MGET, rate-limit INCR, "
-            "one indexed SELECT) and nothing else, vs the hello",
+            "(1) floor: the bare DRF hello plus the GET's round trips (the key's cache MGET with the rate "
+            "limit's INCR, one indexed SELECT) and nothing else, vs the hello",
             f"{fmt(**floor)}; the GET reaches {ratio(auth['rps'], floor['rps'])}× of it",
             fmt(**hello),
             ratio(floor["rps"], hello["rps"]),
