@@ -77,6 +77,19 @@ def upstream(_upstream_server: tuple[StandInUpstream, str], monkeypatch: pytest.
 
 
 @pytest.fixture
+def fresh_upstream() -> Iterator[StandInUpstream]:
+    """A stand-in upstream on its own server for this test alone (its ``base_url`` ends in ``/v1``).
+
+    For tests that call a provider adapter directly and count the upstream's connections,
+    which the session-wide ``upstream`` would carry over from earlier tests.
+    """
+    stand_in = StandInUpstream()
+    with ServerThread(stand_in) as server:
+        stand_in.base_url = server.url + "/v1"
+        yield stand_in
+
+
+@pytest.fixture
 def funded(make_account: Callable[..., Any]) -> Callable[..., tuple[Any, str]]:
     """``funded(credits)`` -> (account, API key secret) for a new account holding ``credits``."""
 

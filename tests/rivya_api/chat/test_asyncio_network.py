@@ -17,25 +17,16 @@ from rivya_api.chat.providers import openai_compatible
 from rivya_api.chat.providers.asyncio_network import HIGH_WATER, AsyncioBackend, _interleaved, use_asyncio_network
 from rivya_api.chat.providers.base import ChatProviderError, ChatRequest
 from rivya_api.chat.providers.openai_compatible import OpenAICompatibleChatProvider
-from tests.rivya_api.chat.servers import ServerThread, StandInUpstream
 
 REQUEST = ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
 
 
-@pytest.fixture
-def upstream():
-    stand_in = StandInUpstream()
-    with ServerThread(stand_in) as server:
-        stand_in.base_url = server.url + "/v1"
-        yield stand_in
-
-
-def outcome(upstream, rivya_settings, asyncio_network: bool, turns: int = 1, **options) -> tuple:
+def outcome(fresh_upstream, rivya_settings, asyncio_network: bool, turns: int = 1, **options) -> tuple:
     """What ``turns`` turns through the adapter give (events or error), the time taken, and the connections used."""
     rivya_settings("RIVYA_API", CHAT_UPSTREAM_ASYNCIO_NETWORK=asyncio_network)
-    upstream.clients.clear()
+    fresh_upstream.clients.clear()
     provider = OpenAICompatibleChatProvider(
-        {"base_url": upstream.base_url, "api_key": "k", "upstream_model": "vendor-x-large", **options}
+        {"base_url": fresh_upstream.base_url, "api_key": "k", "upstream_model": "vendor-x-large", **options}
     )
 
     async def run() -> list:
@@ -51,7 +42,7 @@ def outcome(upstream, rivya_settings, asyncio_network: bool, turns: int = 1, **o
 
     started = time.monotonic()
     results = asyncio.run(run())
-    return results, time.monotonic() - started, len(set(upstream.clients))
+    return results, time.monotonic() - started, len(set(fresh_upstream.clients))
 
 
 SCRIPTS = {
@@ -67,31 +58,31 @@ SCRIPTS = {
 
 
 @pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS.keys())
-def test_both_backends_give_the_same_turns_and_reuse_connections(upstream, rivya_settings, script):
+def test_both_backends_give_the_same_turns_and_reuse_connections(fresh_upstream, rivya_settings, script):
     for name, value in script.items():
-        setattr(upstream.script, name, value)
-    plain_turns, plain_seconds, plain_connections = outcome(upstream, rivya_settings, False, turns=3)
-    turns, seconds, connections = outcome(upstream, rivya_settings, True, turns=3)
+        setattr(fresh_upstream.script, name, value)
+    plain_turns, plain_seconds, plain_connections = outcome(fresh_upstream, rivya_settings, False, turns=3)
+    turns, seconds, connections = outcome(fresh_upstream, rivya_settings, True, turns=3)
     assert (turns, connections) == (plain_turns, plain_connections)
     assert seconds < 2  # nothing waits for a body that does not end
     assert plain_seconds < 2
 
 
-def test_read_timeout_and_unreachable_upstream_are_the_same_errors(upstream, rivya_settings):
-    upstream.script.first_delay = 1.0
+def test_read_timeout_and_unreachable_upstream_are_the_same_errors(fresh_upstream, rivya_settings):
+    fresh_upstream.script.first_delay = 1.0
     for asyncio_network in (False, True):
-        results, seconds, _ = outcome(upstream, rivya_settings, asyncio_network, read_timeout=0.2)
+        results, seconds, _ = outcome(fresh_upstream, rivya_settings, asyncio_network, read_timeout=0.2)
         assert results == [("model_timeout", 504)]
         assert seconds < 0.9
-    upstream.base_url = "http://127.0.0.1:9/v1"
-    assert outcome(upstream, rivya_settings, True)[0] == outcome(upstream, rivya_settings, False)[0]
-    assert outcome(upstream, rivya_settings, True)[0] == [("model_unavailable", 502)]
+    fresh_upstream.base_url = "http://127.0.0.1:9/v1"
+    assert outcome(fresh_upstream, rivya_settings, True)[0] == outcome(fresh_upstream, rivya_settings, False)[0]
+    assert outcome(fresh_upstream, rivya_settings, True)[0] == [("model_unavailable", 502)]
 
 
 @pytest.mark.parametrize("asyncio_network", [True, False])
-def test_a_body_that_does_not_end_after_done_does_not_hold_the_turn(upstream, rivya_settings, asyncio_network):
-    upstream.script.end_delay = 3
-    results, seconds, _ = outcome(upstream, rivya_settings, asyncio_network)
+def test_a_body_that_does_not_end_after_done_does_not_hold_the_turn(fresh_upstream, rivya_settings, asyncio_network):
+    fresh_upstream.script.end_delay = 3
+    results, seconds, _ = outcome(fresh_upstream, rivya_settings, asyncio_network)
     assert results[0][-1].usage.completion_tokens == 4
     assert seconds < 2
 
@@ -112,7 +103,7 @@ def test_connect_timeout_is_a_connect_timeout(monkeypatch):
     assert time.monotonic() - started < 1
 
 
-def test_a_closed_idle_connection_is_not_reused(upstream, rivya_settings):
+def test_a_closed_idle_connection_is_not_reused(fresh_upstream, rivya_settings):
     """httpcore asks an idle connection whether it is readable before reusing it: a closed one is replaced."""
     rivya_settings("RIVYA_API", CHAT_UPSTREAM_ASYNCIO_NETWORK=True)
 
@@ -120,13 +111,13 @@ def test_a_closed_idle_connection_is_not_reused(upstream, rivya_settings):
         client = openai_compatible._client()
         statuses = []
         for _ in range(2):
-            url = upstream.base_url + "/chat/completions"
+            url = fresh_upstream.base_url + "/chat/completions"
             response = await client.post(url, json={}, headers={"Connection": "close"})
             statuses.append(response.status_code)
         return statuses
 
     assert asyncio.run(run()) == [200, 200]
-    assert len(set(upstream.clients)) == 2
+    assert len(set(fresh_upstream.clients)) == 2
 
 
 def _certificate() -> tuple[bytes, bytes]:

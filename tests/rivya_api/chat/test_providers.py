@@ -13,7 +13,6 @@ from rivya_api.chat import tokenizer
 from rivya_api.chat.providers.base import ChatProviderError, ChatRequest, ChatUsage, Finished, TextDelta
 from rivya_api.chat.providers.local import LocalChatProvider
 from rivya_api.chat.providers.openai_compatible import OpenAICompatibleChatProvider
-from tests.rivya_api.chat.servers import ServerThread, StandInUpstream
 
 
 def collect(provider, request):
@@ -97,17 +96,9 @@ def test_local_model_delays_do_not_block_the_loop():
 # --- OpenAI-compatible upstream ------------------------------------------------------------
 
 
-@pytest.fixture
-def upstream():
-    stand_in = StandInUpstream()
-    with ServerThread(stand_in) as server:
-        stand_in.base_url = server.url + "/v1"
-        yield stand_in
-
-
-def adapter(upstream, **options):
+def adapter(fresh_upstream, **options):
     return OpenAICompatibleChatProvider(
-        {"base_url": upstream.base_url, "api_key": "sk-upstream", "upstream_model": "vendor-x-large", **options}
+        {"base_url": fresh_upstream.base_url, "api_key": "sk-upstream", "upstream_model": "vendor-x-large", **options}
     )
 
 
@@ -117,14 +108,14 @@ def test_upstream_is_configured_only_with_a_base_url_and_model():
     assert OpenAICompatibleChatProvider.is_configured({"base_url": "http://x/v1", "upstream_model": "m"})
 
 
-def test_upstream_streams_deltas_and_usage(upstream):
+def test_upstream_streams_deltas_and_usage(fresh_upstream):
     request = ChatRequest(
         messages=[{"role": "user", "content": "hi"}], max_output_tokens=50, temperature=0.5, stop=["\n"]
     )
-    events = collect(adapter(upstream), request)
+    events = collect(adapter(fresh_upstream), request)
     assert [event.text for event in events[:-1]] == ["Hello", " from", " upstream", "."]
     assert events[-1] == Finished("stop", ChatUsage(11, 4))
-    sent = upstream.requests[0]
+    sent = fresh_upstream.requests[0]
     assert sent["model"] == "vendor-x-large"
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
@@ -132,35 +123,39 @@ def test_upstream_streams_deltas_and_usage(upstream):
     assert sent["temperature"] == 0.5
     assert sent["stop"] == ["\n"]
     assert "top_p" not in sent
-    assert upstream.headers[0]["authorization"] == "Bearer sk-upstream"
+    assert fresh_upstream.headers[0]["authorization"] == "Bearer sk-upstream"
 
 
-def test_turns_reuse_the_connection_to_the_upstream(upstream):
+def test_turns_reuse_the_connection_to_the_upstream(fresh_upstream):
     """After [DONE] the body's end is read, so the connection goes back to the pool (no new handshake per turn)."""
     request = ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
 
     async def three_turns():
-        provider = adapter(upstream)
+        provider = adapter(fresh_upstream)
         return [[event async for event in provider.stream(request)] for _ in range(3)]
 
     for events in asyncio.run(three_turns()):
         assert events[-1] == Finished("stop", ChatUsage(11, 4))
-    assert len(upstream.clients) == 3
-    assert len(set(upstream.clients)) == 1, upstream.clients
+    assert len(fresh_upstream.clients) == 3
+    assert len(set(fresh_upstream.clients)) == 1, fresh_upstream.clients
 
 
-def test_a_body_that_does_not_end_after_done_does_not_hold_the_turn(upstream):
-    upstream.script.end_delay = 5
+def test_a_body_that_does_not_end_after_done_does_not_hold_the_turn(fresh_upstream):
+    fresh_upstream.script.end_delay = 5
     started = time.monotonic()
-    events = collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
+    events = collect(
+        adapter(fresh_upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
+    )
     assert time.monotonic() - started < 2
     assert events[-1] == Finished("stop", ChatUsage(11, 4))
 
 
-def test_upstream_without_usage_leaves_counting_to_the_gateway(upstream):
-    upstream.script.usage = None
-    upstream.script.finish_reason = "length"
-    events = collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=4))
+def test_upstream_without_usage_leaves_counting_to_the_gateway(fresh_upstream):
+    fresh_upstream.script.usage = None
+    fresh_upstream.script.finish_reason = "length"
+    events = collect(
+        adapter(fresh_upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=4)
+    )
     assert events[-1] == Finished("length", None)
 
 
@@ -174,20 +169,20 @@ def test_upstream_without_usage_leaves_counting_to_the_gateway(upstream):
         (504, "model_timeout", 504),
     ],
 )
-def test_upstream_errors_become_rivya_errors_without_upstream_names(upstream, status, code, http_status):
-    upstream.script.status = status
+def test_upstream_errors_become_rivya_errors_without_upstream_names(fresh_upstream, status, code, http_status):
+    fresh_upstream.script.status = status
     with pytest.raises(ChatProviderError) as caught:
-        collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=4))
+        collect(adapter(fresh_upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=4))
     assert (caught.value.code, caught.value.status) == (code, http_status)
     assert "vendor" not in caught.value.message.lower()
 
 
-def test_upstream_failure_mid_stream_is_an_error_after_the_deltas(upstream):
-    upstream.script.fail_after = 2
+def test_upstream_failure_mid_stream_is_an_error_after_the_deltas(fresh_upstream):
+    fresh_upstream.script.fail_after = 2
     seen = []
 
     async def run():
-        async for event in adapter(upstream).stream(
+        async for event in adapter(fresh_upstream).stream(
             ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
         ):
             seen.append(event)
@@ -198,17 +193,17 @@ def test_upstream_failure_mid_stream_is_an_error_after_the_deltas(upstream):
     assert caught.value.code == "model_error"
 
 
-def test_upstream_stream_cut_without_finish_is_an_error(upstream):
-    upstream.script.drop_after = 1
+def test_upstream_stream_cut_without_finish_is_an_error(fresh_upstream):
+    fresh_upstream.script.drop_after = 1
     with pytest.raises(ChatProviderError):
-        collect(adapter(upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
+        collect(adapter(fresh_upstream), ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9))
 
 
-def test_upstream_read_timeout_and_unreachable_upstream(upstream):
-    upstream.script.first_delay = 1.0
+def test_upstream_read_timeout_and_unreachable_upstream(fresh_upstream):
+    fresh_upstream.script.first_delay = 1.0
     with pytest.raises(ChatProviderError) as caught:
         collect(
-            adapter(upstream, read_timeout=0.2),
+            adapter(fresh_upstream, read_timeout=0.2),
             ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9),
         )
     assert caught.value.code == "model_timeout"

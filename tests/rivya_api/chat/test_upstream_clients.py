@@ -10,18 +10,9 @@ from rivya_api.chat.providers import openai_compatible
 from rivya_api.chat.providers.base import ChatProviderError, ChatRequest
 from rivya_api.chat.providers.openai_compatible import OpenAICompatibleChatProvider
 from rivya_api.chat.providers.upstream_clients import SHARDS, UpstreamClients, limits
-from tests.rivya_api.chat.servers import ServerThread, StandInUpstream
 
 REQUEST = ChatRequest(messages=[{"role": "user", "content": "hi"}], max_output_tokens=9)
 BURST = 24  # more turns than shards, so some clients carry two
-
-
-@pytest.fixture
-def upstream():
-    stand_in = StandInUpstream()
-    with ServerThread(stand_in) as server:
-        stand_in.base_url = server.url + "/v1"
-        yield stand_in
 
 
 async def turn(provider: OpenAICompatibleChatProvider) -> list | tuple:
@@ -31,12 +22,12 @@ async def turn(provider: OpenAICompatibleChatProvider) -> list | tuple:
         return (error.code, error.status)
 
 
-def outcome(upstream, rivya_settings, sharded: bool, sequential: int, burst: int = 0) -> dict:
+def outcome(fresh_upstream, rivya_settings, sharded: bool, sequential: int, burst: int = 0) -> dict:
     """``sequential`` turns one after another, then ``burst`` at once, then one more: what each gave and where."""
     rivya_settings("RIVYA_API", CHAT_UPSTREAM_SHARDED_POOL=sharded)
-    upstream.clients.clear()
+    fresh_upstream.clients.clear()
     provider = OpenAICompatibleChatProvider(
-        {"base_url": upstream.base_url, "api_key": "k", "upstream_model": "vendor-x-large"}
+        {"base_url": fresh_upstream.base_url, "api_key": "k", "upstream_model": "vendor-x-large"}
     )
 
     async def run() -> dict:
@@ -49,7 +40,7 @@ def outcome(upstream, rivya_settings, sharded: bool, sequential: int, burst: int
         return {"results": results, "pools_used": pools_used}
 
     seen = asyncio.run(run())
-    return {**seen, "connections": upstream.clients[:]}
+    return {**seen, "connections": fresh_upstream.clients[:]}
 
 
 SCRIPTS = {
@@ -62,21 +53,21 @@ SCRIPTS = {
 
 
 @pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS.keys())
-def test_sequential_turns_are_the_same_and_reuse_one_connection(upstream, rivya_settings, script):
+def test_sequential_turns_are_the_same_and_reuse_one_connection(fresh_upstream, rivya_settings, script):
     for name, value in script.items():
-        setattr(upstream.script, name, value)
-    plain = outcome(upstream, rivya_settings, sharded=False, sequential=3)
-    sharded = outcome(upstream, rivya_settings, sharded=True, sequential=3)
+        setattr(fresh_upstream.script, name, value)
+    plain = outcome(fresh_upstream, rivya_settings, sharded=False, sequential=3)
+    sharded = outcome(fresh_upstream, rivya_settings, sharded=True, sequential=3)
     assert sharded["results"] == plain["results"]
     assert len(set(sharded["connections"])) == len(set(plain["connections"]))
     if not script:  # a reply read to its end leaves its connection warm for the next turn
         assert len(set(sharded["connections"])) == 1
 
 
-def test_a_burst_spreads_over_the_clients_and_keeps_its_connections(upstream, rivya_settings):
-    upstream.script.first_delay = 0.2  # every turn of the burst is open at once
-    plain = outcome(upstream, rivya_settings, sharded=False, sequential=1, burst=BURST)
-    sharded = outcome(upstream, rivya_settings, sharded=True, sequential=1, burst=BURST)
+def test_a_burst_spreads_over_the_clients_and_keeps_its_connections(fresh_upstream, rivya_settings):
+    fresh_upstream.script.first_delay = 0.2  # every turn of the burst is open at once
+    plain = outcome(fresh_upstream, rivya_settings, sharded=False, sequential=1, burst=BURST)
+    sharded = outcome(fresh_upstream, rivya_settings, sharded=True, sequential=1, burst=BURST)
     assert sharded["results"] == plain["results"]
     assert sharded["results"][0]
     assert not isinstance(sharded["results"][0], tuple)
