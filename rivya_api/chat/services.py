@@ -33,6 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from rivya_api.catalog.selectors import catalog_provider, catalog_token_price
+from rivya_api.chat import funds_hint as funds_hint_module
 from rivya_api.chat import pg_commit
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
@@ -99,6 +100,7 @@ class ChatTurnPlan:
     new_session: bool
     include_usage: bool = True
     pending: PendingTurn | None = None  # what chat_turn_commit writes; None once written
+    funds_hint_entry: str | None = None  # where the turn's finish leaves the wallet's available (funds_hint)
 
 
 @dataclass
@@ -183,6 +185,8 @@ def chat_turn_prepare(
     idempotency_key: str = "",
     actor: str = "",
     spend_limit: int | None = None,
+    funds_hint: int | None = None,
+    funds_hint_entry: str | None = None,
 ) -> ChatTurnPlan:
     """Plan a turn without writing anything: its prompt, its price, its ids (see the module docstring).
 
@@ -190,7 +194,9 @@ def chat_turn_prepare(
     recorded on the turn's ledger entries, as generations record theirs. Raises ``ChatSessionNotFoundError``,
     ``ChatSessionBusyError``, ``ChatContextLengthError``,
     or ``ChatCreditsError`` when the account plainly cannot
-    pay (``chat_turn_commit`` is what holds the credits).
+    pay (``chat_turn_commit`` is what holds the credits). ``funds_hint``: the wallet's available as a
+    recent turn's finish saw it (``rivya_api.chat.funds_hint``): when it covers the price the wallet
+    is not read; ``funds_hint_entry``: where this turn's finish leaves it.
     """
     session, new_session = _session_for_turn(account=account, session_id=session_id, model_id=model.id)
     prompt = _turn_prompt(account=account, session=session, new_session=new_session, messages=messages)
@@ -198,9 +204,10 @@ def chat_turn_prepare(
     prompt_tokens, max_output_tokens, credits = _turn_budget(
         model=model, provider=provider, prompt=prompt, max_output_tokens=max_output_tokens
     )
-    available = billing_selectors.credits_available(account=account)
-    if available < credits:
-        raise ChatCreditsError(requested=credits, available=available)
+    if not funds_hint_module.covers(funds_hint, credits):  # never refused on the hint: the wallet decides
+        available = billing_selectors.credits_available(account=account)
+        if available < credits:
+            raise ChatCreditsError(requested=credits, available=available)
     if new_session:
         first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
         session.title = " ".join(first_text.split())[:TITLE_LENGTH]
@@ -215,6 +222,7 @@ def chat_turn_prepare(
         prompt_tokens=prompt_tokens,
         credits_reserved=credits,
         new_session=new_session,
+        funds_hint_entry=funds_hint_entry,
         pending=PendingTurn(
             account=account,
             session=session,

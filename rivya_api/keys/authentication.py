@@ -31,6 +31,7 @@ from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
+from rivya_api.chat import funds_hint
 from rivya_api.common.auth import ApiPrincipal
 from rivya_api.conf import api_settings
 from rivya_api.keys import guessing, keystore, onetrip
@@ -62,16 +63,22 @@ def _cache_reads(request: Any, key_hash: str) -> tuple[Any, Any]:
     if not api_settings.AUTH_CACHE_READS_BATCHED or api_settings.RATE_LIMIT_CACHE_ALIAS != api_settings.KEY_CACHE_ALIAS:
         return unread, unread
     entry, counter = keystore.cache_entry_name(key_hash), guessing.counter_name(request)
-    counted = onetrip.reads_and_count(request, key_hash, [counter, entry])
+    # A chat turn's funds hint rides along (rivya_api.chat.funds_hint): no round trip of its own.
+    hint = funds_hint.name(key_hash) if entry is not None and funds_hint.wanted(request) else None
+    counted = onetrip.reads_and_count(request, key_hash, [counter, entry, hint])
     if counted is not None:
-        failures, cached = counted
+        failures, cached, hinted = counted
+        if hint is not None:
+            funds_hint.keep(request, hinted)
         return unread if counter is None else failures, unread if entry is None else cached
     if entry is None or counter is None:
         return unread, unread
     try:
-        found = caches[api_settings.KEY_CACHE_ALIAS].get_many([counter, entry])
+        found = caches[api_settings.KEY_CACHE_ALIAS].get_many([name for name in (counter, entry, hint) if name])
     except Exception:
         return unread, unread  # each read again on its own, and says the cache is down
+    if hint is not None:
+        funds_hint.keep(request, found.get(hint))
     return found.get(counter), found.get(entry)
 
 
