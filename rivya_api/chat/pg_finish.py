@@ -25,7 +25,8 @@ no refusal is an error: a hold that lapsed or was released, or a model that is n
 commits an empty transaction and the plain finish then decides (the reply saved free, say);
 a turn that ended already is returned as the locking read found it. A check that the settle, the
 reply and the session were written together fails the statement otherwise (a cast of a text that is
-no number), so it can never commit a settled hold beside an unsaved reply. A failure inside the
+no number), so it can never commit a settled hold beside an unsaved reply. For a turn with a funds
+hint (``rivya_api.chat.funds_hint``) a statement before the COMMIT reads the wallet's available. A failure inside the
 transaction is rolled back and logged (its SQLSTATE only) before the plain finish runs; an error at
 or after the COMMIT is raised (the reply may be saved); a lost connection is Django's
 ``OperationalError``. A release (a stop before any output), a host's transaction, psycopg2 or a
