@@ -204,10 +204,7 @@ def chat_turn_prepare(
     prompt_tokens, max_output_tokens, credits = _turn_budget(
         model=model, provider=provider, prompt=prompt, max_output_tokens=max_output_tokens
     )
-    if not funds_hint_module.covers(funds_hint, credits):  # never refused on the hint: the wallet decides
-        available = billing_selectors.credits_available(account=account)
-        if available < credits:
-            raise ChatCreditsError(requested=credits, available=available)
+    _credits_precheck(account=account, credits=credits, funds_hint=funds_hint)
     if new_session:
         first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
         session.title = " ".join(first_text.split())[:TITLE_LENGTH]
@@ -234,6 +231,16 @@ def chat_turn_prepare(
             spend_limit=spend_limit,
         ),
     )
+
+
+def _credits_precheck(*, account: Any, credits: int, funds_hint: int | None) -> None:
+    """``ChatCreditsError`` when the wallet plainly cannot pay; not read when the hint covers ``credits``
+    (never refused on the hint: the wallet decides; ``rivya_api.chat.funds_hint``)."""
+    if funds_hint_module.covers(funds_hint, credits):
+        return
+    available = billing_selectors.credits_available(account=account)
+    if available < credits:
+        raise ChatCreditsError(requested=credits, available=available)
 
 
 def _turn_prompt(*, account: Any, session: ChatSession, new_session: bool, messages: list[NewMessage]) -> list:
