@@ -68,14 +68,14 @@ def keep(request: Any, value: Any) -> None:
 
 
 def for_turn(request: Any) -> tuple[int | None, str | None]:
-    """``(the hint read for this request, the entry its turn's finish sets)``; ``(None, None)`` off the path.
-
-    A key with a spend limit gets neither (see the module docstring).
+    """``(the hint read for this request, the entry its turn's finish sets)``; ``(None, None)`` when
+    authentication did not read it (off, or no key cache) or for a key with a spend limit (see above).
     """
+    read = _django_request(request).__dict__
     key = getattr(request.user, "api_key", None)
-    if key is None or key.spend_limit_id is not None or not enabled():
+    if ATTRIBUTE not in read or key is None or key.spend_limit_id is not None:
         return None, None
-    return _django_request(request).__dict__.get(ATTRIBUTE), name(key.key_hash)
+    return read[ATTRIBUTE], name(key.key_hash)
 
 
 def covers(hint: int | None, credits: int) -> bool:

@@ -8,6 +8,8 @@ commit's 402 with nothing held or charged.
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 from django.core.cache import caches
@@ -222,3 +224,42 @@ def test_only_the_chat_view_reads_the_hint(rivya_settings):
     assert not funds_hint.wanted(Request(object()))
     rivya_settings("RIVYA_API", CHAT_FUNDS_HINT=False)
     assert not funds_hint.wanted(Request(Chat()))
+
+
+def test_concurrent_streams_on_a_stale_high_hint_keep_the_ledger_whole(
+    make_account, make_api_key, live_server_url, upstream
+):
+    """Eight streamed turns of one key at once on a wallet that pays for three, the hint saying it pays
+    for all: each answered 200 or 402, a 200 per settled hold, nothing left held, the ledger balanced."""
+    account = make_account()
+    billing.credits_grant(account=account, amount=1_000_000, reference="grant")
+    price = hold_price(account, SMALL)
+    spend_elsewhere(account, leave=3 * price, reference="studio")
+    key, secret = make_api_key(account)
+    caches["default"].set(funds_hint.name(key.key_hash), 10**9, funds_hint.HINT_SECONDS)
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Price me"}]}
+    body["max_tokens"] = SMALL
+    barrier, statuses = threading.Barrier(8), []
+
+    def stream() -> None:
+        barrier.wait()
+        with httpx.Client() as client:
+            response = client.post(
+                f"{live_server_url}/api/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=30,
+            )
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=stream) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) == {200, 402}
+    settled = billing_selectors.wallet_holds(account=account, state="settled").exclude(reference="studio").count()
+    assert statuses.count(200) == settled
+    assert wallet_get(account=account).held == 0
+    checks = list(billing_selectors.ledger_check(wallet_ids=[wallet_get(account=account).pk]))
+    assert all(check.ok for check in checks), [check.problems for check in checks]
