@@ -26,15 +26,21 @@ from rivya_billing import selectors as billing_selectors
 from rivya_billing import services as billing
 from rivya_billing.selectors import wallet_entries, wallet_get
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql" or not isinstance(caches["default"], RedisCache),
-        reason="the funds hint needs PostgreSQL and the key cache on Redis",
-    ),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
+ON_THE_PATH = connection.vendor == "postgresql" and isinstance(caches["default"], RedisCache)
+# Elsewhere (SQLite, no Redis) the plain path runs: the tests without this mark check that too.
+
+
+def hinted(test):
+    """A test of the hint itself: PostgreSQL and Redis (a missing service fails under RIVYA_TEST_REQUIRE_SERVICES)."""
+    for mark in (
+        pytest.mark.postgres,
+        pytest.mark.redis,
+        pytest.mark.skipif(not ON_THE_PATH, reason="the funds hint needs PostgreSQL and the key cache on Redis"),
+    ):
+        test = mark(test)
+    return test
+
 
 MODEL = "rivya-chat-priced"  # the tests' local model at a price where every token counts
 BIG, SMALL = 300, 10  # max_tokens of a turn: its hold is about 300 and about 10 credits
@@ -141,11 +147,13 @@ def test_a_fresh_hint_saves_the_pre_checks_read(
     calls = count_prechecks(monkeypatch)
     assert turn(client).status_code == 200
     assert len(calls) == 1  # no hint yet: the wallet is read
+    hinted = on and ON_THE_PATH  # SQLite, or a cache not on Redis: the plain path
+    assert funds_hint.enabled() == hinted
     hint = caches["default"].get(funds_hint.name(client.api_key.key_hash))
-    assert hint == (billing_selectors.credits_available(account=account) if on else None)
+    assert hint == (billing_selectors.credits_available(account=account) if hinted else None)
     calls.clear()
     assert turn(client).status_code == 200
-    assert len(calls) == (0 if on else 1)
+    assert len(calls) == (0 if hinted else 1)
 
 
 def test_the_pre_check_makes_no_query_with_a_covering_hint(make_account, upstream):
@@ -158,6 +166,7 @@ def test_the_pre_check_makes_no_query_with_a_covering_hint(make_account, upstrea
         assert len(captured.captured_queries) == queries, (hint, captured.captured_queries)
 
 
+@hinted
 def test_a_stale_high_hint_ends_in_a_clean_402(make_account, make_api_client, upstream, monkeypatch):
     account = make_account()
     billing.credits_grant(account=account, amount=50, reference="grant")
@@ -177,6 +186,7 @@ def test_a_stale_high_hint_ends_in_a_clean_402(make_account, make_api_client, up
     assert not ChatSession.objects.filter(account=account).exists()
 
 
+@hinted
 def test_a_stale_high_hint_ends_a_stream_in_a_402_before_it_starts(
     make_account, make_api_key, live_server_url, upstream
 ):
@@ -194,6 +204,7 @@ def test_a_stale_high_hint_ends_a_stream_in_a_402_before_it_starts(
     assert not ChatSession.objects.filter(account=account).exists()
 
 
+@hinted
 def test_a_redis_error_falls_back_to_the_wallet(make_account, make_api_client, upstream, monkeypatch):
     account = make_account()
     billing.credits_grant(account=account, amount=10_000, reference="grant")
@@ -212,6 +223,7 @@ def test_a_redis_error_falls_back_to_the_wallet(make_account, make_api_client, u
     assert len(calls) == 1
 
 
+@hinted
 def test_only_the_chat_view_reads_the_hint(rivya_settings):
     class Chat:
         wants_funds_hint = True
@@ -226,6 +238,7 @@ def test_only_the_chat_view_reads_the_hint(rivya_settings):
     assert not funds_hint.wanted(Request(Chat()))
 
 
+@hinted
 def test_concurrent_streams_on_a_stale_high_hint_keep_the_ledger_whole(
     make_account, make_api_key, live_server_url, upstream
 ):
