@@ -321,6 +321,8 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
         available = exc.available
         if available is None:  # refused in the transaction it aborted (pg_commit's hold): read the wallet now
             available = billing_selectors.wallet_get(account=pending.account).available
+        # A stale-high hint then costs this turn's model request only, not every turn's until it expires.
+        funds_hint_module.remember(plan.funds_hint_entry, available)
         raise ChatCreditsError(requested=exc.requested, available=available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
 

@@ -276,3 +276,23 @@ def test_concurrent_streams_on_a_stale_high_hint_keep_the_ledger_whole(
     assert wallet_get(account=account).held == 0
     checks = list(billing_selectors.ledger_check(wallet_ids=[wallet_get(account=account).pk]))
     assert all(check.ok for check in checks), [check.problems for check in checks]
+
+
+@hinted
+def test_a_refused_commit_lowers_the_hint(make_account, make_api_client, upstream, monkeypatch):
+    """A stale-high hint costs one wasted model request, not one per turn for ``HINT_SECONDS``: the
+    commit's 402 leaves the wallet's available as the hint, so the next turn's pre-check reads the wallet."""
+    account = make_account()
+    billing.credits_grant(account=account, amount=50, reference="grant")
+    client = make_api_client(account)
+    entry = funds_hint.name(client.api_key.key_hash)
+    caches["default"].set(entry, 10**9, funds_hint.HINT_SECONDS)
+    calls = count_prechecks(monkeypatch)
+    assert turn(client).status_code == 402
+    assert calls == []  # refused by the commit
+    assert caches["default"].get(entry) == 50
+    second = turn(client)
+    assert second.status_code == 402
+    assert len(calls) == 1  # refused by the pre-check, before the model is called
+    other = make_api_client(account)  # another key of the account: its own hint, untouched
+    assert caches["default"].get(funds_hint.name(other.api_key.key_hash)) is None
