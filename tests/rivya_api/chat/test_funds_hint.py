@@ -296,3 +296,28 @@ def test_a_refused_commit_lowers_the_hint(make_account, make_api_client, upstrea
     assert len(calls) == 1  # refused by the pre-check, before the model is called
     other = make_api_client(account)  # another key of the account: its own hint, untouched
     assert caches["default"].get(funds_hint.name(other.api_key.key_hash)) is None
+
+
+@hinted
+@pytest.mark.parametrize("rate_limit", ["1200/min", "off"])  # authentication's one-trip pipeline, or get_many
+def test_a_garbage_or_odd_hint_is_no_hint(
+    make_account, make_api_client, rivya_settings, upstream, monkeypatch, rate_limit
+):
+    """Whatever sits in the hint's entry (bytes no serializer wrote, a str, a negative or a huge int),
+    the turn is answered as the plain path answers it (a huge one: the commit's 402), never a 500."""
+    rivya_settings("RIVYA_API", RATE_LIMIT=rate_limit)
+    account = make_account()
+    billing.credits_grant(account=account, amount=50, reference="grant")
+    client = make_api_client(account)
+    cache = caches["default"]
+    entry = funds_hint.name(client.api_key.key_hash)
+    raw = cache._cache.get_client(cache.make_and_validate_key(entry), write=True)
+    for value in (b"\x80\x05garbage", "1000", -5, 10**30):
+        if isinstance(value, bytes):
+            raw.set(cache.make_and_validate_key(entry), value, ex=funds_hint.HINT_SECONDS)
+        else:
+            cache.set(entry, value, funds_hint.HINT_SECONDS)
+        response = turn(client)
+        assert response.status_code == 402, (value, response.content)
+        assert response.json()["error"]["code"] == "insufficient_credits"
+        assert "50 are available" in response.json()["error"]["message"]
