@@ -10,7 +10,7 @@ advisory: the turn's commit, beside the model's request, takes the hold and refu
   secret hash for ``HINT_SECONDS``;
 * authentication's cache round trip (the key entry's MGET, ``keys.authentication._cache_reads``,
   on Redis also the rate-limit count, ``keys.onetrip``) reads that entry too, for a view that asks
-  (``wants_funds_hint``: ``POST /chat/completions``), and leaves it on the request;
+  (its ``auth_cache_read``: ``POST /chat/completions``), and leaves it on the request;
 * ``chat_turn_prepare`` skips its SELECT when the hint covers the turn's price. A hint that is
   missing, unreadable or too low: the SELECT, as the plain path (a top-up may have come since: a
   turn is never refused on the hint). A hint too high (spent elsewhere since): the commit refuses,
@@ -56,10 +56,12 @@ def name(key_hash: str) -> str:
     return f"rivya_api:funds:h:{key_hash}"
 
 
-def wanted(request: Any) -> bool:
-    """Whether authentication should read the hint for this request (its view asks, and it is on)."""
-    view = (getattr(request, "parser_context", None) or {}).get("view")
-    return bool(getattr(view, "wants_funds_hint", False)) and enabled()
+def auth_cache_read(request: Any, key_hash: str) -> tuple[str, Any] | None:
+    """A view's ``auth_cache_read`` (``keys.authentication.view_cache_read``): the hint's entry and
+    what keeps its value on the request; None when hints are off."""
+    if not enabled():
+        return None
+    return name(key_hash), lambda value: keep(request, value)
 
 
 def keep(request: Any, value: Any) -> None:

@@ -126,7 +126,7 @@ class ChatCompletionsView(AsyncApiView):
     required_scopes = {"post": "chat:write"}  # rivya_api.keys.scopes
     parser_classes = [JSONParser]  # the OpenAI request shape is JSON only (anything else: 415)
     streaming = False  # set on the instance that serves a stream (``stream``)
-    wants_funds_hint = True  # authentication reads the key's funds hint too (rivya_api.chat.funds_hint)
+    auth_cache_read = staticmethod(funds_hint.auth_cache_read)  # authentication reads the key's funds hint too
 
     @property
     def idempotency_enabled(self) -> bool:  # type: ignore[override]

@@ -225,17 +225,21 @@ def test_a_redis_error_falls_back_to_the_wallet(make_account, make_api_client, u
 
 @hinted
 def test_only_the_chat_view_reads_the_hint(rivya_settings):
-    class Chat:
-        wants_funds_hint = True
+    from rivya_api.chat.views import ChatCompletionsView
+    from rivya_api.keys.authentication import view_cache_read
 
     class Request:
         def __init__(self, view):
             self.parser_context = {"view": view}
 
-    assert funds_hint.wanted(Request(Chat()))
-    assert not funds_hint.wanted(Request(object()))
+    request = Request(ChatCompletionsView())
+    entry, take = view_cache_read(request, "a" * 64)
+    assert entry == funds_hint.name("a" * 64)
+    take(7)
+    assert request.__dict__[funds_hint.ATTRIBUTE] == 7
+    assert view_cache_read(Request(object()), "a" * 64) is None
     rivya_settings("RIVYA_API", CHAT_FUNDS_HINT=False)
-    assert not funds_hint.wanted(Request(Chat()))
+    assert view_cache_read(Request(ChatCompletionsView()), "a" * 64) is None
 
 
 @hinted
