@@ -141,6 +141,8 @@ def test_a_fresh_hint_saves_the_pre_checks_read(
     make_account, make_api_client, rivya_settings, upstream, monkeypatch, on
 ):
     rivya_settings("RIVYA_API", CHAT_FUNDS_HINT=on)
+    other = make_account()  # another tenant's wallet: never the hint of this account's key
+    billing.credits_grant(account=other, amount=7, reference="grant")
     account = make_account()
     billing.credits_grant(account=account, amount=10_000, reference="grant")
     client = make_api_client(account)
@@ -160,9 +162,12 @@ def test_the_pre_check_makes_no_query_with_a_covering_hint(make_account, upstrea
     account = make_account()
     billing.credits_grant(account=account, amount=10_000, reference="grant")
     model, messages = catalog_model_get(MODEL), [NewMessage(role="user", text="Price me")]
-    for hint, queries in ((10_000, 0), (None, 1), (1, 1)):
+    price = hold_price(account)
+    for hint, queries in ((10_000, 0), (price, 0), (price - 1, 1), (None, 1), (1, 1), (-5, 1)):
         with CaptureQueriesContext(connection) as captured:
-            services.chat_turn_prepare(account=account, model=model, messages=messages, funds_hint=hint)
+            services.chat_turn_prepare(
+                account=account, model=model, messages=messages, max_output_tokens=BIG, funds_hint=hint
+            )
         assert len(captured.captured_queries) == queries, (hint, captured.captured_queries)
 
 
