@@ -68,7 +68,8 @@ DEFAULTS: dict[str, Any] = {
     # wallet's available as the key's last turn's batched finish read it (no round trip of its own),
     # kept 30 s in the key cache's Redis and read in authentication's MGET (rivya_api.chat.funds_hint).
     # Never refused on the hint (missing or low: the SELECT); a stale-high hint ends in the commit's
-    # 402, nothing held. PostgreSQL with the key cache on Redis, keys without a spend limit only.
+    # 402, nothing held, and that refusal lowers the hint to the wallet's available. PostgreSQL with
+    # the key cache on Redis, keys without a spend limit only.
     # False: the SELECT on every turn.
     "CHAT_FUNDS_HINT": True,
     # Validate the chat request (and render GET /credits when CREDITS_BODY_PLAIN is off) with

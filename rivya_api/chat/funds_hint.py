@@ -15,7 +15,8 @@ advisory: the turn's commit, beside the model's request, takes the hold and refu
   missing, unreadable or too low: the SELECT, as the plain path (a top-up may have come since: a
   turn is never refused on the hint). A hint too high (spent elsewhere since): the commit refuses,
   the same 402 ``insufficient_credits`` with the same figures, nothing held or charged; only the
-  model's request was sent for nothing, at most ``HINT_SECONDS`` after the key's last turn.
+  model's request was sent for nothing; that refusal sets the hint to the wallet's available
+  (``chat_turn_commit``), so the key's next turn reads the wallet again.
 
 A key with a spend limit takes the plain path: its commit checks the limit before the wallet, so a
 turn that the SELECT would have refused for want of credits could be refused for the limit instead
