@@ -44,3 +44,7 @@ if env.str("RIVYA_BENCH_DB_POOL", default="on") == "off" and "pool" in DATABASES
 for _switch in filter(None, env.str("RIVYA_BENCH_SWITCHES_OFF", default="").split(",")):
     _namespace, _, _name = _switch.strip().rpartition(".")
     globals()[_namespace or "RIVYA_API"] = {**globals().get(_namespace or "RIVYA_API", {}), _name: False}
+
+# Paired runs of the chat turn's funds hint (rivya_api.chat.funds_hint): RIVYA_BENCH_CHAT_FUNDS_HINT=off.
+if env.str("RIVYA_BENCH_CHAT_FUNDS_HINT", default="on") == "off":
+    RIVYA_API["CHAT_FUNDS_HINT"] = False

@@ -64,6 +64,14 @@ DEFAULTS: dict[str, Any] = {
     # the secret's hash), so a rate-limited request makes one cache round trip before its view, not
     # two. False: the throttle counts in a round trip of its own (the counter named by the key's id).
     "RATE_LIMIT_IN_AUTH_TRIP": True,
+    # Skip a chat turn's credits pre-check (one SELECT) when the key's funds hint covers its price: the
+    # wallet's available as the key's last turn's batched finish read it (no round trip of its own),
+    # kept 30 s in the key cache's Redis and read in authentication's MGET (rivya_api.chat.funds_hint).
+    # Never refused on the hint (missing or low: the SELECT); a stale-high hint ends in the commit's
+    # 402, nothing held, and that refusal lowers the hint to the wallet's available. PostgreSQL with
+    # the key cache on Redis, keys without a spend limit only.
+    # False: the SELECT on every turn.
+    "CHAT_FUNDS_HINT": True,
     # Validate the chat request (and render GET /credits when CREDITS_BODY_PLAIN is off) with
     # serializer fields copied once per thread (rivya_api.common.reused_fields) rather than DRF's
     # deep copy of them for every request. False: DRF's copy per request.

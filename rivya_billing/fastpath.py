@@ -39,6 +39,14 @@ def available(account: Any) -> int:
     return row[0] if row else 0
 
 
+def available_statement(account: str) -> str:
+    """``available``'s query for the wallet of the account that the SQL expression ``account`` names,
+    for a caller that sends it among its own statements (a chat turn's finish: its funds hint)."""
+    meta, quote = Wallet._meta, connection.ops.quote_name
+    balance, held, owner = (quote(meta.get_field(name).column) for name in ("balance", "held", "account"))
+    return f"SELECT {balance} - {held} FROM {quote(meta.db_table)} WHERE {owner} = {account}"
+
+
 _ACCOUNT_MARKER = -7_654_321  # stands for the account's id while compiling; never a real id
 
 

@@ -25,7 +25,8 @@ no refusal is an error: a hold that lapsed or was released, or a model that is n
 commits an empty transaction and the plain finish then decides (the reply saved free, say);
 a turn that ended already is returned as the locking read found it. A check that the settle, the
 reply and the session were written together fails the statement otherwise (a cast of a text that is
-no number), so it can never commit a settled hold beside an unsaved reply. A failure inside the
+no number), so it can never commit a settled hold beside an unsaved reply. For a turn with a funds
+hint (``rivya_api.chat.funds_hint``) a statement before the COMMIT reads the wallet's available. A failure inside the
 transaction is rolled back and logged (its SQLSTATE only) before the plain finish runs; an error at
 or after the COMMIT is raised (the reply may be saved); a lost connection is Django's
 ``OperationalError``. A release (a stop before any output), a host's transaction, psycopg2 or a
@@ -44,6 +45,7 @@ paths row by row and races finishes of one turn.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -54,6 +56,7 @@ from rivya_api.chat import pg_commit
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.common import pg_batch
 from rivya_api.conf import api_settings
+from rivya_billing import fastpath as billing_fastpath
 from rivya_billing.services import durability, pg_settle
 from rivya_core.rows import in_one_table, instance_from_row
 
@@ -116,7 +119,14 @@ def _loaded(row: Any) -> ChatMessage:
 
 
 def finish_batched(
-    *, turn_id: str, reference: str, model_id: str, price: int, reply: dict[str, Any], now: datetime
+    *,
+    turn_id: str,
+    reference: str,
+    model_id: str,
+    price: int,
+    reply: dict[str, Any],
+    now: datetime,
+    available_to: Callable[[int], None] | None = None,
 ) -> ChatMessage | None:
     """Finish the turn in one query: ``BEGIN; <the locking read>; <settle and UPDATEs>; COMMIT; <flush>``.
 
@@ -131,13 +141,16 @@ def finish_batched(
     committed; a failure inside the transaction: rolled back) and the plain finish decides and says
     it. An error at or after the COMMIT is raised (the reply may be saved), a lost connection as
     Django's ``OperationalError``, as ``pg_commit.commit_batched``.
+
+    ``available_to``: called with the wallet's available credits after a settle, read by a statement
+    before the COMMIT (no round trip of its own; ``rivya_api.chat.funds_hint``).
     """
     params = pg_settle._joined_params(reference=reference, actor="", now=now, prefix=SETTLE)
     params.update(turn=turn_id, assistant=ChatMessage.Role.ASSISTANT, in_progress=IN_PROGRESS, model=model_id)
     params.update({f"r_{name}": value for name, value in reply.items()}, price=price, now=now)
     params["completed"] = ChatMessage.Status.COMPLETED
     flush = f"; {durability.FLUSH}" if params[SETTLE + "commit_early"] else ""
-    rows = pg_batch.send(_batch(tuple(reply)) + flush, params, inside=_INSIDE)
+    rows = pg_batch.send(_batch(tuple(reply), available_to is not None) + flush, params, inside=_INSIDE)
     if rows is None:
         return None  # failed inside its transaction: nothing written
     locked, settled = rows[1], rows[2]  # past BEGIN's result: the locking read's, the finish's
@@ -150,6 +163,8 @@ def finish_batched(
     for name, value in reply.items():
         setattr(message, name, value)
     message.credits_charged = settled[1]
+    if available_to is not None and rows[3] is not None:
+        available_to(rows[3][0])
     return message
 
 
@@ -204,8 +219,9 @@ def _update(fields: tuple[str, ...]) -> str:
 
 
 @cache
-def _batch(fields: tuple[str, ...]) -> str:
-    """``finish_batched``'s query but for the flush: BEGIN, the locking read, the finish, COMMIT."""
+def _batch(fields: tuple[str, ...], available: bool = False) -> str:
+    """``finish_batched``'s query but for the flush: BEGIN, the locking read, the finish, [the wallet's
+    available,] COMMIT."""
     quote = connection.ops.quote_name
     meta, session_meta = ChatMessage._meta, ChatSession._meta
     account_field = session_meta.get_field("account")
@@ -253,5 +269,19 @@ def _batch(fields: tuple[str, ...]) -> str:
         f" ok AS (SELECT * FROM settled WHERE settled.outcome = 'settled'),"
         f" reply AS ({reply} RETURNING 1), others AS ({others} RETURNING 1), session_row AS ({session} RETURNING 1)"
         f" SELECT settled.outcome, settled.charged, {pg_settle._joined_columns('settled')}, {check} FROM settled;"
-        " COMMIT"
+        f"{_available() if available else ''} COMMIT"
     )
+
+
+def _available() -> str:
+    """The wallet's available once settled: a statement of its own, whose snapshot sees the settle."""
+    quote = connection.ops.quote_name
+    meta, session_meta = ChatMessage._meta, ChatSession._meta
+    account = (
+        f"(SELECT s.{quote(session_meta.get_field('account').column)} FROM {quote(meta.db_table)} AS m"
+        f" JOIN {quote(session_meta.db_table)} AS s ON s.{quote(session_meta.pk.column)}"
+        f" = m.{quote(meta.get_field('session').column)}"
+        f" WHERE m.{quote(meta.get_field('public_id').column)} = %(turn)s"
+        f" AND m.{quote(meta.get_field('role').column)} = %(assistant)s)"
+    )
+    return f" {billing_fastpath.available_statement(account)};"

@@ -33,6 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from rivya_api.catalog.selectors import catalog_provider, catalog_token_price
+from rivya_api.chat import funds_hint as funds_hint_module
 from rivya_api.chat import pg_commit
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
@@ -99,6 +100,7 @@ class ChatTurnPlan:
     new_session: bool
     include_usage: bool = True
     pending: PendingTurn | None = None  # what chat_turn_commit writes; None once written
+    funds_hint_entry: str | None = None  # where the turn's finish leaves the wallet's available (funds_hint)
 
 
 @dataclass
@@ -183,6 +185,8 @@ def chat_turn_prepare(
     idempotency_key: str = "",
     actor: str = "",
     spend_limit: int | None = None,
+    funds_hint: int | None = None,
+    funds_hint_entry: str | None = None,
 ) -> ChatTurnPlan:
     """Plan a turn without writing anything: its prompt, its price, its ids (see the module docstring).
 
@@ -190,7 +194,9 @@ def chat_turn_prepare(
     recorded on the turn's ledger entries, as generations record theirs. Raises ``ChatSessionNotFoundError``,
     ``ChatSessionBusyError``, ``ChatContextLengthError``,
     or ``ChatCreditsError`` when the account plainly cannot
-    pay (``chat_turn_commit`` is what holds the credits).
+    pay (``chat_turn_commit`` is what holds the credits). ``funds_hint``: the wallet's available as a
+    recent turn's finish saw it (``rivya_api.chat.funds_hint``): when it covers the price the wallet
+    is not read; ``funds_hint_entry``: where this turn's finish leaves it.
     """
     session, new_session = _session_for_turn(account=account, session_id=session_id, model_id=model.id)
     prompt = _turn_prompt(account=account, session=session, new_session=new_session, messages=messages)
@@ -198,9 +204,7 @@ def chat_turn_prepare(
     prompt_tokens, max_output_tokens, credits = _turn_budget(
         model=model, provider=provider, prompt=prompt, max_output_tokens=max_output_tokens
     )
-    available = billing_selectors.credits_available(account=account)
-    if available < credits:
-        raise ChatCreditsError(requested=credits, available=available)
+    _credits_precheck(account=account, credits=credits, funds_hint=funds_hint)
     if new_session:
         first_text = next((m.text for m in messages if m.role == "user" and m.text), "")
         session.title = " ".join(first_text.split())[:TITLE_LENGTH]
@@ -215,6 +219,7 @@ def chat_turn_prepare(
         prompt_tokens=prompt_tokens,
         credits_reserved=credits,
         new_session=new_session,
+        funds_hint_entry=funds_hint_entry,
         pending=PendingTurn(
             account=account,
             session=session,
@@ -226,6 +231,16 @@ def chat_turn_prepare(
             spend_limit=spend_limit,
         ),
     )
+
+
+def _credits_precheck(*, account: Any, credits: int, funds_hint: int | None) -> None:
+    """``ChatCreditsError`` when the wallet plainly cannot pay; not read when the hint covers ``credits``
+    (never refused on the hint: the wallet decides; ``rivya_api.chat.funds_hint``)."""
+    if funds_hint_module.covers(funds_hint, credits):
+        return
+    available = billing_selectors.credits_available(account=account)
+    if available < credits:
+        raise ChatCreditsError(requested=credits, available=available)
 
 
 def _turn_prompt(*, account: Any, session: ChatSession, new_session: bool, messages: list[NewMessage]) -> list:
@@ -306,6 +321,8 @@ def chat_turn_commit(plan: ChatTurnPlan) -> None:
         available = exc.available
         if available is None:  # refused in the transaction it aborted (pg_commit's hold): read the wallet now
             available = billing_selectors.wallet_get(account=pending.account).available
+        # A stale-high hint then costs this turn's model request only, not every turn's until it expires.
+        funds_hint_module.remember(plan.funds_hint_entry, available)
         raise ChatCreditsError(requested=exc.requested, available=available) from None
     plan.pending = None  # the turn runs for minutes: keep no ORM objects it no longer needs
 

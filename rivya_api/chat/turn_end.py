@@ -27,7 +27,7 @@ from django.utils import timezone
 from rivya_api import metrics
 from rivya_api.catalog.exceptions import ModelNotFoundError
 from rivya_api.catalog.selectors import catalog_model_get, catalog_token_price
-from rivya_api.chat import pg_finish
+from rivya_api.chat import funds_hint, pg_finish
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_api.conf import api_settings
@@ -86,6 +86,7 @@ def chat_turn_finish(
     usage: ChatUsage,
     complete: bool = True,
     model_id: str | None = None,
+    funds_hint_entry: str | None = None,
 ) -> ChatMessage:
     """Save the assistant message and settle the turn's hold from ``usage``, together.
 
@@ -99,10 +100,11 @@ def chat_turn_finish(
     ``model_id``: the model the caller planned the turn with (``ChatTurnPlan.model_id``). With it,
     on PostgreSQL, a finish that settles may be sent as one query (``pg_finish.finish_batched``),
     which checks it against the turn's session; anything else takes the transaction below.
+    ``funds_hint_entry``: where the batch leaves the wallet's available (``rivya_api.chat.funds_hint``).
     """
     reply = {"turn_id": turn_id, "content": storable(content), "finish_reason": finish_reason, "usage": usage}
     if model_id is not None and pg_finish.batched():
-        message = _finish_batched(**reply, complete=complete, model_id=model_id)
+        message = _finish_batched(**reply, complete=complete, model_id=model_id, hint=funds_hint_entry)
         if message is not None:
             return message
     return _finish(**reply, complete=complete)
@@ -121,7 +123,7 @@ def _reply(*, content: str, finish_reason: str, usage: ChatUsage, complete: bool
 
 
 def _finish_batched(
-    *, turn_id: str, content: str, finish_reason: str, usage: ChatUsage, complete: bool, model_id: str
+    *, turn_id: str, content: str, finish_reason: str, usage: ChatUsage, complete: bool, model_id: str, hint: Any
 ) -> ChatMessage | None:
     """The finish as one query when it settles (a release, or a model the catalog no longer lists, is
     the plain path's); None when it was not taken or wrote nothing (``pg_finish.finish_batched``)."""
@@ -137,8 +139,15 @@ def _finish_batched(
     now = timezone.now()
     reply = _reply(content=content, finish_reason=finish_reason, usage=usage, complete=complete, now=now)
     reference = chat_turn_reference(turn_id)
+    remember = None if hint is None else (lambda available: funds_hint.remember(hint, available))
     return pg_finish.finish_batched(
-        turn_id=turn_id, reference=reference, model_id=model_id, price=price, reply=reply, now=now
+        turn_id=turn_id,
+        reference=reference,
+        model_id=model_id,
+        price=price,
+        reply=reply,
+        now=now,
+        available_to=remember,
     )
 
 

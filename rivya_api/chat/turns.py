@@ -350,6 +350,7 @@ class ChatTurn:
                 content=self.text,
                 finish_reason=finished.finish_reason,
                 usage=self.usage,
+                funds_hint_entry=plan.funds_hint_entry,
             )
             self.log.append(self._chunk([], self.usage_body()))
             self.log.append(DONE)

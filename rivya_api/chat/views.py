@@ -36,7 +36,7 @@ from rest_framework import viewsets
 from rest_framework.response import Response
 
 from rivya_api.catalog.selectors import catalog_model_get
-from rivya_api.chat import selectors, services, sse, streams
+from rivya_api.chat import funds_hint, selectors, services, sse, streams
 from rivya_api.chat.schema import (
     COMPLETIONS_OPERATION,
     MESSAGE_EXAMPLE,
@@ -126,6 +126,7 @@ class ChatCompletionsView(AsyncApiView):
     required_scopes = {"post": "chat:write"}  # rivya_api.keys.scopes
     parser_classes = [JSONParser]  # the OpenAI request shape is JSON only (anything else: 415)
     streaming = False  # set on the instance that serves a stream (``stream``)
+    auth_cache_read = staticmethod(funds_hint.auth_cache_read)  # authentication reads the key's funds hint too
 
     @property
     def idempotency_enabled(self) -> bool:  # type: ignore[override]
@@ -157,6 +158,7 @@ class ChatCompletionsView(AsyncApiView):
             for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
             if data.get(name) is not None
         }
+        hint, hint_entry = funds_hint.for_turn(request)
         return services.chat_turn_prepare(
             account=self.account,
             model=model,
@@ -169,6 +171,8 @@ class ChatCompletionsView(AsyncApiView):
             idempotency_key=idempotency_key,
             actor=request.user.api_key.public_id,
             spend_limit=request.user.api_key.spend_limit_id,
+            funds_hint=hint,
+            funds_hint_entry=hint_entry,
         )
 
     @extend_schema(**COMPLETIONS_OPERATION)

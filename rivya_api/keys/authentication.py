@@ -23,6 +23,7 @@ status is checked against the clock on every request, cached or not.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,17 +63,33 @@ def _cache_reads(request: Any, key_hash: str) -> tuple[Any, Any]:
     if not api_settings.AUTH_CACHE_READS_BATCHED or api_settings.RATE_LIMIT_CACHE_ALIAS != api_settings.KEY_CACHE_ALIAS:
         return unread, unread
     entry, counter = keystore.cache_entry_name(key_hash), guessing.counter_name(request)
-    counted = onetrip.reads_and_count(request, key_hash, [counter, entry])
+    # An entry the view asks for rides along (a chat turn's funds hint): no round trip of its own.
+    extra = view_cache_read(request, key_hash) if entry is not None else None
+    wanted = extra[0] if extra is not None else None
+    counted = onetrip.reads_and_count(request, key_hash, [counter, entry, wanted])
     if counted is not None:
-        failures, cached = counted
+        failures, cached, value = counted
+        if extra is not None:
+            extra[1](value)
         return unread if counter is None else failures, unread if entry is None else cached
     if entry is None or counter is None:
         return unread, unread
     try:
-        found = caches[api_settings.KEY_CACHE_ALIAS].get_many([counter, entry])
+        found = caches[api_settings.KEY_CACHE_ALIAS].get_many([name for name in (counter, entry, wanted) if name])
     except Exception:
         return unread, unread  # each read again on its own, and says the cache is down
+    if extra is not None:
+        extra[1](found.get(wanted))
     return found.get(counter), found.get(entry)
+
+
+def view_cache_read(request: Any, key_hash: str) -> tuple[str, Callable[[Any], None]] | None:
+    """The cache entry the request's view asks to have read with the key's (its ``auth_cache_read``,
+    called with the request and the secret's hash): ``(its name, what takes its value)``, or None.
+    The value given is None when absent, ``keystore.UNREAD`` when unreadable; not called on a cache error."""
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    asks = getattr(view, "auth_cache_read", None)
+    return None if asks is None else asks(request, key_hash)
 
 
 class APIKeyAuthentication(BaseAuthentication):

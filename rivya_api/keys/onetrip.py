@@ -134,7 +134,15 @@ def reads_and_count(request: Any, key_hash: str, reads: list[str | None]) -> lis
     values = iter(results[0] if named else [])
     found = [None if read is None else next(values) for read in reads]
     _django_request(request).__dict__[ATTRIBUTE] = Counted(key_hash, name, window, now, int(results[-2]))
-    return [None if value is None else loads(value) for value in found]
+    return [None if value is None else _loaded(loads, value) for value in found]
+
+
+def _loaded(loads: Any, value: bytes) -> Any:
+    """A value as the cache's serializer reads it; one it cannot read is ``UNREAD`` (as get_many's error)."""
+    try:
+        return loads(value)
+    except Exception:
+        return keystore.UNREAD
 
 
 def _django_request(request: Any) -> Any:

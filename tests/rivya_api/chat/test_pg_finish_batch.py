@@ -256,8 +256,8 @@ def broken(monkeypatch: Any, old: str, new: str) -> None:
     """``finish_batched``'s query with ``old`` replaced by ``new`` (a part of it broken)."""
     real = pg_finish._batch
 
-    def replaced(fields: tuple[str, ...]) -> str:
-        sql = real(fields)
+    def replaced(fields: tuple[str, ...], *rest: Any) -> str:
+        sql = real(fields, *rest)
         assert old in sql, old
         return sql.replace(old, new, 1)
 
