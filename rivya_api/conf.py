@@ -98,6 +98,12 @@ DEFAULTS: dict[str, Any] = {
     # A refused batch's statement, with the turn's messages, can reach the server log
     # (log_min_error_statement). False: BEGIN, each statement and COMMIT one round trip each.
     "CHAT_TURN_COMMIT_BATCHED": True,
+    # On SQLite (the embedded configuration) a chat turn's rows are written by statements built
+    # once (rivya_api.chat.sqlite_commit): a new session's INSERT and its messages' INSERT, or for a
+    # session that exists one INSERT … WHERE the session is unchanged and not busy, in the plain
+    # path's transaction (BEGIN IMMEDIATE, billing's hold, COMMIT). False: the ORM's save, read, check
+    # and bulk_create.
+    "CHAT_TURN_COMMIT_SQLITE": True,
     # On PostgreSQL a chat turn's end locks its reply with SQL built once and saves the reply, the
     # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
     # False: the ORM's locking read and three UPDATEs.
