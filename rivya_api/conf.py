@@ -108,6 +108,10 @@ DEFAULTS: dict[str, Any] = {
     # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
     # False: the ORM's locking read and three UPDATEs.
     "CHAT_TURN_FINISH_SQL": True,
+    # On SQLite (the embedded configuration) a chat turn's end reads its reply, session and account
+    # and writes its three UPDATEs with statements built once (rivya_api.chat.sqlite_finish), in the
+    # plain path's transaction; the reply's save sends no pre_save/post_save. False: the ORM's.
+    "CHAT_TURN_FINISH_SQLITE": True,
     # With CHAT_TURN_FINISH_SQL and billing's PG_SETTLE, outside a transaction, on psycopg 3 with
     # client-side binding, for a finish that settles and whose caller names the turn's model (the
     # streaming runner does): BEGIN, the locking read, the settle, the UPDATEs, COMMIT and the WAL
