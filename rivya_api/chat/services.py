@@ -401,7 +401,7 @@ def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
         if not pg_commit.insert_unless_busy(session_pk=session.pk, rows=rows, now=now, busy_since=busy_since):
             raise _busy(session)
         return
-    if sqlite_commit.enabled():  # the same rows, statements built once (see there)
+    if sqlite_commit.enabled(len(rows)):  # the same rows, statements built once (see there)
         now = timezone.now()
         if plan.new_session:
             sqlite_commit.insert_new_session(session=session, rows=rows, now=now)

@@ -8,7 +8,7 @@ on SQLite), checks that no turn is in progress (an ``EXISTS``) and bulk-creates 
 or three statements, each compiled by the ORM on every turn. Here:
 
 * a new session: ``INSERT … RETURNING id`` and the messages' ``INSERT … VALUES``, both built once
-  (the messages' once per number of rows);
+  (the messages' once per number of rows, up to ``MAX_ROWS``: a turn with more takes the plain path);
 * a session that exists: one ``INSERT … SELECT … FROM (VALUES …) WHERE EXISTS (the session, its
   ``updated_at`` still the history's) AND NOT EXISTS (a turn in progress) RETURNING id``: no row
   inserted means busy or stale, which the plain path also says as busy. The transaction already
@@ -42,8 +42,16 @@ from rivya_api.conf import api_settings
 logger = logging.getLogger(__name__)
 
 
-def enabled() -> bool:
-    return connection.vendor == "sqlite" and bool(api_settings.CHAT_TURN_COMMIT_SQLITE) and _built()
+# Rows a turn may have here (its messages and the reply); more take the plain path, whose
+# bulk_create batches under SQLite's variable limit. Bounds the statements cached per row count too.
+MAX_ROWS = 16
+
+
+def enabled(rows: int = 1) -> bool:
+    """Whether a turn of ``rows`` message rows takes this path."""
+    return (
+        connection.vendor == "sqlite" and bool(api_settings.CHAT_TURN_COMMIT_SQLITE) and rows <= MAX_ROWS and _built()
+    )
 
 
 @cache

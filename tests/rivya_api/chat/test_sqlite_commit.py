@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import pg_commit, services, sqlite_commit
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_billing import services as billing
 from rivya_billing.models import Hold, Wallet
-from tests.rivya_api.chat.test_pg_commit import _models, commit, finish, prepare, turns  # noqa: F401
+from tests.rivya_api.chat.test_pg_commit import MODEL, _models, commit, finish, prepare, turns  # noqa: F401
 from tests.rivya_billing.concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -132,3 +133,18 @@ def test_two_threads_share_an_accounts_last_credits(on, make_account, settings):
     assert ChatSession.objects.filter(account=account).count() == 1
     assert Hold.objects.filter(wallet=wallet, state="pending").count() == 2  # the drain's and one turn's
     assert Wallet.objects.get(pk=wallet.pk).available == 0
+
+
+@sqlite_only
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
+def test_a_turn_of_many_messages_takes_the_plain_path(on, account, settings):
+    """Past MAX_ROWS rows (messages and reply) the plain path's batched bulk_create writes them."""
+    use_sqlite(settings, on)
+    billing.credits_grant(account=account, amount=10**9, reference="grant")
+    many = [services.NewMessage("user", f"Line {index}") for index in range(sqlite_commit.MAX_ROWS)]
+    plan = services.chat_turn_prepare(account=account, model=catalog_model_get(MODEL), messages=many)
+    assert not sqlite_commit.enabled(len(many) + 1)
+    assert sqlite_commit.enabled(sqlite_commit.MAX_ROWS) == on
+    assert commit(plan) == "accepted"
+    texts = ChatMessage.objects.filter(turn_id=plan.turn_id).order_by("pk").values_list("content", flat=True)
+    assert list(texts) == [f"Line {index}" for index in range(sqlite_commit.MAX_ROWS)] + [""]
