@@ -9,10 +9,13 @@ and turns raced on one session and one account from threads (one accepted, one h
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from rivya_api.catalog.selectors import catalog_model_get
 from rivya_api.chat import pg_commit, services, sqlite_commit
@@ -148,3 +151,69 @@ def test_a_turn_of_many_messages_takes_the_plain_path(on, account, settings):
     assert commit(plan) == "accepted"
     texts = ChatMessage.objects.filter(turn_id=plan.turn_id).order_by("pk").values_list("content", flat=True)
     assert list(texts) == [f"Line {index}" for index in range(sqlite_commit.MAX_ROWS)] + [""]
+
+
+def raw_text(account: Any) -> list[list[tuple[Any, ...]]]:
+    """The account's sessions and messages as SQLite stores them; ids as None, times by shape (digits as 0)."""
+    found = []
+    for model, account_path in ((ChatSession, "account"), (ChatMessage, "session__account")):
+        ids = list(model.objects.filter(**{account_path: account}).order_by("pk").values_list("pk", flat=True))
+        quote, names = connection.ops.quote_name, [f.column for f in model._meta.concrete_fields]
+        texts = ", ".join(f"CAST({quote(name)} AS TEXT)" for name in names)  # no converter between: the stored text
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {texts} FROM {quote(model._meta.db_table)} WHERE id IN ({marks}) ORDER BY id", ids)
+            found.append([tuple(_shape(name, value) for name, value in zip(names, r, strict=True)) for r in cursor])
+    return found
+
+
+def _shape(name: str, value: Any) -> Any:
+    if name in ("id", "session_id", "account_id", "public_id", "turn_id"):
+        return None
+    if name.endswith("_at") and value is not None:
+        return re.sub(r"\d", "0", value)  # the format, not the time
+    return value
+
+
+def test_images_metadata_and_titles_are_stored_as_the_plain_path_stores_them(make_account, settings, monkeypatch):
+    """Image attachments (JSON lists), metadata, the title and every time's text: the plain path's, column by column."""
+    monkeypatch.setattr(services, "_image_data_url", lambda **kwargs: "data:image/png;base64,AA==")
+    runs = {}
+    for on in (False, True):
+        account = make_account()
+        billing.credits_grant(account=account, amount=100_000, reference="grant")
+        use_sqlite(settings, on)
+        images = [{"file_id": "file_a"}, {"file_id": "file_b", "detail": "low"}]
+        messages = [services.NewMessage("user", "  Look   at\nthis  ", images), services.NewMessage("user", "And")]
+        model = catalog_model_get(MODEL)
+        first = services.chat_turn_prepare(account=account, model=model, messages=messages, metadata={"a": [1, "ü"]})
+        assert commit(first) == "accepted"
+        finish(first)
+        again = [services.NewMessage("user", "", [{"file_id": "file_c"}])]
+        plan = services.chat_turn_prepare(account=account, model=model, messages=again, session_id=first.session_id)
+        assert commit(plan) == "accepted"
+        runs[on] = raw_text(account)
+    assert runs[True] == runs[False]
+    sessions, messages = runs[False]
+    assert len(sessions) == 1
+    assert len(messages) == 5
+    assert "Look at this" in sessions[0]
+    assert '["file_a", "file_b"]' in messages[0]
+    assert '["file_c"]' in messages[3]
+    assert "0000-00-00 00:00:00.000000" in sessions[0]  # Django's text of a datetime on SQLite
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
+def test_a_turn_in_progress_past_the_timeout_no_longer_makes_its_session_busy(on, make_account, settings):
+    """Only a turn started within CHAT_TURN_TIMEOUT_SECONDS is busy; an abandoned one (its process died) is not."""
+    use_sqlite(settings, on)
+    account = make_account()
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    first = prepare(account, "Hello")
+    services.chat_turn_commit(first)
+    finish(first)
+    stuck, late = prepare(account, "Stuck", first.session_id), prepare(account, "Late", first.session_id)
+    assert (commit(stuck), commit(late)) == ("accepted", "ChatSessionBusyError")
+    timeout = timedelta(seconds=services.api_settings.CHAT_TURN_TIMEOUT_SECONDS)
+    ChatMessage.objects.filter(turn_id=stuck.turn_id).update(created_at=timezone.now() - timeout - timedelta(seconds=1))
+    assert commit(prepare(account, "Later", first.session_id)) == "accepted"  # stuck never finished
