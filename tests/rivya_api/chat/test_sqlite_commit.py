@@ -217,3 +217,24 @@ def test_a_turn_in_progress_past_the_timeout_no_longer_makes_its_session_busy(on
     timeout = timedelta(seconds=services.api_settings.CHAT_TURN_TIMEOUT_SECONDS)
     ChatMessage.objects.filter(turn_id=stuck.turn_id).update(created_at=timezone.now() - timeout - timedelta(seconds=1))
     assert commit(prepare(account, "Later", first.session_id)) == "accepted"  # stuck never finished
+
+
+@sqlite_only
+def test_an_sqlite_without_returning_takes_the_plain_path(monkeypatch, account, settings, django_assert_num_queries):
+    """SQLite before 3.35 has no RETURNING: the plain path runs, and the turn is committed."""
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    sqlite_commit._built.cache_clear()
+    try:
+        assert not sqlite_commit.enabled()
+        billing.credits_grant(account=account, amount=100_000, reference="grant")
+        plan = prepare(account, "Hi")
+        with django_assert_num_queries(9) as queries:
+            assert commit(plan) == "accepted"
+        built = " RETURNING " + connection.ops.quote_name("id")  # the ORM's names the table: "table"."id"
+        assert not any(query["sql"].endswith(built) for query in queries.captured_queries)
+    finally:
+        monkeypatch.undo()
+        sqlite_commit._built.cache_clear()
+    assert sqlite_commit.enabled()
