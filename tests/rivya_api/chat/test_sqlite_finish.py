@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from rivya_api.chat import services, sqlite_finish
+from rivya_api.chat import services, sqlite_finish, turn_end
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
@@ -101,3 +101,20 @@ def test_one_turn_ended_twice_at_once_settles_once(on, make_account, settings):
     assert LedgerEntry.objects.filter(wallet__account=account, type="settle").count() == 1
     wallet = Wallet.objects.get(account=account)
     assert (wallet.balance, wallet.held) == (100_000 - charged[0], 0)
+
+
+def _every_value(instance: Any) -> dict[str, Any]:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+def test_the_read_loads_what_the_orm_loads_times_included(account, settings):
+    """The turn, its session and their account as the ORM loads them: every field, aware times, JSON decoded."""
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    plan = started(account, "Hello")
+    loaded = {}
+    for on in (False, True):
+        use_sqlite(settings, on)
+        message = turn_end._locked_turn(plan.turn_id)
+        loaded[on] = [_every_value(message), _every_value(message.session), _every_value(message.session.account)]
+    assert loaded[True] == loaded[False]
+    assert loaded[True][0]["created_at"].tzinfo is not None
