@@ -19,6 +19,7 @@ from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
 from rivya_billing.models import Hold, LedgerEntry, Wallet
 from tests.rivya_api.chat.test_pg_commit import _models, prepare, row, written  # noqa: F401
+from tests.rivya_api.chat.test_sqlite_commit import raw_text
 from tests.rivya_billing.concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,7 +66,7 @@ def test_the_sqlite_path_ends_turns_as_the_plain_path(make_account, settings):
         billing.credits_grant(account=account, amount=100_000, reference="grant")
         use_sqlite(settings, on)
         assert sqlite_finish.enabled() == (on and connection.vendor == "sqlite")
-        runs[on] = ends(account)
+        runs[on] = [*ends(account), raw_text(account)]  # the stored text too: times' formats, JSON
     assert runs[True] == runs[False]
     sessions, messages = runs[False][1][0], runs[False][1][1]
     assert sessions[0]["message_count"] == 12  # three messages for each of the four turns that ended
