@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, models
+from django.test.utils import isolate_apps
 
-from rivya_api.chat import services, sqlite_finish, turn_end
+from rivya_api.chat import pg_finish, services, sqlite_finish, turn_end
 from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
@@ -119,3 +120,29 @@ def test_the_read_loads_what_the_orm_loads_times_included(account, settings):
         loaded[on] = [_every_value(message), _every_value(message.session), _every_value(message.session.account)]
     assert loaded[True] == loaded[False]
     assert loaded[True][0]["created_at"].tzinfo is not None
+
+
+@isolate_apps("rivya_api")
+def test_an_account_model_in_two_tables_takes_the_plain_path(monkeypatch, account, settings):
+    """The raw read takes one table's columns per model: a multi-table account model is the ORM's to load."""
+
+    class Tenant(models.Model):
+        name = models.CharField(max_length=20)
+
+        class Meta:
+            app_label = "rivya_api"
+
+    class Org(Tenant):
+        plan = models.CharField(max_length=20)
+
+        class Meta:
+            app_label = "rivya_api"
+
+    use_sqlite(settings, True)
+    assert sqlite_finish.enabled() == (connection.vendor == "sqlite")
+    monkeypatch.setattr(pg_finish, "_account_model", lambda: Org)
+    assert not sqlite_finish.enabled()
+    billing.credits_grant(account=account, amount=100_000, reference="grant")
+    plan = started(account, "Hello")
+    reply = services.chat_turn_finish(turn_id=plan.turn_id, content="Hi.", finish_reason="stop", usage=ChatUsage(20, 2))
+    assert (reply.status, reply.content, reply.credits_charged) == ("completed", "Hi.", 3)
