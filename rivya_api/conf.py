@@ -106,10 +106,20 @@ DEFAULTS: dict[str, Any] = {
     # A refused batch's statement, with the turn's messages, can reach the server log
     # (log_min_error_statement). False: BEGIN, each statement and COMMIT one round trip each.
     "CHAT_TURN_COMMIT_BATCHED": True,
+    # On SQLite (the embedded configuration) a chat turn's rows are written by statements built
+    # once (rivya_api.chat.sqlite_commit): a new session's INSERT and its messages' INSERT, or for a
+    # session that exists one INSERT … WHERE the session is unchanged and not busy, in the plain
+    # path's transaction (BEGIN IMMEDIATE, billing's hold, COMMIT). False: the ORM's save, read, check
+    # and bulk_create.
+    "CHAT_TURN_COMMIT_SQLITE": True,
     # On PostgreSQL a chat turn's end locks its reply with SQL built once and saves the reply, the
     # turn's other messages and the session's counters in one statement (rivya_api.chat.pg_finish).
     # False: the ORM's locking read and three UPDATEs.
     "CHAT_TURN_FINISH_SQL": True,
+    # On SQLite (the embedded configuration) a chat turn's end reads its reply, session and account
+    # and writes its three UPDATEs with statements built once (rivya_api.chat.sqlite_finish), in the
+    # plain path's transaction; the reply's save sends no pre_save/post_save. False: the ORM's.
+    "CHAT_TURN_FINISH_SQLITE": True,
     # With CHAT_TURN_FINISH_SQL and billing's PG_SETTLE, outside a transaction, on psycopg 3 with
     # client-side binding, for a finish that settles and whose caller names the turn's model (the
     # streaming runner does): BEGIN, the locking read, the settle, the UPDATEs, COMMIT and the WAL

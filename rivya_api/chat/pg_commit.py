@@ -48,7 +48,7 @@ retrying past its limit) takes the plain path; the batch's refusals are the rare
 without a wallet or credits spent between the wallet read of ``chat_turn_prepare`` and the commit.
 A failure that is no refusal is logged (its SQLSTATE only) before the plain commit runs.
 
-``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite always takes the plain path),
+``RIVYA_API["CHAT_TURN_COMMIT_SQL"] = False`` switches it off (SQLite has its own, ``sqlite_commit``),
 ``CHAT_TURN_COMMIT_BATCHED = False`` the batches only; ``tests/rivya_api/chat/test_pg_commit.py``
 compares the three paths row by row and races turns.
 """

@@ -38,7 +38,7 @@ only. ``CHAT_TURN_FINISH_BATCHED = False`` switches the batch off;
 
 An account model that inherits from a concrete one (its columns in more than one table) takes the
 plain path, as in ``generations.pg_claim``. ``RIVYA_API["CHAT_TURN_FINISH_SQL"] = False`` switches it
-off (SQLite always takes the plain path); ``tests/rivya_api/chat/test_pg_finish.py`` compares the two
+off (SQLite has its own, ``sqlite_finish``); ``tests/rivya_api/chat/test_pg_finish.py`` compares the two
 paths row by row and races finishes of one turn.
 """
 

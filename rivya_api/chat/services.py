@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from rivya_api.catalog.selectors import catalog_provider, catalog_token_price
 from rivya_api.chat import funds_hint as funds_hint_module
-from rivya_api.chat import pg_commit
+from rivya_api.chat import pg_commit, sqlite_commit
 from rivya_api.chat.exceptions import (
     ChatContextLengthError,
     ChatCreditsError,
@@ -416,6 +416,15 @@ def _turn_rows_write(plan: ChatTurnPlan, pending: PendingTurn) -> None:
         if pg_commit.lock_session(session.pk) != pending.history_as_of:
             raise _busy(session)
         if not pg_commit.insert_unless_busy(session_pk=session.pk, rows=rows, now=now, busy_since=busy_since):
+            raise _busy(session)
+        return
+    if sqlite_commit.enabled(len(rows)):  # the same rows, statements built once (see there)
+        now = timezone.now()
+        if plan.new_session:
+            sqlite_commit.insert_new_session(session=session, rows=rows, now=now)
+        elif not sqlite_commit.insert_unless_busy(
+            session_pk=session.pk, rows=rows, now=now, busy_since=busy_since, history_as_of=pending.history_as_of
+        ):
             raise _busy(session)
         return
     if plan.new_session:

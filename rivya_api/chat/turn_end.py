@@ -27,7 +27,7 @@ from django.utils import timezone
 from rivya_api import metrics
 from rivya_api.catalog.exceptions import ModelNotFoundError
 from rivya_api.catalog.selectors import catalog_model_get, catalog_token_price
-from rivya_api.chat import funds_hint, pg_finish
+from rivya_api.chat import funds_hint, pg_finish, sqlite_finish
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_api.conf import api_settings
@@ -69,6 +69,8 @@ def chat_turn_reference(turn_id: str) -> str:
 def _locked_turn(turn_id: str) -> ChatMessage:
     if pg_finish.enabled():  # the same query, built once (see there)
         return pg_finish.locked_turn(turn_id)
+    if sqlite_finish.enabled():  # the same query on SQLite (see there)
+        return sqlite_finish.locked_turn(turn_id)
     # Locks the message and its session, as ever; the account (its ledger's owner) comes in the same
     # query, unlocked, rather than in a query of its own when the hold is settled or released.
     return (
@@ -166,6 +168,9 @@ def _finish(*, turn_id: str, content: str, finish_reason: str, usage: ChatUsage,
     message.credits_charged = charged
     if pg_finish.enabled():  # the three UPDATEs below in one statement (see there)
         pg_finish.finish_rows(message=message, fields=REPLY_FIELDS, charged=charged, now=now)
+        return message
+    if sqlite_finish.enabled():  # the three UPDATEs below, built once (see there)
+        sqlite_finish.finish_rows(message=message, fields=REPLY_FIELDS, charged=charged, now=now)
         return message
     message.save(update_fields=REPLY_FIELDS)
     added = (
