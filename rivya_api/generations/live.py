@@ -16,8 +16,9 @@ There a job's thread does not wait for its sends either (``RIVYA_API["LIVE_WORKE
 each goes onto the loop's queue, sent one after another in the order queued (so an account's
 "running" never overtakes its "succeeded"), each within ``SEND_TIMEOUT``, a failed one logged and
 the next sent. Waiting for the channel layer's Redis round trips took about a quarter of a no-op
-job's time in the worker. At most ``QUEUE_LIMIT`` sends wait (the oldest dropped, logged, when a
-stalled Redis lets more pile up); a worker process flushes its queue as it shuts down
+job's time in the worker. At most ``QUEUE_LIMIT`` sends wait: when a stalled Redis lets more pile
+up, one is dropped (an update a later one of the same task supersedes, else the oldest), logged with
+the count so far (``_WorkerLoop.dropped``); a worker process flushes its queue as it shuts down
 (``worker_process_shutdown``, up to ``SEND_TIMEOUT``). The ``generation_updated`` signal is still
 sent on the job's thread. False: the job's thread waits for each send.
 """
@@ -98,6 +99,7 @@ class _WorkerLoop:
     _pid: int | None = None
     _queue: collections.deque[tuple[Any, str, dict[str, Any]]] = collections.deque()  # used on the loop only
     _sender: asyncio.Task[None] | None = None
+    dropped = 0  # updates dropped from a full queue, for the whole process
 
     @classmethod
     def run(cls, coroutine: Any) -> Any:
@@ -125,12 +127,27 @@ class _WorkerLoop:
 
     @classmethod
     def _enqueue(cls, layer: Any, group: str, message: dict[str, Any]) -> None:  # on the loop
-        if len(cls._queue) >= QUEUE_LIMIT:
-            cls._queue.popleft()
-            logger.warning("Live updates pile up (%s waiting); the oldest is dropped", QUEUE_LIMIT)
         cls._queue.append((layer, group, message))
+        if len(cls._queue) > QUEUE_LIMIT:
+            cls._drop_one()
         if cls._sender is None or cls._sender.done():
             cls._sender = asyncio.get_running_loop().create_task(cls._send_queued())
+
+    @classmethod
+    def _drop_one(cls) -> None:
+        """Drop an update a later one of the same task supersedes, else the oldest; logged and counted."""
+        seen: set[tuple[str, Any]] = set()
+        for index in range(len(cls._queue) - 1, -1, -1):
+            _, group, message = cls._queue[index]
+            key = (group, (message.get("task") or {}).get("id"))
+            if key[1] is not None and key in seen:
+                del cls._queue[index]
+                break
+            seen.add(key)
+        else:
+            cls._queue.popleft()
+        cls.dropped += 1
+        logger.warning("Live updates pile up (%s waiting): one dropped, %s dropped so far", QUEUE_LIMIT, cls.dropped)
 
     @classmethod
     async def _send_queued(cls) -> None:

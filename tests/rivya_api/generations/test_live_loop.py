@@ -94,7 +94,7 @@ class _Layer:
 
     async def group_send(self, group: str, message: dict) -> None:
         self.sending.set()
-        number = message["number"]
+        number = message["number"] if "number" in message else message["task"].get("number", 0)
         if number in self.slow:
             await asyncio.sleep(self.delay)
         if number in self.failing:
@@ -158,3 +158,36 @@ def test_the_generation_updated_signal_is_still_sent_before_returning(worker_pro
     finally:
         generation_updated.disconnect(receiver)
     assert got == ["task_x"]
+
+
+def _task(number: int, task: str, status: str) -> dict:
+    return {"number": number, "task": {"id": task, "status": status}}
+
+
+def test_piling_up_drops_a_superseded_update_of_the_same_task_before_the_oldest(worker_process, monkeypatch, caplog):
+    monkeypatch.setattr(live, "QUEUE_LIMIT", 3)
+    monkeypatch.setattr(live._WorkerLoop, "dropped", 0)
+    layer = _Layer(slow={0}, delay=0.2)
+    live._WorkerLoop.post(layer, "g", _task(0, "t0", "running"))
+    assert layer.sending.wait(5)  # 0 is being sent
+    live._WorkerLoop.post(layer, "g", _task(1, "a", "succeeded"))  # oldest waiting, the only word on "a"
+    live._WorkerLoop.post(layer, "g", _task(2, "b", "running"))  # superseded by 4
+    live._WorkerLoop.post(layer, "g", _task(3, "c", "running"))
+    live._WorkerLoop.post(layer, "g", _task(4, "b", "succeeded"))
+    assert live._WorkerLoop.flush(5)
+    assert layer.sent == [0, 1, 3, 4]  # "a" succeeded still arrives; b's "running" was dropped
+    assert live._WorkerLoop.dropped == 1
+    assert "1 dropped so far" in caplog.text
+
+
+def test_a_job_does_not_wait_for_its_live_update(worker_process, rivya_settings, monkeypatch):
+    import channels.layers
+
+    rivya_settings("RIVYA_API", LIVE_WORKER_LOOP=True, LIVE_WORKER_NO_WAIT=True)
+    layer = _Layer(slow={0}, delay=0.5)
+    monkeypatch.setattr(channels.layers, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(live, "account_group", lambda account_id: "g")
+    started = time.monotonic()
+    live._send(1, {"id": "t", "status": "running"})
+    assert time.monotonic() - started < 0.25
+    assert live._WorkerLoop.flush(5)
