@@ -191,3 +191,17 @@ def test_a_job_does_not_wait_for_its_live_update(worker_process, rivya_settings,
     live._send(1, {"id": "t", "status": "running"})
     assert time.monotonic() - started < 0.25
     assert live._WorkerLoop.flush(5)
+
+
+def test_the_worker_process_shutdown_signal_flushes(worker_process):
+    import os
+
+    from celery.signals import worker_process_shutdown
+
+    import rivya_api.generations.tasks  # noqa: F401  (connects the receivers)
+
+    layer = _Layer(slow={0, 1}, delay=0.1)
+    for number in range(2):
+        live._WorkerLoop.post(layer, "g", {"number": number})
+    worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+    assert layer.sent == [0, 1]
