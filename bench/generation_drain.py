@@ -166,6 +166,8 @@ def noop_generations(env: dict[str, str], count: int, concurrency: int) -> dict:
     dsn = env["DATABASE_URL"]
     finished = "SELECT count(*) FROM rivya_api_generationtask WHERE id = ANY(%s) AND completed_at IS NOT NULL"
     result = _drain(env, "gen", concurrency, count, queue, _Poller(dsn, finished, [ids]), db_polls=True)
+    if "error" in result:
+        return result  # not drained: no figures (switch_rounds reports it)
     from rivya_api.generations.models import GenerationTask
 
     tasks = GenerationTask.objects.filter(pk__in=ids)

@@ -252,6 +252,10 @@ DEFAULTS: dict[str, Any] = {
     # A Celery worker process sends live task updates through one long-lived event loop
     # (rivya_api.generations.live); False: a new loop (and Redis connection) per update.
     "LIVE_WORKER_LOOP": True,
+    # With LIVE_WORKER_LOOP, a job's thread queues its live updates on that loop and goes on (sent
+    # in order, each within 5 s, flushed at the process's shutdown) instead of waiting for Redis.
+    # False: each update is waited for.
+    "LIVE_WORKER_NO_WAIT": True,
     # A sweep that fails on one task retries it after a backoff (30 s, doubling); after this many
     # failures the task is failed and released without further ado (generation_abandon).
     "GENERATION_SWEEP_MAX_FAILURES": 5,

@@ -39,8 +39,8 @@ def count_transactions(connection: Any = default_connection) -> Iterator[Transac
     log = TransactionLog()
 
     def execute(run: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        batch, _, after = sql.partition("; COMMIT")
-        if after and sql.upper().startswith("BEGIN") and connection.get_autocommit():
+        batch, sent_with_commit, after = sql.partition("; COMMIT")
+        if sent_with_commit and sql.upper().startswith("BEGIN") and connection.get_autocommit():
             # A transaction sent as one query (rivya_api.common.pg_batch): it, and what runs after its COMMIT.
             log.committed.append([batch])
             if after.strip(" ;"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from rivya_api.generations import live, provider_process, services, sweeps
 
@@ -23,5 +23,7 @@ def generations_sweep_task() -> dict[str, int]:
 
 # Each prefork child sends its live updates through a loop of its own (see live).
 worker_process_init.connect(live.worker_loop_enable, weak=False, dispatch_uid="rivya_live_worker_loop")
+# And sends the live updates it has queued before it exits.
+worker_process_shutdown.connect(live.worker_loop_flush, weak=False, dispatch_uid="rivya_live_worker_flush")
 # And starts its provider forkserver and an idle provider process before its first job needs them.
 worker_process_init.connect(provider_process.warm_start, weak=False, dispatch_uid="rivya_provider_warm_start")

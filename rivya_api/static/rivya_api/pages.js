@@ -108,6 +108,8 @@
   LiveTasks.prototype.apply = function (task) {
     var row = this.root.querySelector('[data-task-id="' + task.id + '"]');
     if (!row) { this.insertRow(task.id); return; }
+    // A finished task stays finished: a late update from another process (a worker's queued send) is stale.
+    if (TERMINAL[row.getAttribute("data-status")] && !TERMINAL[task.status]) return;
     var finished = TERMINAL[task.status] && !TERMINAL[row.getAttribute("data-status")];
     row.setAttribute("data-status", task.status);
     if (finished) this.refreshWallet();
