@@ -40,7 +40,7 @@ test: $(STAMP) $(WHEELHOUSE)/.complete
 	$(BIN)/lint-imports --no-cache  # the apps' one-way dependency rule ([tool.importlinter] in pyproject.toml)
 	$(BIN)/pytest
 	$(BIN)/pytest --ds=tests.orghost.settings -m "not browser and not node and not slow" tests/rivya_api tests/rivya_billing tests/rivya_webhooks
-	# The embedded configuration's own fast paths (SQLite; they skip above when DATABASE_URL is PostgreSQL)
+	# The embedded configuration's own fast paths (SQLite; marked `sqlite`, deselected above when DATABASE_URL is PostgreSQL)
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/pytest tests/rivya_api/chat/test_sqlite_commit.py tests/rivya_api/chat/test_sqlite_finish.py
 
 lint: $(STAMP)

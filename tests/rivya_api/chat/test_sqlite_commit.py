@@ -26,7 +26,7 @@ from tests.rivya_api.chat.test_pg_commit import MODEL, _models, commit, finish, 
 from tests.rivya_billing.concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db(transaction=True)
-sqlite_only = pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite's own path")
+sqlite_only = pytest.mark.sqlite  # SQLite's own path: deselected on PostgreSQL (tests/conftest.py)
 
 
 def use_sqlite(settings: Any, on: bool) -> None:

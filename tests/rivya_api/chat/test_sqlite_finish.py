@@ -75,7 +75,7 @@ def test_the_sqlite_path_ends_turns_as_the_plain_path(make_account, settings):
     assert [m[1]["credits_charged"] for m in messages if m[1]["role"] == "assistant"] == [3, 2, 0, 0, 0]
 
 
-@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite's own path")
+@pytest.mark.sqlite
 @pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
 def test_the_built_statements_are_sent(on, account, settings, django_assert_num_queries):
     use_sqlite(settings, on)
