@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import models
 
 from rivya_api.accounts import account_for_user, get_account_model
 
@@ -22,3 +23,23 @@ def account_create(name: str | None = None) -> Any:
     account = account_for_user(user_create(name))
     assert isinstance(account, get_account_model())
     return account
+
+
+def two_table_models() -> tuple[Any, Any]:
+    """``(Tenant, Org)``: a model and its multi-table child (the parent's columns in the parent's table),
+    for the fast paths that read or write one table and must leave such an account model to the ORM.
+    Call it inside the test's ``isolate_apps("rivya_api")``, which keeps them out of the real registry."""
+
+    class Tenant(models.Model):
+        name = models.CharField(max_length=20)
+
+        class Meta:
+            app_label = "rivya_api"
+
+    class Org(Tenant):
+        plan = models.CharField(max_length=20)
+
+        class Meta:
+            app_label = "rivya_api"
+
+    return Tenant, Org

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.db import connection, models
+from django.db import connection
 from django.test.utils import isolate_apps
 
 from rivya_api.chat import pg_finish, services, sqlite_finish, turn_end
@@ -19,6 +19,7 @@ from rivya_api.chat.models import ChatMessage
 from rivya_api.chat.providers.base import ChatUsage
 from rivya_billing import services as billing
 from rivya_billing.models import Hold, LedgerEntry, Wallet
+from tests.factories import two_table_models
 from tests.rivya_api.chat.test_pg_commit import _models, prepare, row, written  # noqa: F401
 from tests.rivya_api.chat.test_sqlite_commit import raw_text
 from tests.rivya_billing.concurrency import run_concurrently
@@ -126,17 +127,7 @@ def test_the_read_loads_what_the_orm_loads_times_included(account, settings):
 def test_an_account_model_in_two_tables_takes_the_plain_path(monkeypatch, account, settings):
     """The raw read takes one table's columns per model: a multi-table account model is the ORM's to load."""
 
-    class Tenant(models.Model):
-        name = models.CharField(max_length=20)
-
-        class Meta:
-            app_label = "rivya_api"
-
-    class Org(Tenant):
-        plan = models.CharField(max_length=20)
-
-        class Meta:
-            app_label = "rivya_api"
+    _, Org = two_table_models()
 
     use_sqlite(settings, True)
     assert sqlite_finish.enabled() == (connection.vendor == "sqlite")

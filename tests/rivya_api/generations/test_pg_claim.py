@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, models
+from django.db import connection
 from django.test.utils import isolate_apps
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from rivya_api.generations.models import GenerationTask
 from rivya_api.generations.providers.local import LocalImageProvider
 from rivya_billing import services as billing
 from rivya_billing.models import Hold
+from tests.factories import two_table_models
 from tests.rivya_api.generations.fakes import GENERATION_MODELS, LOCAL, model
 from tests.rivya_billing.concurrency import run_concurrently
 
@@ -200,17 +201,7 @@ def test_an_account_model_with_a_parent_table_takes_the_plain_path(monkeypatch):
     """Multi-table inheritance: the parent's columns are in the parent's table, which the UPDATE
     does not join (it would name them on the child's table and every claim would fail)."""
 
-    class Tenant(models.Model):
-        name = models.CharField(max_length=20)
-
-        class Meta:
-            app_label = "rivya_api"
-
-    class Org(Tenant):
-        plan = models.CharField(max_length=20)
-
-        class Meta:
-            app_label = "rivya_api"
+    Tenant, Org = two_table_models()
 
     class OrgProxy(Org):
         class Meta:
