@@ -41,7 +41,7 @@ test: $(STAMP) $(WHEELHOUSE)/.complete
 	$(BIN)/pytest
 	$(BIN)/pytest --ds=tests.orghost.settings -m "not browser and not node and not slow" tests/rivya_api tests/rivya_billing tests/rivya_webhooks
 	# The embedded configuration's own fast paths (SQLite; marked `sqlite`, deselected above when DATABASE_URL is PostgreSQL)
-	env -u DATABASE_URL -u REDIS_URL $(BIN)/pytest tests/rivya_api/chat/test_sqlite_commit.py tests/rivya_api/chat/test_sqlite_finish.py
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/pytest tests/rivya_api/chat/test_sqlite_commit.py tests/rivya_api/chat/test_sqlite_finish.py tests/rivya_billing/test_sqlite_holds.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

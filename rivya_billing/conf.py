@@ -45,6 +45,12 @@ DEFAULTS: dict[str, Any] = {
     # plain path's savepoint, so a database error does not abort the caller's work (a generation's own
     # claim and heartbeat skip it). False: the portable row-lock path.
     "PG_HOLD_RENEW": True,
+    # On SQLite (the embedded configuration), a reservation's and a settle's rows are written by statements
+    # built once (services/sqlite_holds.py) rather than ORM queries compiled on every call, in the plain
+    # path's transaction (BEGIN IMMEDIATE holds the write lock); same rows, same refusals. A reservation
+    # with a spend limit, and the settle of a hold counted against one, take the plain path.
+    # False: the plain path.
+    "SQLITE_HOLDS": True,
     # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)
     # rather than an ORM query compiled on every call. False: the ORM query.
     "AVAILABLE_SQL": True,

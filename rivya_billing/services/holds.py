@@ -20,7 +20,7 @@ from rivya_billing.exceptions import (
 )
 from rivya_billing.metrics import sweep_row_failed
 from rivya_billing.models import EntryType, Hold, HoldState, SpendLimit
-from rivya_billing.services import pg_reserve, pg_settle
+from rivya_billing.services import pg_reserve, pg_settle, sqlite_holds
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
@@ -197,6 +197,10 @@ def _reserve_rows(
     Nothing is written before the last refusal, so a caller of a joined reservation (no savepoint)
     that catches one can go on in its transaction; and a repeat found under the locks (a concurrent
     reservation of the same reference that committed while this one waited) counts nothing."""
+    if spend_limit is None and sqlite_holds.enabled():  # the same rows, statements built once
+        return sqlite_holds.reserve_rows(
+            account=account, amount=amount, reference=reference, actor=actor, now=now, expires=expires
+        )
     if spend_limit is not None:
         existing = Hold.objects.filter(wallet__account=account, reference=reference).first()
         if existing is not None:
@@ -309,6 +313,11 @@ def _settle_rows(
     *, account: Any, reference: str, amount: int, actor: str, lease_token: int | None, now: datetime
 ) -> Hold:
     """Hold, limit and wallet row locks, then the writes; a refusal is raised before any of them."""
+    if sqlite_holds.enabled():  # the same rows, statements built once; None: a limited hold, the plain path
+        arguments = {"account": account, "reference": reference, "amount": amount, "actor": actor}
+        settled = sqlite_holds.settle_rows(**arguments, lease_token=lease_token, now=now)
+        if settled is not None:
+            return settled
     shared = not row_locks()  # SQLite: the wallet comes in the hold's query, under the transaction's lock
     hold = _lock_hold(account=account, reference=reference, wallet=shared)
     if _settle_repeat(hold, amount=amount, lease_token=lease_token, now=now):

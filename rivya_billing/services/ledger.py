@@ -161,6 +161,30 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
     writer that slipped past the lock would make it fail instead of forking the
     ledger; the check constraints refuse any result with ``balance < held``.
     """
+    entries, balance, held, sequence, spent = _entries(wallet=wallet, lines=lines, actor=actor, now=now)
+    updated = Wallet.objects.filter(pk=wallet.pk, last_sequence=wallet.last_sequence).update(
+        balance=F("balance") + (balance - wallet.balance),
+        held=F("held") + (held - wallet.held),
+        last_sequence=sequence,
+        updated_at=now,
+    )
+    if updated != 1:
+        raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
+    LedgerEntry.objects.bulk_create(entries)
+    if spent:
+        _draw_grants(wallet_id=wallet.pk, spent=spent)
+    wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
+    # Counted once committed (a rolled-back operation never happened); robust, so a metrics
+    # failure can never turn a committed ledger write into an error.
+    transaction.on_commit(lambda: _observe(lines), robust=True)
+    return entries
+
+
+def _entries(
+    *, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime
+) -> tuple[list[LedgerEntry], int, int, int, int]:
+    """The entries ``lines`` append to ``wallet`` (unsaved), and its balance, held and last sequence
+    after them, and what they spend (``_draw_grants``); shared by ``_post`` and ``sqlite_holds``."""
     balance, held, sequence = wallet.balance, wallet.held, wallet.last_sequence
     entries = []
     spent = 0
@@ -194,22 +218,7 @@ def _post(*, wallet: Wallet, lines: Sequence[_Line], actor: str, now: datetime) 
                 created_at=now,
             )
         )
-    updated = Wallet.objects.filter(pk=wallet.pk, last_sequence=wallet.last_sequence).update(
-        balance=F("balance") + (balance - wallet.balance),
-        held=F("held") + (held - wallet.held),
-        last_sequence=sequence,
-        updated_at=now,
-    )
-    if updated != 1:
-        raise LedgerConcurrencyError(f"Wallet {wallet.pk} changed under its row lock; nothing was posted.")
-    LedgerEntry.objects.bulk_create(entries)
-    if spent:
-        _draw_grants(wallet_id=wallet.pk, spent=spent)
-    wallet.balance, wallet.held, wallet.last_sequence, wallet.updated_at = balance, held, sequence, now
-    # Counted once committed (a rolled-back operation never happened); robust, so a metrics
-    # failure can never turn a committed ledger write into an error.
-    transaction.on_commit(lambda: _observe(lines), robust=True)
-    return entries
+    return entries, balance, held, sequence, spent
 
 
 def _draw_grants(*, wallet_id: int, spent: int) -> None:

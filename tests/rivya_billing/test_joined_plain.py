@@ -1,7 +1,7 @@
 """The joined reservation and settle (a chat turn's commit and end) on the plain path, every database.
 
-``holds._reserve_joined`` and ``holds._settle_joined`` with the PostgreSQL statements off (SQLite,
-the embedded default, always) run in the caller's transaction with no savepoint: what they write
+``holds._reserve_joined`` and ``holds._settle_joined`` with the PostgreSQL statements and SQLite's
+built ones (``sqlite_holds``, compared with this path in ``test_sqlite_holds.py``) off run in the caller's transaction with no savepoint: what they write
 is the caller's transaction's, a refusal is raised before they write anything (the caller may go
 on), and outside a transaction each is its own. On SQLite a settle and a release read the wallet
 with the hold (one query: the ``IMMEDIATE`` transaction's lock covers both).
@@ -34,7 +34,7 @@ from tests.rivya_billing.conftest import assert_ledger_clean
 
 @pytest.fixture
 def plain(rivya_settings: Any) -> None:
-    rivya_settings("RIVYA_BILLING", PG_RESERVE=False, PG_SETTLE=False)
+    rivya_settings("RIVYA_BILLING", PG_RESERVE=False, PG_SETTLE=False, SQLITE_HOLDS=False)
 
 
 def statements(queries: CaptureQueriesContext) -> list[str]:

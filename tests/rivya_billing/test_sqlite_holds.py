@@ -1,0 +1,243 @@
+"""Billing's reservation and settle by SQL built once on SQLite (``services/sqlite_holds``) against the plain path.
+
+The same reservations and settles (``test_pg_reserve.reservations``, ``test_pg_settle.settles``:
+repeats, conflicts, refusals, overruns under both policies, stale and released holds, expiring
+grants, a spend limit, a caller's transaction that rolls back) run with ``SQLITE_HOLDS`` off and on
+and must leave the same rows (every column of wallet, ledger entries, holds, grants, spend limit,
+low-balance notices), return the same holds, raise the same errors and observe the same metrics
+once committed. On another database the switch changes nothing (the path is SQLite's), which the
+test checks too. On SQLite: the joined calls (no savepoint; a refusal writes nothing and the
+caller goes on), the statements sent, races on one database file (threads reserving one wallet's
+last credits, one reference reserved at once, one settle sent twice) and the fallbacks (a spend
+limit, the switch, an SQLite too old to build the statements).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from rivya_billing import services
+from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError, ReferenceConflictError
+from rivya_billing.models import Hold, LedgerEntry, SpendLimit, Wallet
+from rivya_billing.services import holds, ledger, sqlite_holds
+from tests.rivya_billing.concurrency import run_concurrently
+from tests.rivya_billing.conftest import T0, assert_ledger_clean
+from tests.rivya_billing.test_pg_reserve import reservations, row
+from tests.rivya_billing.test_pg_settle import settles
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def use(rivya_settings: Any, on: bool) -> None:
+    """The portable path (the PostgreSQL statements off), with SQLite's built statements ``on`` or off."""
+    rivya_settings("RIVYA_BILLING", PG_RESERVE=False, PG_SETTLE=False, SQLITE_HOLDS=on)
+    assert sqlite_holds.enabled() is (on and connection.vendor == "sqlite")
+
+
+def counted(monkeypatch: Any) -> dict[str, list[Any]]:
+    """What each of the fast path's two calls returned (a settle's None: the plain path took it)."""
+    calls: dict[str, list[Any]] = {"reserve_rows": [], "settle_rows": []}
+    for name, results in calls.items():
+        original = getattr(sqlite_holds, name)
+
+        def spy(*, _original: Any = original, _results: list[Any] = results, **kwargs: Any) -> Any:
+            result = _original(**kwargs)
+            _results.append(result)
+            return result
+
+        monkeypatch.setattr(sqlite_holds, name, spy)
+    return calls
+
+
+def _recorder(events: list[Any]) -> Any:
+    return lambda *, operation, credits: events.append((operation, credits))
+
+
+def test_the_sqlite_path_reserves_exactly_what_the_plain_path_does(make_account, rivya_settings, monkeypatch):
+    use(rivya_settings, False)
+    plain = reservations(make_account, "plain")
+    use(rivya_settings, True)
+    calls = counted(monkeypatch)
+    fast = reservations(make_account, "sqlite")
+
+    assert fast == plain
+    kinds = [result[0] for result in fast[:10]]
+    refused = ["ReferenceConflictError", "hold", "InsufficientCreditsError", "InsufficientCreditsError"]
+    assert kinds == ["hold", "hold", *refused, "hold", "hold", "SpendLimitExceededError", "hold"]
+    # Returned without a limit: a, a, a (repeats), b (c, d and both h are refused); the limited ones fall back.
+    assert len(calls["reserve_rows"]) == (4 if connection.vendor == "sqlite" else 0)
+    assert_ledger_clean()
+
+
+@pytest.mark.parametrize("policy", ["cap", "available"])
+def test_the_sqlite_path_settles_exactly_what_the_plain_path_does(make_account, rivya_settings, monkeypatch, policy):
+    rivya_settings("RIVYA_BILLING", OVERRUN_POLICY=policy)
+    results = {}
+    for on in (False, True):
+        use(rivya_settings, on)
+        with monkeypatch.context() as patch:
+            calls = counted(patch)
+            events: list[Any] = []
+            patch.setattr(ledger, "ledger_operation_observe", _recorder(events))
+            results[on] = settles(make_account, f"{on}-{policy}", events)
+    for number, (got, expected) in enumerate(zip(results[True], results[False], strict=True)):
+        assert got == expected, number
+    fast = results[True]
+    assert fast[0] == (("hold", fast[0][0][1]), [("settle", 10)])
+    assert fast[1][1] == []  # the repeat did nothing
+    assert fast[2][0][0] == "ReferenceConflictError"
+    assert fast[13][1] == []  # rolled back: no metrics
+    if connection.vendor == "sqlite":
+        # Every reservation but the two limited ones; every settle's read, the limited holds' returning None.
+        assert len(calls["reserve_rows"]) == 10
+        settled = calls["settle_rows"]
+        assert [result is None for result in settled].count(True) == 2
+        assert len(settled) == 10  # full twice, partial and above (None), unused, claimed, rolled twice, caller, last
+    else:
+        assert calls == {"reserve_rows": [], "settle_rows": []}
+    assert_ledger_clean()
+
+
+@pytest.mark.sqlite
+def test_joined_calls_take_no_savepoint_and_a_refusal_writes_nothing(make_account, rivya_settings):
+    """A chat turn's commit and end: refused reservations and settles leave the caller's transaction as it was."""
+    use(rivya_settings, True)
+    account = make_account()
+    services.credits_grant(account=account, amount=50, reference="grant", now=T0)
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        with pytest.raises(InsufficientCreditsError) as refused:
+            holds._reserve_joined(account=account, amount=51, reference="big")
+        assert (refused.value.requested, refused.value.available) == (51, 50)
+        hold = holds._reserve_joined(account=account, amount=30, reference="turn", actor="key_1")
+        assert holds._reserve_joined(account=account, amount=30, reference="turn") == hold  # a repeat
+        with pytest.raises(ReferenceConflictError):
+            holds._reserve_joined(account=account, amount=31, reference="turn")
+        settled = holds._settle_joined(account=account, reference="turn", amount=12)
+        with pytest.raises(ReferenceConflictError):
+            holds._settle_joined(account=account, reference="turn", amount=13)
+        services.credits_grant(account=account, amount=1, reference="after", now=T0)  # the caller goes on
+    sent = [query["sql"].split()[0].upper() for query in queries.captured_queries]
+    assert sent.count("SAVEPOINT") == 1  # the grant's own; none of the joined calls'
+    assert (settled.state, settled.captured, settled.usage) == ("settled", 12, 12)
+    entries = LedgerEntry.objects.filter(wallet__account=account).order_by("sequence")
+    assert [(e.sequence, e.type, e.amount, e.balance_after, e.held_after, e.actor) for e in entries] == [
+        (1, "grant", 50, 50, 0, ""),
+        (2, "reserve", 30, 50, 30, "key_1"),
+        (3, "settle", 12, 38, 18, "key_1"),
+        (4, "release", 18, 38, 0, "key_1"),
+        (5, "grant", 1, 39, 0, ""),
+    ]
+    assert Hold.objects.filter(wallet__account=account).count() == 1
+    assert_ledger_clean()
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
+def test_the_built_statements_are_sent(on, account, rivya_settings):
+    use(rivya_settings, on)
+    services.credits_grant(account=account, amount=50, reference="grant", now=T0)
+    with CaptureQueriesContext(connection) as reserved:
+        services.credits_reserve(account=account, amount=20, reference="r", now=T0)
+    with CaptureQueriesContext(connection) as settled:
+        services.credits_settle(account=account, reference="r", amount=5, now=T0)
+    # BEGIN IMMEDIATE, the wallet, the repeat check (built: one read with the wallet), the hold, the
+    # wallet UPDATE, the entry, COMMIT; the settle: BEGIN, the hold with its wallet, the wallet UPDATE,
+    # the entries, the grants' probe, the hold's UPDATE, COMMIT (the same statements, built once).
+    assert len(reserved) == (6 if on else 7)
+    assert len(settled) == 7
+    joined = [q["sql"] for q in reserved.captured_queries]
+    assert any(" LEFT JOIN " in sql for sql in joined) == on
+
+
+@pytest.mark.sqlite
+def test_threads_reserving_one_wallets_last_credits_get_exactly_them(make_account, rivya_settings):
+    use(rivya_settings, True)
+    account = make_account()
+    services.credits_grant(account=account, amount=50, reference="grant")
+    run = run_concurrently(8, lambda i: services.credits_reserve(account=account, amount=10, reference=f"r{i}").pk)
+    assert run.unexpected(InsufficientCreditsError) == []
+    assert (len(run.winners()), run.errors()) == (5, {"InsufficientCreditsError": 3})
+    late = run_concurrently(4, lambda _: services.credits_reserve(account=account, amount=1, reference="late"))
+    assert late.errors() == {"InsufficientCreditsError": 4}  # refused, and nothing written
+    wallet = Wallet.objects.get(account=account)
+    assert (wallet.balance, wallet.held) == (50, 50)  # nothing left for "same"
+    assert Hold.objects.filter(wallet=wallet).count() == 5
+    assert_ledger_clean()
+
+
+@pytest.mark.sqlite
+def test_one_reference_reserved_at_once_and_one_settle_sent_twice_post_once(make_account, rivya_settings):
+    use(rivya_settings, True)
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="grant")
+    run = run_concurrently(4, lambda _: services.credits_reserve(account=account, amount=30, reference="one").pk)
+    assert run.errors() == {}
+    assert len(set(run.winners())) == 1
+    settled = run_concurrently(2, lambda _: services.credits_settle(account=account, reference="one", amount=7).usage)
+    assert settled.errors() == {}
+    assert settled.winners() == [7, 7]
+    types = list(
+        LedgerEntry.objects.filter(wallet__account=account).order_by("sequence").values_list("type", flat=True)
+    )
+    assert types == ["grant", "reserve", "settle", "release"]
+    wallet = Wallet.objects.get(account=account)
+    assert (wallet.balance, wallet.held, wallet.last_sequence) == (93, 0, 4)
+    with pytest.raises(HoldNotPendingError):
+        services.credits_release(account=account, reference="one")
+    assert_ledger_clean()
+
+
+@pytest.mark.sqlite
+def test_a_spend_limit_and_the_switch_take_the_plain_path(make_account, rivya_settings, monkeypatch):
+    account = make_account()
+    services.credits_grant(account=account, amount=100, reference="grant", now=T0)
+    limit = services.spend_limit_set(owner_ref="sqlite-holds", credits=40, window="total", now=T0)
+    use(rivya_settings, True)
+    calls = counted(monkeypatch)
+    hold = services.credits_reserve(account=account, amount=30, reference="limited", spend_limit=limit.pk, now=T0)
+    assert calls["reserve_rows"] == []  # the plain path counted it
+    assert hold.spend_limit_state == (30, 40, limit.window_start)
+    services.credits_settle(account=account, reference="limited", amount=10, now=T0)
+    assert calls["settle_rows"] == [None]  # read, then left to the plain path
+    assert SpendLimit.objects.get(pk=limit.pk).used == 10  # the rest given back
+    use(rivya_settings, False)
+    services.credits_reserve(account=account, amount=5, reference="off", now=T0)
+    services.credits_settle(account=account, reference="off", amount=5, now=T0)
+    assert len(calls["reserve_rows"]) == 0
+    assert len(calls["settle_rows"]) == 1
+    assert_ledger_clean()
+
+
+@pytest.mark.sqlite
+def test_an_sqlite_without_returning_takes_the_plain_path(monkeypatch, rivya_settings, caplog):
+    import sqlite3
+
+    rivya_settings("RIVYA_BILLING", SQLITE_HOLDS=True)
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    sqlite_holds._built.cache_clear()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rivya_billing.services.sqlite_holds"):
+            assert sqlite_holds.enabled() is False
+        assert "cannot be built" in caplog.text
+    finally:
+        sqlite_holds._built.cache_clear()
+
+
+@pytest.mark.sqlite
+def test_the_returned_hold_is_what_the_orm_loads(account, rivya_settings):
+    use(rivya_settings, True)
+    services.credits_grant(account=account, amount=10, reference="grant", now=T0)
+    hold = services.credits_reserve(account=account, amount=4, reference="r", actor="key_9", now=T0)
+    stored = Hold.objects.get(pk=hold.pk)
+    assert row(hold) == row(stored)
+    assert hold.public_id == stored.public_id
+    assert hold.created_at == T0
+    assert (hold._state.adding, hold._state.db) == (False, stored._state.db)
+    repeat = services.credits_reserve(account=account, amount=4, reference="r", now=T0)
+    assert repeat.public_id == hold.public_id
+    assert type(repeat.created_at) is type(stored.created_at)
