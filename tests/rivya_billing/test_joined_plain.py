@@ -1,10 +1,11 @@
 """The joined reservation and settle (a chat turn's commit and end) on the plain path, every database.
 
 ``holds._reserve_joined`` and ``holds._settle_joined`` with the PostgreSQL statements and SQLite's
-built ones (``sqlite_holds``, compared with this path in ``test_sqlite_holds.py``) off run in the caller's transaction with no savepoint: what they write
-is the caller's transaction's, a refusal is raised before they write anything (the caller may go
-on), and outside a transaction each is its own. On SQLite a settle and a release read the wallet
-with the hold (one query: the ``IMMEDIATE`` transaction's lock covers both).
+built ones (``sqlite_holds``, compared with this path in ``test_sqlite_holds.py``) off run in the
+caller's transaction with no savepoint: what they write is the caller's transaction's, a refusal is
+raised before they write anything (the caller may go on), and outside a transaction each is its own.
+On SQLite a settle and a release read the wallet with the hold (one query: the ``IMMEDIATE``
+transaction's lock covers both).
 """
 
 from __future__ import annotations
