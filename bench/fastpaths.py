@@ -12,6 +12,8 @@ running every variant once in turn (so load from other work spreads over all):
 - ``credits_available``: ``AVAILABLE_SQL`` on (plain SQL) vs off (the ORM query);
 - ``redis cache get``: a new cache object per call (what each request gets under
   ASGI), ``REDIS_CACHE_SHARED_POOL`` on vs off (only with ``REDIS_URL``);
+- ``hold and settle`` (SQLite only): a joined reservation and a joined settle of one credit, each in
+  its own transaction (as a chat turn's commit and end), ``SQLITE_HOLDS`` on vs off;
 - ``middleware``: ``GET /api/v1/models`` through the async test client with the
   project's handler, ``MIDDLEWARE_ON_EVENT_LOOP`` on vs off (the rate limiter running, with a
   limit no run reaches).
@@ -96,6 +98,30 @@ def cache_variants() -> dict[str, Variant]:
     return {"redis cache get, shared pool (on)": variant(True), "redis cache get, Django's (off)": variant(False)}
 
 
+def holds_variants(account: Any) -> dict[str, Variant]:
+    from itertools import count
+
+    from django.db import transaction
+
+    from rivya_billing import services
+    from rivya_billing.services import holds
+
+    services.credits_grant(account=account, amount=10**12, reference="bench:holds")
+    numbers = count()
+
+    def call() -> None:
+        reference = f"bench:hold:{next(numbers)}"
+        with transaction.atomic():
+            holds._reserve_joined(account=account, amount=2, reference=reference, actor="key_bench")
+        with transaction.atomic():
+            holds._settle_joined(account=account, reference=reference, amount=1)
+
+    def variant(on: bool) -> Variant:
+        return lambda: override("RIVYA_BILLING", SQLITE_HOLDS=on), call
+
+    return {"hold and settle, SQL built once (on)": variant(True), "hold and settle, ORM (off)": variant(False)}
+
+
 def middleware_variants(secret: str) -> dict[str, Variant]:
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient, override_settings
@@ -154,6 +180,8 @@ def main() -> None:
     groups = [key_lookup_variants(secret), available_variants(account)]
     if os.environ.get("REDIS_URL"):
         groups.append(cache_variants())
+    if connection.vendor == "sqlite":
+        groups.append(holds_variants(account))
     groups.append(middleware_variants(secret))
     results: dict[str, list[float]] = {name: [] for group in groups for name in group}
     for group in groups:
