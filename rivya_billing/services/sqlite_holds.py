@@ -84,7 +84,7 @@ def _built() -> bool:
 def reserve_rows(*, account: Any, amount: int, reference: str, actor: str, now: datetime, expires: datetime) -> Hold:
     """``holds._reserve_rows`` without a spend limit: a repeat, the refusal, then the hold, wallet and entry."""
     with connection.cursor() as cursor:
-        cursor.execute(_statements()["reserve_read"], [reference, _account_pk(account)])
+        cursor.execute(_statements()["reserve_read"], [reference, _account_value(account)])
         row = cursor.fetchone()
     wallet = hold = None
     if row is not None:
@@ -121,7 +121,7 @@ def settle_rows(
     from rivya_billing.services.holds import _settle_split  # holds imports this module
 
     with connection.cursor() as cursor:
-        cursor.execute(_statements()["settle_read"], [_account_pk(account), reference])
+        cursor.execute(_statements()["settle_read"], [_account_value(account), reference])
         row = cursor.fetchone()
     if row is None:
         raise _hold_not_found(reference)
@@ -171,6 +171,11 @@ def _draw_grants(cursor: Any, *, wallet_id: int, spent: int) -> None:
         spent -= take
         if not spent:
             break
+
+
+def _account_value(account: Any) -> Any:
+    """The wallet's ``account`` column value of ``account`` (an instance or its pk), as the ORM's lookup sends it."""
+    return Wallet._meta.get_field("account").get_db_prep_value(_account_pk(account), connection)
 
 
 def _insert_values(instance: Any) -> list[Any]:
