@@ -48,7 +48,8 @@ DEFAULTS: dict[str, Any] = {
     # On SQLite (the embedded configuration), a reservation's and a settle's rows are written by statements
     # built once (services/sqlite_holds.py) rather than ORM queries compiled on every call, in the plain
     # path's transaction (BEGIN IMMEDIATE holds the write lock); same rows, same refusals. A reservation
-    # with a spend limit, and the settle of a hold counted against one, take the plain path.
+    # with a spend limit, and the settle of a hold counted against one, take the plain path; so does a
+    # reservation while a pre_save/post_save receiver is connected for Hold (the built INSERT sends none).
     # False: the plain path.
     "SQLITE_HOLDS": True,
     # credits_available (before every chat turn) as plain SQL written once (rivya_billing.fastpath)

@@ -197,7 +197,7 @@ def _reserve_rows(
     Nothing is written before the last refusal, so a caller of a joined reservation (no savepoint)
     that catches one can go on in its transaction; and a repeat found under the locks (a concurrent
     reservation of the same reference that committed while this one waited) counts nothing."""
-    if spend_limit is None and sqlite_holds.enabled():  # the same rows, statements built once
+    if spend_limit is None and sqlite_holds.reserves():  # the same rows, statements built once
         return sqlite_holds.reserve_rows(
             account=account, amount=amount, reference=reference, actor=actor, now=now, expires=expires
         )

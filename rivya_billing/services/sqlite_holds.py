@@ -22,7 +22,9 @@ Nothing is written before the last refusal. ``durability`` does nothing on SQLit
 is PostgreSQL's), and the lines' metrics are observed once committed, as ``ledger._post`` does.
 
 A reservation with a spend limit, and the settle of a hold counted against one, take the plain path
-(its limit row's window and counts; the settle's read is then made again there). Release, expiry and
+(its limit row's window and counts; the settle's read is then made again there). The hold's INSERT
+sends no ``pre_save``/``post_save`` (the plain path's ``Hold.objects.create`` does), so while a
+receiver is connected for ``Hold`` (a host's) reservations take the plain path, as ``pg_event``. Release, expiry and
 renewal are not here (not on a chat turn's way).
 ``RIVYA_BILLING["SQLITE_HOLDS"] = False`` switches it off; ``tests/rivya_billing/test_sqlite_holds.py``
 compares it with the plain path row by row.
@@ -37,6 +39,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models.signals import post_save, pre_save
 
 from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import InsufficientCreditsError, LedgerConcurrencyError
@@ -62,6 +65,12 @@ MAX_LINES = 4
 def enabled() -> bool:
     """Whether reservations and settles on this connection take this path (the plain path's transaction)."""
     return connection.vendor == "sqlite" and bool(billing_settings.SQLITE_HOLDS) and _built()
+
+
+def reserves() -> bool:
+    """Whether a reservation (without a spend limit) takes this path: ``enabled`` and no receiver of the
+    hold's ``pre_save``/``post_save``, which the plain path's ``Hold.objects.create`` sends and this one not."""
+    return enabled() and not (pre_save.has_listeners(Hold) or post_save.has_listeners(Hold))
 
 
 @cache
