@@ -19,10 +19,17 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 
 from rivya_billing import services
-from rivya_billing.exceptions import HoldNotPendingError, InsufficientCreditsError, ReferenceConflictError
+from rivya_billing.exceptions import (
+    HoldNotPendingError,
+    InsufficientCreditsError,
+    LedgerConcurrencyError,
+    ReferenceConflictError,
+)
 from rivya_billing.models import Hold, LedgerEntry, SpendLimit, Wallet
 from rivya_billing.services import holds, ledger, sqlite_holds
 from tests.rivya_billing.concurrency import run_concurrently
@@ -241,3 +248,79 @@ def test_the_returned_hold_is_what_the_orm_loads(account, rivya_settings):
     repeat = services.credits_reserve(account=account, amount=4, reference="r", now=T0)
     assert repeat.public_id == hold.public_id
     assert type(repeat.created_at) is type(stored.created_at)
+
+
+@pytest.mark.sqlite
+def test_a_receiver_of_the_holds_save_takes_the_plain_path(account, rivya_settings, monkeypatch):
+    """The built INSERT sends no ``pre_save``/``post_save``: while one is connected for ``Hold`` the
+    reservation is the plain path's (``Hold.objects.create``), which sends them; the settle sends none either way."""
+    use(rivya_settings, True)
+    calls = counted(monkeypatch)
+    services.credits_grant(account=account, amount=10, reference="grant", now=T0)
+    saved: list[tuple[str, bool]] = []
+
+    def receiver(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+        saved.append((instance.reference, created))
+
+    post_save.connect(receiver, sender=Hold, dispatch_uid="test_sqlite_holds")
+    try:
+        assert sqlite_holds.reserves() is False
+        services.credits_reserve(account=account, amount=4, reference="watched", now=T0)
+    finally:
+        post_save.disconnect(sender=Hold, dispatch_uid="test_sqlite_holds")
+    assert (saved, calls["reserve_rows"]) == ([("watched", True)], [])
+    assert sqlite_holds.reserves() is True
+    services.credits_reserve(account=account, amount=4, reference="unwatched", now=T0)
+    assert len(calls["reserve_rows"]) == 1
+    assert_ledger_clean()
+
+
+class _Moved:
+    """``ledger._entries`` after another writer moved the wallet's sequence on (past its lock: what the
+    wallet UPDATE's ``last_sequence`` guard is there for)."""
+
+    def __init__(self) -> None:
+        self.entries = ledger._entries
+
+    def __call__(self, *, wallet: Wallet, **kwargs: Any) -> Any:
+        Wallet.objects.filter(pk=wallet.pk).update(last_sequence=F("last_sequence") + 1)
+        return self.entries(wallet=wallet, **kwargs)
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
+def test_a_wallet_moved_on_under_the_lock_is_refused_and_nothing_is_posted(on, account, rivya_settings, monkeypatch):
+    use(rivya_settings, on)
+    services.credits_grant(account=account, amount=50, reference="grant", now=T0)
+    services.credits_reserve(account=account, amount=20, reference="settled", now=T0)
+    before = [row(w) for w in Wallet.objects.all()], [row(e) for e in LedgerEntry.objects.order_by("pk")]
+    holds_before = [row(h) for h in Hold.objects.order_by("pk")]
+    moved = _Moved()
+    monkeypatch.setattr(ledger, "_entries", moved)
+    monkeypatch.setattr(sqlite_holds, "_entries", moved)
+    with pytest.raises(LedgerConcurrencyError):
+        services.credits_reserve(account=account, amount=5, reference="new", now=T0)
+    with pytest.raises(LedgerConcurrencyError):
+        services.credits_settle(account=account, reference="settled", amount=5, now=T0)
+    assert ([row(w) for w in Wallet.objects.all()], [row(e) for e in LedgerEntry.objects.order_by("pk")]) == before
+    assert [row(h) for h in Hold.objects.order_by("pk")] == holds_before  # no "new", "settled" still pending
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
+def test_a_hold_resolved_under_the_lock_is_refused_and_nothing_is_posted(on, account, rivya_settings, monkeypatch):
+    """The hold's UPDATE re-checks ``pending``: a hold another writer resolved meanwhile is not settled again."""
+    use(rivya_settings, on)
+    services.credits_grant(account=account, amount=50, reference="grant", now=T0)
+    hold = services.credits_reserve(account=account, amount=20, reference="r", now=T0)
+    lines = ledger._settle_lines
+
+    def released_meanwhile(hold: Hold, **kwargs: Any) -> Any:
+        Hold.objects.filter(pk=hold.pk).update(state="released", resolved_at=T0)
+        return lines(hold, **kwargs)
+
+    monkeypatch.setattr(holds, "_settle_lines", released_meanwhile)
+    monkeypatch.setattr(sqlite_holds, "_settle_lines", released_meanwhile)
+    with pytest.raises(LedgerConcurrencyError):
+        services.credits_settle(account=account, reference="r", amount=5, now=T0)
+    stored = Hold.objects.get(pk=hold.pk)
+    assert (stored.state, stored.usage) == ("pending", None)
+    assert list(LedgerEntry.objects.order_by("sequence").values_list("type", flat=True)) == ["grant", "reserve"]
