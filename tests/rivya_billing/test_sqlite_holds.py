@@ -324,3 +324,23 @@ def test_a_hold_resolved_under_the_lock_is_refused_and_nothing_is_posted(on, acc
     stored = Hold.objects.get(pk=hold.pk)
     assert (stored.state, stored.usage) == ("pending", None)
     assert list(LedgerEntry.objects.order_by("sequence").values_list("type", flat=True)) == ["grant", "reserve"]
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["plain", "sqlite"])
+def test_an_object_of_another_model_is_not_taken_for_the_account(on, make_account, rivya_settings):
+    """The ORM's lookup refuses an instance of another model; its pk must not name some account's wallet."""
+    use(rivya_settings, on)
+    account = make_account()
+    services.credits_grant(account=account, amount=50, reference="grant", now=T0)
+    services.credits_reserve(account=account, amount=10, reference="r", now=T0)
+    other = SpendLimit.objects.create(owner_ref="not-an-account", credits=1)
+    SpendLimit.objects.filter(pk=other.pk).update(id=account.pk)  # the same pk as the account's
+    other = SpendLimit.objects.get(pk=account.pk)
+    message = f'Cannot query "{other}": Must be "{type(account)._meta.object_name}" instance.'
+    with pytest.raises(ValueError) as refused:
+        holds._reserve_rows(account=other, amount=5, reference="s", actor="", now=T0, expires=T0)
+    assert str(refused.value) == message
+    with pytest.raises(ValueError) as refused:
+        holds._settle_rows(account=other, reference="r", amount=5, actor="", lease_token=None, now=T0)
+    assert str(refused.value) == message
+    assert list(LedgerEntry.objects.order_by("sequence").values_list("type", flat=True)) == ["grant", "reserve"]
