@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.query_utils import check_rel_lookup_compatibility
 from django.utils import timezone
 
 from rivya_billing.conf import billing_settings
@@ -305,4 +306,15 @@ def _settle_lines(hold: Hold, *, captured: int, overrun: int, waived: int) -> li
 
 
 def _account_pk(account: Any) -> Any:
-    return account.pk if hasattr(account, "pk") else account
+    """The pk of ``account`` (an instance or its pk) for a statement built without the ORM's lookup.
+
+    An instance of another model is refused as the ORM's ``wallet__account=`` lookup refuses it
+    (``ValueError``), rather than its pk taken for an account's: a caller's wrong object (a user where
+    the account is an organisation) must not reach whichever account has the same pk."""
+    if not hasattr(account, "_meta"):
+        return account
+    field = Wallet._meta.get_field("account")
+    opts = field.remote_field.model._meta
+    if not check_rel_lookup_compatibility(account._meta.model, opts, field):
+        raise ValueError(f'Cannot query "{account}": Must be "{opts.object_name}" instance.')
+    return account.pk

@@ -39,7 +39,6 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models.query_utils import check_rel_lookup_compatibility
 from django.db.models.signals import post_save, pre_save
 
 from rivya_billing.conf import billing_settings
@@ -184,17 +183,9 @@ def _draw_grants(cursor: Any, *, wallet_id: int, spent: int) -> None:
 
 
 def _account_value(account: Any) -> Any:
-    """The wallet's ``account`` column value of ``account`` (an instance or its pk), as the ORM's lookup sends it.
-
-    An instance of another model is refused as the ORM's lookup refuses it (``ValueError``), rather than
-    its pk taken for an account's: a caller's wrong object (a user where the account is an organisation)
-    must not reserve or settle on whichever account has the same pk."""
-    field = Wallet._meta.get_field("account")
-    if hasattr(account, "_meta"):
-        opts = field.remote_field.model._meta
-        if not check_rel_lookup_compatibility(account._meta.model, opts, field):
-            raise ValueError(f'Cannot query "{account}": Must be "{opts.object_name}" instance.')
-    return field.get_db_prep_value(_account_pk(account), connection)
+    """The wallet's ``account`` column value of ``account`` (an instance or its pk), as the ORM's lookup
+    sends it (``_account_pk`` refuses an instance of another model, as that lookup does)."""
+    return Wallet._meta.get_field("account").get_db_prep_value(_account_pk(account), connection)
 
 
 def _insert_values(instance: Any) -> list[Any]:
