@@ -4,7 +4,9 @@ The fast paths that replace an ORM read and write by one statement (``rivya_api`
 ``generations/pg_claim``, ``rivya_billing``'s ``services/pg_renew``) get the row back as plain
 column values; ``instance_from_row`` makes of them what the ORM's own read would have loaded.
 Here because both apps need it and ``rivya_billing`` must not import ``rivya_api``. ``in_one_table``
-says whether a model's row is one table's (the fast paths that join an account model need it).
+says whether a model's row is one table's (the fast paths that join an account model need it);
+``saves_heard`` whether a receiver listens to a model's saves (the fast paths that write without
+``save()`` send no ``pre_save``/``post_save``, so they take the plain path while one does).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, connections
+from django.db.models.signals import post_save, pre_save
 
 # Per connection (each thread has its own), per model: the attnames, and each column with its
 # converters. Worked out once: doing it for every row was about 70 µs a row (three rows a generation).
@@ -66,3 +69,10 @@ def in_one_table(model: Any) -> bool:
     a fast path's hand-written join does not reach, so such an account model takes the plain path."""
     meta = model._meta.concrete_model._meta
     return meta.concrete_fields == meta.local_concrete_fields
+
+
+def saves_heard(model: Any) -> bool:
+    """Whether a receiver (a host's) is connected to ``model``'s ``pre_save`` or ``post_save``: the plain path
+    saves that model's rows with ``save()``, which sends both, and a fast path writing them by its own
+    statement sends neither, so it gives way to the plain path while one listens."""
+    return pre_save.has_listeners(model) or post_save.has_listeners(model)

@@ -68,6 +68,7 @@ from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.common.pg_batch import BEGIN, failed_inside, one_query_possible, send
 from rivya_api.conf import api_settings
 from rivya_billing.services import durability, pg_reserve
+from rivya_core.rows import saves_heard
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,14 @@ SESSION_COLUMNS = (
 
 
 def enabled() -> bool:
-    return connection.vendor == "postgresql" and bool(api_settings.CHAT_TURN_COMMIT_SQL) and _built()
+    """Whether a turn's rows take this path (not while a receiver listens to the session's saves: the
+    plain path's ``session.save()`` sends ``pre_save``/``post_save``, this INSERT neither)."""
+    return (
+        connection.vendor == "postgresql"
+        and bool(api_settings.CHAT_TURN_COMMIT_SQL)
+        and _built()
+        and not saves_heard(ChatSession)
+    )
 
 
 @cache

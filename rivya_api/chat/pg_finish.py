@@ -58,7 +58,7 @@ from rivya_api.common import pg_batch
 from rivya_api.conf import api_settings
 from rivya_billing import fastpath as billing_fastpath
 from rivya_billing.services import durability, pg_settle
-from rivya_core.rows import in_one_table, instance_from_row
+from rivya_core.rows import in_one_table, instance_from_row, saves_heard
 
 logger = logging.getLogger(__name__)
 # A failure inside the batch: logged, then the plain finish runs.
@@ -69,8 +69,13 @@ SETTLE = "f_"  # the settle's parameters in the batch (pg_settle._joined_params)
 
 
 def enabled() -> bool:
+    """Whether a turn's end takes this path (not while a receiver listens to the reply's saves: the plain
+    path's ``message.save()`` sends ``pre_save``/``post_save``, this UPDATE neither)."""
     return (
-        connection.vendor == "postgresql" and bool(api_settings.CHAT_TURN_FINISH_SQL) and in_one_table(_account_model())
+        connection.vendor == "postgresql"
+        and bool(api_settings.CHAT_TURN_FINISH_SQL)
+        and in_one_table(_account_model())
+        and not saves_heard(ChatMessage)
     )
 
 

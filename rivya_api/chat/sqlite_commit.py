@@ -38,6 +38,7 @@ from django.db import connection
 from rivya_api.chat import pg_commit
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.conf import api_settings
+from rivya_core.rows import saves_heard
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,14 @@ MAX_ROWS = 16
 
 
 def enabled(rows: int = 1) -> bool:
-    """Whether a turn of ``rows`` message rows takes this path."""
+    """Whether a turn of ``rows`` message rows takes this path (not while a receiver listens to the
+    session's saves, as ``pg_commit``)."""
     return (
-        connection.vendor == "sqlite" and bool(api_settings.CHAT_TURN_COMMIT_SQLITE) and rows <= MAX_ROWS and _built()
+        connection.vendor == "sqlite"
+        and bool(api_settings.CHAT_TURN_COMMIT_SQLITE)
+        and rows <= MAX_ROWS
+        and _built()
+        and not saves_heard(ChatSession)
     )
 
 

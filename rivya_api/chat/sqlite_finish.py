@@ -27,14 +27,16 @@ from django.db import connection
 from rivya_api.chat import pg_finish
 from rivya_api.chat.models import ChatMessage, ChatSession
 from rivya_api.conf import api_settings
-from rivya_core.rows import in_one_table
+from rivya_core.rows import in_one_table, saves_heard
 
 
 def enabled() -> bool:
+    """Whether a turn's end takes this path (not while a receiver listens to the reply's saves, as ``pg_finish``)."""
     return (
         connection.vendor == "sqlite"
         and bool(api_settings.CHAT_TURN_FINISH_SQLITE)
         and in_one_table(pg_finish._account_model())
+        and not saves_heard(ChatMessage)
     )
 
 

@@ -33,6 +33,7 @@ from rivya_billing.models import EntryType, Hold, HoldState, Wallet, new_entry_i
 from rivya_billing.services.durability import early_release, flush_after_commit
 from rivya_billing.services.ledger import _account_pk, _reserve_arguments
 from rivya_billing.services.limits import spend_limit_exceeded_error, spend_limit_get
+from rivya_core.rows import saves_heard
 
 # Installed by the migrations that load it (0009 first; see there for how a change is made).
 SQL_FILE = Path(__file__).with_name("pg_reserve.sql")
@@ -49,8 +50,9 @@ UNIQUE_VIOLATION = "23505"  # the statement's "this reference has a hold already
 
 
 def enabled() -> bool:
-    """Whether reservations on this connection take the one-statement path."""
-    return connection.vendor == "postgresql" and billing_settings.PG_RESERVE
+    """Whether reservations on this connection take the one-statement path (not while a receiver
+    listens to the hold's saves: its INSERT sends no ``pre_save``/``post_save``, the plain path's does)."""
+    return connection.vendor == "postgresql" and billing_settings.PG_RESERVE and not saves_heard(Hold)
 
 
 def reserve(

@@ -39,7 +39,6 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models.signals import post_save, pre_save
 
 from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import InsufficientCreditsError, LedgerConcurrencyError
@@ -54,7 +53,7 @@ from rivya_billing.services.ledger import (
     _settle_lines,
     _settle_repeat,
 )
-from rivya_core.rows import insert_fields, instance_from_row, mark_inserted
+from rivya_core.rows import insert_fields, instance_from_row, mark_inserted, saves_heard
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def enabled() -> bool:
 def reserves() -> bool:
     """Whether a reservation (without a spend limit) takes this path: ``enabled`` and no receiver of the
     hold's ``pre_save``/``post_save``, which the plain path's ``Hold.objects.create`` sends and this one not."""
-    return enabled() and not (pre_save.has_listeners(Hold) or post_save.has_listeners(Hold))
+    return enabled() and not saves_heard(Hold)
 
 
 @cache

@@ -21,9 +21,8 @@ from __future__ import annotations
 from functools import cache
 
 from django.db import connection
-from django.db.models.signals import post_save, pre_save
 
-from rivya_core.rows import insert_fields, mark_inserted
+from rivya_core.rows import insert_fields, mark_inserted, saves_heard
 from rivya_webhooks.conf import webhooks_settings
 from rivya_webhooks.models import WebhookEndpoint, WebhookEvent
 
@@ -31,7 +30,7 @@ from rivya_webhooks.models import WebhookEndpoint, WebhookEvent
 def enabled() -> bool:
     if connection.vendor != "postgresql" or not webhooks_settings.EVENT_INSERT_SQL:
         return False
-    return not (pre_save.has_listeners(WebhookEvent) or post_save.has_listeners(WebhookEvent))
+    return not saves_heard(WebhookEvent)
 
 
 def insert(event: WebhookEvent) -> bool:
