@@ -14,7 +14,6 @@ from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import (
     HoldLeaseActiveError,
     HoldNotPendingError,
-    InsufficientCreditsError,
     SpendLimitError,
     StaleHoldError,
 )
@@ -24,6 +23,7 @@ from rivya_billing.services import pg_reserve, pg_settle, sqlite_holds
 from rivya_billing.services.ledger import (
     _actor,
     _check_amount,
+    _check_covered,
     _check_reference,
     _conflict,
     _Line,
@@ -211,11 +211,7 @@ def _reserve_rows(
     if existing is not None:
         return existing
     state = _limit_window(limit, amount=amount, now=now)
-    available = wallet.available if wallet else 0
-    if wallet is None or available < amount:
-        raise InsufficientCreditsError(
-            f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
-        )
+    _check_covered(wallet, amount)
     _limit_count(limit, state, now=now)
     hold = Hold.objects.create(
         wallet=wallet,

@@ -19,6 +19,7 @@ from rivya_billing.conf import billing_settings
 from rivya_billing.exceptions import (
     HoldNotFoundError,
     HoldNotPendingError,
+    InsufficientCreditsError,
     InvalidAmountError,
     InvalidReferenceError,
     LedgerConcurrencyError,
@@ -39,6 +40,15 @@ from rivya_billing.models import (
 from rivya_billing.services.durability import commit_early
 
 MAX_AMOUNT = 2**63 - 1  # the largest amount a ledger column (bigint) holds
+
+
+def _check_covered(wallet: Wallet | None, amount: int) -> None:
+    """Refuse a reservation of ``amount`` that the wallet's available does not cover (or no wallet)."""
+    available = wallet.available if wallet else 0
+    if wallet is None or available < amount:
+        raise InsufficientCreditsError(
+            f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
+        )
 
 
 def _check_amount(amount: Any, *, minimum: int = 1, param: str = "amount") -> int:

@@ -41,11 +41,12 @@ from typing import Any
 from django.db import connection, transaction
 
 from rivya_billing.conf import billing_settings
-from rivya_billing.exceptions import InsufficientCreditsError, LedgerConcurrencyError
+from rivya_billing.exceptions import LedgerConcurrencyError
 from rivya_billing.models import CreditGrant, EntryType, Hold, HoldState, LedgerEntry, Wallet
 from rivya_billing.services.ledger import (
     _account_pk,
     _actor,
+    _check_covered,
     _entries,
     _hold_not_found,
     _Line,
@@ -99,11 +100,7 @@ def reserve_rows(*, account: Any, amount: int, reference: str, actor: str, now: 
         wallet, hold = _wallet_and_hold(row)
     if hold is not None:
         return hold  # a repeat: the existing hold, whatever its state
-    available = wallet.available if wallet else 0
-    if wallet is None or available < amount:
-        raise InsufficientCreditsError(
-            f"Cannot reserve {amount} credits: {available} available.", requested=amount, available=available
-        )
+    _check_covered(wallet, amount)
     hold = Hold(
         wallet=wallet,
         reference=reference,
