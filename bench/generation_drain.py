@@ -3,10 +3,13 @@
     DATABASE_URL=postgres://…/rivya_gens REDIS_URL=redis://…/3 .venv/bin/python bench/generation_drain.py \\
         [--jobs 300] [--concurrency 2] [--json] [--switch NAME[,NAME…] [--rounds 3]] [--profile FILE]
 
-Both phases queue their work first, then start the Procfile's worker command (prefork) and
-time the drain. Per phase: jobs per second (first to last completion), the worker's CPU
-seconds per job (robust on a shared machine; live processes only, so not the provider's
-short-lived forks) and the PostgreSQL transactions per job
+Three phases, in turn in each of ``--rounds`` rounds (ratios taken within a round, then their
+median): raw Celery no-op tasks, the no-op jobs' floor (``bench/job_floor.py``: a raw Celery task
+making a generation's round trips and nothing else) and no-op generations. Each phase queues its
+work first, then starts the Procfile's worker command (prefork) and times the drain. Per phase:
+jobs per second (first to last completion), the worker's CPU seconds per job (robust on a shared
+machine; live processes only, so not the provider's short-lived forks) and the PostgreSQL
+transactions per job
 (``pg_stat_database`` of this database, commits and rollbacks, from the consumer's resume to
 the worker's exit; the bench's own reads and every session's login subtracted: PostgreSQL counts a
 new connection's login as a transaction, the bench's own connections' included). Jobs are
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -146,6 +150,27 @@ def raw_noops(env: dict[str, str], count: int, concurrency: int) -> dict:
     return _figures(result, count, stamps[-1] - stamps[0])
 
 
+def job_floor(env: dict[str, str], count: int, concurrency: int) -> dict:
+    """The no-op jobs' floor (``bench/job_floor.py``): a raw Celery task making a generation's round trips."""
+    from bench.job_floor import FINISHED, job_floor_task, prepare
+
+    dsn = env["DATABASE_URL"]
+    ids = prepare(dsn, count)
+
+    def queue() -> None:
+        for row_id in ids:
+            job_floor_task.delay(row_id)
+
+    result = _drain(env, "floor", concurrency, count, queue, _Poller(dsn, FINISHED, [ids]), db_polls=True)
+    if "error" in result:
+        return result
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        _, first, last = conn.execute(FINISHED, [ids]).fetchone()
+    return _figures(result, count, (last - first).total_seconds())
+
+
 def noop_generations(env: dict[str, str], count: int, concurrency: int) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -164,11 +189,20 @@ def noop_generations(env: dict[str, str], count: int, concurrency: int) -> dict:
         connection.close()
 
     dsn = env["DATABASE_URL"]
-    finished = "SELECT count(*) FROM rivya_api_generationtask WHERE id = ANY(%s) AND completed_at IS NOT NULL"
-    result = _drain(env, "gen", concurrency, count, queue, _Poller(dsn, finished, [ids]), db_polls=True)
+    # "id > before" lets the poll scan the primary key's index, not every task a reused database holds
+    # (``ids`` is filled by ``queue``, inside the drain, after the poller is made).
+    from django.db.models import Max
+
+    from rivya_api.generations.models import GenerationTask
+
+    before = GenerationTask.objects.aggregate(last=Max("id"))["last"] or 0
+    finished = (
+        "SELECT count(*) FROM rivya_api_generationtask WHERE id > %s AND id = ANY(%s) AND completed_at IS NOT NULL"
+    )
+    poller = _Poller(dsn, finished, [before, ids])
+    result = _drain(env, "gen", concurrency, count, queue, poller, db_polls=True)
     if "error" in result:
         return result  # not drained: no figures (switch_rounds reports it)
-    from rivya_api.generations.models import GenerationTask
 
     tasks = GenerationTask.objects.filter(pk__in=ids)
     stamps = tasks.exclude(completed_at=None).values_list("completed_at", flat=True)
@@ -203,13 +237,44 @@ def switch_rounds(env: dict[str, str], args: argparse.Namespace) -> dict:
     return paired_summary(args.switch, names, per_round)
 
 
+def three_phase_rounds(env: dict[str, str], args: argparse.Namespace) -> dict:
+    """Raw Celery no-ops, the jobs' floor and no-op generations, drained in turn in each of
+    ``args.rounds`` rounds: each round's ratios are of drains a few seconds apart, which a
+    machine whose speed drifts moves less than one raw drain against later ones."""
+    gen_env = {**env, "RIVYA_BENCH_PROFILE": args.profile} if args.profile else env
+    phases = {
+        "raw_celery_noops": lambda: raw_noops(env, args.jobs, args.concurrency),
+        "job_floor": lambda: job_floor(env, args.jobs, args.concurrency),
+        "noop_generations": lambda: noop_generations(gen_env, args.jobs, args.concurrency),
+    }
+    rounds = [{name: phase() for name, phase in phases.items()} for _ in range(args.rounds)]
+    per_s = {name: [r[name].get("per_s") for r in rounds] for name in phases}
+    if any(None in values for values in per_s.values()):
+        return {"error": rounds}
+
+    def ratios(a: str, b: str) -> list[float]:
+        return [round(x / y, 3) for x, y in zip(per_s[a], per_s[b], strict=True)]
+
+    return {
+        "rounds": rounds,
+        "per_s": per_s,
+        "median_ratio": {
+            "generations_vs_raw": statistics.median(ratios("noop_generations", "raw_celery_noops")),
+            "floor_vs_raw": statistics.median(ratios("job_floor", "raw_celery_noops")),
+            "generations_vs_floor": statistics.median(ratios("noop_generations", "job_floor")),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--switch", help="[NAMESPACE.]NAME of boolean settings, comma-separated: on vs off")
-    parser.add_argument("--rounds", type=int, default=3, help="pairs of rounds for --switch")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="pairs of rounds (--switch), else rounds of the three phases"
+    )
     parser.add_argument("--profile", help="py-spy raw samples of the generations phase's worker, to this file")
     args = parser.parse_args()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "DEBUG": "false", "LOG_LEVEL": "WARNING"}
@@ -221,12 +286,11 @@ def main() -> None:
     django.setup()
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
     purge_queue(env)
-    result = {"raw_celery_noops": raw_noops(env, args.jobs, args.concurrency)}
     if args.switch:
+        result = {"raw_celery_noops": raw_noops(env, args.jobs, args.concurrency)}
         result["noop_generations_switch"] = switch_rounds(env, args)
     else:
-        gen_env = {**env, "RIVYA_BENCH_PROFILE": args.profile} if args.profile else env
-        result["noop_generations"] = noop_generations(gen_env, args.jobs, args.concurrency)
+        result = three_phase_rounds(env, args)
     purge_queue(env)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 

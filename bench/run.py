@@ -13,7 +13,8 @@ to its baseline, both taken in this run on this machine, with the ratio and the 
   its own process); its CPU use is reported next to the server's, to show it is not the
   bottleneck.
 * Background work: raw Celery no-op tasks vs no-op generations end to end, drained by
-  the same worker command as the stack's (prefork, one child per CPU), on the same broker.
+  the same worker command as the stack's (prefork, one child per CPU), on the same broker;
+  and their floor, a raw Celery task making a generation's round trips (``bench/job_floor.py``).
 * Ledger, webhooks, chat: each issue's own script, called in its JSON output mode.
   A row whose endpoint or script is not in this build says "not available".
 * Chat, issue 25 (rows 25.x, ``bench/chat_targets.py``): the production configuration's added
@@ -398,6 +399,25 @@ def raw_celery_noops(env: dict[str, str], count: int, log: Path, concurrency: in
     }
 
 
+def job_floor(env: dict[str, str], count: int, log: Path, concurrency: int) -> dict[str, Any]:
+    """The no-op generations' floor (``bench/job_floor.py``): a raw Celery task making a no-op
+    generation's round trips and nothing else, queued first and drained by the same worker command."""
+    import psycopg
+
+    from bench.job_floor import FINISHED, job_floor_task, prepare
+
+    ids = prepare(env["DATABASE_URL"], count)
+    for row_id in ids:
+        job_floor_task.delay(row_id)
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn, celery_worker(env, log, concurrency):
+        deadline = time.monotonic() + 300
+        while (done := conn.execute(FINISHED, [ids]).fetchone())[0] < count:
+            if time.monotonic() > deadline:
+                return {"error": f"only {done[0]}/{count} floor jobs finished"}
+            time.sleep(0.2)
+    return {"count": count, "per_s": round((count - 1) / (done[2] - done[1]).total_seconds(), 1)}
+
+
 def noop_generations(env: dict[str, str], base: str, secret: str, count: int, log: Path, concurrency: int) -> dict:
     """Submit ``count`` no-op generations over HTTP, then drain them with a fresh worker, timed from the DB."""
     import asyncio
@@ -663,6 +683,9 @@ def main() -> None:
     purge_queue(env)
     results["raw_celery_noops"] = raw_celery_noops(env, args.jobs, logs / "worker-noop.log", workers)
     purge_queue(env)
+    say(f"{args.jobs} floor jobs (bench/job_floor.py: a no-op generation's round trips in a raw Celery task)")
+    results["job_floor"] = job_floor(env, args.jobs, logs / "worker-floor.log", workers)
+    purge_queue(env)
 
     say("pooling off")
     with Server({**env, "RIVYA_BENCH_DB_POOL": "off"}, logs / "web-nopool.log", workers) as server:
@@ -799,6 +822,18 @@ def main() -> None:
             ratio(gen, raw),
             "≥ 0.25",
             None if gen is None else ratio(gen, raw) >= 0.25,
+        )
+    )
+    floor = results.get("job_floor", {}).get("per_s")
+    rows.append(
+        row(
+            "(2) floor: a raw Celery task making a no-op generation's round trips (claim, provider process, "
+            "output file, finish, live update: bench/job_floor.py) and nothing else, vs raw Celery no-ops",
+            f"{floor} jobs/s; the generations reach {ratio(gen, floor)}× of it" if floor else NOT_AVAILABLE,
+            f"{raw} tasks/s",
+            ratio(floor, raw),
+            "report (bounds the row above)",
+            None,
         )
     )
     rows.append(transactions_row(results))

@@ -32,8 +32,9 @@ RIVYA_API["MODELS"] = [
     },
 ]
 
-# The raw Celery baseline's task lives in bench.tasks; workers started with these settings import it.
-CELERY_IMPORTS = ["bench.tasks"]
+# The raw Celery baseline's task lives in bench.tasks, the no-op jobs' floor in bench.job_floor; workers
+# started with these settings import them.
+CELERY_IMPORTS = ["bench.tasks", "bench.job_floor"]
 
 if env.str("RIVYA_BENCH_DB_POOL", default="on") == "off" and "pool" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["OPTIONS"].pop("pool")

@@ -17,6 +17,7 @@ OTHER_TARGETS = {
     "(1) GET /api/v1/credits throughput": 6,
     "(1) floor": 6,
     "(2) no-op generations": 6,
+    "(2) floor": 6,
     "(2) PostgreSQL transactions": 6,
     "(5) signed webhook deliveries/s": 7,
 }

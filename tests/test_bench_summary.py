@@ -13,6 +13,7 @@ def test_rows_are_matched_to_the_issue_targets_they_judge():
     assert target_of("(25.3) many streams: 1000 at 1 chunk/s, production") == 3
     assert target_of("(1) GET /api/v1/credits throughput vs bare DRF hello") == 6
     assert target_of("(5) signed webhook deliveries/s, one worker (prefork, 4 children)") == 7
+    assert target_of("(2) floor: a raw Celery task making a no-op generation's round trips") == 6
     assert target_of("(1) same, P99 latency") is None
     assert target_of("(3) streamed chat: added TTFT P50") is None
 
